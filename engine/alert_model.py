@@ -1,0 +1,70 @@
+"""The alert record, shared by the alert builder, every store and every sink.
+
+Kept apart from the code that *makes* alerts so a store can persist them without knowing how they are
+made (data flows one way: evaluate -> alert -> store/sinks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+EVIDENCE_CAP = 100
+
+
+def canonical_json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def alert_id(rule_id: str, group_key: str, anchor: str) -> str:
+    """Rule id + group key + the episode's first trigger time: a re-run lands on the same alert."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (rule_id, group_key, anchor):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+@dataclass
+class Alert:
+    """One alert: a rule's verdict about one group over one window (an *episode* of triggers).
+
+    ``revision`` grows when later evidence extends the same episode; sinks are handed every revision and
+    deduplicate on ``(id, revision)``.
+    """
+
+    id: str
+    rule_id: str
+    rule_title: str
+    rule_level: str
+    rule_tags: list[str]
+    kind: str  # "match" | "correlation"
+    group: dict[str, Any]
+    group_key: str
+    window_start: str
+    window_end: str
+    first_trigger: str
+    last_trigger: str
+    metric: dict[str, Any] = field(default_factory=dict)
+    evidence: list[str] = field(default_factory=list)
+    evidence_total: int = 0
+    triggers: int = 1
+    status: str = "new"
+    revision: int = 1
+    rule_description: str = ""
+    correlation_type: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Alert":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def content_key(self) -> dict[str, Any]:
+        """Everything that must be identical between two runs over the same data (no wall-clock times)."""
+        return self.to_dict()

@@ -1,0 +1,134 @@
+"""The event model every module agrees on.
+
+An event is a *flat* ``dict`` whose keys are dotted ECS field names (``"user.name"``, ``"@timestamp"``) or,
+for Windows data, the flat field names the upstream SigmaHQ rules expect (``"EventID"``,
+``"TargetUserName"``). Flat keys keep Sigma field look-ups a single dict access and map one-to-one onto
+SQLite columns and Elasticsearch dotted fields. Values are ``str``, ``int``, ``float``, ``bool``, ``None``
+or a list of those.
+
+Every event carries ``@timestamp`` (event time, ISO 8601 UTC with milliseconds and ``Z``),
+``event.dataset`` and ``event.id``. ``event.ingested`` is set by the store when it commits the event.
+Field documentation for analysts lives in ``docs/schema.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Mapping
+
+Event = dict[str, Any]
+
+TIMESTAMP = "@timestamp"
+DATASET = "event.dataset"
+EVENT_ID = "event.id"
+INGESTED = "event.ingested"
+ORIGINAL = "event.original"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def make_event_id(source_identity: str, raw: bytes | str) -> str:
+    """A deterministic id: the same record read twice from the same source gets the same id.
+
+    That is what makes a replay (after a crash, a rotated file re-read, a re-sent syslog message) land on
+    the existing copy instead of making a second one.
+    """
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(source_identity.encode("utf-8"))
+    digest.update(b"\x00")
+    digest.update(raw)
+    return digest.hexdigest()
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """Parse an ISO 8601 string (``Z`` or offset; naive means UTC) or epoch seconds/milliseconds.
+
+    Raises ``ValueError`` with the offending value, so callers can dead-letter with a clear reason.
+    """
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value / 1000.0 if abs(value) > 1e11 else float(value)
+        dt = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 timestamp: {value!r}") from None
+    else:
+        raise ValueError(f"not a timestamp: {value!r}")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)
+
+
+def format_timestamp(dt: datetime) -> str:
+    """The one canonical text form: UTC, millisecond precision, ``Z``. Sorts lexically == chronologically."""
+    dt = dt.astimezone(timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def normalise_timestamp(value: Any) -> str:
+    return format_timestamp(parse_timestamp(value))
+
+
+def timestamp_ms(value: str | datetime) -> int:
+    """Milliseconds since the epoch, the unit correlation windows are computed in."""
+    return (parse_timestamp(value) - _EPOCH) // timedelta(milliseconds=1)
+
+
+def from_timestamp_ms(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def flatten(document: Mapping[str, Any], prefix: str = "") -> Event:
+    """Turn nested JSON objects into dotted keys. Lists are kept as values, as ECS keeps them."""
+    flat: Event = {}
+    for key, value in document.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            if value:
+                flat.update(flatten(value, name + "."))
+            else:
+                flat[name] = None
+        else:
+            flat[name] = value
+    return flat
+
+
+def unflatten(event: Mapping[str, Any]) -> dict[str, Any]:
+    """Nest dotted keys again, for output formats that want ECS objects. Conflicts keep the flat key."""
+    nested: dict[str, Any] = {}
+    for key, value in event.items():
+        parts = key.split(".") if not key.startswith("@") else [key]
+        node = nested
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                if child is not None:
+                    node = None  # type: ignore[assignment]
+                    break
+                child = node[part] = {}
+            node = child
+        if node is None:
+            nested[key] = value
+        else:
+            node[parts[-1]] = value
+    return nested
+
+
+def iter_string_values(event: Mapping[str, Any]) -> Iterable[str]:
+    """Every string value of an event (list members included): what Sigma keyword searches look at."""
+    for value in event.values():
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, str):
+                    yield item

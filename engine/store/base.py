@@ -1,0 +1,157 @@
+"""The store contract: what the engine asks of SQLite and Elasticsearch alike.
+
+A store keeps four things: events, connector cursors, rule checkpoints and alerts (plus dead letters and a
+delivery outbox for sinks). It runs the narrowing query it is handed and knows nothing of Sigma semantics:
+the engine's evaluator decides what matches.
+
+Ordering and visibility: the engine evaluates "what was ingested since the last checkpoint". A store exposes
+that as an opaque ``Watermark`` (SQLite: a commit sequence number; Elasticsearch: an ingest time minus a
+safety lag). ``watermark()`` promises that every event ingested at or before it is visible to ``search``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+from engine.alert_model import Alert
+from engine.events import Event
+
+Watermark = str
+
+
+class StoreError(Exception):
+    """Base class for store failures the service reports and retries (never swallows)."""
+
+
+class StoreUnavailable(StoreError):
+    """The backend cannot be reached right now; callers back off and retry, nothing is dropped."""
+
+
+class StoreConflict(StoreError):
+    """Another engine changed the same state record concurrently (optimistic concurrency)."""
+
+
+@dataclass(frozen=True)
+class CursorUpdate:
+    """A connector's position, committed together with (never before) the events it covers."""
+
+    connector_id: str
+    value: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Input that could not become an event. ``location`` names the file:line, URL or field at fault."""
+
+    source: str
+    reason: str
+    location: str
+    raw: str
+    received_at: str = ""
+
+
+@dataclass
+class WriteResult:
+    written: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """What the engine wants to look at. All bounds optional; results are ordered by (@timestamp, event.id).
+
+    ``start`` is inclusive and ``end`` exclusive on event time (``@timestamp``).
+    ``ingested_after`` is exclusive and ``ingested_upto`` inclusive on the store's watermark.
+    ``prefilter`` is a store-specific narrowing query (a superset of the true matches) or None.
+    ``fields`` limits the returned fields (``None``: all); ``@timestamp``, ``event.id`` and
+    ``event.dataset`` are always returned.
+    """
+
+    datasets: Sequence[str] | None = None
+    start: str | None = None
+    end: str | None = None
+    ingested_after: Watermark | None = None
+    ingested_upto: Watermark | None = None
+    prefilter: Any = None
+    fields: Sequence[str] | None = None
+
+
+@dataclass
+class RuleCheckpoint:
+    """How far a rule has been evaluated. ``watermark`` None means never run."""
+
+    rule_id: str
+    watermark: Watermark | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Store(abc.ABC):
+    kind: str = "abstract"
+
+    # --- events -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def write(self, batch: Sequence[Event], cursor: CursorUpdate | None = None) -> WriteResult:
+        """Store events idempotently (same ``event.id`` twice is a duplicate, not a second copy), set
+        ``event.ingested``, and commit ``cursor`` atomically with them (or strictly after them)."""
+
+    @abc.abstractmethod
+    def search(self, query: SearchQuery) -> Iterator[Event]:
+        """Stream matching events; memory is bounded by the page size, not by the result size."""
+
+    @abc.abstractmethod
+    def watermark(self) -> Watermark | None:
+        """Position up to which every committed event is visible; None when the store has no events."""
+
+    # --- connector state ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_cursor(self, connector_id: str) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    def dead_letter(self, records: Sequence[DeadLetter], cursor: CursorUpdate | None = None) -> None:
+        """Keep input that could not be normalised; with ``cursor`` so a skipped record is not re-read."""
+
+    @abc.abstractmethod
+    def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
+
+    # --- rule state and alerts ----------------------------------------------------------------
+    @abc.abstractmethod
+    def get_checkpoint(self, rule_id: str) -> RuleCheckpoint: ...
+
+    @abc.abstractmethod
+    def commit_rule_run(self, checkpoint: RuleCheckpoint, alerts: Sequence[Alert]) -> None:
+        """Upsert ``alerts`` (by id) and advance the checkpoint in one atomic step."""
+
+    @abc.abstractmethod
+    def get_alert(self, alert_id: str) -> Alert | None: ...
+
+    @abc.abstractmethod
+    def latest_alert(self, rule_id: str, group_key: str) -> Alert | None:
+        """The alert of this rule and group with the greatest ``last_trigger`` (episode merging)."""
+
+    @abc.abstractmethod
+    def list_alerts(self, rule_id: str | None = None, limit: int | None = None) -> list[Alert]:
+        """Alerts ordered by (first_trigger, id)."""
+
+    # --- sink outbox --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def pending_deliveries(self, sink: str, limit: int = 1000) -> list[Alert]:
+        """Alert revisions not yet acknowledged by ``sink``, oldest first."""
+
+    @abc.abstractmethod
+    def mark_delivered(self, sink: str, alerts: Sequence[Alert]) -> None: ...
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return {"store": self.kind, "ok": True}
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
