@@ -1,0 +1,28 @@
+"""Shared fixtures. Store fixtures are parametrised so one contract suite runs on every store.
+
+Elasticsearch tests need a real cluster at ``WARDWATCH_TEST_ES_URL``. Without it they skip locally; in CI
+(``CI`` set) a skip is turned into a failure, so a missing cluster can never look like a green run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
+
+
+def es_url() -> str | None:
+    return os.environ.get("WARDWATCH_TEST_ES_URL") or None
+
+
+def require_elasticsearch() -> str:
+    url = es_url()
+    if url is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but WARDWATCH_TEST_ES_URL is not: Elasticsearch tests must run in CI")
+        pytest.skip("no Elasticsearch: set WARDWATCH_TEST_ES_URL (scripts/elasticsearch-dev start)")
+    return url
