@@ -1,0 +1,240 @@
+"""FHIR AuditEvent files: single resources, Bundles, and NDJSON (bulk export) - R4 and R5.
+
+Why a file connector for FHIR at all: many EHRs and FHIR servers export their audit trail (``$export``
+bulk data, nightly dumps, an interface engine writing one resource per line) rather than expose a
+queryable ``AuditEvent`` endpoint to the SIEM. All three shapes map through
+:func:`connectors.fhir_mapping.auditevent_to_event`, so rules see the same fields as from the REST source.
+
+* ``*.ndjson`` / ``*.jsonl``: one resource per line, streamed and followed (appends, rotation,
+  truncation) with the same :class:`connectors.tailing.LineFollower` as the NDJSON connector. A line
+  holding a Bundle is expanded too. Dead letters name ``path:line`` (``path:line#entry[i]``).
+* ``*.json``: one resource or one Bundle per file. Non-AuditEvent entries are skipped. The file is read
+  once it has not changed for ``settle_seconds`` (a half-written file is not a bad file), and again from
+  the start when it changes (stable event ids make the re-read land on existing copies). Dead letters name
+  ``path`` or ``path#entry[i]``.
+
+Options: ``path`` (file, directory - recursive - or glob), ``max_line_bytes`` (1 MiB),
+``max_file_bytes`` (256 MiB, for ``*.json``), ``settle_seconds`` (2), ``eof_grace_seconds`` (unset).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from typing import Any, Iterator, Mapping
+
+import orjson
+
+from connectors.base import Batch, Connector, ConnectorConfigError
+from connectors.fhir_mapping import MappingError, auditevent_to_event
+from connectors.ndjson import now_text, option_grace, option_int, option_str, raw_text
+from connectors.tailing import DEFAULT_MAX_LINE_BYTES, Line, LineFollower, discover
+from engine.events import Event
+from engine.store.base import DeadLetter
+
+LINE_SUFFIXES = (".ndjson", ".jsonl")
+DOC_SUFFIXES = (".json",)
+CURSOR_VERSION = 1
+DEFAULT_MAX_FILE_BYTES = 256 << 20
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+Outcome = Event | DeadLetter
+
+
+class FhirAuditEventFileConnector(Connector):
+    """AuditEvent resources from files: single JSON, Bundles, NDJSON (followed like a log)."""
+
+    type_name = "fhir-auditevent-file"
+    summary = "FHIR R4/R5 AuditEvent files: JSON resources, Bundles, NDJSON bulk exports"
+
+    def __init__(self, name: str, options: Mapping[str, Any]):
+        super().__init__(name, options)
+        path = option_str(name, options, "path")
+        if path is None:
+            raise ConnectorConfigError(f"connector {name!r}: option 'path' is required")
+        self.path: str = path
+        self.max_line_bytes = option_int(name, options, "max_line_bytes", DEFAULT_MAX_LINE_BYTES)
+        self.max_file_bytes = option_int(name, options, "max_file_bytes", DEFAULT_MAX_FILE_BYTES)
+        settle = options.get("settle_seconds", 2.0)
+        if isinstance(settle, bool) or not isinstance(settle, (int, float)) or settle < 0:
+            raise ConnectorConfigError(f"connector {name!r}: option 'settle_seconds' must be a number >= 0")
+        self.settle_seconds = float(settle)
+        self._follower = LineFollower(
+            max_line_bytes=self.max_line_bytes, eof_grace_seconds=option_grace(name, options)
+        )
+        # One parsed document kept between reads, so a big Bundle read in many batches is parsed once.
+        self._doc_cache: tuple[str, tuple[int, ...], Any] | None = None
+
+    # --- helpers -------------------------------------------------------------------------------------
+    def _dead(self, location: str, reason: str, raw: bytes | str) -> DeadLetter:
+        return DeadLetter(
+            source=self.source_identity,
+            reason=reason,
+            location=location,
+            raw=raw if isinstance(raw, str) else raw_text(raw),
+            received_at=now_text(),
+        )
+
+    def _map(self, resource: Any, location: str, raw: bytes) -> Outcome:
+        try:
+            return auditevent_to_event(resource, source_identity=self.source_identity, raw=raw)
+        except MappingError as exc:
+            return self._dead(location, f"field {exc.field!r}: {exc.message}", raw)
+        except Exception as exc:  # noqa: BLE001 - a mapping bug must cost one record, not the source
+            return self._dead(location, f"internal error: {type(exc).__name__}: {exc}", raw)
+
+    def _bundle_entries(self, bundle: Mapping[str, Any], location: str, start: int = 0
+                        ) -> Iterator[tuple[int, Outcome | None]]:
+        """(index, outcome) per entry from ``start``; outcome None for entries that are skipped."""
+        entries = bundle.get("entry")
+        if entries is None:
+            return
+        if not isinstance(entries, list):
+            yield 0, self._dead(location, "field 'entry': not a list", orjson.dumps(bundle))
+            return
+        for index in range(start, len(entries)):
+            entry = entries[index]
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            where = f"{location}#entry[{index}]"
+            if not isinstance(resource, dict):
+                yield index, (None if isinstance(entry, dict) else
+                              self._dead(where, "field 'entry': not an object", orjson.dumps(entry)))
+                continue
+            if resource.get("resourceType") != "AuditEvent":
+                yield index, None
+                continue
+            yield index, self._map(resource, where, orjson.dumps(resource))
+
+    # --- NDJSON ----------------------------------------------------------------------------------------
+    def _line_outcomes(self, line: Line) -> list[Outcome]:
+        location = f"{line.path}:{line.number}"
+        data = line.data
+        if line.oversized:
+            return [self._dead(location, f"line longer than max_line_bytes ({line.oversized} > "
+                                         f"{self.max_line_bytes} bytes)", data)]
+        if line.number == 1 and data.startswith(_UTF8_BOM):
+            data = data[3:]
+        if not data or data.isspace():
+            return []
+        try:
+            resource = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as uexc:
+                return [self._dead(location, f"invalid UTF-8 at byte {uexc.start}", data)]
+            return [self._dead(location, f"invalid JSON: {exc}", data)]
+        if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
+            return [o for _, o in self._bundle_entries(resource, location) if o is not None]
+        return [self._map(resource, location, data)]
+
+    # --- whole JSON documents -------------------------------------------------------------------------
+    def _load_doc(self, path: str, sig: tuple[int, ...]) -> tuple[Any, bytes] | DeadLetter:
+        if self._doc_cache and self._doc_cache[0] == path and self._doc_cache[1] == sig:
+            return self._doc_cache[2]
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(self.max_file_bytes + 1)
+        except OSError as exc:
+            return self._dead(path, f"cannot read file: {exc.strerror}", b"")
+        if data.startswith(_UTF8_BOM):
+            data = data[3:]
+        try:
+            result: tuple[Any, bytes] | DeadLetter = (orjson.loads(data), data.strip())
+        except orjson.JSONDecodeError as exc:
+            result = self._dead(path, f"invalid JSON: {exc}", data[:4096])
+        self._doc_cache = (path, sig, result)
+        return result
+
+    def _doc_outcomes(self, path: str, pos: dict[str, Any]) -> Iterator[Outcome]:
+        """Outcomes of one ``*.json`` file from ``pos["next"]``; updates ``pos`` before each yield."""
+        sig = (pos["dev"], pos["ino"], pos["size"], pos["mtime_ns"])
+        if pos["size"] > self.max_file_bytes:
+            pos["done"] = True
+            yield self._dead(path, f"file larger than max_file_bytes ({pos['size']} > {self.max_file_bytes})",
+                             b"")
+            return
+        loaded = self._load_doc(path, sig)
+        if isinstance(loaded, DeadLetter):
+            pos["done"] = True
+            yield loaded
+            return
+        doc, raw = loaded
+        if isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
+            for index, outcome in self._bundle_entries(doc, path, pos["next"]):
+                pos["next"] = index + 1
+                if outcome is not None:
+                    yield outcome
+            pos["done"] = True
+            return
+        pos["done"] = True
+        yield self._map(doc, path, raw)
+
+    # --- the contract ---------------------------------------------------------------------------------
+    def read(self, cursor: dict[str, Any] | None, max_events: int) -> Batch:
+        state = self._load_cursor(cursor)
+        batch = Batch(cursor=state, exhausted=True)
+        if max_events <= 0:
+            batch.exhausted = False
+            return batch
+        paths = discover(self.path, LINE_SUFFIXES + DOC_SUFFIXES)
+        taken = 0
+
+        def take(outcome: Outcome) -> None:
+            nonlocal taken
+            if isinstance(outcome, DeadLetter):
+                batch.dead_letters.append(outcome)
+            else:
+                batch.events.append(outcome)
+            taken += 1
+
+        line_paths = [p for p in paths if p.lower().endswith(LINE_SUFFIXES)]
+        lines = self._follower.follow(line_paths, state["lines"])
+        for line in lines:
+            for outcome in self._line_outcomes(line):  # a Bundle line is never split across batches
+                take(outcome)
+            if taken >= max_events:
+                lines.close()
+                batch.exhausted = False
+                return batch
+        lines.close()
+
+        docs: dict[str, dict[str, Any]] = state["docs"]
+        doc_paths = [p for p in paths if p.lower().endswith(DOC_SUFFIXES)]
+        for gone in set(docs) - set(doc_paths):
+            del docs[gone]
+        now = time.time()
+        for path in doc_paths:
+            try:
+                st = os.stat(path)
+            except OSError:
+                docs.pop(path, None)
+                continue
+            sig = {"dev": st.st_dev, "ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            pos = docs.get(path)
+            if pos is None or any(pos.get(k) != v for k, v in sig.items()):
+                if now - st.st_mtime < self.settle_seconds:
+                    continue  # still being written: wait rather than dead-letter half a file
+                pos = docs[path] = {**sig, "next": 0, "done": False}
+            if pos["done"]:
+                continue
+            outcomes = self._doc_outcomes(path, pos)
+            for outcome in outcomes:
+                take(outcome)
+                if taken >= max_events:
+                    outcomes.close()
+                    batch.exhausted = False
+                    return batch
+        return batch
+
+    @staticmethod
+    def _load_cursor(cursor: Mapping[str, Any] | None) -> dict[str, Any]:
+        if (not cursor or cursor.get("v") != CURSOR_VERSION or not isinstance(cursor.get("lines"), dict)
+                or not isinstance(cursor.get("docs"), dict)):
+            return {"v": CURSOR_VERSION, "lines": {}, "docs": {}}
+        return copy.deepcopy(dict(cursor))
+
+    def close(self) -> None:
+        self._follower.close()
+        self._doc_cache = None

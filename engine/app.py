@@ -1,0 +1,133 @@
+"""Wiring: from a validated Config to the running parts (store, rules, jobs, connectors, enrichment, sinks).
+
+Everything the CLI and the scheduler need is built here once, so there is exactly one way a config turns
+into behaviour.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.base import Connector, connector_class
+from engine.config import Config, ConfigError, parse_duration, read_secret
+from engine.enrich import EnrichmentChain, Enricher
+from engine.enrich.time_context import TimeContextEnricher
+from engine.evaluation import Evaluator, RuleJob, build_jobs
+from engine.pseudonymise import Pseudonymiser
+from engine.sinks import Sink, build_sinks
+from engine.store.base import Store
+
+CONNECTOR_META_KEYS = {"name", "type", "interval", "enabled"}
+
+
+def open_configured_store(config: Config) -> Store:
+    from engine.store import open_store
+
+    section = config["store"]
+    if section["kind"] == "sqlite":
+        path = config.resolve_path(section["sqlite"]["path"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open_store("sqlite", path=path)
+    es = section["elasticsearch"]
+    password = read_secret(es["password"], es["password_file"], "WARDWATCH_ES_PASSWORD")
+    api_key = read_secret(es["api_key"], es["api_key_file"], "WARDWATCH_ES_API_KEY")
+    options: dict[str, Any] = {
+        "hosts": es["hosts"],
+        "api_key": api_key,
+        "basic_auth": (es["username"], password) if es["username"] else None,
+        "ca_certs": es["ca_certs"],
+        "ssl_assert_fingerprint": es["ssl_assert_fingerprint"],
+        "verify_certs": es["verify_certs"],
+        "request_timeout": es["request_timeout"],
+        "max_retries": es["max_retries"],
+        "index_prefix": es["index_prefix"],
+    }
+    return open_store("elasticsearch", **options)
+
+
+def load_ruleset(config: Config, paths: list[str] | None = None) -> Any:
+    from engine.sigma import load_rules
+
+    rule_paths = [str(config.resolve_path(p)) for p in (paths or config["rules"]["paths"])]
+    return load_rules(rule_paths, placeholders=config["rules"]["placeholders"])
+
+
+def build_connector(config: Config, entry: dict[str, Any]) -> Connector:
+    options = {k: v for k, v in entry.items() if k not in CONNECTOR_META_KEYS}
+    for key in ("path", "spool_dir"):
+        if isinstance(options.get(key), str):
+            options[key] = str(config.resolve_path(options[key]))
+    return connector_class(entry["type"])(entry["name"], options)
+
+
+def build_enrichment(config: Config) -> EnrichmentChain:
+    steps: list[Enricher] = []
+    section = config["enrichment"]
+    if section.get("working_hours"):
+        try:
+            steps.append(TimeContextEnricher.from_config(section["working_hours"]))
+        except ValueError as exc:
+            raise ConfigError(config.source, "enrichment.working_hours", str(exc)) from None
+    if section.get("privacy"):
+        try:
+            from engine.enrich.privacy import PrivacyEnricher
+        except ImportError as exc:  # pragma: no cover - only while the module is absent
+            raise ConfigError(config.source, "enrichment.privacy", f"not available: {exc}") from None
+        options = dict(section["privacy"])
+        for key, value in list(options.items()):
+            if key.endswith(("_file", "_path", "_csv")) and isinstance(value, str):
+                options[key] = str(config.resolve_path(value))
+        steps.append(PrivacyEnricher.from_config(options))
+    return EnrichmentChain(steps)
+
+
+def build_pseudonymiser(config: Config) -> Pseudonymiser:
+    section = config["alerts"]["pseudonymise"]
+    key = read_secret(None, section.get("key_file"), section.get("key_env"))
+    try:
+        return Pseudonymiser(key.encode() if key else None, section["fields"])
+    except ValueError as exc:
+        raise ConfigError(config.source, "alerts.pseudonymise", str(exc)) from None
+
+
+@dataclass
+class App:
+    config: Config
+    store: Store
+    ruleset: Any
+    jobs: list[RuleJob]
+    evaluator: Evaluator
+    enrichment: EnrichmentChain
+    sinks: list[Sink] = field(default_factory=list)
+
+    def connectors(self) -> list[tuple[dict[str, Any], Connector]]:
+        return [
+            (entry, build_connector(self.config, entry))
+            for entry in self.config["connectors"]
+            if entry.get("enabled", True)
+        ]
+
+    def rule_interval(self, job: RuleJob) -> float:
+        overrides = self.config["scheduler"]["rule_intervals"]
+        value = overrides.get(job.id) or self.config["scheduler"]["rule_interval"]
+        return parse_duration(value)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+        self.store.close()
+
+
+def build_app(config: Config, console: bool = True) -> App:
+    ruleset = load_ruleset(config)
+    store = open_configured_store(config)
+    jobs = build_jobs(ruleset, config["alerts"]["suppression"])
+    evaluator = Evaluator(store, config["alerts"]["evidence_cap"], build_pseudonymiser(config))
+    sinks = build_sinks(config["alerts"]["sinks"], config.resolve_path, console=console)
+    return App(config, store, ruleset, jobs, evaluator, build_enrichment(config), sinks)
+
+
+def default_parallelism() -> int:
+    return max(1, (os.cpu_count() or 1))

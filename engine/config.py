@@ -1,0 +1,335 @@
+"""Configuration: one YAML file, environment overrides, validated once at start.
+
+Lookup order: ``--config PATH``, else ``./wardwatch.yaml``, else the built-in defaults (which run the demo on
+the embedded store against ``fixtures/``). Environment variables ``WARDWATCH_<SECTION>__<KEY>`` override any
+key (double underscore descends one level; the value is read as YAML, so ``true``/``5``/``[a, b]`` work).
+
+Validation is strict on purpose: an unknown or mistyped key is an error naming the key and the file, because
+a typo in a SIEM config silently disables detection.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+
+class ConfigError(Exception):
+    """A configuration problem; ``str()`` names the file and the dotted key."""
+
+    def __init__(self, source: str, key: str, message: str):
+        self.source, self.key, self.message = source, key, message
+        super().__init__(f"{source}: {key}: {message}" if key else f"{source}: {message}")
+
+
+DEFAULTS: dict[str, Any] = {
+    "store": {
+        "kind": "sqlite",
+        "sqlite": {"path": "data/wardwatch.db"},
+        "elasticsearch": {
+            "hosts": ["http://127.0.0.1:9200"],
+            "api_key": None,
+            "api_key_file": None,
+            "username": None,
+            "password": None,
+            "password_file": None,
+            "ca_certs": None,
+            "ssl_assert_fingerprint": None,
+            "verify_certs": True,
+            "request_timeout": 30,
+            "max_retries": 3,
+            "index_prefix": "wardwatch",
+        },
+    },
+    "rules": {"paths": ["rules"], "placeholders": {}},
+    "scheduler": {
+        "rule_interval": "60s",
+        "rule_intervals": {},
+        "ingest_interval": "10s",
+        "batch_size": 5000,
+        "delivery_interval": "5s",
+        "enrichment_refresh_interval": "60s",
+    },
+    "connectors": [
+        {"name": "ehr-audit-demo", "type": "fhir-auditevent-file", "path": "fixtures/ehr"},
+        {"name": "vpn-demo", "type": "ndjson", "path": "fixtures/vpn", "dataset": "vpn.auth"},
+        {"name": "windows-demo", "type": "ndjson", "path": "fixtures/windows", "dataset": "windows.security"},
+    ],
+    "enrichment": {
+        "working_hours": {
+            "timezone": "Europe/Berlin",
+            "start": "07:00",
+            "end": "19:00",
+            "days": ["mon", "tue", "wed", "thu", "fri"],
+        },
+        "privacy": None,
+    },
+    "alerts": {
+        "sinks": [{"type": "jsonl", "path": "data/alerts.jsonl"}, {"type": "console"}],
+        "suppression": {},
+        "evidence_cap": 100,
+        "pseudonymise": {"fields": [], "key_env": "WARDWATCH_PSEUDONYM_KEY", "key_file": None},
+    },
+    "logging": {"level": "info", "format": "auto"},
+}
+
+#: Demo defaults: the after-hours rule would otherwise raise one alert per record opened.
+DEFAULTS["alerts"]["suppression"] = {
+    "3c8f2a71-5d0e-4b8a-9f61-0e7d2c4b9a15": {"by": ["user.name"], "for": "1h"},
+}
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``"90s"``, ``"5m"``, ``"1h"``, ``"250ms"`` or a bare number of seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+# --- a small declarative schema -------------------------------------------------------------------
+# Each node: dict -> nested section (exact keys), or a checker callable(value) raising ValueError.
+
+def _type(*types: type, nullable: bool = False) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if value is None and nullable:
+            return
+        if isinstance(value, bool) and bool not in types:
+            raise ValueError(f"expected {'/'.join(t.__name__ for t in types)}, got a boolean")
+        if not isinstance(value, types):
+            raise ValueError(f"expected {'/'.join(t.__name__ for t in types)}, got {type(value).__name__}")
+    return check
+
+
+def _one_of(*choices: str) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
+    return check
+
+
+def _duration(value: Any) -> None:
+    parse_duration(value)
+
+
+def _str_list(value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("expected a list of strings")
+
+
+def _mapping(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping, got {type(value).__name__}")
+
+
+_ANY = lambda value: None  # noqa: E731 - free-form (validated by the component that owns it)
+
+SCHEMA: dict[str, Any] = {
+    "store": {
+        "kind": _one_of("sqlite", "elasticsearch"),
+        "sqlite": {"path": _type(str)},
+        "elasticsearch": {
+            "hosts": _str_list,
+            "api_key": _type(str, nullable=True),
+            "api_key_file": _type(str, nullable=True),
+            "username": _type(str, nullable=True),
+            "password": _type(str, nullable=True),
+            "password_file": _type(str, nullable=True),
+            "ca_certs": _type(str, nullable=True),
+            "ssl_assert_fingerprint": _type(str, nullable=True),
+            "verify_certs": _type(bool),
+            "request_timeout": _type(int, float),
+            "max_retries": _type(int),
+            "index_prefix": _type(str),
+        },
+    },
+    "rules": {"paths": _str_list, "placeholders": _mapping},
+    "scheduler": {
+        "rule_interval": _duration,
+        "rule_intervals": _mapping,
+        "ingest_interval": _duration,
+        "batch_size": _type(int),
+        "delivery_interval": _duration,
+        "enrichment_refresh_interval": _duration,
+    },
+    "connectors": _type(list),
+    "enrichment": {
+        "working_hours": {
+            "timezone": _type(str),
+            "start": _type(str),
+            "end": _type(str),
+            "days": _str_list,
+        },
+        "privacy": _type(dict, nullable=True),
+    },
+    "alerts": {
+        "sinks": _type(list),
+        "suppression": _mapping,
+        "evidence_cap": _type(int),
+        "pseudonymise": {
+            "fields": _str_list,
+            "key_env": _type(str, nullable=True),
+            "key_file": _type(str, nullable=True),
+        },
+    },
+    "logging": {"level": _one_of("debug", "info", "warning", "error"), "format": _one_of("auto", "json", "console")},
+}
+
+
+def _validate(node: Any, schema: Any, path: str, source: str) -> None:
+    if isinstance(schema, dict):
+        if not isinstance(node, dict):
+            raise ConfigError(source, path, f"expected a mapping, got {type(node).__name__}")
+        for key, value in node.items():
+            child = f"{path}.{key}" if path else str(key)
+            if key not in schema:
+                known = ", ".join(sorted(schema))
+                raise ConfigError(source, child, f"unknown key (known here: {known})")
+            _validate(value, schema[key], child, source)
+    else:
+        try:
+            schema(node)
+        except ValueError as exc:
+            raise ConfigError(source, path, str(exc)) from None
+
+
+def _validate_connectors(connectors: list[Any], source: str) -> None:
+    names: set[str] = set()
+    for i, entry in enumerate(connectors):
+        where = f"connectors[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(source, where, "expected a mapping with at least name and type")
+        for key in ("name", "type"):
+            if not isinstance(entry.get(key), str) or not entry[key]:
+                raise ConfigError(source, f"{where}.{key}", "required string")
+        if entry["name"] in names:
+            raise ConfigError(source, f"{where}.name", f"duplicate connector name {entry['name']!r}")
+        names.add(entry["name"])
+        if "interval" in entry:
+            try:
+                parse_duration(entry["interval"])
+            except ValueError as exc:
+                raise ConfigError(source, f"{where}.interval", str(exc)) from None
+
+
+def _validate_sinks(sinks: list[Any], source: str) -> None:
+    for i, sink in enumerate(sinks):
+        where = f"alerts.sinks[{i}]"
+        if not isinstance(sink, dict) or sink.get("type") not in ("jsonl", "console"):
+            raise ConfigError(source, f"{where}.type", "must be jsonl or console")
+        if sink["type"] == "jsonl" and not isinstance(sink.get("path"), str):
+            raise ConfigError(source, f"{where}.path", "a jsonl sink needs a path")
+
+
+def _validate_suppression(rules: Mapping[str, Any], source: str) -> None:
+    for rule_id, spec in rules.items():
+        where = f"alerts.suppression.{rule_id}"
+        if not isinstance(spec, dict) or set(spec) - {"by", "for"}:
+            raise ConfigError(source, where, "expected {by: [fields], for: duration}")
+        try:
+            _str_list(spec.get("by", []))
+            parse_duration(spec.get("for", "1h"))
+        except ValueError as exc:
+            raise ConfigError(source, where, str(exc)) from None
+
+
+def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``WARDWATCH_STORE__KIND=elasticsearch`` -> ``{"store": {"kind": "elasticsearch"}}``."""
+    result: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith("WARDWATCH_"):
+            continue
+        parts = [p.lower() for p in name[len("WARDWATCH_"):].split("__")]
+        if len(parts) < 2 or parts[0] not in SCHEMA:
+            continue  # e.g. WARDWATCH_PSEUDONYM_KEY: a secret read elsewhere, not a config key
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = result
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return result
+
+
+@dataclass
+class Config:
+    """The validated configuration. ``data`` is the merged dict; ``source`` is where it came from."""
+
+    data: dict[str, Any]
+    source: str
+    base_dir: Path
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def resolve_path(self, value: str) -> Path:
+        """Relative paths in a config file are relative to that file (defaults: to the working dir)."""
+        path = Path(value)
+        return path if path.is_absolute() else self.base_dir / path
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    environ = os.environ if environ is None else environ
+    if path is None and Path("wardwatch.yaml").is_file():
+        path = "wardwatch.yaml"
+    if path is None:
+        source, base_dir, user = "<built-in defaults>", Path.cwd(), {}
+    else:
+        source, base_dir = str(path), Path(path).resolve().parent
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(source, "", f"cannot read: {exc.strerror}") from None
+        try:
+            user = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}" if mark else ""
+            raise ConfigError(source, where, f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        if not isinstance(user, dict):
+            raise ConfigError(source, "", "the top level must be a mapping")
+    _validate(user, SCHEMA, "", source)
+    overrides = env_overrides(environ)
+    _validate(overrides, SCHEMA, "", "environment (WARDWATCH_*)")
+    # Lists (connectors, sinks) given by the user replace the defaults instead of merging into them.
+    data = deep_merge(DEFAULTS, user)
+    data = deep_merge(data, overrides)
+    _validate(data, SCHEMA, "", source)
+    _validate_connectors(data["connectors"], source)
+    _validate_sinks(data["alerts"]["sinks"], source)
+    _validate_suppression(data["alerts"]["suppression"], source)
+    return Config(data=data, source=source, base_dir=base_dir)
+
+
+def read_secret(value: str | None, file: str | None, env_name: str | None = None) -> str | None:
+    """Secrets come from a file or the environment rather than the YAML, so the config can be shared."""
+    if file:
+        return Path(file).read_text(encoding="utf-8").strip()
+    if env_name and os.environ.get(env_name):
+        return os.environ[env_name]
+    return value

@@ -1,0 +1,320 @@
+"""Sigma correlation engine: a pure function from matched events to triggers, exact sliding windows.
+
+One implementation for every store (DESIGN.md: "the store narrows, the engine decides"). The semantics are
+documented in ``docs/correlation.md``; in short:
+
+* matches are grouped by their group-by values (aliases resolved per referenced rule), then merged per
+  event id, so an event matching two referenced rules is one event that counts for both rules;
+* for every distinct timestamp ``t`` of a group's (contributing) events, the window is every event with
+  ``t - timespan <= ts <= t``; if the condition holds on it, one Trigger is emitted at ``t``;
+* windows slide with two pointers and incremental aggregates (``engine.correlation_windows``), so a
+  correlation over n matches costs O(n log n) (the sort) plus O(k) per event for temporal_ordered.
+
+The brute-force reference in ``tests/correlation_reference.py`` computes the same thing window by window;
+property tests hold the two equal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping
+
+from engine.correlation_expr import compile_extended_condition
+from engine.correlation_spec import CORRELATION_TYPES, CorrelationSpec
+from engine.correlation_values import (
+    Number,
+    canonical_json,
+    canonical_value,
+    condition_holds,
+    to_number,
+    validate_condition,
+)
+from engine.correlation_windows import (
+    Aggregate,
+    Entry,
+    EventCount,
+    Temporal,
+    TemporalOrdered,
+    ValueCount,
+    ValuePercentile,
+    ValueSum,
+)
+
+__all__ = [
+    "Match",
+    "Trigger",
+    "condition_holds",
+    "evaluate_correlation",
+    "trigger_as_match",
+    "resolve_field",
+]
+
+NUMERIC_TYPES = ("value_sum", "value_avg", "value_percentile", "value_median")
+VALUE_TYPES = ("value_count",) + NUMERIC_TYPES
+TEMPORAL_TYPES = ("temporal", "temporal_ordered")
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One event matched by one referenced rule (or one inner-correlation trigger, for chaining)."""
+
+    rule_id: str
+    ts_ms: int
+    event_id: str
+    #: flat event fields (dotted keys); at least the group-by, alias and condition fields
+    fields: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """The condition held for the window ending at ``ts_ms`` in one group."""
+
+    correlation_id: str
+    #: group-by field (alias name where aliased) -> canonical value (see docs/correlation.md)
+    group: dict[str, Any] = field(hash=False)
+    #: canonical JSON of ``group`` (sorted keys, compact): stable across runs and processes
+    group_key: str
+    #: the timestamp at which the window ends (the last of the events sharing that time)
+    ts_ms: int
+    #: the earliest contributing event's time
+    window_start_ms: int
+    metric_name: str
+    metric: float | int | None
+    #: contributing events sorted by (ts, event_id); only the first ``max_event_ids`` when capped
+    event_ids: tuple[str, ...]
+    #: how many events contributed (``len(event_ids)`` unless capped); None only on hand-built Triggers
+    event_total: int | None = None
+
+
+def resolve_field(name: str, rule_id: str, aliases: Mapping[str, Mapping[str, str]]) -> str:
+    """The field of ``rule_id``'s events that group-by/condition name ``name`` refers to.
+
+    An alias maps its name to a field per referenced rule; a rule the alias does not list (and any name that
+    is not an alias) uses the name itself as the field, which is what Sigma does without aliases.
+    """
+    mapping = aliases.get(name)
+    if mapping is not None and rule_id in mapping:
+        return mapping[rule_id]
+    return name
+
+
+def trigger_as_match(trigger: Trigger) -> Match:
+    """A trigger as input to a correlation that references this one (chaining).
+
+    The event id hashes correlation id, group key and time, so re-running gives the same id and two
+    triggers never collide. The fields are the group, so the outer correlation can group by the same names.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (trigger.correlation_id, trigger.group_key, str(trigger.ts_ms)):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\x00")
+    return Match(
+        rule_id=trigger.correlation_id,
+        ts_ms=trigger.ts_ms,
+        event_id=digest.hexdigest(),
+        fields=dict(trigger.group),
+    )
+
+
+def evaluate_correlation(
+    spec: CorrelationSpec,
+    matches: Iterable[Match],
+    *,
+    max_event_ids: int | None = None,
+) -> list[Trigger]:
+    """Every trigger of ``spec`` over ``matches``, sorted by (ts_ms, group_key). Input order is irrelevant.
+
+    ``max_event_ids`` caps each trigger's ``event_ids`` (the earliest ones are kept; ``event_total`` still
+    counts all). Without a cap the output is O(triggers x window size), which dominates on dense bursts.
+    Raises ValueError for a spec the engine cannot evaluate (unknown type/operator, missing field...).
+    """
+    _validate(spec)
+    if max_event_ids is not None and max_event_ids < 0:
+        raise ValueError("max_event_ids must be >= 0")
+    triggers: list[Trigger] = []
+    for values, entries in _group_entries(spec, matches).items():
+        group = dict(zip(spec.group_by, values))
+        triggers.extend(_evaluate_group(spec, group, canonical_json(group), entries, max_event_ids))
+    triggers.sort(key=lambda trigger: (trigger.ts_ms, trigger.group_key))
+    return triggers
+
+
+def _validate(spec: CorrelationSpec) -> None:
+    """Fail loudly on specs that would otherwise silently never (or always) fire."""
+    if spec.type not in CORRELATION_TYPES:
+        raise ValueError(f"{spec.id}: unknown correlation type {spec.type!r}")
+    if not spec.rules:
+        raise ValueError(f"{spec.id}: a correlation needs at least one referenced rule")
+    if spec.timespan_ms < 0:
+        raise ValueError(f"{spec.id}: timespan must not be negative")
+    validate_condition(spec.condition)
+    if spec.type not in TEMPORAL_TYPES and not spec.condition:
+        raise ValueError(f"{spec.id}: {spec.type} needs a condition")
+    if spec.type in VALUE_TYPES and not spec.condition_field:
+        raise ValueError(f"{spec.id}: {spec.type} needs a condition field")
+    if spec.type == "value_percentile":
+        if spec.percentile is None or not 0 <= spec.percentile <= 100:
+            raise ValueError(f"{spec.id}: value_percentile needs a percentile in [0, 100]")
+    if spec.extended_condition is not None and spec.type != "temporal":
+        raise ValueError(f"{spec.id}: extended conditions apply to temporal correlations only")
+    if spec.extended_condition is not None:
+        compile_extended_condition(spec.extended_condition, spec.rules)
+
+
+def _new_aggregate(spec: CorrelationSpec) -> Aggregate:
+    """A fresh incremental aggregate for one group's window."""
+    kind = spec.type
+    if kind == "event_count":
+        return EventCount(spec.condition)
+    if kind == "value_count":
+        return ValueCount(spec.condition)
+    if kind in ("value_sum", "value_avg"):
+        return ValueSum(spec.condition, average=kind == "value_avg")
+    if kind == "value_median":
+        return ValuePercentile(spec.condition, 50, kind)
+    if kind == "value_percentile":
+        return ValuePercentile(spec.condition, spec.percentile, kind)  # type: ignore[arg-type]
+    if kind == "temporal":
+        predicate = None
+        if spec.extended_condition is not None:
+            predicate = compile_extended_condition(spec.extended_condition, spec.rules)
+        return Temporal(spec.rules, spec.condition, predicate)
+    return TemporalOrdered(spec.rules, spec.condition)
+
+
+class _PendingEvent:
+    """The matches of one event within one group, merged: earliest time, rules, value contribution."""
+
+    __slots__ = ("ts", "rules", "strings", "number")
+
+    def __init__(self, ts: int) -> None:
+        self.ts = ts
+        self.rules: set[str] = set()
+        self.strings: set[str] = set()
+        #: (declared rule position, value): the first referenced rule's numeric value wins
+        self.number: tuple[int, Number] | None = None
+
+
+def _group_entries(spec: CorrelationSpec, matches: Iterable[Match]) -> dict[tuple[str, ...], list[Entry]]:
+    """Group matches, merge them per event id, drop non-contributing events, sort by (ts, event_id)."""
+    positions = {rule: index for index, rule in reversed(list(enumerate(spec.rules)))}
+    layouts = {rule: _field_layout(spec, rule) for rule in positions}
+    kind = spec.type
+    groups: dict[tuple[str, ...], dict[str, _PendingEvent]] = {}
+    for match in matches:
+        layout = layouts.get(match.rule_id)
+        if layout is None:
+            continue  # not a referenced rule: not part of this correlation
+        group_fields, value_field = layout
+        values = _group_values(match.fields, group_fields)
+        if values is None:
+            continue
+        events = groups.setdefault(values, {})
+        pending = events.get(match.event_id)
+        if pending is None:
+            pending = events[match.event_id] = _PendingEvent(match.ts_ms)
+        elif match.ts_ms < pending.ts:
+            pending.ts = match.ts_ms
+        pending.rules.add(match.rule_id)
+        if value_field is not None:
+            _add_value(pending, kind, positions[match.rule_id], match.fields.get(value_field))
+    return {values: _entries(kind, events) for values, events in groups.items()}
+
+
+def _field_layout(spec: CorrelationSpec, rule: str) -> tuple[tuple[str, ...], str | None]:
+    """The group-by fields and the condition field as named in ``rule``'s events (aliases resolved)."""
+    group_fields = tuple(resolve_field(name, rule, spec.aliases) for name in spec.group_by)
+    value_field = None
+    if spec.type in VALUE_TYPES and spec.condition_field:
+        value_field = resolve_field(spec.condition_field, rule, spec.aliases)
+    return group_fields, value_field
+
+
+def _group_values(fields: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str, ...] | None:
+    """Canonical group-by values of one match, or None when any is absent (the match is not correlated)."""
+    values = []
+    for name in names:
+        value = canonical_value(fields.get(name))
+        if value is None:
+            return None
+        values.append(value)
+    return tuple(values)
+
+
+def _add_value(pending: _PendingEvent, kind: str, position: int, raw: Any) -> None:
+    """Fold one match's condition-field value into its event's contribution."""
+    if kind == "value_count":
+        value = canonical_value(raw)
+        if value is not None:
+            pending.strings.add(value)
+        return
+    number = to_number(raw)
+    if number is not None:
+        candidate = (position, number)
+        if pending.number is None or candidate < pending.number:
+            pending.number = candidate
+
+
+def _entries(kind: str, events: Mapping[str, _PendingEvent]) -> list[Entry]:
+    """Sorted entries of one group; value types keep only events that carry a usable value."""
+    entries: list[Entry] = []
+    for event_id, pending in events.items():
+        rules = frozenset(pending.rules)
+        if kind == "value_count":
+            if pending.strings:
+                entries.append(Entry(pending.ts, event_id, rules, frozenset(pending.strings)))
+        elif kind in NUMERIC_TYPES:
+            if pending.number is not None:
+                entries.append(Entry(pending.ts, event_id, rules, pending.number[1]))
+        else:
+            entries.append(Entry(pending.ts, event_id, rules))
+    entries.sort(key=lambda entry: (entry.ts, entry.event_id))
+    return entries
+
+
+def _window_ends(entries: list[Entry], timespan_ms: int, aggregate: Aggregate) -> Iterator[tuple[int, int]]:
+    """Slide the window; yield (first, last) entry indexes for each distinct timestamp's window.
+
+    The window ending at a timestamp t holds every entry with t - timespan <= ts <= t, so it is evaluated
+    only after the last entry with time t has been added.
+    """
+    first = 0
+    count = len(entries)
+    for last, entry in enumerate(entries):
+        aggregate.add(entry)
+        if last + 1 < count and entries[last + 1].ts == entry.ts:
+            continue
+        lower = entry.ts - timespan_ms
+        while entries[first].ts < lower:
+            aggregate.remove(entries[first])
+            first += 1
+        yield first, last
+
+
+def _evaluate_group(
+    spec: CorrelationSpec,
+    group: dict[str, Any],
+    group_key: str,
+    entries: list[Entry],
+    max_event_ids: int | None,
+) -> Iterator[Trigger]:
+    """The triggers of one group, in time order."""
+    aggregate = _new_aggregate(spec)
+    for first, last in _window_ends(entries, spec.timespan_ms, aggregate):
+        end = entries[last].ts
+        holds, metric = aggregate.result(end - spec.timespan_ms)
+        if not holds:
+            continue
+        stop = last + 1 if max_event_ids is None else min(last + 1, first + max_event_ids)
+        yield Trigger(
+            correlation_id=spec.id,
+            group=dict(group),
+            group_key=group_key,
+            ts_ms=end,
+            window_start_ms=entries[first].ts,
+            metric_name=aggregate.name,
+            metric=metric,
+            event_ids=tuple(entry.event_id for entry in entries[first:stop]),
+            event_total=last + 1 - first,
+        )

@@ -1,0 +1,410 @@
+"""Lookup sources for privacy enrichment: staff roster, patient directory, VIP list.
+
+They hold personal data (names, addresses) *only in memory*, to compute relationship flags; nothing here is
+ever copied into an event or a log line (GDPR: the event gets booleans, never the names). Log messages name
+files and counts, never a person or a patient identifier.
+
+File sources reload themselves when the file changes (``refresh()`` compares mtime and size), and keep the
+previous table if a reload fails, so a half-written roster never empties the lookups. The FHIR patient source
+reads ``Patient/{id}`` over HTTP with a bounded TTL cache, so an access-log burst on one patient costs one
+request.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+import time
+import unicodedata
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+log = logging.getLogger(__name__)
+
+
+# --- normalisation -------------------------------------------------------------------------------
+_ADDRESS_ABBREVIATIONS = {
+    "street": "st", "str": "st", "strasse": "st", "straße": "st", "road": "rd", "avenue": "ave", "av": "ave",
+    "drive": "dr", "lane": "ln", "court": "ct", "place": "pl", "boulevard": "blvd", "square": "sq",
+    "apartment": "apt", "suite": "ste", "floor": "fl", "north": "n", "south": "s", "east": "e", "west": "w",
+    "weg": "wg", "gasse": "g", "platz": "pl", "allee": "al",
+}
+
+
+def fold(text: str) -> str:
+    """Case- and accent-insensitive form: 'Müller' and 'MULLER' compare equal."""
+    text = unicodedata.normalize("NFKD", text.replace("ß", "ss"))
+    return "".join(c for c in text if not unicodedata.combining(c)).casefold()
+
+
+def normalise_name(text: str | None) -> str:
+    """A family name reduced to letters only ("O'Brien-Smith" -> "obriensmith")."""
+    return re.sub(r"[^a-z]", "", fold(text or ""))
+
+
+def name_parts(text: str | None) -> set[str]:
+    """Components of a (possibly double-barrelled) family name, 3+ letters, for the same-last-name check."""
+    parts = {re.sub(r"[^a-z]", "", p) for p in re.split(r"[\s\-]+", fold(text or ""))}
+    return {p for p in parts if len(p) >= 3}
+
+
+def normalise_address(line: str | None, postal_code: str | None = None) -> str:
+    """A comparable address: folded, punctuation removed, common street words abbreviated, postcode appended.
+
+    "12 Baker Street, Apt. 3" and "12 baker st apt 3" normalise to the same text. Not a geocoder: it catches
+    the same household written the same way with cosmetic differences, which is what the rule needs.
+    """
+    text = fold(line or "")
+    # Split glued German street suffixes: "hauptstrasse" -> "haupt strasse"
+    text = re.sub(r"(\w)(strasse|str\.)(?=\s|\d|$)", r"\1 \2", text)
+    tokens = [t for t in re.split(r"[^0-9a-z]+", text) if t]
+    tokens = [_ADDRESS_ABBREVIATIONS.get(t, t) for t in tokens]
+    if not tokens:
+        return ""
+    postal = re.sub(r"[^0-9a-z]", "", fold(postal_code or ""))
+    return " ".join(tokens) + (f"|{postal}" if postal else "")
+
+
+def parse_date(value: Any) -> date | None:
+    """Dates in rosters come as ISO dates, ISO datetimes or common local forms; unparseable -> None."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = str(value).strip()
+    for fmt in ("%Y-%m-%d", "%d.%m.%Y", "%m/%d/%Y", "%Y%m%d", "%d/%m/%Y"):
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).date()
+    except ValueError:
+        return None
+
+
+def truthy(value: Any) -> bool:
+    return str(value).strip().casefold() in {"1", "y", "yes", "true", "t", "x", "vip", "confidential"}
+
+
+# --- records -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StaffMember:
+    keys: tuple[str, ...]  # user id and login, folded
+    family_name: str
+    name_parts: frozenset[str]
+    department: str | None
+    address: str  # normalised
+    patient_id: str | None  # the employee's own medical record number
+    end_date: date | None
+
+
+@dataclass(frozen=True)
+class PatientFacts:
+    family_name: str
+    name_parts: frozenset[str]
+    address: str  # normalised
+    vip: bool = False
+    confidential: bool = False
+    deceased_date: date | None = None
+    deceased: bool = False  # deceased without a known date
+
+
+# --- file-backed tables --------------------------------------------------------------------------
+class ReloadingFile:
+    """A file-backed table that reloads when the file's (mtime, size) changes.
+
+    Loading is a callable so each source only says how to parse; a failed reload keeps the last good table.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], loader: Callable[[Path], Any], what: str):
+        self.path = Path(path)
+        self.loader = loader
+        self.what = what
+        self._stamp: tuple[int, int] | None = None
+        self.table: Any = None
+        self.refresh()
+
+    def refresh(self) -> bool:
+        """Reload if changed. Returns True when a new table was loaded."""
+        try:
+            st = self.path.stat()
+        except OSError as exc:
+            if self.table is None:
+                log.warning("%s %s unavailable: %s", self.what, self.path, exc.strerror)
+            return False
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == self._stamp:
+            return False
+        try:
+            table = self.loader(self.path)
+        except Exception as exc:  # noqa: BLE001 - a bad file must not stop ingest; the old table stays
+            log.warning("%s %s not reloaded (%s); keeping the previous version", self.what, self.path, type(exc).__name__)
+            return False
+        self.table, self._stamp = table, stamp
+        log.info("%s %s loaded: %d entries", self.what, self.path, len(table) if hasattr(table, "__len__") else -1)
+        return True
+
+
+def _read_csv(path: Path, encoding: str, delimiter: str | None) -> Iterable[dict[str, str]]:
+    with path.open(encoding=encoding, newline="") as fh:
+        head = fh.readline()
+        delim = delimiter or max((",", "\t", ";", "|"), key=head.count)
+        fh.seek(0)
+        for row in csv.DictReader(fh, delimiter=delim):
+            yield {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+
+
+def _col(row: Mapping[str, str], columns: Mapping[str, str], key: str) -> str:
+    return row.get(columns.get(key, key), "") or ""
+
+
+ROSTER_COLUMNS = {
+    "user_id": "user_id", "login": "login", "family_name": "family_name", "name": "name",
+    "department": "department", "address": "address", "postal_code": "postal_code",
+    "patient_id": "patient_id", "end_date": "end_date",
+}
+
+
+class StaffRoster:
+    """The staff roster (HR export) as a CSV: who a user is, where they work and live, when they left.
+
+    Columns (renameable via ``columns``): ``user_id``, ``login``, ``family_name`` (or ``name`` as
+    "Family, Given" / "Given Family"), ``department``, ``address``, ``postal_code``, ``patient_id`` (the
+    employee's own medical record number), ``end_date`` (last day of employment; empty = employed).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, columns: Mapping[str, str] | None = None,
+                 encoding: str = "utf-8-sig", delimiter: str | None = None):
+        self.columns = {**ROSTER_COLUMNS, **(columns or {})}
+        self.encoding, self.delimiter = encoding, delimiter
+        self.file = ReloadingFile(path, self._load, "staff roster")
+
+    def _load(self, path: Path) -> dict[str, Any]:
+        by_key: dict[str, StaffMember] = {}
+        employee_patients: set[str] = set()
+        for row in _read_csv(path, self.encoding, self.delimiter):
+            c = self.columns
+            family = _col(row, c, "family_name") or _family_from_full_name(_col(row, c, "name"))
+            keys = tuple(fold(k) for k in (_col(row, c, "user_id"), _col(row, c, "login")) if k)
+            if not keys:
+                continue
+            member = StaffMember(
+                keys=keys,
+                family_name=normalise_name(family),
+                name_parts=frozenset(name_parts(family)),
+                department=_col(row, c, "department") or None,
+                address=normalise_address(_col(row, c, "address"), _col(row, c, "postal_code")),
+                patient_id=_col(row, c, "patient_id") or None,
+                end_date=parse_date(_col(row, c, "end_date")),
+            )
+            for key in keys:
+                by_key[key] = member
+            if member.patient_id:
+                employee_patients.add(member.patient_id)
+        return {"members": by_key, "employee_patients": employee_patients}
+
+    def __len__(self) -> int:
+        return len(self.file.table["members"]) if self.file.table else 0
+
+    def refresh(self) -> None:
+        self.file.refresh()
+
+    def member(self, user: str | None) -> StaffMember | None:
+        if not user or not self.file.table:
+            return None
+        return self.file.table["members"].get(fold(user))
+
+    def is_employee_patient(self, patient_id: str) -> bool:
+        return bool(self.file.table) and patient_id in self.file.table["employee_patients"]
+
+    @property
+    def loaded(self) -> bool:
+        return self.file.table is not None
+
+
+def _family_from_full_name(name: str) -> str:
+    name = name.strip()
+    if "," in name:
+        return name.split(",", 1)[0]
+    return name.split()[-1] if name.split() else ""
+
+
+PATIENT_COLUMNS = {
+    "patient_id": "patient_id", "family_name": "family_name", "address": "address",
+    "postal_code": "postal_code", "vip": "vip", "confidential": "confidential", "deceased_date": "deceased_date",
+}
+
+
+class PatientSource:
+    """Interface: facts about one patient, or None when the source does not know the patient."""
+
+    def get(self, patient_id: str) -> PatientFacts | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def refresh(self) -> None:  # noqa: B027 - optional
+        pass
+
+
+class CsvPatientDirectory(PatientSource):
+    """Patient directory facts from a CSV (an MPI/ADT extract): ``patient_id``, ``family_name``, ``address``,
+    ``postal_code``, ``vip``, ``confidential``, ``deceased_date`` (renameable via ``columns``)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, columns: Mapping[str, str] | None = None,
+                 encoding: str = "utf-8-sig", delimiter: str | None = None):
+        self.columns = {**PATIENT_COLUMNS, **(columns or {})}
+        self.encoding, self.delimiter = encoding, delimiter
+        self.file = ReloadingFile(path, self._load, "patient directory")
+
+    def _load(self, path: Path) -> dict[str, PatientFacts]:
+        table: dict[str, PatientFacts] = {}
+        c = self.columns
+        for row in _read_csv(path, self.encoding, self.delimiter):
+            pid = _col(row, c, "patient_id")
+            if not pid:
+                continue
+            family = _col(row, c, "family_name")
+            deceased_raw = _col(row, c, "deceased_date")
+            deceased_date = parse_date(deceased_raw)
+            table[pid] = PatientFacts(
+                family_name=normalise_name(family),
+                name_parts=frozenset(name_parts(family)),
+                address=normalise_address(_col(row, c, "address"), _col(row, c, "postal_code")),
+                vip=truthy(_col(row, c, "vip")),
+                confidential=truthy(_col(row, c, "confidential")),
+                deceased_date=deceased_date,
+                deceased=deceased_date is None and truthy(deceased_raw),
+            )
+        return table
+
+    def get(self, patient_id: str) -> PatientFacts | None:
+        return (self.file.table or {}).get(patient_id)
+
+    def refresh(self) -> None:
+        self.file.refresh()
+
+
+class VipList:
+    """Patient ids flagged VIP (celebrities, board members, staff's relatives on request).
+
+    A text file with one id per line (``#`` comments), or a CSV with a ``patient_id`` column.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, column: str = "patient_id", encoding: str = "utf-8-sig"):
+        self.column, self.encoding = column, encoding
+        self.file = ReloadingFile(path, self._load, "VIP list")
+
+    def _load(self, path: Path) -> frozenset[str]:
+        with path.open(encoding=self.encoding, newline="") as fh:
+            lines = [ln.strip() for ln in fh]
+        if lines and self.column in re.split(r"[,;\t|]", lines[0]):
+            return frozenset(r[self.column] for r in _read_csv(path, self.encoding, None) if r.get(self.column))
+        return frozenset(ln.split("#", 1)[0].strip() for ln in lines if ln.split("#", 1)[0].strip())
+
+    def __contains__(self, patient_id: str) -> bool:
+        return patient_id in (self.file.table or ())
+
+    def refresh(self) -> None:
+        self.file.refresh()
+
+
+# --- FHIR Patient over HTTP ----------------------------------------------------------------------
+class FhirPatientDirectory(PatientSource):
+    """``GET {base_url}/Patient/{id}`` with a TTL cache (hits and misses), for sites without an MPI extract.
+
+    Flags come from FHIR itself: ``meta.security`` codes (v3 Confidentiality ``R``/``V`` -> confidential;
+    ``CEL`` celebrity / ``VIP`` -> VIP; both configurable), ``deceasedDateTime``/``deceasedBoolean``.
+    A server error is cached briefly (``error_ttl``) so an outage does not add a request per event; the
+    event then simply gets no patient flags.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        client: Any = None,
+        ttl_seconds: float = 3600.0,
+        error_ttl_seconds: float = 60.0,
+        max_entries: int = 100_000,
+        timeout: float = 5.0,
+        headers: Mapping[str, str] | None = None,
+        verify: Any = True,
+        confidential_codes: Iterable[str] = ("R", "V"),
+        vip_codes: Iterable[str] = ("CEL", "VIP"),
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        import httpx
+
+        self.base_url = base_url.rstrip("/")
+        self.client = client or httpx.Client(timeout=timeout, verify=verify, headers=dict(headers or {}))
+        self.ttl, self.error_ttl, self.max_entries = ttl_seconds, error_ttl_seconds, max_entries
+        self.confidential_codes = {c.upper() for c in confidential_codes}
+        self.vip_codes = {c.upper() for c in vip_codes}
+        self.clock = clock
+        self._cache: OrderedDict[str, tuple[float, PatientFacts | None]] = OrderedDict()
+        self.requests = 0
+
+    def get(self, patient_id: str) -> PatientFacts | None:
+        now = self.clock()
+        hit = self._cache.get(patient_id)
+        if hit is not None and hit[0] > now:
+            self._cache.move_to_end(patient_id)
+            return hit[1]
+        facts, ttl = self._fetch(patient_id)
+        self._cache[patient_id] = (now + ttl, facts)
+        self._cache.move_to_end(patient_id)
+        while len(self._cache) > self.max_entries:
+            self._cache.popitem(last=False)
+        return facts
+
+    def _fetch(self, patient_id: str) -> tuple[PatientFacts | None, float]:
+        import httpx
+
+        if not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", patient_id):
+            return None, self.ttl  # not a FHIR id: never put it into a URL
+        self.requests += 1
+        try:
+            resp = self.client.get(f"{self.base_url}/Patient/{patient_id}", headers={"Accept": "application/fhir+json"})
+        except httpx.HTTPError as exc:
+            log.warning("patient directory %s unreachable (%s)", self.base_url, type(exc).__name__)
+            return None, self.error_ttl
+        if resp.status_code in (404, 410):
+            return None, self.ttl
+        if resp.status_code != 200:
+            log.warning("patient directory %s answered %d", self.base_url, resp.status_code)
+            return None, self.error_ttl
+        try:
+            return patient_facts_from_fhir(resp.json(), self.confidential_codes, self.vip_codes), self.ttl
+        except (ValueError, TypeError, AttributeError):
+            log.warning("patient directory %s returned an unreadable Patient", self.base_url)
+            return None, self.error_ttl
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def patient_facts_from_fhir(resource: Mapping[str, Any], confidential_codes: set[str], vip_codes: set[str]) -> PatientFacts:
+    """Reduce a FHIR Patient (R4/R5) to the facts the privacy rules need."""
+    names = resource.get("name") or []
+    official = next((n for n in names if n.get("use") == "official"), names[0] if names else {})
+    family = official.get("family") or ""
+    addresses = [a for a in resource.get("address") or [] if a.get("use") in (None, "home")]
+    addr = addresses[0] if addresses else {}
+    security = {str(s.get("code", "")).upper() for s in (resource.get("meta") or {}).get("security") or []}
+    deceased_date = parse_date(resource.get("deceasedDateTime"))
+    return PatientFacts(
+        family_name=normalise_name(family),
+        name_parts=frozenset(name_parts(family)),
+        address=normalise_address(" ".join(addr.get("line") or []), addr.get("postalCode")),
+        vip=bool(security & vip_codes),
+        confidential=bool(security & confidential_codes),
+        deceased_date=deceased_date,
+        deceased=deceased_date is None and resource.get("deceasedBoolean") is True,
+    )

@@ -1,0 +1,296 @@
+"""One rule run: new events since the checkpoint -> matches -> (correlation) -> episodes -> alerts.
+
+"Window on ingest time, correlate on event time": a run looks at events *ingested* since the rule's
+checkpoint (so late events are never skipped), then loads the *event-time* context around them that the
+rule's windows and suppression period need, so correlations see older events too. Alerts and the new
+checkpoint are committed in one store call; a crash before it means the run is simply repeated, and
+deterministic alert ids make the repeat land on the same alerts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from engine.alert_model import Alert
+from engine.correlation import Match, Trigger, evaluate_correlation, trigger_as_match
+from engine.episodes import Hit, RuleInfo, assign_anchors, build_alert, group_key_of, merge_revision
+from engine.events import DATASET, EVENT_ID, TIMESTAMP, format_timestamp, from_timestamp_ms, timestamp_ms
+from engine.logs import get_logger
+from engine.pseudonymise import Pseudonymiser
+from engine.store.base import RuleCheckpoint, SearchQuery, Store
+
+log = get_logger("wardwatch.evaluation")
+
+
+@dataclass(frozen=True)
+class Suppression:
+    by: tuple[str, ...] = ()
+    period_ms: int = 0
+
+
+@dataclass
+class RuleJob:
+    """What the scheduler runs: one alerting rule or one alerting correlation (with everything below it)."""
+
+    id: str
+    info: RuleInfo
+    leaves: tuple[Any, ...]  # CompiledRule objects whose matches feed this job
+    correlations: tuple[Any, ...] = ()  # CompiledCorrelation objects, inner before outer; last = this job
+    suppression: Suppression = Suppression()
+    span_ms: int = 0  # total timespan through the correlation chain
+
+    @property
+    def is_correlation(self) -> bool:
+        return bool(self.correlations)
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        return tuple(sorted({ds for leaf in self.leaves for ds in leaf.datasets}))
+
+
+@dataclass
+class RunResult:
+    job_id: str
+    scanned: int = 0
+    matched: int = 0
+    alerts: list[Alert] = field(default_factory=list)
+    seconds: float = 0.0
+    skipped: bool = False
+
+
+def _rule_info(obj: Any, kind: str) -> RuleInfo:
+    spec = getattr(obj, "spec", None)
+    metric_name = None
+    if spec is not None:
+        metric_name = spec.type if spec.type not in ("temporal", "temporal_ordered") else "temporal"
+    return RuleInfo(
+        id=obj.id,
+        title=obj.title,
+        level=obj.level or "medium",
+        tags=tuple(obj.tags),
+        description=obj.description or "",
+        kind=kind,
+        correlation_type=spec.type if spec is not None else None,
+        metric_name=metric_name,
+        metric_field=spec.condition_field if spec is not None else None,
+        condition=dict(spec.condition) if spec is not None else {},
+    )
+
+
+def build_jobs(ruleset: Any, suppression: Mapping[str, Mapping[str, Any]] | None = None) -> list[RuleJob]:
+    """One job per alerting rule and per alerting correlation (see ``RuleSet.alerting_rules``)."""
+    from engine.config import parse_duration
+
+    suppression = suppression or {}
+
+    def suppression_for(obj: Any, default_ms: int) -> Suppression:
+        spec = suppression.get(obj.id) or (suppression.get(obj.name) if obj.name else None)
+        if not spec:
+            return Suppression((), default_ms)
+        return Suppression(tuple(spec.get("by", ())), int(parse_duration(spec.get("for", "1h")) * 1000))
+
+    jobs: list[RuleJob] = []
+    for rule in ruleset.alerting_rules():
+        jobs.append(RuleJob(rule.id, _rule_info(rule, "match"), (rule,), (), suppression_for(rule, 0)))
+
+    referenced = {ref for corr in ruleset.correlations.values() for ref in corr.spec.rules}
+    generating_parents = {
+        ref for corr in ruleset.correlations.values() if corr.spec.generate for ref in corr.spec.rules
+    }
+    for corr in ruleset.correlation_order():
+        if corr.id in referenced and corr.id not in generating_parents:
+            continue
+        chain: list[Any] = []
+        leaves: dict[str, Any] = {}
+
+        def walk(c: Any) -> int:
+            span = 0
+            for ref in c.spec.rules:
+                if ref in ruleset.correlations:
+                    span = max(span, walk(ruleset.correlations[ref]))
+                else:
+                    leaves[ref] = ruleset.rules[ref]
+            if c not in chain:
+                chain.append(c)
+            return span + c.spec.timespan_ms
+
+        span = walk(corr)
+        jobs.append(
+            RuleJob(
+                corr.id,
+                _rule_info(corr, "correlation"),
+                tuple(leaves.values()),
+                tuple(chain),
+                suppression_for(corr, corr.spec.timespan_ms),
+                span,
+            )
+        )
+    return jobs
+
+
+class Evaluator:
+    """Runs jobs against a store. Stateless between runs: all state lives in the store."""
+
+    def __init__(self, store: Store, evidence_cap: int = 100, pseudonymiser: Pseudonymiser | None = None):
+        self.store = store
+        self.evidence_cap = evidence_cap
+        self.pseudonymiser = pseudonymiser or Pseudonymiser.disabled()
+
+    # -- scanning ---------------------------------------------------------------------------------
+    def _scan(self, job: RuleJob, **bounds: Any) -> tuple[dict[str, list[Match]], dict[str, int], int]:
+        """Matches of every leaf rule in one pass per dataset set; returns (matches by rule, event times, scanned)."""
+        by_rule: dict[str, list[Match]] = {leaf.id: [] for leaf in job.leaves}
+        times: dict[str, int] = {}
+        scanned = 0
+        fields = sorted({f for leaf in job.leaves for f in leaf.fields} | self._extra_fields(job))
+        query = SearchQuery(datasets=job.datasets, fields=fields, prefilter=None, **bounds)
+        for event in self.store.search(query):
+            scanned += 1
+            for leaf in job.leaves:
+                if leaf.matches(event):
+                    ts = timestamp_ms(event[TIMESTAMP])
+                    eid = event[EVENT_ID]
+                    times[eid] = ts
+                    by_rule[leaf.id].append(Match(leaf.id, ts, eid, event))
+        return by_rule, times, scanned
+
+    def _extra_fields(self, job: RuleJob) -> set[str]:
+        extra = set(job.suppression.by) | {DATASET}
+        for corr in job.correlations:
+            extra |= set(corr.fields)
+        return extra
+
+    # -- hits ---------------------------------------------------------------------------------------
+    def _hits(self, job: RuleJob, matches: dict[str, list[Match]]) -> list[Hit]:
+        if not job.is_correlation:
+            hits = []
+            for match in matches[job.leaves[0].id]:
+                if job.suppression.period_ms > 0:
+                    group = {f: match.fields.get(f) for f in job.suppression.by}
+                    group = self.pseudonymiser.apply(group)
+                    key = group_key_of(group)
+                else:
+                    group, key = {}, match.event_id
+                hits.append(Hit(group, key, match.ts_ms, match.ts_ms, (match.event_id,)))
+            return hits
+        produced: dict[str, list[Match]] = dict(matches)
+        expansion: dict[str, tuple[str, ...]] = {}
+        triggers: list[Trigger] = []
+        for corr in job.correlations:
+            inputs = [m for ref in corr.spec.rules for m in produced.get(ref, [])]
+            triggers = evaluate_correlation(corr.spec, inputs)
+            as_matches = []
+            for trig in triggers:
+                match = trigger_as_match(trig)
+                expansion[match.event_id] = tuple(
+                    eid for inner in trig.event_ids for eid in expansion.get(inner, (inner,))
+                )
+                as_matches.append(match)
+            produced[corr.id] = as_matches
+        hits = []
+        for trig in triggers:
+            ids = tuple(eid for inner in trig.event_ids for eid in expansion.get(inner, (inner,)))
+            group = self.pseudonymiser.apply(trig.group)
+            hits.append(Hit(group, group_key_of(group), trig.ts_ms, trig.window_start_ms, ids, trig.metric))
+        return hits
+
+    # -- a run ----------------------------------------------------------------------------------------
+    def run(self, job: RuleJob, upto: str | None = None) -> RunResult:
+        started = time.monotonic()
+        result = RunResult(job.id)
+        checkpoint = self.store.get_checkpoint(job.id)
+        watermark = upto if upto is not None else self.store.watermark()
+        if watermark is None or watermark == checkpoint.watermark:
+            result.skipped = True
+            return result
+
+        new_by_rule, new_times, scanned = self._scan(
+            job, ingested_after=checkpoint.watermark, ingested_upto=watermark
+        )
+        result.scanned = scanned
+        new_ids = set(new_times)
+        result.matched = len(new_ids)
+        alerts: list[Alert] = []
+        if new_ids:
+            alerts = self._alerts_for(job, new_by_rule, new_times, new_ids, watermark)
+        self.store.commit_rule_run(RuleCheckpoint(job.id, watermark), alerts)
+        result.alerts = alerts
+        result.seconds = time.monotonic() - started
+        log.debug("rule run", rule=job.id, scanned=scanned, matched=result.matched, alerts=len(alerts),
+                  seconds=round(result.seconds, 3))
+        return result
+
+    def _alerts_for(
+        self,
+        job: RuleJob,
+        new_by_rule: dict[str, list[Match]],
+        new_times: dict[str, int],
+        new_ids: set[str],
+        watermark: str,
+    ) -> list[Alert]:
+        period = job.suppression.period_ms
+        if not job.is_correlation and period <= 0:
+            # Each match is its own alert: no context needed.
+            matches, times = new_by_rule, new_times
+        else:
+            lo, hi = min(new_times.values()), max(new_times.values())
+            start = lo - period - job.span_ms
+            end = hi + job.span_ms + period + 1
+            matches, times, _ = self._scan(
+                job,
+                start=format_timestamp(from_timestamp_ms(start)),
+                end=format_timestamp(from_timestamp_ms(end)),
+                ingested_upto=watermark,
+            )
+        hits = self._hits(job, matches)
+        reliable_from = min(new_times.values()) - period
+        affected = [h for h in hits if h.ts_ms >= reliable_from and not new_ids.isdisjoint(h.event_ids)]
+        if not affected:
+            return []
+
+        stored_cache: dict[str, Alert | None] = {}
+
+        def stored_latest(group_key: str) -> Alert | None:
+            if group_key not in stored_cache:
+                stored_cache[group_key] = self.store.latest_alert(job.id, group_key)
+            return stored_cache[group_key]
+
+        def known_anchor(group_key: str, ts: int) -> int | None:
+            stored = stored_latest(group_key)
+            if stored is None:
+                return None
+            anchor = timestamp_ms(stored.first_trigger)
+            return anchor if anchor <= ts < anchor + period else None
+
+        episodes = assign_anchors(affected, period, known_anchor)
+        alerts: list[Alert] = []
+        for (group_key, anchor), ep_hits in episodes.items():
+            if period > 0:
+                # Recompute the whole episode from context, not only the affected hits.
+                ep_hits = [h for h in hits if h.group_key == group_key and anchor <= h.ts_ms < anchor + period]
+            alert = build_alert(
+                job.info,
+                ep_hits[0].group,
+                group_key,
+                anchor,
+                ep_hits,
+                times,
+                self.evidence_cap,
+            )
+            stored = self.store.get_alert(alert.id)
+            merged = merge_revision(alert, stored)
+            if merged is not None:
+                alerts.append(merged)
+        return alerts
+
+
+def run_all(evaluator: Evaluator, jobs: Sequence[RuleJob]) -> list[RunResult]:
+    watermark = evaluator.store.watermark()
+    return [evaluator.run(job, upto=watermark) for job in jobs]
+
+
+def iter_alerts(results: Iterable[RunResult]) -> Iterable[Alert]:
+    for result in results:
+        yield from result.alerts

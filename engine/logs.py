@@ -1,0 +1,70 @@
+"""The engine's own logs: structlog, JSON lines (orjson) off a TTY, readable console output on one.
+
+GDPR/NIS2: the engine's logs are read by operators who must not see patient data, and they are shipped to
+places patient data must not go. ``redact_sensitive`` is the last line of defence: whatever a caller passes,
+keys that can carry patient identifiers or secrets are masked before rendering.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import orjson
+import structlog
+
+_SENSITIVE_KEY = re.compile(
+    r"(patient|password|passwd|secret|token|api_key|apikey|authorization|cookie|event\.original|"
+    r"full_name|address|birth|ssn|query|credential|private_key)",
+    re.IGNORECASE,
+)
+REDACTED = "[redacted]"
+
+
+def redact_sensitive(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Mask values whose key names patient data or secrets, also inside nested dicts (e.g. an event)."""
+    return {key: _redact(key, value) for key, value in event_dict.items()}
+
+
+def _redact(key: str, value: Any) -> Any:
+    if key != "event" and _SENSITIVE_KEY.search(key):
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: _redact(str(k), v) for k, v in value.items()}
+    return value
+
+
+def _orjson_dumps(obj: Any, default: Any = None) -> str:
+    return orjson.dumps(obj, default=default or str).decode()
+
+
+def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
+    stream = stream or sys.stderr
+    use_console = fmt == "console" or (fmt == "auto" and hasattr(stream, "isatty") and stream.isatty())
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=True)
+        if use_console
+        else structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact_sensitive,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries (elasticsearch, apscheduler, httpx) log through stdlib logging: keep them quiet and on stderr.
+    logging.basicConfig(level=logging.WARNING, stream=stream, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,120 @@
+"""The service: APScheduler drives one ingest job per connector, one evaluation job per rule, delivery.
+
+Each job has ``max_instances=1`` (a rule never overlaps with itself) and ``coalesce=True`` (a slow run is
+followed by one catch-up run, not a pile of them). Jobs never raise into the scheduler: a failure is logged
+with the job's name and retried at its next interval; since cursors and checkpoints only advance on
+success, a retry covers exactly what the failed run missed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from connectors.base import Connector
+from engine.app import App
+from engine.config import parse_duration
+from engine.evaluation import RuleJob
+from engine.ingest import ingest_connector
+from engine.logs import get_logger
+from engine.sinks import deliver_pending
+from engine.store.base import StoreUnavailable
+
+log = get_logger("wardwatch.service")
+
+
+class Service:
+    def __init__(self, app: App):
+        self.app = app
+        self.scheduler = BackgroundScheduler(
+            timezone=timezone.utc,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self.connectors: list[tuple[dict[str, Any], Connector]] = []
+        self.status: dict[str, dict[str, Any]] = {}
+        self._stopped = threading.Event()
+
+    def _guard(self, name: str, func: Callable[[], Any]) -> None:
+        started = time.monotonic()
+        entry = self.status.setdefault(name, {"runs": 0, "failures": 0})
+        try:
+            func()
+            entry.update(runs=entry["runs"] + 1, last_ok=datetime.now(timezone.utc).isoformat(), error=None)
+        except StoreUnavailable as exc:
+            entry.update(failures=entry["failures"] + 1, error=str(exc))
+            log.warning("store unavailable; will retry", job=name, error=str(exc))
+        except Exception as exc:  # a job must never take the service down
+            entry.update(failures=entry["failures"] + 1, error=f"{type(exc).__name__}: {exc}")
+            log.error("job failed; will retry", job=name, error=f"{type(exc).__name__}: {exc}", exc_info=True)
+        entry["seconds"] = round(time.monotonic() - started, 3)
+
+    def _ingest(self, connector: Connector) -> None:
+        def run() -> None:
+            stats = ingest_connector(
+                self.app.store, connector, self.app.enrichment, self.app.config["scheduler"]["batch_size"]
+            )
+            if stats.events or stats.dead_letters:
+                log.info("ingested", connector=connector.name, events=stats.events, duplicates=stats.duplicates,
+                         dead_letters=stats.dead_letters, seconds=round(stats.seconds, 3))
+
+        self._guard(f"ingest:{connector.name}", run)
+
+    def _evaluate(self, job: RuleJob) -> None:
+        def run() -> None:
+            result = self.app.evaluator.run(job)
+            if result.alerts:
+                log.info("alerts", rule=job.id, title=job.info.title, alerts=len(result.alerts))
+                self._deliver()
+
+        self._guard(f"rule:{job.id}", run)
+
+    def _deliver(self) -> None:
+        deliver_pending(self.app.store, self.app.sinks)
+
+    def start(self) -> None:
+        now = datetime.now(timezone.utc)
+        scheduler_cfg = self.app.config["scheduler"]
+        self.connectors = self.app.connectors()
+        for entry, connector in self.connectors:
+            start = getattr(connector, "start", None)
+            if callable(start):
+                start()
+            interval = parse_duration(entry.get("interval", scheduler_cfg["ingest_interval"]))
+            self.scheduler.add_job(self._ingest, IntervalTrigger(seconds=interval), args=[connector],
+                                   id=f"ingest:{connector.name}", next_run_time=now)
+        for job in self.app.jobs:
+            self.scheduler.add_job(self._evaluate, IntervalTrigger(seconds=self.app.rule_interval(job)),
+                                   args=[job], id=f"rule:{job.id}", next_run_time=now)
+        self.scheduler.add_job(lambda: self._guard("deliver", self._deliver),
+                               IntervalTrigger(seconds=parse_duration(scheduler_cfg["delivery_interval"])),
+                               id="deliver", next_run_time=now)
+        self.scheduler.add_job(lambda: self._guard("enrichment", self.app.enrichment.refresh),
+                               IntervalTrigger(seconds=parse_duration(scheduler_cfg["enrichment_refresh_interval"])),
+                               id="enrichment-refresh")
+        self.scheduler.start()
+        log.info("service started", store=self.app.store.kind, connectors=len(self.connectors),
+                 rules=len(self.app.jobs))
+
+    def wait(self) -> None:
+        self._stopped.wait()
+
+    def request_stop(self) -> None:
+        self._stopped.set()
+
+    def stop(self) -> None:
+        """Let running jobs finish (their commits are atomic), then close sources and the store."""
+        log.info("service stopping")
+        self.scheduler.shutdown(wait=True)
+        for _, connector in self.connectors:
+            try:
+                connector.close()
+            except Exception as exc:  # closing must not hide the others
+                log.warning("connector close failed", connector=connector.name, error=str(exc))
+        self._guard("deliver", self._deliver)
+        self.app.close()
+        log.info("service stopped")

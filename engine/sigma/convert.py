@@ -1,0 +1,90 @@
+"""A rule as the query a store is handed to narrow candidates (never to decide matches).
+
+Each call re-parses the rule's YAML (and re-applies its Sigma filters): pySigma processing pipelines mutate
+rule objects, so the ``CompiledRule.sigma`` object must never be given to a backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+from sigma.collection import SigmaCollection
+from sigma.filters import SigmaFilter
+from sigma.processing.conditions import LogsourceCondition
+from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
+from sigma.processing.transformations import (
+    AddConditionTransformation,
+    ValueListPlaceholderTransformation,
+)
+from sigma.rule import SigmaRule
+
+from engine.events import DATASET
+from engine.sigma.model import CompiledRule
+from engine.sigma.taxonomy import TAXONOMY, LogsourceEntry, resolve_logsource
+
+
+@dataclass
+class ConvertedQuery:
+    store: str
+    query: str | None
+    pushdown: bool
+    note: str
+
+
+def rule_source(rule: CompiledRule) -> str:
+    """The YAML text of the rule's own document (for ``wardwatch rule show``)."""
+    return rule.source
+
+
+def dataset_pipeline(rule: CompiledRule, taxonomy: Sequence[LogsourceEntry] = TAXONOMY) -> ProcessingPipeline:
+    """Our logsource -> dataset mapping as a pySigma pipeline: adds ``event.dataset`` (and, for a
+    single-dataset logsource, its extra condition such as the Sysmon EventID) for the rule's own entry."""
+    ls = rule.sigma.logsource
+    entry = resolve_logsource({k: v for k, v in (("product", ls.product), ("category", ls.category),
+                                       ("service", ls.service)) if v is not None}, taxonomy)
+    conditions: dict[str, object] = {DATASET: list(rule.datasets)}
+    if entry is not None and len(entry.datasets) == 1:
+        for name, allowed in next(iter(entry.datasets.values())).items():
+            conditions[name] = list(allowed)
+    item = ProcessingItem(AddConditionTransformation(conditions),  # type: ignore[arg-type]
+                          identifier="wardwatch_logsource")
+    return ProcessingPipeline(items=[item], name="wardwatch", priority=20)
+
+
+def _fresh_rule(rule: CompiledRule) -> SigmaRule:
+    fresh = SigmaRule.from_yaml(rule.source)
+    for text in rule.filter_sources:
+        sigma_filter = SigmaFilter.from_yaml(text)
+        if sigma_filter._should_apply_on_rule(fresh):
+            sigma_filter.apply_on_rule(fresh)
+    return fresh
+
+
+def convert_rule(rule: CompiledRule, store: Literal["sqlite", "elasticsearch"]) -> ConvertedQuery:
+    """The narrowing query for ``store``; on any conversion failure, ``pushdown=False`` with the reason."""
+    try:
+        pipeline = dataset_pipeline(rule) + ProcessingPipeline(
+            items=[ProcessingItem(ValueListPlaceholderTransformation(), identifier="wardwatch_placeholders")],
+            priority=30, vars={k: list(v) for k, v in rule.placeholders.items()})
+        if store == "elasticsearch":
+            from sigma.backends.elasticsearch import LuceneBackend
+
+            backend = LuceneBackend(processing_pipeline=pipeline)
+        elif store == "sqlite":
+            from sigma.backends.sqlite import sqliteBackend
+
+            backend = sqliteBackend(processing_pipeline=pipeline)
+        else:
+            raise ValueError(f"unknown store {store!r}")
+        queries = backend.convert(SigmaCollection([_fresh_rule(rule)]))
+        if len(queries) != 1 or not isinstance(queries[0], str):
+            raise ValueError(f"backend returned {len(queries)} queries")
+        query = queries[0]
+        prefix = "SELECT * FROM logs WHERE "
+        if store == "sqlite" and query.startswith(prefix):
+            query = query[len(prefix):]
+        return ConvertedQuery(store, query, True, f"pySigma {type(backend).__name__}")
+    except Exception as e:  # noqa: BLE001 - any backend limitation means "scan", never a crash
+        reason = f"{type(e).__name__}: {e}".strip()
+        return ConvertedQuery(store, None, False, f"falls back to dataset + time-range scan: {reason}")

@@ -1,0 +1,95 @@
+"""The loaded rule set: rules, correlations, load errors, and the index that keeps evaluation cheap.
+
+The index (dataset -> discriminating field -> value -> rules) is what lets thousands of SigmaHQ rules run
+over millions of events: an event is only offered to rules whose dataset and e.g. ``EventID`` it has. It
+is a superset filter: ``rule.matches`` still decides.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from engine.events import DATASET
+from engine.sigma import values as V
+from engine.sigma.errors import RuleLoadError
+from engine.sigma.model import CompiledCorrelation, CompiledRule
+
+
+class _DatasetIndex:
+    def __init__(self) -> None:
+        self.unindexed: list[CompiledRule] = []
+        self.by_field: dict[str, dict[str, list[CompiledRule]]] = {}
+
+
+class RuleSet:
+    def __init__(self, rules: dict[str, CompiledRule], correlations: dict[str, CompiledCorrelation],
+                 errors: list[RuleLoadError]) -> None:
+        self.rules = rules
+        self.correlations = correlations
+        self.errors = errors
+        self._index: dict[str, _DatasetIndex] = {}
+        for rule in rules.values():
+            for dataset, disc in rule.discriminators().items():
+                entry = self._index.setdefault(dataset, _DatasetIndex())
+                if disc is None:
+                    entry.unindexed.append(rule)
+                else:
+                    table = entry.by_field.setdefault(disc[0], {})
+                    for key in disc[1]:
+                        table.setdefault(key, []).append(rule)
+
+    def candidates(self, event: Mapping[str, Any]) -> list[CompiledRule]:
+        """The few rules that could match ``event`` (by dataset and discriminating field)."""
+        dataset = event.get(DATASET)
+        entry = self._index.get(dataset) if type(dataset) is str else None
+        if entry is None:
+            return []
+        found = list(entry.unindexed)
+        for name, table in entry.by_field.items():
+            value = event.get(name)
+            if value is None:
+                continue
+            for item in (value if type(value) is list else (value,)):
+                key = V.index_key(item)
+                if key is not None and key in table:
+                    found.extend(table[key])
+        if len(found) > 1:
+            found = list(dict.fromkeys(found))
+        return found
+
+    def alerting_rules(self) -> list[CompiledRule]:
+        """Rules whose own matches are alerts: unreferenced, or referenced by a ``generate: true`` one."""
+        referenced: dict[str, bool] = {}
+        for corr in self.correlations.values():
+            for rid in corr.spec.rules:
+                referenced[rid] = referenced.get(rid, False) or corr.spec.generate
+        return [r for r in self.rules.values() if referenced.get(r.id, True)]
+
+    def correlation_order(self) -> list[CompiledCorrelation]:
+        """Correlations with every correlation they build on listed before them."""
+        order: list[CompiledCorrelation] = []
+        done: set[str] = set()
+
+        def visit(cid: str) -> None:
+            if cid in done:
+                return
+            done.add(cid)
+            for ref in self.correlations[cid].spec.rules:
+                if ref in self.correlations:
+                    visit(ref)
+            order.append(self.correlations[cid])
+
+        for cid in self.correlations:
+            visit(cid)
+        return order
+
+    def datasets_for(self, rule_or_correlation_id: str) -> tuple[str, ...]:
+        """A rule's datasets; a correlation's is the union of what it references, recursively."""
+        if rule_or_correlation_id in self.rules:
+            return self.rules[rule_or_correlation_id].datasets
+        if rule_or_correlation_id not in self.correlations:
+            raise KeyError(rule_or_correlation_id)
+        out: dict[str, None] = {}
+        for ref in self.correlations[rule_or_correlation_id].spec.rules:
+            out.update(dict.fromkeys(self.datasets_for(ref)))
+        return tuple(out)

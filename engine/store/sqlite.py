@@ -1,0 +1,481 @@
+"""The embedded default store: one SQLite file in WAL mode holding events, cursors, checkpoints, alerts,
+the sink outbox and dead letters.
+
+Why SQLite and why this shape:
+
+* **One file, one transaction per step.** A batch of events commits together with its connector cursor, a
+  rule's alerts together with its checkpoint and outbox entries. A crash between the two is impossible, so
+  a restart neither loses nor duplicates anything (DESIGN.md, "Reliability").
+* **The watermark is the commit order** (``events.seq``, an AUTOINCREMENT rowid). SQLite serialises writers,
+  so when seq N+1 is visible, N is too: "every event ingested at or before the watermark is visible" holds
+  without a safety lag. Wall-clock ``event.ingested`` is stored for analysts, never used for ordering.
+* **The store narrows, the engine decides.** ``SearchQuery.prefilter`` is ignored here: SQL's ``=`` is
+  case-sensitive where Sigma is not, and the pySigma SQLite backend has known defects (DESIGN.md). The engine
+  re-checks every candidate, so narrowing by dataset, time and watermark is all we need to be correct.
+* **One connection per thread.** The scheduler reads and writes from several threads; an sqlite3 connection
+  must not be shared across threads mid-transaction, and per-thread connections let WAL readers proceed
+  while a writer commits.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import sqlite3
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+
+import orjson
+
+from engine.alert_model import Alert
+from engine.events import DATASET, EVENT_ID, INGESTED, TIMESTAMP, Event, format_timestamp
+from engine.store.base import (
+    CursorUpdate,
+    DeadLetter,
+    RuleCheckpoint,
+    SearchQuery,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    Watermark,
+    WriteResult,
+)
+from engine.store.sqlite_schema import SCHEMA_VERSION, SchemaVersionError, apply_pragmas, ensure_schema
+
+__all__ = ["SqliteStore", "SchemaVersionError", "SCHEMA_VERSION"]
+
+_T = TypeVar("_T")
+
+#: Fields a search always returns, whatever ``fields`` asks for (the engine needs them to order and cite).
+ALWAYS_RETURNED = (TIMESTAMP, EVENT_ID, DATASET)
+
+_INSERT_EVENT = "INSERT OR IGNORE INTO events (id, ts, dataset, ingested, doc) VALUES (?, ?, ?, ?, ?)"
+_COUNT_EVENTS = "UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = 'event_count'"
+_UPSERT_CURSOR = (
+    "INSERT INTO cursors (connector_id, value, updated) VALUES (?, ?, ?) "
+    "ON CONFLICT (connector_id) DO UPDATE SET value = excluded.value, updated = excluded.updated"
+)
+# A canonical timestamp: 2026-11-02T09:15:30.123Z (24 characters). Checked cheaply on write because time-range
+# search compares these strings lexically; a non-canonical one would silently fall out of every window.
+_TS_LEN = 24
+
+
+def _now() -> str:
+    return format_timestamp(datetime.now(timezone.utc))
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class SqliteStore(Store):
+    """``Store`` on one SQLite file. Thread-safe: each thread gets its own connection.
+
+    ``page_size`` bounds memory during ``search``: at most that many (seq, ts, id) keys per page, documents
+    fetched ``doc_chunk`` at a time.
+    """
+
+    kind = "sqlite"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "NORMAL",
+        busy_timeout_ms: int = 10_000,
+        cache_kib: int = 65_536,
+        page_size: int = 5_000,
+        doc_chunk: int = 500,
+    ) -> None:
+        self.path = Path(path)
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._cache_kib = cache_kib
+        self.page_size = max(1, int(page_size))
+        self.doc_chunk = max(1, min(int(doc_chunk), 30_000))  # stay under SQLITE_MAX_VARIABLE_NUMBER
+        self._local = threading.local()
+        self._all_conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._closed = False
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # open (and create/verify the schema) eagerly so a bad path or a newer file fails at start-up
+        try:
+            ensure_schema(self._conn(), str(self.path))
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, sqlite3.Error):
+                raise _translate(exc, self.path) from exc
+            raise
+
+    # --- connections ------------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"{self.path}: store is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the lock up
+                # front instead of failing to upgrade a read lock (SQLITE_BUSY that busy_timeout cannot fix).
+                # check_same_thread=False only so close() may close every thread's connection.
+                conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False,
+                                       timeout=self._busy_timeout_ms / 1000)
+                apply_pragmas(conn, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms,
+                              cache_kib=self._cache_kib)
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.path) from exc
+            self._local.conn = conn
+            with self._conns_lock:
+                self._all_conns.append(conn)
+        return conn
+
+    def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        try:
+            return fn(self._conn())
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn`` in one write transaction: all of it commits, or none of it."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+        try:
+            result = fn(conn)
+            conn.execute("COMMIT")
+            return result
+        except BaseException as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the transaction may already be gone (e.g. SQLITE_FULL rolls back by itself)
+            if isinstance(exc, sqlite3.Error):
+                raise _translate(exc, self.path) from exc
+            raise
+
+    # --- events -----------------------------------------------------------------------------------
+    def write(self, batch: Sequence[Event], cursor: CursorUpdate | None = None) -> WriteResult:
+        ingested = _now()
+        rows = [_event_row(event, ingested) for event in batch]  # validate + encode before taking the lock
+        cursor_row = _cursor_row(cursor, ingested) if cursor is not None else None
+
+        def run(conn: sqlite3.Connection) -> int:
+            written = conn.executemany(_INSERT_EVENT, rows).rowcount if rows else 0
+            if written:
+                conn.execute(_COUNT_EVENTS, (written,))
+            if cursor_row is not None:
+                self._put_cursor(conn, cursor_row)
+            return written
+
+        written = self._transaction(run)
+        return WriteResult(written=written, duplicates=len(rows) - written)
+
+    def _put_cursor(self, conn: sqlite3.Connection, row: tuple[str, str, str]) -> None:
+        """Separate method so tests can make the second half of a write fail and check the rollback."""
+        conn.execute(_UPSERT_CURSOR, row)
+
+    def watermark(self) -> Watermark | None:
+        seq = self._read(lambda c: c.execute("SELECT max(seq) FROM events").fetchone()[0])
+        return None if seq is None else str(seq)
+
+    def search(self, query: SearchQuery) -> Iterator[Event]:
+        """Stream events in (@timestamp, event.id) order.
+
+        Validates eagerly (so a bad watermark fails at the call, not at the first ``next``) and then pages
+        with keyset pagination: each page is a short statement, so no read transaction stays open while the
+        caller works through the results and the same thread may write between two ``next`` calls.
+        Events committed after the search started are not returned (the seq range is fixed at the start).
+        """
+        if isinstance(query.datasets, str) or isinstance(query.fields, str):
+            raise TypeError("SearchQuery.datasets and .fields are sequences of names, not a single string")
+        after = _parse_watermark(query.ingested_after, "ingested_after")
+        upto = _parse_watermark(query.ingested_upto, "ingested_upto")
+        datasets = None if query.datasets is None else sorted(set(query.datasets))
+        keep = None if query.fields is None else frozenset(query.fields).union(ALWAYS_RETURNED)
+        # query.prefilter is deliberately ignored: the engine re-checks every candidate (module docstring)
+        return self._search(datasets, query.start, query.end, after, upto, keep)
+
+    def _search(self, datasets: list[str] | None, start: str | None, end: str | None, after: int | None,
+                upto: int | None, keep: frozenset[str] | None) -> Iterator[Event]:
+        if datasets is not None and not datasets:
+            return
+        max_seq = self._read(lambda c: c.execute("SELECT max(seq) FROM events").fetchone()[0]) or 0
+        lo = after or 0
+        hi = max_seq if upto is None else min(upto, max_seq)
+        if hi <= lo or (start is not None and end is not None and end <= start):
+            return
+        if self._choose_seq_plan(datasets, start, end, after, upto, lo, hi):
+            keys: Iterator[tuple[str, str, int]] = self._keys(None, datasets, start, end, lo, hi, by_seq=True)
+        elif datasets is None:
+            keys = self._keys(None, None, start, end, lo, hi, by_seq=False)
+        elif len(datasets) == 1:
+            keys = self._keys(datasets[0], None, start, end, lo, hi, by_seq=False)
+        else:
+            # one index-ordered stream per dataset, merged: each stays an index range scan, no sorting
+            keys = heapq.merge(*(self._keys(ds, None, start, end, lo, hi, by_seq=False) for ds in datasets))
+        yield from self._documents(keys, keep)
+
+    def _choose_seq_plan(self, datasets: list[str] | None, start: str | None, end: str | None,
+                         after: int | None, upto: int | None, lo: int, hi: int) -> bool:
+        """Pick the cheaper way to find the keys.
+
+        The *time plan* walks the (dataset, ts, id) index in order: each row is visited once. The *seq plan*
+        reads the rowid range (lo, hi] and sorts it; keyset paging re-reads the range for every page, so it
+        costs about n * pages. "Ingested since the last run" is usually a small seq range inside a large
+        dataset, and then the seq plan wins by orders of magnitude. We count the time plan's candidates only
+        up to the seq plan's cost, so choosing never costs more than the cheaper plan itself.
+        """
+        if after is None and upto is None:
+            return False
+        n = hi - lo
+        seq_cost = n * math.ceil(n / self.page_size)
+        where, params = _time_where(None, datasets, start, end)
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM events WHERE {where} LIMIT ?)"
+        candidates = self._read(lambda c: c.execute(sql, (*params, seq_cost + 1)).fetchone()[0])
+        return candidates > seq_cost
+
+    def _keys(self, dataset: str | None, datasets: list[str] | None, start: str | None, end: str | None,
+              lo: int, hi: int, *, by_seq: bool) -> Iterator[tuple[str, str, int]]:
+        """Yield (ts, id, seq) in (ts, id) order, one keyset page at a time."""
+        if by_seq:
+            source = "events NOT INDEXED"  # rowid range (lo, hi] + sort; see _choose_seq_plan
+        else:
+            source = "events INDEXED BY " + ("events_dataset_ts" if dataset is not None else "events_ts")
+        where, params = _time_where(dataset, datasets, start, end)
+        first = f"SELECT ts, id, seq FROM {source} WHERE {where} AND seq > ? AND seq <= ? ORDER BY ts, id LIMIT ?"
+        # Later pages start from the last key instead of `start`: the planner then seeks straight to the
+        # row value (ts, id) in the index instead of re-walking from `start` (which made paging quadratic).
+        where, params = _time_where(dataset, datasets, None, end)
+        following = (f"SELECT ts, id, seq FROM {source} WHERE {where} AND seq > ? AND seq <= ? "
+                     "AND (ts, id) > (?, ?) ORDER BY ts, id LIMIT ?")
+        first_params = _time_where(dataset, datasets, start, end)[1]
+        page: list[tuple[str, str, int]] = self._read(
+            lambda c: c.execute(first, (*first_params, lo, hi, self.page_size)).fetchall())
+        while page:
+            yield from page
+            if len(page) < self.page_size:
+                return
+            last_ts, last_id, _ = page[-1]
+            page = self._read(lambda c: c.execute(
+                following, (*params, lo, hi, last_ts, last_id, self.page_size)).fetchall())
+
+    def _documents(self, keys: Iterable[tuple[str, str, int]], keep: frozenset[str] | None) -> Iterator[Event]:
+        chunk: list[int] = []
+        for _ts, _id, seq in keys:
+            chunk.append(seq)
+            if len(chunk) >= self.doc_chunk:
+                yield from self._fetch_docs(chunk, keep)
+                chunk = []
+        if chunk:
+            yield from self._fetch_docs(chunk, keep)
+
+    def _fetch_docs(self, seqs: list[int], keep: frozenset[str] | None) -> list[Event]:
+        sql = f"SELECT seq, doc FROM events WHERE seq IN ({','.join('?' * len(seqs))})"
+        by_seq = dict(self._read(lambda c: c.execute(sql, seqs).fetchall()))
+        out: list[Event] = []
+        for seq in seqs:
+            doc = by_seq.get(seq)
+            if doc is None:  # no deletes exist today; if retention removes a row mid-search, skip it
+                continue
+            event = orjson.loads(doc)
+            if keep is not None:
+                event = {k: v for k, v in event.items() if k in keep}
+            out.append(event)
+        return out
+
+    # --- connector state --------------------------------------------------------------------------
+    def get_cursor(self, connector_id: str) -> dict[str, Any] | None:
+        row = self._read(lambda c: c.execute(
+            "SELECT value FROM cursors WHERE connector_id = ?", (connector_id,)).fetchone())
+        return None if row is None else orjson.loads(row[0])
+
+    def dead_letter(self, records: Sequence[DeadLetter], cursor: CursorUpdate | None = None) -> None:
+        now = _now()
+        rows = [(r.source, r.reason, r.location, r.raw, r.received_at or now) for r in records]
+        cursor_row = _cursor_row(cursor, now) if cursor is not None else None
+
+        def run(conn: sqlite3.Connection) -> None:
+            if rows:
+                conn.executemany("INSERT INTO dead_letters (source, reason, location, raw, received_at) "
+                                 "VALUES (?, ?, ?, ?, ?)", rows)
+            if cursor_row is not None:
+                self._put_cursor(conn, cursor_row)
+
+        self._transaction(run)
+
+    def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Oldest first (insertion order)."""
+        rows = self._read(lambda c: c.execute(
+            "SELECT source, reason, location, raw, received_at FROM dead_letters ORDER BY seq LIMIT ?",
+            (int(limit),)).fetchall())
+        return [DeadLetter(*row) for row in rows]
+
+    # --- rule state and alerts --------------------------------------------------------------------
+    def get_checkpoint(self, rule_id: str) -> RuleCheckpoint:
+        row = self._read(lambda c: c.execute(
+            "SELECT watermark, extra FROM checkpoints WHERE rule_id = ?", (rule_id,)).fetchone())
+        if row is None:
+            return RuleCheckpoint(rule_id=rule_id)
+        return RuleCheckpoint(rule_id=rule_id, watermark=row[0], extra=orjson.loads(row[1]))
+
+    def commit_rule_run(self, checkpoint: RuleCheckpoint, alerts: Sequence[Alert]) -> None:
+        now = _now()
+        rows = []
+        for alert in alerts:
+            doc = _dumps(alert.to_dict())
+            rows.append((alert.id, alert.rule_id, alert.group_key, alert.first_trigger, alert.last_trigger,
+                         int(alert.revision), doc))
+        cp_row = (checkpoint.rule_id, checkpoint.watermark, _dumps(checkpoint.extra), now)
+
+        def run(conn: sqlite3.Connection) -> None:
+            if rows:
+                conn.executemany(
+                    "INSERT INTO alerts (id, rule_id, group_key, first_trigger, last_trigger, revision, doc) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET rule_id = excluded.rule_id, "
+                    "group_key = excluded.group_key, first_trigger = excluded.first_trigger, "
+                    "last_trigger = excluded.last_trigger, revision = excluded.revision, doc = excluded.doc",
+                    rows)
+                # one outbox entry per (alert, revision); a re-run of the same revision refreshes the content
+                # but keeps its place in the queue and does not re-deliver an acknowledged revision
+                conn.executemany(
+                    "INSERT INTO outbox (alert_id, revision, doc) VALUES (?, ?, ?) "
+                    "ON CONFLICT (alert_id, revision) DO UPDATE SET doc = excluded.doc",
+                    [(r[0], r[5], r[6]) for r in rows])
+            conn.execute(
+                "INSERT INTO checkpoints (rule_id, watermark, extra, updated) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (rule_id) DO UPDATE SET watermark = excluded.watermark, extra = excluded.extra, "
+                "updated = excluded.updated", cp_row)
+
+        self._transaction(run)
+
+    def get_alert(self, alert_id: str) -> Alert | None:
+        row = self._read(lambda c: c.execute("SELECT doc FROM alerts WHERE id = ?", (alert_id,)).fetchone())
+        return None if row is None else Alert.from_dict(orjson.loads(row[0]))
+
+    def latest_alert(self, rule_id: str, group_key: str) -> Alert | None:
+        row = self._read(lambda c: c.execute(
+            "SELECT doc FROM alerts WHERE rule_id = ? AND group_key = ? ORDER BY last_trigger DESC, id DESC "
+            "LIMIT 1", (rule_id, group_key)).fetchone())
+        return None if row is None else Alert.from_dict(orjson.loads(row[0]))
+
+    def list_alerts(self, rule_id: str | None = None, limit: int | None = None) -> list[Alert]:
+        sql = "SELECT doc FROM alerts"
+        params: list[Any] = []
+        if rule_id is not None:
+            sql += " WHERE rule_id = ?"
+            params.append(rule_id)
+        sql += " ORDER BY first_trigger, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        rows = self._read(lambda c: c.execute(sql, params).fetchall())
+        return [Alert.from_dict(orjson.loads(r[0])) for r in rows]
+
+    # --- sink outbox ------------------------------------------------------------------------------
+    def pending_deliveries(self, sink: str, limit: int = 1000) -> list[Alert]:
+        """Every committed alert revision ``sink`` has not acknowledged, in commit order. A sink seen for the
+        first time gets the whole history; sinks deduplicate on (id, revision)."""
+        rows = self._read(lambda c: c.execute(
+            "SELECT o.doc FROM outbox AS o WHERE NOT EXISTS (SELECT 1 FROM deliveries AS d "
+            "WHERE d.sink = ? AND d.alert_id = o.alert_id AND d.revision = o.revision) ORDER BY o.seq LIMIT ?",
+            (sink, int(limit))).fetchall())
+        return [Alert.from_dict(orjson.loads(r[0])) for r in rows]
+
+    def mark_delivered(self, sink: str, alerts: Sequence[Alert]) -> None:
+        rows = [(sink, a.id, int(a.revision)) for a in alerts]
+        if rows:
+            self._transaction(lambda conn: conn.executemany(
+                "INSERT OR IGNORE INTO deliveries (sink, alert_id, revision) VALUES (?, ?, ?)", rows))
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """Cheap: two index look-ups, no table scan. The event count is kept in ``meta`` by ``write`` in the
+        same transaction as the rows (``count(*)`` would walk a whole index, and ``max(seq)`` over-counts
+        because an ignored duplicate still consumes an AUTOINCREMENT number)."""
+        try:
+            count, seq = self._read(lambda c: c.execute(
+                "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'event_count'), "
+                "(SELECT max(seq) FROM events)").fetchone())
+        except StoreError as exc:
+            return {"store": self.kind, "ok": False, "path": str(self.path), "error": str(exc)}
+        return {"store": self.kind, "ok": True, "path": str(self.path), "events": count or 0,
+                "watermark": None if seq is None else str(seq), "schema_version": SCHEMA_VERSION}
+
+    def close(self) -> None:
+        """Close every thread's connection. The last close checkpoints the WAL into the main file."""
+        with self._conns_lock:
+            conns, self._all_conns = self._all_conns, []
+            self._closed = True
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+def _event_row(event: Event, ingested: str) -> tuple[str, str, str, str, bytes]:
+    """Validate one event and encode its row. A missing key field is a programming error upstream (the
+    normaliser must dead-letter such input), so it raises instead of being dropped silently."""
+    try:
+        ts = event[TIMESTAMP]
+        eid = event[EVENT_ID]
+        dataset = event[DATASET]
+    except KeyError as exc:
+        raise ValueError(f"event without {exc.args[0]!r}: every event needs @timestamp, event.id and "
+                         f"event.dataset (event.id={event.get(EVENT_ID)!r})") from None
+    if not isinstance(ts, str) or len(ts) != _TS_LEN or ts[-1] != "Z" or ts[10] != "T":
+        raise ValueError(f"@timestamp {ts!r} is not canonical (like 2026-11-02T09:15:30.123Z; "
+                         f"use engine.events.normalise_timestamp) in event {eid!r}")
+    if not isinstance(eid, str) or not eid:
+        raise ValueError(f"event.id must be a non-empty string, not {eid!r}")
+    if not isinstance(dataset, str) or not dataset:
+        raise ValueError(f"event.dataset must be a non-empty string, not {dataset!r} (event {eid!r})")
+    doc = dict(event)  # the caller's dict is left as it was
+    doc[INGESTED] = ingested
+    return (eid, ts, dataset, ingested, orjson.dumps(doc))
+
+
+def _cursor_row(cursor: CursorUpdate, now: str) -> tuple[str, str, str]:
+    return (cursor.connector_id, _dumps(cursor.value), now)
+
+
+def _parse_watermark(value: Watermark | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value!r} is not a SQLite watermark (a decimal commit sequence number)") from None
+
+
+def _time_where(dataset: str | None, datasets: list[str] | None, start: str | None,
+                end: str | None) -> tuple[str, list[Any]]:
+    clauses = ["1"]
+    params: list[Any] = []
+    if dataset is not None:
+        clauses.append("dataset = ?")
+        params.append(dataset)
+    elif datasets is not None:
+        clauses.append(f"dataset IN ({','.join('?' * len(datasets))})")
+        params.extend(datasets)
+    if start is not None:
+        clauses.append("ts >= ?")
+        params.append(start)
+    if end is not None:
+        clauses.append("ts < ?")
+        params.append(end)
+    return " AND ".join(clauses), params
+
+
+def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
+    """Busy/locked means "try again later" (StoreUnavailable: callers back off, nothing is dropped)."""
+    text = str(exc).lower()
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return StoreUnavailable(f"{path}: {exc}")
+    return StoreError(f"{path}: {exc}")

@@ -1,0 +1,154 @@
+"""Schema of the embedded SQLite store: one file holds events and every piece of state that must commit with them.
+
+Kept apart from the store class so the benchmark's bare-``executemany`` baseline can build exactly the same
+tables (a fair ratio needs the same indexes and pragmas) and so a migration touches one place.
+
+Why one file: a connector cursor must commit in the same transaction as the events it covers, and a rule
+checkpoint in the same transaction as its alerts and outbox entries. Separate files would need two-phase
+commit; one SQLite file gives it for free.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from engine.store.base import StoreError
+
+#: Bump when the DDL changes; add a step to ``_MIGRATIONS`` that brings version N-1 to N.
+SCHEMA_VERSION = 1
+
+
+class SchemaVersionError(StoreError):
+    """The file was written by a newer Wardwatch: refuse it rather than misread or damage it."""
+
+
+EVENTS_DDL = """
+CREATE TABLE IF NOT EXISTS events (
+    -- commit order; AUTOINCREMENT so a seq is never reused (a watermark must not point at a later event)
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    id       TEXT NOT NULL UNIQUE,      -- event.id, deterministic: a re-read is ignored, not copied
+    ts       TEXT NOT NULL,             -- @timestamp, canonical ISO (sorts lexically == chronologically)
+    dataset  TEXT NOT NULL,             -- event.dataset
+    ingested TEXT NOT NULL,             -- event.ingested (wall clock, informational; seq is the watermark)
+    doc      BLOB NOT NULL              -- orjson of the flat event, event.ingested included
+);
+-- search: per-dataset (ts, id) order; covering for the key scan (seq is the rowid, so it is in the index too)
+CREATE INDEX IF NOT EXISTS events_dataset_ts ON events (dataset, ts, id);
+-- search without a dataset filter
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts, id);
+"""
+
+STATE_DDL = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cursors (
+    connector_id TEXT PRIMARY KEY,
+    value        TEXT NOT NULL,         -- JSON
+    updated      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    source      TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    location    TEXT NOT NULL,
+    raw         TEXT NOT NULL,
+    received_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    rule_id   TEXT PRIMARY KEY,
+    watermark TEXT,                     -- NULL: never run
+    extra     TEXT NOT NULL,            -- JSON
+    updated   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id            TEXT PRIMARY KEY,
+    rule_id       TEXT NOT NULL,
+    group_key     TEXT NOT NULL,
+    first_trigger TEXT NOT NULL,
+    last_trigger  TEXT NOT NULL,
+    revision      INTEGER NOT NULL,
+    doc           TEXT NOT NULL         -- Alert.to_dict() JSON
+);
+CREATE INDEX IF NOT EXISTS alerts_group ON alerts (rule_id, group_key, last_trigger);
+CREATE INDEX IF NOT EXISTS alerts_first ON alerts (first_trigger, id);
+CREATE INDEX IF NOT EXISTS alerts_rule_first ON alerts (rule_id, first_trigger, id);
+-- every alert revision ever committed, in commit order; sinks read what they have not acknowledged
+CREATE TABLE IF NOT EXISTS outbox (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    doc      TEXT NOT NULL,             -- the alert as it was at this revision
+    UNIQUE (alert_id, revision)
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    sink     TEXT NOT NULL,
+    alert_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    PRIMARY KEY (sink, alert_id, revision)
+) WITHOUT ROWID;
+"""
+
+
+def apply_pragmas(conn: sqlite3.Connection, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 10_000,
+                  cache_kib: int = 65_536) -> None:
+    """Per-connection settings. WAL lets readers run during a write; synchronous=NORMAL in WAL loses at most
+    the last transactions on power loss (never corrupts), which the connectors' cursors then re-read.
+
+    The cache is raised from SQLite's 2 MiB default because ``event.id`` is a hash: inserts into its UNIQUE
+    index land on random pages, and with a tiny cache each batch re-reads them from the OS.
+    """
+    sync = synchronous.upper()
+    if sync not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+        raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise StoreError(f"could not switch the SQLite file to WAL (journal_mode is {mode!r})")
+    conn.execute(f"PRAGMA synchronous = {sync}")
+    conn.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
+    conn.execute("PRAGMA temp_store = FILE")  # sorts spill to disk, not to RAM: memory stays bounded
+
+
+def read_version(conn: sqlite3.Connection) -> int | None:
+    """The file's schema version, or None for a fresh (empty) file."""
+    has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+    if not has_meta:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else None
+
+
+def ensure_schema(conn: sqlite3.Connection, path: str) -> int:
+    """Create the schema on first open, refuse a newer one. Runs under BEGIN IMMEDIATE so two processes
+    opening a fresh file at once cannot both create it half-way."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = read_version(conn)
+        if version is not None and version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{path}: schema version {version} is newer than this Wardwatch supports ({SCHEMA_VERSION}); "
+                "upgrade Wardwatch or point it at another file (the file was left untouched)"
+            )
+        if version is None:
+            # executescript would COMMIT on its own; run statement by statement inside our transaction
+            for statement in _statements(STATE_DDL + EVENTS_DDL):
+                conn.execute(statement)
+            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            # kept by write() in the same transaction: health() must be cheap, and max(seq) is not a count
+            # (an ignored duplicate still consumes an AUTOINCREMENT number)
+            conn.execute("INSERT INTO meta (key, value) VALUES ('event_count', '0')")
+            version = SCHEMA_VERSION
+        # (future) while version < SCHEMA_VERSION: run _MIGRATIONS[version] and bump
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return version
+
+
+def _statements(script: str) -> list[str]:
+    """Split our own DDL (no semicolons inside strings) into statements, dropping comments."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

@@ -1,0 +1,93 @@
+"""Configuration: defaults run the demo, typos are errors naming key and file, env overrides work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.config import ConfigError, load_config, parse_duration
+
+
+def test_builtin_defaults_run_the_demo_on_sqlite(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(None, environ={})
+    assert config.source == "<built-in defaults>"
+    assert config["store"]["kind"] == "sqlite"
+    assert {c["type"] for c in config["connectors"]} >= {"ndjson", "fhir-auditevent-file"}
+
+
+def test_unknown_key_names_file_and_dotted_key(tmp_path):
+    path = tmp_path / "wardwatch.yaml"
+    path.write_text("store:\n  kind: sqlite\n  sqllite:\n    path: x.db\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, environ={})
+    assert str(path) in str(error.value)
+    assert "store.sqllite" in str(error.value)
+
+
+def test_wrong_type_and_bad_choice_are_reported(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("scheduler:\n  batch_size: many\n")
+    with pytest.raises(ConfigError, match=r"scheduler\.batch_size: expected int"):
+        load_config(path, environ={})
+    path.write_text("store:\n  kind: postgres\n")
+    with pytest.raises(ConfigError, match=r"store\.kind: must be one of sqlite, elasticsearch"):
+        load_config(path, environ={})
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("store:\n  kind: [sqlite\n")
+    with pytest.raises(ConfigError, match="line"):
+        load_config(path, environ={})
+
+
+def test_env_overrides_nested_keys_and_parse_yaml_values(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("store:\n  kind: sqlite\n")
+    config = load_config(path, environ={
+        "WARDWATCH_STORE__KIND": "elasticsearch",
+        "WARDWATCH_STORE__ELASTICSEARCH__HOSTS": "[https://es1:9200, https://es2:9200]",
+        "WARDWATCH_SCHEDULER__BATCH_SIZE": "250",
+        "WARDWATCH_PSEUDONYM_KEY": "not-a-config-key",
+    })
+    assert config["store"]["kind"] == "elasticsearch"
+    assert config["store"]["elasticsearch"]["hosts"] == ["https://es1:9200", "https://es2:9200"]
+    assert config["scheduler"]["batch_size"] == 250
+
+
+def test_bad_env_override_is_an_error_naming_the_environment(tmp_path):
+    with pytest.raises(ConfigError, match=r"environment.*scheduler\.batch_size"):
+        load_config(None, environ={"WARDWATCH_SCHEDULER__BATCH_SIZE": "lots"})
+
+
+def test_connectors_need_unique_names(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("connectors:\n  - {name: a, type: ndjson, path: x}\n  - {name: a, type: ndjson, path: y}\n")
+    with pytest.raises(ConfigError, match=r"connectors\[1\]\.name: duplicate"):
+        load_config(path, environ={})
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path):
+    path = tmp_path / "conf" / "c.yaml"
+    path.parent.mkdir()
+    path.write_text("store:\n  sqlite:\n    path: db/w.db\n")
+    config = load_config(path, environ={})
+    assert config.resolve_path(config["store"]["sqlite"]["path"]) == tmp_path / "conf" / "db" / "w.db"
+
+
+@pytest.mark.parametrize("text,seconds", [("30s", 30), ("5m", 300), ("1h", 3600), ("250ms", 0.25), (2, 2)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+def test_bad_duration():
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration("soon")
+
+
+def test_example_config_is_valid():
+    example = Path(__file__).resolve().parent.parent / "wardwatch.example.yaml"
+    config = load_config(example, environ={})
+    assert config["store"]["kind"] == "sqlite"
