@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
         "rule_intervals": {},
         "ingest_interval": "10s",
         "batch_size": 5000,
+        "ingest_batches_per_run": 100,
         "delivery_interval": "5s",
         "enrichment_refresh_interval": "60s",
     },
@@ -81,7 +82,7 @@ DEFAULTS: dict[str, Any] = {
 
 #: Demo defaults: the after-hours rule would otherwise raise one alert per record opened.
 DEFAULTS["alerts"]["suppression"] = {
-    "3c8f2a71-5d0e-4b8a-9f61-0e7d2c4b9a15": {"by": ["user.name"], "for": "1h"},
+    "ehr_after_hours_read": {"by": ["user.name"], "for": "1h"},
 }
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -162,6 +163,7 @@ SCHEMA: dict[str, Any] = {
         "rule_intervals": _mapping,
         "ingest_interval": _duration,
         "batch_size": _type(int),
+        "ingest_batches_per_run": _type(int),
         "delivery_interval": _duration,
         "enrichment_refresh_interval": _duration,
     },

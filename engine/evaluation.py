@@ -24,6 +24,10 @@ from engine.store.base import RuleCheckpoint, SearchQuery, Store
 log = get_logger("wardwatch.evaluation")
 
 
+#: Fields shown with a single-event alert (when present) so an analyst sees who and where at a glance.
+ENTITY_FIELDS = ("user.name", "source.ip", "host.name", "Computer", "TargetUserName")
+
+
 @dataclass(frozen=True)
 class Suppression:
     by: tuple[str, ...] = ()
@@ -157,7 +161,7 @@ class Evaluator:
         return by_rule, times, scanned
 
     def _extra_fields(self, job: RuleJob) -> set[str]:
-        extra = set(job.suppression.by) | {DATASET}
+        extra = set(job.suppression.by) | {DATASET} | set(ENTITY_FIELDS)
         for corr in job.correlations:
             extra |= set(corr.fields)
         return extra
@@ -172,7 +176,9 @@ class Evaluator:
                     group = self.pseudonymiser.apply(group)
                     key = group_key_of(group)
                 else:
-                    group, key = {}, match.event_id
+                    # Not a grouping: who/where, so the alert is readable. The key is the event itself.
+                    group = {f: match.fields[f] for f in ENTITY_FIELDS if match.fields.get(f) is not None}
+                    group, key = self.pseudonymiser.apply(group), match.event_id
                 hits.append(Hit(group, key, match.ts_ms, match.ts_ms, (match.event_id,)))
             return hits
         produced: dict[str, list[Match]] = dict(matches)

@@ -55,9 +55,10 @@ class Service:
 
     def _ingest(self, connector: Connector) -> None:
         def run() -> None:
-            stats = ingest_connector(
-                self.app.store, connector, self.app.enrichment, self.app.config["scheduler"]["batch_size"]
-            )
+            cfg = self.app.config["scheduler"]
+            # A bounded number of batches per run keeps one busy source from starving rules and others.
+            stats = ingest_connector(self.app.store, connector, self.app.enrichment, cfg["batch_size"],
+                                     max_batches=cfg["ingest_batches_per_run"])
             if stats.events or stats.dead_letters:
                 log.info("ingested", connector=connector.name, events=stats.events, duplicates=stats.duplicates,
                          dead_letters=stats.dead_letters, seconds=round(stats.seconds, 3))

@@ -9,7 +9,11 @@ import re
 import uuid
 from typing import Any, Iterator, Mapping, Sequence
 
-from sigma.modifiers import modifier_mapping
+from sigma.modifiers import SigmaWideModifier, modifier_mapping
+
+# The Sigma specification names UTF-16LE encoding `utf16le` (alias of `wide`); pySigma 1.5 only knows
+# `wide`. Registering the alias lets SigmaHQ rules that use it load.
+modifier_mapping.setdefault("utf16le", SigmaWideModifier)
 
 LEVELS = ("informational", "low", "medium", "high", "critical")
 STATUSES = ("stable", "test", "experimental", "deprecated", "unsupported")

@@ -1,0 +1,192 @@
+"""``atna-syslog``: IHE ATNA audit messages received over syslog (RFC 5424 over TLS/TCP/UDP).
+
+Lifecycle (the engine's view):
+
+* ``AtnaSyslogConnector(name, options)`` validates options and opens nothing but the spool directory.
+* ``start()`` (push connectors, once): opens a new spool segment for writing and starts the listeners in
+  background threads. Every frame a listener receives is fsync'd to the spool before anything else happens.
+* ``read(cursor, max_events)`` reads the spool like a file - it works without ``start()`` too, which is how
+  a restarted process drains what a crashed one had accepted. Parsing happens here, so a payload bug
+  becomes a dead letter, never a lost message. The cursor is ``{"segment": int, "offset": int}``.
+* ``acknowledge(cursor)``: the engine calls it *after* it committed ``cursor`` with the events; spool
+  segments wholly before the cursor are deleted then (never earlier: a crash before the commit must be able
+  to re-read them).
+* ``close()`` stops the listeners and closes the spool.
+
+The syslog layer (``connectors.syslog``) knows nothing about ATNA; this module joins it to the ATNA parser
+(:mod:`connectors.atna_parser`) and the FHIR AuditEvent mapping (:mod:`connectors.fhir_mapping`).
+See ``docs/connectors/atna-syslog.md`` for options, durability semantics and the field table.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, ClassVar, Mapping
+
+import orjson
+
+from connectors.atna_parser import AtnaParseError, parse_atna
+from connectors.base import Batch, Connector, ConnectorConfigError
+from connectors.fhir_mapping import MappingError, auditevent_to_event
+from connectors.syslog.rfc5424 import SyslogMessage, SyslogParseError, parse_syslog
+from connectors.syslog.server import ListenerConfig, SyslogServer
+from connectors.syslog.spool import KIND_ERROR, CorruptRecord, Spool, SpoolCursor, SpoolItem
+from engine.events import Event, format_timestamp, make_event_id
+from engine.logs import get_logger
+from engine.store.base import DeadLetter
+
+log = get_logger("wardwatch.connectors.atna_syslog")
+
+MAX_DEAD_LETTER_RAW = 65536
+DEFAULT_MAX_MESSAGE_BYTES = 65536
+
+
+def _dead_raw(data: bytes) -> str:
+    return data[:MAX_DEAD_LETTER_RAW].decode("utf-8", "replace")
+
+
+class AtnaSyslogConnector(Connector):
+    type_name: ClassVar[str] = "atna-syslog"
+    summary: ClassVar[str] = "IHE ATNA / FHIR AuditEvent over syslog (TLS, TCP, UDP), via a durable spool"
+
+    def __init__(self, name: str, options: Mapping[str, Any]):
+        super().__init__(name, options)
+        opts = self.options
+        known = {"listen", "spool_dir", "max_message_bytes", "segment_bytes", "fsync", "max_xml_bytes"}
+        unknown = set(opts) - known
+        if unknown:
+            raise ConnectorConfigError(f"{self.type_name} {name!r}: unknown option(s) {sorted(unknown)}")
+        if not opts.get("spool_dir"):
+            raise ConnectorConfigError(f"{self.type_name} {name!r}: option 'spool_dir' is required")
+        self.max_message_bytes = self._positive_int("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES)
+        self.max_xml_bytes = self._positive_int("max_xml_bytes", self.max_message_bytes)
+        segment_bytes = self._positive_int("segment_bytes", 64 * 1024 * 1024)
+        fsync = opts.get("fsync", True)
+        if not isinstance(fsync, bool):
+            raise ConnectorConfigError(f"{self.type_name} {name!r}: option 'fsync' must be true or false")
+        listen = opts.get("listen", [])
+        if not isinstance(listen, list):
+            raise ConnectorConfigError(f"{self.type_name} {name!r}: option 'listen' must be a list")
+        try:
+            self.listen = [ListenerConfig.from_mapping(entry) for entry in listen]
+        except (TypeError, ValueError) as exc:
+            raise ConnectorConfigError(f"{self.type_name} {name!r}: option 'listen': {exc}") from None
+        self.spool = Spool(opts["spool_dir"], segment_bytes=segment_bytes, fsync=fsync)
+        self.server: SyslogServer | None = None
+
+    def _positive_int(self, key: str, default: int) -> int:
+        value = self.options.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConnectorConfigError(f"{self.type_name} {self.name!r}: option {key!r} must be a positive "
+                                       f"integer, got {value!r}")
+        return value
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Open a fresh spool segment and start every listener (bind errors are raised here)."""
+        if self.server is not None:
+            return
+        self.spool.open_writer()
+        server = SyslogServer(self.listen, self.spool.append, max_message_bytes=self.max_message_bytes)
+        server.start()
+        self.server = server
+
+    @property
+    def addresses(self) -> list[tuple[str, str, int]]:
+        """(protocol, host, port) actually bound - the way to learn a port configured as 0."""
+        return list(self.server.addresses) if self.server else []
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        self.spool.close()
+
+    def acknowledge(self, cursor: dict[str, Any] | None) -> None:
+        """The engine committed ``cursor``: spool segments wholly before it may go."""
+        if cursor:
+            removed = self.spool.acknowledge(SpoolCursor.from_dict(cursor))
+            if removed:
+                log.debug("spool segments removed", connector=self.name, segments=removed)
+
+    # --- reading --------------------------------------------------------------------------------------
+    def read(self, cursor: dict[str, Any] | None, max_events: int) -> Batch:
+        try:
+            position = SpoolCursor.from_dict(cursor)
+        except ValueError as exc:
+            raise ConnectorConfigError(f"{self.type_name} {self.name!r}: {exc}") from None
+        result = self.spool.read(position, max(1, max_events))
+        batch = Batch(cursor=result.cursor.to_dict(), exhausted=result.exhausted)
+        for item in result.items:
+            if isinstance(item, CorruptRecord):
+                batch.dead_letters.append(DeadLetter(self.source_identity, item.reason,
+                                                     f"spool:{item.segment}:{item.offset}", _dead_raw(item.raw)))
+                continue
+            outcome = self.record_to_event(item)
+            if isinstance(outcome, DeadLetter):
+                batch.dead_letters.append(outcome)
+            else:
+                batch.events.append(outcome)
+        return batch
+
+    def record_to_event(self, item: SpoolItem) -> Event | DeadLetter:
+        """One spooled record -> an event, or a dead letter saying why not. Never raises."""
+        record = item.record
+        received = format_timestamp(datetime.fromtimestamp(record.received_at, tz=timezone.utc))
+        location = f"spool:{item.segment}:{item.offset}"
+
+        def dead(reason: str, where: str = location) -> DeadLetter:
+            return DeadLetter(self.source_identity, reason, where, _dead_raw(record.data), received)
+
+        if record.kind == KIND_ERROR:
+            return dead(record.reason, record.peer or location)
+        try:
+            message = parse_syslog(record.data)
+        except SyslogParseError as exc:
+            return dead(f"invalid syslog message: {exc}")
+        try:
+            text = message.text()
+        except UnicodeDecodeError as exc:
+            return dead(f"syslog MSG is not valid UTF-8 (byte {exc.start})")
+        payload = text.strip().lstrip("\ufeff")
+        raw = payload.encode("utf-8")
+        try:
+            if payload.startswith("<"):
+                event = parse_atna(raw, max_bytes=self.max_xml_bytes)
+                event["event.id"] = make_event_id(self.source_identity, raw)
+            elif payload.startswith("{"):
+                try:
+                    resource = orjson.loads(raw)
+                except orjson.JSONDecodeError as exc:
+                    return dead(f"payload is not valid JSON: {exc}")
+                event = auditevent_to_event(resource, source_identity=self.source_identity, raw=raw)
+            else:
+                return dead("payload is neither ATNA XML nor FHIR AuditEvent JSON")
+        except AtnaParseError as exc:
+            return dead(f"ATNA: {exc}")
+        except MappingError as exc:
+            return dead(f"FHIR AuditEvent: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one odd record must not stop the source
+            log.error("unexpected error parsing spooled record", connector=self.name, location=location,
+                      error=type(exc).__name__)
+            return dead(f"internal error while parsing: {type(exc).__name__}")
+        self._syslog_fields(event, message, record.peer)
+        return event
+
+    @staticmethod
+    def _syslog_fields(event: Event, message: SyslogMessage, peer: str) -> None:
+        event["log.syslog.priority"] = message.priority
+        event["log.syslog.facility.code"] = message.facility
+        event["log.syslog.severity.code"] = message.severity
+        if message.version is not None:
+            event["log.syslog.version"] = str(message.version)
+        for key, value in (("hostname", message.hostname), ("appname", message.appname),
+                           ("procid", message.procid), ("msgid", message.msgid)):
+            if value is not None:
+                event[f"log.syslog.{key}"] = value
+        if peer:
+            # "tls:10.1.2.3:51514" -> transport and address of the sending device (or relay).
+            transport, _, address = peer.partition(":")
+            event["log.source.address"] = address
+            event["network.transport"] = "udp" if transport == "udp" else "tcp"
+            event["network.protocol"] = "syslog-tls" if transport == "tls" else "syslog"

@@ -1,0 +1,795 @@
+"""The Elasticsearch store: events in one plain index per dataset, state in small side indices.
+
+Why this shape (details and trade-offs in docs/elasticsearch.md):
+
+* **Idempotent writes.** ``_id`` = ``event.id`` and ``op_type: create``: a replay answers 409 per document,
+  which we count as a duplicate instead of storing a second copy.
+* **Cursor after data.** Elasticsearch has no multi-document transaction, so a connector cursor is written
+  strictly after every document of its batch was acknowledged (and rejected ones were dead-lettered). A crash
+  in between re-reads the batch, which lands as duplicates.
+* **Watermark = ingest time.** There is no commit sequence; ``event.ingested`` is stamped by this store from
+  a clock that never hands out a stamp at or below a watermark it already issued, writes in flight hold the
+  watermark back, and ``watermark()`` refreshes the event indices so everything at or before it is
+  searchable. ``ingest_lag_seconds`` covers *other* processes writing to the same prefix (their in-flight
+  bulks are invisible to us).
+* **The store narrows, the engine decides.** ``prefilter`` (a Lucene query string from pySigma's
+  Elasticsearch backend) runs as ``query_string`` over keyword fields with a lowercase normalizer, so it is
+  case-insensitive like Sigma; the engine re-checks every hit.
+* **Optimistic concurrency on state.** Cursors and checkpoints are written with ``if_seq_no`` /
+  ``if_primary_term`` of the version this store last saw: two engines never silently overwrite each other
+  (``StoreConflict``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import threading
+import time
+import uuid
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+import orjson
+from elastic_transport import Transport
+
+import elasticsearch
+from elasticsearch import Elasticsearch
+
+from engine.alert_model import Alert
+from engine.events import DATASET, EVENT_ID, INGESTED, TIMESTAMP, Event, format_timestamp, from_timestamp_ms
+from engine.events import parse_timestamp, timestamp_ms
+from engine.store import es_layout as layout
+from engine.store.base import (
+    CursorUpdate,
+    DeadLetter,
+    RuleCheckpoint,
+    SearchQuery,
+    Store,
+    StoreConflict,
+    StoreError,
+    StoreUnavailable,
+    Watermark,
+    WriteResult,
+)
+
+__all__ = ["ElasticsearchStore", "SUPPORTED_MAJORS"]
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+SUPPORTED_MAJORS = (8, 9)
+ALWAYS_RETURNED = (TIMESTAMP, EVENT_ID, DATASET)
+_TS_LEN = 24
+_RETRY_STATUS = frozenset({429, 502, 503, 504})
+_CLIENT_MAJOR = int(elasticsearch.__versionstr__.split(".")[0])
+
+
+class _CompatTransport(Transport):
+    """Rewrites the client's ``compatible-with=<client major>`` media types to the server's major.
+
+    The 9.x Python client asks for ``compatible-with=9``, which an 8.x server rejects with 400
+    ("Accept version must be either version 8 or 7"). Both 8.x and 9.x servers accept ``compatible-with=8``,
+    so the first request (``GET /``) uses 8 and later requests use whatever the server is.
+    """
+
+    compat_major: int | None = 8
+
+    def perform_request(self, method: str, target: str, *args: Any, headers: Any = None, **kwargs: Any) -> Any:
+        major = self.compat_major
+        if major is not None and major != _CLIENT_MAJOR and headers:
+            old = f"compatible-with={_CLIENT_MAJOR}"
+            new = f"compatible-with={major}"
+            headers = type(headers)(headers) if not isinstance(headers, dict) else dict(headers)
+            for key in list(headers.keys()):
+                value = headers[key]
+                if isinstance(value, str) and old in value:
+                    headers[key] = value.replace(old, new)
+        return super().perform_request(method, target, *args, headers=headers, **kwargs)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _ts(ms: int) -> str:
+    return format_timestamp(from_timestamp_ms(ms))
+
+
+class ElasticsearchStore(Store):
+    kind = "elasticsearch"
+
+    def __init__(
+        self,
+        hosts: Sequence[str] | str = ("http://127.0.0.1:9200",),
+        *,
+        api_key: str | tuple[str, str] | None = None,
+        basic_auth: str | tuple[str, str] | None = None,
+        ca_certs: str | None = None,
+        ssl_assert_fingerprint: str | None = None,
+        verify_certs: bool = True,
+        request_timeout: float = 30,
+        max_retries: int = 3,
+        retry_backoff_seconds: float = 0.5,
+        index_prefix: str = "wardwatch",
+        refresh_on_write: bool = False,
+        ingest_lag_seconds: float = 0.0,
+        replicas: int = 1,
+        bulk_chunk_docs: int = 5000,
+        bulk_chunk_bytes: int = 20 * 1024 * 1024,
+        search_page_size: int = 1000,
+    ) -> None:
+        if isinstance(hosts, str):
+            hosts = [hosts]
+        if not hosts:
+            raise ValueError("ElasticsearchStore needs at least one host URL")
+        if not index_prefix or index_prefix != index_prefix.lower() or any(c in index_prefix for c in ' "*\\/<>|,#:?'):
+            raise ValueError(f"index_prefix {index_prefix!r} must be a lowercase Elasticsearch index name part")
+        if isinstance(basic_auth, str):
+            user, sep, password = basic_auth.partition(":")
+            if not sep:
+                raise ValueError('basic_auth must be ("user", "password") or "user:password"')
+            basic_auth = (user, password)
+        self.hosts = list(hosts)
+        self.prefix = index_prefix
+        self.refresh_on_write = refresh_on_write
+        self.ingest_lag_ms = int(round(ingest_lag_seconds * 1000))
+        self.max_retries = max(0, int(max_retries))
+        self.retry_backoff = float(retry_backoff_seconds)
+        self.replicas = int(replicas)
+        self.bulk_chunk_docs = int(bulk_chunk_docs)
+        self.bulk_chunk_bytes = int(bulk_chunk_bytes)
+        self.search_page_size = int(search_page_size)
+        self.names = layout.state_indices(index_prefix)
+        self._lock = threading.Lock()
+        self._last_wm_ms = 0
+        self._inflight: dict[int, int] = {}
+        self._tokens = itertools.count()
+        self._ordinal_base = _now_ms() * 1000
+        self._ordinals = itertools.count()
+        self._versions: dict[str, tuple[int, int]] = {}
+        self._has_events = False
+        self._known_indices: set[str] = set()
+        self._pit_supported = True
+        self._where = ", ".join(_redact(h) for h in self.hosts)
+
+        options: dict[str, Any] = {
+            "request_timeout": request_timeout,
+            # retries are ours (one policy for bulk items and whole requests, with backoff); see _call
+            "max_retries": 0,
+            "retry_on_timeout": False,
+            "transport_class": _CompatTransport,
+            "verify_certs": verify_certs,
+        }
+        if api_key is not None:
+            options["api_key"] = api_key
+        if basic_auth is not None:
+            options["basic_auth"] = basic_auth
+        if ca_certs is not None:
+            options["ca_certs"] = ca_certs
+        if ssl_assert_fingerprint is not None:
+            options["ssl_assert_fingerprint"] = ssl_assert_fingerprint
+        if not verify_certs:
+            log.warning("TLS certificate verification is OFF for Elasticsearch at %s", self._where)
+        try:
+            self.es = Elasticsearch(self.hosts, **options)
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"invalid Elasticsearch connection settings for {self._where}: {exc}") from None
+        self._transport: _CompatTransport = self.es.transport  # type: ignore[assignment]
+        try:
+            self.server_version = self._connect()
+            self._install()
+        except BaseException:
+            self.es.close()
+            raise
+
+    # --- connection -------------------------------------------------------------------------------
+    def _connect(self) -> str:
+        try:
+            info = self._call(lambda: self.es.info(), what="connect")
+            version = str(info.get("version", {}).get("number", "?"))
+            flavour = info.get("version", {}).get("build_flavor", "")
+        except StoreError as exc:
+            # distributions without the rest-root module (the integ-test zip) have no `GET /`
+            if isinstance(exc, StoreUnavailable) or not any(s in str(exc) for s in ("405", "404")):
+                raise
+            nodes = self._call(lambda: self.es.nodes.info(node_id="_local", metric="_none"), what="connect")
+            version = str(next(iter(nodes.get("nodes", {}).values()), {}).get("version", "?"))
+            flavour = ""
+        try:
+            major = int(version.split(".")[0])
+        except ValueError:
+            raise StoreError(f"{self._where} did not report an Elasticsearch version (got {version!r})") from None
+        if major < min(SUPPORTED_MAJORS):
+            raise StoreError(
+                f"Elasticsearch {version} at {self._where} is not supported: Wardwatch needs 8.x or 9.x")
+        if major > max(SUPPORTED_MAJORS):
+            log.warning("Elasticsearch %s is newer than Wardwatch was tested with (%s)", version,
+                        "/".join(map(str, SUPPORTED_MAJORS)))
+        # native media types when the server speaks the client's major, compatible-with=8 for 8.x
+        self._transport.compat_major = None if major >= _CLIENT_MAJOR else major
+        self.server_major = major
+        self.server_flavour = flavour
+        return version
+
+    def _install(self) -> None:
+        """Install or upgrade the events template, push additive mapping changes into existing event
+        indices, and create the state indices."""
+        prefix = self.prefix
+        self._call(lambda: self.es.indices.put_index_template(
+            name=layout.template_name(prefix), **layout.events_template(prefix, self.replicas)), what="install")
+        existing = self._call(lambda: self.es.indices.get(
+            index=layout.events_pattern(prefix), allow_no_indices=True, ignore_unavailable=True,
+            expand_wildcards="open"), what="install")
+        if existing:
+            mappings = layout.events_mappings()
+            try:
+                self._call(lambda: self.es.indices.put_mapping(index=list(existing), **mappings), what="install")
+            except StoreError as exc:
+                raise StoreError(f"cannot upgrade the mappings of {prefix} event indices: {exc}") from None
+            self._known_indices.update(existing)
+        for key, mapping in layout.state_mappings().items():
+            name = self.names[key]
+            if self._call(lambda: self.es.indices.exists(index=name), what="install"):
+                self._call(lambda: self.es.indices.put_mapping(index=name, **mapping), what="install")
+                continue
+            try:
+                self.es.indices.create(index=name, mappings=mapping, settings={
+                    "index": {"number_of_shards": 1, "number_of_replicas": self.replicas}})
+            except elasticsearch.ApiError as exc:
+                if _error_type(exc) != "resource_already_exists_exception":
+                    raise self._translate(exc, "install") from None
+            except elasticsearch.TransportError as exc:
+                raise self._translate(exc, "install") from None
+
+    def _call(self, fn: Callable[[], _T], *, what: str) -> _T:
+        """Run one request with our retry policy: connection errors, timeouts, 429 and 502/503/504 are
+        retried with exponential backoff; after ``max_retries`` the store raises ``StoreUnavailable``."""
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except elasticsearch.ApiError as exc:
+                status = _status(exc)
+                if status not in _RETRY_STATUS or attempt >= self.max_retries:
+                    raise self._translate(exc, what, attempt + 1) from None
+                reason: Any = exc
+            except elasticsearch.TransportError as exc:  # connection refused/reset, timeout, TLS
+                if attempt >= self.max_retries or isinstance(exc, elasticsearch.SSLError):
+                    raise self._translate(exc, what, attempt + 1) from None
+                reason = exc
+            self._sleep(attempt)
+            attempt += 1
+            log.info("retrying Elasticsearch %s (attempt %d) after %s", what, attempt + 1, type(reason).__name__)
+
+    def _sleep(self, attempt: int) -> None:
+        delay = min(30.0, self.retry_backoff * (2 ** attempt))
+        time.sleep(delay * (0.75 + random.random() / 2))
+
+    def _translate(self, exc: Exception, what: str, attempts: int = 1) -> StoreError:
+        tries = f" after {attempts} attempt{'s' if attempts != 1 else ''}" if attempts > 1 else ""
+        if isinstance(exc, elasticsearch.SSLError):
+            return StoreUnavailable(f"TLS to Elasticsearch at {self._where} failed ({what}): {_short(exc)}")
+        if isinstance(exc, elasticsearch.TransportError):
+            return StoreUnavailable(
+                f"cannot reach Elasticsearch at {self._where} ({what}{tries}): {_short(exc)}")
+        if isinstance(exc, elasticsearch.ApiError):
+            status = _status(exc)
+            if status == 401:
+                return StoreError(f"Elasticsearch at {self._where} rejected the credentials (401 Unauthorized); "
+                                  "check api_key / basic_auth")
+            if status == 403:
+                return StoreError(f"Elasticsearch at {self._where} denied {what} (403 Forbidden): "
+                                  f"{_short(exc)}; the user needs index and manage rights on {self.prefix}-*")
+            if status in _RETRY_STATUS:
+                return StoreUnavailable(f"Elasticsearch at {self._where} is overloaded or unavailable ({what}"
+                                        f"{tries}): {status} {_short(exc)}")
+            if status == 409:
+                return StoreConflict(f"Elasticsearch version conflict ({what}): {_short(exc)}")
+            return StoreError(f"Elasticsearch at {self._where} refused {what}: {status} {_short(exc)}")
+        return StoreError(f"Elasticsearch {what} failed: {exc}")
+
+    # --- events -------------------------------------------------------------------------------------
+    def _stamp(self) -> tuple[int, int]:
+        with self._lock:
+            ms = max(_now_ms(), self._last_wm_ms + 1)
+            token = next(self._tokens)
+            self._inflight[token] = ms
+            return token, ms
+
+    def write(self, batch: Sequence[Event], cursor: CursorUpdate | None = None) -> WriteResult:
+        for event in batch:
+            _validate(event)
+        result = WriteResult()
+        token, ms = self._stamp()
+        try:
+            ingested = _ts(ms)
+            pending: list[tuple[bytes, bytes, Event]] = []
+            for event in batch:
+                doc = dict(event)
+                doc[INGESTED] = ingested
+                index = layout.events_index(self.prefix, event[DATASET])
+                action = b'{"create":{"_index":' + orjson.dumps(index) + b',"_id":' + orjson.dumps(
+                    event[EVENT_ID]) + b"}}\n"
+                pending.append((action, orjson.dumps(doc) + b"\n", event))
+            rejected: list[tuple[Event, str, str]] = []
+            for chunk in self._chunks(pending):
+                self._bulk_chunk(chunk, result, rejected)
+            if rejected:
+                now = _ts(_now_ms())
+                self._write_dead_letters([
+                    DeadLetter(source=f"elasticsearch:{index}", reason=reason,
+                               location=f"{index}/{event.get(EVENT_ID)}",
+                               raw=orjson.dumps(event).decode(), received_at=now)
+                    for event, index, reason in rejected])
+                result.dead_lettered = len(rejected)
+            if batch:
+                self._has_events = True
+            if cursor is not None:
+                self._put_state("cursor", cursor.connector_id, cursor.value)
+        finally:
+            with self._lock:
+                self._inflight.pop(token, None)
+        return result
+
+    def _chunks(self, pending: list[tuple[bytes, bytes, Event]]) -> Iterator[list[tuple[bytes, bytes, Event]]]:
+        chunk: list[tuple[bytes, bytes, Event]] = []
+        size = 0
+        for item in pending:
+            item_size = len(item[0]) + len(item[1])
+            if chunk and (len(chunk) >= self.bulk_chunk_docs or size + item_size > self.bulk_chunk_bytes):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(item)
+            size += item_size
+        if chunk:
+            yield chunk
+
+    def _bulk_chunk(self, chunk: list[tuple[bytes, bytes, Event]], result: WriteResult,
+                    rejected: list[tuple[Event, str, str]]) -> None:
+        attempt = 0
+        todo = chunk
+        while todo:
+            body = b"".join(a + d for a, d, _ in todo)
+            refresh = "wait_for" if self.refresh_on_write else None
+            try:
+                resp = self.es.bulk(operations=body, refresh=refresh)
+            except elasticsearch.ApiError as exc:
+                if _status(exc) not in _RETRY_STATUS or attempt >= self.max_retries:
+                    raise self._translate(exc, "bulk write", attempt + 1) from None
+                self._sleep(attempt)
+                attempt += 1
+                continue
+            except elasticsearch.TransportError as exc:
+                if attempt >= self.max_retries:
+                    raise self._translate(exc, "bulk write", attempt + 1) from None
+                self._sleep(attempt)
+                attempt += 1
+                continue
+            retry: list[tuple[bytes, bytes, Event]] = []
+            last_reason = ""
+            for item, entry in zip(resp["items"], todo):
+                info = item.get("create") or next(iter(item.values()))
+                status = info.get("status", 0)
+                if 200 <= status < 300:
+                    result.written += 1
+                    self._known_indices.add(info.get("_index", ""))
+                elif status == 409:
+                    result.duplicates += 1
+                elif status in _RETRY_STATUS or status >= 500:
+                    retry.append(entry)
+                    last_reason = _item_reason(info)
+                else:
+                    rejected.append((entry[2], info.get("_index", ""), _item_reason(info)))
+            if retry:
+                if attempt >= self.max_retries:
+                    raise StoreUnavailable(
+                        f"Elasticsearch at {self._where} kept rejecting {len(retry)} documents after "
+                        f"{attempt + 1} attempts: {last_reason}")
+                self._sleep(attempt)
+                attempt += 1
+            todo = retry
+
+    def watermark(self) -> Watermark | None:
+        with self._lock:
+            now = _now_ms()
+            wm = now - self.ingest_lag_ms
+            if self._inflight:
+                wm = min(wm, min(self._inflight.values()) - 1)
+            wm = max(wm, self._last_wm_ms)
+            self._last_wm_ms = wm
+        if not self._has_events:
+            count = self._call(lambda: self.es.count(
+                index=layout.events_pattern(self.prefix), allow_no_indices=True, ignore_unavailable=True),
+                what="watermark")
+            if not count.get("count"):
+                return None
+            self._has_events = True
+        # everything stamped at or before wm was acknowledged before we took it: make it searchable now
+        self._refresh(layout.events_pattern(self.prefix))
+        return _ts(wm)
+
+    def _refresh(self, index: str) -> None:
+        self._call(lambda: self.es.indices.refresh(index=index, allow_no_indices=True, ignore_unavailable=True),
+                   what="refresh")
+
+    def search(self, query: SearchQuery) -> Iterator[Event]:
+        if isinstance(query.datasets, str):
+            raise TypeError("SearchQuery.datasets must be a sequence of dataset names, not a string")
+        if isinstance(query.fields, str):
+            raise TypeError("SearchQuery.fields must be a sequence of field names, not a string")
+        after = _parse_watermark(query.ingested_after, "ingested_after")
+        upto = _parse_watermark(query.ingested_upto, "ingested_upto")
+        filters: list[dict[str, Any]] = []
+        if query.datasets is not None:
+            datasets = sorted(set(query.datasets))
+            if not datasets:
+                return iter(())
+            index: str = ",".join(sorted({layout.events_index(self.prefix, d) for d in datasets}))
+            filters.append({"terms": {DATASET: datasets}})
+        else:
+            index = layout.events_pattern(self.prefix)
+        ts_range: dict[str, Any] = {}
+        if query.start is not None:
+            ts_range["gte"] = query.start
+        if query.end is not None:
+            ts_range["lt"] = query.end
+        if ts_range:
+            filters.append({"range": {TIMESTAMP: ts_range}})
+        ing_range: dict[str, Any] = {}
+        if after is not None:
+            ing_range["gt"] = after
+        if upto is not None:
+            ing_range["lte"] = upto
+        if ing_range:
+            filters.append({"range": {INGESTED: ing_range}})
+        if query.prefilter is not None:
+            if isinstance(query.prefilter, dict):
+                filters.append(query.prefilter)
+            else:
+                filters.append({"query_string": {"query": str(query.prefilter), "lenient": True,
+                                                 "analyze_wildcard": True}})
+        source: Any = True
+        if query.fields is not None:
+            source = sorted(set(query.fields).union(ALWAYS_RETURNED))
+        return self._stream(index, {"bool": {"filter": filters}}, source)
+
+    def _stream(self, index: str, es_query: dict[str, Any], source: Any) -> Iterator[Event]:
+        sort = [{TIMESTAMP: "asc"}, {EVENT_ID: "asc"}]
+        pit_id: str | None = None
+        if self._pit_supported:
+            try:
+                pit_id = self._call(lambda: self.es.open_point_in_time(
+                    index=index, keep_alive="2m", ignore_unavailable=True), what="search")["id"]
+            except StoreUnavailable:
+                raise
+            except StoreError as exc:
+                if "index_not_found" in str(exc) or "no such index" in str(exc):
+                    return
+                log.info("point in time unavailable (%s); paging with search_after only", exc)
+                self._pit_supported = False
+        try:
+            search_after: list[Any] | None = None
+            while True:
+                kwargs: dict[str, Any] = {"query": es_query, "sort": sort, "size": self.search_page_size,
+                                          "_source": source, "track_total_hits": False}
+                if search_after is not None:
+                    kwargs["search_after"] = search_after
+                if pit_id is not None:
+                    kwargs["pit"] = {"id": pit_id, "keep_alive": "2m"}
+                else:
+                    kwargs["index"] = index
+                    kwargs["ignore_unavailable"] = True
+                    kwargs["allow_no_indices"] = True
+                resp = self._call(lambda: self.es.search(**kwargs), what="search")
+                if pit_id is not None and resp.get("pit_id"):
+                    pit_id = resp["pit_id"]
+                hits = resp["hits"]["hits"]
+                for hit in hits:
+                    yield hit["_source"]
+                if len(hits) < self.search_page_size:
+                    return
+                search_after = hits[-1]["sort"]
+        finally:
+            if pit_id is not None:
+                try:
+                    self.es.close_point_in_time(id=pit_id)
+                except Exception:  # noqa: BLE001 - a PIT expires on its own after keep_alive
+                    pass
+
+    # --- state with optimistic concurrency ----------------------------------------------------------
+    def _state_id(self, kind: str, key: str) -> str:
+        return f"{kind}:{key}"
+
+    def _get_state(self, kind: str, key: str) -> Any:
+        doc_id = self._state_id(kind, key)
+        try:
+            resp = self._call(lambda: self.es.get(index=self.names["state"], id=doc_id), what=f"read {kind}")
+        except StoreError as exc:
+            if "404" in str(exc) or "not_found" in str(exc).lower():
+                with self._lock:
+                    self._versions.pop(doc_id, None)
+                return None
+            raise
+        with self._lock:
+            self._versions[doc_id] = (resp["_seq_no"], resp["_primary_term"])
+        return orjson.loads(resp["_source"]["value_json"])
+
+    def _put_state(self, kind: str, key: str, value: Any) -> None:
+        """Write a state record only if it is still at the version this store last saw (or absent when it
+        saw none). A store that never read the record reads it first: it adopts the current version."""
+        doc_id = self._state_id(kind, key)
+        with self._lock:
+            known = self._versions.get(doc_id)
+        if known is None:
+            self._get_state(kind, key)
+            with self._lock:
+                known = self._versions.get(doc_id)
+        doc = {"kind": kind, "key": key, "value_json": orjson.dumps(value).decode(), "updated": _ts(_now_ms())}
+        kwargs: dict[str, Any] = {"index": self.names["state"], "id": doc_id, "document": doc}
+        if known is None:
+            kwargs["op_type"] = "create"
+        else:
+            kwargs["if_seq_no"], kwargs["if_primary_term"] = known
+        try:
+            resp = self._call(lambda: self.es.index(**kwargs), what=f"write {kind}")
+        except StoreConflict:
+            with self._lock:
+                self._versions.pop(doc_id, None)
+            raise StoreConflict(
+                f"{kind} {key!r} was changed by another engine since this one read it; re-read and retry "
+                "(two engines must not run the same connector or rule on one index prefix)") from None
+        with self._lock:
+            self._versions[doc_id] = (resp["_seq_no"], resp["_primary_term"])
+
+    def get_cursor(self, connector_id: str) -> dict[str, Any] | None:
+        return self._get_state("cursor", connector_id)
+
+    def get_checkpoint(self, rule_id: str) -> RuleCheckpoint:
+        value = self._get_state("checkpoint", rule_id)
+        if value is None:
+            return RuleCheckpoint(rule_id=rule_id)
+        return RuleCheckpoint(rule_id=rule_id, watermark=value.get("watermark"), extra=value.get("extra") or {})
+
+    # --- dead letters -------------------------------------------------------------------------------
+    def _ordinal(self) -> int:
+        return self._ordinal_base + next(self._ordinals)
+
+    def _write_dead_letters(self, records: Sequence[DeadLetter]) -> None:
+        if not records:
+            return
+        now = _ts(_now_ms())
+        lines = []
+        for r in records:
+            lines.append({"index": {"_index": self.names["dead_letters"], "_id": uuid.uuid4().hex}})
+            lines.append({"source": r.source, "reason": r.reason, "location": r.location, "raw": r.raw,
+                          "received_at": r.received_at or now, "ordinal": self._ordinal()})
+        self._bulk_simple(lines, "write dead letters")
+
+    def _bulk_simple(self, lines: list[dict[str, Any]], what: str) -> None:
+        body = b"".join(orjson.dumps(line) + b"\n" for line in lines)
+        resp = self._call(lambda: self.es.bulk(operations=body, refresh=self.refresh_on_write and "wait_for"
+                                               or None), what=what)
+        if resp.get("errors"):
+            bad = [next(iter(i.values())) for i in resp["items"] if next(iter(i.values())).get("status", 0) >= 300]
+            statuses = {b.get("status") for b in bad}
+            message = f"{what}: {len(bad)} of {len(resp['items'])} documents failed: {_item_reason(bad[0])}"
+            if statuses & _RETRY_STATUS:
+                raise StoreUnavailable(message)
+            raise StoreError(message)
+
+    def dead_letter(self, records: Sequence[DeadLetter], cursor: CursorUpdate | None = None) -> None:
+        self._write_dead_letters(records)
+        if cursor is not None:
+            self._put_state("cursor", cursor.connector_id, cursor.value)
+
+    def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        self._refresh(self.names["dead_letters"])
+        resp = self._call(lambda: self.es.search(index=self.names["dead_letters"], size=int(limit),
+                                                 sort=[{"ordinal": "asc"}], track_total_hits=False),
+                          what="list dead letters")
+        return [DeadLetter(source=s["source"], reason=s["reason"], location=s["location"], raw=s["raw"],
+                           received_at=s.get("received_at", "")) for s in (h["_source"] for h in resp["hits"]["hits"])]
+
+    # --- alerts, checkpoints, outbox ----------------------------------------------------------------
+    def commit_rule_run(self, checkpoint: RuleCheckpoint, alerts: Sequence[Alert]) -> None:
+        """Alerts (and their outbox entries) first, then the checkpoint. Not atomic: a crash in between
+        re-runs the rule from the old checkpoint, and because alert ids are deterministic the re-run
+        overwrites the same alert documents instead of adding new ones (docs/elasticsearch.md)."""
+        if alerts:
+            lines: list[dict[str, Any]] = []
+            for alert in alerts:
+                data = alert.to_dict()
+                data_json = orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
+                lines.append({"index": {"_index": self.names["alerts"], "_id": alert.id}})
+                lines.append(data)
+                outbox_id = f"{alert.id}:{int(alert.revision)}"
+                lines.append({"update": {"_index": self.names["outbox"], "_id": outbox_id}})
+                # an existing (alert, revision) keeps its place in the queue; only its content is refreshed
+                lines.append({"doc": {"alert_json": data_json},
+                              "upsert": {"alert_id": alert.id, "revision": int(alert.revision),
+                                         "ordinal": self._ordinal(), "alert_json": data_json}})
+            self._bulk_simple(lines, "write alerts")
+        self._put_state("checkpoint", checkpoint.rule_id,
+                        {"watermark": checkpoint.watermark, "extra": checkpoint.extra})
+
+    def get_alert(self, alert_id: str) -> Alert | None:
+        try:
+            resp = self._call(lambda: self.es.get(index=self.names["alerts"], id=alert_id), what="read alert")
+        except StoreError as exc:
+            if "404" in str(exc) or "not_found" in str(exc).lower():
+                return None
+            raise
+        return Alert.from_dict(resp["_source"])
+
+    def latest_alert(self, rule_id: str, group_key: str) -> Alert | None:
+        self._refresh(self.names["alerts"])
+        resp = self._call(lambda: self.es.search(
+            index=self.names["alerts"], size=1, track_total_hits=False,
+            query={"bool": {"filter": [{"term": {"rule_id": rule_id}}, {"term": {"group_key": group_key}}]}},
+            sort=[{"last_trigger": "desc"}, {"id": "desc"}]), what="read alerts")
+        hits = resp["hits"]["hits"]
+        return Alert.from_dict(hits[0]["_source"]) if hits else None
+
+    def list_alerts(self, rule_id: str | None = None, limit: int | None = None) -> list[Alert]:
+        self._refresh(self.names["alerts"])
+        query: dict[str, Any] = {"term": {"rule_id": rule_id}} if rule_id is not None else {"match_all": {}}
+        out: list[Alert] = []
+        search_after = None
+        while limit is None or len(out) < limit:
+            size = self.search_page_size if limit is None else min(self.search_page_size, limit - len(out))
+            kwargs: dict[str, Any] = {"index": self.names["alerts"], "size": size, "query": query,
+                                      "sort": [{"first_trigger": "asc"}, {"id": "asc"}], "track_total_hits": False}
+            if search_after is not None:
+                kwargs["search_after"] = search_after
+            hits = self._call(lambda: self.es.search(**kwargs), what="list alerts")["hits"]["hits"]
+            out.extend(Alert.from_dict(h["_source"]) for h in hits)
+            if len(hits) < size:
+                break
+            search_after = hits[-1]["sort"]
+        return out
+
+    def pending_deliveries(self, sink: str, limit: int = 1000) -> list[Alert]:
+        self._refresh(self.names["outbox"])
+        self._refresh(self.names["deliveries"])
+        out: list[Alert] = []
+        search_after = None
+        page = max(100, min(self.search_page_size, 1000))
+        while len(out) < limit:
+            kwargs: dict[str, Any] = {"index": self.names["outbox"], "size": page, "sort": [{"ordinal": "asc"}],
+                                      "track_total_hits": False}
+            if search_after is not None:
+                kwargs["search_after"] = search_after
+            hits = self._call(lambda: self.es.search(**kwargs), what="read outbox")["hits"]["hits"]
+            if not hits:
+                break
+            ids = [f"{sink}:{h['_id']}" for h in hits]
+            done = self._call(lambda: self.es.mget(index=self.names["deliveries"], ids=ids, _source=False),
+                              what="read deliveries")
+            delivered = {d["_id"] for d in done["docs"] if d.get("found")}
+            for hit, did in zip(hits, ids):
+                if did not in delivered:
+                    out.append(Alert.from_dict(orjson.loads(hit["_source"]["alert_json"])))
+                    if len(out) >= limit:
+                        break
+            if len(hits) < page:
+                break
+            search_after = hits[-1]["sort"]
+        return out
+
+    def mark_delivered(self, sink: str, alerts: Sequence[Alert]) -> None:
+        lines: list[dict[str, Any]] = []
+        for a in alerts:
+            lines.append({"index": {"_index": self.names["deliveries"], "_id": f"{sink}:{a.id}:{int(a.revision)}"}})
+            lines.append({"sink": sink, "alert_id": a.id, "revision": int(a.revision)})
+        if lines:
+            self._bulk_simple(lines, "mark delivered")
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        try:
+            health = self._call(lambda: self.es.cluster.health(), what="health")
+        except StoreError as exc:
+            return {"store": self.kind, "ok": False, "hosts": self._where, "error": str(exc)}
+        return {"store": self.kind, "ok": health.get("status") in ("green", "yellow"), "hosts": self._where,
+                "cluster_status": health.get("status"), "server_version": self.server_version,
+                "index_prefix": self.prefix}
+
+    def close(self) -> None:
+        try:
+            self.es.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    # --- test/ops helpers ---------------------------------------------------------------------------
+    def delete_all(self) -> None:
+        """Delete every index and the template of this prefix (tests, ``wardwatch reset``)."""
+        names = list(self._call(lambda: self.es.indices.get(
+            index=f"{self.prefix}-*", allow_no_indices=True, ignore_unavailable=True,
+            expand_wildcards="all"), what="delete"))
+        # only indices of *this* prefix: another prefix may start with ours plus a dash
+        mine = set(self.names.values())
+        names = [n for n in names if n in mine or n.startswith(f"{self.prefix}-events-")]
+        for i in range(0, len(names), 50):
+            part = names[i:i + 50]
+            self._call(lambda: self.es.indices.delete(index=",".join(part), ignore_unavailable=True), what="delete")
+        try:
+            self.es.indices.delete_index_template(name=layout.template_name(self.prefix))
+        except elasticsearch.NotFoundError:
+            pass
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+def _validate(event: Event) -> None:
+    try:
+        ts = event[TIMESTAMP]
+        eid = event[EVENT_ID]
+        dataset = event[DATASET]
+    except KeyError as exc:
+        raise ValueError(f"event without {exc.args[0]!r}: every event needs @timestamp, event.id and "
+                         f"event.dataset (event.id={event.get(EVENT_ID)!r})") from None
+    if not isinstance(ts, str) or len(ts) != _TS_LEN or ts[-1] != "Z" or ts[10] != "T":
+        raise ValueError(f"@timestamp {ts!r} is not canonical (like 2026-11-02T09:15:30.123Z; "
+                         f"use engine.events.normalise_timestamp) in event {eid!r}")
+    if not isinstance(eid, str) or not eid:
+        raise ValueError(f"event.id must be a non-empty string, not {eid!r}")
+    if not isinstance(dataset, str) or not dataset:
+        raise ValueError(f"event.dataset must be a non-empty string, not {dataset!r} (event {eid!r})")
+
+
+def _parse_watermark(value: Watermark | None, name: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return _ts(timestamp_ms(parse_timestamp(value)))
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value!r} is not an Elasticsearch watermark (an ISO 8601 ingest time)") from None
+
+
+def _status(exc: Exception) -> int:
+    meta = getattr(exc, "meta", None)
+    status = getattr(meta, "status", None)
+    if isinstance(status, int):
+        return status
+    status = getattr(exc, "status_code", 0)
+    return status if isinstance(status, int) else 0
+
+
+def _error_type(exc: Exception) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            return str(err.get("type", ""))
+    return ""
+
+
+def _item_reason(info: dict[str, Any]) -> str:
+    err = info.get("error")
+    if isinstance(err, dict):
+        text = f"{err.get('type', 'error')}: {err.get('reason', '')}"
+        cause = err.get("caused_by")
+        if isinstance(cause, dict):
+            text += f" (caused by {cause.get('type', '')}: {cause.get('reason', '')})"
+        return text
+    return str(err or f"status {info.get('status')}")
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, elasticsearch.ApiError):
+        body = exc.body
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            err = body["error"]
+            return f"{err.get('type', '')}: {err.get('reason', '')}"[:500]
+        return str(exc.message)[:500]
+    text = str(exc)
+    return text[:500]
+
+
+def _redact(host: str) -> str:
+    """Never log credentials embedded in a URL."""
+    if "@" in host and "://" in host:
+        scheme, rest = host.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return host
