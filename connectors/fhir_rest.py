@@ -240,6 +240,7 @@ class FhirAuditEventRestConnector(Connector):
         log.warning("fhir-auditevent %s: page failed (HTTP %s): %s", self.name, exc.status, exc.reason)
         if resumed and (exc.status in (404, 410) or state.failures >= self.max_page_failures):
             state.next, state.failures = None, 0
+            batch.exhausted = exc.status not in (404, 410)  # expired paging: restart the search at once
         elif not resumed:
             state.next = None  # the search URL is rebuilt from the cursor next time anyway
 

@@ -51,7 +51,7 @@ def _alerts_table(alerts: Sequence[Any], title: str) -> None:
 
     table = Table(title=title, show_lines=False)
     for column in ("level", "rule", "group", "window (UTC)", "metric", "events"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in ("rule", "window (UTC)"))
     for alert in alerts:
         group = ", ".join(f"{k}={v}" for k, v in alert.group.items()) or "-"
         metric = ""
@@ -61,11 +61,17 @@ def _alerts_table(alerts: Sequence[Any], title: str) -> None:
             alert.rule_level,
             alert.rule_title,
             group,
-            f"{alert.window_start[:19]} .. {alert.window_end[:19]}",
+            _window(alert.window_start, alert.window_end),
             metric,
             str(alert.evidence_total),
         )
-    Console(width=None if _is_tty() else 160).print(table)
+    Console(width=None if _is_tty() else 200).print(table)
+
+
+def _window(start: str, end: str) -> str:
+    """Compact: '2026-11-02 13:00:34 - 13:47:23' (the end's date only when it differs)."""
+    same_day = start[:10] == end[:10]
+    return f"{start[:10]} {start[11:19]} - {end[11:19] if same_day else end[:10] + ' ' + end[11:19]}"
 
 
 def _print_rule_errors(errors: Sequence[Any]) -> None:
@@ -433,6 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from engine.logs import configure_logging
+
+    # Until a command configures logging from its config: warnings only, on stderr (stdout is for results).
+    configure_logging("debug" if args.verbose else "warning", "auto")
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

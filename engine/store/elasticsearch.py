@@ -148,7 +148,7 @@ class ElasticsearchStore(Store):
         self._tokens = itertools.count()
         self._ordinal_base = _now_ms() * 1000
         self._ordinals = itertools.count()
-        self._versions: dict[str, tuple[int, int]] = {}
+        self._versions: dict[str, tuple[int, int] | None] = {}
         self._has_events = False
         self._known_indices: set[str] = set()
         self._pit_supported = True
@@ -457,6 +457,9 @@ class ElasticsearchStore(Store):
 
     def _stream(self, index: str, es_query: dict[str, Any], source: Any) -> Iterator[Event]:
         sort = [{TIMESTAMP: "asc"}, {EVENT_ID: "asc"}]
+        # read-your-writes like the embedded store: whatever was acknowledged before the search is seen
+        # (cheap when nothing changed); the point in time then fixes the view for the whole stream
+        self._refresh(index)
         pit_id: str | None = None
         if self._pit_supported:
             try:
@@ -509,7 +512,7 @@ class ElasticsearchStore(Store):
         except StoreError as exc:
             if "404" in str(exc) or "not_found" in str(exc).lower():
                 with self._lock:
-                    self._versions.pop(doc_id, None)
+                    self._versions[doc_id] = None  # seen absent: our next write must create it
                 return None
             raise
         with self._lock:
@@ -521,11 +524,11 @@ class ElasticsearchStore(Store):
         saw none). A store that never read the record reads it first: it adopts the current version."""
         doc_id = self._state_id(kind, key)
         with self._lock:
-            known = self._versions.get(doc_id)
-        if known is None:
+            seen = doc_id in self._versions
+        if not seen:
             self._get_state(kind, key)
-            with self._lock:
-                known = self._versions.get(doc_id)
+        with self._lock:
+            known = self._versions.get(doc_id)
         doc = {"kind": kind, "key": key, "value_json": orjson.dumps(value).decode(), "updated": _ts(_now_ms())}
         kwargs: dict[str, Any] = {"index": self.names["state"], "id": doc_id, "document": doc}
         if known is None:

@@ -1,0 +1,142 @@
+"""The command line as an analyst and an operator use it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from engine.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+BTG_RULE = ROOT / "rules/healthcare/ehr_break_the_glass.yml"
+VPN_RULES = ROOT / "rules/healthcare/vpn_bruteforce_then_success.yml"
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write_events(path: Path, events: list[dict]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    return path
+
+
+def test_help_lists_every_command():
+    result = subprocess.run([sys.executable, "-m", "engine.cli", "--help"], capture_output=True, text=True)
+    for command in ("run", "ingest", "rules", "alerts", "connectors", "status"):
+        assert command in result.stdout
+
+
+def test_rules_validate_ok_and_errors_name_file_and_key(tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "rules", "validate", str(ROOT / "rules"))
+    assert code == 0 and "0 error(s)" in out
+    bad = tmp_path / "bad.yml"
+    bad.write_text("title: Broken\nid: 11111111-2222-3333-4444-555555555555\nlogsource:\n  product: ehr\n"
+                   "detection:\n  sel:\n    user.name|nosuchmodifier: x\n  condition: sel\nlevel: high\n")
+    code, out, err = run_cli(capsys, "rules", "validate", str(tmp_path))
+    assert code == 2
+    assert str(bad) in err and "nosuchmodifier" in err
+
+
+def test_rules_test_json_contract_for_matches(tmp_path, capsys):
+    events = write_events(tmp_path / "e.jsonl", [
+        {"@timestamp": "2026-11-02T10:00:00Z", "event.dataset": "ehr.audit", "ehr.break_the_glass": True,
+         "user.name": "tbauer"},
+        {"@timestamp": "2026-11-02T10:01:00Z", "event.dataset": "ehr.audit", "ehr.break_the_glass": False},
+        {"@timestamp": "2026-11-02T10:02:00Z", "event": {"dataset": "ehr.audit", "id": "x-3"},
+         "ehr": {"break_the_glass": True}},
+    ])
+    code, out, _ = run_cli(capsys, "rules", "test", str(BTG_RULE), "--events", str(events), "--format", "json")
+    assert code == 0
+    results = [orjson.loads(line) for line in out.splitlines()]
+    assert [r["event_ids"] for r in results] == [["1"], ["x-3"]]
+    first = results[0]
+    assert set(first) == {"rule_id", "title", "kind", "event_ids", "group", "window"}
+    assert first["kind"] == "match" and first["rule_id"] == "e01e3184-6e67-49af-bdce-e5811c4ed705"
+    assert first["window"] == {"start": "2026-11-02T10:00:00.000Z", "end": "2026-11-02T10:00:00.000Z"}
+
+
+def test_rules_test_runs_chained_correlations(tmp_path, capsys):
+    events = [{"@timestamp": f"2026-11-02T20:30:{i:02d}Z", "event.dataset": "vpn.auth",
+               "event.outcome": "failure", "user.name": "admin.huber", "event.id": f"f{i}",
+               "event.category": ["authentication"], "event.action": "vpn-login"} for i in range(12)]
+    events.append({"@timestamp": "2026-11-02T20:35:00Z", "event.dataset": "vpn.auth", "event.outcome": "success",
+                   "user.name": "admin.huber", "event.id": "ok", "event.category": ["authentication"],
+                   "event.action": "vpn-login"})
+    # Another user: success first, failures after -> the order is wrong, no alert.
+    events += [{**e, "user.name": "other", "event.id": "o" + e["event.id"],
+                "@timestamp": e["@timestamp"].replace("20:3", "21:3")} for e in events[:12]]
+    events.append({**events[12], "user.name": "other", "event.id": "o-ok", "@timestamp": "2026-11-02T21:20:00Z"})
+    path = write_events(tmp_path / "vpn.jsonl", events)
+    code, out, _ = run_cli(capsys, "rules", "test", str(VPN_RULES), "--events", str(path), "--format", "json")
+    results = [orjson.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(results) == 1
+    assert results[0]["kind"] == "correlation" and results[0]["group"] == {"user.name": "admin.huber"}
+    assert "ok" in results[0]["event_ids"] and "f0" in results[0]["event_ids"]
+
+
+def test_rules_test_reports_bad_event_lines(tmp_path, capsys):
+    path = tmp_path / "e.jsonl"
+    path.write_text('{"event.dataset": "ehr.audit"}\nnot json\n')
+    code, _, err = run_cli(capsys, "rules", "test", str(BTG_RULE), "--events", str(path))
+    assert code == 2 and f"{path}:2: invalid JSON" in err
+
+
+def test_rules_explain_says_why(capsys):
+    event = '{"event.dataset": "ehr.audit", "ehr.break_the_glass": false}'
+    code, out, _ = run_cli(capsys, "rules", "explain", str(BTG_RULE), "--event", event)
+    assert code == 1 and "ehr.break_the_glass" in out
+    code, out, _ = run_cli(capsys, "rules", "explain", "ehr_break_the_glass", "--event",
+                           '{"event": {"dataset": "ehr.audit"}, "ehr.break_the_glass": true}', "--format", "json")
+    assert code == 0 and orjson.loads(out)
+
+
+def test_rules_convert_shows_the_store_query(capsys):
+    code, out, _ = run_cli(capsys, "rules", "convert", str(BTG_RULE), "--store", "elasticsearch")
+    assert code == 0 and "break_the_glass" in out and "ehr.audit" in out
+    code, out, _ = run_cli(capsys, "rules", "convert", "EHR break-the-glass access", "--store", "sqlite")
+    assert code == 0 and "break_the_glass" in out
+
+
+def test_unknown_rule_is_a_clear_error(capsys):
+    code, _, err = run_cli(capsys, "rules", "convert", "no-such-rule", "--store", "sqlite")
+    assert code == 2 and "no rule with id, name or title 'no-such-rule'" in err
+
+
+def test_ingest_alerts_list_and_status(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "wardwatch.yaml").write_text(f"store:\n  sqlite:\n    path: {tmp_path}/w.db\n"
+                                             f"rules:\n  paths: [{ROOT}/rules]\nconnectors: []\n"
+                                             f"alerts:\n  sinks: []\n")
+    code, out, _ = run_cli(capsys, "ingest", "ndjson", str(ROOT / "fixtures/vpn"), "-o", "dataset=vpn.auth")
+    assert code == 0 and "66 events read, 66 stored, 0 duplicates" in out
+    code, out, _ = run_cli(capsys, "ingest", "ndjson", str(ROOT / "fixtures/vpn"), "-o", "dataset=vpn.auth")
+    assert "0 events read" in out  # the cursor remembers
+    code, out, _ = run_cli(capsys, "run", "--once")
+    assert code == 0 and "1 new or updated alert(s)" in out
+    code, out, _ = run_cli(capsys, "alerts", "list", "--format", "json")
+    alerts = [orjson.loads(line) for line in out.splitlines()]
+    assert [a["group"] for a in alerts] == [{"user.name": "admin.huber"}]
+    code, out, _ = run_cli(capsys, "status")
+    status = orjson.loads(out)
+    assert status["watermark"] is not None and status["dead_letters"] == []
+
+
+def test_bad_config_exits_2_with_key(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("scheduler:\n  rule_interval: often\n")
+    code, _, err = run_cli(capsys, "--config", str(config), "alerts", "list")
+    assert code == 2 and "scheduler.rule_interval" in err and str(config) in err
+
+
+def test_connectors_list_shows_builtins(capsys):
+    code, out, _ = run_cli(capsys, "connectors", "list")
+    assert code == 0
+    for name in ("ndjson", "fhir-auditevent-file"):
+        assert name in out
