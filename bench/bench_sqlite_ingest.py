@@ -45,6 +45,7 @@ from engine.store.sqlite_schema import apply_pragmas, ensure_schema  # noqa: E40
 DEPARTMENTS = ["cardiology", "oncology", "emergency", "radiology", "pediatrics", "icu", "pharmacy", "lab"]
 WORKSTATIONS = [f"WS-{n:04d}" for n in range(400)]
 OUTCOMES = ["success"] * 97 + ["failure"] * 3
+PHASES = ("bare_insert", "bare_encode_insert", "store")
 
 
 def generate(n_events: int, batch: int, seed: int = 7) -> Iterator[list[Event]]:
@@ -152,13 +153,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None, help="where the SQLite files go (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the SQLite files")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    parser.add_argument("--order", default="bare_insert,bare_encode_insert,store",
+                        help="phase order (comma-separated); rotate it to check for order effects")
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="ww-bench-", dir=args.dir))
     ctx = mp.get_context("fork")  # the parent is small at fork time, so each child's peak RSS is its own
     results: list[dict[str, Any]] = []
     try:
-        for kind in ("bare_insert", "bare_encode_insert", "store"):
+        phases = [p.strip() for p in args.order.split(",")]
+        if sorted(phases) != sorted(PHASES):
+            parser.error(f"--order must name each of {', '.join(PHASES)} once")
+        for kind in phases:
             queue: mp.Queue[dict[str, Any]] = ctx.Queue()
             proc = ctx.Process(target=phase, args=(kind, workdir / f"{kind}.db", args.events, args.batch, queue))
             proc.start()

@@ -20,6 +20,7 @@ import binascii
 import ipaddress
 import re
 import xml.etree.ElementTree as ET
+from datetime import datetime
 from typing import Any, Iterable
 
 import defusedxml
@@ -44,6 +45,7 @@ OBJECT_ROLES = {
 }
 #: Same rule as connectors.fhir_mapping: a FHIR search URL names the resource type it queries.
 _QUERY_RESOURCE = re.compile(r"/([A-Z][A-Za-z]+)(?:/_search)?/?(?:[?#]|$)")
+_CANONICAL_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 _WS = re.compile(rb"\s+")
 
@@ -55,7 +57,7 @@ class AtnaParseError(ValueError):
 def _local(tag: Any) -> str:
     if not isinstance(tag, str):
         return ""  # comments / processing instructions
-    return tag.rsplit("}", 1)[-1]
+    return tag if tag[0] != "{" else tag.rsplit("}", 1)[-1]
 
 
 def _children(element: ET.Element, name: str) -> Iterable[ET.Element]:
@@ -106,6 +108,13 @@ def decode_query(text: str) -> str:
 def _timestamp(value: str | None) -> str:
     if not value:
         raise AtnaParseError("EventIdentification has no EventDateTime")
+    if len(value) == 24 and _CANONICAL_TS.match(value):
+        # Already canonical (most senders): a range check is enough, re-formatting costs 3x more.
+        try:
+            datetime.fromisoformat(value[:-1])
+            return value
+        except ValueError:
+            raise AtnaParseError(f"EventDateTime is not a valid timestamp: {value!r}") from None
     try:
         return normalise_timestamp(_FRACTION.sub(r"\1", value.strip()))
     except (ValueError, OverflowError):

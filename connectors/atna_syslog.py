@@ -132,10 +132,10 @@ class AtnaSyslogConnector(Connector):
     def record_to_event(self, item: SpoolItem) -> Event | DeadLetter:
         """One spooled record -> an event, or a dead letter saying why not. Never raises."""
         record = item.record
-        received = format_timestamp(datetime.fromtimestamp(record.received_at, tz=timezone.utc))
         location = f"spool:{item.segment}:{item.offset}"
 
         def dead(reason: str, where: str = location) -> DeadLetter:
+            received = format_timestamp(datetime.fromtimestamp(record.received_at, tz=timezone.utc))
             return DeadLetter(self.source_identity, reason, where, _dead_raw(record.data), received)
 
         if record.kind == KIND_ERROR:

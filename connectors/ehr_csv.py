@@ -152,6 +152,10 @@ class EhrCsvConnector(Connector):
         idle = opts.get("complete_after_idle_seconds", 60)
         self.complete_after_idle: float | None = None if idle is None else float(idle)
         self._clock: Callable[[], float] = time.time
+        self._plans: dict[tuple[str, ...], Any] = {}
+        self._required_columns = [
+            (f, next((c for c, ts in self.columns.items() if f in ts), None)) for f in self.required
+        ]
 
     @staticmethod
     def _delimiter_option(value: Any) -> str | None:
@@ -353,17 +357,28 @@ class EhrCsvConnector(Connector):
             line += pending_lines + 1
             yield _Record(tail.rstrip(b"\r\n"), first, offset, line, False)
 
+    def _plan(self, header: list[str]) -> list[tuple[int, str, list[tuple[str, Mapping[str, Any] | None]]]]:
+        """Per header (cached): (row index, column, [(target field, value map)]) for each mapped column."""
+        key = tuple(header)
+        plan = self._plans.get(key)
+        if plan is None:
+            index = {name: i for i, name in enumerate(header)}
+            plan = [
+                (index[col], col, [(t, self.value_maps.get(t) or self.value_maps.get(col)) for t in targets])
+                for col, targets in self.columns.items()
+                if col in index
+            ]
+            self._plans[key] = plan
+        return plan
+
     def _event(self, file_name: str, header: list[str], row: list[str], raw: bytes) -> Event:
         if len(row) != len(header):
             raise RowError(f"row has {len(row)} fields, header has {len(header)}", None)
-        values = dict(zip(header, row))
         event: Event = {}
-        for column, targets in self.columns.items():
-            value: Any = values.get(column)
-            if value is None:
-                continue
-            value = value.strip()
-            for target in targets:
+        fold = self.value_maps_casefold
+        for i, column, targets in self._plan(header):
+            value = row[i].strip()
+            for target, table in targets:
                 if target == "@timestamp":
                     try:
                         event["@timestamp"] = self.timestamps.parse(value)
@@ -371,22 +386,18 @@ class EhrCsvConnector(Connector):
                         raise RowError(f"column {column}: {exc}", column) from None
                     continue
                 mapped: Any = value
-                table = self.value_maps.get(target) or self.value_maps.get(column)
                 if table is not None:
-                    key = value.casefold() if self.value_maps_casefold else value
-                    if key in table:
-                        mapped = table[key]
-                if mapped == "":
-                    continue
-                event[target] = mapped
-        for field in self.required:
+                    mapped = table.get(value.casefold() if fold else value, value)
+                if mapped != "":
+                    event[target] = mapped
+        for field, column in self._required_columns:
             if event.get(field) in (None, ""):
-                column = next((c for c, ts in self.columns.items() if field in ts), None)
                 raise RowError(f"required field {field} is empty (column {column})", column)
-        for key, value in self.constants.items():
-            event.setdefault(key, value)
+        if self.constants:
+            for key, value in self.constants.items():
+                event.setdefault(key, value)
         event["event.dataset"] = DATASET
-        event.setdefault("event.kind", "event")
+        event["event.kind"] = "event"
         event["event.id"] = make_event_id(self.source_identity, file_name.encode("utf-8") + b"\x00" + raw)
         event["log.file.path"] = file_name
         if self.keep_original:

@@ -6,7 +6,6 @@ into behaviour.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,10 +123,8 @@ def build_app(config: Config, console: bool = True) -> App:
     ruleset = load_ruleset(config)
     store = open_configured_store(config)
     jobs = build_jobs(ruleset, config["alerts"]["suppression"])
-    evaluator = Evaluator(store, config["alerts"]["evidence_cap"], build_pseudonymiser(config))
+    evaluator = Evaluator(store, config["alerts"]["evidence_cap"], build_pseudonymiser(config),
+                          candidates=ruleset.candidates)
     sinks = build_sinks(config["alerts"]["sinks"], config.resolve_path, console=console)
     return App(config, store, ruleset, jobs, evaluator, build_enrichment(config), sinks)
 
-
-def default_parallelism() -> int:
-    return max(1, (os.cpu_count() or 1))

@@ -251,7 +251,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
         store = open_store("sqlite", path=Path(tmp) / "test.db")
         try:
             store.write(events)
-            evaluator = Evaluator(store, evidence_cap=10**9)
+            evaluator = Evaluator(store, evidence_cap=10**9, candidates=ruleset.candidates)
             alerts = list(iter_alerts(run_all(evaluator, build_jobs(ruleset))))
         finally:
             store.close()

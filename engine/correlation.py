@@ -283,7 +283,8 @@ def _window_ends(entries: list[Entry], timespan_ms: int, aggregate: Aggregate) -
     count = len(entries)
     for last, entry in enumerate(entries):
         aggregate.add(entry)
-        pass
+        if last + 1 < count and entries[last + 1].ts == entry.ts:
+            continue
         lower = entry.ts - timespan_ms
         while entries[first].ts < lower:
             aggregate.remove(entries[first])

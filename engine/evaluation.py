@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from engine.alert_model import Alert
 from engine.correlation import Match, Trigger, evaluate_correlation, trigger_as_match
@@ -137,26 +137,49 @@ def build_jobs(ruleset: Any, suppression: Mapping[str, Mapping[str, Any]] | None
 class Evaluator:
     """Runs jobs against a store. Stateless between runs: all state lives in the store."""
 
-    def __init__(self, store: Store, evidence_cap: int = 100, pseudonymiser: Pseudonymiser | None = None):
+    def __init__(
+        self,
+        store: Store,
+        evidence_cap: int = 100,
+        pseudonymiser: Pseudonymiser | None = None,
+        candidates: Callable[[Mapping[str, Any]], Sequence[Any]] | None = None,
+    ):
         self.store = store
+        self.candidates = candidates
         self.evidence_cap = evidence_cap
         self.pseudonymiser = pseudonymiser or Pseudonymiser.disabled()
 
     # -- scanning ---------------------------------------------------------------------------------
-    def _scan(self, job: RuleJob, **bounds: Any) -> tuple[dict[str, list[Match]], dict[str, int], int]:
-        """Matches of every leaf rule in one pass per dataset set; returns (matches by rule, event times, scanned)."""
-        by_rule: dict[str, list[Match]] = {leaf.id: [] for leaf in job.leaves}
+    def _scan(self, jobs: Sequence[RuleJob], **bounds: Any) -> tuple[dict[str, list[Match]], dict[str, int], int]:
+        """One pass over the store for several jobs: matches by leaf rule id, event times, events scanned.
+
+        Each event meets only the leaf rules of its dataset (and, with a rule index, its discriminating
+        field), and a leaf shared by several jobs is evaluated once.
+        """
+        leaves = {leaf.id: leaf for job in jobs for leaf in job.leaves}
+        by_rule: dict[str, list[Match]] = {rule_id: [] for rule_id in leaves}
+        by_dataset: dict[str, list[Any]] = {}
+        for leaf in leaves.values():
+            for dataset in leaf.datasets:
+                by_dataset.setdefault(dataset, []).append(leaf)
         times: dict[str, int] = {}
         scanned = 0
-        fields = sorted({f for leaf in job.leaves for f in leaf.fields} | self._extra_fields(job))
-        query = SearchQuery(datasets=job.datasets, fields=fields, prefilter=None, **bounds)
+        fields = sorted({f for leaf in leaves.values() for f in leaf.fields}
+                        | {f for job in jobs for f in self._extra_fields(job)})
+        query = SearchQuery(datasets=tuple(sorted(by_dataset)), fields=fields, prefilter=None, **bounds)
+        candidates = self.candidates
         for event in self.store.search(query):
             scanned += 1
-            for leaf in job.leaves:
+            if candidates is not None:
+                rules = [r for r in candidates(event) if r.id in leaves]
+            else:
+                rules = by_dataset.get(event.get(DATASET), ())
+            for leaf in rules:
                 if leaf.matches(event):
-                    ts = timestamp_ms(event[TIMESTAMP])
                     eid = event[EVENT_ID]
-                    times[eid] = ts
+                    ts = times.get(eid)
+                    if ts is None:
+                        ts = times[eid] = timestamp_ms(event[TIMESTAMP])
                     by_rule[leaf.id].append(Match(leaf.id, ts, eid, event))
         return by_rule, times, scanned
 
@@ -202,31 +225,39 @@ class Evaluator:
             hits.append(Hit(group, group_key_of(group), trig.ts_ms, trig.window_start_ms, ids, trig.metric))
         return hits
 
-    # -- a run ----------------------------------------------------------------------------------------
+    # -- runs ---------------------------------------------------------------------------------------
     def run(self, job: RuleJob, upto: str | None = None) -> RunResult:
-        started = time.monotonic()
-        result = RunResult(job.id)
-        checkpoint = self.store.get_checkpoint(job.id)
-        watermark = upto if upto is not None else self.store.watermark()
-        if watermark is None or watermark == checkpoint.watermark:
-            result.skipped = True
-            return result
+        return self.run_many([job], upto=upto)[0]
 
-        new_by_rule, new_times, scanned = self._scan(
-            job, ingested_after=checkpoint.watermark, ingested_upto=watermark
-        )
-        result.scanned = scanned
-        new_ids = set(new_times)
-        result.matched = len(new_ids)
-        alerts: list[Alert] = []
-        if new_ids:
-            alerts = self._alerts_for(job, new_by_rule, new_times, new_ids, watermark)
-        self.store.commit_rule_run(RuleCheckpoint(job.id, watermark), alerts)
-        result.alerts = alerts
-        result.seconds = time.monotonic() - started
-        log.debug("rule run", rule=job.id, scanned=scanned, matched=result.matched, alerts=len(alerts),
-                  seconds=round(result.seconds, 3))
-        return result
+    def run_many(self, jobs: Sequence[RuleJob], upto: str | None = None) -> list[RunResult]:
+        """Run several jobs up to one watermark; jobs at the same checkpoint share one scan of new events."""
+        watermark = upto if upto is not None else self.store.watermark()
+        checkpoints = {job.id: self.store.get_checkpoint(job.id).watermark for job in jobs}
+        results = {job.id: RunResult(job.id) for job in jobs}
+        by_checkpoint: dict[str | None, list[RuleJob]] = {}
+        for job in jobs:
+            if watermark is None or checkpoints[job.id] == watermark:
+                results[job.id].skipped = True
+            else:
+                by_checkpoint.setdefault(checkpoints[job.id], []).append(job)
+        for checkpoint, group in by_checkpoint.items():
+            started = time.monotonic()
+            new_by_rule, new_times, scanned = self._scan(group, ingested_after=checkpoint, ingested_upto=watermark)
+            for job in group:
+                result = results[job.id]
+                result.scanned = scanned
+                job_new = {leaf.id: new_by_rule[leaf.id] for leaf in job.leaves}
+                job_times = {m.event_id: m.ts_ms for ms in job_new.values() for m in ms}
+                result.matched = len(job_times)
+                alerts: list[Alert] = []
+                if job_times:
+                    alerts = self._alerts_for(job, job_new, job_times, set(job_times), checkpoint, watermark)
+                self.store.commit_rule_run(RuleCheckpoint(job.id, watermark), alerts)
+                result.alerts = alerts
+                result.seconds = time.monotonic() - started
+                log.debug("rule run", rule=job.id, scanned=scanned, matched=result.matched, alerts=len(alerts),
+                          seconds=round(result.seconds, 3))
+        return [results[job.id] for job in jobs]
 
     def _alerts_for(
         self,
@@ -234,6 +265,7 @@ class Evaluator:
         new_by_rule: dict[str, list[Match]],
         new_times: dict[str, int],
         new_ids: set[str],
+        checkpoint: str | None,
         watermark: str,
     ) -> list[Alert]:
         period = job.suppression.period_ms
@@ -241,15 +273,23 @@ class Evaluator:
             # Each match is its own alert: no context needed.
             matches, times = new_by_rule, new_times
         else:
+            # Context = the new matches + older events (ingested up to the checkpoint) in the time range the
+            # windows and the suppression period reach. Nothing is read twice; a first run reads nothing.
             lo, hi = min(new_times.values()), max(new_times.values())
             start = lo - period - job.span_ms
             end = hi + job.span_ms + period + 1
-            matches, times, _ = self._scan(
-                job,
-                start=format_timestamp(from_timestamp_ms(start)),
-                end=format_timestamp(from_timestamp_ms(end)),
-                ingested_upto=watermark,
-            )
+            matches = {rule_id: list(ms) for rule_id, ms in new_by_rule.items()}
+            times = dict(new_times)
+            if checkpoint is not None:
+                old, old_times, _ = self._scan(
+                    [job],
+                    start=format_timestamp(from_timestamp_ms(start)),
+                    end=format_timestamp(from_timestamp_ms(end)),
+                    ingested_upto=checkpoint,
+                )
+                for rule_id, ms in old.items():
+                    matches[rule_id] = ms + matches.get(rule_id, [])
+                times.update(old_times)
         hits = self._hits(job, matches)
         reliable_from = min(new_times.values()) - period
         affected = [h for h in hits if h.ts_ms >= reliable_from and not new_ids.isdisjoint(h.event_ids)]
@@ -293,8 +333,7 @@ class Evaluator:
 
 
 def run_all(evaluator: Evaluator, jobs: Sequence[RuleJob]) -> list[RunResult]:
-    watermark = evaluator.store.watermark()
-    return [evaluator.run(job, upto=watermark) for job in jobs]
+    return evaluator.run_many(jobs)
 
 
 def iter_alerts(results: Iterable[RunResult]) -> Iterable[Alert]:

@@ -38,6 +38,9 @@ class Service:
         self.connectors: list[tuple[dict[str, Any], Connector]] = []
         self.status: dict[str, dict[str, Any]] = {}
         self._stopped = threading.Event()
+        # Rule jobs deliver right after committing alerts, and so does the delivery job: one at a time, or
+        # two threads would hand the same pending revision to a sink twice.
+        self._delivery_lock = threading.Lock()
 
     def _guard(self, name: str, func: Callable[[], Any]) -> None:
         started = time.monotonic()
@@ -75,7 +78,8 @@ class Service:
         self._guard(f"rule:{job.id}", run)
 
     def _deliver(self) -> None:
-        deliver_pending(self.app.store, self.app.sinks)
+        with self._delivery_lock:
+            deliver_pending(self.app.store, self.app.sinks)
 
     def start(self) -> None:
         now = datetime.now(timezone.utc)

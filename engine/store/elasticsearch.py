@@ -146,8 +146,7 @@ class ElasticsearchStore(Store):
         self._last_wm_ms = 0
         self._inflight: dict[int, int] = {}
         self._tokens = itertools.count()
-        self._ordinal_base = _now_ms() * 1000
-        self._ordinals = itertools.count()
+        self._last_ordinal = 0
         self._versions: dict[str, tuple[int, int] | None] = {}
         self._has_events = False
         self._known_indices: set[str] = set()
@@ -186,17 +185,21 @@ class ElasticsearchStore(Store):
 
     # --- connection -------------------------------------------------------------------------------
     def _connect(self) -> str:
+        # `GET /_nodes/_local` first: the integ-test distribution has no rest-root module (no `GET /`), and a
+        # 405 there would mark the node dead for a second in the client's pool. `GET /` is the fallback.
+        version = flavour = ""
         try:
+            nodes = self._call(lambda: self.es.nodes.info(node_id="_local", metric="_none"), what="connect")
+            node = next(iter((nodes.get("nodes") or {}).values()), {})
+            version = str(node.get("version") or "")
+            flavour = str(node.get("build_flavor") or "")
+        except StoreError as exc:
+            if isinstance(exc, StoreUnavailable) or "credentials" in str(exc):
+                raise
+        if not version:
             info = self._call(lambda: self.es.info(), what="connect")
             version = str(info.get("version", {}).get("number", "?"))
-            flavour = info.get("version", {}).get("build_flavor", "")
-        except StoreError as exc:
-            # distributions without the rest-root module (the integ-test zip) have no `GET /`
-            if isinstance(exc, StoreUnavailable) or not any(s in str(exc) for s in ("405", "404")):
-                raise
-            nodes = self._call(lambda: self.es.nodes.info(node_id="_local", metric="_none"), what="connect")
-            version = str(next(iter(nodes.get("nodes", {}).values()), {}).get("version", "?"))
-            flavour = ""
+            flavour = str(info.get("version", {}).get("build_flavor", ""))
         try:
             major = int(version.split(".")[0])
         except ValueError:
@@ -505,16 +508,21 @@ class ElasticsearchStore(Store):
     def _state_id(self, kind: str, key: str) -> str:
         return f"{kind}:{key}"
 
-    def _get_state(self, kind: str, key: str) -> Any:
-        doc_id = self._state_id(kind, key)
+    def _get_state_doc(self, doc_id: str) -> dict[str, Any] | None:
         try:
-            resp = self._call(lambda: self.es.get(index=self.names["state"], id=doc_id), what=f"read {kind}")
+            return self._call(lambda: self.es.get(index=self.names["state"], id=doc_id), what="read state")
         except StoreError as exc:
             if "404" in str(exc) or "not_found" in str(exc).lower():
-                with self._lock:
-                    self._versions[doc_id] = None  # seen absent: our next write must create it
                 return None
             raise
+
+    def _get_state(self, kind: str, key: str) -> Any:
+        doc_id = self._state_id(kind, key)
+        resp = self._get_state_doc(doc_id)
+        if resp is None:
+            with self._lock:
+                self._versions[doc_id] = None  # seen absent: our next write must create it
+            return None
         with self._lock:
             self._versions[doc_id] = (resp["_seq_no"], resp["_primary_term"])
         return orjson.loads(resp["_source"]["value_json"])
@@ -540,6 +548,13 @@ class ElasticsearchStore(Store):
         except StoreConflict:
             with self._lock:
                 self._versions.pop(doc_id, None)
+            # a retried request whose first attempt did land (timeout after the write) conflicts with itself:
+            # if the record now holds exactly our value, the write succeeded
+            current = self._get_state_doc(doc_id)
+            if current is not None and current["_source"].get("value_json") == doc["value_json"]:
+                with self._lock:
+                    self._versions[doc_id] = (current["_seq_no"], current["_primary_term"])
+                return
             raise StoreConflict(
                 f"{kind} {key!r} was changed by another engine since this one read it; re-read and retry "
                 "(two engines must not run the same connector or rule on one index prefix)") from None
@@ -557,7 +572,10 @@ class ElasticsearchStore(Store):
 
     # --- dead letters -------------------------------------------------------------------------------
     def _ordinal(self) -> int:
-        return self._ordinal_base + next(self._ordinals)
+        """Insertion order across processes: microsecond wall clock, strictly increasing per store."""
+        with self._lock:
+            self._last_ordinal = max(time.time_ns() // 1000, self._last_ordinal + 1)
+            return self._last_ordinal
 
     def _write_dead_letters(self, records: Sequence[DeadLetter]) -> None:
         if not records:

@@ -1,0 +1,187 @@
+"""End-to-end benchmark of the embedded pipeline on ~1M realistic EHR access events.
+
+Reports, in ONE run on the same data (these machines are noisy: compare ratios, not absolute numbers):
+  1. baseline   bare ``sqlite3.executemany`` of the exact rows the store writes (pre-built in memory)
+  2. store      ``SqliteStore.write`` of already-normalised events (store overhead over the baseline)
+  3. pipeline   FHIR AuditEvent NDJSON file -> fhir-auditevent-file connector -> enrichment -> store
+                (parse to committed row: what the 25k events/s/core target is about)
+  4. evaluate   the whole rule pack (rules/) over everything ingested, via the engine's evaluator
+
+Usage:  .venv/bin/python bench/bench_pipeline.py [--events 1000000] [--batch 5000] [--keep]
+Writes bench/out/pipeline-<events>.json and prints a table. Peak RSS is reported after each phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import shutil
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from connectors.fhir_file import FhirAuditEventFileConnector  # noqa: E402
+from engine.enrich import EnrichmentChain  # noqa: E402
+from engine.enrich.time_context import TimeContextEnricher  # noqa: E402
+from engine.evaluation import Evaluator, build_jobs, run_all  # noqa: E402
+from engine.ingest import ingest_connector  # noqa: E402
+from engine.sigma import load_rules  # noqa: E402
+from engine.store.sqlite import SqliteStore, _event_row  # noqa: E402
+from engine.store.sqlite_schema import apply_pragmas, ensure_schema  # noqa: E402
+
+START = 1_793_577_600  # 2026-11-02T00:00:00Z
+SUBTYPES = ["read"] * 8 + ["search-type", "vread"]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def generate(path: Path, count: int, seed: int = 7) -> None:
+    """Realistic BALP PatientRead/PatientQuery AuditEvents: 2,000 staff, 200k patients, 7 days of shifts."""
+    rng = random.Random(seed)
+    users = [(f"U{i:05d}", f"user{i:05d}", f"10.{i % 250}.{i % 7}.{i % 200 + 1}") for i in range(2000)]
+    span = 7 * 86400
+    with open(path, "wb") as out:
+        for n in range(count):
+            uid, login, ip = users[rng.randrange(len(users))]
+            ts = START + span * n // count + rng.random()
+            subtype = rng.choice(SUBTYPES)
+            patient = f"P{rng.randrange(200_000):06d}"
+            resource_ = {
+                "resourceType": "AuditEvent",
+                "id": f"ae-{n:08d}",
+                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
+                "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": subtype}],
+                "action": "E" if subtype == "search-type" else "R",
+                "recorded": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z",
+                "outcome": "0",
+                "agent": [
+                    {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                          "code": "IRCP"}]},
+                     "who": {"identifier": {"value": uid}, "display": f"Staff {uid}"}, "altId": login,
+                     "requestor": True, "network": {"address": ip, "type": "2"},
+                     "purposeOfUse": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                                                   "code": "TREAT"}]}]},
+                    {"type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM",
+                                          "code": "110153"}]},
+                     "who": {"display": "ehr.hospital.example"}, "requestor": False},
+                ],
+                "source": {"observer": {"display": "ehr.hospital.example"}},
+                "entity": [{"what": {"reference": f"Patient/{patient}"},
+                            "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1"}}],
+            }
+            out.write(orjson.dumps(resource_) + b"\n")
+
+
+def read_events(path: Path, batch: int) -> Iterator[list[dict]]:
+    connector = FhirAuditEventFileConnector("bench", {"path": str(path)})
+    cursor = None
+    while True:
+        result = connector.read(cursor, batch)
+        if result.events:
+            yield result.events
+        cursor = result.cursor
+        if result.exhausted:
+            break
+
+
+def timed(label: str, results: dict, events: int, fn) -> None:
+    started = time.perf_counter()
+    extra = fn()
+    seconds = time.perf_counter() - started
+    results[label] = {"seconds": round(seconds, 3), "events_per_s": round(events / seconds) if events else None,
+                      "peak_rss_mb": round(peak_rss_mb())}
+    if extra:
+        results[label].update(extra)
+    print(f"{label:10} {seconds:8.2f} s  {results[label]['events_per_s'] or '':>10} events/s  "
+          f"peak RSS {results[label]['peak_rss_mb']} MB", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--keep", action="store_true", help="keep the generated file and databases")
+    args = parser.parse_args()
+    out_dir = ROOT / "bench" / "out" / f"pipeline-{args.events}"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    source = out_dir / "auditevents.ndjson"
+    results: dict = {"events": args.events, "batch": args.batch}
+
+    timed("generate", results, args.events, lambda: generate(source, args.events))
+    results["generate"]["file_mb"] = round(source.stat().st_size / 2**20)
+
+    # Normalise once into memory, so phases 1 and 2 write exactly the same events the pipeline writes.
+    enrich = EnrichmentChain([TimeContextEnricher("Europe/Berlin", "07:00", "19:00",
+                                                  ["mon", "tue", "wed", "thu", "fri"])])
+    batches = [enrich.enrich_all(b) for b in read_events(source, args.batch)]
+    ingested = "2026-11-29T00:00:00.000Z"
+    rows = [[_event_row(e, ingested) for e in b] for b in batches]
+
+    def baseline() -> None:
+        conn = sqlite3.connect(out_dir / "baseline.db", isolation_level=None)
+        apply_pragmas(conn, synchronous="NORMAL")
+        ensure_schema(conn, str(out_dir / "baseline.db"))
+        for chunk in rows:
+            conn.execute("BEGIN")
+            conn.executemany("INSERT OR IGNORE INTO events (id, ts, dataset, ingested, doc) VALUES (?,?,?,?,?)",
+                             chunk)
+            conn.execute("COMMIT")
+        conn.close()
+
+    def store_write() -> None:
+        store = SqliteStore(out_dir / "store.db")
+        for b in batches:
+            store.write(b)
+        store.close()
+
+    timed("baseline", results, args.events, baseline)
+    timed("store", results, args.events, store_write)
+    del rows, batches
+
+    pipeline_store = SqliteStore(out_dir / "pipeline.db")
+
+    def pipeline() -> dict:
+        connector = FhirAuditEventFileConnector("bench", {"path": str(source)})
+        stats = ingest_connector(pipeline_store, connector, enrich, args.batch)
+        return {"written": stats.written}
+
+    timed("pipeline", results, args.events, pipeline)
+
+    ruleset = load_rules([str(ROOT / "rules")])
+    jobs = build_jobs(ruleset)
+    evaluator = Evaluator(pipeline_store, candidates=ruleset.candidates)
+
+    def evaluate() -> dict:
+        alerts = sum(len(r.alerts) for r in run_all(evaluator, jobs))
+        return {"rules": len(jobs), "alerts": alerts}
+
+    timed("evaluate", results, args.events, evaluate)
+    pipeline_store.close()
+
+    base = results["baseline"]["events_per_s"]
+    results["ratios"] = {
+        "store_vs_baseline": round(results["store"]["events_per_s"] / base, 3),
+        "pipeline_vs_baseline": round(results["pipeline"]["events_per_s"] / base, 3),
+    }
+    print(f"store/baseline {results['ratios']['store_vs_baseline']:.2f}  "
+          f"pipeline/baseline {results['ratios']['pipeline_vs_baseline']:.2f}  "
+          f"(pipeline target: >= 25,000 events/s/core)")
+    (ROOT / "bench" / "out" / f"pipeline-{args.events}.json").write_bytes(
+        orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    if not args.keep:
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

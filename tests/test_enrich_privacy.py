@@ -1,0 +1,213 @@
+"""PrivacyEnricher: relationship and sensitivity flags from roster, patient directory and VIP list."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from engine.enrich import EnrichmentChain
+from engine.enrich.lookups import FhirPatientDirectory, normalise_address, normalise_name
+from engine.enrich.privacy import FIELDS, PrivacyEnricher
+
+ROOT = Path(__file__).resolve().parent.parent
+FIX = ROOT / "fixtures" / "privacy"
+
+
+def ev(user: str | None, patient: str | None, ts: str = "2026-03-10T09:00:00.000Z", **extra: Any) -> dict:
+    event: dict[str, Any] = {"@timestamp": ts, "event.dataset": "ehr.audit", "event.id": "x", "event.action": "read"}
+    if user:
+        event["user.name"] = user
+    if patient:
+        event["ehr.patient.id"] = patient
+    event.update(extra)
+    return event
+
+
+@pytest.fixture
+def enricher() -> PrivacyEnricher:
+    return PrivacyEnricher.from_config({
+        "roster_csv": str(FIX / "roster.csv"),
+        "patients_csv": str(FIX / "patients.csv"),
+        "vip_list_file": str(FIX / "vip.txt"),
+        "timezone": "Europe/Berlin",
+    })
+
+
+def flags(event: dict) -> dict:
+    return {k: v for k, v in event.items() if k in FIELDS}
+
+
+def test_self_access(enricher: PrivacyEnricher) -> None:
+    out = enricher.enrich(ev("jmeyer", "P900"))
+    assert out["ehr.relationship.self"] is True
+    assert out["ehr.relationship.patient_is_employee"] is False  # one's own record is not a co-worker's
+    assert out["ehr.user.department"] == "Cardiology"
+    assert out["ehr.user.on_roster"] is True and out["ehr.user.terminated"] is False
+
+
+def test_same_last_name_incl_double_barrelled(enricher: PrivacyEnricher) -> None:
+    assert enricher.enrich(ev("jmeyer", "P910"))["ehr.relationship.same_last_name"] is True
+    assert enricher.enrich(ev("lschulz", "P911"))["ehr.relationship.same_last_name"] is True  # Meyer-Schulz
+    out = enricher.enrich(ev("jmeyer", "P940"))
+    assert out["ehr.relationship.same_last_name"] is False and out["ehr.relationship.self"] is False
+
+
+def test_same_address_normalised(enricher: PrivacyEnricher) -> None:
+    # roster "Hauptstr. 5" vs directory "Hauptstraße 5", same postcode
+    out = enricher.enrich(ev("lschulz", "P912"))
+    assert out["ehr.relationship.same_address"] is True
+    assert enricher.enrich(ev("lschulz", "P940"))["ehr.relationship.same_address"] is False
+    assert normalise_address("12 Baker Street, Apt. 3", "NW1 6XE") == normalise_address("12 baker st apt 3", "nw16xe")
+    assert normalise_name("O'Brien") == "obrien" and normalise_name("MÜLLER") == normalise_name("Muller")
+
+
+def test_coworker_record_by_user_id_too(enricher: PrivacyEnricher) -> None:
+    out = enricher.enrich(ev(None, "P901", **{"user.id": "U100"}))
+    assert out["ehr.relationship.patient_is_employee"] is True
+    assert out["ehr.relationship.self"] is False
+
+
+def test_vip_confidential_deceased(enricher: PrivacyEnricher) -> None:
+    assert enricher.enrich(ev("dwolf", "P920"))["ehr.patient.vip"] is True
+    assert enricher.enrich(ev("dwolf", "P921"))["ehr.patient.confidential"] is True
+    dead = enricher.enrich(ev("dwolf", "P930", ts="2026-03-10T09:00:00.000Z"))
+    assert dead["ehr.patient.deceased"] is True and dead["ehr.patient.days_since_death"] == 54
+    # on the day of death (local time) the access is not "after death"
+    assert enricher.enrich(ev("dwolf", "P930", ts="2026-01-15T22:30:00.000Z"))["ehr.patient.deceased"] is False
+    normal = enricher.enrich(ev("dwolf", "P940"))
+    assert (normal["ehr.patient.vip"], normal["ehr.patient.confidential"], normal["ehr.patient.deceased"]) == (
+        False, False, False)
+
+
+def test_terminated_user_uses_local_date(enricher: PrivacyEnricher) -> None:
+    # end date 2026-02-28 (last working day). 23:30 UTC on the 28th is already March 1st in Berlin.
+    assert enricher.enrich(ev("tbauer", "P940", ts="2026-02-28T12:00:00.000Z"))["ehr.user.terminated"] is False
+    assert enricher.enrich(ev("tbauer", "P940", ts="2026-02-28T23:30:00.000Z"))["ehr.user.terminated"] is True
+
+
+def test_unknown_user_and_patient_set_no_relationship_flags(enricher: PrivacyEnricher) -> None:
+    out = enricher.enrich(ev("ghost", "P-unknown"))
+    assert out["ehr.user.on_roster"] is False
+    assert "ehr.relationship.self" not in out and "ehr.relationship.same_last_name" not in out
+    assert "ehr.patient.confidential" not in out  # the directory does not know the patient
+    assert out["ehr.patient.vip"] is False  # the VIP list does answer: not on it
+
+
+def test_no_names_or_addresses_in_events(enricher: PrivacyEnricher) -> None:
+    texts = " ".join(json.dumps(enricher.enrich(ev(u, p))) for u in ("jmeyer", "lschulz", "dwolf")
+                     for p in ("P900", "P910", "P912", "P930", "P920"))
+    for secret in ("Meyer", "Hauptstr", "hauptst", "Wagner", "Hoffmann", "Am Park", "10115"):
+        assert secret not in texts
+
+
+def test_other_datasets_untouched_and_odd_input_never_raises(enricher: PrivacyEnricher) -> None:
+    vpn = {"@timestamp": "2026-03-10T09:00:00.000Z", "event.dataset": "vpn.auth", "user.name": "jmeyer"}
+    assert enricher.enrich(dict(vpn)) == vpn
+    weird = ev("jmeyer", "P900", ts="not a time")
+    weird["user.name"] = ["a", "list"]
+    EnrichmentChain([enricher]).enrich_all([weird, ev(None, None), {"event.dataset": "ehr.audit"}])
+
+
+def test_reload_on_change_and_bad_reload_keeps_old_table(tmp_path: Path) -> None:
+    roster = tmp_path / "roster.csv"
+    shutil.copy(FIX / "roster.csv", roster)
+    enricher = PrivacyEnricher.from_config({"roster_csv": str(roster)})
+    assert enricher.enrich(ev("newbie", "P1"))["ehr.user.on_roster"] is False
+    with roster.open("a", encoding="utf-8") as fh:
+        fh.write("U200,newbie,Neu,Emergency,,,,\n")
+    os.utime(roster, ns=(1, 10**18))  # make sure the mtime differs even on coarse file systems
+    enricher.refresh()
+    out = enricher.enrich(ev("newbie", "P1"))
+    assert out["ehr.user.on_roster"] is True and out["ehr.user.emergency_department"] is True
+    roster.write_bytes(b"\xff\xfe broken \x00")  # not UTF-8: the reload fails, the old table stays
+    os.utime(roster, ns=(1, 2 * 10**18))
+    enricher.refresh()
+    assert enricher.enrich(ev("newbie", "P1"))["ehr.user.on_roster"] is True
+
+
+def test_unknown_option_is_an_error() -> None:
+    with pytest.raises(ValueError, match="roster_file"):
+        PrivacyEnricher.from_config({"roster_file": "x.csv"})
+
+
+# --- FHIR Patient lookups over HTTP --------------------------------------------------------------
+PATIENTS = {
+    "P900": {"resourceType": "Patient", "id": "P900", "name": [{"use": "official", "family": "Meyer"}],
+             "address": [{"use": "home", "line": ["Am Park 12"], "postalCode": "10119"}]},
+    "P920": {"resourceType": "Patient", "id": "P920", "meta": {"security": [{"code": "CEL"}]},
+             "name": [{"family": "Star"}]},
+    "P921": {"resourceType": "Patient", "id": "P921", "meta": {"security": [{"code": "R"}]},
+             "name": [{"family": "Richter"}]},
+    "P930": {"resourceType": "Patient", "id": "P930", "name": [{"family": "Hoffmann"}],
+             "deceasedDateTime": "2026-01-15T04:00:00+01:00"},
+}
+
+
+@pytest.fixture
+def patient_server() -> Iterator[tuple[str, list[str]]]:
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            pid = self.path.rsplit("/", 1)[-1]
+            body = json.dumps(PATIENTS[pid]).encode() if pid in PATIENTS else b'{"resourceType":"OperationOutcome"}'
+            self.send_response(200 if pid in PATIENTS else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/fhir", hits
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_fhir_patient_directory_flags_and_ttl_cache(patient_server: tuple[str, list[str]]) -> None:
+    base, hits = patient_server
+    enricher = PrivacyEnricher.from_config({
+        "roster_csv": str(FIX / "roster.csv"), "patients_fhir_base_url": base, "patients_fhir_ttl_seconds": 60,
+    })
+    out = enricher.enrich(ev("jmeyer", "P900"))
+    assert out["ehr.relationship.same_last_name"] is True and out["ehr.relationship.same_address"] is True
+    assert enricher.enrich(ev("dwolf", "P920"))["ehr.patient.vip"] is True
+    assert enricher.enrich(ev("dwolf", "P921"))["ehr.patient.confidential"] is True
+    assert enricher.enrich(ev("dwolf", "P930"))["ehr.patient.deceased"] is True
+    assert "ehr.patient.vip" not in enricher.enrich(ev("dwolf", "P404"))
+    for _ in range(50):
+        enricher.enrich(ev("jmeyer", "P900"))
+        enricher.enrich(ev("jmeyer", "P404"))  # misses are cached too
+    assert len(hits) == 5
+    assert "../" not in "".join(hits)
+
+
+def test_fhir_patient_errors_cached_briefly_then_retried() -> None:
+    """A directory that is down (a real closed port) costs one connection attempt per error TTL, not one per
+    event, and the event simply gets no patient flags."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now: connection refused
+    now = [0.0]
+    directory = FhirPatientDirectory(f"http://127.0.0.1:{port}/fhir", error_ttl_seconds=10, timeout=1.0,
+                                     clock=lambda: now[0])
+    assert directory.get("P1") is None and directory.get("P1") is None
+    assert directory.requests == 1
+    now[0] = 11
+    directory.get("P1")
+    assert directory.requests == 2
+    assert directory.get("../etc/passwd") is None and directory.requests == 2  # never put a non-id into a URL
