@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from connectors.fhir_file import FhirAuditEventFileConnector  # noqa: E402
+from engine.config import DEFAULTS  # noqa: E402
 from engine.enrich import EnrichmentChain  # noqa: E402
 from engine.enrich.time_context import TimeContextEnricher  # noqa: E402
 from engine.evaluation import Evaluator, build_jobs, run_all  # noqa: E402
@@ -46,14 +47,17 @@ def peak_rss_mb() -> float:
 
 
 def generate(path: Path, count: int, seed: int = 7) -> None:
-    """Realistic BALP PatientRead/PatientQuery AuditEvents: 2,000 staff, 200k patients, 7 days of shifts."""
+    """Realistic BALP PatientRead/PatientQuery AuditEvents: 2,000 staff, 200k patients, the day shifts
+    (07:00-19:00 Europe/Berlin) of five weekdays, time-ordered as an EHR writes them."""
     rng = random.Random(seed)
     users = [(f"U{i:05d}", f"user{i:05d}", f"10.{i % 250}.{i % 7}.{i % 200 + 1}") for i in range(2000)]
-    span = 7 * 86400
+    shift = 12 * 3600
     with open(path, "wb") as out:
         for n in range(count):
             uid, login, ip = users[rng.randrange(len(users))]
-            ts = START + span * n // count + rng.random()
+            offset = 5 * shift * n // count
+            day, second = divmod(offset, shift)
+            ts = START + day * 86400 + 6 * 3600 + second + rng.random()  # 06:00 UTC = 07:00 local
             subtype = rng.choice(SUBTYPES)
             patient = f"P{rng.randrange(200_000):06d}"
             resource_ = {
@@ -159,7 +163,7 @@ def main() -> None:
     timed("pipeline", results, args.events, pipeline)
 
     ruleset = load_rules([str(ROOT / "rules")])
-    jobs = build_jobs(ruleset)
+    jobs = build_jobs(ruleset, DEFAULTS["alerts"]["suppression"])
     evaluator = Evaluator(pipeline_store, candidates=ruleset.candidates)
 
     def evaluate() -> dict:

@@ -7,7 +7,7 @@ made (data flows one way: evaluate -> alert -> store/sinks).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -58,7 +58,13 @@ class Alert:
     correlation_type: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict: its recursive deep copy was the main cost of committing many alerts.
+        data = {name: getattr(self, name) for name in _FIELDS}
+        data["rule_tags"] = list(self.rule_tags)
+        data["group"] = dict(self.group)
+        data["metric"] = dict(self.metric)
+        data["evidence"] = list(self.evidence)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Alert":
@@ -68,3 +74,6 @@ class Alert:
     def content_key(self) -> dict[str, Any]:
         """Everything that must be identical between two runs over the same data (no wall-clock times)."""
         return self.to_dict()
+
+
+_FIELDS = tuple(Alert.__dataclass_fields__)

@@ -7,7 +7,7 @@ into behaviour.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from connectors.base import Connector, connector_class
 from engine.config import Config, ConfigError, parse_duration, read_secret
@@ -91,6 +91,15 @@ def build_pseudonymiser(config: Config) -> Pseudonymiser:
         raise ConfigError(config.source, "alerts.pseudonymise", str(exc)) from None
 
 
+def store_pushdown(store: Store) -> Callable[[Any], str | None] | None:
+    """Elasticsearch narrows candidates with each rule as Lucene; SQLite scans (see docs/sqlite.md)."""
+    if store.kind != "elasticsearch":
+        return None
+    from engine.sigma import convert_rule
+
+    return lambda rule: convert_rule(rule, "elasticsearch").query
+
+
 @dataclass
 class App:
     config: Config
@@ -124,7 +133,7 @@ def build_app(config: Config, console: bool = True) -> App:
     store = open_configured_store(config)
     jobs = build_jobs(ruleset, config["alerts"]["suppression"])
     evaluator = Evaluator(store, config["alerts"]["evidence_cap"], build_pseudonymiser(config),
-                          candidates=ruleset.candidates)
+                          candidates=ruleset.candidates, pushdown=store_pushdown(store))
     sinks = build_sinks(config["alerts"]["sinks"], config.resolve_path, console=console)
     return App(config, store, ruleset, jobs, evaluator, build_enrichment(config), sinks)
 

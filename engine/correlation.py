@@ -214,7 +214,7 @@ def _group_entries(spec: CorrelationSpec, matches: Iterable[Match]) -> dict[tupl
         pending = events.get(match.event_id)
         if pending is None:
             pending = events[match.event_id] = _PendingEvent(match.ts_ms)
-        elif match.ts_ms < pending.ts:
+        elif match.ts_ms > pending.ts:
             pending.ts = match.ts_ms
         pending.rules.add(match.rule_id)
         if value_field is not None:

@@ -112,7 +112,7 @@ class ValueSum:
         if isinstance(value, int):
             self.int_total += sign * value
         else:
-            self.frac_total += sign * value
+            self.frac_total += sign * Fraction(value)
 
     def result(self, lower_bound: int) -> tuple[bool, Number | None]:
         total = self.int_total + self.frac_total

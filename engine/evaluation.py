@@ -143,9 +143,12 @@ class Evaluator:
         evidence_cap: int = 100,
         pseudonymiser: Pseudonymiser | None = None,
         candidates: Callable[[Mapping[str, Any]], Sequence[Any]] | None = None,
+        pushdown: Callable[[Any], str | None] | None = None,
     ):
         self.store = store
         self.candidates = candidates
+        self.pushdown = pushdown
+        self._pushdown_cache: dict[str, str | None] = {}
         self.evidence_cap = evidence_cap
         self.pseudonymiser = pseudonymiser or Pseudonymiser.disabled()
 
@@ -166,7 +169,8 @@ class Evaluator:
         scanned = 0
         fields = sorted({f for leaf in leaves.values() for f in leaf.fields}
                         | {f for job in jobs for f in self._extra_fields(job)})
-        query = SearchQuery(datasets=tuple(sorted(by_dataset)), fields=fields, prefilter=None, **bounds)
+        query = SearchQuery(datasets=tuple(sorted(by_dataset)), fields=fields,
+                            prefilter=self._prefilter(leaves.values()), **bounds)
         candidates = self.candidates
         for event in self.store.search(query):
             scanned += 1
@@ -182,6 +186,21 @@ class Evaluator:
                         ts = times[eid] = timestamp_ms(event[TIMESTAMP])
                     by_rule[leaf.id].append(Match(leaf.id, ts, eid, event))
         return by_rule, times, scanned
+
+    def _prefilter(self, leaves: Iterable[Any]) -> str | None:
+        """The store-side narrowing query for these rules (their OR), or None when any cannot be pushed
+        down — then the store scans dataset + time range and the evaluator alone decides."""
+        if self.pushdown is None:
+            return None
+        parts = []
+        for leaf in leaves:
+            if leaf.id not in self._pushdown_cache:
+                self._pushdown_cache[leaf.id] = self.pushdown(leaf)
+            query = self._pushdown_cache[leaf.id]
+            if query is None:
+                return None
+            parts.append(f"({query})")
+        return " OR ".join(parts) if parts else None
 
     def _extra_fields(self, job: RuleJob) -> set[str]:
         extra = set(job.suppression.by) | {DATASET} | set(ENTITY_FIELDS)
@@ -311,11 +330,15 @@ class Evaluator:
             return anchor if anchor <= ts < anchor + period else None
 
         episodes = assign_anchors(affected, period, known_anchor)
+        by_group: dict[str, list[Hit]] = {}
+        if period > 0:
+            for h in hits:
+                by_group.setdefault(h.group_key, []).append(h)
         alerts: list[Alert] = []
         for (group_key, anchor), ep_hits in episodes.items():
             if period > 0:
                 # Recompute the whole episode from context, not only the affected hits.
-                ep_hits = [h for h in hits if h.group_key == group_key and anchor <= h.ts_ms < anchor + period]
+                ep_hits = [h for h in by_group[group_key] if anchor <= h.ts_ms < anchor + period]
             alert = build_alert(
                 job.info,
                 ep_hits[0].group,

@@ -61,8 +61,29 @@ def _fresh_rule(rule: CompiledRule) -> SigmaRule:
     return fresh
 
 
+def _uses_regex(rule: CompiledRule) -> bool:
+    from sigma.modifiers import SigmaRegularExpressionModifier
+
+    def walk(items: object) -> bool:
+        for item in items:  # type: ignore[attr-defined]
+            nested = getattr(item, "detection_items", None)
+            if nested is not None:
+                if walk(nested):
+                    return True
+            elif SigmaRegularExpressionModifier in getattr(item, "modifiers", ()):
+                return True
+        return False
+
+    return any(walk(d.detection_items) for d in rule.sigma.detection.detections.values())
+
+
 def convert_rule(rule: CompiledRule, store: Literal["sqlite", "elasticsearch"]) -> ConvertedQuery:
     """The narrowing query for ``store``; on any conversion failure, ``pushdown=False`` with the reason."""
+    if store == "elasticsearch" and _uses_regex(rule):
+        # Keyword fields are indexed lowercased (Sigma's default case-insensitivity), and Lucene regexps are
+        # not normalised: a case-sensitive |re pushed down could miss true matches. Scan instead.
+        return ConvertedQuery(store, None, False, "falls back to dataset + time-range scan: |re values are "
+                              "matched by the engine (regexps are not normalised on lowercased keyword fields)")
     try:
         pipeline = dataset_pipeline(rule) + ProcessingPipeline(
             items=[ProcessingItem(ValueListPlaceholderTransformation(), identifier="wardwatch_placeholders")],

@@ -109,6 +109,9 @@ def apply_pragmas(conn: sqlite3.Connection, *, synchronous: str = "NORMAL", busy
     conn.execute(f"PRAGMA synchronous = {sync}")
     conn.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
     conn.execute("PRAGMA temp_store = FILE")  # sorts spill to disk, not to RAM: memory stays bounded
+    # Checkpoint the WAL every ~40 MiB instead of SQLite's ~4 MiB: each checkpoint fsyncs, and with ~1.5 KiB
+    # events the default checkpointed every ~2,700 events (measured: 22-27k -> 29-41k events/s at 300k).
+    conn.execute("PRAGMA wal_autocheckpoint = 10000")
 
 
 def read_version(conn: sqlite3.Connection) -> int | None:
