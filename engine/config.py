@@ -78,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
         "pseudonymise": {"fields": [], "key_env": "WARDWATCH_PSEUDONYM_KEY", "key_file": None},
     },
     "logging": {"level": "info", "format": "auto"},
+    "service": {"http": {"host": "127.0.0.1", "port": None}},
 }
 
 #: Demo defaults: the after-hours rule would otherwise raise one alert per record opened.
@@ -188,6 +189,7 @@ SCHEMA: dict[str, Any] = {
         },
     },
     "logging": {"level": _one_of("debug", "info", "warning", "error"), "format": _one_of("auto", "json", "console")},
+    "service": {"http": {"host": _type(str), "port": _type(int, nullable=True)}},
 }
 
 

@@ -327,7 +327,7 @@ class ElasticsearchStore(Store):
                                raw=orjson.dumps(event).decode(), received_at=now)
                     for event, index, reason in rejected])
                 result.dead_lettered = len(rejected)
-            if batch:
+            if result.written or result.duplicates:
                 self._has_events = True
             if cursor is not None:
                 self._put_state("cursor", cursor.connector_id, cursor.value)
@@ -402,6 +402,8 @@ class ElasticsearchStore(Store):
                 wm = min(wm, min(self._inflight.values()) - 1)
             wm = max(wm, self._last_wm_ms)
             self._last_wm_ms = wm
+        # everything stamped at or before wm was acknowledged before we took it: make it searchable now
+        self._refresh(layout.events_pattern(self.prefix))
         if not self._has_events:
             count = self._call(lambda: self.es.count(
                 index=layout.events_pattern(self.prefix), allow_no_indices=True, ignore_unavailable=True),
@@ -409,8 +411,6 @@ class ElasticsearchStore(Store):
             if not count.get("count"):
                 return None
             self._has_events = True
-        # everything stamped at or before wm was acknowledged before we took it: make it searchable now
-        self._refresh(layout.events_pattern(self.prefix))
         return _ts(wm)
 
     def _refresh(self, index: str) -> None:

@@ -1,0 +1,86 @@
+"""The service as a SOC runs it: scheduled ingest and rules, health and metrics over HTTP, clean stop."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import orjson
+import yaml
+
+from engine.app import build_app
+from engine.config import load_config
+from engine.metrics import Metrics
+from engine.scheduler import Service
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_metrics_render_prometheus_text():
+    metrics = Metrics()
+    metrics.inc("wardwatch_events_ingested_total", 5, connector='a"b')
+    metrics.inc("wardwatch_events_ingested_total", 2, connector='a"b')
+    metrics.set("wardwatch_job_seconds", 0.5, job="rule:x")
+    text = metrics.render()
+    assert 'wardwatch_events_ingested_total{connector="a\\"b"} 7' in text
+    assert "# TYPE wardwatch_job_seconds gauge" in text
+    assert "# TYPE wardwatch_events_ingested_total counter" in text
+
+
+def test_service_ingests_alerts_and_reports_health_and_metrics(tmp_path):
+    config_path = tmp_path / "wardwatch.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "store": {"sqlite": {"path": str(tmp_path / "w.db")}},
+        "rules": {"paths": [str(ROOT / "rules/healthcare")]},
+        "connectors": [{"name": "vpn", "type": "ndjson", "path": str(ROOT / "fixtures/vpn"),
+                        "dataset": "vpn.auth"}],
+        "scheduler": {"ingest_interval": "100ms", "rule_interval": "100ms", "delivery_interval": "100ms"},
+        "alerts": {"sinks": [{"type": "jsonl", "path": str(tmp_path / "alerts.jsonl")}]},
+        "service": {"http": {"host": "127.0.0.1", "port": 0}},
+    }))
+    service = Service(build_app(load_config(config_path, environ={}), console=False))
+    service.start()
+    try:
+        base = "http://%s:%d" % service.http.address
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (tmp_path / "alerts.jsonl").exists():
+            time.sleep(0.1)
+        status, body = get(base + "/health")
+        assert status == 200 and orjson.loads(body)["status"] == "ok"
+        status, body = get(base + "/metrics")
+        text = body.decode()
+        assert status == 200
+        assert 'wardwatch_events_ingested_total{connector="vpn"} 66' in text
+        assert "wardwatch_alerts_total" in text
+        assert get(base + "/nope")[0] == 404
+    finally:
+        service.stop()
+    alerts = [orjson.loads(line) for line in (tmp_path / "alerts.jsonl").read_bytes().splitlines()]
+    assert [a["group"] for a in alerts] == [{"user.name": "admin.huber"}]
+
+
+def test_health_is_degraded_when_a_job_fails(tmp_path):
+    config_path = tmp_path / "wardwatch.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "store": {"sqlite": {"path": str(tmp_path / "w.db")}},
+        "rules": {"paths": [str(ROOT / "rules/healthcare")]},
+        "connectors": [{"name": "broken", "type": "ndjson", "path": str(tmp_path / "missing" / "*.ndjson")}],
+        "alerts": {"sinks": []},
+    }))
+    service = Service(build_app(load_config(config_path, environ={}), console=False))
+    service._guard("ingest:broken", lambda: (_ for _ in ()).throw(RuntimeError("disk on fire")))
+    report = service.health()
+    assert report["status"] == "degraded"
+    assert report["failing_jobs"] == {"ingest:broken": "RuntimeError: disk on fire"}
+    assert service.metrics.value("wardwatch_job_runs_total", job="ingest:broken", outcome="error") == 1
+    service.app.close()
