@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Iterable, Iterator, Mapping
 
 from engine.correlation_expr import compile_extended_condition
@@ -183,25 +184,12 @@ def _new_aggregate(spec: CorrelationSpec) -> Aggregate:
     return TemporalOrdered(spec.rules, spec.condition)
 
 
-class _PendingEvent:
-    """The matches of one event within one group, merged: earliest time, rules, value contribution."""
-
-    __slots__ = ("ts", "rules", "strings", "number")
-
-    def __init__(self, ts: int) -> None:
-        self.ts = ts
-        self.rules: set[str] = set()
-        self.strings: set[str] = set()
-        #: (declared rule position, value): the first referenced rule's numeric value wins
-        self.number: tuple[int, Number] | None = None
-
-
 def _group_entries(spec: CorrelationSpec, matches: Iterable[Match]) -> dict[tuple[str, ...], list[Entry]]:
     """Group matches, merge them per event id, drop non-contributing events, sort by (ts, event_id)."""
     positions = {rule: index for index, rule in reversed(list(enumerate(spec.rules)))}
     layouts = {rule: _field_layout(spec, rule) for rule in positions}
     kind = spec.type
-    groups: dict[tuple[str, ...], dict[str, _PendingEvent]] = {}
+    groups: dict[tuple[str, ...], dict[str, Entry]] = {}
     for match in matches:
         layout = layouts.get(match.rule_id)
         if layout is None:
@@ -210,15 +198,18 @@ def _group_entries(spec: CorrelationSpec, matches: Iterable[Match]) -> dict[tupl
         values = _group_values(match.fields, group_fields)
         if values is None:
             continue
-        events = groups.setdefault(values, {})
-        pending = events.get(match.event_id)
-        if pending is None:
-            pending = events[match.event_id] = _PendingEvent(match.ts_ms)
-        elif match.ts_ms > pending.ts:
-            pending.ts = match.ts_ms
-        pending.rules.add(match.rule_id)
+        events = groups.get(values)
+        if events is None:
+            events = groups[values] = {}
+        entry = events.get(match.event_id)
+        if entry is None:
+            entry = events[match.event_id] = Entry(match.ts_ms, match.event_id, {match.rule_id})
+        else:
+            if match.ts_ms < entry.ts:
+                entry.ts = match.ts_ms
+            entry.rules.add(match.rule_id)
         if value_field is not None:
-            _add_value(pending, kind, positions[match.rule_id], match.fields.get(value_field))
+            _add_value(entry, kind, positions[match.rule_id], match.fields.get(value_field))
     return {values: _entries(kind, events) for values, events in groups.items()}
 
 
@@ -242,34 +233,44 @@ def _group_values(fields: Mapping[str, Any], names: tuple[str, ...]) -> tuple[st
     return tuple(values)
 
 
-def _add_value(pending: _PendingEvent, kind: str, position: int, raw: Any) -> None:
-    """Fold one match's condition-field value into its event's contribution."""
+def _add_value(entry: Entry, kind: str, position: int, raw: Any) -> None:
+    """Fold one match's condition-field value into its event's contribution.
+
+    value_count collects a set of canonical strings; numeric types keep the (declared rule position,
+    number) candidate with the smallest position, so the first referenced rule's value wins whatever the
+    input order. ``_entries`` strips the position afterwards.
+    """
     if kind == "value_count":
         value = canonical_value(raw)
         if value is not None:
-            pending.strings.add(value)
+            if entry.value is None:
+                entry.value = {value}
+            else:
+                entry.value.add(value)  # type: ignore[attr-defined]
         return
     number = to_number(raw)
     if number is not None:
         candidate = (position, number)
-        if pending.number is None or candidate < pending.number:
-            pending.number = candidate
+        if entry.value is None or candidate < entry.value:  # type: ignore[operator]
+            entry.value = candidate
 
 
-def _entries(kind: str, events: Mapping[str, _PendingEvent]) -> list[Entry]:
+_BY_TS = attrgetter("ts")
+_BY_EVENT_ID = attrgetter("event_id")
+
+
+def _entries(kind: str, events: Mapping[str, Entry]) -> list[Entry]:
     """Sorted entries of one group; value types keep only events that carry a usable value."""
-    entries: list[Entry] = []
-    for event_id, pending in events.items():
-        rules = frozenset(pending.rules)
-        if kind == "value_count":
-            if pending.strings:
-                entries.append(Entry(pending.ts, event_id, rules, frozenset(pending.strings)))
-        elif kind in NUMERIC_TYPES:
-            if pending.number is not None:
-                entries.append(Entry(pending.ts, event_id, rules, pending.number[1]))
-        else:
-            entries.append(Entry(pending.ts, event_id, rules))
-    entries.sort(key=lambda entry: (entry.ts, entry.event_id))
+    if kind in VALUE_TYPES:
+        entries = [entry for entry in events.values() if entry.value is not None]
+        if kind in NUMERIC_TYPES:
+            for entry in entries:
+                entry.value = entry.value[1]  # type: ignore[index]
+    else:
+        entries = list(events.values())
+    # two stable sorts on C-level keys = sort by (ts, event_id) without a key tuple per entry
+    entries.sort(key=_BY_EVENT_ID)
+    entries.sort(key=_BY_TS)
     return entries
 
 
@@ -301,6 +302,7 @@ def _evaluate_group(
 ) -> Iterator[Trigger]:
     """The triggers of one group, in time order."""
     aggregate = _new_aggregate(spec)
+    ids = [entry.event_id for entry in entries]  # slicing a list of ids is far cheaper than a genexpr
     for first, last in _window_ends(entries, spec.timespan_ms, aggregate):
         end = entries[last].ts
         holds, metric = aggregate.result(end - spec.timespan_ms)
@@ -315,6 +317,6 @@ def _evaluate_group(
             window_start_ms=entries[first].ts,
             metric_name=aggregate.name,
             metric=metric,
-            event_ids=tuple(entry.event_id for entry in entries[first:stop]),
+            event_ids=tuple(ids[first:stop]),
             event_total=last + 1 - first,
         )

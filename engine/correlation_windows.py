@@ -8,7 +8,6 @@ re-scanning every window.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import AbstractSet, Callable, Mapping, Protocol
 
@@ -17,18 +16,25 @@ from sortedcontainers import SortedList
 from engine.correlation_values import Number, condition_holds, exact_result, percentile_linear
 
 
-@dataclass(slots=True)
 class Entry:
     """One event of one group: its matches for all referenced rules merged (an event counts once).
 
-    ``value`` is what the event contributes to a value_* aggregate: a frozenset of canonical strings for
-    value_count, one number for the numeric ones, ``None`` for the count/temporal types.
+    ``value`` is what the event contributes to a value_* aggregate: a set of canonical strings for
+    value_count, one number for the numeric ones, ``None`` for the count/temporal types. A plain slotted
+    class, built in place while grouping, because one is allocated per event and allocation (and the
+    garbage collector's scans of it) dominates the engine's run time.
     """
 
-    ts: int
-    event_id: str
-    rules: frozenset[str]
-    value: object = None
+    __slots__ = ("ts", "event_id", "rules", "value")
+
+    def __init__(self, ts: int, event_id: str, rules: set[str], value: object = None) -> None:
+        self.ts = ts
+        self.event_id = event_id
+        self.rules = rules
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Entry({self.ts!r}, {self.event_id!r}, {sorted(self.rules)!r}, {self.value!r})"
 
 
 class Aggregate(Protocol):

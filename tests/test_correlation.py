@@ -191,6 +191,12 @@ def test_temporal_ordered_equal_timestamps_order_by_event_id() -> None:
     assert len(evaluate_correlation(s, [m("A", 0, "e1"), m("B", 0, "e2")])) == 1
 
 
+def test_temporal_ordered_condition_is_checked_against_the_step_count() -> None:
+    matches = [m("A", 0, "e1"), m("B", 1, "e2")]
+    assert len(evaluate_correlation(spec("temporal_ordered", ("A", "B"), condition={"gte": 2}), matches)) == 1
+    assert evaluate_correlation(spec("temporal_ordered", ("A", "B"), condition={"gt": 2}), matches) == []
+
+
 def test_temporal_ordered_repeated_step() -> None:
     s = spec("temporal_ordered", ("A", "A", "B"))
     assert evaluate_correlation(s, [m("A", 0, "e1"), m("B", 1, "e2")]) == []
