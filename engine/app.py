@@ -42,6 +42,7 @@ def open_configured_store(config: Config) -> Store:
         "request_timeout": es["request_timeout"],
         "max_retries": es["max_retries"],
         "index_prefix": es["index_prefix"],
+        "ingest_lag_seconds": es["ingest_lag_seconds"],
     }
     return open_store("elasticsearch", **options)
 

@@ -40,6 +40,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     try:
         yield s
     finally:
+        delete_all = getattr(s, "delete_all", None)
+        if callable(delete_all):
+            delete_all()  # a test's indices must not pile up in the shared cluster
         s.close()
 
 
