@@ -96,7 +96,31 @@ def get_parent(doc: Any, path: tuple) -> tuple[Any, Any]:
     return node, path[-1]
 
 
-def mutate(rng: random.Random, doc: dict[str, Any]) -> dict[str, Any]:
+ENTITY_EXTRAS: list[tuple[str, Any]] = [
+    ("description", "GET /fhir/Observation?patient=1"), ("description", "POST /fhir/Patient/_search HTTP/1.1"),
+    ("role", {"code": "24"}), ("role", [{"coding": [{"code": "24"}]}]), ("role", {"code": "1"}),
+    ("query", "R0VUIC9maGlyL1BhdGllbnQ/bmFtZT14"), ("query", "not base64!"), ("query", "R0VU IC9m\naGly"),
+    ("detail", [{"type": "X-Request-Id", "valueString": "r-1"}]),
+    ("detail", [{"type": {"text": "x-request-id"}, "valueBase64Binary": "cmVxLTI="}]),
+    ("detail", [{"type": {"coding": [{"code": "X-REQUEST-ID"}]}, "valueBase64Binary": "%%%"}]),
+    ("detail", {"type": "other", "valueString": "v"}),
+    ("type", {"system": "http://hl7.org/fhir/resource-types", "code": "encounter"}),
+    ("type", {"code": "XrequestId"}), ("type", [{"code": "Observation"}, {"code": "x"}]),
+    ("what", {"identifier": {"value": "P-ident"}}), ("what", {"reference": "DocumentReference/d1"}),
+    ("what", {"reference": "https://ehr/fhir/Patient/77/_history/3"}), ("what", {"reference": "urn:uuid:1"}),
+    ("securityLabel", [{"code": "R"}, {"coding": [{"code": "PSY"}, {"code": "R"}]}]),
+]
+AGENT_EXTRAS: list[tuple[str, Any]] = [
+    ("network", {"address": "ws-12.hospital.example", "type": "1"}), ("network", {"address": "host", "type": "2"}),
+    ("network", {"address": "10.9.8.7", "type": "5"}), ("network", {"address": "10.9.8.7"}),
+    ("requestor", False), ("requestor", True), ("altId", ""), ("name", "Dr X"),
+    ("who", {"reference": "Practitioner/p1"}), ("who", {"identifier": {"value": ""}, "reference": "x"}),
+    ("purposeOfUse", {"code": "BTG"}), ("authorization", [{"coding": [{"code": "ETREAT"}]}]),
+    ("type", {"coding": [{"code": "110127"}]}),
+]
+
+
+def mutate(rng: random.Random, doc: dict[str, Any], donors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     doc = copy.deepcopy(doc)
     for _ in range(rng.randint(1, 4)):
         candidates = [p for p in paths(doc) if p]
@@ -105,7 +129,25 @@ def mutate(rng: random.Random, doc: dict[str, Any]) -> dict[str, Any]:
         path = rng.choice(candidates)
         parent, key = get_parent(doc, path)
         roll = rng.random()
-        if roll < 0.2:
+        if roll < 0.15 and donors:
+            donor = rng.choice(donors)
+            donor_paths = [p for p in paths(donor) if p]
+            if donor_paths:
+                donor_parent, donor_key = get_parent(donor, rng.choice(donor_paths))
+                parent[key] = copy.deepcopy(donor_parent[donor_key])
+        elif roll < 0.3:
+            target = doc.get(rng.choice(["entity", "agent"]))
+            extras = ENTITY_EXTRAS if target is doc.get("entity") else AGENT_EXTRAS
+            if isinstance(target, list) and target:
+                node = rng.choice(target)
+                if isinstance(node, dict):
+                    name, value = rng.choice(extras)
+                    node[name] = copy.deepcopy(value)
+                    if rng.random() < 0.3:
+                        node.pop(rng.choice(list(node)), None)
+            elif isinstance(target, list):
+                target.append({})
+        elif roll < 0.4:
             del parent[key]
         elif roll < 0.4:
             parent[key] = copy.deepcopy(rng.choice(ODD_VALUES))
@@ -160,7 +202,7 @@ def main() -> None:
     rng = random.Random(args.seed)
     base = seeds()
     checked = 0
-    for case in [*base, *(mutate(rng, rng.choice(base)) for _ in range(args.cases))]:
+    for case in [*base, *(mutate(rng, rng.choice(base), base) for _ in range(args.cases))]:
         raw = orjson.dumps(case)
         a, b = outcome(old, case, raw), outcome(new, case, raw)
         if a != b:

@@ -79,10 +79,13 @@ class FhirAuditEventFileConnector(Connector):
     def _map(self, resource: Any, location: str, raw: bytes) -> Outcome:
         try:
             return auditevent_to_event(resource, source_identity=self.source_identity, raw=raw)
-        except MappingError as exc:
-            return self._dead(location, f"field {exc.field!r}: {exc.message}", raw)
         except Exception as exc:  # noqa: BLE001 - a mapping bug must cost one record, not the source
-            return self._dead(location, f"internal error: {type(exc).__name__}: {exc}", raw)
+            return self._map_failed(exc, location, raw)
+
+    def _map_failed(self, exc: Exception, location: str, raw: bytes) -> DeadLetter:
+        if isinstance(exc, MappingError):
+            return self._dead(location, f"field {exc.field!r}: {exc.message}", raw)
+        return self._dead(location, f"internal error: {type(exc).__name__}: {exc}", raw)
 
     def _bundle_entries(self, bundle: Mapping[str, Any], location: str, start: int = 0
                         ) -> Iterator[tuple[int, Outcome | None]]:
@@ -107,27 +110,35 @@ class FhirAuditEventFileConnector(Connector):
             yield index, self._map(resource, where, orjson.dumps(resource))
 
     # --- NDJSON ----------------------------------------------------------------------------------------
-    def _line_outcomes(self, line: Line) -> list[Outcome]:
-        location = f"{line.path}:{line.number}"
+    def _line_outcomes(self, line: Line, identity: str | None = None) -> list[Outcome]:
+        """The outcomes of one line: usually one event; none for a blank line; one per entry of a Bundle.
+
+        Hot path (one call per event): the ``path:line`` location is only built when something needs it,
+        and a blank line is recognised only after it failed to parse (it always does)."""
         data = line.data
         if line.oversized:
-            return [self._dead(location, f"line longer than max_line_bytes ({line.oversized} > "
-                                         f"{self.max_line_bytes} bytes)", data)]
+            reason = f"line longer than max_line_bytes ({line.oversized} > {self.max_line_bytes} bytes)"
+            return [self._dead(f"{line.path}:{line.number}", reason, data)]
         if line.number == 1 and data.startswith(_UTF8_BOM):
             data = data[3:]
-        if not data or data.isspace():
-            return []
         try:
             resource = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
+            if not data or data.isspace():
+                return []
+            location = f"{line.path}:{line.number}"
             try:
                 data.decode("utf-8")
             except UnicodeDecodeError as uexc:
                 return [self._dead(location, f"invalid UTF-8 at byte {uexc.start}", data)]
             return [self._dead(location, f"invalid JSON: {exc}", data)]
-        if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
+        if type(resource) is dict and resource.get("resourceType") == "Bundle":
+            location = f"{line.path}:{line.number}"
             return [o for _, o in self._bundle_entries(resource, location) if o is not None]
-        return [self._map(resource, location, data)]
+        try:
+            return [auditevent_to_event(resource, source_identity=identity or self.source_identity, raw=data)]
+        except Exception as exc:  # noqa: BLE001 - a mapping bug must cost one record, not the source
+            return [self._map_failed(exc, f"{line.path}:{line.number}", data)]
 
     # --- whole JSON documents -------------------------------------------------------------------------
     def _load_doc(self, path: str, sig: tuple[int, ...]) -> tuple[Any, bytes] | DeadLetter:
@@ -180,20 +191,26 @@ class FhirAuditEventFileConnector(Connector):
             return batch
         paths = discover(self.path, LINE_SUFFIXES + DOC_SUFFIXES)
         taken = 0
+        events, dead_letters = batch.events, batch.dead_letters
 
         def take(outcome: Outcome) -> None:
             nonlocal taken
             if isinstance(outcome, DeadLetter):
-                batch.dead_letters.append(outcome)
+                dead_letters.append(outcome)
             else:
-                batch.events.append(outcome)
+                events.append(outcome)
             taken += 1
 
         line_paths = [p for p in paths if p.lower().endswith(LINE_SUFFIXES)]
         lines = self._follower.follow(line_paths, state["lines"])
+        line_outcomes, identity = self._line_outcomes, self.source_identity
         for line in lines:
-            for outcome in self._line_outcomes(line):  # a Bundle line is never split across batches
-                take(outcome)
+            for outcome in line_outcomes(line, identity):  # a Bundle line is never split across batches
+                if type(outcome) is dict:  # an event (the hot path); else a DeadLetter
+                    events.append(outcome)
+                else:
+                    dead_letters.append(outcome)  # type: ignore[arg-type]
+                taken += 1
             if taken >= max_events:
                 lines.close()
                 batch.exhausted = False

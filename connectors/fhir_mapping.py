@@ -45,6 +45,9 @@ _R4_ONLY = ("type", "subtype", "purposeOfEvent", "outcomeDesc")
 _R5_ONLY = ("category", "code", "authorization", "patient", "severity", "occurredDateTime", "occurredPeriod",
             "basedOn", "encounter")
 _ID_OF_REFERENCE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]*)?/?$")
+#: The common ``Type/id`` form: where it matches, ``_ID_OF_REFERENCE.search`` finds the same two groups (at
+#: position 0), just slower (it tries every start position).
+_SIMPLE_REFERENCE = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})")
 _QUERY_RESOURCE = re.compile(r"/([A-Z][A-Za-z]+)(?:/_search)?/?(?:[?#]|$)")
 
 
@@ -58,11 +61,22 @@ class MappingError(ValueError):
 
 
 # --- small, total helpers: any JSON in, never an exception out ------------------------------------------
+#
+# Speed notes (ingest target: 25k events/s/core, parse to committed row; the mapping was most of the cost):
+# * checks are against ``dict``/``list``, not ``typing.Mapping``: parsed JSON is always plain dicts and lists,
+#   and an ABC isinstance check costs ~1 µs each;
+# * ``_codes`` walks a Coding / CodeableConcept / list of either in one loop (no generators), and each
+#   element's codes are computed once per resource, not once per question asked about them;
+# * agents and entities are each walked once; the canonical ``recorded`` form skips re-formatting
+#   (``engine.events.normalise_timestamp`` fast path); IP addresses seen before come from a small cache.
+# ``tests/test_connector_fhir_golden.py`` pins the output on the fixture and
+# ``bench/profile_mapping_equivalence.py`` compares against an older copy on mutated resources.
 
-# Checks are against ``dict``, not ``typing.Mapping``: parsed JSON is always a dict, and an ABC isinstance
-# check costs ~1 µs each — it was most of the mapping's time.
+_EMPTY: Mapping[str, Any] = {}  # read-only stand-in for a missing object; never written to
+
+
 def _dict(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, dict) else {}
+    return value if isinstance(value, dict) else _EMPTY
 
 
 def _list(value: Any) -> list[Any]:
@@ -88,7 +102,34 @@ def _codings(value: Any) -> Iterator[Mapping[str, Any]]:
 
 
 def _codes(value: Any) -> list[str]:
-    return [c for c in (_str(coding.get("code")) for coding in _codings(value)) if c]
+    """The non-empty ``code`` strings of ``_codings(value)``, in order (one loop, no generators)."""
+    if isinstance(value, list):
+        items = value
+    elif isinstance(value, dict):
+        items = (value,)
+    else:
+        return []  # None, or a scalar: no codings
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if "coding" in item:
+            coding = item["coding"]
+            if isinstance(coding, list):
+                for one in coding:
+                    if isinstance(one, dict):
+                        code = one.get("code")
+                        if isinstance(code, str) and code:
+                            out.append(code)
+            elif isinstance(coding, dict):
+                code = coding.get("code")
+                if isinstance(code, str) and code:
+                    out.append(code)
+        else:
+            code = item.get("code")
+            if isinstance(code, str) and code:
+                out.append(code)
+    return out
 
 
 def _first_code(value: Any) -> str | None:
@@ -103,40 +144,68 @@ def _dedupe(items: Iterable[str]) -> list[str]:
 def reference_parts(reference: str) -> tuple[str | None, str]:
     """``"Patient/123"`` or ``"https://ehr/fhir/Patient/123/_history/2"`` -> ("Patient", "123").
     Anything else (``urn:uuid:...``, ``#contained``) -> (None, the reference unchanged)."""
-    match = _ID_OF_REFERENCE.search(reference)
+    match = _SIMPLE_REFERENCE.fullmatch(reference) or _ID_OF_REFERENCE.search(reference)
     if match:
         return match.group(1), match.group(2)
     return None, reference
 
 
 def _reference(value: Any) -> str | None:
-    return _str(_dict(value).get("reference"))
+    if isinstance(value, dict):
+        ref = value.get("reference")
+        if isinstance(ref, str) and ref:
+            return ref
+    return None
+
+
+_IP_CACHE: dict[str, str | None] = {}
+_IP_CACHE_MAX = 8192
 
 
 def _ip(address: str) -> str | None:
-    """The canonical text of an IP address (IPv6 compressed), or None. Accepts ``[v6]`` and ``v4:port``."""
+    """The canonical text of an IP address (IPv6 compressed), or None. Accepts ``[v6]`` and ``v4:port``.
+
+    Cached: a hospital has a few thousand workstations, and ``ipaddress`` parsing was ~10% of the mapping."""
+    try:
+        return _IP_CACHE[address]
+    except KeyError:
+        pass
     text = address.strip()
     if text.startswith("[") and "]" in text:
         text = text[1 : text.index("]")]
     elif text.count(":") == 1 and "." in text:
         text = text.split(":", 1)[0]
     try:
-        return str(ipaddress.ip_address(text))
+        ip: str | None = str(ipaddress.ip_address(text))
     except ValueError:
-        return None
+        ip = None
+    if len(_IP_CACHE) >= _IP_CACHE_MAX:
+        _IP_CACHE.clear()
+    _IP_CACHE[address] = ip
+    return ip
 
 
 def fhir_version(resource: Mapping[str, Any]) -> str:
     """"R5" or "R4", from which renamed elements are present (R4 when nothing tells: it is more common)."""
-    r5 = sum(1 for key in _R5_ONLY if key in resource)
-    r4 = sum(1 for key in _R4_ONLY if key in resource)
-    if isinstance(resource.get("outcome"), dict):
+    r5 = 0
+    for key in _R5_ONLY:
+        if key in resource:
+            r5 += 1
+    r4 = 0
+    for key in _R4_ONLY:
+        if key in resource:
+            r4 += 1
+    outcome = resource.get("outcome")
+    if isinstance(outcome, dict):
         r5 += 1
-    elif isinstance(resource.get("outcome"), str):
+    elif isinstance(outcome, str):
         r4 += 1
-    for agent in _list(resource.get("agent")):
-        agent = _dict(agent)
-        if any(k in agent for k in ("networkString", "networkUri", "networkReference", "authorization")):
+    agents = resource.get("agent")
+    for agent in (agents if isinstance(agents, list) else _list(agents)):
+        if not isinstance(agent, dict):
+            continue
+        if "networkString" in agent or "networkUri" in agent or "networkReference" in agent \
+                or "authorization" in agent:
             r5 += 1
         if "network" in agent or "purposeOfUse" in agent or "altId" in agent or "name" in agent:
             r4 += 1
@@ -147,10 +216,11 @@ def fhir_version(resource: Mapping[str, Any]) -> str:
 
 def _agent_network(agent: Mapping[str, Any], version: str) -> tuple[str | None, str | None]:
     """(address, R4 network type code) of an agent, from R4 ``network`` or R5 ``network[x]``."""
-    network = _dict(agent.get("network"))
-    address = _str(network.get("address"))
-    if address:
-        return address, _str(network.get("type"))
+    network = agent.get("network")
+    if isinstance(network, dict):
+        address = _str(network.get("address"))
+        if address:
+            return address, _str(network.get("type"))
     if _str(agent.get("networkString")):
         return agent["networkString"], None
     uri = _str(agent.get("networkUri"))
@@ -173,32 +243,61 @@ def _source_address(agents: list[Mapping[str, Any]], requestor: Mapping[str, Any
 
     A network type "5" (URI) is the FHIR server's own endpoint in BALP, never the source of a request.
     """
-    ordered = ([requestor] if requestor is not None else []) + [a for a in agents if a is not requestor]
-    for agent in ordered:
+    if requestor is not None:
+        address, net_type = _agent_network(requestor, version)
+        if address and net_type != "5" and "://" not in address:
+            return address, _ip(address)
+    for agent in agents:
+        if agent is requestor:
+            continue
         address, net_type = _agent_network(agent, version)
         if not address or net_type == "5" or "://" in address:
             continue
         ip = _ip(address)
-        if agent is requestor or ip is not None or net_type in ("1", "2"):
+        if ip is not None or net_type in ("1", "2"):
             return address, ip
     return None, None
 
 
 def _map_agent(event: Event, resource: Mapping[str, Any], version: str) -> list[str]:
     """user.*, source.*; returns agent-level purpose-of-use codes."""
-    agents = [a for a in _list(resource.get("agent")) if isinstance(a, dict)]
+    value = resource.get("agent")
+    agents: list[Mapping[str, Any]] = []
     purposes: list[str] = []
-    for agent in agents:
-        purposes += _codes(agent.get("purposeOfUse")) + _codes(agent.get("authorization"))
-    requestor = next((a for a in agents if a.get("requestor") is True), agents[0] if agents else None)
+    requestor: Mapping[str, Any] | None = None
+    for agent in (value if isinstance(value, list) else _list(value)):
+        if not isinstance(agent, dict):
+            continue
+        agents.append(agent)
+        value = agent.get("purposeOfUse")
+        if value is not None:
+            purposes += _codes(value)
+        value = agent.get("authorization")
+        if value is not None:
+            purposes += _codes(value)
+        if requestor is None and agent.get("requestor") is True:
+            requestor = agent
+    if requestor is None and agents:
+        requestor = agents[0]
     if requestor is not None:
-        who = _dict(requestor.get("who"))
-        user_id = _str(_dict(who.get("identifier")).get("value"))
-        if user_id is None and _reference(who):
-            user_id = reference_parts(_reference(who) or "")[1]
+        who = requestor.get("who")
+        if not isinstance(who, dict):
+            who = _EMPTY
+        identifier = who.get("identifier")
+        user_id = identifier.get("value") if isinstance(identifier, dict) else None
+        if not isinstance(user_id, str) or not user_id:
+            user_id = None
+            who_ref = _reference(who)
+            if who_ref:
+                user_id = reference_parts(who_ref)[1]
         user_name = _str(requestor.get("altId")) or user_id
         full_name = _str(who.get("display")) or _str(requestor.get("name"))
-        roles = _dedupe(_codes(requestor.get("type")) + _codes(requestor.get("role")))
+        roles = _codes(requestor.get("type"))
+        value = requestor.get("role")
+        if value is not None:
+            roles += _codes(value)
+        if len(roles) > 1:
+            roles = _dedupe(roles)
         if user_id:
             event["user.id"] = user_id
         if user_name:
@@ -217,13 +316,22 @@ def _map_agent(event: Event, resource: Mapping[str, Any], version: str) -> list[
 
 # --- entities ------------------------------------------------------------------------------------------
 
-def _is_request_id_entity(entity: Mapping[str, Any]) -> str | None:
-    """The X-Request-Id value when this entity carries one (BALP entity type, or a detail named so)."""
-    if X_REQUEST_ID_TYPE in _codes(entity.get("type")) or X_REQUEST_ID_TYPE in _codes(entity.get("role")):
+def _is_request_id_entity(entity: Mapping[str, Any], type_codes: list[str] | None = None,
+                          role_codes: list[str] | None = None) -> str | None:
+    """The X-Request-Id value when this entity carries one (BALP entity type, or a detail named so).
+    ``type_codes``/``role_codes``: the entity's codes when the caller already has them."""
+    if type_codes is None:
+        type_codes = _codes(entity.get("type"))
+    if role_codes is None:
+        role_codes = _codes(entity.get("role"))
+    if X_REQUEST_ID_TYPE in type_codes or X_REQUEST_ID_TYPE in role_codes:
         value = _str(_dict(_dict(entity.get("what")).get("identifier")).get("value"))
         if value:
             return value
-    for detail in _list(entity.get("detail")):
+    details = entity.get("detail")
+    if details is None:
+        return None
+    for detail in _list(details):
         detail = _dict(detail)
         dtype = detail.get("type")
         names = [dtype] if isinstance(dtype, str) else _codes(dtype) + [_str(_dict(dtype).get("text")) or ""]
@@ -246,13 +354,11 @@ def _b64_text(value: str) -> str:
         return value
 
 
-def _entity_resource_type(entity: Mapping[str, Any]) -> str | None:
-    ref = _reference(entity.get("what"))
-    if ref:
-        rtype, _ = reference_parts(ref)
-        if rtype:
-            return rtype
-    for coding in _codings(entity.get("type")):
+def _resource_type_code(value: Any) -> str | None:
+    """A resource-type code among an entity's ``type`` codings (not the BALP X-Request-Id type)."""
+    if value is None:
+        return None
+    for coding in _codings(value):
         code = _str(coding.get("code"))
         if code and (coding.get("system") == "http://hl7.org/fhir/resource-types" or code[:1].isupper()) \
                 and code != X_REQUEST_ID_TYPE:
@@ -261,24 +367,41 @@ def _entity_resource_type(entity: Mapping[str, Any]) -> str | None:
 
 
 def _map_entities(event: Event, resource: Mapping[str, Any], version: str) -> None:
-    entities = [e for e in _list(resource.get("entity")) if isinstance(e, dict)]
-    patient_entity: Mapping[str, Any] | None = None
+    value = resource.get("entity")
+    # Per entity, once: its what.reference, the (type, id) parsed from it, its role codes.
+    entities: list[Mapping[str, Any]] = []
+    refs: list[str | None] = []
+    parts: list[tuple[str | None, str] | None] = []
+    roles: list[list[str]] = []
+    patient_index = -1
+    for entity in (value if isinstance(value, list) else _list(value)):
+        if not isinstance(entity, dict):
+            continue
+        index = len(entities)
+        entities.append(entity)
+        ref = _reference(entity.get("what"))
+        refs.append(ref)
+        parts.append(reference_parts(ref) if ref else None)
+        role = entity.get("role")
+        role_codes = _codes(role) if role is not None else []
+        roles.append(role_codes)
+        if patient_index < 0 and PATIENT_ROLE in role_codes:
+            patient_index = index
+    if patient_index < 0:
+        for index, ref_parts in enumerate(parts):
+            if ref_parts is not None and ref_parts[0] == "Patient":
+                patient_index = index
+                break
+    patient_entity = entities[patient_index] if patient_index >= 0 else None
+
     patient_ref = _reference(resource.get("patient"))  # R5 only, but harmless to honour in R4
     patient_id: str | None = reference_parts(patient_ref)[1] if patient_ref else None
-    for entity in entities:
-        if PATIENT_ROLE in _codes(entity.get("role")):
-            patient_entity = entity
-            break
-    if patient_entity is None:
-        patient_entity = next(
-            (e for e in entities if reference_parts(_reference(e.get("what")) or "")[0] == "Patient"), None
-        )
     if patient_entity is not None and patient_ref is None:
-        what = _dict(patient_entity.get("what"))
-        patient_ref = _reference(what)
+        patient_ref = refs[patient_index]
         if patient_ref:
-            patient_id = reference_parts(patient_ref)[1]
+            patient_id = parts[patient_index][1]  # type: ignore[index]
         else:
+            what = _dict(patient_entity.get("what"))
             patient_id = _str(_dict(what.get("identifier")).get("value"))
     if patient_id:
         event["ehr.patient.id"] = patient_id
@@ -288,26 +411,32 @@ def _map_entities(event: Event, resource: Mapping[str, Any], version: str) -> No
     labels: list[str] = []
     resource_type: str | None = None
     query_type: str | None = None
-    for entity in entities:
-        labels += _codes(entity.get("securityLabel"))
-        request_id = _is_request_id_entity(entity)
-        if request_id is not None:
-            event.setdefault("ehr.request_id", request_id)
-            continue
+    for index, entity in enumerate(entities):
+        value = entity.get("securityLabel")
+        if value is not None:
+            labels += _codes(value)
+        role_codes = roles[index]
+        etype = entity.get("type")
+        type_codes = _codes(etype) if etype is not None else []
+        if X_REQUEST_ID_TYPE in type_codes or X_REQUEST_ID_TYPE in role_codes or "detail" in entity:
+            request_id = _is_request_id_entity(entity, type_codes, role_codes)
+            if request_id is not None:
+                event.setdefault("ehr.request_id", request_id)
+                continue
         query = _str(entity.get("query"))
         description = _str(entity.get("description"))
-        is_query_role = "24" in _codes(entity.get("role"))  # object-role#24 "Query"
-        if query is not None or (description is not None and is_query_role):
+        if query is not None or (description is not None and "24" in role_codes):  # object-role#24 "Query"
             # The raw request (base64) is authoritative; BALP's cleaned ``description`` is the fallback.
             text = _b64_text(query) if query is not None else description or ""
             event.setdefault("ehr.query", text)
             match = _QUERY_RESOURCE.search(text.split("\n", 1)[0].split(" HTTP/", 1)[0])
             if match and query_type is None:
                 query_type = match.group(1)
-        ref = _reference(entity.get("what"))
-        rtype = _entity_resource_type(entity)
+        ref = refs[index]
+        ref_parts = parts[index]
+        rtype = ref_parts[0] if ref_parts is not None and ref_parts[0] else _resource_type_code(etype)
         if rtype == "DocumentReference" and ref and "ehr.document.id" not in event:
-            event["ehr.document.id"] = reference_parts(ref)[1]
+            event["ehr.document.id"] = ref_parts[1]  # type: ignore[index]
         if entity is patient_entity:
             continue
         if resource_type is None and rtype:
@@ -324,7 +453,7 @@ def _map_entities(event: Event, resource: Mapping[str, Any], version: str) -> No
 def auditevent_to_event(resource: Mapping[str, Any], *, source_identity: str, raw: bytes) -> Event:
     """Map one AuditEvent resource (R4 or R5, parsed JSON) to a flat event. ``raw`` is its JSON text
     (``event.original``; the id input when the resource has no ``id``). Raises ``MappingError``."""
-    if not isinstance(resource, Mapping):
+    if not isinstance(resource, dict) and not isinstance(resource, Mapping):
         raise MappingError("$", f"not a JSON object (got {type(resource).__name__})")
     rtype = resource.get("resourceType")
     if rtype != "AuditEvent":
@@ -352,29 +481,36 @@ def auditevent_to_event(resource: Mapping[str, Any], *, source_identity: str, ra
     if audit_id:
         event["ehr.audit.id"] = audit_id
 
-    # What happened.
+    # What happened. Each element's codes once: they answer event.code, event.action and break-the-glass.
+    get = resource.get
+    type_value, subtype_value = get("type"), get("subtype")
+    category_value, code_value = get("category"), get("code")
+    type_codes, subtype_codes = _codes(type_value), _codes(subtype_value)
+    category_codes, code_codes = _codes(category_value), _codes(code_value)
     if version == "R5":
-        event_code = _first_code(_list(resource.get("category"))[:1])
-        subtypes = _codes(resource.get("code"))
-        type_codings = list(_codings(resource.get("category")))
+        event_code = _first_code(_list(category_value)[:1])
+        subtypes = code_codes
+        kind_value = category_value
     else:
-        event_code = _first_code(resource.get("type"))
-        subtypes = _codes(resource.get("subtype"))
-        type_codings = list(_codings(resource.get("type")))
+        event_code = type_codes[0] if type_codes else None
+        subtypes = subtype_codes
+        kind_value = type_value
     if event_code:
         event["event.code"] = event_code
     action_name = subtypes[0] if subtypes else None
-    if action_name is None and type_codings:
-        action_name = _str(type_codings[0].get("display")) or _str(type_codings[0].get("code"))
+    if action_name is None:
+        first_coding = next(_codings(kind_value), None)
+        if first_coding is not None:
+            action_name = _str(first_coding.get("display")) or _str(first_coding.get("code"))
     if action_name:
         event["event.action"] = action_name.lower()
-    action = _str(resource.get("action"))
+    action = _str(get("action"))
     if action:
         event["ehr.action"] = action
     event["event.type"] = list(ACTION_EVENT_TYPE.get(action or "", ["info"]))
 
     # Outcome: R4 a code string, R5 {code: Coding, detail}.
-    outcome = resource.get("outcome")
+    outcome = get("outcome")
     outcome_code = _str(outcome) if version == "R4" or isinstance(outcome, str) else \
         _str(_dict(_dict(outcome).get("code")).get("code"))
     if outcome_code is None:
@@ -386,17 +522,18 @@ def auditevent_to_event(resource: Mapping[str, Any], *, source_identity: str, ra
     agent_purposes = _map_agent(event, resource, version)
     _map_entities(event, resource, version)
 
-    purposes = _dedupe(
-        _codes(resource.get("purposeOfEvent")) + _codes(resource.get("authorization")) + agent_purposes
-    )
+    purposes = _codes(get("purposeOfEvent")) + _codes(get("authorization")) + agent_purposes
+    if len(purposes) > 1:
+        purposes = _dedupe(purposes)
     if purposes:
         event["ehr.purpose_of_use"] = purposes
-    all_type_codes = set(_codes(resource.get("type")) + _codes(resource.get("subtype"))
-                         + _codes(resource.get("category")) + _codes(resource.get("code")))
-    event["ehr.break_the_glass"] = "BTG" in purposes or DICOM_EMERGENCY_OVERRIDE_STARTED in all_type_codes
+    override = DICOM_EMERGENCY_OVERRIDE_STARTED
+    emergency_type = (override in type_codes or override in subtype_codes or override in category_codes
+                      or override in code_codes)
+    event["ehr.break_the_glass"] = "BTG" in purposes or emergency_type
     event["ehr.emergency"] = "ETREAT" in purposes
 
-    source = _dict(resource.get("source"))
+    source = _dict(get("source"))
     observer = _dict(source.get("observer"))
     observer_name = (_str(observer.get("display")) or _str(_dict(observer.get("identifier")).get("value"))
                      or _reference(observer))

@@ -59,6 +59,10 @@ class Line(NamedTuple):
     oversized: int = 0
 
 
+#: ``Line(path, number, data)`` without NamedTuple's Python-level ``__new__`` (one per event, so it counts).
+_new_line = tuple.__new__
+
+
 def discover(pattern: str, suffixes: Sequence[str]) -> list[str]:
     """Resolve a ``path`` option: a file, a directory (recursive, by suffix) or a glob. Sorted, so the read
     order is deterministic; missing paths give an empty list (the source may appear later)."""
@@ -235,7 +239,7 @@ class LineFollower:
                 if len(data) > max_line:
                     yield Line(path, number, data[:OVERSIZED_PREFIX_BYTES], len(data))
                 else:
-                    yield Line(path, number, data)
+                    yield _new_line(Line, (path, number, data, 0))
             if len(pending) > max_line:
                 skipping, skipped_prefix, pending = len(pending), pending[:OVERSIZED_PREFIX_BYTES], b""
         if pending and not skipping and self._grace_over(handle, len(pending), offset):

@@ -7,14 +7,16 @@ site define its own working hours in the config.
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import datetime, time, timedelta
 from typing import Any, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 from engine.enrich import Enricher
-from engine.events import TIMESTAMP, Event, parse_timestamp
+from engine.events import CANONICAL_TIMESTAMP, TIMESTAMP, Event, parse_timestamp
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CACHE_MAX = 4096
+_MINUTE_END = timedelta(seconds=59, microseconds=999999)
 
 
 def _parse_clock(value: str, key: str) -> time:
@@ -39,20 +41,61 @@ class TimeContextEnricher(Enricher):
         if unknown:
             raise ValueError(f"enrichment.working_hours.days: unknown day(s) {unknown}; use {list(WEEKDAYS)}")
         self.days = frozenset(days)
+        # Facts per UTC minute ("YYYY-MM-DDTHH:MM" of a canonical @timestamp): events arrive roughly in time
+        # order, so almost every event hits; parsing and zone conversion per event was most of this step.
+        self._minutes: dict[str, tuple[int, str, bool]] = {}
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> "TimeContextEnricher":
         return cls(options["timezone"], options["start"], options["end"], options["days"])
 
-    def enrich(self, event: Event) -> Event:
-        try:
-            local = parse_timestamp(event[TIMESTAMP]).astimezone(self.zone)
-        except (KeyError, ValueError):
-            return event
+    def _facts(self, local: datetime) -> tuple[int, str, bool]:
         weekday = WEEKDAYS[local.weekday()]
         clock = local.time()
         working = weekday in self.days and self.start <= clock < self.end
-        event["wardwatch.time.local_hour"] = local.hour
-        event["wardwatch.time.weekday"] = weekday
-        event["wardwatch.time.after_hours"] = not working
+        return local.hour, weekday, not working
+
+    def _minute_facts(self, value: str, key: str) -> tuple[int, str, bool] | None:
+        """The facts of a whole UTC minute, when they are the same for every instant in it: the zone's offset
+        is whole minutes and does not change within the minute (true of every modern zone; not of some
+        historical local mean times). ``start``/``end`` have minute resolution, so then only the local
+        minute matters. None when not cacheable (or the minute is at the edge of the datetime range)."""
+        try:
+            first = datetime.fromisoformat(key + ":00+00:00")
+            last = first + _MINUTE_END
+            offset = first.astimezone(self.zone).utcoffset()
+            if offset is None or offset % timedelta(minutes=1):
+                return None
+            if last.astimezone(self.zone).utcoffset() != offset:
+                return None
+            return self._facts(first.astimezone(self.zone))
+        except (ValueError, OverflowError):
+            return None
+
+    def enrich(self, event: Event) -> Event:
+        value = event.get(TIMESTAMP)
+        if type(value) is str and len(value) == 24 and CANONICAL_TIMESTAMP.match(value) and value[17] < "6":
+            key = value[:16]
+            facts = self._minutes.get(key)
+            if facts is None:
+                facts = self._slow(event, value)
+                if facts is None:
+                    return event
+                if self._minute_facts(value, key) == facts:
+                    if len(self._minutes) >= _CACHE_MAX:
+                        self._minutes.clear()
+                    self._minutes[key] = facts
+        else:
+            facts = self._slow(event, value)
+            if facts is None:
+                return event
+        event["wardwatch.time.local_hour"], event["wardwatch.time.weekday"], \
+            event["wardwatch.time.after_hours"] = facts
         return event
+
+    def _slow(self, event: Event, value: Any) -> tuple[int, str, bool] | None:
+        try:
+            local = parse_timestamp(event[TIMESTAMP]).astimezone(self.zone)
+        except (KeyError, ValueError):
+            return None
+        return self._facts(local)
