@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from engine.alert_model import Alert
-from engine.events import Event
+from engine.events import DATASET, EVENT_ID, TIMESTAMP, Event
 
 Watermark = str
 
@@ -86,6 +86,34 @@ class RuleCheckpoint:
     rule_id: str
     watermark: Watermark | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# A canonical timestamp: 2026-11-02T09:15:30.123Z (24 characters). Checked cheaply on write because time-range
+# search compares these strings lexically; a non-canonical one would silently fall out of every window.
+_TS_LEN = 24
+
+
+def check_event(event: Event) -> tuple[str, str, str]:
+    """(@timestamp, event.id, event.dataset) of an event a store is asked to write, or ValueError.
+
+    A missing key field is a programming error upstream (the normaliser must dead-letter such input), so
+    every store raises instead of dropping the event silently.
+    """
+    try:
+        ts = event[TIMESTAMP]
+        eid = event[EVENT_ID]
+        dataset = event[DATASET]
+    except KeyError as exc:
+        raise ValueError(f"event without {exc.args[0]!r}: every event needs @timestamp, event.id and "
+                         f"event.dataset (event.id={event.get(EVENT_ID)!r})") from None
+    if not isinstance(ts, str) or len(ts) != _TS_LEN or ts[-1] != "Z" or ts[10] != "T":
+        raise ValueError(f"@timestamp {ts!r} is not canonical (like 2026-11-02T09:15:30.123Z; "
+                         f"use engine.events.normalise_timestamp) in event {eid!r}")
+    if not isinstance(eid, str) or not eid:
+        raise ValueError(f"event.id must be a non-empty string, not {eid!r}")
+    if not isinstance(dataset, str) or not dataset:
+        raise ValueError(f"event.dataset must be a non-empty string, not {dataset!r} (event {eid!r})")
+    return ts, eid, dataset
 
 
 class Store(abc.ABC):

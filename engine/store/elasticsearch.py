@@ -51,6 +51,7 @@ from engine.store.base import (
     StoreUnavailable,
     Watermark,
     WriteResult,
+    check_event,
 )
 
 __all__ = ["ElasticsearchStore", "SUPPORTED_MAJORS"]
@@ -61,7 +62,6 @@ _T = TypeVar("_T")
 
 SUPPORTED_MAJORS = (8, 9)
 ALWAYS_RETURNED = (TIMESTAMP, EVENT_ID, DATASET)
-_TS_LEN = 24
 _RETRY_STATUS = frozenset({429, 502, 503, 504})
 _CLIENT_MAJOR = int(elasticsearch.__versionstr__.split(".")[0])
 
@@ -303,7 +303,7 @@ class ElasticsearchStore(Store):
 
     def write(self, batch: Sequence[Event], cursor: CursorUpdate | None = None) -> WriteResult:
         for event in batch:
-            _validate(event)
+            check_event(event)
         result = WriteResult()
         token, ms = self._stamp()
         try:
@@ -742,23 +742,6 @@ class ElasticsearchStore(Store):
 
 
 # --- helpers ----------------------------------------------------------------------------------------
-def _validate(event: Event) -> None:
-    try:
-        ts = event[TIMESTAMP]
-        eid = event[EVENT_ID]
-        dataset = event[DATASET]
-    except KeyError as exc:
-        raise ValueError(f"event without {exc.args[0]!r}: every event needs @timestamp, event.id and "
-                         f"event.dataset (event.id={event.get(EVENT_ID)!r})") from None
-    if not isinstance(ts, str) or len(ts) != _TS_LEN or ts[-1] != "Z" or ts[10] != "T":
-        raise ValueError(f"@timestamp {ts!r} is not canonical (like 2026-11-02T09:15:30.123Z; "
-                         f"use engine.events.normalise_timestamp) in event {eid!r}")
-    if not isinstance(eid, str) or not eid:
-        raise ValueError(f"event.id must be a non-empty string, not {eid!r}")
-    if not isinstance(dataset, str) or not dataset:
-        raise ValueError(f"event.dataset must be a non-empty string, not {dataset!r} (event {eid!r})")
-
-
 def _parse_watermark(value: Watermark | None, name: str) -> str | None:
     if value is None:
         return None

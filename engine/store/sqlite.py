@@ -41,6 +41,7 @@ from engine.store.base import (
     StoreUnavailable,
     Watermark,
     WriteResult,
+    check_event,
 )
 from engine.store.sqlite_schema import SCHEMA_VERSION, SchemaVersionError, apply_pragmas, ensure_schema
 
@@ -57,9 +58,6 @@ _UPSERT_CURSOR = (
     "INSERT INTO cursors (connector_id, value, updated) VALUES (?, ?, ?) "
     "ON CONFLICT (connector_id) DO UPDATE SET value = excluded.value, updated = excluded.updated"
 )
-# A canonical timestamp: 2026-11-02T09:15:30.123Z (24 characters). Checked cheaply on write because time-range
-# search compares these strings lexically; a non-canonical one would silently fall out of every window.
-_TS_LEN = 24
 
 
 def _now() -> str:
@@ -420,22 +418,8 @@ class SqliteStore(Store):
 
 # --- helpers ----------------------------------------------------------------------------------------
 def _event_row(event: Event, ingested: str) -> tuple[str, str, str, str, bytes]:
-    """Validate one event and encode its row. A missing key field is a programming error upstream (the
-    normaliser must dead-letter such input), so it raises instead of being dropped silently."""
-    try:
-        ts = event[TIMESTAMP]
-        eid = event[EVENT_ID]
-        dataset = event[DATASET]
-    except KeyError as exc:
-        raise ValueError(f"event without {exc.args[0]!r}: every event needs @timestamp, event.id and "
-                         f"event.dataset (event.id={event.get(EVENT_ID)!r})") from None
-    if not isinstance(ts, str) or len(ts) != _TS_LEN or ts[-1] != "Z" or ts[10] != "T":
-        raise ValueError(f"@timestamp {ts!r} is not canonical (like 2026-11-02T09:15:30.123Z; "
-                         f"use engine.events.normalise_timestamp) in event {eid!r}")
-    if not isinstance(eid, str) or not eid:
-        raise ValueError(f"event.id must be a non-empty string, not {eid!r}")
-    if not isinstance(dataset, str) or not dataset:
-        raise ValueError(f"event.dataset must be a non-empty string, not {dataset!r} (event {eid!r})")
+    """Validate one event (``check_event``) and encode its row."""
+    ts, eid, dataset = check_event(event)
     doc = dict(event)  # the caller's dict is left as it was
     doc[INGESTED] = ingested
     return (eid, ts, dataset, ingested, orjson.dumps(doc))
