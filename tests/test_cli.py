@@ -140,3 +140,44 @@ def test_connectors_list_shows_builtins(capsys):
     assert code == 0
     for name in ("ndjson", "fhir-auditevent-file"):
         assert name in out
+
+
+GENERATE_RULES = """title: Failed login
+id: 5f0e6a51-1c2b-4c55-9d0e-2a1b3c4d5e6f
+name: failed_login
+logsource:
+    product: vpn
+detection:
+    sel:
+        event.outcome: failure
+    condition: sel
+level: low
+---
+title: Many failed logins
+id: 6a1f7b62-2d3c-4d66-8e1f-3b2c4d5e6f70
+correlation:
+    type: event_count
+    rules:
+        - failed_login
+    group-by:
+        - user.name
+    timespan: 5m
+    condition:
+        gte: 3
+    generate: {generate}
+level: high
+"""
+
+
+@pytest.mark.parametrize("generate", [True, False])
+def test_generate_true_also_emits_the_referenced_rules_matches(tmp_path, capsys, generate):
+    rules = tmp_path / "rules.yml"
+    rules.write_text(GENERATE_RULES.replace("{generate}", str(generate).lower()))
+    events = write_events(tmp_path / "e.jsonl", [
+        {"@timestamp": f"2026-11-02T10:00:0{i}Z", "event.dataset": "vpn.auth", "event.outcome": "failure",
+         "user.name": "u1", "event.id": f"f{i}"} for i in range(3)])
+    code, out, _ = run_cli(capsys, "rules", "test", str(rules), "--events", str(events), "--format", "json")
+    results = [orjson.loads(line) for line in out.splitlines()]
+    kinds = sorted(r["kind"] for r in results)
+    assert code == 0
+    assert kinds == (["correlation", "match", "match", "match"] if generate else ["correlation"])
