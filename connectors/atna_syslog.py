@@ -48,6 +48,7 @@ def _dead_raw(data: bytes) -> str:
 class AtnaSyslogConnector(Connector):
     type_name: ClassVar[str] = "atna-syslog"
     summary: ClassVar[str] = "IHE ATNA / FHIR AuditEvent over syslog (TLS, TCP, UDP), via a durable spool"
+    source_option: ClassVar[str] = "spool_dir"
 
     def __init__(self, name: str, options: Mapping[str, Any]):
         super().__init__(name, options)

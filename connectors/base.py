@@ -54,6 +54,8 @@ class Connector(abc.ABC):
     type_name: ClassVar[str] = ""
     #: One-line description shown by ``wardwatch connectors list``.
     summary: ClassVar[str] = ""
+    #: The option that ``wardwatch ingest TYPE SOURCE`` fills with SOURCE (a path, a URL, a spool dir).
+    source_option: ClassVar[str] = "path"
 
     def __init__(self, name: str, options: Mapping[str, Any]):
         self.name = name

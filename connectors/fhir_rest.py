@@ -83,6 +83,7 @@ class FhirAuditEventRestConnector(Connector):
 
     type_name: ClassVar[str] = "fhir-auditevent"
     summary: ClassVar[str] = "FHIR AuditEvent search over REST (R4/R5), _lastUpdated cursor with overlap"
+    source_option: ClassVar[str] = "base_url"
 
     def __init__(self, name: str, options: Mapping[str, Any], *, sleep: Callable[[float], None] = time.sleep):
         super().__init__(name, options)

@@ -172,13 +172,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         import yaml
 
         options[key] = yaml.safe_load(value)
-    source = args.source
-    if "://" in source:
-        options.setdefault("url", source)
-    else:
-        options.setdefault("path", str(Path(source).resolve()))
+    cls = connector_class(args.type)
+    source = args.source if "://" in args.source else str(Path(args.source).resolve())
+    options.setdefault(cls.source_option, source)
     name = args.name or f"cli-{args.type}"
-    connector = connector_class(args.type)(name, options)
+    connector = cls(name, options)
     store = open_configured_store(config)
     try:
         with _progress(name) as on_batch:
@@ -394,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", help="run one connector once into the configured store")
     ingest.add_argument("type", help="connector type (see `wardwatch connectors list`)")
-    ingest.add_argument("source", help="path or URL")
+    ingest.add_argument("source", help="path (files), base URL (fhir-auditevent) or spool dir (atna-syslog: "
+                                        "drains what a receiver accepted)")
     ingest.add_argument("--name", help="connector instance name (its cursor identity)")
     ingest.add_argument("-o", "--option", action="append", help="connector option key=value (repeatable)")
     ingest.set_defaults(func=cmd_ingest)

@@ -181,3 +181,30 @@ def test_generate_true_also_emits_the_referenced_rules_matches(tmp_path, capsys,
     kinds = sorted(r["kind"] for r in results)
     assert code == 0
     assert kinds == (["correlation", "match", "match", "match"] if generate else ["correlation"])
+
+
+def test_ingest_fills_each_connectors_source_option(tmp_path, capsys, monkeypatch):
+    """`wardwatch ingest TYPE SOURCE`: SOURCE is a path, a base URL or a spool dir, as the type needs."""
+    from connectors.base import connector_class
+
+    assert connector_class("fhir-auditevent").source_option == "base_url"
+    assert connector_class("atna-syslog").source_option == "spool_dir"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "wardwatch.yaml").write_text(f"store:\n  sqlite:\n    path: {tmp_path}/w.db\nconnectors: []\n"
+                                             f"alerts:\n  sinks: []\n")
+    code, out, _ = run_cli(capsys, "ingest", "atna-syslog", str(tmp_path / "spool"))
+    assert code == 0 and "0 events read" in out and (tmp_path / "spool").is_dir()
+
+
+def test_unreachable_elasticsearch_is_one_clear_line_and_exit_1(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "c.yaml"
+    config.write_text(f"store:\n  kind: elasticsearch\n  elasticsearch:\n    hosts: [http://127.0.0.1:{port}]\n"
+                      f"    max_retries: 0\n    request_timeout: 2\nconnectors: []\n")
+    code, out, err = run_cli(capsys, "--config", str(config), "run", "--once")
+    assert code == 1
+    assert err.startswith("error: StoreUnavailable: cannot reach Elasticsearch") and "Traceback" not in err

@@ -84,3 +84,35 @@ def test_health_is_degraded_when_a_job_fails(tmp_path):
     assert report["failing_jobs"] == {"ingest:broken": "RuntimeError: disk on fire"}
     assert service.metrics.value("wardwatch_job_runs_total", job="ingest:broken", outcome="error") == 1
     service.app.close()
+
+
+def test_sigterm_stops_the_real_service_cleanly(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    config_path = tmp_path / "wardwatch.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "store": {"sqlite": {"path": str(tmp_path / "w.db")}},
+        "rules": {"paths": [str(ROOT / "rules/healthcare")]},
+        "connectors": [{"name": "vpn", "type": "ndjson", "path": str(ROOT / "fixtures/vpn"),
+                        "dataset": "vpn.auth"}],
+        "scheduler": {"ingest_interval": "100ms", "rule_interval": "100ms", "delivery_interval": "100ms"},
+        "alerts": {"sinks": [{"type": "jsonl", "path": str(tmp_path / "alerts.jsonl")}, {"type": "console"}]},
+        "logging": {"format": "json"},
+    }))
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "--config", str(config_path), "run"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (tmp_path / "alerts.jsonl").exists():
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    events = [orjson.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
+    assert events[0] == "service started" and events[-1] == "service stopped"
+    assert "ALERT [high] VPN brute force followed by successful login" in out  # the console sink
