@@ -144,8 +144,10 @@ class Evaluator:
         pseudonymiser: Pseudonymiser | None = None,
         candidates: Callable[[Mapping[str, Any]], Sequence[Any]] | None = None,
         pushdown: Callable[[Any], str | None] | None = None,
+        slice_events: int = 200_000,
     ):
         self.store = store
+        self.slice_events = slice_events
         self.candidates = candidates
         self.pushdown = pushdown
         self._pushdown_cache: dict[str, str | None] = {}
@@ -249,7 +251,12 @@ class Evaluator:
         return self.run_many([job], upto=upto)[0]
 
     def run_many(self, jobs: Sequence[RuleJob], upto: str | None = None) -> list[RunResult]:
-        """Run several jobs up to one watermark; jobs at the same checkpoint share one scan of new events."""
+        """Run several jobs up to one watermark; jobs at the same checkpoint share one scan of new events.
+
+        A large backlog is evaluated in slices of about ``slice_events`` ingested events (where the store
+        can slice), each slice an ordinary incremental run: memory stays bounded by the slice, and the
+        alerts are the same as in one pass (they do not depend on how runs are cut).
+        """
         watermark = upto if upto is not None else self.store.watermark()
         checkpoints = {job.id: self.store.get_checkpoint(job.id).watermark for job in jobs}
         results = {job.id: RunResult(job.id) for job in jobs}
@@ -260,23 +267,31 @@ class Evaluator:
             else:
                 by_checkpoint.setdefault(checkpoints[job.id], []).append(job)
         for checkpoint, group in by_checkpoint.items():
-            started = time.monotonic()
-            new_by_rule, new_times, scanned = self._scan(group, ingested_after=checkpoint, ingested_upto=watermark)
-            for job in group:
-                result = results[job.id]
-                result.scanned = scanned
-                job_new = {leaf.id: new_by_rule[leaf.id] for leaf in job.leaves}
-                job_times = {m.event_id: m.ts_ms for ms in job_new.values() for m in ms}
-                result.matched = len(job_times)
-                alerts: list[Alert] = []
-                if job_times:
-                    alerts = self._alerts_for(job, job_new, job_times, set(job_times), checkpoint, watermark)
-                self.store.commit_rule_run(RuleCheckpoint(job.id, watermark), alerts)
-                result.alerts = alerts
-                result.seconds = time.monotonic() - started
-                log.debug("rule run", rule=job.id, scanned=scanned, matched=result.matched, alerts=len(alerts),
-                          seconds=round(result.seconds, 3))
+            assert watermark is not None
+            while checkpoint != watermark:
+                step = self.store.watermark_step(checkpoint, watermark, self.slice_events)
+                self._run_slice(group, checkpoint, step, results)
+                checkpoint = step
         return [results[job.id] for job in jobs]
+
+    def _run_slice(self, group: Sequence[RuleJob], checkpoint: str | None, watermark: str,
+                   results: dict[str, RunResult]) -> None:
+        started = time.monotonic()
+        new_by_rule, new_times, scanned = self._scan(group, ingested_after=checkpoint, ingested_upto=watermark)
+        for job in group:
+            result = results[job.id]
+            result.scanned += scanned
+            job_new = {leaf.id: new_by_rule[leaf.id] for leaf in job.leaves}
+            job_times = {m.event_id: m.ts_ms for ms in job_new.values() for m in ms}
+            result.matched += len(job_times)
+            alerts: list[Alert] = []
+            if job_times:
+                alerts = self._alerts_for(job, job_new, job_times, set(job_times), checkpoint, watermark)
+            self.store.commit_rule_run(RuleCheckpoint(job.id, watermark), alerts)
+            result.alerts.extend(alerts)
+            result.seconds += time.monotonic() - started
+            log.debug("rule run", rule=job.id, scanned=scanned, matched=len(job_times), alerts=len(alerts),
+                      seconds=round(result.seconds, 3))
 
     def _alerts_for(
         self,
@@ -360,5 +375,9 @@ def run_all(evaluator: Evaluator, jobs: Sequence[RuleJob]) -> list[RunResult]:
 
 
 def iter_alerts(results: Iterable[RunResult]) -> Iterable[Alert]:
+    """Each alert once, at its latest revision (a sliced run may have updated an alert it created)."""
+    latest: dict[str, Alert] = {}
     for result in results:
-        yield from result.alerts
+        for alert in result.alerts:
+            latest[alert.id] = alert
+    return latest.values()

@@ -133,6 +133,12 @@ class Store(abc.ABC):
     def watermark(self) -> Watermark | None:
         """Position up to which every committed event is visible; None when the store has no events."""
 
+    def watermark_step(self, after: Watermark | None, upto: Watermark, max_events: int) -> Watermark:
+        """A watermark between ``after`` and ``upto`` covering at most about ``max_events`` events, so a
+        large backlog can be evaluated in slices with bounded memory. Stores that cannot slice return
+        ``upto`` (one slice)."""
+        return upto
+
     # --- connector state ----------------------------------------------------------------------
     @abc.abstractmethod
     def get_cursor(self, connector_id: str) -> dict[str, Any] | None: ...

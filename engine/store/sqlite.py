@@ -180,6 +180,14 @@ class SqliteStore(Store):
         seq = self._read(lambda c: c.execute("SELECT max(seq) FROM events").fetchone()[0])
         return None if seq is None else str(seq)
 
+    def watermark_step(self, after: Watermark | None, upto: Watermark, max_events: int) -> Watermark:
+        lo = _parse_watermark(after, "after") or 0
+        hi = _parse_watermark(upto, "upto")
+        row = self._read(lambda c: c.execute(
+            "SELECT seq FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT 1 OFFSET ?",
+            (lo, hi, max(1, max_events) - 1)).fetchone())
+        return upto if row is None else str(row[0])
+
     def search(self, query: SearchQuery) -> Iterator[Event]:
         """Stream events in (@timestamp, event.id) order.
 
