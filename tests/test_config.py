@@ -91,3 +91,30 @@ def test_example_config_is_valid():
     example = Path(__file__).resolve().parent.parent / "wardwatch.example.yaml"
     config = load_config(example, environ={})
     assert config["store"]["kind"] == "sqlite"
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(
+        ["store", "kind", "sqlite", "path", "rules", "paths", "scheduler", "batch_size", "connectors", "name",
+         "type", "alerts", "sinks", "suppression", "logging", "level", "x"]), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(document=st.dictionaries(st.sampled_from(["store", "rules", "scheduler", "connectors", "alerts",
+                                                  "logging", "enrichment", "service", "bogus"]), _values,
+                                max_size=4))
+def test_any_yaml_document_is_either_a_config_or_a_config_error(tmp_path, document):
+    import yaml as _yaml
+
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(_yaml.safe_dump(document))
+    try:
+        load_config(path, environ={})
+    except ConfigError as error:
+        assert str(path) in str(error)
