@@ -1,6 +1,9 @@
-"""Events/s of the ehr-csv and fhir-auditevent connectors, one run each (parse to Batch, no store).
+"""Events/s of each connector, one run each (parse to Batch, no store).
 
     .venv/bin/python bench/bench_connectors.py [--rows 200000] [--fhir-events 20000]
+
+ndjson and fhir-auditevent-file read generated files of --rows lines (flat VPN-like events; FHIR
+AuditEvents as bench_pipeline.py makes them). atna-syslog over the network: bench/bench_syslog.py.
 
 ehr-csv reads a generated Epic-style access log (200k rows, timestamps with a strptime format and a time
 zone, value maps). fhir-auditevent pulls R4 AuditEvents from the local FHIR-like test server
@@ -22,6 +25,45 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from connectors.ehr_csv import EhrCsvConnector  # noqa: E402
 from connectors.fhir_rest import FhirAuditEventRestConnector  # noqa: E402
+
+
+def _drain(connector: object) -> int:
+    cursor, total = None, 0
+    while True:
+        batch = connector.read(cursor, 5000)  # type: ignore[attr-defined]
+        total += len(batch.events)
+        cursor = batch.cursor
+        if batch.exhausted:
+            return total
+
+
+def bench_files(rows: int) -> None:
+    from bench.bench_pipeline import generate
+    from connectors.fhir_file import FhirAuditEventFileConnector
+    from connectors.ndjson import NdjsonFileConnector
+
+    import orjson
+
+    with tempfile.TemporaryDirectory() as tmp:
+        flat = Path(tmp) / "vpn.ndjson"
+        with open(flat, "wb") as out:
+            for i in range(rows):
+                out.write(orjson.dumps({
+                    "@timestamp": f"2026-11-02T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}.000Z",
+                    "event.dataset": "vpn.auth", "event.category": ["authentication"], "event.action": "vpn-login",
+                    "event.outcome": "failure" if i % 9 == 0 else "success", "user.name": f"user{i % 3000}",
+                    "source.ip": f"203.0.{i % 250}.{i % 199 + 1}", "observer.vendor": "Fortinet",
+                    "event.original": f"date=2026-11-02 type=event subtype=vpn user=user{i % 3000} action=login "
+                                      f"status=success remip=203.0.{i % 250}.{i % 199 + 1} reason=none"}) + b"\n")
+        fhir = Path(tmp) / "auditevents.ndjson"
+        generate(fhir, rows)
+        for label, connector, path in (("ndjson", NdjsonFileConnector, flat),
+                                       ("fhir-auditevent-file", FhirAuditEventFileConnector, fhir)):
+            started = time.perf_counter()
+            n = _drain(connector("bench", {"path": str(path)}))
+            elapsed = time.perf_counter() - started
+            print(f"{label + ':':21} {n} lines ({path.stat().st_size / 1e6:.1f} MB) in {elapsed:.2f} s = "
+                  f"{n / elapsed:,.0f} events/s")
 
 
 def bench_csv(rows: int) -> float:
@@ -94,6 +136,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--fhir-events", type=int, default=20_000)
     args = parser.parse_args()
+    bench_files(args.rows)
     bench_csv(args.rows)
     bench_fhir(args.fhir_events)
 
