@@ -49,13 +49,16 @@ def peak_rss_mb() -> float:
 
 def generate(path: Path, count: int, seed: int = 7) -> None:
     """Realistic BALP PatientRead/PatientQuery AuditEvents: 2,000 staff, 200k patients, the day shifts
-    (07:00-19:00 Europe/Berlin) of five weekdays, time-ordered as an EHR writes them."""
+    (07:00-19:00 Europe/Berlin) of five weekdays, time-ordered as an EHR writes them; halfway through, one
+    user reads 100 records in a row (the bulk-access rule must fire once)."""
     rng = random.Random(seed)
     users = [(f"U{i:05d}", f"user{i:05d}", f"10.{i % 250}.{i % 7}.{i % 200 + 1}") for i in range(2000)]
     shift = 12 * 3600
     with open(path, "wb") as out:
         for n in range(count):
             uid, login, ip = users[rng.randrange(len(users))]
+            if count // 2 <= n < count // 2 + 100:  # one bulk reader, so the rule pack has something to find
+                uid, login, ip = "U99999", "bulk.reader", "10.99.0.1"
             offset = 5 * shift * n // count
             day, second = divmod(offset, shift)
             ts = START + day * 86400 + 6 * 3600 + second + rng.random()  # 06:00 UTC = 07:00 local
