@@ -413,6 +413,31 @@ class ElasticsearchStore(Store):
             self._has_events = True
         return _ts(wm)
 
+    def watermark_step(self, after: Watermark | None, upto: Watermark, max_events: int) -> Watermark:
+        """An ingest time splitting (after, upto] after about ``max_events`` events (a percentile of
+        ``event.ingested``: approximate is fine, any time in between is a valid watermark)."""
+        lo, hi = _parse_watermark(after, "after"), _parse_watermark(upto, "upto")
+        ingested: dict[str, Any] = {"lte": hi}
+        if lo is not None:
+            ingested["gt"] = lo
+        body = {"size": 0, "track_total_hits": True, "query": {"range": {INGESTED: ingested}},
+                "aggs": {"step": {"percentiles": {"field": INGESTED, "percents": [50.0]}}}}
+        total = self._call(lambda: self.es.count(index=layout.events_pattern(self.prefix), allow_no_indices=True,
+                                                 ignore_unavailable=True, query=body["query"]),
+                           what="watermark step")["count"]
+        if total <= max_events:
+            return upto
+        body["aggs"]["step"]["percentiles"]["percents"] = [100.0 * max_events / total]
+        response = self._call(lambda: self.es.search(index=layout.events_pattern(self.prefix), **body),
+                              what="watermark step")
+        value = next(iter(response["aggregations"]["step"]["values"].values()), None)
+        if value is None:
+            return upto
+        step = _ts(int(value))
+        if (lo is not None and step <= lo) or step >= hi:
+            return upto
+        return step
+
     def _refresh(self, index: str) -> None:
         self._call(lambda: self.es.indices.refresh(index=index, allow_no_indices=True, ignore_unavailable=True),
                    what="refresh")
