@@ -103,18 +103,29 @@ def from_timestamp_ms(ms: int) -> datetime:
 
 
 def flatten(document: Mapping[str, Any], prefix: str = "") -> Event:
-    """Turn nested JSON objects into dotted keys. Lists are kept as values, as ECS keeps them."""
+    """Turn nested JSON objects into dotted keys. Lists are kept as values, as ECS keeps them.
+
+    Ingest calls this once per event: exact type tests first (what ``orjson.loads`` returns), the slow ABC
+    ``isinstance(…, Mapping)`` check only for other types, and one output dict is filled in place.
+    """
     flat: Event = {}
-    for key, value in document.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            if value:
-                flat.update(flatten(value, name + "."))
-            else:
-                flat[name] = None
-        else:
-            flat[name] = value
+    _flatten_into(flat, document, prefix)
     return flat
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None), list})
+
+
+def _flatten_into(out: Event, document: Mapping[str, Any], prefix: str) -> None:
+    for key, value in document.items():
+        kind = type(value)
+        if kind is dict or (kind not in _PLAIN and isinstance(value, Mapping)):
+            if value:
+                _flatten_into(out, value, f"{prefix}{key}.")
+            else:
+                out[f"{prefix}{key}"] = None
+        else:
+            out[f"{prefix}{key}"] = value
 
 
 def unflatten(event: Mapping[str, Any]) -> dict[str, Any]:
