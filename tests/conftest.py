@@ -26,3 +26,12 @@ def require_elasticsearch() -> str:
             pytest.fail("CI is set but WARDWATCH_TEST_ES_URL is not: Elasticsearch tests must run in CI")
         pytest.skip("no Elasticsearch: set WARDWATCH_TEST_ES_URL (scripts/elasticsearch-dev start)")
     return url
+
+
+def demo_connectors() -> list[dict]:
+    """The three demo sources in fixtures/, as connector config entries (absolute paths)."""
+    return [
+        {"name": "ehr", "type": "fhir-auditevent-file", "path": str(ROOT / "fixtures/ehr")},
+        {"name": "vpn", "type": "ndjson", "path": str(ROOT / "fixtures/vpn"), "dataset": "vpn.auth"},
+        {"name": "win", "type": "ndjson", "path": str(ROOT / "fixtures/windows"), "dataset": "windows.security"},
+    ]

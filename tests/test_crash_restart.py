@@ -19,6 +19,7 @@ import yaml
 
 from engine.store import open_store
 from engine.store.base import SearchQuery
+from tests.conftest import demo_connectors
 
 ROOT = Path(__file__).resolve().parent.parent
 WARDWATCH = [sys.executable, "-m", "engine.cli"]
@@ -28,12 +29,7 @@ def write_config(directory: Path, *, service: bool) -> Path:
     config = {
         "store": {"kind": "sqlite", "sqlite": {"path": str(directory / "w.db")}},
         "rules": {"paths": [str(ROOT / "rules")]},
-        "connectors": [
-            {"name": "ehr", "type": "fhir-auditevent-file", "path": str(ROOT / "fixtures/ehr")},
-            {"name": "vpn", "type": "ndjson", "path": str(ROOT / "fixtures/vpn"), "dataset": "vpn.auth"},
-            {"name": "win", "type": "ndjson", "path": str(ROOT / "fixtures/windows"),
-             "dataset": "windows.security"},
-        ],
+        "connectors": demo_connectors(),
         "alerts": {"sinks": [{"type": "jsonl", "path": str(directory / "alerts.jsonl")}]},
         "logging": {"level": "warning", "format": "json"},
     }

@@ -16,6 +16,7 @@ from engine.config import load_config
 from engine.evaluation import run_all
 from engine.ingest import ingest_connector
 from engine.sinks import deliver_pending
+from tests.conftest import demo_connectors
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,12 +33,7 @@ def demo_config(tmp_path: Path, **overrides) -> Path:
     config = {
         "store": {"sqlite": {"path": str(tmp_path / "w.db")}},
         "rules": {"paths": [str(ROOT / "rules" / "healthcare")]},
-        "connectors": [
-            {"name": "ehr", "type": "fhir-auditevent-file", "path": str(ROOT / "fixtures/ehr")},
-            {"name": "vpn", "type": "ndjson", "path": str(ROOT / "fixtures/vpn"), "dataset": "vpn.auth"},
-            {"name": "win", "type": "ndjson", "path": str(ROOT / "fixtures/windows"),
-             "dataset": "windows.security"},
-        ],
+        "connectors": demo_connectors(),
         "alerts": {"sinks": [{"type": "jsonl", "path": str(tmp_path / "alerts.jsonl")}]},
     }
     config.update(overrides)

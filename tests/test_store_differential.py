@@ -18,7 +18,7 @@ from engine.app import build_app
 from engine.config import load_config
 from engine.evaluation import run_all
 from engine.ingest import ingest_connector
-from tests.conftest import require_elasticsearch
+from tests.conftest import demo_connectors, require_elasticsearch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,13 +66,7 @@ def run_pack(tmp_path: Path, store: dict) -> list[dict]:
     config_path.write_text(yaml.safe_dump({
         "store": store,
         "rules": {"paths": [str(ROOT / "rules")]},
-        "connectors": [
-            {"name": "ehr", "type": "fhir-auditevent-file", "path": str(ROOT / "fixtures/ehr")},
-            {"name": "vpn", "type": "ndjson", "path": str(ROOT / "fixtures/vpn"), "dataset": "vpn.auth"},
-            {"name": "win", "type": "ndjson", "path": str(ROOT / "fixtures/windows"),
-             "dataset": "windows.security"},
-            {"name": "probe", "type": "ndjson", "path": str(probe.parent)},
-        ],
+        "connectors": [*demo_connectors(), {"name": "probe", "type": "ndjson", "path": str(probe.parent)}],
         "alerts": {"sinks": []},
     }))
     app = build_app(load_config(config_path, environ={}), console=False)
