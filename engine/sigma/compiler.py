@@ -266,6 +266,8 @@ class ItemNode(Node):
                     k = V.index_key("".join(v.s))
                 elif type(v) is SigmaNumber:
                     k = V.index_key(v.number)
+                elif type(v) is SigmaBool:
+                    k = V.index_key(v.boolean)
                 else:
                     k = None
                 if k is None:

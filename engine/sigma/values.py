@@ -66,7 +66,10 @@ def as_number(value: Any) -> int | float | None:
 
 
 def index_key(value: Any) -> str | None:
-    """Normal form used by the rule index: equal under Sigma ``=`` (numbers, case) implies equal keys."""
+    """Normal form used by the rule index: equal under Sigma ``=`` (numbers, case, booleans) implies equal
+    keys. A boolean ``true`` and the string ``"TRUE"`` both match ``field: true``, so both key ``"true"``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     number = as_number(value)
     if number is not None:
         if isinstance(number, float):
