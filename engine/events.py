@@ -94,8 +94,21 @@ def normalise_timestamp(value: Any) -> str:
 
 
 def timestamp_ms(value: str | datetime) -> int:
-    """Milliseconds since the epoch, the unit correlation windows are computed in."""
+    """Milliseconds since the epoch, the unit correlation windows are computed in.
+
+    Called for every matched event: a canonical timestamp reuses the parsed minute it starts with.
+    """
+    if type(value) is str and len(value) == 24 and CANONICAL_TIMESTAMP.match(value):
+        minute = _MINUTE_MS.get(value[:16])
+        if minute is None:
+            if len(_MINUTE_MS) > 100_000:
+                _MINUTE_MS.clear()
+            minute = _MINUTE_MS[value[:16]] = timestamp_ms(parse_timestamp(value[:16] + ":00Z"))
+        return minute + int(value[17:19]) * 1000 + int(value[20:23])
     return (parse_timestamp(value) - _EPOCH) // timedelta(milliseconds=1)
+
+
+_MINUTE_MS: dict[str, int] = {}
 
 
 def from_timestamp_ms(ms: int) -> datetime:

@@ -81,3 +81,14 @@ def test_revision_bumps_only_when_content_changes():
     assert merge_revision(build_alert(RULE, {}, "u1", 0, [hit(0, ids=("a",))], times, 10), stored) is None
     grown = merge_revision(build_alert(RULE, {}, "u1", 0, [hit(0, ids=("a",)), hit(5)], times, 10), stored)
     assert grown is not None and grown.revision == 2 and grown.status == "acknowledged"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(-10**12, 4 * 10**12))
+def test_timestamp_ms_fast_path_round_trips(ms):
+    from datetime import timedelta
+
+    from engine.events import _EPOCH, format_timestamp, from_timestamp_ms, parse_timestamp, timestamp_ms
+
+    text = format_timestamp(from_timestamp_ms(ms))
+    assert timestamp_ms(text) == ms == (parse_timestamp(text) - _EPOCH) // timedelta(milliseconds=1)

@@ -37,3 +37,24 @@ def test_boolean_flags_are_indexed():
     flagged = {**quiet, "ehr.break_the_glass": True}
     titles = {rule.title for rule in RULESET.candidates(flagged)} - {r.title for r in RULESET.candidates(quiet)}
     assert "EHR break-the-glass access" in titles
+
+
+def _index_key_reference(value):
+    from engine.sigma import values as V
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    number = V.as_number(value)
+    if number is not None:
+        if isinstance(number, float):
+            return str(int(number)) if number.is_integer() else repr(number)
+        return str(number)
+    return value.lower() if isinstance(value, str) else None
+
+
+@settings(max_examples=3000, deadline=None)
+@given(value=st.text(max_size=8) | st.integers() | st.floats(allow_nan=False) | st.booleans())
+def test_index_key_fast_path_equals_the_full_normal_form(value):
+    from engine.sigma.values import index_key
+
+    assert index_key(value) == _index_key_reference(value)

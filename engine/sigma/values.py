@@ -65,11 +65,18 @@ def as_number(value: Any) -> int | float | None:
     return None
 
 
+# ASCII characters int()/float() may start with (non-ASCII first characters, e.g. other digit scripts or
+# Unicode spaces, always take the full path).
+_NUMBER_START = frozenset("0123456789+-. \t\n\r\x0b\x0c\x1c\x1d\x1e\x1finINfF")
+
+
 def index_key(value: Any) -> str | None:
     """Normal form used by the rule index: equal under Sigma ``=`` (numbers, case, booleans) implies equal
     keys. A boolean ``true`` and the string ``"TRUE"`` both match ``field: true``, so both key ``"true"``."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if type(value) is str and value[:1].isascii() and value[:1] not in _NUMBER_START:
+        return value.lower()  # cannot be numeric: skip the int()/float() attempts (exceptions are slow)
     number = as_number(value)
     if number is not None:
         if isinstance(number, float):
