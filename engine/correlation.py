@@ -135,10 +135,29 @@ def evaluate_correlation(
         raise ValueError("max_event_ids must be >= 0")
     triggers: list[Trigger] = []
     for values, entries in _group_entries(spec, matches).items():
+        if _cannot_trigger(spec, entries):
+            continue
         group = dict(zip(spec.group_by, values))
         triggers.extend(_evaluate_group(spec, group, canonical_json(group), entries, max_event_ids))
     triggers.sort(key=lambda trigger: (trigger.ts_ms, trigger.group_key))
     return triggers
+
+
+def _cannot_trigger(spec: CorrelationSpec, entries: list[Entry]) -> bool:
+    """True when no window of this group can meet a lower-bound-only count condition (``gt``/``gte``).
+
+    Any window's count is at most the whole group's, so a group that fails on all its events together
+    fails everywhere: most groups (ordinary users) are skipped without sliding a window at all.
+    """
+    if spec.type not in ("event_count", "value_count") or not spec.condition:
+        return False
+    if not set(spec.condition) <= {"gt", "gte"}:
+        return False
+    if spec.type == "event_count":
+        bound = len(entries)
+    else:
+        bound = len(set().union(*(entry.value for entry in entries)))  # type: ignore[arg-type]
+    return not condition_holds(spec.condition, bound)
 
 
 def _validate(spec: CorrelationSpec) -> None:
