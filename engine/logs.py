@@ -61,9 +61,26 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
-    # Libraries (elasticsearch, apscheduler, httpx) log through stdlib logging: keep them quiet and on stderr.
-    logging.basicConfig(level=logging.WARNING, stream=stream, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # Stdlib loggers (our store/connector modules, and libraries) render through the same processors, so
+    # every line on stderr is one JSON object (or console line) and is redacted the same way.
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_logger_name,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.stdlib.ExtraAdder(),
+        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact_sensitive, renderer],
+    ))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(getattr(logging, level.upper()))
+    for noisy in ("apscheduler", "httpx", "httpcore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The Elasticsearch client logs every failed node attempt; the store reports outages itself, once.
+    for noisy in ("elasticsearch", "elastic_transport"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def get_logger(name: str) -> Any:

@@ -40,3 +40,15 @@ def test_pseudonyms_are_keyed_stable_and_only_for_configured_fields():
 def test_fields_without_key_is_a_clear_error():
     with pytest.raises(ValueError, match="no key"):
         Pseudonymiser(None, ["ehr.patient.id"])
+
+
+def test_stdlib_loggers_render_as_redacted_json_lines_too():
+    import logging
+
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    logging.getLogger("engine.store.elasticsearch").warning("retrying %s", "bulk", extra={"api_key": "s3cret"})
+    record = orjson.loads(stream.getvalue().strip().splitlines()[-1])
+    assert record["event"] == "retrying bulk" and record["level"] == "warning"
+    assert record["logger"] == "engine.store.elasticsearch" and record["api_key"] == REDACTED
+    assert "s3cret" not in stream.getvalue()
