@@ -10,6 +10,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests check behaviour, not speed: no per-example deadline (a loaded CI machine must not turn a
+# slow example into a failure). Speed is measured in bench/.
+settings.register_profile("wardwatch", deadline=None)
+settings.load_profile("wardwatch")
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
