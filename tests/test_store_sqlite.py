@@ -286,3 +286,42 @@ def test_random_batches_with_repeated_ids(batches: list[list[int]]) -> None:
             assert s.health()["events"] == len(seen)
         finally:
             s.close()
+
+
+V1_EVENTS_DDL = """
+CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, ts TEXT NOT NULL,
+    dataset TEXT NOT NULL, ingested TEXT NOT NULL, doc BLOB NOT NULL);
+CREATE INDEX events_dataset_ts ON events (dataset, ts, id);
+CREATE INDEX events_ts ON events (ts, id);
+"""
+
+
+def test_a_version_1_file_keeps_working(tmp_path: Path) -> None:
+    """Files written before the (ts, id) uniqueness key: same behaviour, reported as version 1."""
+    from engine.store.sqlite_schema import STATE_DDL, _statements
+
+    path = tmp_path / "v1.db"
+    raw = sqlite3.connect(path)
+    for statement in _statements(STATE_DDL + V1_EVENTS_DDL):
+        raw.execute(statement)
+    raw.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1'), ('event_count', '0')")
+    raw.commit()
+    raw.close()
+    store = SqliteStore(path)
+    try:
+        batch = [ehr_event(i) for i in range(5)]
+        assert store.write(batch).written == 5
+        assert store.write(batch).duplicates == 5
+        assert store.health()["schema_version"] == 1 and store.health()["events"] == 5
+    finally:
+        store.close()
+
+
+def test_new_files_are_unique_on_time_and_id(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "w.db")
+    try:
+        store.write([ehr_event(1)])
+        assert store.write([ehr_event(1)]).duplicates == 1  # a re-read: same time, same id
+        assert store.health()["schema_version"] == SCHEMA_VERSION == 2
+    finally:
+        store.close()

@@ -122,7 +122,8 @@ class Store(abc.ABC):
     # --- events -------------------------------------------------------------------------------
     @abc.abstractmethod
     def write(self, batch: Sequence[Event], cursor: CursorUpdate | None = None) -> WriteResult:
-        """Store events idempotently (same ``event.id`` twice is a duplicate, not a second copy), set
+        """Store events idempotently (a re-read event — same ``event.id`` and ``@timestamp`` — is a
+        duplicate, not a second copy), set
         ``event.ingested``, and commit ``cursor`` atomically with them (or strictly after them)."""
 
     @abc.abstractmethod

@@ -403,13 +403,14 @@ class SqliteStore(Store):
         same transaction as the rows (``count(*)`` would walk a whole index, and ``max(seq)`` over-counts
         because an ignored duplicate still consumes an AUTOINCREMENT number)."""
         try:
-            count, seq = self._read(lambda c: c.execute(
+            count, seq, version = self._read(lambda c: c.execute(
                 "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'event_count'), "
-                "(SELECT max(seq) FROM events)").fetchone())
+                "(SELECT max(seq) FROM events), "
+                "(SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version')").fetchone())
         except StoreError as exc:
             return {"store": self.kind, "ok": False, "path": str(self.path), "error": str(exc)}
         return {"store": self.kind, "ok": True, "path": str(self.path), "events": count or 0,
-                "watermark": None if seq is None else str(seq), "schema_version": SCHEMA_VERSION}
+                "watermark": None if seq is None else str(seq), "schema_version": version}
 
     def close(self) -> None:
         """Close every thread's connection. The last close checkpoints the WAL into the main file."""
