@@ -24,7 +24,6 @@ from typing import Any, Iterable, Iterator, Mapping
 from engine.correlation_expr import compile_extended_condition
 from engine.correlation_spec import CORRELATION_TYPES, CorrelationSpec
 from engine.correlation_values import (
-    Number,
     canonical_json,
     canonical_value,
     condition_holds,

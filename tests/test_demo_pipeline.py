@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import orjson
-import pytest
 import yaml
 
 from engine.app import build_app

@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 
 import orjson
-import pytest
 import yaml
 
 from engine.app import build_app

@@ -11,7 +11,6 @@ from typing import Literal, Sequence
 
 from sigma.collection import SigmaCollection
 from sigma.filters import SigmaFilter
-from sigma.processing.conditions import LogsourceCondition
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import (
     AddConditionTransformation,
