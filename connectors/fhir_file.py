@@ -28,7 +28,7 @@ import orjson
 
 from connectors.base import Batch, Connector, ConnectorConfigError
 from connectors.fhir_mapping import MappingError, auditevent_to_event
-from connectors.ndjson import now_text, option_grace, option_int, option_str, raw_text
+from connectors.ndjson import now_text, option_grace, option_int, option_required_str, raw_text
 from connectors.tailing import DEFAULT_MAX_LINE_BYTES, Line, LineFollower, discover
 from engine.events import Event
 from engine.store.base import DeadLetter
@@ -50,10 +50,7 @@ class FhirAuditEventFileConnector(Connector):
 
     def __init__(self, name: str, options: Mapping[str, Any]):
         super().__init__(name, options)
-        path = option_str(name, options, "path")
-        if path is None:
-            raise ConnectorConfigError(f"connector {name!r}: option 'path' is required")
-        self.path: str = path
+        self.path: str = option_required_str(name, options, "path")
         self.max_line_bytes = option_int(name, options, "max_line_bytes", DEFAULT_MAX_LINE_BYTES)
         self.max_file_bytes = option_int(name, options, "max_file_bytes", DEFAULT_MAX_FILE_BYTES)
         settle = options.get("settle_seconds", 2.0)

@@ -49,6 +49,13 @@ def option_str(name: str, options: Mapping[str, Any], key: str, default: str | N
     return value
 
 
+def option_required_str(name: str, options: Mapping[str, Any], key: str) -> str:
+    value = option_str(name, options, key)
+    if value is None:
+        raise ConnectorConfigError(f"connector {name!r}: option {key!r} is required")
+    return value
+
+
 def option_int(name: str, options: Mapping[str, Any], key: str, default: int) -> int:
     value = options.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -85,10 +92,7 @@ class NdjsonFileConnector(Connector):
 
     def __init__(self, name: str, options: Mapping[str, Any]):
         super().__init__(name, options)
-        path = option_str(name, options, "path")
-        if path is None:
-            raise ConnectorConfigError(f"connector {name!r}: option 'path' is required")
-        self.path: str = path
+        self.path: str = option_required_str(name, options, "path")
         self.dataset: str = option_str(name, options, "dataset", "ndjson") or "ndjson"
         self.timestamp_field: str = option_str(name, options, "timestamp_field", "@timestamp") or "@timestamp"
         self.max_line_bytes = option_int(name, options, "max_line_bytes", DEFAULT_MAX_LINE_BYTES)

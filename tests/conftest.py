@@ -41,3 +41,17 @@ def demo_connectors() -> list[dict]:
         {"name": "vpn", "type": "ndjson", "path": str(ROOT / "fixtures/vpn"), "dataset": "vpn.auth"},
         {"name": "win", "type": "ndjson", "path": str(ROOT / "fixtures/windows"), "dataset": "windows.security"},
     ]
+
+
+def read_all(connector, cursor: dict | None = None, max_events: int = 1000):
+    """Read a pull connector until it is exhausted: one merged Batch with the final cursor."""
+    from connectors.base import Batch
+
+    out = Batch(cursor=cursor)
+    while True:
+        batch = connector.read(out.cursor, max_events)
+        out.events += batch.events
+        out.dead_letters += batch.dead_letters
+        out.cursor = batch.cursor
+        if batch.exhausted:
+            return out

@@ -13,8 +13,9 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.base import Batch, connector_class
+from connectors.base import connector_class
 from connectors.fhir_file import FhirAuditEventFileConnector
+from tests.conftest import read_all
 
 DATA = Path(__file__).parent / "data" / "fhir"
 OLD = (1_000_000_000, 1_000_000_000)  # an mtime well past settle_seconds
@@ -28,15 +29,6 @@ def ndjson_line(res: dict[str, Any]) -> bytes:
     return orjson.dumps(res) + b"\n"
 
 
-def read_all(conn: FhirAuditEventFileConnector, cursor: dict | None = None, max_events: int = 1000) -> Batch:
-    out = Batch(cursor=cursor)
-    while True:
-        batch = conn.read(out.cursor, max_events)
-        out.events += batch.events
-        out.dead_letters += batch.dead_letters
-        out.cursor = batch.cursor
-        if batch.exhausted:
-            return out
 
 
 def copy_data(target: Path, *names: str) -> None:

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.base import Batch, ConnectorConfigError, connector_class
+from connectors.base import ConnectorConfigError, connector_class
 from connectors.ndjson import NdjsonFileConnector
 from engine.events import flatten, make_event_id
+from tests.conftest import read_all
 
 TS = "2024-05-01T10:00:00.000Z"
 
@@ -25,16 +26,6 @@ def line(**fields: Any) -> bytes:
     return orjson.dumps(fields) + b"\n"
 
 
-def read_all(conn: NdjsonFileConnector, cursor: dict | None = None, max_events: int = 1000) -> Batch:
-    """Read until the source is exhausted; one merged batch with the final cursor."""
-    out = Batch(cursor=cursor)
-    while True:
-        batch = conn.read(out.cursor, max_events)
-        out.events += batch.events
-        out.dead_letters += batch.dead_letters
-        out.cursor = batch.cursor
-        if batch.exhausted:
-            return out
 
 
 @pytest.fixture
