@@ -26,6 +26,22 @@ def get(url: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
+def vpn_service_config(tmp_path: Path, **extra) -> Path:
+    """A fast-ticking service over the VPN fixtures (one brute-force alert), JSONL sink in tmp_path."""
+    config = {
+        "store": {"sqlite": {"path": str(tmp_path / "w.db")}},
+        "rules": {"paths": [str(ROOT / "rules/healthcare")]},
+        "connectors": [{"name": "vpn", "type": "ndjson", "path": str(ROOT / "fixtures/vpn"),
+                        "dataset": "vpn.auth"}],
+        "scheduler": {"ingest_interval": "100ms", "rule_interval": "100ms", "delivery_interval": "100ms"},
+        "alerts": {"sinks": [{"type": "jsonl", "path": str(tmp_path / "alerts.jsonl")}]},
+        **extra,
+    }
+    path = tmp_path / "wardwatch.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def test_metrics_render_prometheus_text():
     metrics = Metrics()
     metrics.inc("wardwatch_events_ingested_total", 5, connector='a"b')
@@ -38,16 +54,7 @@ def test_metrics_render_prometheus_text():
 
 
 def test_service_ingests_alerts_and_reports_health_and_metrics(tmp_path):
-    config_path = tmp_path / "wardwatch.yaml"
-    config_path.write_text(yaml.safe_dump({
-        "store": {"sqlite": {"path": str(tmp_path / "w.db")}},
-        "rules": {"paths": [str(ROOT / "rules/healthcare")]},
-        "connectors": [{"name": "vpn", "type": "ndjson", "path": str(ROOT / "fixtures/vpn"),
-                        "dataset": "vpn.auth"}],
-        "scheduler": {"ingest_interval": "100ms", "rule_interval": "100ms", "delivery_interval": "100ms"},
-        "alerts": {"sinks": [{"type": "jsonl", "path": str(tmp_path / "alerts.jsonl")}]},
-        "service": {"http": {"host": "127.0.0.1", "port": 0}},
-    }))
+    config_path = vpn_service_config(tmp_path, service={"http": {"host": "127.0.0.1", "port": 0}})
     service = Service(build_app(load_config(config_path, environ={}), console=False))
     service.start()
     try:
@@ -91,16 +98,8 @@ def test_sigterm_stops_the_real_service_cleanly(tmp_path):
     import subprocess
     import sys
 
-    config_path = tmp_path / "wardwatch.yaml"
-    config_path.write_text(yaml.safe_dump({
-        "store": {"sqlite": {"path": str(tmp_path / "w.db")}},
-        "rules": {"paths": [str(ROOT / "rules/healthcare")]},
-        "connectors": [{"name": "vpn", "type": "ndjson", "path": str(ROOT / "fixtures/vpn"),
-                        "dataset": "vpn.auth"}],
-        "scheduler": {"ingest_interval": "100ms", "rule_interval": "100ms", "delivery_interval": "100ms"},
-        "alerts": {"sinks": [{"type": "jsonl", "path": str(tmp_path / "alerts.jsonl")}, {"type": "console"}]},
-        "logging": {"format": "json"},
-    }))
+    config_path = vpn_service_config(tmp_path, logging={"format": "json"}, alerts={"sinks": [
+        {"type": "jsonl", "path": str(tmp_path / "alerts.jsonl")}, {"type": "console"}]})
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "--config", str(config_path), "run"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
