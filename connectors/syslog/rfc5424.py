@@ -95,12 +95,7 @@ def parse_syslog(data: bytes) -> SyslogMessage:
         if data[pos] != 0x20:
             raise SyslogParseError(f"expected SP after STRUCTURED-DATA at offset {pos}")
         pos += 1
-    msg = data[pos:]
-    if msg.startswith(BOM):
-        message.bom = True
-        msg = msg[3:]
-    message.msg = msg
-    return message
+    return _with_msg(message, data[pos:])
 
 
 def _parse_structured_data(data: bytes, pos: int) -> tuple[dict[str, dict[str, str]], int]:
@@ -170,7 +165,11 @@ def _parse_3164(data: bytes, pri: int, pos: int) -> SyslogMessage:
             message.appname = app.decode("utf-8", "replace")
             message.procid = procid.decode("utf-8", "replace") if procid else None
             pos = tag.end()
-    msg = data[pos:]
+    return _with_msg(message, data[pos:])
+
+
+def _with_msg(message: SyslogMessage, msg: bytes) -> SyslogMessage:
+    """MSG, with a leading UTF-8 BOM (RFC 5424 6.4: MSG is UTF-8 when it starts with one) noted and removed."""
     if msg.startswith(BOM):
         message.bom = True
         msg = msg[3:]
