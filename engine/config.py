@@ -79,7 +79,7 @@ DEFAULTS: dict[str, Any] = {
         "pseudonymise": {"fields": [], "key_env": "WARDWATCH_PSEUDONYM_KEY", "key_file": None},
     },
     "logging": {"level": "info", "format": "auto"},
-    "service": {"http": {"host": "127.0.0.1", "port": None}},
+    "service": {"http": {"host": "127.0.0.1", "port": None, "token_file": None, "token_env": None}},
 }
 
 #: Demo defaults: the after-hours rule would otherwise raise one alert per record opened.
@@ -191,7 +191,8 @@ SCHEMA: dict[str, Any] = {
         },
     },
     "logging": {"level": _one_of("debug", "info", "warning", "error"), "format": _one_of("auto", "json", "console")},
-    "service": {"http": {"host": _type(str), "port": _type(int, nullable=True)}},
+    "service": {"http": {"host": _type(str), "port": _type(int, nullable=True),
+                         "token_file": _type(str, nullable=True), "token_env": _type(str, nullable=True)}},
 }
 
 
