@@ -19,13 +19,11 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from engine import errors
 
-class ConfigError(Exception):
-    """A configuration problem; ``str()`` names the file and the dotted key."""
 
-    def __init__(self, source: str, key: str, message: str):
-        self.source, self.key, self.message = source, key, message
-        super().__init__(f"{source}: {key}: {message}" if key else f"{source}: {message}")
+class ConfigError(errors.ConfigError):
+    """A configuration problem; ``str()`` names the file and the dotted key (see :mod:`engine.errors`)."""
 
 
 DEFAULTS: dict[str, Any] = {

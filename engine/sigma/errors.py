@@ -7,13 +7,17 @@ crashes on a bad rule: the error is collected and the other rules load.
 
 from __future__ import annotations
 
+from engine.errors import EXIT_USAGE, WardwatchError
 
-class RuleLoadError(Exception):
+
+class RuleLoadError(WardwatchError):
     """A rule (or filter/correlation) that could not be loaded.
 
     ``str()`` is ``"path: key: message"`` (``"path:line: key: message"`` when the line is known; the key part
     is left out when ``key`` is None).
     """
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, path: str, key: str | None, message: str, line: int | None = None) -> None:
         self.path = str(path)

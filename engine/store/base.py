@@ -15,13 +15,14 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
+from engine import errors
 from engine.alert_model import Alert
 from engine.events import DATASET, EVENT_ID, TIMESTAMP, Event
 
 Watermark = str
 
 
-class StoreError(Exception):
+class StoreError(errors.StoreError):
     """Base class for store failures the service reports and retries (never swallows)."""
 
 
