@@ -4,10 +4,15 @@ Each job has ``max_instances=1`` (a rule never overlaps with itself) and ``coale
 followed by one catch-up run, not a pile of them). Jobs never raise into the scheduler: a failure is logged
 with the job's name and retried at its next interval; since cursors and checkpoints only advance on
 success, a retry covers exactly what the failed run missed.
+
+No silent blindness: each connector's health (could its source be read on the last poll, and if not,
+why) is kept in ``engine.health`` and mirrored to the store, so ``/health`` goes degraded naming the
+connector and ``wardwatch status`` shows the same. A listener that cannot bind is retried on every poll.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import datetime, timezone
@@ -18,13 +23,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from connectors.base import Connector
 from engine.app import App
-from engine.config import parse_duration
+from engine.config import ConfigError, parse_duration
 from engine.evaluation import RuleJob
+from engine.health import HealthBook, scrub_report
 from engine.ingest import ingest_connector
 from engine.logs import get_logger
 from engine.metrics import Metrics, StatusServer
 from engine.sinks import deliver_pending
-from engine.store.base import StoreUnavailable
+from engine.store.base import StoreError, StoreUnavailable
 
 log = get_logger("wardwatch.service")
 
@@ -39,6 +45,8 @@ class Service:
         self.connectors: list[tuple[dict[str, Any], Connector]] = []
         self.status: dict[str, dict[str, Any]] = {}
         self.metrics = Metrics()
+        self.connector_health = HealthBook(app.store)
+        self._started: set[str] = set()  # connectors whose start() (listener bind) succeeded
         self.http: StatusServer | None = None
         self._stopped = threading.Event()
         # Rule jobs deliver right after committing alerts, and so does the delivery job: one at a time, or
@@ -66,21 +74,48 @@ class Service:
         self.metrics.set("wardwatch_job_seconds", entry["seconds"], job=name)
 
     def health(self) -> dict[str, Any]:
-        """ok, or degraded (with the failing jobs) — what a load balancer or a SOC dashboard polls."""
+        """ok, or degraded (naming the failing connectors and jobs) — what a load balancer or a SOC dashboard
+        polls. Scrubbed: no absolute paths, no URL query strings (see ``engine.health``)."""
         try:
             store = self.app.store.health()
         except Exception as exc:  # the store being down is exactly what health must report
             store = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        connectors = {
+            connector.name: (self.connector_health.entries[connector.name].to_dict()
+                             if connector.name in self.connector_health.entries else {"ok": True, "reason": None})
+            for _, connector in self.connectors
+        }
         failing = {name: entry["error"] for name, entry in self.status.items() if entry.get("error")}
-        ok = bool(store.get("ok")) and not failing
-        return {"status": "ok" if ok else "degraded", "store": store, "failing_jobs": failing, "jobs": self.status}
+        ok = bool(store.get("ok")) and not failing and all(c["ok"] for c in connectors.values())
+        return scrub_report({"status": "ok" if ok else "degraded", "store": store, "connectors": connectors,
+                             "failing_jobs": failing, "jobs": self.status})
+
+    def _start_connector(self, connector: Connector) -> None:
+        """Start a push source's listeners (bind errors raise); a no-op once it has started."""
+        start = getattr(connector, "start", None)
+        if callable(start) and connector.name not in self._started:
+            start()
+        self._started.add(connector.name)
+
+    def _connector_failed(self, connector: Connector, exc: BaseException) -> None:
+        self.connector_health.failed(connector.name, exc)
+        self.metrics.set("wardwatch_connector_up", 0, connector=connector.name)
 
     def _ingest(self, connector: Connector) -> None:
         def run() -> None:
             cfg = self.app.config["scheduler"]
-            # A bounded number of batches per run keeps one busy source from starving rules and others.
-            stats = ingest_connector(self.app.store, connector, self.app.enrichment, cfg["batch_size"],
-                                     max_batches=cfg["ingest_batches_per_run"])
+            try:
+                self._start_connector(connector)  # a listener that could not bind is retried every poll
+                # A bounded number of batches per run keeps one busy source from starving rules and others.
+                stats = ingest_connector(self.app.store, connector, self.app.enrichment, cfg["batch_size"],
+                                         max_batches=cfg["ingest_batches_per_run"])
+            except StoreError:
+                raise  # the store's fault, reported by the store's health; the source is not to blame
+            except Exception as exc:
+                self._connector_failed(connector, exc)
+                raise
+            self.connector_health.ok(connector.name)
+            self.metrics.set("wardwatch_connector_up", 1, connector=connector.name)
             self.metrics.inc("wardwatch_events_ingested_total", stats.written, connector=connector.name)
             self.metrics.inc("wardwatch_events_duplicate_total", stats.duplicates, connector=connector.name)
             self.metrics.inc("wardwatch_dead_letters_total", stats.dead_letters, connector=connector.name)
@@ -104,14 +139,39 @@ class Service:
         with self._delivery_lock:
             deliver_pending(self.app.store, self.app.sinks)
 
+    def _http_token(self) -> str | None:
+        """The bearer token for the status endpoint, from ``token_file`` or ``token_env`` (never the YAML)."""
+        http, source = self.app.config["service"]["http"], self.app.config.source
+        if http.get("token_file"):
+            path = self.app.config.resolve_path(http["token_file"])
+            try:
+                token = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(source, "service.http.token_file", f"cannot read {path}: {exc.strerror}") from None
+            if not token:
+                raise ConfigError(source, "service.http.token_file", f"{path} is empty")
+            return token
+        if http.get("token_env"):
+            token = os.environ.get(http["token_env"], "").strip()
+            if not token:
+                raise ConfigError(source, "service.http.token_env", f"environment variable {http['token_env']} "
+                                  "is not set or empty")
+            return token
+        return None
+
     def start(self) -> None:
+        http = self.app.config["service"]["http"]
+        token = self._http_token() if http["port"] is not None else None  # fail before anything runs
         now = datetime.now(timezone.utc)
         scheduler_cfg = self.app.config["scheduler"]
         self.connectors = self.app.connectors()
         for entry, connector in self.connectors:
-            start = getattr(connector, "start", None)
-            if callable(start):
-                start()
+            try:
+                self._start_connector(connector)
+            except Exception as exc:  # e.g. a port in use: report it, keep the other sources running
+                self._connector_failed(connector, exc)
+                log.error("connector cannot start; retrying every poll", connector=connector.name,
+                          error=str(exc))
             interval = parse_duration(entry.get("interval", scheduler_cfg["ingest_interval"]))
             self.scheduler.add_job(self._ingest, IntervalTrigger(seconds=interval), args=[connector],
                                    id=f"ingest:{connector.name}", next_run_time=now)
@@ -125,9 +185,8 @@ class Service:
                                IntervalTrigger(seconds=parse_duration(scheduler_cfg["enrichment_refresh_interval"])),
                                id="enrichment-refresh")
         self.scheduler.start()
-        http = self.app.config["service"]["http"]
         if http["port"] is not None:
-            self.http = StatusServer(http["host"], http["port"], self.metrics, self.health)
+            self.http = StatusServer(http["host"], http["port"], self.metrics, self.health, token=token)
             self.http.start()
             log.info("status endpoint", address=f"http://{self.http.address[0]}:{self.http.address[1]}")
         log.info("service started", store=self.app.store.kind, connectors=len(self.connectors),
