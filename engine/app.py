@@ -7,6 +7,7 @@ into behaviour.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from connectors.base import Connector, connector_class
@@ -14,9 +15,13 @@ from engine.config import Config, ConfigError, parse_duration, read_secret
 from engine.enrich import EnrichmentChain, Enricher
 from engine.enrich.time_context import TimeContextEnricher
 from engine.evaluation import Evaluator, RuleJob, build_jobs
+from engine.logs import get_logger
+from engine.private_files import private_dir, sqlite_files, tighten
 from engine.pseudonymise import Pseudonymiser
 from engine.sinks import Sink, build_sinks
 from engine.store.base import Store
+
+_log = get_logger("wardwatch.app")
 
 CONNECTOR_META_KEYS = {"name", "type", "interval", "enabled"}
 
@@ -27,7 +32,7 @@ def open_configured_store(config: Config) -> Store:
     section = config["store"]
     if section["kind"] == "sqlite":
         path = config.resolve_path(section["sqlite"]["path"])
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         return open_store("sqlite", path=path)
     es = section["elasticsearch"]
     password = read_secret(es["password"], es["password_file"], "WARDWATCH_ES_PASSWORD")
@@ -45,6 +50,39 @@ def open_configured_store(config: Config) -> Store:
         "ingest_lag_seconds": es["ingest_lag_seconds"],
     }
     return open_store("elasticsearch", **options)
+
+
+def owned_paths(config: Config) -> list[tuple[str, list[Path]]]:
+    """(config key, paths) of everything Wardwatch writes that already exists or will: all of it holds PHI.
+
+    The store's directory itself is not listed: it may be an operator's directory (a store path of
+    ``./w.db``), and a directory Wardwatch creates is 0700 from the start.
+    """
+    owned: list[tuple[str, list[Path]]] = []
+    if config["store"]["kind"] == "sqlite":
+        owned.append(("store.sqlite.path", sqlite_files(config.resolve_path(config["store"]["sqlite"]["path"]))))
+    for i, sink in enumerate(config["alerts"]["sinks"]):
+        if isinstance(sink, dict) and sink.get("type") == "jsonl" and isinstance(sink.get("path"), str):
+            owned.append((f"alerts.sinks[{i}].path", [config.resolve_path(sink["path"])]))
+    for i, entry in enumerate(config["connectors"]):
+        if isinstance(entry, dict) and isinstance(entry.get("spool_dir"), str):
+            owned.append((f"connectors[{i}].spool_dir", [config.resolve_path(entry["spool_dir"])]))
+    return owned
+
+
+def tighten_owned_files(config: Config) -> list[str]:
+    """Make what an older (or hand-made) install left group/world-readable private, and say what changed."""
+    changed: list[str] = []
+    for key, paths in owned_paths(config):
+        try:
+            results = tighten(paths)
+        except PermissionError as exc:
+            raise ConfigError(config.source, key, str(exc)) from None
+        for result in results:
+            _log.warning("tightened file mode", path=result.path, old_mode=result.old_mode,
+                         new_mode=result.new_mode, key=key)
+            changed.append(result.path)
+    return changed
 
 
 def load_ruleset(config: Config, paths: list[str] | None = None) -> Any:
@@ -130,6 +168,7 @@ class App:
 
 
 def build_app(config: Config, console: bool = True) -> App:
+    tighten_owned_files(config)
     ruleset = load_ruleset(config)
     store = open_configured_store(config)
     jobs = build_jobs(ruleset, config["alerts"]["suppression"])

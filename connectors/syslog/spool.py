@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from engine.private_files import create_private_fd, private_dir
+
 MAGIC = b"\xffWS\x01"
 _HEADER = struct.Struct(">4sII")
 _BODY_HEAD = struct.Struct(">Bd")
@@ -135,7 +137,7 @@ class Spool:
     def __init__(self, directory: str | os.PathLike[str], *, segment_bytes: int = 64 * 1024 * 1024,
                  fsync: bool = True):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)  # spooled messages carry PHI: 0700 dir, 0600 segments
         self.segment_bytes = segment_bytes
         self.fsync = fsync
         self._lock = threading.Lock()
@@ -164,7 +166,7 @@ class Spool:
                 self._open_segment((existing[-1] + 1) if existing else 1)
 
     def _open_segment(self, segment: int) -> None:
-        fd = os.open(self._path(segment), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        fd = create_private_fd(self._path(segment), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND)
         self._fd, self._active, self._committed = fd, segment, 0
         if self.fsync:
             # Make the new directory entry durable too, or a crash could lose the whole file.

@@ -31,6 +31,7 @@ import orjson
 
 from engine.alert_model import Alert
 from engine.events import DATASET, EVENT_ID, INGESTED, TIMESTAMP, Event, format_timestamp
+from engine.private_files import private_dir, touch_private
 from engine.store.base import (
     CursorUpdate,
     DeadLetter,
@@ -98,7 +99,13 @@ class SqliteStore(Store):
         self._conns_lock = threading.Lock()
         self._closed = False
         if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # PHI: the file is made 0600 before SQLite opens it, and SQLite gives -wal/-shm the main
+            # file's mode when it creates them (engine/private_files.py).
+            try:
+                private_dir(self.path.parent)
+                touch_private(self.path)
+            except OSError as exc:
+                raise StoreError(f"{self.path}: cannot create the store file: {exc.strerror}") from None
         # open (and create/verify the schema) eagerly so a bad path or a newer file fails at start-up
         try:
             ensure_schema(self._conn(), str(self.path))
