@@ -1,7 +1,17 @@
 """``wardwatch``: the command line. Every command is documented in README.md.
 
-Exit codes: 0 success, 1 the job failed (e.g. a store error during ``run --once``), 2 bad usage, bad config or
-invalid rules. Errors are one readable line on stderr, never a stack trace for an expected failure.
+Exit codes (the same table is in README.md):
+
+* 0 success (``rules explain``: the rule matches);
+* 1 the job failed at run time: a store, connector or sink error, an unreadable source, a port in use, a
+  missing secret or certificate file (``rules explain``: the rule does not match);
+* 2 bad usage, bad config or invalid rules: a missing ``--events`` file, ``--event @missing.json``, an unknown
+  option or rule;
+* 130 interrupted (Ctrl-C).
+
+Every expected failure is one readable line on stderr naming the file, key or port, never a stack trace:
+the errors form one tree (:mod:`engine.errors`) and :func:`main` maps it once. Anything else is a bug; it is
+reported in one line too, and its traceback is logged with ``-v``.
 """
 
 from __future__ import annotations
@@ -15,17 +25,12 @@ from typing import Any, Sequence
 
 import orjson
 
-from engine.config import ConfigError, load_config
+from engine.config import load_config
+from engine.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError, UsageError
+from engine.errors import SourceUnavailable, WardwatchError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class CliError(Exception):
-    """An expected failure: printed as one line, exit code attached."""
-
-    def __init__(self, message: str, code: int = EXIT_USAGE):
-        super().__init__(message)
-        self.code = code
+#: The historical name of :class:`engine.errors.UsageError`.
+CliError = UsageError
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -90,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if app.ruleset.errors:
         _print_rule_errors(app.ruleset.errors)
         app.close()
-        raise CliError(f"{len(app.ruleset.errors)} rule(s) failed to load; fix them or remove them")
+        raise UsageError(f"{len(app.ruleset.errors)} rule(s) failed to load; fix them or remove them")
     if args.once:
         return _run_once(app)
     from engine.scheduler import Service
@@ -168,7 +173,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     for item in args.option or []:
         key, sep, value = item.partition("=")
         if not sep:
-            raise CliError(f"--option expects key=value, got {item!r}")
+            raise UsageError(f"--option expects key=value, got {item!r}")
         import yaml
 
         options[key] = yaml.safe_load(value)
@@ -206,30 +211,40 @@ def cmd_rules_validate(args: argparse.Namespace) -> int:
     return EXIT_USAGE if ruleset.errors else EXIT_OK
 
 
-def _read_events(path: str, dataset: str | None) -> list[dict[str, Any]]:
+def _open_named(path: str, what: str) -> Any:
+    """Open a file the user named on the command line; failing that, one line naming it and ``what``."""
+    try:
+        if Path(path).is_dir():
+            raise UsageError(f"{what} {path}: is a directory; give a file")
+        return open(path, "rb")  # noqa: SIM115 - the caller's ``with`` closes it
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _read_events(path: str, dataset: str | None, id_prefix: str = "") -> list[dict[str, Any]]:
     from engine.events import DATASET, EVENT_ID, TIMESTAMP, flatten, normalise_timestamp
 
     events = []
-    with open(path, "rb") as handle:
+    with _open_named(path, "--events") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
                 document = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
-                raise CliError(f"{path}:{number}: invalid JSON: {exc}") from None
+                raise UsageError(f"{path}:{number}: invalid JSON: {exc}") from None
             if not isinstance(document, dict):
-                raise CliError(f"{path}:{number}: expected a JSON object")
+                raise UsageError(f"{path}:{number}: expected a JSON object")
             event = flatten(document)
-            event.setdefault(EVENT_ID, str(number))
+            event.setdefault(EVENT_ID, f"{id_prefix}{number}")
             if dataset and not event.get(DATASET):
                 event[DATASET] = dataset
             try:
                 event[TIMESTAMP] = normalise_timestamp(event.get(TIMESTAMP, 0))
             except ValueError as exc:
-                raise CliError(f"{path}:{number}: @timestamp: {exc}") from None
+                raise UsageError(f"{path}:{number}: @timestamp: {exc}") from None
             if not event.get(DATASET):
-                raise CliError(f"{path}:{number}: event.dataset: missing (or pass --dataset)")
+                raise UsageError(f"{path}:{number}: event.dataset: missing (or pass --dataset)")
             events.append(event)
     return events
 
@@ -243,8 +258,11 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     ruleset = _load_rules_from([args.rule], config)
     if ruleset.errors:
         _print_rule_errors(ruleset.errors)
-        raise CliError(f"{len(ruleset.errors)} rule(s) failed to load")
-    events = _read_events(args.events, args.dataset)
+        raise UsageError(f"{len(ruleset.errors)} rule(s) failed to load")
+    # Events without an id get their line number; with several files, "file:line" so that they cannot collide.
+    several = len(args.events) > 1
+    events = [event for path in args.events
+              for event in _read_events(path, args.dataset, f"{path}:" if several else "")]
     with tempfile.TemporaryDirectory(prefix="wardwatch-test-") as tmp:
         store = open_store("sqlite", path=Path(tmp) / "test.db")
         try:
@@ -270,72 +288,125 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _find_rule(ref: str, config: Any) -> Any:
-    """A rule file path, or an id/name/title among the configured rules."""
+def _matches_ref(item: Any, ref: str) -> bool:
+    """A rule or correlation named by ``ref``: its id, name, title, or its file's name (with or without .yml)."""
+    file = Path(item.path).name
+    return ref in (item.id, item.name, item.title, file, Path(file).stem)
+
+
+def _top_correlations(ruleset: Any) -> list[Any]:
+    """Correlations no other correlation of the set refers to (what a rule file is "about")."""
+    referenced = {ref for corr in ruleset.correlations.values() for ref in corr.spec.rules}
+    return [corr for corr in ruleset.correlations.values() if corr.id not in referenced]
+
+
+def _find_rule(ref: str, config: Any) -> tuple[Any, Any]:
+    """A rule file path, or an id/name/title among the configured rules -> (rule or correlation, its ruleset).
+
+    A file whose rules feed one correlation (the usual layout) means that correlation.
+    """
     path = Path(ref)
     if path.exists():
         ruleset = _load_rules_from([str(path)], config)
-    else:
-        ruleset = _load_rules_from([str(config.resolve_path(p)) for p in config["rules"]["paths"]], config)
-    if ruleset.errors and path.exists():
-        _print_rule_errors(ruleset.errors)
-        raise CliError("the rule failed to load")
-    candidates = list(ruleset.rules.values())
-    if path.exists():
-        if len(candidates) != 1:
-            raise CliError(f"{ref} holds {len(candidates)} detection rules; name one by id or title")
-        return candidates[0]
-    for rule in candidates:
-        if ref in (rule.id, rule.name, rule.title):
-            return rule
-    raise CliError(f"no rule with id, name or title {ref!r} in {config['rules']['paths']}")
+        if ruleset.errors:
+            _print_rule_errors(ruleset.errors)
+            raise UsageError("the rule failed to load")
+        tops = _top_correlations(ruleset)
+        if len(tops) == 1:
+            return tops[0], ruleset
+        candidates = list(ruleset.rules.values())
+        if len(candidates) != 1 or tops:
+            raise UsageError(f"{ref} holds {len(candidates)} detection rules and {len(tops)} correlations; "
+                             "name one by id, name or title")
+        return candidates[0], ruleset
+    ruleset = _load_rules_from([str(config.resolve_path(p)) for p in config["rules"]["paths"]], config)
+    for item in [*ruleset.rules.values(), *ruleset.correlations.values()]:
+        if ref in (item.id, item.name, item.title):
+            return item, ruleset
+    raise UsageError(f"no rule with id, name or title {ref!r} in {config['rules']['paths']}")
+
+
+def _is_correlation(item: Any) -> bool:
+    return hasattr(item, "spec")
 
 
 def cmd_rules_explain(args: argparse.Namespace) -> int:
     from engine.events import flatten
+    from engine.sigma.explain import explain_correlation
 
     config = _config(args)
-    rule = _find_rule(args.rule, config)
+    rule, ruleset = _find_rule(args.rule, config)
     text = args.event
     if text.startswith("@"):
-        text = Path(text[1:]).read_text(encoding="utf-8")
+        with _open_named(text[1:], "--event @file") as handle:
+            text = handle.read().decode("utf-8", "replace")
     try:
         document = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise CliError(f"--event is not valid JSON: {exc}") from None
+        raise UsageError(f"--event is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
-        raise CliError("--event must be a JSON object")
-    explanation = rule.explain(flatten(document))
+        raise UsageError("--event must be a JSON object")
+    event = flatten(document)
+    if _is_correlation(rule):
+        explanation: Any = explain_correlation(rule, ruleset, event)
+        matched = explanation.matched
+    else:
+        explanation = rule.explain(event)
+        matched = rule.matches(event)
     if args.format == "json":
         print(orjson.dumps(explanation.to_dict(), option=orjson.OPT_INDENT_2).decode())
     else:
         print(explanation.to_text())
-    return EXIT_OK if rule.matches(flatten(document)) else EXIT_FAILED
+    return EXIT_OK if matched else EXIT_FAILED
 
 
 def cmd_rules_convert(args: argparse.Namespace) -> int:
     from engine.sigma import convert_rule
+    from engine.sigma.convert import base_rules
+    from engine.sigma.explain import correlation_summary
 
     config = _config(args)
-    rule = _find_rule(args.rule, config)
-    converted = convert_rule(rule, args.store)
-    print(f"# {rule.title} ({rule.id}) -> {args.store}")
-    print(f"# datasets: {', '.join(rule.datasets)}")
-    if converted.note:
-        print(f"# {converted.note}")
-    print(converted.query if converted.query else "(no pushdown query)")
+    rule, ruleset = _find_rule(args.rule, config)
+    rules = [rule]
+    if _is_correlation(rule):
+        for line in correlation_summary(rule):
+            print(f"# {line}")
+        print("# the store is handed each base rule's query; the engine groups and counts the matches")
+        rules = base_rules(rule, ruleset)
+    for number, base in enumerate(rules):
+        converted = convert_rule(base, args.store)
+        if number or _is_correlation(rule):
+            print()
+        print(f"# {base.title} ({base.id}) -> {args.store}")
+        print(f"# datasets: {', '.join(base.datasets)}")
+        if converted.note:
+            print(f"# {converted.note}")
+        print(converted.query if converted.query else "(no pushdown query)")
     return EXIT_OK
+
+
+def _alert_rule_ids(ref: str, config: Any) -> list[str]:
+    """The rule ids ``alerts list --rule REF`` means: configured rules and correlations whose id, name, title
+    or file name is REF; REF itself when none is (an alert of a rule since removed is still listed by id)."""
+    paths = [str(config.resolve_path(p)) for p in config["rules"]["paths"]]
+    ruleset = _load_rules_from(paths, config)
+    ids = [item.id for item in [*ruleset.rules.values(), *ruleset.correlations.values()]
+           if _matches_ref(item, ref)]
+    return ids or [ref]
 
 
 def cmd_alerts_list(args: argparse.Namespace) -> int:
     from engine.app import open_configured_store
 
     config = _config(args)
+    rule_ids: list[str | None] = [None] if args.rule is None else list(_alert_rule_ids(args.rule, config))
     store = open_configured_store(config)
     try:
-        alerts = store.list_alerts(rule_id=args.rule, limit=args.limit)
+        alerts = [alert for rule_id in rule_ids for alert in store.list_alerts(rule_id=rule_id, limit=args.limit)]
     finally:
         store.close()
+    alerts.sort(key=lambda a: (a.first_trigger, a.id))
+    alerts = alerts[: args.limit] if args.limit is not None else alerts
     if args.format == "json":
         for alert in alerts:
             sys.stdout.write(orjson.dumps(alert.to_dict()).decode() + "\n")
@@ -380,10 +451,26 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 # --- parser ----------------------------------------------------------------------------------------
 
+class _Parser(argparse.ArgumentParser):
+    """A parser on which ``--config`` and ``-v`` work at every level: ``wardwatch -v rules test ...`` and
+    ``wardwatch rules test ... -v`` alike (the README promises both).
+
+    argparse gives a subcommand's parser the class of its parent, so every subcommand (also those added
+    later) gets the two options. Their defaults are SUPPRESS, so a subcommand that does not see them does
+    not overwrite what the top level parsed; the top level's ``set_defaults`` supplies None/False.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--config", default=argparse.SUPPRESS,
+                          help="YAML config (default: ./wardwatch.yaml, else built-in demo defaults)")
+        self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                          help="debug logging (and the traceback of an unexpected error)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wardwatch", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="YAML config (default: ./wardwatch.yaml, else built-in demo defaults)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = _Parser(prog="wardwatch", description=__doc__.splitlines()[0])
+    parser.set_defaults(config=None, verbose=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the service (connectors + scheduler) until Ctrl-C/SIGTERM")
@@ -400,12 +487,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     rules = sub.add_parser("rules", help="validate, test, explain and convert Sigma rules")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
-    validate = rules_sub.add_parser("validate", help="load and check rules; errors name file and key")
+    validate = rules_sub.add_parser("validate", aliases=["check"],
+                                    help="load and check rules; errors name file and key")
     validate.add_argument("paths", nargs="*")
     validate.set_defaults(func=cmd_rules_validate)
     test = rules_sub.add_parser("test", help="evaluate rules (and correlations) on sample events, no store")
     test.add_argument("rule", help="rule file or directory")
-    test.add_argument("--events", required=True, help="normalised events, one JSON object per line")
+    test.add_argument("--events", required=True, nargs="+", action="extend",
+                      help="normalised events, one JSON object per line (several files, or repeat --events)")
     test.add_argument("--dataset", help="event.dataset for events that have none")
     test.add_argument("--format", choices=("table", "json"), default="table")
     test.set_defaults(func=cmd_rules_test)
@@ -423,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
     listing = alerts_sub.add_parser("list", help="list alerts")
     listing.add_argument("--format", choices=("table", "json"), default="table")
-    listing.add_argument("--rule", help="only this rule id")
+    listing.add_argument("--rule", help="only this rule: its id, name, title or file name")
     listing.add_argument("--limit", type=int)
     listing.set_defaults(func=cmd_alerts_list)
 
@@ -444,22 +533,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("debug" if args.verbose else "warning", "auto")
     try:
         return int(args.func(args) or 0)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except CliError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.code
+    except WardwatchError as exc:
+        print(_one_line(exc), file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:  # a file or port the config names: a secret, a certificate, a listen address
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        from connectors.base import ConnectorError
-        from engine.store.base import StoreError
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: still one line; the traceback only with -v (it may quote event data)
+        if args.verbose:
+            import traceback
 
-        if isinstance(exc, (StoreError, ConnectorError)):
-            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        raise
+            traceback.print_exc()
+        hint = "" if args.verbose else " (run with -v for the traceback)"
+        print(f"error: unexpected {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _one_line(exc: WardwatchError) -> str:
+    """``config error: FILE: KEY: ...`` / ``error: ...``; run-time failures keep their class name."""
+    if isinstance(exc, ConfigError):
+        return f"config error: {exc}"
+    if exc.exit_code == EXIT_USAGE:
+        return f"error: {exc}"
+    return f"error: {type(exc).__name__}: {exc}"
 
 
 if __name__ == "__main__":

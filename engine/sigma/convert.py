@@ -7,7 +7,7 @@ rule objects, so the ``CompiledRule.sigma`` object must never be given to a back
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 from sigma.collection import SigmaCollection
 from sigma.filters import SigmaFilter
@@ -108,3 +108,22 @@ def convert_rule(rule: CompiledRule, store: Literal["sqlite", "elasticsearch"]) 
     except Exception as e:  # noqa: BLE001 - any backend limitation means "scan", never a crash
         reason = f"{type(e).__name__}: {e}".strip()
         return ConvertedQuery(store, None, False, f"falls back to dataset + time-range scan: {reason}")
+
+
+def base_rules(correlation: Any, ruleset: Any) -> list[CompiledRule]:
+    """The detection rules under ``correlation``, chained correlations expanded, each once, in order.
+
+    A correlation has no query of its own: the store is handed its base rules' queries, and the engine
+    groups and counts the matches (``wardwatch rules convert`` prints these).
+    """
+    found: dict[str, CompiledRule] = {}
+
+    def walk(corr: Any) -> None:
+        for ref in corr.spec.rules:
+            if ref in ruleset.rules:
+                found.setdefault(ref, ruleset.rules[ref])
+            elif ref in ruleset.correlations:
+                walk(ruleset.correlations[ref])
+
+    walk(correlation)
+    return list(found.values())
