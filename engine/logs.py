@@ -22,6 +22,19 @@ _SENSITIVE_KEY = re.compile(
 )
 REDACTED = "[redacted]"
 
+#: Exact keys whose values are free text that may quote what a sender sent (a dead letter's ``location``
+#: and ``reason``): kept, because the operator needs to know where and why, but scrubbed by
+#: :func:`scrub_text`. The dead letter itself is stored whole in the (private) store.
+SCRUBBED_KEYS = frozenset({"location", "reason"})
+#: Exact keys that are the engine's own listeners (``listen="http://127.0.0.1:8080"``). Never ``address``:
+#: that key means a patient's or person's address and stays masked.
+_LISTENER_KEYS = frozenset({"listen"})
+MAX_SCRUBBED_CHARS = 500
+
+_URL = re.compile(r"\b([a-z][a-z0-9+.-]*://)(?:[^\s/?#@]*@)?([^\s/?#@]+)([^\s'\"]*)", re.IGNORECASE)
+_QUOTED = re.compile(r"""(\b(?:field|column)\s)?('[^']*'|"[^"]*")""", re.IGNORECASE)
+_NAME = re.compile(r"[A-Za-z_@][\w.@-]{0,63}")
+
 
 def redact_sensitive(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """Mask values whose key names patient data or secrets, also inside nested dicts (e.g. an event)."""
@@ -29,11 +42,43 @@ def redact_sensitive(_logger: Any, _method: str, event_dict: dict[str, Any]) -> 
 
 
 def _redact(key: str, value: Any) -> Any:
+    if key in _LISTENER_KEYS:
+        return value
     if key != "event" and _SENSITIVE_KEY.search(key):
         return REDACTED
+    if key in SCRUBBED_KEYS and isinstance(value, str):
+        return scrub_text(value)
     if isinstance(value, dict):
         return {k: _redact(str(k), v) for k, v in value.items()}
     return value
+
+
+def scrub_text(text: str) -> str:
+    """Free text as it may be logged: URLs keep only their origin, quoted values are masked.
+
+    Why these two: a URL's path and query name patients (``Patient/P950``, ``?patient=P950``) and its
+    userinfo holds credentials; and every reason Wardwatch writes quotes the offending *value* the Python
+    way (``'...'``), so masking quoted text removes what the sender controlled. A quoted field or column
+    name (``field 'ts'``) is configuration, not data, and is kept so the reason stays useful.
+    """
+    text = _URL.sub(_url_origin, text)
+    text = _QUOTED.sub(_quoted, text)
+    if len(text) > MAX_SCRUBBED_CHARS:
+        text = text[:MAX_SCRUBBED_CHARS] + "..."
+    return text
+
+
+def _url_origin(match: re.Match[str]) -> str:
+    scheme, host, rest = match.groups()
+    return f"{scheme}{host}/{REDACTED}" if rest.strip("/") else f"{scheme}{host}{rest}"
+
+
+def _quoted(match: re.Match[str]) -> str:
+    label, quoted = match.groups()
+    if label and _NAME.fullmatch(quoted[1:-1]):
+        return match.group(0)
+    quote = quoted[0]
+    return f"{label or ''}{quote}{REDACTED}{quote}"
 
 
 def _orjson_dumps(obj: Any, default: Any = None) -> str:

@@ -188,7 +188,7 @@ class Service:
         if http["port"] is not None:
             self.http = StatusServer(http["host"], http["port"], self.metrics, self.health, token=token)
             self.http.start()
-            log.info("status endpoint", address=f"http://{self.http.address[0]}:{self.http.address[1]}")
+            log.info("status endpoint", listen=f"http://{self.http.address[0]}:{self.http.address[1]}")
         log.info("service started", store=self.app.store.kind, connectors=len(self.connectors),
                  rules=len(self.app.jobs))
 

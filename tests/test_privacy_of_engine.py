@@ -52,3 +52,73 @@ def test_stdlib_loggers_render_as_redacted_json_lines_too():
     assert record["event"] == "retrying bulk" and record["level"] == "warning"
     assert record["logger"] == "engine.store.elasticsearch" and record["api_key"] == REDACTED
     assert "s3cret" not in stream.getvalue()
+
+
+# --- issue 7 item 12: PHI in places that are not alerts --------------------------------------------------
+
+def json_lines(stream: io.StringIO) -> list[dict]:
+    return [orjson.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+
+
+def test_dead_letter_reason_and_location_reach_the_log_without_phi(tmp_path):
+    """A sender-controlled value quoted in a reason stays in the private store, not in the log."""
+    from connectors.ndjson import NdjsonFileConnector
+    from engine.enrich import EnrichmentChain
+    from engine.ingest import ingest_connector
+    from engine.store.sqlite import SqliteStore
+
+    source = tmp_path / "ehr.ndjson"
+    source.write_text('{"@timestamp": "Patient P950 Mueller", "event.dataset": "ehr.audit"}\n')
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    store = SqliteStore(tmp_path / "w.db")
+    try:
+        stats = ingest_connector(store, NdjsonFileConnector("ehr", {"path": str(source)}), EnrichmentChain([]), 100)
+        stored = store.list_dead_letters()
+    finally:
+        store.close()
+    assert stats.dead_letters == 1 and "P950" in stored[0].reason  # stored whole, for `wardwatch status`
+    [logged] = [r for r in json_lines(stream) if r["event"] == "dead letter"]
+    assert "P950" not in stream.getvalue() and "Mueller" not in stream.getvalue()
+    assert logged["location"] == f"{source}:1"  # the operator still learns where
+    assert logged["reason"].startswith("field '@timestamp': invalid timestamp (not an ISO 8601 timestamp: ")
+
+
+def test_urls_in_logged_locations_keep_only_their_origin():
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    structlog.get_logger("t").warning(
+        "dead letter", location="https://svc:s3cret@fhir.example:8443/Patient/P950/AuditEvent?patient=P950#x",
+        reason="page failed after retries: HTTP 500 for https://fhir.example/AuditEvent?patient=P950")
+    [record] = json_lines(stream)
+    assert record["location"] == f"https://fhir.example:8443/{REDACTED}"
+    assert record["reason"] == f"page failed after retries: HTTP 500 for https://fhir.example/{REDACTED}"
+    assert "P950" not in stream.getvalue() and "s3cret" not in stream.getvalue()
+
+
+def test_listen_address_is_logged_but_a_patient_address_is_still_masked(tmp_path):
+    from engine.app import build_app
+    from engine.config import load_config
+    from engine.scheduler import Service
+    from tests.test_service import vpn_service_config
+
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    config = vpn_service_config(tmp_path, service={"http": {"host": "127.0.0.1", "port": 0}})
+    service = Service(build_app(load_config(config, environ={}), console=False))
+    service.start()
+    try:
+        port = service.http.address[1]
+    finally:
+        service.stop()
+    [endpoint] = [r for r in json_lines(stream) if r["event"] == "status endpoint"]
+    assert endpoint["listen"] == f"http://127.0.0.1:{port}"
+
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    structlog.get_logger("t").info("looked up", address="Hauptstr. 1", patient={"address": "Hauptstr. 1"},
+                                   listen_address="Hauptstr. 1")
+    [record] = json_lines(stream)
+    assert record["address"] == REDACTED and record["patient"] == REDACTED
+    assert record["listen_address"] == REDACTED  # only the exact key `listen` is a listener
+    assert "Hauptstr" not in stream.getvalue()
