@@ -31,8 +31,8 @@ SCRUBBED_KEYS = frozenset({"location", "reason"})
 _LISTENER_KEYS = frozenset({"listen"})
 MAX_SCRUBBED_CHARS = 500
 
-_URL = re.compile(r"\b([a-z][a-z0-9+.-]*://)(?:[^\s/?#@]*@)?([^\s/?#@]+)([^\s'\"]*)", re.IGNORECASE)
-_QUOTED = re.compile(r"""(\b(?:field|column)\s)?('[^']*'|"[^"]*")""", re.IGNORECASE)
+_URL = re.compile(r"""\b([a-z][a-z0-9+.-]*://)(?:[^\s/?#@'"]*@)?([^\s/?#@'"]+)([^\s'"]*)""", re.IGNORECASE)
+_QUOTED = re.compile(r"""(\b(?:field|column)\s)?('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""", re.IGNORECASE | re.DOTALL)
 _NAME = re.compile(r"[A-Za-z_@][\w.@-]{0,63}")
 
 
@@ -61,8 +61,8 @@ def scrub_text(text: str) -> str:
     way (``'...'``), so masking quoted text removes what the sender controlled. A quoted field or column
     name (``field 'ts'``) is configuration, not data, and is kept so the reason stays useful.
     """
+    text = _QUOTED.sub(_quoted, text)  # first: a quoted value may itself hold a URL or a quote
     text = _URL.sub(_url_origin, text)
-    text = _QUOTED.sub(_quoted, text)
     if len(text) > MAX_SCRUBBED_CHARS:
         text = text[:MAX_SCRUBBED_CHARS] + "..."
     return text

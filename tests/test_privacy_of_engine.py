@@ -6,6 +6,8 @@ import io
 
 import orjson
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 import structlog
 
 from engine.logs import REDACTED, configure_logging
@@ -29,12 +31,12 @@ def test_log_lines_are_json_and_redact_phi_and_secrets():
 
 
 def test_pseudonyms_are_keyed_stable_and_only_for_configured_fields():
-    p = Pseudonymiser(b"k1", ["ehr.patient.id"])
+    p = Pseudonymiser(b"k1" * 16, ["ehr.patient.id"])
     out = p.apply({"ehr.patient.id": "P123", "user.name": "akrause"})
     assert out["user.name"] == "akrause"
     assert out["ehr.patient.id"].startswith("pseud:") and "P123" not in out["ehr.patient.id"]
     assert p.apply({"ehr.patient.id": "P123"}) == {"ehr.patient.id": out["ehr.patient.id"]}
-    assert Pseudonymiser(b"k2", ["ehr.patient.id"]).apply({"ehr.patient.id": "P123"}) != out
+    assert Pseudonymiser(b"k2" * 16, ["ehr.patient.id"]).apply({"ehr.patient.id": "P123"}) != out
 
 
 def test_fields_without_key_is_a_clear_error():
@@ -122,3 +124,22 @@ def test_listen_address_is_logged_but_a_patient_address_is_still_masked(tmp_path
     assert record["address"] == REDACTED and record["patient"] == REDACTED
     assert record["listen_address"] == REDACTED  # only the exact key `listen` is a listener
     assert "Hauptstr" not in stream.getvalue()
+
+
+@given(st.text(min_size=1))
+def test_no_quoted_sender_value_survives_scrubbing(value):
+    from engine.logs import scrub_text
+
+    reason = f"field 'ts': invalid timestamp (not an ISO 8601 timestamp: {value!r})"
+    quote = repr(value)[0]
+    assert scrub_text(reason) == (
+        f"field 'ts': invalid timestamp (not an ISO 8601 timestamp: {quote}{REDACTED}{quote})")
+
+
+@given(st.sampled_from(["http", "https"]), st.from_regex(r"[a-z0-9.-]{1,20}(:[0-9]{1,5})?", fullmatch=True),
+       st.text(alphabet=st.characters(blacklist_categories=("Cs", "Zs", "Cc")), min_size=1).map(lambda s: "/" + s))
+def test_a_url_in_a_location_keeps_only_scheme_host_and_port(scheme, host, rest):
+    from engine.logs import scrub_text
+
+    assume("'" not in rest and '"' not in rest and rest.strip("/"))
+    assert scrub_text(f"{scheme}://{host}{rest}") == f"{scheme}://{host}/{REDACTED}"
