@@ -186,7 +186,7 @@ def mutate(rng: random.Random, doc: dict[str, Any], donors: list[dict[str, Any]]
 
 def outcome(module, resource: Any, raw: bytes) -> tuple:
     try:
-        event = module.auditevent_to_event(resource, source_identity=SOURCE, raw=raw)
+        event = module.auditevent_to_event(resource, raw=raw)
     except Exception as exc:  # noqa: BLE001
         return ("raise", type(exc).__name__, str(exc), getattr(exc, "field", None))
     return ("ok", list(event.keys()), repr(list(event.items())))

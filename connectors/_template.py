@@ -9,7 +9,9 @@ shows every rule of the contract (``docs/connectors/README.md``) in the fewest l
    cursor you are given: it is the committed one.
 3. Input that cannot become an event is a :class:`DeadLetter` naming where it was (``path:line``) and why;
    the cursor moves past it.
-4. ``event.id`` is deterministic: ``make_event_id(self.source_identity, raw record)``.
+4. ``event.id`` is what the *source* says the record is, never the connector's name: the source's own
+   record id when it has one, else ``record_id(raw record, its position in the stream)``
+   (:mod:`engine.identity`), so the same log read twice - by any connector, after a copy - is stored once.
 5. Every event has ``@timestamp`` (canonical, via ``normalise_timestamp``), ``event.dataset`` and
    ``event.id``; the fields are documented in ``docs/schema.md``.
 
@@ -24,26 +26,39 @@ below (see ``connectors/ndjson.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
 
-from connectors.base import Batch, Connector, ConnectorConfigError
-from engine.events import Event, make_event_id, normalise_timestamp
+from connectors.base import Batch, Connector
+from engine.events import Event, normalise_timestamp
+from engine.identity import record_id
+from engine.plugins import path_option
 from engine.store.base import DeadLetter
+
+
+@dataclass
+class KeyValueOptions:
+    """Declared options: the config is checked against these (types, defaults) before anything starts.
+
+    Unknown keys and wrong types are refused with the key named; ``path_option`` marks a path that is
+    resolved against the config file. Cross-field checks go in ``__post_init__`` (raise ValueError).
+    """
+
+    path: str = path_option(dataclasses.MISSING)
+    dataset: str = "template.kv"
 
 
 class KeyValueFileConnector(Connector):
     type_name = "template-kv"  # the entry point name you register
     summary = "key=value lines from one file (template)"
+    Options: ClassVar[type] = KeyValueOptions
 
     def __init__(self, name: str, options: Mapping[str, Any]):
-        super().__init__(name, options)
-        path = options.get("path")
-        if not isinstance(path, str) or not path:
-            # Fail at start-up, naming the connector and the option, not at the first read.
-            raise ConnectorConfigError(f"connector {name!r}: option 'path' is required")
-        self.path = path
-        self.dataset = str(options.get("dataset", "template.kv"))
+        super().__init__(name, options)  # parses ``options`` into ``self.settings`` or fails naming the key
+        self.path = self.settings.path
+        self.dataset = self.settings.dataset
 
     def read(self, cursor: dict[str, Any] | None, max_events: int) -> Batch:
         offset = int((cursor or {}).get("offset", 0))
@@ -79,7 +94,7 @@ class KeyValueFileConnector(Connector):
         event: Event = {
             "@timestamp": timestamp,
             "event.dataset": self.dataset,
-            "event.id": make_event_id(self.source_identity, record),
+            "event.id": record_id(record, f"line:{line_no}"),
             "event.original": text,
         }
         if "user" in fields:  # leave absent fields out rather than storing None

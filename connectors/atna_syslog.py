@@ -20,6 +20,8 @@ See ``docs/connectors/atna-syslog.md`` for options, durability semantics and the
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Mapping
 
@@ -31,8 +33,10 @@ from connectors.fhir_mapping import MappingError, auditevent_to_event
 from connectors.syslog.rfc5424 import SyslogMessage, SyslogParseError, parse_syslog
 from connectors.syslog.server import ListenerConfig, SyslogServer
 from connectors.syslog.spool import KIND_ERROR, CorruptRecord, Spool, SpoolCursor, SpoolItem
-from engine.events import Event, format_timestamp, make_event_id
+from engine.events import Event, format_timestamp
+from engine.identity import record_id
 from engine.logs import get_logger
+from engine.plugins import InvalidOption, path_option, secret_refusal
 from engine.store.base import DeadLetter
 
 log = get_logger("wardwatch.connectors.atna_syslog")
@@ -45,42 +49,66 @@ def _dead_raw(data: bytes) -> str:
     return data[:MAX_DEAD_LETTER_RAW].decode("utf-8", "replace")
 
 
+@dataclass
+class AtnaSyslogOptions:
+    """Options of ``atna-syslog`` (docs/connectors/atna-syslog.md); ``listen`` entries are checked too."""
+
+    spool_dir: str = path_option(dataclasses.MISSING)
+    listen: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_xml_bytes: int | None = None  # default: max_message_bytes
+    segment_bytes: int = 64 * 1024 * 1024
+    fsync: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.spool_dir:
+            raise InvalidOption("spool_dir", "required option is missing")
+        for key in ("max_message_bytes", "max_xml_bytes", "segment_bytes"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise InvalidOption(key, f"must be a positive integer, got {value!r}")
+        for i, entry in enumerate(self.listen):
+            if "password" in entry:
+                raise InvalidOption(f"listen[{i}].password", secret_refusal("password").replace(
+                    " or password_env (the name of an environment variable)", ""))
+            checked = {k: v for k, v in entry.items() if k != "password_file"}
+            try:
+                ListenerConfig.from_mapping(checked)
+            except (TypeError, ValueError) as exc:
+                raise InvalidOption(f"listen[{i}]", str(exc)) from None
+
+
+def _with_key_password(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A listen entry with ``password_file`` (the TLS key's passphrase) read into ``password``."""
+    entry = dict(entry)
+    file = entry.pop("password_file", None)
+    if file:
+        try:
+            with open(file, encoding="utf-8") as fh:
+                entry["password"] = fh.read().strip()
+        except OSError as exc:
+            raise ValueError(f"password_file {file}: cannot read ({exc.strerror})") from None
+    return entry
+
+
 class AtnaSyslogConnector(Connector):
     type_name: ClassVar[str] = "atna-syslog"
     summary: ClassVar[str] = "IHE ATNA / FHIR AuditEvent over syslog (TLS, TCP, UDP), via a durable spool"
     source_option: ClassVar[str] = "spool_dir"
 
+    Options: ClassVar[type] = AtnaSyslogOptions
+
     def __init__(self, name: str, options: Mapping[str, Any]):
         super().__init__(name, options)
-        opts = self.options
-        known = {"listen", "spool_dir", "max_message_bytes", "segment_bytes", "fsync", "max_xml_bytes"}
-        unknown = set(opts) - known
-        if unknown:
-            raise ConnectorConfigError(f"{self.type_name} {name!r}: unknown option(s) {sorted(unknown)}")
-        if not opts.get("spool_dir"):
-            raise ConnectorConfigError(f"{self.type_name} {name!r}: option 'spool_dir' is required")
-        self.max_message_bytes = self._positive_int("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES)
-        self.max_xml_bytes = self._positive_int("max_xml_bytes", self.max_message_bytes)
-        segment_bytes = self._positive_int("segment_bytes", 64 * 1024 * 1024)
-        fsync = opts.get("fsync", True)
-        if not isinstance(fsync, bool):
-            raise ConnectorConfigError(f"{self.type_name} {name!r}: option 'fsync' must be true or false")
-        listen = opts.get("listen", [])
-        if not isinstance(listen, list):
-            raise ConnectorConfigError(f"{self.type_name} {name!r}: option 'listen' must be a list")
+        opts: AtnaSyslogOptions = self.settings
+        self.max_message_bytes = opts.max_message_bytes
+        self.max_xml_bytes = opts.max_xml_bytes or self.max_message_bytes
         try:
-            self.listen = [ListenerConfig.from_mapping(entry) for entry in listen]
-        except (TypeError, ValueError) as exc:
+            self.listen = [ListenerConfig.from_mapping(_with_key_password(entry)) for entry in opts.listen]
+        except (TypeError, ValueError, OSError) as exc:
             raise ConnectorConfigError(f"{self.type_name} {name!r}: option 'listen': {exc}") from None
-        self.spool = Spool(opts["spool_dir"], segment_bytes=segment_bytes, fsync=fsync)
+        self.spool = Spool(opts.spool_dir, segment_bytes=opts.segment_bytes, fsync=opts.fsync)
         self.server: SyslogServer | None = None
-
-    def _positive_int(self, key: str, default: int) -> int:
-        value = self.options.get(key, default)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConnectorConfigError(f"{self.type_name} {self.name!r}: option {key!r} must be a positive "
-                                       f"integer, got {value!r}")
-        return value
 
     # --- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -151,16 +179,19 @@ class AtnaSyslogConnector(Connector):
             return dead(f"syslog MSG is not valid UTF-8 (byte {exc.start})")
         payload = text.strip().lstrip("\ufeff")
         raw = payload.encode("utf-8")
+        # A syslog message's place in the spool tells identical messages apart and is the same on a re-drain
+        # (`wardwatch ingest atna-syslog SPOOL` after the service): see engine.identity.
+        position = f"spool:{item.segment}:{item.offset}"
         try:
             if payload.startswith("<"):
                 event = parse_atna(raw, max_bytes=self.max_xml_bytes)
-                event["event.id"] = make_event_id(self.source_identity, raw)
+                event["event.id"] = record_id(raw, position)
             elif payload.startswith("{"):
                 try:
                     resource = orjson.loads(raw)
                 except orjson.JSONDecodeError as exc:
                     return dead(f"payload is not valid JSON: {exc}")
-                event = auditevent_to_event(resource, source_identity=self.source_identity, raw=raw)
+                event = auditevent_to_event(resource, raw=raw, position=position)
             else:
                 return dead("payload is neither ATNA XML nor FHIR AuditEvent JSON")
         except AtnaParseError as exc:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import fnmatch
 import hashlib
 import os
@@ -29,8 +30,11 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from connectors.availability import require_source
 from connectors.base import Batch, Connector, ConnectorConfigError
-from engine.events import Event, format_timestamp, make_event_id, parse_timestamp
+from engine.events import Event, format_timestamp, parse_timestamp
+from engine.identity import record_id
+from engine.plugins import InvalidOption, path_option
 from engine.store.base import DeadLetter
 
 DATASET = "ehr.audit"
@@ -94,63 +98,89 @@ class TimestampParser:
         return format_timestamp(parse_timestamp(dt))
 
 
+@dataclass
+class EhrCsvOptions:
+    """Options of ``ehr-csv`` (docs/connectors/ehr-csv.md). Cross-field checks in ``__post_init__``."""
+
+    path: str = path_option(dataclasses.MISSING)
+    columns: dict[str, str | list[str]] = dataclasses.field(default_factory=dict)
+    pattern: str = "*.csv"
+    value_maps: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    value_maps_ignore_case: bool = True
+    constants: dict[str, Any] = dataclasses.field(default_factory=dict)
+    required: list[str] = dataclasses.field(default_factory=lambda: ["@timestamp"])
+    delimiter: str | None = "auto"
+    quotechar: str = '"'
+    encoding: str = "utf-8-sig"
+    fieldnames: list[str] | None = None
+    timestamp_format: str | list[str] | None = None
+    timezone: str = "UTC"
+    keep_original: bool = True
+    max_row_bytes: int = _DEFAULT_MAX_ROW_BYTES
+    complete_after_idle_seconds: float | None = 60.0
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise InvalidOption("path", "required option is missing (a directory or file)")
+        if not self.columns:
+            raise InvalidOption("columns", "required option is missing (column -> field)")
+        if "@timestamp" not in [t for ts in self.columns.values() for t in ([ts] if isinstance(ts, str) else ts)]:
+            raise InvalidOption("columns", "must map one column to '@timestamp'")
+        delimiter = _DELIMITER_NAMES.get(str(self.delimiter).lower(), self.delimiter)
+        if self.delimiter not in (None, "", "auto") and len(str(delimiter)) != 1:
+            raise InvalidOption("delimiter", f"must be one character or 'auto', got {self.delimiter!r}")
+        encoding = self.encoding.lower().replace("_", "-")
+        try:
+            codecs.lookup("utf-8" if encoding in ("utf-8-sig", "utf8-sig") else encoding)
+        except LookupError:
+            raise InvalidOption("encoding", f"unknown encoding {self.encoding!r}") from None
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidOption("timezone", f"unknown time zone {self.timezone!r}") from None
+        if self.max_row_bytes < 1:
+            raise InvalidOption("max_row_bytes", "must be a positive integer")
+
+
 class EhrCsvConnector(Connector):
     """Tail a directory of CSV/TSV EHR access-log exports. See ``docs/connectors/ehr-csv.md``."""
 
     type_name: ClassVar[str] = "ehr-csv"
     summary: ClassVar[str] = "EHR access-log CSV/TSV exports from a directory (Epic access log and similar)"
 
+    Options: ClassVar[type] = EhrCsvOptions
+
     def __init__(self, name: str, options: Mapping[str, Any]):
         super().__init__(name, options)
-        opts = self.options
-        if not opts.get("path"):
-            raise ConnectorConfigError(f"ehr-csv {name!r}: option 'path' (a directory or file) is required")
-        self.path = Path(opts["path"])
-        self.pattern: str = opts.get("pattern", "*.csv")
-        columns = opts.get("columns")
-        if not isinstance(columns, Mapping) or not columns:
-            raise ConnectorConfigError(f"ehr-csv {name!r}: option 'columns' (column -> field) is required")
+        opts: EhrCsvOptions = self.settings
+        self.path = Path(opts.path)
+        self.pattern: str = opts.pattern
         self.columns: dict[str, list[str]] = {
-            str(col): [target] if isinstance(target, str) else list(target) for col, target in columns.items()
+            str(col): [target] if isinstance(target, str) else list(target) for col, target in opts.columns.items()
         }
-        targets = [t for ts in self.columns.values() for t in ts]
-        if "@timestamp" not in targets:
-            raise ConnectorConfigError(f"ehr-csv {name!r}: 'columns' must map one column to '@timestamp'")
-        self.value_maps: dict[str, Mapping[str, Any]] = dict(opts.get("value_maps") or {})
-        self.value_maps_casefold: bool = bool(opts.get("value_maps_ignore_case", True))
+        self.value_maps: dict[str, Mapping[str, Any]] = dict(opts.value_maps)
+        self.value_maps_casefold: bool = opts.value_maps_ignore_case
         if self.value_maps_casefold:
             self.value_maps = {
                 key: {str(raw).casefold(): mapped for raw, mapped in table.items()}
                 for key, table in self.value_maps.items()
             }
-        self.constants: dict[str, Any] = dict(opts.get("constants") or {})
-        self.required: list[str] = list(opts.get("required", ["@timestamp"]))
-        self.delimiter = self._delimiter_option(opts.get("delimiter", "auto"))
-        self.quotechar: str = opts.get("quotechar", '"')
-        encoding = str(opts.get("encoding", "utf-8-sig")).lower().replace("_", "-")
+        self.constants: dict[str, Any] = dict(opts.constants)
+        self.required: list[str] = list(opts.required)
+        self.delimiter = self._delimiter_option(opts.delimiter)
+        self.quotechar: str = opts.quotechar
+        encoding = opts.encoding.lower().replace("_", "-")
         # The BOM only ever sits at offset 0 (in the header), rows are decoded with the plain codec.
         self.strip_bom = encoding in ("utf-8-sig", "utf8-sig", "utf-8")
         self.encoding = "utf-8" if encoding in ("utf-8-sig", "utf8-sig") else encoding
-        try:
-            codecs.lookup(self.encoding)
-        except LookupError:
-            raise ConnectorConfigError(f"ehr-csv {name!r}: unknown encoding {encoding!r}") from None
-        fieldnames = opts.get("fieldnames")
-        self.fieldnames: list[str] | None = list(fieldnames) if fieldnames else None
-        formats = opts.get("timestamp_format")
-        if isinstance(formats, str):
-            formats = [formats]
-        try:
-            tz = ZoneInfo(opts.get("timezone", "UTC"))
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConnectorConfigError(f"ehr-csv {name!r}: unknown time zone {opts.get('timezone')!r}") from None
-        self.timestamps = TimestampParser(list(formats) if formats else None, tz)
-        self.keep_original: bool = bool(opts.get("keep_original", True))
-        self.max_row_bytes: int = int(opts.get("max_row_bytes", _DEFAULT_MAX_ROW_BYTES))
+        self.fieldnames: list[str] | None = list(opts.fieldnames) if opts.fieldnames else None
+        formats = [opts.timestamp_format] if isinstance(opts.timestamp_format, str) else opts.timestamp_format
+        self.timestamps = TimestampParser(list(formats) if formats else None, ZoneInfo(opts.timezone))
+        self.keep_original: bool = opts.keep_original
+        self.max_row_bytes: int = opts.max_row_bytes
         #: seconds a file must stay unchanged before an unterminated last line counts as complete
         #: (exports that end without a final newline); None: never.
-        idle = opts.get("complete_after_idle_seconds", 60)
-        self.complete_after_idle: float | None = None if idle is None else float(idle)
+        self.complete_after_idle: float | None = opts.complete_after_idle_seconds
         self._clock: Callable[[], float] = time.time
         self._plans: dict[tuple[str, ...], Any] = {}
         self._required_columns = [
@@ -169,6 +199,7 @@ class EhrCsvConnector(Connector):
     # --- directory scanning -------------------------------------------------------------------
     def _files(self) -> list[Path]:
         """Files to read, oldest first (exports land in order), name as the tie-break."""
+        require_source(self.name, str(self.path))  # a typo'd or unreadable path is an error, not silence
         if self.path.is_file():
             return [self.path]
         if not self.path.is_dir():
@@ -276,7 +307,7 @@ class EhrCsvConnector(Connector):
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue  # blank line
                 try:
-                    batch.events.append(make_event(name, header, row, rec.raw))  # type: ignore[union-attr]
+                    batch.events.append(make_event(name, header, row, rec.raw, rec.line))  # type: ignore[union-attr]
                 except RowError as exc:
                     self._dead(batch, path, rec, str(exc), exc.column)  # type: ignore[arg-type]
             return used, True
@@ -371,7 +402,7 @@ class EhrCsvConnector(Connector):
             self._plans[key] = plan
         return plan
 
-    def _event(self, file_name: str, header: list[str], row: list[str], raw: bytes) -> Event:
+    def _event(self, file_name: str, header: list[str], row: list[str], raw: bytes, line: int) -> Event:
         if len(row) != len(header):
             raise RowError(f"row has {len(row)} fields, header has {len(header)}", None)
         event: Event = {}
@@ -398,7 +429,8 @@ class EhrCsvConnector(Connector):
                 event.setdefault(key, value)
         event["event.dataset"] = DATASET
         event["event.kind"] = "event"
-        event["event.id"] = make_event_id(self.source_identity, file_name.encode("utf-8") + b"\x00" + raw)
+        # the row's bytes + its line number, never the file name: a copied or renamed export keeps its ids
+        event["event.id"] = record_id(raw, f"line:{line}")
         event["log.file.path"] = file_name
         if self.keep_original:
             event["event.original"] = raw.decode(self.encoding, "replace")

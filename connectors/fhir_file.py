@@ -20,17 +20,21 @@ Options: ``path`` (file, directory - recursive - or glob), ``max_line_bytes`` (1
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import time
-from typing import Any, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterator, Mapping
 
 import orjson
 
-from connectors.base import Batch, Connector, ConnectorConfigError
+from connectors.availability import require_source
+from connectors.base import Batch, Connector
 from connectors.fhir_mapping import MappingError, auditevent_to_event
-from connectors.ndjson import now_text, option_grace, option_int, option_required_str, raw_text
+from connectors.ndjson import check_file_options, now_text, raw_text
 from connectors.tailing import DEFAULT_MAX_LINE_BYTES, Line, LineFollower, discover
 from engine.events import Event
+from engine.plugins import path_option
 from engine.store.base import DeadLetter
 
 LINE_SUFFIXES = (".ndjson", ".jsonl")
@@ -42,24 +46,36 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 Outcome = Event | DeadLetter
 
 
+@dataclass
+class FhirFileOptions:
+    """Options of ``fhir-auditevent-file`` (docs/connectors/fhir-auditevent-file.md)."""
+
+    path: str = path_option(dataclasses.MISSING)
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    settle_seconds: float = 2.0
+    eof_grace_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        check_file_options(self)
+
+
 class FhirAuditEventFileConnector(Connector):
     """AuditEvent resources from files: single JSON, Bundles, NDJSON (followed like a log)."""
 
     type_name = "fhir-auditevent-file"
     summary = "FHIR R4/R5 AuditEvent files: JSON resources, Bundles, NDJSON bulk exports"
 
+    Options: ClassVar[type] = FhirFileOptions
+
     def __init__(self, name: str, options: Mapping[str, Any]):
         super().__init__(name, options)
-        self.path: str = option_required_str(name, options, "path")
-        self.max_line_bytes = option_int(name, options, "max_line_bytes", DEFAULT_MAX_LINE_BYTES)
-        self.max_file_bytes = option_int(name, options, "max_file_bytes", DEFAULT_MAX_FILE_BYTES)
-        settle = options.get("settle_seconds", 2.0)
-        if isinstance(settle, bool) or not isinstance(settle, (int, float)) or settle < 0:
-            raise ConnectorConfigError(f"connector {name!r}: option 'settle_seconds' must be a number >= 0")
-        self.settle_seconds = float(settle)
-        self._follower = LineFollower(
-            max_line_bytes=self.max_line_bytes, eof_grace_seconds=option_grace(name, options)
-        )
+        opts: FhirFileOptions = self.settings
+        self.path: str = opts.path
+        self.max_line_bytes = opts.max_line_bytes
+        self.max_file_bytes = opts.max_file_bytes
+        self.settle_seconds = opts.settle_seconds
+        self._follower = LineFollower(max_line_bytes=self.max_line_bytes, eof_grace_seconds=opts.eof_grace_seconds)
         # One parsed document kept between reads, so a big Bundle read in many batches is parsed once.
         self._doc_cache: tuple[str, tuple[int, ...], Any] | None = None
 
@@ -73,9 +89,11 @@ class FhirAuditEventFileConnector(Connector):
             received_at=now_text(),
         )
 
-    def _map(self, resource: Any, location: str, raw: bytes) -> Outcome:
+    def _map(self, resource: Any, location: str, raw: bytes, position: str = "doc") -> Outcome:
+        """``position``: where the resource sits in its file, for resources without an id (never the path,
+        so a copied or renamed export keeps its ids)."""
         try:
-            return auditevent_to_event(resource, source_identity=self.source_identity, raw=raw)
+            return auditevent_to_event(resource, raw=raw, position=position)
         except Exception as exc:  # noqa: BLE001 - a mapping bug must cost one record, not the source
             return self._map_failed(exc, location, raw)
 
@@ -84,7 +102,7 @@ class FhirAuditEventFileConnector(Connector):
             return self._dead(location, f"field {exc.field!r}: {exc.message}", raw)
         return self._dead(location, f"internal error: {type(exc).__name__}: {exc}", raw)
 
-    def _bundle_entries(self, bundle: Mapping[str, Any], location: str, start: int = 0
+    def _bundle_entries(self, bundle: Mapping[str, Any], location: str, start: int = 0, position: str = "doc"
                         ) -> Iterator[tuple[int, Outcome | None]]:
         """(index, outcome) per entry from ``start``; outcome None for entries that are skipped."""
         entries = bundle.get("entry")
@@ -104,10 +122,10 @@ class FhirAuditEventFileConnector(Connector):
             if resource.get("resourceType") != "AuditEvent":
                 yield index, None
                 continue
-            yield index, self._map(resource, where, orjson.dumps(resource))
+            yield index, self._map(resource, where, orjson.dumps(resource), f"{position}#entry[{index}]")
 
     # --- NDJSON ----------------------------------------------------------------------------------------
-    def _line_outcomes(self, line: Line, identity: str | None = None) -> list[Outcome]:
+    def _line_outcomes(self, line: Line) -> list[Outcome]:
         """The outcomes of one line: usually one event; none for a blank line; one per entry of a Bundle.
 
         Hot path (one call per event): the ``path:line`` location is only built when something needs it,
@@ -131,9 +149,10 @@ class FhirAuditEventFileConnector(Connector):
             return [self._dead(location, f"invalid JSON: {exc}", data)]
         if type(resource) is dict and resource.get("resourceType") == "Bundle":
             location = f"{line.path}:{line.number}"
-            return [o for _, o in self._bundle_entries(resource, location) if o is not None]
+            return [o for _, o in self._bundle_entries(resource, location, position=f"line:{line.number}")
+                    if o is not None]
         try:
-            return [auditevent_to_event(resource, source_identity=identity or self.source_identity, raw=data)]
+            return [auditevent_to_event(resource, raw=data, position=f"line:{line.number}")]
         except Exception as exc:  # noqa: BLE001 - a mapping bug must cost one record, not the source
             return [self._map_failed(exc, f"{line.path}:{line.number}", data)]
 
@@ -186,7 +205,7 @@ class FhirAuditEventFileConnector(Connector):
         if max_events <= 0:
             batch.exhausted = False
             return batch
-        paths = discover(self.path, LINE_SUFFIXES + DOC_SUFFIXES)
+        paths = discover(require_source(self.name, self.path), LINE_SUFFIXES + DOC_SUFFIXES)
         taken = 0
         events, dead_letters = batch.events, batch.dead_letters
 
@@ -200,9 +219,9 @@ class FhirAuditEventFileConnector(Connector):
 
         line_paths = [p for p in paths if p.lower().endswith(LINE_SUFFIXES)]
         lines = self._follower.follow(line_paths, state["lines"])
-        line_outcomes, identity = self._line_outcomes, self.source_identity
+        line_outcomes = self._line_outcomes
         for line in lines:
-            for outcome in line_outcomes(line, identity):  # a Bundle line is never split across batches
+            for outcome in line_outcomes(line):  # a Bundle line is never split across batches
                 if type(outcome) is dict:  # an event (the hot path); else a DeadLetter
                     events.append(outcome)
                 else:

@@ -26,7 +26,8 @@ import re
 from typing import Any, Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
-from engine.events import Event, make_event_id, normalise_timestamp
+from engine.events import Event, normalise_timestamp
+from engine.identity import fhir_id, record_id
 
 DATASET = "ehr.audit"
 
@@ -450,9 +451,14 @@ def _map_entities(event: Event, resource: Mapping[str, Any], version: str) -> No
 
 # --- the mapping ---------------------------------------------------------------------------------------
 
-def auditevent_to_event(resource: Mapping[str, Any], *, source_identity: str, raw: bytes) -> Event:
-    """Map one AuditEvent resource (R4 or R5, parsed JSON) to a flat event. ``raw`` is its JSON text
-    (``event.original``; the id input when the resource has no ``id``). Raises ``MappingError``."""
+def auditevent_to_event(resource: Mapping[str, Any], *, raw: bytes, server: str = "",
+                        position: str = "") -> Event:
+    """Map one AuditEvent resource (R4 or R5, parsed JSON) to a flat event. Raises ``MappingError``.
+
+    ``raw`` is its JSON text (``event.original``). ``event.id`` is the AuditEvent's own identity: ``server``
+    (the FHIR base URL it was read from; ``""`` for files, which name no server) + its ``id``. A resource
+    without an ``id`` is known only by ``raw`` + ``position`` (where it sits in its stream, e.g. ``line:3``).
+    """
     if not isinstance(resource, dict) and not isinstance(resource, Mapping):
         raise MappingError("$", f"not a JSON object (got {type(resource).__name__})")
     rtype = resource.get("resourceType")
@@ -474,7 +480,7 @@ def auditevent_to_event(resource: Mapping[str, Any], *, source_identity: str, ra
         "@timestamp": timestamp,
         "event.dataset": DATASET,
         "event.kind": "event",
-        "event.id": make_event_id(source_identity, "AuditEvent/" + audit_id if audit_id else raw),
+        "event.id": fhir_id(server, "AuditEvent", audit_id) if audit_id else record_id(raw, position),
         "event.original": raw.decode("utf-8", "replace"),
         "ehr.fhir.version": version,
     }

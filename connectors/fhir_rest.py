@@ -27,17 +27,27 @@ import hashlib
 import logging
 import random
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Literal, Mapping
 from urllib.parse import urlencode, urlsplit
 
 import httpx
 import orjson
 
 from connectors.base import Batch, Connector, ConnectorConfigError
-from connectors.fhir_auth import Auth, AuthError, auth_from_options, build_ssl_context
+from connectors.fhir_auth import (
+    Auth,
+    AuthError,
+    AuthOptions,
+    auth_from_options,
+    build_ssl_context,
+    check_credentials_transport,
+    insecure_url,
+)
 from connectors.fhir_mapping import MappingError, auditevent_to_event
 from engine.events import format_timestamp, from_timestamp_ms, timestamp_ms
+from engine.plugins import InvalidOption
 from engine.store.base import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -78,49 +88,84 @@ def _key(resource: Mapping[str, Any], raw: bytes) -> str:
     return hashlib.blake2b(basis, digest_size=9).hexdigest()
 
 
+@dataclass(kw_only=True)
+class FhirRestOptions(AuthOptions):
+    """Options of ``fhir-auditevent`` (docs/connectors/fhir-auditevent.md)."""
+
+    base_url: str
+    page_size: int = 200
+    overlap_seconds: float = 300.0
+    cursor_param: Literal["_lastUpdated", "date"] = "_lastUpdated"
+    sort: str | None = None
+    start: str | datetime | None = None  # ISO instant: where a first run begins (None: everything)
+    params: dict[str, Any] = field(default_factory=dict)
+    max_retries: int = 4
+    backoff_base_seconds: float = 0.5
+    backoff_max_seconds: float = 30.0
+    max_retry_after_seconds: float = 120.0
+    max_page_failures: int = 3
+    next_link_same_origin: bool = True
+    timeout_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.base_url:
+            raise InvalidOption("base_url", "required option is missing")
+        for key in ("page_size", "max_page_failures"):
+            if getattr(self, key) < 1:
+                raise InvalidOption(key, "must be a positive integer")
+        if self.auth != "none":
+            for key in ("base_url", "token_url"):
+                url = getattr(self, key)
+                try:
+                    if url:
+                        check_credentials_transport(url, what=key, allow_insecure_http=self.allow_insecure_http)
+                except AuthError as exc:
+                    raise InvalidOption(key, str(exc)) from None
+
+
 class FhirAuditEventRestConnector(Connector):
     """Pull AuditEvents from a FHIR R4/R5 server's REST API. See ``docs/connectors/fhir-auditevent.md``."""
 
     type_name: ClassVar[str] = "fhir-auditevent"
     summary: ClassVar[str] = "FHIR AuditEvent search over REST (R4/R5), _lastUpdated cursor with overlap"
     source_option: ClassVar[str] = "base_url"
+    Options: ClassVar[type] = FhirRestOptions
 
     def __init__(self, name: str, options: Mapping[str, Any], *, sleep: Callable[[float], None] = time.sleep):
         super().__init__(name, options)
-        opts = self.options
-        if not opts.get("base_url"):
-            raise ConnectorConfigError(f"fhir-auditevent {name!r}: option 'base_url' is required")
-        self.base_url = str(opts["base_url"]).rstrip("/")
-        self.page_size = int(opts.get("page_size", 200))
-        self.overlap_ms = int(float(opts.get("overlap_seconds", 300)) * 1000)
-        self.cursor_param = str(opts.get("cursor_param", "_lastUpdated"))
-        if self.cursor_param not in ("_lastUpdated", "date"):
-            raise ConnectorConfigError(f"fhir-auditevent {name!r}: cursor_param must be _lastUpdated or date")
-        self.sort = str(opts.get("sort", "_lastUpdated" if self.cursor_param == "_lastUpdated" else "date"))
-        self.start = opts.get("start")  # ISO instant: where a first run begins (None: everything)
-        self.extra_params: dict[str, str] = {str(k): str(v) for k, v in (opts.get("params") or {}).items()}
-        self.max_retries = int(opts.get("max_retries", 4))
-        self.backoff_base = float(opts.get("backoff_base_seconds", 0.5))
-        self.backoff_max = float(opts.get("backoff_max_seconds", 30.0))
-        self.max_retry_after = float(opts.get("max_retry_after_seconds", 120.0))
-        self.max_page_failures = int(opts.get("max_page_failures", 3))
-        self.same_origin_only = bool(opts.get("next_link_same_origin", True))
+        opts: FhirRestOptions = self.settings
+        self.base_url = opts.base_url.rstrip("/")
+        self.page_size = opts.page_size
+        self.overlap_ms = int(opts.overlap_seconds * 1000)
+        self.cursor_param = opts.cursor_param
+        self.sort = opts.sort or ("_lastUpdated" if self.cursor_param == "_lastUpdated" else "date")
+        self.start = opts.start
+        self.extra_params: dict[str, str] = {str(k): str(v) for k, v in opts.params.items()}
+        self.max_retries = opts.max_retries
+        self.backoff_base = opts.backoff_base_seconds
+        self.backoff_max = opts.backoff_max_seconds
+        self.max_retry_after = opts.max_retry_after_seconds
+        self.max_page_failures = opts.max_page_failures
+        self.same_origin_only = opts.next_link_same_origin
+        self.allow_insecure_http = opts.allow_insecure_http
         self.sleep = sleep
         try:
             ssl_context = build_ssl_context(
-                ca_file=opts.get("ca_certs"), client_cert=opts.get("client_cert"),
-                client_key=opts.get("client_key"), verify=bool(opts.get("tls_verify", True)),
+                ca_file=opts.ca_certs, client_cert=opts.client_cert, client_key=opts.client_key,
+                verify=opts.tls_verify,
             )
         except (OSError, ValueError) as exc:
             raise ConnectorConfigError(f"fhir-auditevent {name!r}: TLS setup failed: {exc}") from None
+        # Redirects are never followed: a 3xx to http:// (or another host) must not receive the token.
         self.client = httpx.Client(
-            verify=ssl_context, timeout=float(opts.get("timeout_seconds", 30.0)),
+            verify=ssl_context, timeout=opts.timeout_seconds,
             headers={"Accept": "application/fhir+json", "User-Agent": "wardwatch"}, follow_redirects=False,
         )
         try:
-            self.auth: Auth = auth_from_options(opts, client=httpx.Client(verify=ssl_context, timeout=10.0))
+            self.auth: Auth = auth_from_options(self.options, client=httpx.Client(verify=ssl_context, timeout=10.0))
         except AuthError as exc:
             raise ConnectorConfigError(f"fhir-auditevent {name!r}: {exc}") from None
+        self._has_credentials = opts.auth != "none"
         self._origin = urlsplit(self.base_url)[:2]
 
     def close(self) -> None:
@@ -135,6 +180,10 @@ class FhirAuditEventRestConnector(Connector):
         """GET one Bundle page: retries transient failures and unreadable bodies, refreshes auth once on 401."""
         refreshed = False
         attempt = 0
+        if self._has_credentials and not self.allow_insecure_http and insecure_url(url):
+            # A next link (next_link_same_origin: false) may point at plain http: never send the token there.
+            raise PageError(url, 0, "not requested: plain http:// beyond loopback would expose the credentials "
+                                    "(allow_insecure_http is false)")
         while True:
             status, reason, wait = 0, "", None
             try:
@@ -239,6 +288,8 @@ class FhirAuditEventRestConnector(Connector):
             source=self.source_identity, reason=f"page failed after retries: {exc}", location=exc.url, raw="",
         ))
         log.warning("fhir-auditevent %s: page failed (HTTP %s): %s", self.name, exc.status, exc.reason)
+        if exc.status not in (404, 410):  # expired paging state is routine; anything else is blindness
+            batch.unavailable = f"connector {self.name!r}: {exc}"
         if resumed and (exc.status in (404, 410) or state.failures >= self.max_page_failures):
             state.next, state.failures = None, 0
             batch.exhausted = exc.status not in (404, 410)  # expired paging: restart the search at once
@@ -262,7 +313,8 @@ class FhirAuditEventRestConnector(Connector):
             order_ms = self._order_ms(resource)
             state.add(key, order_ms)
             try:
-                batch.events.append(auditevent_to_event(resource, source_identity=self.source_identity, raw=raw))
+                batch.events.append(auditevent_to_event(resource, raw=raw, server=self.base_url,
+                                                        position=f"key:{key}"))
             except MappingError as exc:
                 rid = resource.get("id") if isinstance(resource.get("id"), str) else f"entry[{index}]"
                 batch.dead_letters.append(DeadLetter(

@@ -7,8 +7,9 @@ audit export, our own test fixtures) feeds Wardwatch through this connector. Eac
 * ``@timestamp`` is taken from ``timestamp_field`` and rewritten in the canonical form;
 * ``event.dataset`` is kept when the line has one, else the ``dataset`` option is used;
 * ``event.original`` is the raw line (unless the line already carries one);
-* ``event.id`` is kept when present, else ``make_event_id(source_identity, raw line)`` - so a re-read
-  (crash, rotation, truncation) produces the same ids and the store drops the copies.
+* ``event.id`` is kept when present; else a Windows record's Computer + Channel + EventRecordID; else the
+  raw line + its line number (:mod:`engine.identity`) - so a re-read (crash, rotation, a copy, another
+  connector name, the CLI after the service) produces the same ids and the store drops the copies.
 
 Lines that cannot become events (invalid JSON or UTF-8, not an object, longer than ``max_line_bytes``,
 missing or invalid timestamp) become dead letters naming ``path:line`` and the field; the cursor moves past
@@ -23,14 +24,19 @@ Options: ``path`` (file, directory - read recursively - or glob), ``dataset`` (d
 from __future__ import annotations
 
 import copy
+import dataclasses
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import orjson
 
-from connectors.base import Batch, Connector, ConnectorConfigError
+from connectors.availability import require_source
+from connectors.base import Batch, Connector
 from connectors.tailing import DEFAULT_MAX_LINE_BYTES, Line, LineFollower, discover
-from engine.events import Event, flatten, format_timestamp, make_event_id, normalise_timestamp
+from engine.events import Event, flatten, format_timestamp, normalise_timestamp
+from engine.identity import record_id, windows_id, windows_identity
+from engine.plugins import InvalidOption, path_option
 from engine.store.base import DeadLetter
 
 SUFFIXES = (".ndjson", ".jsonl", ".json")
@@ -42,34 +48,33 @@ def now_text() -> str:
     return format_timestamp(datetime.now(timezone.utc))
 
 
-def option_str(name: str, options: Mapping[str, Any], key: str, default: str | None = None) -> str | None:
-    value = options.get(key, default)
-    if value is not None and (not isinstance(value, str) or not value):
-        raise ConnectorConfigError(f"connector {name!r}: option {key!r} must be a non-empty string")
-    return value
+@dataclass
+class NdjsonOptions:
+    """Options of the ``ndjson`` connector (docs/connectors/ndjson.md)."""
+
+    path: str = path_option(dataclasses.MISSING)
+    dataset: str = "ndjson"
+    timestamp_field: str = "@timestamp"
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    #: unset: a last line without newline waits for its writer; set: consumed once the file is idle that long
+    eof_grace_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        check_file_options(self)
 
 
-def option_required_str(name: str, options: Mapping[str, Any], key: str) -> str:
-    value = option_str(name, options, key)
-    if value is None:
-        raise ConnectorConfigError(f"connector {name!r}: option {key!r} is required")
-    return value
-
-
-def option_int(name: str, options: Mapping[str, Any], key: str, default: int) -> int:
-    value = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConnectorConfigError(f"connector {name!r}: option {key!r} must be a positive integer")
-    return value
-
-
-def option_grace(name: str, options: Mapping[str, Any]) -> float | None:
-    value = options.get("eof_grace_seconds")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConnectorConfigError(f"connector {name!r}: option 'eof_grace_seconds' must be a number >= 0")
-    return float(value)
+def check_file_options(opts: Any) -> None:
+    """Cross-field checks shared by the file connectors: non-empty strings, positive sizes."""
+    for key in ("path", "dataset", "timestamp_field"):
+        if getattr(opts, key, "x") == "":
+            raise InvalidOption(key, "must be a non-empty string")
+    for key in ("max_line_bytes", "max_file_bytes"):
+        if getattr(opts, key, 1) <= 0:
+            raise InvalidOption(key, "must be a positive integer")
+    for key in ("eof_grace_seconds", "settle_seconds"):
+        value = getattr(opts, key, None)
+        if value is not None and value < 0:
+            raise InvalidOption(key, "must be a number >= 0")
 
 
 def raw_text(data: bytes) -> str:
@@ -89,16 +94,16 @@ class NdjsonFileConnector(Connector):
 
     type_name = "ndjson"
     summary = "Newline-delimited JSON files (follows appends, rotation, truncation)"
+    Options: ClassVar[type] = NdjsonOptions
 
     def __init__(self, name: str, options: Mapping[str, Any]):
         super().__init__(name, options)
-        self.path: str = option_required_str(name, options, "path")
-        self.dataset: str = option_str(name, options, "dataset", "ndjson") or "ndjson"
-        self.timestamp_field: str = option_str(name, options, "timestamp_field", "@timestamp") or "@timestamp"
-        self.max_line_bytes = option_int(name, options, "max_line_bytes", DEFAULT_MAX_LINE_BYTES)
-        self._follower = LineFollower(
-            max_line_bytes=self.max_line_bytes, eof_grace_seconds=option_grace(name, options)
-        )
+        opts: NdjsonOptions = self.settings
+        self.path: str = opts.path
+        self.dataset: str = opts.dataset
+        self.timestamp_field: str = opts.timestamp_field
+        self.max_line_bytes = opts.max_line_bytes
+        self._follower = LineFollower(max_line_bytes=self.max_line_bytes, eof_grace_seconds=opts.eof_grace_seconds)
 
     def read(self, cursor: dict[str, Any] | None, max_events: int) -> Batch:
         state = load_cursor(cursor)
@@ -109,7 +114,7 @@ class NdjsonFileConnector(Connector):
         events, dead = batch.events, batch.dead_letters
         to_event = self.line_to_event
         taken = 0
-        lines = self._follower.follow(discover(self.path, SUFFIXES), state["files"])
+        lines = self._follower.follow(discover(require_source(self.name, self.path), SUFFIXES), state["files"])
         for line in lines:
             try:
                 result = to_event(line)
@@ -175,7 +180,8 @@ class NdjsonFileConnector(Connector):
             event["event.original"] = data.decode("utf-8")
         event_id = event.get("event.id")
         if event_id is None:
-            event["event.id"] = make_event_id(self.source_identity, data)
+            windows = windows_identity(event)
+            event["event.id"] = windows_id(*windows) if windows else record_id(data, f"line:{line.number}")
         elif type(event_id) is not str or not event_id:
             if type(event_id) is int:
                 event["event.id"] = str(event_id)

@@ -40,7 +40,7 @@ def current() -> list[str]:
     enricher = TimeContextEnricher("Europe/Berlin", "07:00", "19:00", ["mon", "tue", "wed", "thu", "fri"])
     rows = []
     for number, line in enumerate(FIXTURE.read_bytes().splitlines(), 1):
-        event = auditevent_to_event(orjson.loads(line), source_identity=SOURCE, raw=line)
+        event = auditevent_to_event(orjson.loads(line), raw=line, position=f"line:{number}")
         mapped = _digest(event)
         enriched = _digest(enricher.enrich(dict(event)))
         rows.append(f"{number} {mapped} {enriched}")
@@ -70,8 +70,8 @@ def test_connector_output_equals_mapping_of_each_line(tmp_path: Path) -> None:
     connector.close()
     lines = FIXTURE.read_bytes().splitlines()
     assert len(events) == len(lines)
-    for line, event in zip(lines, events):
-        expected = auditevent_to_event(orjson.loads(line), source_identity=connector.source_identity, raw=line)
+    for number, (line, event) in enumerate(zip(lines, events), 1):
+        expected = auditevent_to_event(orjson.loads(line), raw=line, position=f"line:{number}")
         assert list(event.items()) == list(expected.items())
         assert [type(v) for v in event.values()] == [type(v) for v in expected.values()]
 

@@ -19,11 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.fhir_mapping import MappingError, auditevent_to_event
-from engine.events import make_event_id
+from engine.identity import fhir_id, record_id
 from tests.conftest import SHARED_DATASETS
 
 DATA = Path(__file__).parent / "data" / "fhir"
-SOURCE = "fhir-auditevent-file:test"
+SOURCE = "https://fhir.klinikum.example/r4"
 
 
 def load(name: str) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def load(name: str) -> dict[str, Any]:
 
 
 def mapped(resource: dict[str, Any]) -> dict[str, Any]:
-    return auditevent_to_event(resource, source_identity=SOURCE, raw=orjson.dumps(resource))
+    return auditevent_to_event(resource, raw=orjson.dumps(resource), server=SOURCE)
 
 
 def test_balp_patient_read_r4() -> None:
@@ -39,7 +39,7 @@ def test_balp_patient_read_r4() -> None:
     event = mapped(resource)
     assert event["@timestamp"] == "2020-04-29T09:49:00.000Z"
     assert event["event.dataset"] == "ehr.audit" and event["event.kind"] == "event"
-    assert event["event.id"] == make_event_id(SOURCE, "AuditEvent/ex-auditBasicReadServer")
+    assert event["event.id"] == fhir_id(SOURCE, "AuditEvent", "ex-auditBasicReadServer")
     assert orjson.loads(event["event.original"]) == resource
     assert event["event.code"] == "rest"
     assert event["event.action"] == "read"
@@ -152,9 +152,9 @@ def test_r5_failed_search() -> None:
 def test_missing_outcome_is_unknown_and_missing_id_hashes_the_raw_bytes() -> None:
     resource = {"resourceType": "AuditEvent", "recorded": "2024-01-01T00:00:00Z"}
     raw = orjson.dumps(resource)
-    event = auditevent_to_event(resource, source_identity=SOURCE, raw=raw)
+    event = auditevent_to_event(resource, raw=raw, server=SOURCE, position="line:7")
     assert event["event.outcome"] == "unknown" and "ehr.outcome_code" not in event
-    assert event["event.id"] == make_event_id(SOURCE, raw)
+    assert event["event.id"] == record_id(raw, "line:7")
     assert event["event.type"] == ["info"]
 
 
@@ -192,7 +192,7 @@ def test_unmappable_resources_raise_mapping_error_naming_the_field(change: Any, 
 
 def test_not_an_object_raises_mapping_error() -> None:
     with pytest.raises(MappingError) as info:
-        auditevent_to_event([1], source_identity=SOURCE, raw=b"[1]")  # type: ignore[arg-type]
+        auditevent_to_event([1], raw=b"[1]")  # type: ignore[arg-type]
     assert info.value.field == "$"
 
 
@@ -230,7 +230,7 @@ def _mutations() -> st.SearchStrategy[dict[str, Any]]:
        | json_values)
 def test_any_json_is_an_event_or_a_mapping_error(resource: Any) -> None:
     try:
-        event = auditevent_to_event(resource, source_identity=SOURCE, raw=b"{}")
+        event = auditevent_to_event(resource, raw=b"{}")
     except MappingError as exc:
         assert exc.field
         return

@@ -219,6 +219,7 @@ def test_elasticsearch_store_with_scheme_1_ids_is_refused(tmp_path):
         event = {"@timestamp": "2026-11-02T10:00:00.000Z", "event.dataset": "vpn.auth", "event.id": "x"}
         store.write([event])
         store.es.delete(index=store.names["state"], id="meta:event_id_scheme", refresh=True)
+        store.es.indices.refresh(index=f"{prefix}-*")
         with pytest.raises(Exception, match=r"connector-named ids \(scheme 1\)"):
             open_store("elasticsearch", hosts=[url], index_prefix=prefix)
     finally:

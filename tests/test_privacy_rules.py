@@ -103,7 +103,7 @@ def test_fhir_auditevents_through_mapping(ruleset: Any, enricher: PrivacyEnriche
     from connectors.fhir_mapping import auditevent_to_event
 
     def mapped(path: Path) -> list[dict]:
-        return [enricher.enrich(auditevent_to_event(json.loads(line), source_identity="test", raw=line.encode()))
+        return [enricher.enrich(auditevent_to_event(json.loads(line), raw=line.encode()))
                 for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     assert fires(ruleset, "ehr_privacy_btg_outside_emergency", mapped(FIX / "btg_auditevents.positive.ndjson"))

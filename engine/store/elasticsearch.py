@@ -1,9 +1,11 @@
-"""The Elasticsearch store: events in one plain index per dataset, state in small side indices.
+"""The Elasticsearch store: events in monthly indices per dataset, state in small side indices.
 
 Why this shape (details and trade-offs in docs/elasticsearch.md):
 
 * **Idempotent writes.** ``_id`` = ``event.id`` and ``op_type: create``: a replay answers 409 per document,
-  which we count as a duplicate instead of storing a second copy.
+  which we count as a duplicate instead of storing a second copy. The target index is a pure function of
+  the event (dataset and the month of its ``@timestamp``, ``es_layout.events_index``), so a replay always
+  meets its first copy; retention then drops whole expired months.
 * **Cursor after data.** Elasticsearch has no multi-document transaction, so a connector cursor is written
   strictly after every document of its batch was acknowledged (and rejected ones were dead-lettered). A crash
   in between re-reads the batch, which lands as duplicates.
@@ -43,6 +45,7 @@ from engine.store import es_layout as layout
 from engine.store.base import (
     CursorUpdate,
     DeadLetter,
+    PurgeResult,
     RuleCheckpoint,
     SearchQuery,
     Store,
@@ -151,6 +154,7 @@ class ElasticsearchStore(Store):
         self._has_events = False
         self._known_indices: set[str] = set()
         self._pit_supported = True
+        self.monthly = True  # layout 2; False for a store created with one plain index per dataset (_install)
         self._where = ", ".join(_redact(h) for h in self.hosts)
 
         options: dict[str, Any] = {
@@ -179,6 +183,7 @@ class ElasticsearchStore(Store):
         try:
             self.server_version = self._connect()
             self._install()
+            self._check_event_id_scheme()
         except BaseException:
             self.es.close()
             raise
@@ -232,6 +237,13 @@ class ElasticsearchStore(Store):
             except StoreError as exc:
                 raise StoreError(f"cannot upgrade the mappings of {prefix} event indices: {exc}") from None
             self._known_indices.update(existing)
+            # A layout-1 store keeps its plain per-dataset indices: writing a replayed event into a monthly
+            # index would miss its first copy and store it twice. See docs/elasticsearch.md ("Retention").
+            legacy = sorted(n for n in existing if layout.index_month(n) is None)
+            if legacy:
+                self.monthly = False
+                log.warning("%d event indices use layout 1 (one plain index per dataset); retention falls back "
+                            "to delete-by-query there, see docs/elasticsearch.md", len(legacy))
         for key, mapping in layout.state_mappings().items():
             name = self.names[key]
             if self._call(lambda: self.es.indices.exists(index=name), what="install"):
@@ -245,6 +257,22 @@ class ElasticsearchStore(Store):
                     raise self._translate(exc, "install") from None
             except elasticsearch.TransportError as exc:
                 raise self._translate(exc, "install") from None
+
+    def _check_event_id_scheme(self) -> None:
+        """Record ``event_id_scheme`` in a cluster without events; refuse events that predate it (their
+        connector-named ids would let every re-read record be stored a second time)."""
+        from engine.identity import SCHEME
+
+        if self._get_state("meta", "event_id_scheme") is not None:
+            return
+        pattern = layout.events_pattern(self.prefix)
+        found = self._call(lambda: self.es.count(index=pattern, allow_no_indices=True, ignore_unavailable=True),
+                           what="check event ids")
+        if found.get("count", 0):
+            raise StoreError(f"{self._where} (index prefix {self.prefix}): events were written with "
+                             "connector-named ids (scheme 1); delete the indices and ingest again "
+                             "(see docs/elasticsearch.md)")
+        self._put_state("meta", "event_id_scheme", SCHEME)
 
     def _call(self, fn: Callable[[], _T], *, what: str) -> _T:
         """Run one request with our retry policy: connection errors, timeouts, 429 and 502/503/504 are
@@ -312,7 +340,7 @@ class ElasticsearchStore(Store):
             for event in batch:
                 doc = dict(event)
                 doc[INGESTED] = ingested
-                index = layout.events_index(self.prefix, event[DATASET])
+                index = self._event_index(event)
                 action = b'{"create":{"_index":' + orjson.dumps(index) + b',"_id":' + orjson.dumps(
                     event[EVENT_ID]) + b"}}\n"
                 pending.append((action, orjson.dumps(doc) + b"\n", event))
@@ -335,6 +363,11 @@ class ElasticsearchStore(Store):
             with self._lock:
                 self._inflight.pop(token, None)
         return result
+
+    def _event_index(self, event: Event) -> str:
+        if self.monthly:
+            return layout.events_index(self.prefix, event[DATASET], event[TIMESTAMP])
+        return layout.dataset_base(self.prefix, event[DATASET])
 
     def _chunks(self, pending: list[tuple[bytes, bytes, Event]]) -> Iterator[list[tuple[bytes, bytes, Event]]]:
         chunk: list[tuple[bytes, bytes, Event]] = []
@@ -454,7 +487,7 @@ class ElasticsearchStore(Store):
             datasets = sorted(set(query.datasets))
             if not datasets:
                 return iter(())
-            index: str = ",".join(sorted({layout.events_index(self.prefix, d) for d in datasets}))
+            index: str = ",".join(sorted({layout.dataset_pattern(self.prefix, d) for d in datasets}))
             filters.append({"terms": {DATASET: datasets}})
         else:
             index = layout.events_pattern(self.prefix)
@@ -748,6 +781,123 @@ class ElasticsearchStore(Store):
         except Exception:  # noqa: BLE001
             pass
 
+    # --- retention ----------------------------------------------------------------------------------
+    def event_datasets(self) -> list[str]:
+        pattern = layout.events_pattern(self.prefix)
+        resp = self._call(lambda: self.es.search(
+            index=pattern, size=0, allow_no_indices=True, ignore_unavailable=True,
+            aggs={"ds": {"terms": {"field": DATASET, "size": 10_000}}}), what="retention")
+        return sorted(b["key"] for b in resp.get("aggregations", {}).get("ds", {}).get("buckets", []))
+
+    def oldest_unevaluated(self, after: Watermark | None) -> str | None:
+        lo = _parse_watermark(after, "after")
+        query: dict[str, Any] = {"range": {INGESTED: {"gt": lo}}} if lo is not None else {"match_all": {}}
+        pattern = layout.events_pattern(self.prefix)
+        self._refresh(pattern)
+        resp = self._call(lambda: self.es.search(
+            index=pattern, size=0, query=query, allow_no_indices=True, ignore_unavailable=True,
+            aggs={"oldest": {"min": {"field": TIMESTAMP}}}), what="retention")
+        value = resp.get("aggregations", {}).get("oldest", {}).get("value")
+        return None if value is None else _ts(int(value))
+
+    def ilm_status(self) -> str | None:
+        """``RUNNING``/``STOPPED`` where the cluster has index lifecycle management, None where it lacks it
+        (the integ-test distribution answers ``GET _ilm/status`` with 400 "no handler found")."""
+        try:
+            resp = self._call(lambda: self.es.perform_request("GET", "/_ilm/status"), what="ILM status")
+        except StoreUnavailable:
+            raise
+        except StoreError:
+            return None
+        return str(resp.get("operation_mode") or "") or None
+
+    def purge_events(self, dataset: str, before: str, *, dry_run: bool = False,
+                     batch_size: int = 5000) -> PurgeResult:
+        """Drop every monthly index of ``dataset`` whose whole month is before ``before`` (one request, no
+        per-document work); trim the boundary month - and layout-1 plain indices - with bounded
+        delete-by-query requests of ``batch_size`` documents."""
+        base = layout.dataset_base(self.prefix, dataset)
+        names = self._call(lambda: self.es.indices.get(
+            index=layout.dataset_pattern(self.prefix, dataset), allow_no_indices=True, ignore_unavailable=True,
+            expand_wildcards="open"), what="retention")
+        result = PurgeResult()
+        only = {"bool": {"filter": [{"term": {DATASET: dataset}}, {"range": {TIMESTAMP: {"lt": before}}}]}}
+        for name in sorted(names):
+            month = layout.index_month(name)
+            if month is not None and month[0] == base:
+                start, end = _month_bounds(month[1], month[2])
+                if start >= before:
+                    continue
+                if end <= before:
+                    count = self._call(lambda: self.es.count(index=name), what="retention")["count"]
+                    if not dry_run:
+                        self._call(lambda: self.es.indices.delete(index=name), what="retention")
+                        self._known_indices.discard(name)
+                        result.transactions += 1
+                    result.deleted += count
+                    result.indices_dropped.append(name)
+                    continue
+            elif name != base:
+                continue  # another dataset whose name extends this one
+            part = self._delete_by_query(name, only, dry_run, batch_size)
+            result.deleted += part.deleted
+            result.transactions += part.transactions
+        return result
+
+    def purge_alerts(self, before: str, *, dry_run: bool = False, batch_size: int = 5000) -> PurgeResult:
+        query = {"range": {"last_trigger": {"lt": before}}}
+        if dry_run:
+            return PurgeResult(deleted=self._call(lambda: self.es.count(
+                index=self.names["alerts"], query=query), what="retention")["count"])
+        result = PurgeResult()
+        batch = max(1, int(batch_size))
+        while True:
+            self._refresh(self.names["alerts"])
+            hits = self._call(lambda: self.es.search(
+                index=self.names["alerts"], query=query, size=batch, _source=False, track_total_hits=False),
+                what="retention")["hits"]["hits"]
+            ids_ = [h["_id"] for h in hits]
+            if not ids_:
+                return result
+            # outbox and deliveries first: a crash in between leaves an alert that the next pass removes
+            for key in ("outbox", "deliveries"):
+                self._call(lambda: self.es.delete_by_query(
+                    index=self.names[key], query={"terms": {"alert_id": ids_}}, conflicts="proceed",
+                    refresh=True), what="retention")
+            self._bulk_simple([{"delete": {"_index": self.names["alerts"], "_id": i}} for i in ids_],
+                              "retention")
+            result.deleted += len(ids_)
+            result.transactions += 1
+            if len(ids_) < batch:
+                return result
+
+    def purge_dead_letters(self, before: str, *, dry_run: bool = False, batch_size: int = 5000) -> PurgeResult:
+        return self._delete_by_query(self.names["dead_letters"], {"range": {"received_at": {"lt": before}}},
+                                     dry_run, batch_size)
+
+    def _delete_by_query(self, index: str, query: dict[str, Any], dry_run: bool, batch_size: int) -> PurgeResult:
+        self._refresh(index)
+        if dry_run:
+            return PurgeResult(deleted=self._call(lambda: self.es.count(index=index, query=query),
+                                                  what="retention")["count"])
+        result = PurgeResult()
+        batch = max(1, int(batch_size))
+        while True:
+            resp = self._call(lambda: self.es.delete_by_query(
+                index=index, query=query, max_docs=batch, conflicts="proceed", refresh=True), what="retention")
+            deleted = int(resp.get("deleted", 0))
+            if not deleted:
+                return result
+            result.deleted += deleted
+            result.transactions += 1
+            if deleted < batch:
+                return result
+
+    def reclaim_space(self) -> str:
+        ilm = self.ilm_status()
+        where = f"ILM is {ilm}" if ilm else "this cluster has no ILM"
+        return f"dropped indices free their disk at once; {where}, so Wardwatch deletes expired indices itself"
+
     # --- test/ops helpers ---------------------------------------------------------------------------
     def delete_all(self) -> None:
         """Delete every index and the template of this prefix (tests, ``wardwatch reset``)."""
@@ -767,6 +917,12 @@ class ElasticsearchStore(Store):
 
 
 # --- helpers ----------------------------------------------------------------------------------------
+def _month_bounds(year: int, month: int) -> tuple[str, str]:
+    """Canonical timestamps of the first instant of a month and of the next one."""
+    nxt = (year + 1, 1) if month == 12 else (year, month + 1)
+    return f"{year:04d}-{month:02d}-01T00:00:00.000Z", f"{nxt[0]:04d}-{nxt[1]:02d}-01T00:00:00.000Z"
+
+
 def _parse_watermark(value: Watermark | None, name: str) -> str | None:
     if value is None:
         return None

@@ -112,6 +112,10 @@ def apply_pragmas(conn: sqlite3.Connection, *, synchronous: str = "NORMAL", busy
     # rows, and bigger pages cut B-tree splits and overflow pages (measured 37k -> 59k rows/s on 100k
     # FHIR-sized rows, bare executemany, same schema).
     conn.execute("PRAGMA page_size = 16384")
+    # Retention deletes old events; INCREMENTAL lets `PRAGMA incremental_vacuum` hand the freed pages back to
+    # the OS. Only takes effect on a new (empty) file; an existing file stays as it was (auto_vacuum NONE)
+    # and reuses freed pages for new rows instead (docs/sqlite.md, "Retention": a one-time VACUUM converts it).
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise StoreError(f"could not switch the SQLite file to WAL (journal_mode is {mode!r})")
@@ -153,11 +157,32 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> int:
             conn.execute("INSERT INTO meta (key, value) VALUES ('event_count', '0')")
             version = SCHEMA_VERSION
         # (future) while version < SCHEMA_VERSION: run _MIGRATIONS[version] and bump
+        check_event_id_scheme(conn, path)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     return version
+
+
+class EventIdSchemeError(StoreError):
+    """The file holds events whose ids were made with the connector's name (before ``engine.identity``):
+    mixing the two schemes would store every re-read record a second time."""
+
+
+def check_event_id_scheme(conn: sqlite3.Connection, path: str) -> None:
+    """Record ``event_id_scheme`` in a file without events; refuse a file whose events predate it."""
+    from engine.identity import SCHEME
+
+    row = conn.execute("SELECT value FROM meta WHERE key = 'event_id_scheme'").fetchone()
+    if row is not None:
+        return
+    count = conn.execute("SELECT value FROM meta WHERE key = 'event_count'").fetchone()
+    if (count is not None and int(count[0]) > 0) or conn.execute("SELECT 1 FROM events LIMIT 1").fetchone():
+        raise EventIdSchemeError(
+            f"{path}: events were written with connector-named ids (scheme 1); "
+            "delete the store and ingest again (see docs/sqlite.md)")
+    conn.execute("INSERT INTO meta (key, value) VALUES ('event_id_scheme', ?)", (str(SCHEME),))
 
 
 def _statements(script: str) -> list[str]:
