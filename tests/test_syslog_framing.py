@@ -101,3 +101,35 @@ def test_output_does_not_depend_on_split_points(parts: list[bytes], cuts: list[i
 def test_octet_counted_messages_round_trip(messages: list[bytes], cuts: list[int]) -> None:
     data = b"".join(octet(m) for m in messages)
     assert decode(_split(data, cuts)) == messages
+
+
+@settings(max_examples=200, deadline=None)
+@given(messages=st.lists(st.binary(min_size=1, max_size=60), min_size=1, max_size=6),
+       max_bytes=st.sampled_from([8, 65536]), data=st.data())
+def test_pending_is_true_exactly_while_a_frame_is_unfinished(messages: list[bytes], max_bytes: int,
+                                                             data: st.DataObject) -> None:
+    """``pending`` drives the listener's per-frame deadline: true inside any frame (also one being
+    discarded as oversized), false at every frame boundary, whatever the split points."""
+    frames = [octet(m) for m in messages]
+    stream = b"".join(frames)
+    boundaries = {sum(len(f) for f in frames[:i]) for i in range(len(frames) + 1)}
+    cut = data.draw(st.integers(min_value=0, max_value=len(stream)))
+    decoder = FrameDecoder(max_bytes)
+    decoder.feed(stream[:cut])
+    assert decoder.pending == (cut not in boundaries)
+    decoder.feed(stream[cut:])
+    assert not decoder.pending
+
+
+def test_pending_for_non_transparent_frames_and_after_close() -> None:
+    decoder = FrameDecoder(8)
+    assert not decoder.pending
+    decoder.feed(b"<1>1 a")
+    assert decoder.pending
+    decoder.feed(b"\n<1>1 " + b"x" * 20)  # oversized: being discarded up to the next LF, still a frame
+    assert decoder.pending
+    decoder.feed(b"\n")
+    assert not decoder.pending
+    decoder.feed(b"<1>")
+    decoder.close()
+    assert not decoder.pending

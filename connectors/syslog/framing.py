@@ -66,6 +66,15 @@ class FrameDecoder:
         self._prefix = bytearray()  # first bytes of the frame being discarded, for the dead letter
         self.dead = False
 
+    @property
+    def pending(self) -> bool:
+        """True while a frame has started but not ended (buffered bytes, or an oversized frame being skipped).
+
+        The listener's per-frame deadline runs while this is true: a sender that trickles a frame byte by byte
+        is never idle, so only a deadline on the frame itself can drop it.
+        """
+        return not self.dead and bool(self._buf or self._skip_remaining or self._lf_skip)
+
     # ------------------------------------------------------------------------------------------------
     def feed(self, data: bytes) -> list[Frame | FrameError]:
         if self.dead:
