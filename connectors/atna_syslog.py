@@ -33,6 +33,7 @@ from connectors.fhir_mapping import MappingError, auditevent_to_event
 from connectors.syslog.rfc5424 import SyslogMessage, SyslogParseError, parse_syslog
 from connectors.syslog.server import ListenerConfig, SyslogServer
 from connectors.syslog.spool import KIND_ERROR, CorruptRecord, Spool, SpoolCursor, SpoolItem
+from engine.errors import SourceUnavailable
 from engine.events import Event, format_timestamp
 from engine.identity import record_id
 from engine.logs import get_logger
@@ -112,12 +113,19 @@ class AtnaSyslogConnector(Connector):
 
     # --- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Open a fresh spool segment and start every listener (bind errors are raised here)."""
+        """Open a fresh spool segment and start every listener.
+
+        A port in use or a missing certificate file raises :class:`SourceUnavailable` with one line naming
+        the connector, the ``listen[i]`` key and the port or path (the service reports it and retries).
+        """
         if self.server is not None:
             return
         self.spool.open_writer()
         server = SyslogServer(self.listen, self.spool.append, max_message_bytes=self.max_message_bytes)
-        server.start()
+        try:
+            server.start()
+        except SourceUnavailable as exc:
+            raise SourceUnavailable(f"{self.type_name} {self.name!r}: {exc}") from None
         self.server = server
 
     @property

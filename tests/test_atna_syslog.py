@@ -55,7 +55,8 @@ def read_all(connector: AtnaSyslogConnector, expected: int, timeout: float = 10.
 @pytest.fixture
 def connector(tmp_path: Path) -> Iterator[AtnaSyslogConnector]:
     conn = AtnaSyslogConnector("atna1", {"spool_dir": str(tmp_path / "spool"),
-                                         "listen": [{"protocol": "tcp"}, {"protocol": "udp"}],
+                                         "listen": [{"protocol": "tcp", "port": 0},
+                                                    {"protocol": "udp", "port": 0}],
                                          "max_message_bytes": 8192})
     conn.start()
     yield conn
@@ -73,6 +74,8 @@ def test_registered_under_entry_point() -> None:
 @pytest.mark.parametrize("options", [{}, {"spool_dir": "/tmp/x", "listen": "tcp"},
                                      {"spool_dir": "/tmp/x", "max_message_bytes": 0},
                                      {"spool_dir": "/tmp/x", "listen": [{"protocol": "smtp"}]},
+                                     {"spool_dir": "/tmp/x", "listen": [{"port": 6514}]},  # TLS, no cert
+                                     {"spool_dir": "/tmp/x", "listen": [{"protocol": "tcp", "port": 70000}]},
                                      {"spool_dir": "/tmp/x", "colour": "blue"}])
 def test_bad_options(options: dict[str, Any]) -> None:
     with pytest.raises(ConnectorConfigError):
@@ -179,7 +182,7 @@ def test_cursor_batches_and_acknowledge(tmp_path: Path) -> None:
 CHILD = r"""
 import sys, time
 from connectors.atna_syslog import AtnaSyslogConnector
-conn = AtnaSyslogConnector("crash", {"spool_dir": sys.argv[1], "listen": [{"protocol": "tcp"}]})
+conn = AtnaSyslogConnector("crash", {"spool_dir": sys.argv[1], "listen": [{"protocol": "tcp", "port": 0}]})
 conn.start()
 print("PORT", conn.addresses[0][2], flush=True)
 while True:
@@ -223,7 +226,8 @@ def test_kill_9_loses_nothing_accepted_and_skips_a_torn_record(tmp_path: Path) -
     with open(segments[-1], "ab") as handle:
         handle.write(torn[: len(torn) // 2])
 
-    fresh = AtnaSyslogConnector("crash", {"spool_dir": str(spool_dir), "listen": [{"protocol": "tcp"}]})
+    fresh = AtnaSyslogConnector("crash", {"spool_dir": str(spool_dir),
+                                          "listen": [{"protocol": "tcp", "port": 0}]})
     batch = fresh.read(None, 100000)
     ids = [e["event.id"] for e in batch.events]
     assert len(ids) == n and len(set(ids)) == n
@@ -243,3 +247,68 @@ def test_kill_9_loses_nothing_accepted_and_skips_a_torn_record(tmp_path: Path) -
         assert [e["ehr.patient.id"] for e in resumed.events] == [f"P{n}"]
     finally:
         fresh.close()
+
+
+# --- TLS by default; idle crowds; start-up errors ----------------------------------------------------------
+def test_listen_entry_without_certfile_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConnectorConfigError, match="'certfile'") as info:
+        AtnaSyslogConnector("atna1", {"spool_dir": str(tmp_path / "s"), "listen": [{"host": "0.0.0.0"}]})
+    assert "listen[0]" in str(info.value) and "tcp or udp" in str(info.value)
+
+
+def test_start_with_missing_certificate_is_one_line_naming_connector_key_and_path(tmp_path: Path) -> None:
+    from engine.errors import SourceUnavailable
+
+    missing = str(tmp_path / "tls" / "atna.pem")
+    conn = AtnaSyslogConnector("atna1", {"spool_dir": str(tmp_path / "s"),
+                                         "listen": [{"port": 0, "certfile": missing}]})
+    try:
+        with pytest.raises(SourceUnavailable) as info:
+            conn.start()
+        assert str(info.value) == f"atna-syslog 'atna1': listen[0].certfile: file not found: {missing}"
+    finally:
+        conn.close()
+
+
+def test_twenty_idle_tls_connections_do_not_lock_out_a_real_device(tmp_path: Path) -> None:
+    """RFC 5425 end to end: 24 connections from 127.0.0.1 sit idle (half before the TLS handshake, half
+    after it); a device at 127.0.0.2 still gets its audit message into the spool and out as an event."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    certfile = tmp_path / "server.pem"
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    conn = AtnaSyslogConnector("atna1", {"spool_dir": str(tmp_path / "spool"),
+                                         "listen": [{"port": 0, "certfile": str(certfile)}]})  # TLS: default
+    conn.start()
+    client_ctx = __import__("ssl").create_default_context()
+    ca.configure_trust(client_ctx)
+    crowd: list[socket.socket] = []
+    try:
+        (protocol, _, port), = conn.addresses
+        assert protocol == "tls"
+        for i in range(24):
+            raw = socket.create_connection(("127.0.0.1", port))
+            crowd.append(raw)
+            if i % 2:
+                try:
+                    crowd.append(client_ctx.wrap_socket(raw, server_hostname="127.0.0.1"))
+                except OSError:
+                    pass  # refused: over the per-source cap of 16
+        assert conn.server is not None
+        deadline = time.monotonic() + 10
+        while conn.server.stats.refused_connections < 8 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert conn.server.stats.refused_connections == 8
+        device = socket.socket()
+        device.bind(("127.0.0.2", 0))
+        device.connect(("127.0.0.1", port))
+        with client_ctx.wrap_socket(device, server_hostname="127.0.0.1") as tls:
+            tls.sendall(octet(syslog(audit_xml(3))))
+        batch = read_all(conn, 1)
+        assert [e["user.id"] for e in batch.events] == ["u3"] and batch.dead_letters == []
+        assert batch.events[0]["network.protocol"] == "syslog-tls"
+        assert batch.events[0]["log.source.address"].startswith("127.0.0.2:")
+    finally:
+        for sock in crowd:
+            sock.close()
+        conn.close()
