@@ -49,7 +49,7 @@ def main() -> None:
     logging.disable(logging.INFO)
     frames = [message(n) for n in range(args.messages)]
     with tempfile.TemporaryDirectory() as spool_dir:
-        conn = AtnaSyslogConnector("bench", {"spool_dir": spool_dir, "listen": [{"protocol": "tcp"}],
+        conn = AtnaSyslogConnector("bench", {"spool_dir": spool_dir, "listen": [{"protocol": "tcp", "port": 0}],
                                              "fsync": not args.no_fsync})
         conn.start()
         port = conn.addresses[0][2]
