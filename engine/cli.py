@@ -17,6 +17,7 @@ reported in one line too, and its traceback is logged with ``-v``.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import tempfile
@@ -86,12 +87,28 @@ def _print_rule_errors(errors: Sequence[Any]) -> None:
 
 # --- commands --------------------------------------------------------------------------------------
 
+def _service_console(config: Any, args: argparse.Namespace) -> bool:
+    """Whether the console sink runs: only in service mode, and only with ``--console``.
+
+    A service's stdout lands in journald, which more people can read than the 0600 alert files, and the
+    alerts name staff (and patients, where not pseudonymised). ``run --once`` prints its table instead.
+    """
+    if args.once:
+        return False
+    if not args.console and any(s.get("type") == "console" for s in config["alerts"]["sinks"]):
+        from engine.logs import get_logger
+
+        get_logger("wardwatch.run").info(
+            "console sink is off in service mode (stdout reaches journald); pass `run --console` to print alerts")
+    return bool(args.console)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from engine.app import build_app
 
     config = _config(args)
     _setup_logging(config, args)
-    app = build_app(config, console=not args.once)
+    app = build_app(config, console=_service_console(config, args))
     if app.ruleset.errors:
         _print_rule_errors(app.ruleset.errors)
         app.close()
@@ -103,7 +120,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     service = Service(app)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: service.request_stop())
-    service.start()
+    try:
+        service.start()
+    except OSError as exc:  # the status endpoint cannot bind (connector listeners report their own)
+        service.stop()
+        http = config["service"]["http"]
+        raise SourceUnavailable(f"service.http: cannot listen on {http['host']}:{http['port']}: "
+                                f"{exc.strerror or exc}") from None
     service.wait()
     service.stop()
     return EXIT_OK
@@ -111,17 +134,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_once(app: Any) -> int:
     from engine.evaluation import iter_alerts, run_all
-    from engine.ingest import ingest_connector
+    from engine.health import HealthBook
+    from engine.ingest import ingest_once
     from engine.sinks import deliver_pending
     from engine.logs import get_logger
 
     log = get_logger("wardwatch.run")
+    problems = []  # sources that could not be read: reported after the healthy ones ran (exit 1)
     try:
+        health = HealthBook(app.store)
         for entry, connector in app.connectors():
             with _progress(entry["name"]) as on_batch:
-                stats = ingest_connector(app.store, connector, app.enrichment,
-                                         app.config["scheduler"]["batch_size"], on_batch=on_batch)
+                stats, problem = ingest_once(app.store, connector, app.enrichment,
+                                             app.config["scheduler"]["batch_size"], health, on_batch=on_batch)
             connector.close()
+            if problem is not None:
+                problems.append(problem)
             log.info("ingested", connector=entry["name"], events=stats.events, duplicates=stats.duplicates,
                      dead_letters=stats.dead_letters, events_per_s=round(stats.rate))
         results = run_all(app.evaluator, app.jobs)
@@ -132,7 +160,9 @@ def _run_once(app: Any) -> int:
         print(f"{total} alert(s) in the store; `wardwatch alerts list` shows them all.")
     finally:
         app.close()
-    return EXIT_OK
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return EXIT_FAILED if problems else EXIT_OK
 
 
 class _progress:
@@ -165,7 +195,8 @@ class _progress:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from connectors.base import connector_class
     from engine.app import build_enrichment, open_configured_store
-    from engine.ingest import ingest_connector
+    from engine.health import HealthBook
+    from engine.ingest import ingest_once
 
     config = _config(args)
     _setup_logging(config, args)
@@ -174,24 +205,41 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         key, sep, value = item.partition("=")
         if not sep:
             raise UsageError(f"--option expects key=value, got {item!r}")
-        import yaml
-
-        options[key] = yaml.safe_load(value)
+        options[key] = value  # text: coerced to the option's declared type by the shared parser
     cls = connector_class(args.type)
-    source = args.source if "://" in args.source else str(Path(args.source).resolve())
+    # abspath, not resolve(): resolve() raises on a symlink loop; the connector reports a bad path itself
+    source = args.source if "://" in args.source else os.path.abspath(args.source)
     options.setdefault(cls.source_option, source)
+    from engine.app import connector_options
+    from engine.plugins import InvalidOption
+
+    try:
+        options = connector_options(cls, options, os.path.abspath, coerce_strings=True)
+    except InvalidOption as exc:
+        raise UsageError(f"--option {exc}") from None
     name = args.name or f"cli-{args.type}"
     connector = cls(name, options)
     store = open_configured_store(config)
     try:
         with _progress(name) as on_batch:
-            stats = ingest_connector(store, connector, build_enrichment(config),
-                                     config["scheduler"]["batch_size"], on_batch=on_batch)
+            stats, problem = ingest_once(store, connector, build_enrichment(config),
+                                         config["scheduler"]["batch_size"], HealthBook(store), on_batch=on_batch)
     finally:
         connector.close()
         store.close()
     print(f"{name}: {stats.events} events read, {stats.written} stored, {stats.duplicates} duplicates, "
           f"{stats.dead_letters} dead letters ({stats.rate:,.0f} events/s)")
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    """Validate the config like a start would, opening nothing: ``ok: ...`` or one error line, exit 2."""
+    from engine.config import check_config
+
+    print(check_config(_config(args)))
     return EXIT_OK
 
 
@@ -430,6 +478,7 @@ def cmd_connectors_list(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Cursors, checkpoints and dead letters: what a SOC checks first when alerts look wrong."""
     from engine.app import build_app
+    from engine.health import stored_health
 
     config = _config(args)
     app = build_app(config, console=False)
@@ -438,6 +487,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         report["connectors"] = {
             entry["name"]: app.store.get_cursor(entry["name"]) is not None for entry in config["connectors"]
         }
+        # Recorded by the service (or the last one-shot run): a source it could not read, and why.
+        report["connector_health"] = stored_health(app.store, [entry["name"] for entry in config["connectors"]])
         report["rules"] = {job.id: app.store.get_checkpoint(job.id).watermark for job in app.jobs}
         report["dead_letters"] = [
             {"source": d.source, "location": d.location, "reason": d.reason}
@@ -475,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the service (connectors + scheduler) until Ctrl-C/SIGTERM")
     run.add_argument("--once", action="store_true", help="ingest what is there, evaluate every rule, exit")
+    run.add_argument("--console", action="store_true",
+                     help="service mode: also print each alert on stdout (the console sink; off by default "
+                          "because stdout reaches journald)")
     run.set_defaults(func=cmd_run)
 
     ingest = sub.add_parser("ingest", help="run one connector once into the configured store")
@@ -521,6 +575,11 @@ def build_parser() -> argparse.ArgumentParser:
     connectors_sub.add_parser("list", help="list connector types").set_defaults(func=cmd_connectors_list)
 
     sub.add_parser("status", help="cursors, rule checkpoints, dead letters").set_defaults(func=cmd_status)
+
+    config_cmd = sub.add_parser("config", help="check the configuration")
+    config_sub = config_cmd.add_subparsers(dest="config_command", required=True)
+    config_sub.add_parser("check", help="validate the config (and load the rules) without running anything"
+                          ).set_defaults(func=cmd_config_check)
     return parser
 
 

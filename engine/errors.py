@@ -46,7 +46,16 @@ class ConfigError(WardwatchError):
 
 
 class OptionsError(ConfigError):
-    """One plug-in option is wrong: ``file: connectors[2].datasett: unknown option (known: ...)``."""
+    """One plug-in option is wrong: ``file: connectors[2].datasett: unknown option (known: ...)``.
+
+    Raised where the file is not known yet (a plug-in parsing its options, a TLS context loading its
+    certificate): ``key`` is the option's name, and ``source`` may be filled in by whoever knows the file.
+    """
+
+    def __init__(self, key: str, message: str, source: str = ""):
+        super().__init__(source, key, message)
+        if not source:  # "key: message" until a caller knows the file
+            self.args = (f"{key}: {message}" if key else message,)
 
 
 class UsageError(WardwatchError):

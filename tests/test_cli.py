@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -208,3 +210,89 @@ def test_unreachable_elasticsearch_is_one_clear_line_and_exit_1(tmp_path, capsys
     code, out, err = run_cli(capsys, "--config", str(config), "run", "--once")
     assert code == 1
     assert err.startswith("error: StoreUnavailable: cannot reach Elasticsearch") and "Traceback" not in err
+
+
+# --- expected failures: one line, no traceback, a documented exit code --------------------------------
+
+def _cli(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
+    """The real CLI in a fresh process (so a traceback would really reach stderr), run in ``tmp_path``."""
+    return subprocess.run([sys.executable, "-m", "engine.cli", *argv], capture_output=True, text=True,
+                          cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}, timeout=60)
+
+
+def _config_file(tmp_path: Path, body: str = "", store: str = "", connectors: str = " []") -> str:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"rules:\n  paths: [{ROOT}/rules]\nstore:\n{store}  sqlite:\n    path: {tmp_path}/w.db\n"
+                    f"connectors:{connectors}\nalerts:\n  sinks: []\n{body}")
+    return str(path)
+
+
+def _es(**options: str) -> str:
+    return "  kind: elasticsearch\n  elasticsearch:\n" + "".join(f"    {k}: {v}\n" for k, v in options.items())
+
+
+# case -> (argv in a tmp dir, exit code, what the one stderr line must name)
+EXPECTED_FAILURES = {
+    "missing --events file": (lambda t, _busy: ["rules", "test", str(BTG_RULE), "--events", f"{t}/missing.jsonl"],
+                              2, "missing.jsonl"),
+    "--events is a directory": (lambda t, _busy: ["rules", "test", str(BTG_RULE), "--events", str(t)], 2,
+                                "is a directory"),
+    "--event @missing.json": (lambda t, _busy: ["rules", "explain", str(BTG_RULE), "--event", f"@{t}/missing.json"],
+                              2, "missing.json"),
+    "unreadable rules path (a symlink loop)": (lambda t, _busy: ["rules", "validate", f"{t}/loop"], 2, "loop"),
+    "missing secret file": (lambda t, _busy: ["--config", _config_file(t, store=_es(
+        username="elastic", password_file=f"{t}/no-password")), "run", "--once"], 2, "no-password"),
+    "missing CA file (Elasticsearch)": (lambda t, _busy: ["--config", _config_file(t, store=_es(
+        ca_certs=f"{t}/no-ca.pem")), "run", "--once"], 2, "no-ca.pem"),
+    "missing CA file (FHIR connector)": (lambda t, _busy: ["--config", _config_file(t, connectors=(
+        "\n  - name: fhir\n    type: fhir-auditevent\n    base_url: https://fhir.example.org/fhir\n"
+        f"    ca_certs: {t}/no-ca.pem")), "run", "--once"], 2, "no-ca.pem"),
+    "HTTP port out of range": (lambda t, _busy: ["--config", _config_file(t, "service:\n  http:\n    port: 70000\n"),
+                                          "run", "--once"], 2, "port"),
+    "HTTP port in use": (lambda t, busy: ["--config", _config_file(t, f"service:\n  http:\n    port: {busy}\n"
+                                                                "logging:\n  level: warning\n"),
+                                          "run"], 1, "127.0.0.1:{busy}"),
+}
+
+
+@pytest.mark.parametrize("case", list(EXPECTED_FAILURES))
+def test_expected_failures_are_one_line_without_traceback(tmp_path, case):
+    argv, code, names = EXPECTED_FAILURES[case]
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with socket.socket() as busy:  # a port something else listens on
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _cli(tmp_path, *argv(tmp_path, port))
+    names = names.replace("{busy}", str(port))
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert names in lines[0] and result.returncode == code, (result.returncode, result.stderr)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod-000 directory anyway")
+def test_unreadable_rules_directory_is_named_not_skipped(tmp_path):
+    locked = tmp_path / "rules" / "locked"
+    locked.mkdir(parents=True)
+    (locked / "r.yml").write_text(BTG_RULE.read_text())
+    locked.chmod(0)
+    try:
+        result = _cli(tmp_path, "rules", "validate", str(tmp_path / "rules"))
+    finally:
+        locked.chmod(0o700)
+    assert result.returncode == 2 and str(locked) in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unexpected_error_is_one_line_and_its_traceback_only_with_verbose(tmp_path, capsys, monkeypatch):
+    import engine.cli as cli
+
+    def broken(_args):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(cli, "cmd_connectors_list", broken)
+    code, _, err = run_cli(capsys, "connectors", "list")
+    assert code == 1 and err.strip().splitlines() == [
+        "error: unexpected ZeroDivisionError: boom (run with -v for the traceback)"]
+    code, _, err = run_cli(capsys, "connectors", "list", "-v")
+    assert code == 1 and "Traceback" in err and "ZeroDivisionError: boom" in err

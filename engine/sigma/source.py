@@ -6,6 +6,7 @@ error can say "line 12" and the CLI can show the exact text of one document of a
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -71,6 +72,15 @@ def rule_files(paths: Sequence[str | Path]) -> Iterable[Path]:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            yield from sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in (".yml", ".yaml"))
+            # os.walk, not rglob: rglob skips a directory it cannot read without a word, so a chmod mistake
+            # would silently drop rules. Each unreadable directory is yielded as a path: the loader then
+            # reports it as "cannot read rule file: Permission denied", naming it.
+            found: list[Path] = []
+            unreadable: list[Path] = []
+            for root, _dirs, files in os.walk(p, onerror=lambda exc: unreadable.append(Path(exc.filename))):
+                found.extend(f for f in (Path(root) / name for name in files)
+                             if f.suffix in (".yml", ".yaml") and f.is_file())
+            yield from sorted(found)
+            yield from sorted(unreadable)
         else:
             yield p
