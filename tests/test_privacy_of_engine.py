@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import orjson
 import pytest
+import structlog
 from hypothesis import assume, given
 from hypothesis import strategies as st
-import structlog
 
 from engine.logs import REDACTED, configure_logging
 from engine.pseudonymise import Pseudonymiser
@@ -106,7 +112,12 @@ def test_listen_address_is_logged_but_a_patient_address_is_still_masked(tmp_path
 
     stream = io.StringIO()
     configure_logging("info", "json", stream=stream)
-    config = vpn_service_config(tmp_path, service={"http": {"host": "127.0.0.1", "port": 0}})
+    import socket
+
+    with socket.socket() as probe:  # a free port (the config refuses 0)
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    config = vpn_service_config(tmp_path, service={"http": {"host": "127.0.0.1", "port": free_port}})
     service = Service(build_app(load_config(config, environ={}), console=False))
     service.start()
     try:
@@ -143,3 +154,122 @@ def test_a_url_in_a_location_keeps_only_scheme_host_and_port(scheme, host, rest)
 
     assume("'" not in rest and '"' not in rest and rest.strip("/"))
     assert scrub_text(f"{scheme}://{host}{rest}") == f"{scheme}://{host}/{REDACTED}"
+
+
+# --- the console sink (item 12 a) ------------------------------------------------------------------------
+
+PATIENT_RULES = """\
+title: Patient record read (test)
+id: 0b5f0f1e-1111-4222-8333-944444444444
+name: test_patient_read
+logsource:
+    product: ehr
+detection:
+    selection:
+        event.action: read
+    condition: selection
+level: low
+---
+title: Same patient read twice (test)
+id: 0b5f0f1e-1111-4222-8333-955555555555
+correlation:
+    type: event_count
+    rules: [test_patient_read]
+    group-by: [ehr.patient.id]
+    timespan: 1h
+    condition:
+        gte: 2
+level: high
+"""
+
+
+def patient_config(tmp_path: Path, sinks: list[dict]) -> Path:
+    import yaml
+
+    (tmp_path / "rules.yml").write_text(PATIENT_RULES)
+    events = [{"@timestamp": f"2026-11-02T10:0{i}:00Z", "event.dataset": "ehr.audit", "event.action": "read",
+               "ehr.patient.id": "P950", "user.name": "akrause"} for i in range(2)]
+    (tmp_path / "ehr.ndjson").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    path = tmp_path / "wardwatch.yaml"
+    path.write_text(yaml.safe_dump({
+        "store": {"sqlite": {"path": str(tmp_path / "data" / "w.db")}},
+        "rules": {"paths": [str(tmp_path / "rules.yml")]},
+        "connectors": [{"name": "ehr", "type": "ndjson", "path": str(tmp_path / "ehr.ndjson")}],
+        "alerts": {"sinks": sinks, "pseudonymise": {"fields": ["ehr.patient.id"]}},
+    }))
+    return path
+
+
+def test_console_sink_prints_what_the_jsonl_sink_stores_pseudonymised(tmp_path, monkeypatch):
+    from engine.app import build_app
+    from engine.config import load_config
+    from engine.evaluation import run_all
+    from engine.ingest import ingest_connector
+    from engine.sinks import ConsoleSink, deliver_pending
+
+    monkeypatch.setenv("WARDWATCH_PSEUDONYM_KEY", "k" * 32)
+    config = patient_config(tmp_path, [{"type": "jsonl", "path": str(tmp_path / "data" / "alerts.jsonl")}])
+    app = build_app(load_config(config), console=False)
+    out = io.StringIO()
+    app.sinks.append(ConsoleSink(out))
+    try:
+        for _, connector in app.connectors():
+            ingest_connector(app.store, connector, app.enrichment, 100)
+        run_all(app.evaluator, app.jobs)
+        deliver_pending(app.store, app.sinks)
+    finally:
+        app.close()
+    [stored] = [orjson.loads(line) for line in (tmp_path / "data" / "alerts.jsonl").read_bytes().splitlines()]
+    pseudonym = stored["group"]["ehr.patient.id"]
+    assert pseudonym.startswith("pseud:")
+    assert f"ehr.patient.id={pseudonym}" in out.getvalue() and "P950" not in out.getvalue()
+
+
+def run_service_until_alert(config, *extra: str) -> tuple[str, str]:
+    """`wardwatch run` (the service) until the JSONL sink has an alert, then SIGTERM: (stdout, stderr)."""
+    alerts = Path(config).parent / "data" / "alerts.jsonl"
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "--config", str(config), "run", *extra],
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "WARDWATCH_PSEUDONYM_KEY": "k" * 32})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None and not (alerts.exists() and alerts.stat().st_size):
+            time.sleep(0.1)
+        time.sleep(0.5)  # one more delivery tick for the console sink
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert alerts.stat().st_size, err
+    return out, err
+
+
+FAST = {"scheduler": {"ingest_interval": "100ms", "rule_interval": "100ms", "delivery_interval": "100ms"}}
+
+
+def fast_service_config(tmp_path, sinks):
+    import yaml
+
+    path = patient_config(tmp_path, sinks)
+    data = yaml.safe_load(path.read_text())
+    data.update(FAST, logging={"format": "json"})
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_service_mode_prints_no_alerts_on_stdout_unless_asked(tmp_path):
+    sinks = [{"type": "jsonl", "path": str(tmp_path / "data" / "alerts.jsonl")}, {"type": "console"}]
+    out, err = run_service_until_alert(fast_service_config(tmp_path, sinks))
+    assert "ALERT" not in out and "ehr.patient.id" not in out  # journald gets nothing about patients
+    logged = [orjson.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any(r["event"].startswith("console sink is off in service mode") for r in logged)
+
+
+def test_service_mode_console_with_flag_is_pseudonymised(tmp_path):
+    sinks = [{"type": "jsonl", "path": str(tmp_path / "data" / "alerts.jsonl")}, {"type": "console"}]
+    out, _ = run_service_until_alert(fast_service_config(tmp_path, sinks), "--console")
+    assert "ALERT [high] Same patient read twice (test)" in out
+    assert "ehr.patient.id=pseud:" in out and "P950" not in out

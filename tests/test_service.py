@@ -100,7 +100,7 @@ def test_sigterm_stops_the_real_service_cleanly(tmp_path):
 
     config_path = vpn_service_config(tmp_path, logging={"format": "json"}, alerts={"sinks": [
         {"type": "jsonl", "path": str(tmp_path / "alerts.jsonl")}, {"type": "console"}]})
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "--config", str(config_path), "run"],
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "--config", str(config_path), "run", "--console"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
