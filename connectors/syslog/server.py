@@ -245,6 +245,7 @@ class SyslogServer:
     # --- TCP / TLS ------------------------------------------------------------------------------------
     def _serve_tcp(self, sock: socket.socket, config: ListenerConfig, context: ssl.SSLContext | None,
                    limiter: ConnectionLimiter) -> None:
+        port = sock.getsockname()[1]
         while not self._stop.is_set():
             try:
                 conn, addr = sock.accept()
@@ -258,17 +259,16 @@ class SyslogServer:
             source = addr[0]
             limit = limiter.acquire(source)
             if limit is not None:
-                self._refuse(conn, source, limit, config, sock)
+                self._refuse(conn, source, limit, config, port)
                 continue
             try:
                 self._spawn(self._serve_connection, (conn, addr, config, context, limiter),
                             f"syslog-{config.protocol}-{addr[0]}:{addr[1]}")
             except RuntimeError:  # no thread to be had: same as being over the cap
                 limiter.release(source)
-                self._refuse(conn, source, "threads", config, sock)
+                self._refuse(conn, source, "threads", config, port)
 
-    def _refuse(self, conn: socket.socket, source: str, limit: str, config: ListenerConfig,
-                sock: socket.socket) -> None:
+    def _refuse(self, conn: socket.socket, source: str, limit: str, config: ListenerConfig, port: int) -> None:
         """Close an excess connection at once (the sender sees it and retries), count it, log it sparingly."""
         try:
             conn.close()
@@ -276,7 +276,6 @@ class SyslogServer:
             pass
         with self._lock:
             self.stats.refused_connections += 1
-        port = sock.getsockname()[1] if not self._stop.is_set() else config.port
         refused = self._refusals.should_log((port, limit))
         if refused:
             log.warning("syslog connection refused", peer=source, limit=limit,
@@ -291,6 +290,8 @@ class SyslogServer:
         stream: socket.socket = conn
         try:
             if context is not None:
+                # CPython applies a socket timeout to the whole do_handshake() as one deadline, not to each read, so
+                # a client trickling its ClientHello is cut at handshake_timeout (a test pins this).
                 conn.settimeout(config.handshake_timeout)
                 try:
                     stream = context.wrap_socket(conn, server_side=True)
