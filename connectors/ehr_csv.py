@@ -262,6 +262,15 @@ class EhrCsvConnector(Connector):
             if entry["offset"] == 0 and self.fieldnames is None:
                 entry["offset"], entry["line"] = len(header_line), 1
                 missing = self._missing_required(header)
+                unmapped = [c for c in self.columns if c not in set(header)]
+                if unmapped and not missing:
+                    # Rows are still read (an export may drop an optional column), but the operator hears it
+                    # once per file instead of finding the field silently empty.
+                    batch.dead_letters.append(DeadLetter(
+                        source=self.source_identity, location=f"{path.name}:1",
+                        reason=f"columns.{unmapped[0]}: column {unmapped[0]!r} is not in the header of "
+                               f"{path.name} (mapped but absent: {unmapped}); rows are read without it",
+                        raw=header_line.decode(self.encoding, "replace")[:4000]))
                 if missing:
                     # Every row would fail: say it once, for the header, and leave the file alone.
                     entry["skip"] = f"header lacks column(s) {missing} mapped to required fields"

@@ -4,6 +4,10 @@ The cursor is committed in the same store call as the events it covers, so a cra
 store either before or after the whole batch. Dead letters are written before the events of their batch;
 a crash in between may record the same dead letter twice, never lose one (they are diagnostics, not
 detections).
+
+``ingest_once`` is the one-shot form (``run --once``, ``ingest``): it turns "could not read the source" and
+"every record was rejected" into a ``SourceProblem`` the CLI prints as one line and exits 1 on, and records
+it in the connector's persisted health so ``wardwatch status`` shows it.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from connectors.base import Connector
+from connectors.base import Connector, ConnectorError
 from engine.enrich import EnrichmentChain
+from engine.errors import SourceUnavailable, WardwatchError
+from engine.health import HealthBook
 from engine.logs import get_logger
-from engine.store.base import CursorUpdate, Store
+from engine.store.base import CursorUpdate, Store, StoreError
 
 log = get_logger("wardwatch.ingest")
 
@@ -29,6 +35,8 @@ class IngestStats:
     dead_letters: int = 0
     batches: int = 0
     seconds: float = 0.0
+    #: The reason the source could not be reached on its last read (``Batch.unavailable``), or None.
+    unavailable: str | None = None
 
     @property
     def rate(self) -> float:
@@ -67,6 +75,7 @@ def ingest_connector(
         stats.events += len(events)
         stats.dead_letters += len(batch.dead_letters)
         stats.batches += 1
+        stats.unavailable = batch.unavailable
         if batch.cursor is not None:
             cursor = batch.cursor
         if on_batch is not None:
@@ -75,3 +84,47 @@ def ingest_connector(
             break
     stats.seconds = time.monotonic() - started
     return stats
+
+
+@dataclass(frozen=True)
+class SourceProblem:
+    """Why a one-shot run could not trust what it read from one connector (the CLI's one error line)."""
+
+    connector: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message if repr(self.connector) in self.message else f"connector {self.connector!r}: {self.message}"
+
+
+def ingest_once(
+    store: Store,
+    connector: Connector,
+    enrichment: EnrichmentChain,
+    batch_size: int,
+    health: HealthBook,
+    on_batch: Callable[[IngestStats], Any] | None = None,
+) -> tuple[IngestStats, SourceProblem | None]:
+    """Read a source to the end once; a source that cannot be read is a problem, not zero events.
+
+    Store errors propagate (the store, not the source, failed); connector errors and I/O errors become the
+    returned problem, as do an unreachable source and a run where every record was a dead letter.
+    """
+    try:
+        stats = ingest_connector(store, connector, enrichment, batch_size, on_batch=on_batch)
+    except StoreError:
+        raise
+    except (ConnectorError, WardwatchError, OSError) as exc:
+        health.failed(connector.name, exc)
+        return IngestStats(connector.name), SourceProblem(connector.name, str(exc) or type(exc).__name__)
+    problem = None
+    if stats.unavailable:
+        problem = SourceProblem(connector.name, stats.unavailable)
+    elif stats.dead_letters and not stats.events:
+        problem = SourceProblem(connector.name, f"all {stats.dead_letters} record(s) rejected as dead letters, "
+                                                "0 events (`wardwatch status` lists them)")
+    if problem is None:
+        health.ok(connector.name)
+    else:
+        health.failed(connector.name, SourceUnavailable(str(problem)))
+    return stats, problem

@@ -24,6 +24,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from connectors.base import Connector
 from engine.app import App
 from engine.config import ConfigError, parse_duration
+from engine.errors import SourceUnavailable
 from engine.evaluation import RuleJob
 from engine.health import HealthBook, scrub_report
 from engine.ingest import ingest_connector
@@ -67,8 +68,12 @@ class Service:
             log.warning("store unavailable; will retry", job=name, error=str(exc))
         except Exception as exc:  # a job must never take the service down
             outcome = "error"
+            # The traceback once per failure streak (a job failing every poll must not flood the log);
+            # each repeat is one line. A success ends the streak (error=None).
+            repeat = entry.get("error") is not None
             entry.update(failures=entry["failures"] + 1, error=f"{type(exc).__name__}: {exc}")
-            log.error("job failed; will retry", job=name, error=f"{type(exc).__name__}: {exc}", exc_info=True)
+            log.error("job failed again; will retry" if repeat else "job failed; will retry", job=name,
+                      error=f"{type(exc).__name__}: {exc}", failures=entry["failures"], exc_info=not repeat)
         entry["seconds"] = round(time.monotonic() - started, 3)
         self.metrics.inc("wardwatch_job_runs_total", job=name, outcome=outcome)
         self.metrics.set("wardwatch_job_seconds", entry["seconds"], job=name)
@@ -94,7 +99,11 @@ class Service:
         """Start a push source's listeners (bind errors raise); a no-op once it has started."""
         start = getattr(connector, "start", None)
         if callable(start) and connector.name not in self._started:
-            start()
+            try:
+                start()
+            except Exception as exc:  # e.g. the port is taken: say which connector, keep the reason
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise SourceUnavailable(f"connector {connector.name!r}: cannot start its listener: {reason}") from exc
         self._started.add(connector.name)
 
     def _connector_failed(self, connector: Connector, exc: BaseException) -> None:
@@ -114,8 +123,11 @@ class Service:
             except Exception as exc:
                 self._connector_failed(connector, exc)
                 raise
-            self.connector_health.ok(connector.name)
-            self.metrics.set("wardwatch_connector_up", 1, connector=connector.name)
+            if stats.unavailable:  # the connector kept going (dead-lettered the failure) but saw nothing
+                self._connector_failed(connector, SourceUnavailable(stats.unavailable))
+            else:
+                self.connector_health.ok(connector.name)
+                self.metrics.set("wardwatch_connector_up", 1, connector=connector.name)
             self.metrics.inc("wardwatch_events_ingested_total", stats.written, connector=connector.name)
             self.metrics.inc("wardwatch_events_duplicate_total", stats.duplicates, connector=connector.name)
             self.metrics.inc("wardwatch_dead_letters_total", stats.dead_letters, connector=connector.name)

@@ -208,12 +208,14 @@ def test_directory_is_read_recursively_and_glob_works(tmp_path: Path) -> None:
     assert [e["n"] for e in globbed] == [1]
 
 
-def test_missing_file_is_not_an_error_and_is_picked_up_later(log: Path) -> None:
+def test_missing_file_is_reported_and_is_picked_up_once_it_appears(log: Path) -> None:
+    from engine.errors import SourceUnavailable
+
     conn = NdjsonFileConnector("app", {"path": str(log)})
-    first = conn.read(None, 10)
-    assert first.events == [] and first.exhausted
+    with pytest.raises(SourceUnavailable, match="'app'.*does not exist"):
+        conn.read(None, 10)  # a typo'd path is not "0 events" (issue 7, item 3)
     log.write_bytes(line(n=1))
-    assert [e["n"] for e in read_all(conn, first.cursor).events] == [1]
+    assert [e["n"] for e in read_all(conn, None).events] == [1]
 
 
 def test_deleted_files_leave_the_cursor(tmp_path: Path) -> None:

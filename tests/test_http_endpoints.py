@@ -22,6 +22,13 @@ from engine.scheduler import Service
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on right now (the config accepts 1..65535, not 0)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def request(address: tuple[str, int], path: str, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
     """One GET with a fresh connection; returns status, headers (lower-case names) and body."""
     connection = http.client.HTTPConnection(*address, timeout=5)
@@ -50,7 +57,7 @@ def service_config(tmp_path: Path, http: dict) -> Path:
         "rules": {"paths": [str(ROOT / "rules/healthcare")]},
         "connectors": [{"name": "vpn", "type": "ndjson", "path": str(ROOT / "fixtures/vpn"), "dataset": "vpn.auth"}],
         "alerts": {"sinks": []},
-        "service": {"http": {"host": "127.0.0.1", "port": 0, **http}},
+        "service": {"http": {"host": "127.0.0.1", "port": free_port(), **http}},
     }))
     return path
 
@@ -124,6 +131,9 @@ def test_idle_connections_are_closed(server):
 
 
 def test_binding_beyond_loopback_logs_a_warning():
+    from engine.logs import configure_logging
+
+    configure_logging("info", "json")  # whatever level an earlier test left behind
     with capture_logs() as logs:
         srv = StatusServer("0.0.0.0", 0, Metrics(), lambda: {"status": "ok"})
         srv.server.server_close()
