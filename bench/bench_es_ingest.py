@@ -61,12 +61,11 @@ def generate(n: int, seed: int = 7) -> list[dict[str, Any]]:
 
 
 def run_baseline(store: ElasticsearchStore, events: list[dict[str, Any]], chunk: int) -> float:
-    index = es_layout.events_index(store.prefix, "ehr.audit")
     ingested = format_timestamp(from_timestamp_ms(time.time_ns() // 1_000_000))
     started = time.perf_counter()
     ok, errors = helpers.bulk(
         store.es,
-        ({"_op_type": "create", "_index": index, "_id": e["event.id"], "_source": {**e, "event.ingested": ingested}}
+        ({"_op_type": "create", "_index": es_layout.events_index(store.prefix, "ehr.audit", e["@timestamp"]), "_id": e["event.id"], "_source": {**e, "event.ingested": ingested}}
          for e in events),
         chunk_size=chunk, max_chunk_bytes=store.bulk_chunk_bytes, stats_only=True)
     elapsed = time.perf_counter() - started

@@ -20,10 +20,19 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from engine import errors
+from engine.retention_policy import DEFAULT_SECTION as RETENTION_DEFAULTS
+from engine.retention_policy import RetentionConfigError, parse_retention
 
 
 class ConfigError(errors.ConfigError):
     """A configuration problem; ``str()`` names the file and the dotted key (see :mod:`engine.errors`)."""
+
+
+class OptionsError(ConfigError, errors.OptionsError):
+    """A plug-in option is wrong (``file: connectors[2].datasett: unknown option (known: ...)``)."""
+
+    def __init__(self, key: str, message: str, source: str):
+        errors.OptionsError.__init__(self, key, message, source)
 
 
 DEFAULTS: dict[str, Any] = {
@@ -55,6 +64,7 @@ DEFAULTS: dict[str, Any] = {
         "ingest_batches_per_run": 100,
         "delivery_interval": "5s",
         "enrichment_refresh_interval": "60s",
+        "retention_interval": "1h",
     },
     "connectors": [
         {"name": "ehr-audit-demo", "type": "fhir-auditevent-file", "path": "fixtures/ehr"},
@@ -78,6 +88,8 @@ DEFAULTS: dict[str, Any] = {
     },
     "logging": {"level": "info", "format": "auto"},
     "service": {"http": {"host": "127.0.0.1", "port": None, "token_file": None, "token_env": None}},
+    # GDPR storage limitation; shape and meaning in engine/retention_policy.py (default: keep everything)
+    "retention": copy.deepcopy(RETENTION_DEFAULTS),
 }
 
 #: Demo defaults: the after-hours rule would otherwise raise one alert per record opened.
@@ -120,6 +132,13 @@ def _one_of(*choices: str) -> Callable[[Any], None]:
         if value not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
     return check
+
+
+def _port(value: Any) -> None:
+    """A TCP port, or None (off): a number outside 1..65535 would only fail later, at bind time."""
+    _type(int, nullable=True)(value)
+    if value is not None and not 1 <= value <= 65535:
+        raise ValueError(f"a port must be 1..65535, got {value}")
 
 
 def _duration(value: Any) -> None:
@@ -167,6 +186,7 @@ SCHEMA: dict[str, Any] = {
         "ingest_batches_per_run": _type(int),
         "delivery_interval": _duration,
         "enrichment_refresh_interval": _duration,
+        "retention_interval": _duration,
     },
     "connectors": _type(list),
     "enrichment": {
@@ -189,8 +209,9 @@ SCHEMA: dict[str, Any] = {
         },
     },
     "logging": {"level": _one_of("debug", "info", "warning", "error"), "format": _one_of("auto", "json", "console")},
-    "service": {"http": {"host": _type(str), "port": _type(int, nullable=True),
+    "service": {"http": {"host": _type(str), "port": _port,
                          "token_file": _type(str, nullable=True), "token_env": _type(str, nullable=True)}},
+    "retention": _ANY,  # dataset names are free keys: checked by _validate_retention
 }
 
 
@@ -211,12 +232,37 @@ def _validate(node: Any, schema: Any, path: str, source: str) -> None:
             raise ConfigError(source, path, str(exc)) from None
 
 
+#: Keys of a connector entry that belong to the engine, not to the connector's declared options.
+CONNECTOR_META_KEYS = frozenset({"name", "type", "interval", "enabled"})
+SINK_META_KEYS = frozenset({"type"})
+
+
+def _check_plugin_options(plugin_cls: type, entry: Mapping[str, Any], where: str, source: str,
+                          meta: frozenset[str]) -> None:
+    """Parse ``entry`` into the plug-in's declared ``Options`` (nothing is constructed or opened)."""
+    from engine.plugins import InvalidOption, declared_options, looks_like_secret, parse_options, secret_refusal
+
+    options_cls = declared_options(plugin_cls)
+    if options_cls is None:  # a third-party plug-in without declared options: it checks its own at start
+        for key in entry:
+            if key not in meta and looks_like_secret(str(key)):
+                raise ConfigError(source, f"{where}.{key}", secret_refusal(str(key)))
+        return
+    try:
+        parse_options(options_cls, entry, ignore=meta)
+    except InvalidOption as exc:
+        raise OptionsError(f"{where}.{exc.key}" if exc.key else where, exc.message, source) from None
+
+
 def _validate_connectors(connectors: list[Any], source: str) -> None:
+    from connectors.base import ConnectorError, connector_class
+
     names: set[str] = set()
     for i, entry in enumerate(connectors):
         where = f"connectors[{i}]"
         if not isinstance(entry, dict):
-            raise ConfigError(source, where, "expected a mapping with at least name and type")
+            raise ConfigError(source, where, "expected a mapping with at least name and type "
+                                             "(connectors is a list: '- name: ...')")
         for key in ("name", "type"):
             if not isinstance(entry.get(key), str) or not entry[key]:
                 raise ConfigError(source, f"{where}.{key}", "required string")
@@ -228,15 +274,75 @@ def _validate_connectors(connectors: list[Any], source: str) -> None:
                 parse_duration(entry["interval"])
             except ValueError as exc:
                 raise ConfigError(source, f"{where}.interval", str(exc)) from None
+        if "enabled" in entry and not isinstance(entry["enabled"], bool):
+            raise ConfigError(source, f"{where}.enabled", "expected true or false")
+        try:
+            cls = connector_class(entry["type"])
+        except ConnectorError as exc:
+            raise ConfigError(source, f"{where}.type", str(exc)) from None
+        _check_plugin_options(cls, entry, where, source, CONNECTOR_META_KEYS)
 
 
 def _validate_sinks(sinks: list[Any], source: str) -> None:
+    from engine.sinks import sink_class
+
     for i, sink in enumerate(sinks):
         where = f"alerts.sinks[{i}]"
-        if not isinstance(sink, dict) or sink.get("type") not in ("jsonl", "console"):
-            raise ConfigError(source, f"{where}.type", "must be jsonl or console")
-        if sink["type"] == "jsonl" and not isinstance(sink.get("path"), str):
-            raise ConfigError(source, f"{where}.path", "a jsonl sink needs a path")
+        if not isinstance(sink, dict) or not isinstance(sink.get("type"), str):
+            raise ConfigError(source, f"{where}.type", "required string (jsonl, console, ...)")
+        try:
+            cls = sink_class(sink["type"])
+        except LookupError as exc:
+            raise ConfigError(source, f"{where}.type", str(exc)) from None
+        _check_plugin_options(cls, sink, where, source, SINK_META_KEYS)
+
+
+def _validate_privacy(section: Mapping[str, Any] | None, source: str) -> None:
+    if not section:
+        return
+    from engine.enrich.privacy import PrivacyOptions
+    from engine.plugins import InvalidOption, parse_options
+
+    try:
+        parse_options(PrivacyOptions, section)
+    except InvalidOption as exc:
+        where = "enrichment.privacy"
+        raise OptionsError(f"{where}.{exc.key}" if exc.key else where, exc.message, source) from None
+
+
+#: Secrets the file may name only by file or environment variable: key -> how to give it instead.
+_SECRET_KEYS = {
+    ("store", "elasticsearch", "password"): "password_file or the environment variable WARDWATCH_ES_PASSWORD",
+    ("store", "elasticsearch", "api_key"): "api_key_file or the environment variable WARDWATCH_ES_API_KEY",
+}
+
+
+def _refuse_secret_literals(user: Mapping[str, Any], source: str) -> None:
+    """A password or API key written into the YAML ends up in backups, tickets and git: refuse it."""
+    for path, instead in _SECRET_KEYS.items():
+        node: Any = user
+        for part in path:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if node not in (None, ""):
+            raise ConfigError(source, ".".join(path), f"secrets never belong in the config file; use {instead}")
+
+
+def _check_es_credentials(data: Mapping[str, Any], source: str, environ: Mapping[str, str]) -> None:
+    es = data["store"]["elasticsearch"]
+    if data["store"]["kind"] != "elasticsearch" or not es.get("username"):
+        return
+    if not (es.get("password") or es.get("password_file") or environ.get("WARDWATCH_ES_PASSWORD")):
+        raise ConfigError(source, "store.elasticsearch.username",
+                          "a username needs a password: set password_file or the environment variable "
+                          "WARDWATCH_ES_PASSWORD")
+
+
+def _validate_retention(section: Any, source: str) -> None:
+    try:
+        parse_retention(section)
+    except RetentionConfigError as exc:
+        raise ConfigError(source, f"retention.{exc.key}" if exc.key != "retention" else "retention",
+                          exc.message) from None
 
 
 def _validate_suppression(rules: Mapping[str, Any], source: str) -> None:
@@ -325,16 +431,41 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     data = deep_merge(DEFAULTS, user)
     data = deep_merge(data, overrides)
     _validate(data, SCHEMA, "", source)
+    _refuse_secret_literals(user, source)
     _validate_connectors(data["connectors"], source)
     _validate_sinks(data["alerts"]["sinks"], source)
+    _validate_privacy(data["enrichment"].get("privacy"), source)
     _validate_suppression(data["alerts"]["suppression"], source)
+    _validate_retention(data["retention"], source)
+    _check_es_credentials(data, source, environ)
     return Config(data=data, source=source, base_dir=base_dir)
 
 
-def read_secret(value: str | None, file: str | None, env_name: str | None = None) -> str | None:
-    """Secrets come from a file or the environment rather than the YAML, so the config can be shared."""
+def read_secret(value: str | None, file: str | None, env_name: str | None = None, *,
+                source: str = "", key: str = "") -> str | None:
+    """Secrets come from a file or the environment rather than the YAML, so the config can be shared.
+
+    A secret file that cannot be read is a :class:`ConfigError` naming the key and the file (one line,
+    no traceback): a missing mounted secret is an operator's mistake, not a crash.
+    """
     if file:
-        return Path(file).read_text(encoding="utf-8").strip()
+        try:
+            return Path(file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(source or "config", key, f"cannot read secret file {file}: "
+                                                       f"{exc.strerror or exc}") from None
     if env_name and os.environ.get(env_name):
         return os.environ[env_name]
     return value
+
+
+def check_config(config: Config) -> str:
+    """The summary ``wardwatch config check`` prints for a config that loaded (it is validated already)."""
+    from engine.sigma import load_rules
+
+    rule_paths = [str(config.resolve_path(p)) for p in config["rules"]["paths"]]
+    ruleset = load_rules(rule_paths, placeholders=config["rules"]["placeholders"])
+    rules = len(ruleset.rules) + len(ruleset.correlations)
+    refused = f" ({len(ruleset.errors)} refused: see wardwatch rules validate)" if ruleset.errors else ""
+    return (f"ok: {len(config['connectors'])} connectors, {len(config['alerts']['sinks'])} sinks, "
+            f"{rules} rules{refused}")

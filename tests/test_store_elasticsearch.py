@@ -72,7 +72,7 @@ def test_template_installed_with_explicit_mappings(store: ElasticsearchStore) ->
     assert props["source"]["properties"]["ip"] == {"type": "ip", "ignore_malformed": True}
 
     store.write([ev(1, **{"user.name": "Alice", "source.ip": "10.1.2.3"})])
-    index = es_layout.events_index(store.prefix, "ehr.audit")
+    index = es_layout.events_index(store.prefix, "ehr.audit", ev(1)["@timestamp"])
     mapping = store.es.indices.get_mapping(index=index)[index]["mappings"]
     user_name = mapping["properties"]["user"]["properties"]["name"]
     assert user_name["type"] == "keyword" and user_name["normalizer"] == "lowercase"
@@ -92,7 +92,7 @@ def test_template_install_is_idempotent_and_upgrades(es_url: str, store: Elastic
 def test_keyword_normalizer_matches_case_insensitively_and_keeps_case(store: ElasticsearchStore) -> None:
     store.write([ev(1, **{"user.name": "admin"}), ev(2, **{"user.name": "ADMIN"}), ev(3, **{"user.name": "bob"})])
     store.watermark()  # refreshes
-    index = es_layout.events_index(store.prefix, "ehr.audit")
+    index = es_layout.dataset_pattern(store.prefix, "ehr.audit")
     term = store.es.search(index=index, query={"term": {"user.name": "ADMIN"}})["hits"]["hits"]
     assert sorted(h["_source"]["user.name"] for h in term) == ["ADMIN", "admin"]
 

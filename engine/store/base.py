@@ -89,6 +89,19 @@ class RuleCheckpoint:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class PurgeResult:
+    """What one retention step removed (in a dry run: would remove).
+
+    ``transactions`` counts the bounded units the work was split into: committed delete batches on SQLite,
+    index deletions and delete-by-query requests on Elasticsearch. ``indices_dropped`` lists whole indices.
+    """
+
+    deleted: int = 0
+    transactions: int = 0
+    indices_dropped: list[str] = field(default_factory=list)
+
+
 # A canonical timestamp: 2026-11-02T09:15:30.123Z (24 characters). Checked cheaply on write because time-range
 # search compares these strings lexically; a non-canonical one would silently fall out of every window.
 _TS_LEN = 24
@@ -178,6 +191,34 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def mark_delivered(self, sink: str, alerts: Sequence[Alert]) -> None: ...
+
+    # --- retention (engine.retention decides the cut-offs; stores only delete) -------------------
+    # Not abstract: a store without retention still satisfies the rest of the contract.
+    def event_datasets(self) -> list[str]:
+        """Every dataset that has stored events (retention applies ``default`` to the unlisted ones)."""
+        raise StoreError(f"the {self.kind} store does not support retention")
+
+    def oldest_unevaluated(self, after: Watermark | None) -> str | None:
+        """The smallest ``@timestamp`` among events ingested after ``after`` (None: every event), or None
+        when there are none. A rule has not looked at those yet, so retention keeps them and their context."""
+        raise StoreError(f"the {self.kind} store does not support retention")
+
+    def purge_events(self, dataset: str, before: str, *, dry_run: bool = False,
+                     batch_size: int = 5000) -> PurgeResult:
+        """Delete ``dataset``'s events with ``@timestamp < before`` in units of at most ``batch_size``."""
+        raise StoreError(f"the {self.kind} store does not support retention")
+
+    def purge_alerts(self, before: str, *, dry_run: bool = False, batch_size: int = 5000) -> PurgeResult:
+        """Delete alerts whose ``last_trigger < before``, with their outbox and delivery records."""
+        raise StoreError(f"the {self.kind} store does not support retention")
+
+    def purge_dead_letters(self, before: str, *, dry_run: bool = False, batch_size: int = 5000) -> PurgeResult:
+        """Delete dead letters received before ``before``."""
+        raise StoreError(f"the {self.kind} store does not support retention")
+
+    def reclaim_space(self) -> str:
+        """Give space freed by purges back (if the backend needs a step for it); a one-line description."""
+        return "nothing to do"
 
     # --- lifecycle ----------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:

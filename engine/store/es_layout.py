@@ -10,7 +10,8 @@ import re
 from typing import Any
 
 #: Bump when a mapping below changes; the template carries it so an upgrade is visible in ``_meta``.
-LAYOUT_VERSION = 1
+#: Version 2: events go to monthly indices (``events_index``) so that retention drops whole indices.
+LAYOUT_VERSION = 2
 
 #: Keyword values longer than this (characters) are kept in ``_source`` but not indexed: Lucene's term
 #: limit is 32766 bytes, and 8191 four-byte characters fit. See docs/elasticsearch.md ("gaps").
@@ -29,14 +30,44 @@ def events_pattern(prefix: str) -> str:
     return f"{prefix}-events-*"
 
 
-def events_index(prefix: str, dataset: str) -> str:
-    """One plain index per dataset. Index names must be lowercase and avoid a few characters; a dataset whose
-    name had to be changed gets a short hash so two datasets never share an index by accident (sharing would
-    still be correct, the search filters on ``event.dataset`` too)."""
+def dataset_base(prefix: str, dataset: str) -> str:
+    """The per-dataset part of every event index name. Index names must be lowercase and avoid a few
+    characters; a dataset whose name had to be changed gets a short hash so two datasets never share an index
+    by accident (sharing would still be correct, the search filters on ``event.dataset`` too).
+
+    Layout 1 stores kept each dataset in exactly this index; layout 2 appends ``-YYYY.MM``."""
     safe = _INDEX_NAME_BAD.sub("_", dataset.lower()).lstrip("-_+.") or "_"
     if safe != dataset:
         safe = f"{safe[:80]}-{hashlib.blake2b(dataset.encode(), digest_size=4).hexdigest()}"
     return f"{prefix}-events-{safe[:180]}"
+
+
+def events_index(prefix: str, dataset: str, timestamp: str) -> str:
+    """The monthly index an event lives in: ``<prefix>-events-<dataset>-YYYY.MM`` of its ``@timestamp``.
+
+    A pure function of the event (dataset and event time, never the ingest time), so a replayed event lands
+    on the same index and its ``create`` answers 409: writes stay exactly-once. Monthly, not daily: one shard
+    per index, and 400 days of daily indices per dataset would be thousands of shards. Retention drops an
+    index once its whole month has expired and trims the one boundary month with a delete-by-query.
+    ``timestamp`` is canonical (``2026-11-02T09:15:30.123Z``), so the month is its first 7 characters."""
+    return f"{dataset_base(prefix, dataset)}-{timestamp[0:4]}.{timestamp[5:7]}"
+
+
+def dataset_pattern(prefix: str, dataset: str) -> str:
+    """Every monthly index of ``dataset`` (a layout-1 store adds its plain ``dataset_base`` index). It can also
+    match a dataset whose name extends this one (``a`` vs ``a-b``); searches filter on ``event.dataset``."""
+    return f"{dataset_base(prefix, dataset)}-*"
+
+
+_MONTHLY = re.compile(r"^(?P<base>.+)-(?P<year>\d{4})\.(?P<month>\d{2})$")
+
+
+def index_month(name: str) -> tuple[str, int, int] | None:
+    """(base, year, month) of a monthly event index name, None for any other name (a layout-1 index)."""
+    match = _MONTHLY.match(name)
+    if not match or not 1 <= int(match["month"]) <= 12:
+        return None
+    return match["base"], int(match["year"]), int(match["month"])
 
 
 def state_indices(prefix: str) -> dict[str, str]:

@@ -35,6 +35,7 @@ from engine.private_files import private_dir, touch_private
 from engine.store.base import (
     CursorUpdate,
     DeadLetter,
+    PurgeResult,
     RuleCheckpoint,
     SearchQuery,
     Store,
@@ -292,7 +293,7 @@ class SqliteStore(Store):
         out: list[Event] = []
         for seq in seqs:
             doc = by_seq.get(seq)
-            if doc is None:  # no deletes exist today; if retention removes a row mid-search, skip it
+            if doc is None:  # retention removed the row mid-search: it is gone, skip it
                 continue
             event = orjson.loads(doc)
             if keep is not None:
@@ -403,6 +404,77 @@ class SqliteStore(Store):
         if rows:
             self._transaction(lambda conn: conn.executemany(
                 "INSERT OR IGNORE INTO deliveries (sink, alert_id, revision) VALUES (?, ?, ?)", rows))
+
+    # --- retention --------------------------------------------------------------------------------
+    def event_datasets(self) -> list[str]:
+        # a skip-scan over the (dataset, ts, id) index: one probe per distinct dataset, not a table scan
+        rows = self._read(lambda c: c.execute(
+            "SELECT DISTINCT dataset FROM events INDEXED BY events_dataset_ts ORDER BY dataset").fetchall())
+        return [r[0] for r in rows]
+
+    def oldest_unevaluated(self, after: Watermark | None) -> str | None:
+        lo = _parse_watermark(after, "after") or 0
+        # a rowid range: only the rows a rule has not evaluated yet are visited
+        return self._read(lambda c: c.execute(
+            "SELECT min(ts) FROM events NOT INDEXED WHERE seq > ?", (lo,)).fetchone()[0])
+
+    def purge_events(self, dataset: str, before: str, *, dry_run: bool = False,
+                     batch_size: int = 5000) -> PurgeResult:
+        """One transaction per ``batch_size`` rows: the write lock is held for one batch at a time, so
+        ingest and rule runs interleave with a long purge instead of waiting for all of it."""
+        where = "dataset = ? AND ts < ?"
+        return self._purge("events INDEXED BY events_dataset_ts", "seq", where, (dataset, before), dry_run,
+                           batch_size, count_events=True)
+
+    def purge_alerts(self, before: str, *, dry_run: bool = False, batch_size: int = 5000) -> PurgeResult:
+        return self._purge("alerts", "id", "last_trigger < ?", (before,), dry_run, batch_size, alerts=True)
+
+    def purge_dead_letters(self, before: str, *, dry_run: bool = False, batch_size: int = 5000) -> PurgeResult:
+        return self._purge("dead_letters", "seq", "received_at < ?", (before,), dry_run, batch_size)
+
+    def _purge(self, source: str, key: str, where: str, params: tuple[Any, ...], dry_run: bool, batch_size: int,
+               *, count_events: bool = False, alerts: bool = False) -> PurgeResult:
+        table = source.split()[0]
+        if dry_run:
+            n = self._read(lambda c: c.execute(f"SELECT count(*) FROM {source} WHERE {where}", params).fetchone()[0])
+            return PurgeResult(deleted=n)
+        batch = max(1, int(batch_size))
+        result = PurgeResult()
+
+        def one_batch(conn: sqlite3.Connection) -> int:
+            keys = [r[0] for r in conn.execute(
+                f"SELECT {key} FROM {source} WHERE {where} LIMIT ?", (*params, batch)).fetchall()]
+            if not keys:
+                return 0
+            marks = ",".join("?" * len(keys))
+            if alerts:
+                conn.execute(f"DELETE FROM outbox WHERE alert_id IN ({marks})", keys)
+                conn.execute(f"DELETE FROM deliveries WHERE alert_id IN ({marks})", keys)
+            deleted = conn.execute(f"DELETE FROM {table} WHERE {key} IN ({marks})", keys).rowcount
+            if count_events:
+                conn.execute(_COUNT_EVENTS, (-deleted,))
+            return deleted
+
+        while True:
+            deleted = self._transaction(one_batch)
+            if not deleted:
+                return result
+            result.deleted += deleted
+            result.transactions += 1
+            if deleted < batch:
+                return result
+
+    def reclaim_space(self) -> str:
+        """``PRAGMA incremental_vacuum`` on files created with auto_vacuum=INCREMENTAL (every file since
+        retention exists). Older files keep their size and reuse the freed pages for new rows."""
+        mode, free = self._read(lambda c: (c.execute("PRAGMA auto_vacuum").fetchone()[0],
+                                           c.execute("PRAGMA freelist_count").fetchone()[0]))
+        if int(mode) != 2:
+            return (f"{free} free pages kept for reuse (file created before auto_vacuum=INCREMENTAL; a one-time "
+                    "VACUUM with the service stopped converts it, see docs/sqlite.md)")
+        # executescript steps the pragma to completion; execute() would step once and free a single page
+        self._read(lambda c: c.executescript("PRAGMA incremental_vacuum"))
+        return f"{free} free pages returned to the file system"
 
     # --- lifecycle --------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
