@@ -6,25 +6,94 @@ same secrets, and secret handling must be right in one place:
 * secrets come from an environment variable or a file (mounted by the orchestrator), never from the YAML;
 * a token file is re-read on 401, so a sidecar that rotates the token needs no restart;
 * nothing here logs or ``repr``s a secret (``repr`` shows ``<redacted>``);
-* TLS verification is always on unless explicitly disabled; ``ca_file`` adds a private CA (hospital PKI).
+* TLS verification is always on unless explicitly disabled; ``ca_file`` adds a private CA (hospital PKI);
+* a credential (bearer token, client secret, basic-auth password) is never sent over plain ``http://`` to
+  another host unless the source says ``allow_insecure_http: true``. Loopback (``127.0.0.0/8``, ``::1``,
+  ``localhost``) is allowed: the traffic never leaves the machine (a local proxy or sidecar). The check runs
+  when the config is read and again before every request, so a paging link cannot downgrade it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import ssl
 import threading
 import time
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Mapping
+from urllib.parse import urlsplit
 
 import httpx
+
+from engine.errors import OptionsError
 
 log = logging.getLogger(__name__)
 
 
 class AuthError(Exception):
     """Credentials are missing or were refused by the token endpoint (message never contains the secret)."""
+
+
+class InsecureTransportError(AuthError):
+    """A credential would go over plain HTTP to a host beyond loopback."""
+
+
+AuthKind = Literal["none", "bearer", "client_credentials", "oauth2", "oauth2_client_credentials"]
+
+
+@dataclass(kw_only=True)
+class AuthOptions:
+    """The auth and TLS options a FHIR source declares (connector ``fhir-auditevent``)."""
+
+    auth: AuthKind = "none"
+    token_env: str | None = None
+    token_file: str | None = None
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret_env: str | None = None
+    client_secret_file: str | None = None
+    scope: str | None = None
+    ca_certs: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    tls_verify: bool = True
+    #: send credentials over http:// to a non-loopback host anyway (never do this across a network)
+    allow_insecure_http: bool = False
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_url(url: str) -> bool:
+    """True when ``url`` is plain http to a host that is not loopback (credentials would cross a network)."""
+    parts = urlsplit(url)
+    return parts.scheme.lower() == "http" and not is_loopback_host(parts.hostname)
+
+
+def check_credentials_transport(url: str, *, what: str, allow_insecure_http: bool,
+                                flag: str = "allow_insecure_http") -> None:
+    """Refuse to send a credential to ``url`` (option ``what``) over plaintext HTTP beyond loopback.
+
+    ``flag`` is the option that allows it anyway, named in the message."""
+    if not allow_insecure_http and insecure_url(url):
+        raise InsecureTransportError(
+            f"{_origin(url)} is plain http:// beyond loopback and credentials are configured: use https://, "
+            f"or set {flag}: true for this source if the network path is protected otherwise")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def read_secret_option(env_name: str | None, file: str | None) -> str | None:
@@ -48,6 +117,10 @@ def build_ssl_context(
     verify: bool = True,
 ) -> ssl.SSLContext:
     """A TLS context: system CAs plus ``ca_file``; client certificate for mutual TLS when given."""
+    # ssl's own FileNotFoundError names no file: say which option points where.
+    for option, path in (("ca_file", ca_file), ("client_cert", client_cert), ("client_key", client_key)):
+        if path and not os.path.isfile(path):
+            raise OptionsError(option, f"{path}: no such file (or not readable)")
     if verify:
         ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
     else:
@@ -112,8 +185,10 @@ class ClientCredentialsAuth(Auth):
         client: httpx.Client | None = None,
         skew_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        allow_insecure_http: bool = False,
     ):
         self.token_url, self.client_id, self._secret, self.scope = token_url, client_id, client_secret, scope
+        self.allow_insecure_http = allow_insecure_http
         self.client = client or httpx.Client(timeout=10.0)
         self.skew, self.clock = skew_seconds, clock
         self._token: str | None = None
@@ -125,6 +200,7 @@ class ClientCredentialsAuth(Auth):
         data = {"grant_type": "client_credentials"}
         if self.scope:
             data["scope"] = self.scope
+        check_credentials_transport(self.token_url, what="token_url", allow_insecure_http=self.allow_insecure_http)
         try:
             resp = self.client.post(self.token_url, data=data, auth=(self.client_id, self._secret),
                                     headers={"Accept": "application/json"})
@@ -168,8 +244,10 @@ def auth_from_options(options: Mapping[str, Any], client: httpx.Client | None = 
         secret = read_secret_option(options.get("client_secret_env"), options.get("client_secret_file"))
         if not secret:
             raise AuthError("client_credentials auth needs client_secret_env or client_secret_file")
+        allow = bool(options.get("allow_insecure_http", False))
+        check_credentials_transport(options["token_url"], what="token_url", allow_insecure_http=allow)
         return ClientCredentialsAuth(
             token_url=options["token_url"], client_id=options["client_id"], client_secret=secret,
-            scope=options.get("scope"), client=client,
+            scope=options.get("scope"), client=client, allow_insecure_http=allow,
         )
     raise AuthError(f"unknown auth {kind!r} (none, bearer, client_credentials; mTLS: client_cert/client_key)")

@@ -11,19 +11,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 from connectors.base import Connector, connector_class
-from engine.config import Config, ConfigError, parse_duration, read_secret
+from engine.config import CONNECTOR_META_KEYS, Config, ConfigError, parse_duration, read_secret
 from engine.enrich import EnrichmentChain, Enricher
 from engine.enrich.time_context import TimeContextEnricher
 from engine.evaluation import Evaluator, RuleJob, build_jobs
 from engine.logs import get_logger
 from engine.private_files import private_dir, sqlite_files, tighten
+from engine.plugins import InvalidOption, declared_options, options_dict, parse_options
 from engine.pseudonymise import Pseudonymiser
 from engine.sinks import Sink, build_sinks
 from engine.store.base import Store
 
 _log = get_logger("wardwatch.app")
-
-CONNECTOR_META_KEYS = {"name", "type", "interval", "enabled"}
 
 
 def open_configured_store(config: Config) -> Store:
@@ -35,8 +34,12 @@ def open_configured_store(config: Config) -> Store:
         private_dir(path.parent)
         return open_store("sqlite", path=path)
     es = section["elasticsearch"]
-    password = read_secret(es["password"], es["password_file"], "WARDWATCH_ES_PASSWORD")
-    api_key = read_secret(es["api_key"], es["api_key_file"], "WARDWATCH_ES_API_KEY")
+    password = read_secret(es["password"], es["password_file"], "WARDWATCH_ES_PASSWORD",
+                           source=config.source, key="store.elasticsearch.password_file")
+    api_key = read_secret(es["api_key"], es["api_key_file"], "WARDWATCH_ES_API_KEY",
+                          source=config.source, key="store.elasticsearch.api_key_file")
+    if es["ca_certs"] and not Path(es["ca_certs"]).is_file():  # the TLS error would not name the file
+        raise ConfigError(config.source, "store.elasticsearch.ca_certs", f"{es['ca_certs']}: no such file")
     options: dict[str, Any] = {
         "hosts": es["hosts"],
         "api_key": api_key,
@@ -92,12 +95,34 @@ def load_ruleset(config: Config, paths: list[str] | None = None) -> Any:
     return load_rules(rule_paths, placeholders=config["rules"]["placeholders"])
 
 
-def build_connector(config: Config, entry: dict[str, Any]) -> Connector:
+def connector_options(cls: type[Connector], entry: dict[str, Any], resolve_path: Callable[[str], Any],
+                      *, coerce_strings: bool = False) -> dict[str, Any]:
+    """The entry's options parsed against the connector's declared ``Options``, paths resolved.
+
+    Raises :class:`InvalidOption` naming the key. A connector without declared options gets the raw
+    mapping (it checks its own)."""
     options = {k: v for k, v in entry.items() if k not in CONNECTOR_META_KEYS}
-    for key in ("path", "spool_dir"):
-        if isinstance(options.get(key), str):
-            options[key] = str(config.resolve_path(options[key]))
-    return connector_class(entry["type"])(entry["name"], options)
+    options_cls = declared_options(cls)
+    if options_cls is None:
+        if coerce_strings:
+            import yaml
+
+            return {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in options.items()}
+        return options
+    parsed = parse_options(options_cls, options, resolve_path=resolve_path, coerce_strings=coerce_strings)
+    values = options_dict(parsed)
+    return {k: values[k] for k in options}  # only what was given: the connector applies its defaults
+
+
+def build_connector(config: Config, entry: dict[str, Any]) -> Connector:
+    cls = connector_class(entry["type"])
+    try:
+        options = connector_options(cls, entry, config.resolve_path)
+    except InvalidOption as exc:
+        index = next((i for i, e in enumerate(config["connectors"]) if e is entry), None)
+        where = f"connectors[{index}]" if index is not None else f"connector {entry['name']!r}"
+        raise ConfigError(config.source, f"{where}.{exc.key}" if exc.key else where, exc.message) from None
+    return cls(entry["name"], options)
 
 
 def build_enrichment(config: Config) -> EnrichmentChain:
@@ -113,17 +138,23 @@ def build_enrichment(config: Config) -> EnrichmentChain:
             from engine.enrich.privacy import PrivacyEnricher
         except ImportError as exc:  # pragma: no cover - only while the module is absent
             raise ConfigError(config.source, "enrichment.privacy", f"not available: {exc}") from None
-        options = dict(section["privacy"])
-        for key, value in list(options.items()):
-            if key.endswith(("_file", "_path", "_csv")) and isinstance(value, str):
-                options[key] = str(config.resolve_path(value))
-        steps.append(PrivacyEnricher.from_config(options))
+        from engine.enrich.privacy import PrivacyOptions
+
+        try:
+            options = parse_options(PrivacyOptions, section["privacy"], resolve_path=config.resolve_path)
+            steps.append(PrivacyEnricher.from_config(options))
+        except InvalidOption as exc:
+            key = f"enrichment.privacy.{exc.key}" if exc.key else "enrichment.privacy"
+            raise ConfigError(config.source, key, exc.message) from None
+        except ValueError as exc:  # a configured CSV column missing from the file's header
+            raise ConfigError(config.source, "enrichment.privacy", str(exc)) from None
     return EnrichmentChain(steps)
 
 
 def build_pseudonymiser(config: Config) -> Pseudonymiser:
     section = config["alerts"]["pseudonymise"]
-    key = read_secret(None, section.get("key_file"), section.get("key_env"))
+    key = read_secret(None, section.get("key_file") and str(config.resolve_path(section["key_file"])),
+                      section.get("key_env"), source=config.source, key="alerts.pseudonymise.key_file")
     try:
         return Pseudonymiser(key.encode() if key else None, section["fields"])
     except ValueError as exc:

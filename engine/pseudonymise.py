@@ -4,6 +4,10 @@ Alerts travel further than the event store (tickets, chat, e-mail). Where config
 in ``alerts.pseudonymise.fields`` are replaced by ``HMAC-SHA256(key, value)``: the same patient always gets
 the same pseudonym (so analysts can still correlate alerts), and only someone holding the key can check
 which patient it is. Without a key nothing is pseudonymised; configuring fields without a key is an error.
+
+The key must be at least 32 bytes (HMAC-SHA256's output size, RFC 2104 section 3): patient identifiers are
+short and guessable, so a short key makes the pseudonyms reversible by trying keys.
+Generate one with ``openssl rand -base64 48``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hmac
 from typing import Any, Mapping, Sequence
 
 PREFIX = "pseud:"
+MIN_KEY_BYTES = 32
 
 
 class Pseudonymiser:
@@ -21,6 +26,11 @@ class Pseudonymiser:
             raise ValueError(
                 "alerts.pseudonymise.fields is set but no key was found "
                 "(set the environment variable named in alerts.pseudonymise.key_env, or key_file)"
+            )
+        if key is not None and len(key) < MIN_KEY_BYTES:
+            raise ValueError(
+                f"the pseudonymisation key is {len(key)} bytes; at least {MIN_KEY_BYTES} are needed "
+                "(generate one with: openssl rand -base64 48)"
             )
         self.key = key
         self.fields = frozenset(fields)

@@ -8,6 +8,7 @@ back from the file at start), the console sink is best-effort by nature.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Protocol, Sequence
@@ -16,6 +17,8 @@ import orjson
 
 from engine.alert_model import Alert
 from engine.logs import get_logger
+from engine.plugins import path_option
+from engine.private_files import open_private, private_dir
 from engine.store.base import Store
 
 log = get_logger("wardwatch.sinks")
@@ -32,10 +35,16 @@ class Sink(Protocol):
 class JsonlSink:
     """One JSON object per alert revision, appended and fsync'd; duplicates after a crash are skipped."""
 
+    @dataclasses.dataclass
+    class Options:
+        """``alerts.sinks[]`` options of ``type: jsonl``."""
+
+        path: str = path_option(dataclasses.MISSING)
+
     def __init__(self, path: str | Path, name: str | None = None):
         self.path = Path(path)
         self.name = name or f"jsonl:{self.path}"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)  # alerts name patients and staff: 0700/0600 (engine/private_files.py)
         self._seen: set[tuple[str, int]] = set()
         self._recover()
 
@@ -61,7 +70,7 @@ class JsonlSink:
         if not fresh:
             return
         payload = b"".join(orjson.dumps(a.to_dict()) + b"\n" for a in fresh)
-        with open(self.path, "ab") as handle:
+        with open_private(self.path, "ab") as handle:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
@@ -73,6 +82,10 @@ class JsonlSink:
 
 class ConsoleSink:
     """A line per alert on stdout, for people watching the service."""
+
+    @dataclasses.dataclass
+    class Options:
+        """``alerts.sinks[]`` options of ``type: console`` (none yet)."""
 
     def __init__(self, stream: Any = None, name: str = "console"):
         import sys
@@ -122,3 +135,20 @@ def deliver_pending(store: Store, sinks: Sequence[Sink], batch: int = 1000) -> i
             if len(pending) < batch:
                 break
     return delivered
+
+
+#: Built-in sinks, used when the installed package metadata predates the ``wardwatch.sinks`` group.
+_BUILTIN_SINKS = {"jsonl": JsonlSink, "console": ConsoleSink}
+
+
+def sink_class(type_name: str) -> type:
+    """A sink type from the ``wardwatch.sinks`` entry-point group (built-ins registered in pyproject.toml)."""
+    from connectors.base import SINK_ENTRY_POINT_GROUP, ConnectorConfigError, available_plugins, plugin_class
+
+    try:
+        return plugin_class(SINK_ENTRY_POINT_GROUP, type_name, "sink")
+    except ConnectorConfigError:
+        if type_name in _BUILTIN_SINKS:
+            return _BUILTIN_SINKS[type_name]
+        known = ", ".join(sorted({*_BUILTIN_SINKS, *available_plugins(SINK_ENTRY_POINT_GROUP)}))
+        raise LookupError(f"unknown sink type {type_name!r} (installed: {known})") from None

@@ -118,3 +118,59 @@ def test_any_yaml_document_is_either_a_config_or_a_config_error(tmp_path, docume
         load_config(path, environ={})
     except ConfigError as error:
         assert str(path) in str(error)
+
+
+# --- secrets hygiene (issue 7, item 13) -------------------------------------------------------------
+
+@pytest.mark.parametrize("key,instead", [("password", "password_file"), ("api_key", "api_key_file")])
+def test_secret_literals_in_the_file_are_refused(tmp_path, key, instead):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"store:\n  kind: elasticsearch\n  elasticsearch:\n    username: ww\n    {key}: hunter2\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, environ={})
+    message = str(error.value)
+    assert f"store.elasticsearch.{key}: secrets never belong in the config file; use {instead}" in message
+    assert "WARDWATCH_ES_" in message and "hunter2" not in message
+
+
+def test_username_without_a_password_is_a_clear_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("store:\n  kind: elasticsearch\n  elasticsearch:\n    username: ww\n")
+    with pytest.raises(ConfigError, match=r"store\.elasticsearch\.username: a username needs a password"):
+        load_config(path, environ={})
+    assert load_config(path, environ={"WARDWATCH_ES_PASSWORD": "x"})["store"]["elasticsearch"]["username"] == "ww"
+
+
+def test_missing_secret_file_is_one_line_naming_key_and_file(tmp_path):
+    from engine.app import open_configured_store
+
+    path = tmp_path / "c.yaml"
+    path.write_text("store:\n  kind: elasticsearch\n  elasticsearch:\n    username: ww\n"
+                    f"    password_file: {tmp_path}/nope\n")
+    with pytest.raises(ConfigError) as error:
+        open_configured_store(load_config(path, environ={}))
+    assert str(error.value) == (f"{path}: store.elasticsearch.password_file: cannot read secret file "
+                                f"{tmp_path}/nope: No such file or directory")
+
+
+def test_short_pseudonymisation_key_is_refused(tmp_path, monkeypatch):
+    from engine.app import build_pseudonymiser
+
+    path = tmp_path / "c.yaml"
+    path.write_text("alerts:\n  pseudonymise:\n    fields: [ehr.patient.id]\n    key_env: WW_KEY\n")
+    monkeypatch.setenv("WW_KEY", "short-key")
+    with pytest.raises(ConfigError, match=r"alerts\.pseudonymise: the pseudonymisation key is 9 bytes; "
+                                          r"at least 32 are needed"):
+        build_pseudonymiser(load_config(path, environ={}))
+    monkeypatch.setenv("WW_KEY", "k" * 32)
+    assert build_pseudonymiser(load_config(path, environ={})).fields == {"ehr.patient.id"}
+
+
+def test_missing_pseudonymisation_key_file_names_key_and_file(tmp_path):
+    from engine.app import build_pseudonymiser
+
+    path = tmp_path / "c.yaml"
+    path.write_text("alerts:\n  pseudonymise:\n    fields: [ehr.patient.id]\n    key_file: keys/pseudonym.key\n")
+    with pytest.raises(ConfigError, match=r"alerts\.pseudonymise\.key_file: cannot read secret file .*"
+                                          r"keys/pseudonym\.key: No such file"):
+        build_pseudonymiser(load_config(path, environ={}))

@@ -128,7 +128,7 @@ def test_late_event_is_still_evaluated(tmp_path):
 
 
 def test_pseudonymised_group_values_in_alerts(tmp_path, monkeypatch):
-    monkeypatch.setenv("WARDWATCH_PSEUDONYM_KEY", "test-key")
+    monkeypatch.setenv("WARDWATCH_PSEUDONYM_KEY", "test-key-" + "x" * 32)  # >= 32 bytes
     config = load_config(demo_config(tmp_path, alerts={
         "sinks": [], "pseudonymise": {"fields": ["user.name"]}}), environ={})
     app = build_app(config, console=False)

@@ -118,10 +118,18 @@ class PatientFacts:
 
 
 # --- file-backed tables --------------------------------------------------------------------------
+class ColumnMappingError(ValueError):
+    """A configured column is not in the file's header: every row would silently lack that fact.
+
+    The message names the option, the column and the file, never a row (rows hold personal data)."""
+
+
 class ReloadingFile:
     """A file-backed table that reloads when the file's (mtime, size) changes.
 
     Loading is a callable so each source only says how to parse; a failed reload keeps the last good table.
+    A :class:`ColumnMappingError` on the *first* load is raised: it is a configuration mistake, and running
+    on would mark every user as off the roster.
     """
 
     def __init__(self, path: str | os.PathLike[str], loader: Callable[[Path], Any], what: str):
@@ -145,6 +153,11 @@ class ReloadingFile:
             return False
         try:
             table = self.loader(self.path)
+        except ColumnMappingError as exc:
+            if self.table is None:
+                raise
+            log.warning("%s not reloaded (%s); keeping the previous version", self.what, exc)
+            return False
         except Exception as exc:  # noqa: BLE001 - a bad file must not stop ingest; the old table stays
             log.warning("%s %s not reloaded (%s); keeping the previous version", self.what, self.path, type(exc).__name__)
             return False
@@ -160,6 +173,28 @@ def _read_csv(path: Path, encoding: str, delimiter: str | None) -> Iterable[dict
         fh.seek(0)
         for row in csv.DictReader(fh, delimiter=delim):
             yield {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+
+
+def csv_header(path: Path, encoding: str, delimiter: str | None) -> list[str]:
+    """The header row's column names (stripped), as :func:`_read_csv` sees them."""
+    with path.open(encoding=encoding, newline="") as fh:
+        head = fh.readline()
+    delim = delimiter or max((",", "\t", ";", "|"), key=head.count)
+    return [h.strip() for h in next(csv.reader([head], delimiter=delim), [])]
+
+
+def check_columns(path: Path, header: list[str], option: str, configured: Mapping[str, str],
+                  columns: Mapping[str, str], keys: tuple[str, ...]) -> None:
+    """Every column the site configured must be in the header, and at least one key column must be.
+
+    Default column names that are absent are fine (an extract without addresses gives no address flags)."""
+    present = set(header)
+    for key, column in configured.items():
+        if column not in present:
+            raise ColumnMappingError(f"{option}.{key}: column {column!r} is not in the header of {path}")
+    if not any(columns.get(k, k) in present for k in keys):
+        wanted = " or ".join(repr(columns.get(k, k)) for k in keys)
+        raise ColumnMappingError(f"{option}: {path} has no {wanted} column (set {option} to name it)")
 
 
 def _col(row: Mapping[str, str], columns: Mapping[str, str], key: str) -> str:
@@ -183,11 +218,14 @@ class StaffRoster:
 
     def __init__(self, path: str | os.PathLike[str], *, columns: Mapping[str, str] | None = None,
                  encoding: str = "utf-8-sig", delimiter: str | None = None):
-        self.columns = {**ROSTER_COLUMNS, **(columns or {})}
+        self.configured_columns = dict(columns or {})
+        self.columns = {**ROSTER_COLUMNS, **self.configured_columns}
         self.encoding, self.delimiter = encoding, delimiter
         self.file = ReloadingFile(path, self._load, "staff roster")
 
     def _load(self, path: Path) -> dict[str, Any]:
+        check_columns(path, csv_header(path, self.encoding, self.delimiter), "roster_columns",
+                      self.configured_columns, self.columns, ("user_id", "login"))
         by_key: dict[str, StaffMember] = {}
         employee_patients: set[str] = set()
         for row in _read_csv(path, self.encoding, self.delimiter):
@@ -259,11 +297,14 @@ class CsvPatientDirectory(PatientSource):
 
     def __init__(self, path: str | os.PathLike[str], *, columns: Mapping[str, str] | None = None,
                  encoding: str = "utf-8-sig", delimiter: str | None = None):
-        self.columns = {**PATIENT_COLUMNS, **(columns or {})}
+        self.configured_columns = dict(columns or {})
+        self.columns = {**PATIENT_COLUMNS, **self.configured_columns}
         self.encoding, self.delimiter = encoding, delimiter
         self.file = ReloadingFile(path, self._load, "patient directory")
 
     def _load(self, path: Path) -> dict[str, PatientFacts]:
+        check_columns(path, csv_header(path, self.encoding, self.delimiter), "patients_columns",
+                      self.configured_columns, self.columns, ("patient_id",))
         table: dict[str, PatientFacts] = {}
         c = self.columns
         for row in _read_csv(path, self.encoding, self.delimiter):
@@ -339,10 +380,19 @@ class FhirPatientDirectory(PatientSource):
         confidential_codes: Iterable[str] = ("R", "V"),
         vip_codes: Iterable[str] = ("CEL", "VIP"),
         clock: Callable[[], float] = time.monotonic,
+        allow_insecure_http: bool = False,
     ):
         import httpx
 
+        from connectors.fhir_auth import check_credentials_transport
+
         self.base_url = base_url.rstrip("/")
+        self.has_credentials = any(k.lower() == "authorization" for k in (headers or {}))
+        if self.has_credentials:
+            # Raises InsecureTransportError (an AuthError) for http:// beyond loopback unless allowed.
+            check_credentials_transport(self.base_url, what="patients_fhir_base_url",
+                                        flag="patients_fhir_allow_insecure_http",
+                                        allow_insecure_http=allow_insecure_http)
         self.client = client or httpx.Client(timeout=timeout, verify=verify, headers=dict(headers or {}))
         self.ttl, self.error_ttl, self.max_entries = ttl_seconds, error_ttl_seconds, max_entries
         self.confidential_codes = {c.upper() for c in confidential_codes}
@@ -369,6 +419,7 @@ class FhirPatientDirectory(PatientSource):
 
         if not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", patient_id):
             return None, self.ttl  # not a FHIR id: never put it into a URL
+        # The client never follows redirects (httpx default), so a 3xx to http:// cannot receive the token.
         self.requests += 1
         try:
             resp = self.client.get(f"{self.base_url}/Patient/{patient_id}", headers={"Accept": "application/fhir+json"})

@@ -13,7 +13,9 @@ Field reference: ``docs/enrichment.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
@@ -21,6 +23,8 @@ from zoneinfo import ZoneInfo
 
 from engine.enrich import Enricher
 from engine.enrich.lookups import (
+    PATIENT_COLUMNS,
+    ROSTER_COLUMNS,
     CsvPatientDirectory,
     FhirPatientDirectory,
     PatientFacts,
@@ -31,6 +35,7 @@ from engine.enrich.lookups import (
     fold,
 )
 from engine.events import Event
+from engine.plugins import InvalidOption, options_dict, parse_options, path_option
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,60 @@ FIELDS = (
 )
 
 DEFAULT_EMERGENCY_DEPARTMENTS = ("emergency", "emergency department", "ed", "a&e", "er", "notaufnahme")
+
+
+@dataclass
+class PrivacyOptions:
+    """``enrichment.privacy`` (docs/enrichment.md). Paths are resolved against the config file."""
+
+    roster_csv: str | None = path_option()
+    roster_columns: dict[str, str] = dataclasses.field(default_factory=dict)
+    roster_delimiter: str | None = None
+    roster_encoding: str = "utf-8-sig"
+    patients_csv: str | None = path_option()
+    patients_columns: dict[str, str] = dataclasses.field(default_factory=dict)
+    patients_delimiter: str | None = None
+    patients_encoding: str = "utf-8-sig"
+    patients_fhir_base_url: str | None = None
+    patients_fhir_ttl_seconds: float = 3600.0
+    patients_fhir_error_ttl_seconds: float = 60.0
+    patients_fhir_token_env: str | None = None
+    patients_fhir_token_file: str | None = path_option()
+    patients_fhir_ca_file: str | None = path_option()
+    patients_fhir_client_cert_file: str | None = path_option()
+    patients_fhir_client_key_file: str | None = path_option()
+    patients_fhir_timeout: float = 5.0
+    patients_fhir_max_entries: int = 100_000
+    #: send the token over http:// to a non-loopback host anyway (never across a network)
+    patients_fhir_allow_insecure_http: bool = False
+    vip_list_file: str | None = path_option()
+    vip_list_column: str = "patient_id"
+    timezone: str = "UTC"
+    user_fields: list[str] = dataclasses.field(default_factory=lambda: ["user.name", "user.id"])
+    patient_field: str = "ehr.patient.id"
+    emergency_departments: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_EMERGENCY_DEPARTMENTS))
+    datasets: list[str] | None = dataclasses.field(default_factory=lambda: ["ehr.audit"])
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+            raise InvalidOption("timezone", f"unknown time zone {self.timezone!r}") from None
+        for key, columns in (("roster_columns", self.roster_columns), ("patients_columns", self.patients_columns)):
+            known = ROSTER_COLUMNS if key == "roster_columns" else PATIENT_COLUMNS
+            unknown = sorted(set(columns) - set(known))
+            if unknown:
+                raise InvalidOption(f"{key}.{unknown[0]}", f"unknown column key (known: {', '.join(sorted(known))})")
+        token = self.patients_fhir_token_env or self.patients_fhir_token_file
+        if self.patients_fhir_base_url and token:
+            from connectors.fhir_auth import AuthError, check_credentials_transport
+
+            try:
+                check_credentials_transport(self.patients_fhir_base_url, what="patients_fhir_base_url",
+                                        flag="patients_fhir_allow_insecure_http",
+                                            allow_insecure_http=self.patients_fhir_allow_insecure_http)
+            except AuthError as exc:
+                raise InvalidOption("patients_fhir_base_url", str(exc)) from None
 
 
 class PrivacyEnricher(Enricher):
@@ -86,9 +145,9 @@ class PrivacyEnricher(Enricher):
         self._local_date = lru_cache(maxsize=8192)(self._to_local_date)
 
     @classmethod
-    def from_config(cls, options: Mapping[str, Any]) -> "PrivacyEnricher":
-        """Build from the flat ``enrichment.privacy`` config section (keys ending ``_csv``/``_file`` are
-        paths, resolved against the config file by the caller), e.g.::
+    def from_config(cls, options: "Mapping[str, Any] | PrivacyOptions") -> "PrivacyEnricher":
+        """Build from the flat ``enrichment.privacy`` config section (declared in :class:`PrivacyOptions`;
+        the caller resolves paths against the config file by parsing with ``resolve_path``), e.g.::
 
             roster_csv: roster.csv            # roster_columns: {user_id: EMP_ID, login: LOGIN, ...}
             patients_csv: patients.csv        # patients_columns: {...}
@@ -100,44 +159,23 @@ class PrivacyEnricher(Enricher):
             timezone: Europe/Berlin
             emergency_departments: [Emergency, Notaufnahme]
 
-        Raises ValueError naming the key when a source cannot be set up.
+        Raises ValueError (:class:`InvalidOption`) naming the key when a source cannot be set up.
         """
-        known = {
-            "roster_csv", "roster_columns", "roster_delimiter", "roster_encoding",
-            "patients_csv", "patients_columns", "patients_delimiter", "patients_encoding",
-            "patients_fhir_base_url", "patients_fhir_ttl_seconds", "patients_fhir_error_ttl_seconds",
-            "patients_fhir_token_env", "patients_fhir_token_file", "patients_fhir_ca_file",
-            "patients_fhir_client_cert_file", "patients_fhir_client_key_file", "patients_fhir_timeout",
-            "patients_fhir_max_entries", "vip_list_file", "vip_list_column", "timezone", "user_fields",
-            "patient_field", "emergency_departments", "datasets",
-        }
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown privacy enrichment option(s) {unknown}; known: {sorted(known)}")
+        opts = options if isinstance(options, PrivacyOptions) else parse_options(PrivacyOptions, options)
         roster = None
-        if options.get("roster_csv"):
-            roster = StaffRoster(
-                options["roster_csv"], columns=options.get("roster_columns"),
-                encoding=options.get("roster_encoding", "utf-8-sig"), delimiter=options.get("roster_delimiter"),
-            )
+        if opts.roster_csv:
+            roster = StaffRoster(opts.roster_csv, columns=opts.roster_columns, encoding=opts.roster_encoding,
+                                 delimiter=opts.roster_delimiter)
         patients: list[PatientSource] = []
-        if options.get("patients_csv"):
-            patients.append(CsvPatientDirectory(
-                options["patients_csv"], columns=options.get("patients_columns"),
-                encoding=options.get("patients_encoding", "utf-8-sig"), delimiter=options.get("patients_delimiter"),
-            ))
-        if options.get("patients_fhir_base_url"):
-            patients.append(_fhir_patient_source(options))
-        vip = None
-        if options.get("vip_list_file"):
-            vip = VipList(options["vip_list_file"], column=options.get("vip_list_column", "patient_id"))
-        kwargs: dict[str, Any] = {k: options[k] for k in
-                                  ("user_fields", "patient_field", "emergency_departments", "datasets") if k in options}
-        try:
-            return cls(roster=roster, patients=patients, vip_list=vip,
-                       timezone_name=options.get("timezone", "UTC"), **kwargs)
-        except (ValueError, KeyError) as exc:  # ZoneInfoNotFoundError is a KeyError
-            raise ValueError(f"timezone: unknown time zone {options.get('timezone')!r}") from exc
+        if opts.patients_csv:
+            patients.append(CsvPatientDirectory(opts.patients_csv, columns=opts.patients_columns,
+                                                encoding=opts.patients_encoding, delimiter=opts.patients_delimiter))
+        if opts.patients_fhir_base_url:
+            patients.append(_fhir_patient_source(options_dict(opts)))
+        vip = VipList(opts.vip_list_file, column=opts.vip_list_column) if opts.vip_list_file else None
+        return cls(roster=roster, patients=patients, vip_list=vip, timezone_name=opts.timezone,
+                   user_fields=opts.user_fields, patient_field=opts.patient_field,
+                   emergency_departments=opts.emergency_departments, datasets=opts.datasets)
 
     # --- the contract -------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -248,4 +286,5 @@ def _fhir_patient_source(options: Mapping[str, Any]) -> FhirPatientDirectory:
         timeout=float(options.get("patients_fhir_timeout", 5.0)),
         headers=headers,
         verify=verify,
+        allow_insecure_http=bool(options.get("patients_fhir_allow_insecure_http", False)),
     )
