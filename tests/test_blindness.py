@@ -15,6 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.app import build_app
 from engine.cli import main
@@ -216,3 +218,29 @@ def test_service_health_names_a_listener_that_cannot_bind(tmp_path):
             assert "cannot start its listener" in report["connectors"]["atna"]["reason"]
         finally:
             service.stop()
+
+
+# --- what /health may say ----------------------------------------------------------------------------
+
+_SEGMENT = st.text(alphabet=st.characters(whitelist_categories=("L", "N"), whitelist_characters="-_.~+"),
+                   min_size=1, max_size=12)
+
+
+@given(directories=st.lists(_SEGMENT, min_size=1, max_size=6), name=_SEGMENT,
+       before=st.sampled_from(["path ", "directory ", "(path: ", "'", "cannot read "]),
+       after=st.sampled_from([" does not exist", ")", "': denied", ", retrying", ""]))
+def test_scrub_leaves_no_absolute_path_but_keeps_the_file_name(directories, name, before, after):
+    from engine.health import scrub
+
+    path = "/" + "/".join(directories) + "/" + name
+    text = scrub(f"connector 'vpn': {before}{path}{after}")
+    assert "/".join(directories) + "/" not in text.replace(".../", "")
+    assert text.endswith(f".../{name}{after}") and text.startswith("connector 'vpn': ")
+
+
+@given(query=st.text(alphabet=st.characters(blacklist_categories=("Z", "C"), blacklist_characters="'\""), max_size=40))
+def test_scrub_drops_url_query_strings_and_keeps_the_endpoint(query):
+    from engine.health import scrub
+
+    text = scrub(f"GET https://fhir.example:8443/r4/AuditEvent?{query} failed")
+    assert text == "GET https://fhir.example:8443/r4/AuditEvent?... failed"
