@@ -26,8 +26,10 @@ _log = get_logger("wardwatch.app")
 
 
 def open_configured_store(config: Config) -> Store:
+    """The configured store, after making what Wardwatch owns private (every command opens the store)."""
     from engine.store import open_store
 
+    tighten_owned_files(config)
     section = config["store"]
     if section["kind"] == "sqlite":
         path = config.resolve_path(section["sqlite"]["path"])
@@ -199,7 +201,6 @@ class App:
 
 
 def build_app(config: Config, console: bool = True) -> App:
-    tighten_owned_files(config)
     ruleset = load_ruleset(config)
     store = open_configured_store(config)
     jobs = build_jobs(ruleset, config["alerts"]["suppression"])

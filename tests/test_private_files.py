@@ -165,3 +165,17 @@ def test_an_existing_world_readable_store_is_tightened_and_logged(tmp_path):
     lines = [orjson.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     tightened = {(r["path"], r["old_mode"], r["new_mode"]) for r in lines if r["event"] == "tightened file mode"}
     assert tightened == {(str(store), "0644", "0600"), (str(sink), "0644", "0600"), (str(wal), "0644", "0600")}
+
+
+def test_ingest_also_tightens_at_start(tmp_path):
+    data = tmp_path / "data"
+    config = write_config(tmp_path, data)
+    assert run_once(config).returncode == 0
+    sink = data / "out" / "alerts.jsonl"
+    sink.chmod(0o644)
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "--config", str(config), "ingest", "ndjson",
+         str(ROOT / "fixtures/vpn"), "-o", "dataset=vpn.auth"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert mode(sink) == 0o600 and f'"path":"{sink}"' in result.stderr
