@@ -15,7 +15,10 @@ The position in each file is a small JSON-serialisable dict (kept under the conn
   means the inode was reused for a new file (or rewritten in place): read from 0.
 * A file shorter than ``offset`` was truncated (``copytruncate``): read from 0.
 
-Only complete lines (ending in ``\\n``) are consumed; a partial last line waits for its newline. A line
+Only complete lines (ending in ``\\n``) are consumed; a partial last line waits for its newline (the service
+follows files that writers are still appending to). A one-shot run (``wardwatch ingest``, ``run --once``)
+calls :meth:`LineFollower.read_to_end` instead: it reads the file as it is now, so a final line without
+newline is a complete record (unless the file is still growing while we read). A line
 longer than ``max_line_bytes`` is never buffered whole: it is skipped to its newline and reported
 (``Line.oversized``) so the caller can dead-letter it; memory stays bounded by the chunk size.
 
@@ -137,6 +140,10 @@ class LineFollower:
         handle = self._handles.pop((dev, ino), None)
         if handle is not None:
             handle.close()
+
+    def read_to_end(self) -> None:
+        """One-shot mode: consume a final line without ``\\n`` at once (the file is taken as finished)."""
+        self.eof_grace_seconds = 0.0
 
     def close(self) -> None:
         for handle in self._handles.values():

@@ -132,6 +132,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _read_to_end(connector: Any) -> None:
+    """One-shot commands read files as they are now: a last line without newline is a complete record
+    (file connectors offer ``read_to_end``; the service never calls it, so it waits for the writer)."""
+    read_to_end = getattr(connector, "read_to_end", None)
+    if callable(read_to_end):
+        read_to_end()
+
+
 def _run_once(app: Any) -> int:
     from engine.evaluation import iter_alerts, run_all
     from engine.health import HealthBook
@@ -144,6 +152,7 @@ def _run_once(app: Any) -> int:
     try:
         health = HealthBook(app.store)
         for entry, connector in app.connectors():
+            _read_to_end(connector)
             with _progress(entry["name"]) as on_batch:
                 stats, problem = ingest_once(app.store, connector, app.enrichment,
                                              app.config["scheduler"]["batch_size"], health, on_batch=on_batch)
@@ -219,6 +228,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         raise UsageError(f"--option {exc}") from None
     name = args.name or f"cli-{args.type}"
     connector = cls(name, options)
+    _read_to_end(connector)
     store = open_configured_store(config)
     try:
         with _progress(name) as on_batch:
@@ -475,6 +485,23 @@ def cmd_connectors_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_retention_run(args: argparse.Namespace) -> int:
+    """One retention pass (engine.retention); the service runs the same every scheduler.retention_interval."""
+    from engine.app import build_app
+    from engine.retention import run_for_app
+
+    app = build_app(_config(args), console=False)
+    try:
+        report = run_for_app(app, dry_run=args.dry_run)
+    except RuntimeError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        app.close()
+    for line in report.to_text():
+        print(line)
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Cursors, checkpoints and dead letters: what a SOC checks first when alerts look wrong."""
     from engine.app import build_app
@@ -575,6 +602,12 @@ def build_parser() -> argparse.ArgumentParser:
     connectors_sub.add_parser("list", help="list connector types").set_defaults(func=cmd_connectors_list)
 
     sub.add_parser("status", help="cursors, rule checkpoints, dead letters").set_defaults(func=cmd_status)
+
+    retention = sub.add_parser("retention", help="delete data older than the retention: config allows")
+    retention_sub = retention.add_subparsers(dest="retention_command", required=True)
+    retention_run = retention_sub.add_parser("run", help="one retention pass; prints what it deleted per dataset")
+    retention_run.add_argument("--dry-run", action="store_true", help="only print what would be deleted")
+    retention_run.set_defaults(func=cmd_retention_run)
 
     config_cmd = sub.add_parser("config", help="check the configuration")
     config_sub = config_cmd.add_subparsers(dest="config_command", required=True)
