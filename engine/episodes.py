@@ -1,20 +1,26 @@
 """From triggers to alerts: grouping a rule's triggers into episodes, deterministically.
 
 A correlation fires at every event where its condition holds, so one burst gives hundreds of triggers. An
-analyst wants one alert per burst. An *episode* is anchored at a trigger and covers ``[anchor, anchor + S)``
-(S = the suppression period, by default the correlation's timespan); the first trigger at or after
-``anchor + S`` anchors the next episode.
+analyst wants one alert per burst. An *episode* is one period of the clock: with a suppression period S
+(by default the correlation's timespan) the episode of a trigger at ``t`` covers
+``[floor(t / S) * S, floor(t / S) * S + S)`` (S-aligned from the Unix epoch, so a 1h period is a UTC clock
+hour). Every trigger of a group in that span belongs to it; the alert id is rule id + group key + anchor.
 
-Why this shape: the anchor of an episode depends only on the triggers before it, so evaluating the same data
-in one run or in many small runs (the scheduler, or a restart after a crash) yields the same anchors; and
-the alert's content is recomputed from *all* triggers of its episode each time it changes, so it does not
-depend on how the runs were cut either. The alert id is rule id + group key + anchor.
+Why fixed, clock-aligned periods and not "anchored at the first trigger": the first trigger is only first
+among the triggers seen *so far*. A late event (recorded before triggers already alerted on) would anchor a
+new episode overlapping the stored one, and its alert would repeat evidence of the earlier alert: one
+burst told twice, and a result that depends on arrival order. No rule based on the triggers seen can avoid
+that without withdrawing alerts that sinks have already delivered. An anchor that is a function of the
+trigger's own time alone is the same in a batch run, in many small runs, after a crash, and whatever order
+the events arrived in; a late event only adds a revision to its period's alert. The price: a burst that
+crosses a period boundary gives two adjacent (never overlapping) alerts. The alert's content is recomputed
+from *all* triggers of its episode each time it changes, so it does not depend on how the runs were cut.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from engine.alert_model import Alert, alert_id, canonical_json
 from engine.events import format_timestamp, from_timestamp_ms
@@ -52,28 +58,23 @@ def iso(ms: int) -> str:
     return format_timestamp(from_timestamp_ms(ms))
 
 
-def assign_anchors(
-    hits: Iterable[Hit],
-    period_ms: int,
-    known_anchor: Callable[[str, int], int | None],
-) -> dict[tuple[str, int], list[Hit]]:
-    """Group hits (processed in time order) into episodes keyed by (group_key, anchor_ms).
+def episode_anchor(ts_ms: int, period_ms: int) -> int:
+    """The start of the episode containing ``ts_ms``: period-aligned from the epoch (``ts_ms`` itself when
+    ``period_ms`` is 0, i.e. every trigger is its own episode)."""
+    if period_ms <= 0:
+        return ts_ms
+    return ts_ms - ts_ms % period_ms  # Python's % is never negative here, so times before 1970 work too
 
-    ``known_anchor(group_key, ts)`` returns the anchor of an already stored episode covering ``ts`` (or None).
-    With ``period_ms == 0`` every hit is its own episode.
+
+def assign_anchors(hits: Iterable[Hit], period_ms: int) -> dict[tuple[str, int], list[Hit]]:
+    """Group hits into episodes keyed by (group_key, anchor_ms), each list in time order.
+
+    A pure function of each hit's own group and time (see the module docstring), so the episodes of a set
+    of hits do not depend on which other hits were seen first.
     """
     episodes: dict[tuple[str, int], list[Hit]] = {}
-    open_anchor: dict[str, int] = {}
     for hit in sorted(hits, key=lambda h: (h.ts_ms, h.group_key)):
-        if period_ms <= 0:
-            episodes.setdefault((hit.group_key, hit.ts_ms), []).append(hit)
-            continue
-        anchor = open_anchor.get(hit.group_key)
-        if anchor is None or not (anchor <= hit.ts_ms < anchor + period_ms):
-            stored = known_anchor(hit.group_key, hit.ts_ms)
-            anchor = stored if stored is not None else hit.ts_ms
-            open_anchor[hit.group_key] = anchor
-        episodes.setdefault((hit.group_key, anchor), []).append(hit)
+        episodes.setdefault((hit.group_key, episode_anchor(hit.ts_ms, period_ms)), []).append(hit)
     return episodes
 
 

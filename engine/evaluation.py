@@ -308,7 +308,10 @@ class Evaluator:
             matches, times = new_by_rule, new_times
         else:
             # Context = the new matches + older events (ingested up to the checkpoint) in the time range the
-            # windows and the suppression period reach. Nothing is read twice; a first run reads nothing.
+            # windows and the suppression period reach: a new event at t changes triggers in [t, t + span],
+            # whose episodes (clock periods of length `period`) need every trigger between their start and
+            # end, and each trigger needs the events of the span before it. Nothing is read twice; a first
+            # run reads nothing.
             lo, hi = min(new_times.values()), max(new_times.values())
             start = lo - period - job.span_ms
             end = hi + job.span_ms + period + 1
@@ -330,21 +333,9 @@ class Evaluator:
         if not affected:
             return []
 
-        stored_cache: dict[str, Alert | None] = {}
-
-        def stored_latest(group_key: str) -> Alert | None:
-            if group_key not in stored_cache:
-                stored_cache[group_key] = self.store.latest_alert(job.id, group_key)
-            return stored_cache[group_key]
-
-        def known_anchor(group_key: str, ts: int) -> int | None:
-            stored = stored_latest(group_key)
-            if stored is None:
-                return None
-            anchor = timestamp_ms(stored.first_trigger)
-            return anchor if anchor <= ts < anchor + period else None
-
-        episodes = assign_anchors(affected, period, known_anchor)
+        # Episodes are clock periods (engine/episodes.py), so a late hit joins its period's alert as a new
+        # revision; it can never anchor a second alert overlapping a stored one.
+        episodes = assign_anchors(affected, period)
         by_group: dict[str, list[Hit]] = {}
         if period > 0:
             for h in hits:

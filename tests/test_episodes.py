@@ -1,11 +1,11 @@
-"""Episodes: one alert per burst, identical however the evaluation runs were cut."""
+"""Episodes: one alert per group and period, identical however runs were cut and events arrived."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.episodes import Hit, RuleInfo, assign_anchors, build_alert, merge_revision
+from engine.episodes import Hit, RuleInfo, assign_anchors, build_alert, episode_anchor, merge_revision
 
 RULE = RuleInfo("r1", "Rule", "high", ("attack.t1110",), "", "correlation", "event_count", "event_count", None,
                 {"gte": 3})
@@ -17,48 +17,53 @@ def hit(ts: int, group: str = "u1", ids: tuple[str, ...] = ()) -> Hit:
 
 def test_burst_within_period_is_one_episode_and_next_burst_another():
     hits = [hit(t) for t in (0, 10, 50, 99, 100, 150)]
-    episodes = assign_anchors(hits, 100, lambda g, t: None)
+    episodes = assign_anchors(hits, 100)
     assert sorted(episodes) == [("u1", 0), ("u1", 100)]
     assert [h.ts_ms for h in episodes[("u1", 0)]] == [0, 10, 50, 99]
 
 
 def test_groups_are_independent():
     hits = [hit(0, "a"), hit(5, "b"), hit(120, "a")]
-    assert sorted(assign_anchors(hits, 100, lambda g, t: None)) == [("a", 0), ("a", 120), ("b", 5)]
+    assert sorted(assign_anchors(hits, 100)) == [("a", 0), ("a", 100), ("b", 0)]
 
 
-def test_stored_anchor_is_continued():
-    episodes = assign_anchors([hit(130)], 100, lambda g, t: 50 if 50 <= t < 150 else None)
-    assert list(episodes) == [("u1", 50)]
+def test_episodes_are_clock_periods_so_a_late_earlier_hit_joins_instead_of_overlapping():
+    """Issue 7 item 6: a hit older than the stored episode's first trigger must not anchor a second one."""
+    seen_first = assign_anchors([hit(3_630_000), hit(3_700_000)], 3_600_000)  # 01:00:30 and 01:01:40
+    late = assign_anchors([hit(3_601_000)], 3_600_000)  # 01:00:01, arriving later
+    assert list(seen_first) == list(late) == [("u1", 3_600_000)]
+    assert episode_anchor(-1, 100) == -100 and episode_anchor(7, 0) == 7
 
 
 def test_zero_period_gives_one_episode_per_hit():
-    assert len(assign_anchors([hit(1), hit(1, ids=("x",)), hit(2)], 0, lambda g, t: None)) == 2
+    assert len(assign_anchors([hit(1), hit(1, ids=("x",)), hit(2)], 0)) == 2
 
 
-def _run_in_chunks(ts_list: list[int], cuts: list[int], period: int) -> set[tuple[str, int]]:
-    """Process hits in several runs, remembering anchors the way the store does (latest anchor per group)."""
-    stored: dict[str, int] = {}
-    anchors: set[tuple[str, int]] = set()
-    edges = [-1, *sorted(set(cuts)), max(ts_list) + 1]
+def _arrive(ts_list: list[int], groups: list[str], order: list[int], cuts: list[int],
+            period: int) -> dict[tuple[str, int], list[tuple[int, tuple[str, ...]]]]:
+    """Hits arriving in ``order`` and evaluated in runs cut at ``cuts``; each run merges into its episodes
+    the way the evaluator does (an episode is recomputed from everything it has seen)."""
+    arrived = [hit(ts_list[i], groups[i % len(groups)], ids=(f"e{i}",)) for i in order]
+    stored: dict[tuple[str, int], list[Hit]] = {}
+    edges = [0, *sorted(c for c in set(cuts) if 0 < c < len(arrived)), len(arrived)]
     for low, high in zip(edges, edges[1:]):
-        chunk = [hit(t) for t in ts_list if low <= t < high]
-
-        def known(group: str, ts: int) -> int | None:
-            anchor = stored.get(group)
-            return anchor if anchor is not None and anchor <= ts < anchor + period else None
-
-        for group, anchor in assign_anchors(chunk, period, known):
-            anchors.add((group, anchor))
-            stored[group] = max(stored.get(group, anchor), anchor)
-    return anchors
+        for key, hits in assign_anchors(arrived[low:high], period).items():
+            stored[key] = stored.get(key, []) + hits
+    return {key: sorted((h.ts_ms, h.event_ids) for h in eps) for key, eps in stored.items()}
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.integers(0, 1000), min_size=1, max_size=40), st.lists(st.integers(0, 1000), max_size=5),
-       st.integers(1, 300))
-def test_anchors_do_not_depend_on_how_runs_are_cut(ts_list, cuts, period):
-    assert _run_in_chunks(ts_list, cuts, period) == _run_in_chunks(ts_list, [], period)
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(-500, 1000), min_size=1, max_size=40), st.lists(st.sampled_from("ab"), min_size=1,
+       max_size=2), st.randoms(use_true_random=False), st.lists(st.integers(0, 40), max_size=6),
+       st.integers(0, 300))
+def test_episodes_do_not_depend_on_arrival_order_or_how_runs_are_cut(ts_list, groups, rnd, cuts, period):
+    order = list(range(len(ts_list)))
+    rnd.shuffle(order)
+    batch = _arrive(ts_list, groups, list(range(len(ts_list))), [], period)
+    assert _arrive(ts_list, groups, order, cuts, period) == batch
+    spans = sorted((key[0], key[1], max(ts for ts, _ in eps)) for key, eps in batch.items())
+    for (g1, a1, last1), (g2, a2, _) in zip(spans, spans[1:]):
+        assert g1 != g2 or last1 < a2, "two episodes of one group overlap"
 
 
 def test_alert_content_is_a_function_of_the_episode_and_id_is_stable():
