@@ -287,7 +287,8 @@ class FhirAuditEventRestConnector(Connector):
         batch.dead_letters.append(DeadLetter(
             source=self.source_identity, reason=f"page failed after retries: {exc}", location=exc.url, raw="",
         ))
-        log.warning("fhir-auditevent %s: page failed (HTTP %s): %s", self.name, exc.status, exc.reason)
+        # the reason may quote the server's OperationOutcome: as a `reason` key the log scrubber sees it
+        log.warning("fhir-auditevent %s: page failed (HTTP %s)", self.name, exc.status, extra={"reason": exc.reason})
         if exc.status not in (404, 410):  # expired paging state is routine; anything else is blindness
             batch.unavailable = f"connector {self.name!r}: {exc}"
         if resumed and (exc.status in (404, 410) or state.failures >= self.max_page_failures):

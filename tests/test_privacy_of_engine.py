@@ -273,3 +273,16 @@ def test_service_mode_console_with_flag_is_pseudonymised(tmp_path):
     out, _ = run_service_until_alert(fast_service_config(tmp_path, sinks), "--console")
     assert "ALERT [high] Same patient read twice (test)" in out
     assert "ehr.patient.id=pseud:" in out and "P950" not in out
+
+
+def test_stdlib_log_reason_is_scrubbed_like_a_dead_letter():
+    import logging
+
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    logging.getLogger("connectors.fhir_rest").warning(
+        "fhir-auditevent %s: page failed (HTTP %s)", "ehr", 400,
+        extra={"reason": "server answered 400: unknown patient 'P950' at https://fhir.example/Patient/P950"})
+    [record] = json_lines(stream)
+    assert record["event"] == "fhir-auditevent ehr: page failed (HTTP 400)"
+    assert record["reason"] == f"server answered 400: unknown patient '{REDACTED}' at https://fhir.example/{REDACTED}"
