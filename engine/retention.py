@@ -83,6 +83,7 @@ class Line:
 @dataclass
 class RetentionReport:
     dry_run: bool
+    enabled: bool = True  # False: every retention period is null
     lines: list[Line] = field(default_factory=list)
     space: str = ""
 
@@ -98,8 +99,10 @@ class RetentionReport:
             if line.held_by:
                 text += f"; held back by rule {line.held_by} (its checkpoint still needs newer events)"
             out.append(text)
-        if not out:
+        if not out and not self.enabled:
             out.append("retention: nothing configured (every retention period is null: keep forever)")
+        elif not out:
+            out.append("retention: nothing stored that a retention period applies to")
         if self.space:
             out.append(f"space: {self.space}")
         return out
@@ -119,7 +122,7 @@ def run_retention(store: Store, policy: RetentionPolicy, needs: Sequence[RuleNee
     """Apply ``policy`` once. Safe to repeat and to interrupt: each unit commits on its own, and a repeat
     deletes only what is still there."""
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    report = RetentionReport(dry_run=dry_run)
+    report = RetentionReport(dry_run=dry_run, enabled=policy.enabled)
     if not policy.enabled:
         return report
     guard = checkpoint_guard(store, needs, now)
@@ -196,3 +199,18 @@ def spool_dirs(config: Any) -> list[Path]:
     """The spool directories of the configured (enabled) syslog connectors."""
     return [Path(config.resolve_path(entry["spool_dir"])) for entry in config["connectors"]
             if entry.get("enabled", True) and entry.get("type") == "atna-syslog" and entry.get("spool_dir")]
+
+
+def run_for_app(app: Any, *, dry_run: bool = False) -> RetentionReport:
+    """The configured pass for a built ``engine.app.App`` (the CLI command and the service job).
+
+    Refuses while a rule fails to load: its checkpoint would not be consulted, and the pass could delete
+    context that rule needs once it is fixed."""
+    from engine.retention_policy import parse_retention
+
+    errors = getattr(app.ruleset, "errors", None)
+    if errors:
+        raise RuntimeError(f"retention not run: {len(errors)} rule(s) failed to load, and their checkpoints "
+                           "must be honoured; fix them first (wardwatch rules validate)")
+    return run_retention(app.store, parse_retention(app.config["retention"]), rule_needs(app.jobs),
+                         spool_dirs=spool_dirs(app.config), dry_run=dry_run)

@@ -151,6 +151,11 @@ class Service:
         with self._delivery_lock:
             deliver_pending(self.app.store, self.app.sinks)
 
+    def _retention(self) -> None:
+        from engine.retention import run_for_app
+
+        run_for_app(self.app)  # logs a count per dataset (never event content)
+
     def _http_token(self) -> str | None:
         """The bearer token for the status endpoint, from ``token_file`` or ``token_env`` (never the YAML)."""
         http, source = self.app.config["service"]["http"], self.app.config.source
@@ -196,6 +201,10 @@ class Service:
         self.scheduler.add_job(lambda: self._guard("enrichment", self.app.enrichment.refresh),
                                IntervalTrigger(seconds=parse_duration(scheduler_cfg["enrichment_refresh_interval"])),
                                id="enrichment-refresh")
+        # GDPR storage limitation (engine.retention); not at start-up: a restart must not block on a long purge
+        self.scheduler.add_job(lambda: self._guard("retention", self._retention),
+                               IntervalTrigger(seconds=parse_duration(scheduler_cfg["retention_interval"])),
+                               id="retention")
         self.scheduler.start()
         if http["port"] is not None:
             self.http = StatusServer(http["host"], http["port"], self.metrics, self.health, token=token)

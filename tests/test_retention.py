@@ -306,3 +306,62 @@ def test_es_reports_missing_ilm(es_store: Any) -> None:
     status = es_store.ilm_status()
     assert status in (None, "RUNNING", "STOPPED")
     assert ("no ILM" in es_store.reclaim_space()) == (status is None)
+
+
+# --- the command and the service job ----------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _vpn_config(tmp_path: Path, retention: str) -> Path:
+    path = tmp_path / "wardwatch.yaml"
+    path.write_text(f"store:\n  sqlite:\n    path: {tmp_path}/w.db\nrules:\n  paths: [{ROOT}/rules/healthcare]\n"
+                    f"connectors:\n  - name: vpn\n    type: ndjson\n    path: {ROOT}/fixtures/vpn\n"
+                    f"    dataset: vpn.auth\nalerts:\n  sinks: []\n"
+                    f"scheduler:\n  ingest_interval: 100ms\n  rule_interval: 100ms\n  retention_interval: 100ms\n"
+                    f"{retention}")
+    return path
+
+
+def test_cli_retention_run_dry_run_then_for_real(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    config = str(_vpn_config(tmp_path, "retention:\n  events:\n    vpn.auth: 1d\n"))
+    # before any rule ran, the checkpoint guard holds every event back
+    assert main(["--config", config, "ingest", "ndjson", str(ROOT / "fixtures/vpn"), "--name", "vpn",
+                 "-o", "dataset=vpn.auth"]) == 0
+    capsys.readouterr()
+    assert main(["--config", config, "retention", "run", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "events vpn.auth: would delete 0" in out and "held back by rule" in out
+    assert main(["--config", config, "run", "--once"]) == 0
+    capsys.readouterr()
+    assert main(["--config", config, "retention", "run", "--dry-run"]) == 0
+    assert "events vpn.auth: would delete 66 (older than 1d" in capsys.readouterr().out
+    assert main(["--config", config, "retention", "run"]) == 0
+    out = capsys.readouterr().out
+    assert "events vpn.auth: deleted 66" in out and "in 1 transaction" in out
+    assert main(["--config", config, "retention", "run"]) == 0
+    assert "nothing stored that a retention period applies to" in capsys.readouterr().out
+
+
+def test_service_runs_retention_after_the_rules_evaluated(tmp_path: Path) -> None:
+    import time
+
+    from engine.app import build_app
+    from engine.scheduler import Service
+
+    config = load_config(_vpn_config(tmp_path, "retention:\n  events:\n    vpn.auth: 1d\n"), environ={})
+    service = Service(build_app(config, console=False))
+    service.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            alerts = service.app.store.list_alerts()
+            if alerts and service.app.store.health()["events"] == 0 and service.status.get("retention"):
+                break
+            time.sleep(0.1)
+        assert service.app.store.health()["events"] == 0  # ingested, evaluated, then expired
+        assert len(service.app.store.list_alerts()) == 1  # the brute-force alert was raised first
+        assert service.status["retention"]["failures"] == 0
+    finally:
+        service.stop()
