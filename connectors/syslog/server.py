@@ -245,7 +245,10 @@ class SyslogServer:
     # --- TCP / TLS ------------------------------------------------------------------------------------
     def _serve_tcp(self, sock: socket.socket, config: ListenerConfig, context: ssl.SSLContext | None,
                    limiter: ConnectionLimiter) -> None:
-        port = sock.getsockname()[1]
+        try:
+            port = sock.getsockname()[1]
+        except OSError:  # stop() closed the socket before this thread ran
+            return
         while not self._stop.is_set():
             try:
                 conn, addr = sock.accept()
