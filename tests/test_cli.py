@@ -296,3 +296,91 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_only_with_verbose(tmp
         "error: unexpected ZeroDivisionError: boom (run with -v for the traceback)"]
     code, _, err = run_cli(capsys, "connectors", "list", "-v")
     assert code == 1 and "Traceback" in err and "ZeroDivisionError: boom" in err
+
+
+# --- what the docs promise -------------------------------------------------------------------------
+
+def test_rules_check_is_validate(tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "rules", "check", str(ROOT / "rules"))
+    assert code == 0 and "0 error(s)" in out
+
+
+def test_rules_test_takes_several_event_files(tmp_path, capsys):
+    """docs/rules-pack.md: one run over the VPN and the Windows fixtures finds both correlations."""
+    vpn, windows = ROOT / "fixtures/vpn/vpn-auth.ndjson", ROOT / "fixtures/windows/security.ndjson"
+    code, out, _ = run_cli(capsys, "rules", "test", str(ROOT / "rules/healthcare"),
+                           "--events", str(vpn), str(windows), "--format", "json")
+    assert code == 0
+    titles = sorted(orjson.loads(line)["title"] for line in out.splitlines())
+    assert titles == ["Kerberoasting: RC4 service tickets for many SPNs",
+                      "VPN brute force followed by successful login"]
+    code, repeated, _ = run_cli(capsys, "rules", "test", str(ROOT / "rules/healthcare"),
+                                "--events", str(vpn), "--events", str(windows), "--format", "json")
+    assert code == 0 and repeated == out
+
+
+def test_rules_test_ids_do_not_collide_across_event_files(tmp_path, capsys):
+    event = {"@timestamp": "2026-11-02T10:00:00Z", "event.dataset": "ehr.audit", "ehr.break_the_glass": True}
+    first, second = write_events(tmp_path / "a.jsonl", [event]), write_events(tmp_path / "b.jsonl", [event])
+    code, out, _ = run_cli(capsys, "rules", "test", str(BTG_RULE), "--events", str(first), str(second),
+                           "--format", "json")
+    assert code == 0
+    assert [orjson.loads(line)["event_ids"] for line in out.splitlines()] == [[f"{first}:1"], [f"{second}:1"]]
+
+
+@pytest.mark.parametrize("position", ["before", "after"])
+def test_config_and_verbose_work_before_and_after_the_subcommand(tmp_path, capsys, position):
+    config = tmp_path / "c.yaml"
+    config.write_text("scheduler:\n  rule_interval: often\n")
+    options = ["--config", str(config), "-v"]
+    argv = [*options, "alerts", "list"] if position == "before" else ["alerts", "list", *options]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and str(config) in err and "scheduler.rule_interval" in err
+    from engine.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert args.config == str(config) and args.verbose is True
+    defaults = build_parser().parse_args(["alerts", "list"])
+    assert defaults.config is None and defaults.verbose is False
+
+
+def test_alerts_list_rule_accepts_id_name_title_or_file_name(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "wardwatch.yaml").write_text(f"store:\n  sqlite:\n    path: {tmp_path}/w.db\n"
+                                             f"rules:\n  paths: [{ROOT}/rules]\nconnectors: []\n"
+                                             f"alerts:\n  sinks: []\nlogging:\n  level: warning\n")
+    run_cli(capsys, "ingest", "ndjson", str(ROOT / "fixtures/vpn"), "-o", "dataset=vpn.auth")
+    run_cli(capsys, "run", "--once")
+    code, out, _ = run_cli(capsys, "alerts", "list", "--format", "json")
+    [alert] = [orjson.loads(line) for line in out.splitlines()]
+    for ref in (alert["rule_id"], "vpn_bruteforce_then_success", "VPN brute force followed by successful login",
+                "vpn_bruteforce_then_success.yml"):
+        code, out, _ = run_cli(capsys, "alerts", "list", "--rule", ref, "--format", "json")
+        assert code == 0 and [orjson.loads(line)["id"] for line in out.splitlines()] == [alert["id"]], ref
+    code, out, _ = run_cli(capsys, "alerts", "list", "--rule", "ehr_break_the_glass", "--format", "json")
+    assert code == 0 and out == ""
+
+
+def test_rules_explain_a_correlation_shows_it_and_its_base_rules(capsys):
+    failure = {"event.dataset": "vpn.auth", "event.action": "vpn-login", "event.outcome": "failure",
+               "user.name": "admin.huber"}
+    code, out, _ = run_cli(capsys, "rules", "explain", str(VPN_RULES), "--event", orjson.dumps(failure).decode())
+    assert code == 0  # the event counts towards the correlation (it matches a base rule)
+    assert "correlation temporal_ordered" in out and "group-by: user.name" in out and "timespan: 30m" in out
+    assert "condition: event_count >= 10" in out  # the chained vpn_bruteforce, explained in turn
+    assert "VPN login failure [937494b0-f415-4c4b-8612-6fb63c25bd25]: MATCH" in out
+    assert "VPN login success [bd96474f-0597-4269-b0f4-ccccaf41250e]: no match" in out
+    code, out, _ = run_cli(capsys, "rules", "explain", "vpn_bruteforce", "--event", "{}", "--format", "json")
+    explanation = orjson.loads(out)
+    assert code == 1 and explanation["kind"] == "correlation" and explanation["condition"] == {"gte": 10}
+    assert [base["title"] for base in explanation["base"]] == ["VPN login failure"]
+
+
+def test_rules_convert_a_correlation_converts_each_base_rule(capsys):
+    code, out, _ = run_cli(capsys, "rules", "convert", "vpn_bruteforce_then_success", "--store", "sqlite")
+    assert code == 0
+    assert "# VPN brute force followed by successful login [590d4d5a" in out
+    assert "`event.outcome`='failure'" in out and "`event.outcome`='success'" in out
+    code, out, _ = run_cli(capsys, "rules", "convert", str(ROOT / "rules/healthcare/windows_kerberoasting.yml"),
+                           "--store", "elasticsearch")
+    assert code == 0 and "value_count(ServiceName) >= 5" in out and "-> elasticsearch" in out
