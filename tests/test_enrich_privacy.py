@@ -211,3 +211,20 @@ def test_fhir_patient_errors_cached_briefly_then_retried() -> None:
     directory.get("P1")
     assert directory.requests == 2
     assert directory.get("../etc/passwd") is None and directory.requests == 2  # never put a non-id into a URL
+
+
+def test_roster_load_logs_how_many_people_it_holds(tmp_path, caplog):
+    """The load line counts staff members: not the table's two parts, nor user id and login twice each."""
+    import logging
+
+    from engine.enrich.lookups import StaffRoster
+
+    roster = tmp_path / "roster.csv"
+    rows = [f"U{n},login{n},Family{n},Cardiology,,,P{n}," for n in range(205)]
+    roster.write_text("user_id,login,family_name,department,address,postal_code,patient_id,end_date\n"
+                      + "\n".join(rows) + "\n", encoding="utf-8")
+    with caplog.at_level(logging.INFO, logger="engine.enrich.lookups"):
+        loaded = StaffRoster(roster)
+    assert len(loaded) == 205
+    assert [r.getMessage() for r in caplog.records if "loaded" in r.getMessage()] == [
+        f"staff roster {roster} loaded: 205 entries"]

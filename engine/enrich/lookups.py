@@ -132,10 +132,14 @@ class ReloadingFile:
     on would mark every user as off the roster.
     """
 
-    def __init__(self, path: str | os.PathLike[str], loader: Callable[[Path], Any], what: str):
+    def __init__(self, path: str | os.PathLike[str], loader: Callable[[Path], Any], what: str,
+                 size: Callable[[Any], int] = len):
         self.path = Path(path)
         self.loader = loader
         self.what = what
+        #: how many entries a loaded table holds, for the "loaded: N entries" line (a table may be a dict
+        #: of parts, so ``len`` of it would count the parts)
+        self.size = size
         self._stamp: tuple[int, int] | None = None
         self.table: Any = None
         self.refresh()
@@ -162,7 +166,7 @@ class ReloadingFile:
             log.warning("%s %s not reloaded (%s); keeping the previous version", self.what, self.path, type(exc).__name__)
             return False
         self.table, self._stamp = table, stamp
-        log.info("%s %s loaded: %d entries", self.what, self.path, len(table) if hasattr(table, "__len__") else -1)
+        log.info("%s %s loaded: %d entries", self.what, self.path, self.size(table))
         return True
 
 
@@ -208,6 +212,11 @@ ROSTER_COLUMNS = {
 }
 
 
+def _people(table: Mapping[str, Any]) -> int:
+    """Distinct staff members in a roster table (each is keyed by user id *and* login)."""
+    return len({id(member) for member in table["members"].values()})
+
+
 class StaffRoster:
     """The staff roster (HR export) as a CSV: who a user is, where they work and live, when they left.
 
@@ -221,7 +230,7 @@ class StaffRoster:
         self.configured_columns = dict(columns or {})
         self.columns = {**ROSTER_COLUMNS, **self.configured_columns}
         self.encoding, self.delimiter = encoding, delimiter
-        self.file = ReloadingFile(path, self._load, "staff roster")
+        self.file = ReloadingFile(path, self._load, "staff roster", size=_people)
 
     def _load(self, path: Path) -> dict[str, Any]:
         check_columns(path, csv_header(path, self.encoding, self.delimiter), "roster_columns",
@@ -250,7 +259,8 @@ class StaffRoster:
         return {"members": by_key, "employee_patients": employee_patients}
 
     def __len__(self) -> int:
-        return len(self.file.table["members"]) if self.file.table else 0
+        """How many people: ``members`` maps both user id and login to the same member."""
+        return _people(self.file.table) if self.file.table else 0
 
     def refresh(self) -> None:
         self.file.refresh()
