@@ -115,3 +115,29 @@ def test_sigterm_stops_the_real_service_cleanly(tmp_path):
     events = [orjson.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
     assert events[0] == "service started" and events[-1] == "service stopped"
     assert "ALERT [high] VPN brute force followed by successful login" in out  # the console sink
+
+
+def test_a_failing_job_logs_its_traceback_once_then_one_line_per_repeat(tmp_path):
+    from structlog.testing import capture_logs
+
+    app = build_app(load_config(vpn_service_config(tmp_path)), console=False)
+    service = Service(app)
+    outcomes = iter([ValueError("bad row"), ValueError("bad row"), ValueError("bad row"), None, ValueError("again")])
+
+    def job() -> None:
+        outcome = next(outcomes)
+        if outcome is not None:
+            raise outcome
+
+    try:
+        with capture_logs() as logs:
+            for _ in range(5):
+                service._guard("flaky", job)
+    finally:
+        app.close()
+    failures = [entry for entry in logs if entry.get("job") == "flaky"]
+    assert [entry["event"] for entry in failures] == [
+        "job failed; will retry", "job failed again; will retry", "job failed again; will retry",
+        "job failed; will retry"]  # a success ends the streak: the next failure shows its traceback again
+    assert [entry.get("exc_info") for entry in failures] == [True, False, False, True]
+    assert all(entry["error"] == "ValueError: bad row" for entry in failures[:3])
