@@ -219,6 +219,11 @@ class EhrCsvConnector(Connector):
             head = fh.readline(4096)
         return f"{st.st_dev}:{st.st_ino}:{hashlib.blake2b(head, digest_size=8).hexdigest()}"
 
+    def read_to_end(self) -> None:
+        """One-shot mode (``wardwatch ingest``, ``run --once``): an export's last row without newline is
+        complete now, not after ``complete_after_idle_seconds``. The service never calls this: there, it waits."""
+        self.complete_after_idle = 0.0
+
     # --- the contract -------------------------------------------------------------------------
     def read(self, cursor: dict[str, Any] | None, max_events: int) -> Batch:
         state: dict[str, dict[str, Any]] = {k: dict(v) for k, v in ((cursor or {}).get("files") or {}).items()}

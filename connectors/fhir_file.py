@@ -268,6 +268,12 @@ class FhirAuditEventFileConnector(Connector):
             return {"v": CURSOR_VERSION, "lines": {}, "docs": {}}
         return copy.deepcopy(dict(cursor))
 
+    def read_to_end(self) -> None:
+        """One-shot mode (``wardwatch ingest``, ``run --once``): files are read as they are now, so a last
+        line without newline is a complete record. The service never calls this: there, it waits."""
+        self._follower.read_to_end()
+        self.settle_seconds = 0.0  # and a *.json export written a moment ago is read, not skipped
+
     def close(self) -> None:
         self._follower.close()
         self._doc_cache = None

@@ -189,5 +189,10 @@ class NdjsonFileConnector(Connector):
                 return self.dead_letter(line, "field 'event.id': must be a non-empty string")
         return event
 
+    def read_to_end(self) -> None:
+        """One-shot mode (``wardwatch ingest``, ``run --once``): files are read as they are now, so a last
+        line without newline is a complete record. The service never calls this: there, it waits."""
+        self._follower.read_to_end()
+
     def close(self) -> None:
         self._follower.close()
