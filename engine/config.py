@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
             "max_retries": 3,
             "index_prefix": "wardwatch",
             "ingest_lag_seconds": 0,
+            "allow_insecure_http": False,
         },
     },
     "rules": {"paths": ["rules"], "placeholders": {}},
@@ -175,6 +176,7 @@ SCHEMA: dict[str, Any] = {
             "max_retries": _type(int),
             "index_prefix": _type(str),
             "ingest_lag_seconds": _type(int, float),
+            "allow_insecure_http": _type(bool),
         },
     },
     "rules": {"paths": _str_list, "placeholders": _mapping},
@@ -328,13 +330,25 @@ def _refuse_secret_literals(user: Mapping[str, Any], source: str) -> None:
 
 
 def _check_es_credentials(data: Mapping[str, Any], source: str, environ: Mapping[str, str]) -> None:
+    """A username needs a password; credentials never go over plain http:// beyond loopback."""
     es = data["store"]["elasticsearch"]
-    if data["store"]["kind"] != "elasticsearch" or not es.get("username"):
+    if data["store"]["kind"] != "elasticsearch":
         return
-    if not (es.get("password") or es.get("password_file") or environ.get("WARDWATCH_ES_PASSWORD")):
+    if es.get("username") and not (es.get("password") or es.get("password_file")
+                                   or environ.get("WARDWATCH_ES_PASSWORD")):
         raise ConfigError(source, "store.elasticsearch.username",
                           "a username needs a password: set password_file or the environment variable "
                           "WARDWATCH_ES_PASSWORD")
+    credentials = es.get("username") or es.get("api_key") or es.get("api_key_file") \
+        or environ.get("WARDWATCH_ES_API_KEY")
+    if credentials and not es.get("allow_insecure_http"):
+        from connectors.fhir_auth import InsecureTransportError, check_credentials_transport
+
+        for host in es["hosts"]:
+            try:
+                check_credentials_transport(host, what="store.elasticsearch.hosts", allow_insecure_http=False)
+            except InsecureTransportError as exc:
+                raise ConfigError(source, "store.elasticsearch.hosts", str(exc)) from None
 
 
 def _validate_retention(section: Any, source: str) -> None:

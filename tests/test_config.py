@@ -174,3 +174,15 @@ def test_missing_pseudonymisation_key_file_names_key_and_file(tmp_path):
     with pytest.raises(ConfigError, match=r"alerts\.pseudonymise\.key_file: cannot read secret file .*"
                                           r"keys/pseudonym\.key: No such file"):
         build_pseudonymiser(load_config(path, environ={}))
+
+
+def test_elasticsearch_credentials_never_go_over_plain_http_beyond_loopback(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("store:\n  kind: elasticsearch\n  elasticsearch:\n    hosts: [http://es.lan:9200]\n"
+                    "    username: ww\n    password_file: /run/secrets/es\n")
+    with pytest.raises(ConfigError, match=r"store\.elasticsearch\.hosts: http://es\.lan:9200 is plain http://"):
+        load_config(path, environ={})
+    path.write_text(path.read_text().replace("es.lan", "127.0.0.1"))
+    assert load_config(path, environ={})["store"]["elasticsearch"]["username"] == "ww"  # loopback is fine
+    path.write_text(path.read_text().replace("127.0.0.1", "es.lan") + "    allow_insecure_http: true\n")
+    assert load_config(path, environ={})["store"]["elasticsearch"]["allow_insecure_http"] is True

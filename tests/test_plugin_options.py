@@ -364,3 +364,32 @@ def test_patient_directory_refuses_a_token_over_plain_http():
     FhirPatientDirectory("http://localhost:8080/fhir", headers={"Authorization": "Bearer x"}).close()
     FhirPatientDirectory("http://mpi.lan/fhir", headers={"Authorization": "Bearer x"},
                          allow_insecure_http=True).close()
+
+
+def test_a_redirect_never_carries_the_token_elsewhere(token_file):
+    """Request-time check: a 3xx from the FHIR server (to plain http on another host) is not followed."""
+    lan = _lan_address()
+    with _Recorder() as far:
+        class Redirecting(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(302)
+                self.send_header("Location", f"http://{lan}:{far.port}/fhir/AuditEvent")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        origin = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+        threading.Thread(target=origin.serve_forever, daemon=True).start()
+        try:
+            connector = connector_class("fhir-auditevent")("f", {
+                "base_url": f"http://127.0.0.1:{origin.server_address[1]}/fhir", "auth": "bearer",
+                "token_file": token_file, "max_retries": 0})
+            batch = connector.read(None, 10)
+            connector.close()
+        finally:
+            origin.shutdown()
+            origin.server_close()
+    assert far.authorizations == []
+    assert [d.reason for d in batch.dead_letters] and "302" in batch.dead_letters[0].reason
