@@ -240,6 +240,8 @@ EXPECTED_FAILURES = {
     "--event @missing.json": (lambda t, _busy: ["rules", "explain", str(BTG_RULE), "--event", f"@{t}/missing.json"],
                               2, "missing.json"),
     "unreadable rules path (a symlink loop)": (lambda t, _busy: ["rules", "validate", f"{t}/loop"], 2, "loop"),
+    "unreadable connector path on the CLI": (lambda t, _busy: ["--config", _config_file(t), "ingest", "ndjson",
+                                                               f"{t}/loop", "-o", "dataset=x"], 1, "loop"),
     "missing secret file": (lambda t, _busy: ["--config", _config_file(t, store=_es(
         username="elastic", password_file=f"{t}/no-password")), "run", "--once"], 2, "no-password"),
     "missing CA file (Elasticsearch)": (lambda t, _busy: ["--config", _config_file(t, store=_es(
