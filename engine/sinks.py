@@ -114,7 +114,21 @@ def build_sinks(specs: Iterable[Mapping[str, Any]], resolve: Any = Path, console
             sinks.append(JsonlSink(resolve(spec["path"])))
         elif spec["type"] == "console" and console:
             sinks.append(ConsoleSink())
+        elif spec["type"] not in _BUILTIN_SINKS:
+            sinks.append(_plugin_sink(spec, resolve))
     return sinks
+
+
+def _plugin_sink(spec: Mapping[str, Any], resolve: Any) -> Sink:
+    """A third-party sink (``wardwatch.sinks`` entry point): built with its declared options as keywords."""
+    from engine.plugins import declared_options, options_dict, parse_options
+
+    cls = sink_class(spec["type"])
+    options = {k: v for k, v in spec.items() if k != "type"}
+    options_cls = declared_options(cls)
+    if options_cls is not None:
+        options = options_dict(parse_options(options_cls, options, resolve_path=lambda p: str(resolve(p))))
+    return cls(**options)
 
 
 def deliver_pending(store: Store, sinks: Sequence[Sink], batch: int = 1000) -> int:

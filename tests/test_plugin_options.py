@@ -393,3 +393,39 @@ def test_a_redirect_never_carries_the_token_elsewhere(token_file):
             origin.server_close()
     assert far.authorizations == []
     assert [d.reason for d in batch.dead_letters] and "302" in batch.dead_letters[0].reason
+
+
+def test_a_tls_key_password_is_taken_from_a_file_never_from_the_yaml(tmp_path):
+    entry = {"protocol": "tls", "host": "127.0.0.1", "port": 0, "certfile": "c.pem", "keyfile": "k.pem"}
+    with pytest.raises(ConnectorConfigError, match=r"listen\[0\]\.password: a secret must not be written in the "
+                                                   r"config file; use password_file"):
+        connector_class("atna-syslog")("s", {"spool_dir": str(tmp_path / "s"),
+                                             "listen": [{**entry, "password": "hunter2"}]})
+    (tmp_path / "pass").write_text("hunter2\n")
+    connector = connector_class("atna-syslog")("s", {"spool_dir": str(tmp_path / "s"),
+                                                     "listen": [{**entry, "password_file": str(tmp_path / "pass")}]})
+    assert connector.listen[0].password == "hunter2"
+    connector.close()
+
+
+def test_a_plugin_sink_is_built_from_its_declared_options(tmp_path, monkeypatch):
+    from engine import sinks
+
+    @dataclass
+    class MemoryOptions:
+        path: str = path_option(dataclasses.MISSING)
+        limit: int = 10
+
+    class MemorySink:
+        Options = MemoryOptions
+
+        def __init__(self, path: str, limit: int):
+            self.name, self.path, self.limit = "memory", path, limit
+
+    monkeypatch.setitem(sinks._BUILTIN_SINKS, "memory", MemorySink)
+    with pytest.raises(ConfigError, match=r"alerts\.sinks\[0\]\.limit: expected an integer"):
+        load_config(_config(tmp_path, "alerts:\n  sinks:\n    - {type: memory, path: m, limit: many}\n"), environ={})
+    monkeypatch.delitem(sinks._BUILTIN_SINKS, "memory")
+    monkeypatch.setattr(sinks, "sink_class", lambda name: MemorySink)
+    built = sinks.build_sinks([{"type": "memory", "path": "m"}], resolve=lambda p: tmp_path / p)
+    assert [(s.path, s.limit) for s in built] == [(str(tmp_path / "m"), 10)]
