@@ -7,7 +7,7 @@ Exit codes (the same table is in README.md):
   ``service.http`` port already in use (``rules explain``: the rule does not match);
 * 2 bad usage, bad config or invalid rules: a missing ``--events`` file or a directory given for it,
   ``--event @missing.json``, a rules path that cannot be read, a missing secret, key, CA or certificate file,
-  a port outside 1..65535, an unknown option or rule;
+  a port outside 0..65535, an unknown option or rule;
 * 130 interrupted (Ctrl-C).
 
 Every expected failure is one readable line on stderr naming the file, key or port, never a stack trace:

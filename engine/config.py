@@ -136,10 +136,10 @@ def _one_of(*choices: str) -> Callable[[Any], None]:
 
 
 def _port(value: Any) -> None:
-    """A TCP port, or None (off): a number outside 1..65535 would only fail later, at bind time."""
+    """A TCP port, 0 (any free port) or None (off): anything else would only fail later, at bind time."""
     _type(int, nullable=True)(value)
-    if value is not None and not 1 <= value <= 65535:
-        raise ValueError(f"a port must be 1..65535, got {value}")
+    if value is not None and not 0 <= value <= 65535:
+        raise ValueError(f"a port must be 0..65535, got {value}")
 
 
 def _duration(value: Any) -> None:
