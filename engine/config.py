@@ -192,13 +192,8 @@ SCHEMA: dict[str, Any] = {
     },
     "connectors": _type(list),
     "enrichment": {
-        "working_hours": {
-            "timezone": _type(str),
-            "start": _type(str),
-            "end": _type(str),
-            "days": _str_list,
-        },
-        "privacy": _type(dict, nullable=True),
+        "working_hours": _type(dict, nullable=True),  # declared: WorkingHoursOptions
+        "privacy": _type(dict, nullable=True),  # declared: PrivacyOptions
     },
     "alerts": {
         "sinks": _type(list),
@@ -299,16 +294,23 @@ def _validate_sinks(sinks: list[Any], source: str) -> None:
         _check_plugin_options(cls, sink, where, source, SINK_META_KEYS)
 
 
-def _validate_privacy(section: Mapping[str, Any] | None, source: str) -> None:
+def _validate_enrichment(section: Mapping[str, Any], source: str) -> None:
+    """Each enrichment block parses into its declared options (no lookup file is opened here)."""
+    from engine.enrich.privacy import PrivacyOptions
+    from engine.enrich.time_context import WorkingHoursOptions
+
+    _validate_block(section.get("working_hours"), WorkingHoursOptions, "enrichment.working_hours", source)
+    _validate_block(section.get("privacy"), PrivacyOptions, "enrichment.privacy", source)
+
+
+def _validate_block(section: Mapping[str, Any] | None, options_cls: type, where: str, source: str) -> None:
     if not section:
         return
-    from engine.enrich.privacy import PrivacyOptions
     from engine.plugins import InvalidOption, parse_options
 
     try:
-        parse_options(PrivacyOptions, section)
+        parse_options(options_cls, section)
     except InvalidOption as exc:
-        where = "enrichment.privacy"
         raise OptionsError(f"{where}.{exc.key}" if exc.key else where, exc.message, source) from None
 
 
@@ -448,7 +450,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     _refuse_secret_literals(user, source)
     _validate_connectors(data["connectors"], source)
     _validate_sinks(data["alerts"]["sinks"], source)
-    _validate_privacy(data["enrichment"].get("privacy"), source)
+    _validate_enrichment(data["enrichment"], source)
     _validate_suppression(data["alerts"]["suppression"], source)
     _validate_retention(data["retention"], source)
     _check_es_credentials(data, source, environ)

@@ -429,3 +429,16 @@ def test_a_plugin_sink_is_built_from_its_declared_options(tmp_path, monkeypatch)
     monkeypatch.setattr(sinks, "sink_class", lambda name: MemorySink)
     built = sinks.build_sinks([{"type": "memory", "path": "m"}], resolve=lambda p: tmp_path / p)
     assert [(s.path, s.limit) for s in built] == [(str(tmp_path / "m"), 10)]
+
+
+def test_working_hours_are_declared_options_checked_when_the_config_loads(tmp_path):
+    path = _config(tmp_path, "enrichment:\n  working_hours:\n    timezon: Europe/Berlin\n")
+    with pytest.raises(ConfigError, match=r"enrichment\.working_hours\.timezon: unknown option \(known: days, "
+                                          r"end, start, timezone\)"):
+        load_config(path, environ={})
+    path = _config(tmp_path, "enrichment:\n  working_hours:\n    timezone: Europe/Berlim\n")
+    with pytest.raises(ConfigError, match=r"enrichment\.working_hours\.timezone: unknown time zone 'Europe/Berlim'"):
+        load_config(path, environ={})
+    path = _config(tmp_path, "enrichment:\n  working_hours:\n    start: '7'\n")
+    with pytest.raises(ConfigError, match=r"enrichment\.working_hours\.start: expected HH:MM, got '7'"):
+        load_config(path, environ={})

@@ -7,12 +7,14 @@ site define its own working hours in the config.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 from engine.enrich import Enricher
 from engine.events import CANONICAL_TIMESTAMP, TIMESTAMP, Event, parse_timestamp
+from engine.plugins import InvalidOption, parse_options
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CACHE_MAX = 4096
@@ -25,6 +27,23 @@ def _parse_clock(value: str, key: str) -> time:
         return time(int(hours), int(minutes))
     except (ValueError, TypeError):
         raise ValueError(f"enrichment.working_hours.{key}: expected HH:MM, got {value!r}") from None
+
+
+@dataclass
+class WorkingHoursOptions:
+    """``enrichment.working_hours``: the site's zone and working hours (checked when the config loads)."""
+
+    timezone: str = "Europe/Berlin"
+    start: str = "07:00"
+    end: str = "19:00"
+    days: list[str] = field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+
+    def __post_init__(self) -> None:
+        try:
+            TimeContextEnricher(self.timezone, self.start, self.end, self.days)
+        except ValueError as exc:  # "enrichment.working_hours.<key>: ..." -> the key and the message
+            key, _, message = str(exc).partition(": ")
+            raise InvalidOption(key.rsplit(".", 1)[-1], message) from None
 
 
 class TimeContextEnricher(Enricher):
@@ -47,7 +66,8 @@ class TimeContextEnricher(Enricher):
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> "TimeContextEnricher":
-        return cls(options["timezone"], options["start"], options["end"], options["days"])
+        opts = parse_options(WorkingHoursOptions, options)
+        return cls(opts.timezone, opts.start, opts.end, opts.days)
 
     def _facts(self, local: datetime) -> tuple[int, str, bool]:
         weekday = WEEKDAYS[local.weekday()]
