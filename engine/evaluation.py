@@ -53,6 +53,11 @@ class RuleJob:
     def datasets(self) -> tuple[str, ...]:
         return tuple(sorted({ds for leaf in self.leaves for ds in leaf.datasets}))
 
+    @property
+    def reads_every_field(self) -> bool:
+        """A keyword rule feeds this job: its scans must return whole events, not only named fields."""
+        return any(leaf.reads_every_field for leaf in self.leaves)
+
 
 @dataclass
 class RunResult:
@@ -159,7 +164,8 @@ class Evaluator:
         """One pass over the store for several jobs: matches by leaf rule id, event times, events scanned.
 
         Each event meets only the leaf rules of its dataset (and, with a rule index, its discriminating
-        field), and a leaf shared by several jobs is evaluated once.
+        field), and a leaf shared by several jobs is evaluated once. The store returns only the fields the
+        rules read, unless a keyword rule is among them ("any string field contains"): then whole events.
         """
         leaves = {leaf.id: leaf for job in jobs for leaf in job.leaves}
         by_rule: dict[str, list[Match]] = {rule_id: [] for rule_id in leaves}
@@ -169,8 +175,10 @@ class Evaluator:
                 by_dataset.setdefault(dataset, []).append(leaf)
         times: dict[str, int] = {}
         scanned = 0
-        fields = sorted({f for leaf in leaves.values() for f in leaf.fields}
-                        | {f for job in jobs for f in self._extra_fields(job)})
+        fields: list[str] | None = None
+        if not any(job.reads_every_field for job in jobs):
+            fields = sorted({f for leaf in leaves.values() for f in leaf.fields}
+                            | {f for job in jobs for f in self._extra_fields(job)})
         query = SearchQuery(datasets=tuple(sorted(by_dataset)), fields=fields,
                             prefilter=self._prefilter(leaves.values()), **bounds)
         candidates = self.candidates
@@ -196,6 +204,10 @@ class Evaluator:
             return None
         parts = []
         for leaf in leaves:
+            if leaf.reads_every_field:
+                # Keywords search every string field, also those a store keeps unindexed (event.original on
+                # Elasticsearch, values beyond its ignore_above): no store query is a superset of that.
+                return None
             if leaf.id not in self._pushdown_cache:
                 self._pushdown_cache[leaf.id] = self.pushdown(leaf)
             query = self._pushdown_cache[leaf.id]
@@ -276,6 +288,16 @@ class Evaluator:
 
     def _run_slice(self, group: Sequence[RuleJob], checkpoint: str | None, watermark: str,
                    results: dict[str, RunResult]) -> None:
+        # Jobs fed by keyword rules scan whole events on their own, so the others keep their narrow scan
+        # and a keyword rule sees the same events whichever rules run with it.
+        narrow = [job for job in group if not job.reads_every_field]
+        whole = [job for job in group if job.reads_every_field]
+        for part in (narrow, whole):
+            if part:
+                self._run_scan(part, checkpoint, watermark, results)
+
+    def _run_scan(self, group: Sequence[RuleJob], checkpoint: str | None, watermark: str,
+                  results: dict[str, RunResult]) -> None:
         started = time.monotonic()
         new_by_rule, new_times, scanned = self._scan(group, ingested_after=checkpoint, ingested_upto=watermark)
         for job in group:

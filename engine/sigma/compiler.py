@@ -310,6 +310,8 @@ class CompiledDetection:
     conditions: list[Node]
     fields: frozenset[str]
     fn: Predicate
+    #: a keyword item searches every string field, so ``fields`` cannot list what the rule reads
+    reads_every_field: bool = False
 
 
 class DetectionCompiler:
@@ -318,6 +320,7 @@ class DetectionCompiler:
         self.placeholders = placeholders
         self.cache: dict[str, Node] = {}
         self.fields: set[str] = set()
+        self.reads_every_field = False
 
     def compile(self) -> CompiledDetection:
         conditions = []
@@ -329,7 +332,7 @@ class DetectionCompiler:
             if not conditions[-1].label:
                 conditions[-1].label = cond.condition  # type: ignore[attr-defined]
         fn = _any([c.fn for c in conditions])
-        return CompiledDetection(conditions, frozenset(self.fields), fn)
+        return CompiledDetection(conditions, frozenset(self.fields), fn, self.reads_every_field)
 
     def _condition(self, tree: Any) -> Node:
         if isinstance(tree, ConditionIdentifier):
@@ -393,6 +396,7 @@ class DetectionCompiler:
         node = ItemNode(key_text or "keywords", item.field, mods, groups, linking, item.negated)
         node.key = key
         self.fields |= node.fields
+        self.reads_every_field |= item.field is None  # keywords
         return node
 
     def _resolve_placeholders(self, v: Any) -> list[Any]:

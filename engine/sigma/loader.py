@@ -220,6 +220,7 @@ def _compile(p: _PendingRule, placeholders: Mapping[str, tuple[str, ...]]) -> Co
         path=p.doc.path,
         datasets=tuple(p.entry.datasets),
         fields=compiled.fields | extra_fields | {DATASET},
+        reads_every_field=compiled.reads_every_field,
         sigma=p.sigma,
         source=p.doc.text,
         filter_sources=tuple(p.filters),

@@ -38,6 +38,9 @@ class CompiledRule:
     _scope_nodes: dict[str, "Node | None"] = field(default_factory=dict, repr=False)
     _conditions: list["Node"] = field(default_factory=list, repr=False)
     _fn: Callable[[Mapping[str, Any]], bool] = field(default=lambda ev: False, repr=False)
+    #: True when the detection has keywords ("any string field contains"): a search must then return
+    #: whole events, because ``fields`` cannot name what the rule reads
+    reads_every_field: bool = False
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         """Exact Sigma semantics; never raises on odd field types. Events of other datasets never match."""
