@@ -193,15 +193,51 @@ correlation:
     timespan: 10m
     condition: {gte: 3}
 level: medium
+---
+title: Any EHR update
+id: 6b1f4a53-54a5-4b0e-9d0e-0c1a3f7c2a03
+name: prop_ehr_update
+status: test
+logsource: {product: ehr}
+detection:
+    selection: {event.action: update}
+    condition: selection
+level: informational
+---
+title: Read burst, then an update
+id: 6b1f4a53-54a5-4b0e-9d0e-0c1a3f7c2a04
+name: prop_burst_then_update
+status: test
+correlation:
+    type: temporal_ordered
+    rules: [prop_read_burst, prop_ehr_update]
+    group-by: [user.name]
+    timespan: 30m
+    generate: true
+level: high
+---
+title: Four patients in an hour
+id: 6b1f4a53-54a5-4b0e-9d0e-0c1a3f7c2a05
+name: prop_many_patients
+status: test
+correlation:
+    type: value_count
+    rules: [prop_ehr_read, prop_ehr_update]
+    group-by: [user.name]
+    timespan: 1h
+    condition: {gte: 4, field: ehr.patient.id}
+level: medium
 """
 
 _ruleset_cache: list[Any] = []
 
 
 def _jobs_and_rules() -> tuple[list[Any], Any]:
-    """The shipped after-hours rule (suppressed per user per hour, as in the demo) and a burst correlation."""
-    from pathlib import Path
+    """The shipped after-hours rule (suppressed per user per hour, as in the demo), an event_count, a chained
+    temporal_ordered over it and a value_count: plain matches, windows and a chain's summed timespan."""
+    import shutil
     import tempfile
+    from pathlib import Path
 
     from engine.config import DEFAULTS
     from engine.evaluation import build_jobs
@@ -212,6 +248,7 @@ def _jobs_and_rules() -> tuple[list[Any], Any]:
         (directory / "burst.yml").write_text(_RULES_YAML)
         root = Path(__file__).resolve().parent.parent
         ruleset = load_rules([str(root / "rules/healthcare/ehr_after_hours_access.yml"), str(directory)])
+        shutil.rmtree(directory, ignore_errors=True)
         assert not ruleset.errors, ruleset.errors
         _ruleset_cache.append(ruleset)
     ruleset = _ruleset_cache[0]
