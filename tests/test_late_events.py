@@ -14,6 +14,7 @@ from engine.config import DEFAULTS
 from engine.evaluation import Evaluator, RuleJob, build_jobs
 from engine.events import Event, make_event_id
 from engine.sigma import load_rules
+from engine.store import open_store
 from engine.store.base import Store
 from tests.store_fixtures import covering_watermark, store  # noqa: F401  (pytest fixture)
 
@@ -70,8 +71,6 @@ def test_late_after_hours_read_joins_its_episode_instead_of_a_second_alert(store
     evaluate(store, jobs, [*on_time, late])
     live = final_alerts(store)
 
-    from engine.store import open_store
-
     batch_store = open_store("sqlite", path=tmp_path / "batch.db")
     try:
         batch_store.write([late, *on_time])
@@ -84,3 +83,21 @@ def test_late_after_hours_read_joins_its_episode_instead_of_a_second_alert(store
     assert live == batch
     assert sorted(eid for a in live.values() for eid in a["evidence"]) == sorted(
         e["event.id"] for e in [late, *on_time])
+    # one alert per user and clock hour (the suppression period): the late read has its own hour
+    assert sorted((a["first_trigger"], a["last_trigger"]) for a in live.values()) == [
+        ("2026-11-03T00:20:00.000Z", "2026-11-03T00:20:00.000Z"),
+        ("2026-11-03T01:00:00.000Z", "2026-11-03T01:20:00.000Z")]
+
+
+def test_late_read_in_an_alerted_hour_is_a_new_revision_of_that_alert(store: Store) -> None:
+    jobs = after_hours_jobs()
+    first = [read_at(1, "2026-11-03T01:10:00.000Z"), read_at(2, "2026-11-03T01:40:00.000Z")]
+    late = read_at(3, "2026-11-03T01:05:00.000Z")
+    store.write(first)
+    evaluate(store, jobs, first)
+    (before,) = store.list_alerts()
+    store.write([late])
+    evaluate(store, jobs, [*first, late])
+    (after,) = store.list_alerts()
+    assert after.id == before.id and after.revision == before.revision + 1
+    assert after.first_trigger == "2026-11-03T01:05:00.000Z" and after.evidence_total == 3
