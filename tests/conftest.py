@@ -18,6 +18,22 @@ settings.register_profile("wardwatch", deadline=None)
 settings.load_profile("wardwatch")
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _logging_isolated():
+    """A test that runs the CLI in-process configures logging onto *its* captured stderr; pytest closes that
+    stream afterwards, and a later test's log line would then fail with "I/O operation on closed file".
+    Put structlog and the root logger back after every test."""
+    import logging
+
+    import structlog
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers, root.level = handlers, level
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 
 
