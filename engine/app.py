@@ -169,7 +169,14 @@ def store_pushdown(store: Store) -> Callable[[Any], str | None] | None:
         return None
     from engine.sigma import convert_rule
 
-    return lambda rule: convert_rule(rule, "elasticsearch").query
+    unindexed = getattr(store, "unindexed_fields", frozenset())
+
+    def pushdown(rule: Any) -> str | None:
+        if rule.fields & unindexed:
+            return None  # the query would miss every match: let the store scan and the evaluator decide
+        return convert_rule(rule, "elasticsearch").query
+
+    return pushdown
 
 
 @dataclass

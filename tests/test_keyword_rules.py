@@ -111,3 +111,31 @@ def test_only_the_keyword_rules_scan_fetches_whole_events(tmp_path: Path) -> Non
     assert [q.fields is None for q in asked].count(True) == 1
     narrow = [q.fields for q in asked if q.fields is not None]
     assert narrow and all("ehr.note" in f and "event.original" not in f for f in narrow)
+
+
+ORIGINAL_RULE = """\
+title: Raw record names a credential dumping tool
+id: 2f0c7a1e-9d55-4d0b-8f5e-7c1b6a9e4d23
+name: ehr_original_mimikatz
+status: test
+logsource: {product: ehr}
+detection:
+    selection:
+        event.original|contains: mimikatz
+    condition: selection
+level: high
+"""
+
+
+def test_a_field_rule_on_an_unindexed_field_is_not_narrowed_away(store: Store, tmp_path: Path) -> None:
+    """``event.original`` is kept but not indexed on Elasticsearch: a pushed-down query on it matches nothing,
+    so such a rule must reach the evaluator without a store prefilter (the same answer as SQLite)."""
+    store.write(EVENTS)
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "original.yml").write_text(ORIGINAL_RULE)
+    ruleset = load_rules([str(tmp_path / "rules")])
+    assert not ruleset.errors
+    evaluator = Evaluator(store, candidates=ruleset.candidates, pushdown=store_pushdown(store))
+    results = evaluator.run_many(build_jobs(ruleset),
+                                 upto=covering_watermark(store, [e["event.id"] for e in EVENTS]))
+    assert [a.evidence for r in results for a in r.alerts] == [[EVENTS[1]["event.id"]]]

@@ -102,6 +102,9 @@ def _ts(ms: int) -> str:
 
 class ElasticsearchStore(Store):
     kind = "elasticsearch"
+    #: Kept in ``_source`` but not indexed (es_layout ``_OPAQUE``): a query on them matches nothing, so a
+    #: rule that reads one must not be narrowed by a pushed-down query.
+    unindexed_fields: frozenset[str] = frozenset({"event.original"})
 
     def __init__(
         self,
