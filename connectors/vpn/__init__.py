@@ -1,0 +1,1 @@
+"""VPN gateway connectors: one shared syslog/file layer (``base``), one parser module per vendor."""
