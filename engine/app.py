@@ -150,6 +150,15 @@ def build_enrichment(config: Config) -> EnrichmentChain:
             raise ConfigError(config.source, key, exc.message) from None
         except ValueError as exc:  # a configured CSV column missing from the file's header
             raise ConfigError(config.source, "enrichment.privacy", str(exc)) from None
+    if section.get("geoip"):
+        from engine.enrich.geoip import GeoipEnricher, GeoipOptions
+
+        try:
+            geo = parse_options(GeoipOptions, section["geoip"], resolve_path=config.resolve_path)
+            steps.append(GeoipEnricher.from_config(geo))
+        except InvalidOption as exc:
+            key = f"enrichment.geoip.{exc.key}" if exc.key else "enrichment.geoip"
+            raise ConfigError(config.source, key, exc.message) from None
     return EnrichmentChain(steps)
 
 

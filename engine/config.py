@@ -56,7 +56,8 @@ DEFAULTS: dict[str, Any] = {
             "allow_insecure_http": False,
         },
     },
-    "rules": {"paths": ["rules"], "placeholders": {}},
+    # vpn_watched_countries: rules/vpn/vpn_login_watched_country.yml; a placeholder list, set your site's own.
+    "rules": {"paths": ["rules"], "placeholders": {"vpn_watched_countries": ["KP", "IR", "RU", "BY"]}},
     "scheduler": {
         "rule_interval": "60s",
         "rule_intervals": {},
@@ -80,6 +81,7 @@ DEFAULTS: dict[str, Any] = {
             "days": ["mon", "tue", "wed", "thu", "fri"],
         },
         "privacy": None,
+        "geoip": None,
     },
     "alerts": {
         "sinks": [{"type": "jsonl", "path": "data/alerts.jsonl"}, {"type": "console"}],
@@ -194,6 +196,7 @@ SCHEMA: dict[str, Any] = {
     "enrichment": {
         "working_hours": _type(dict, nullable=True),  # declared: WorkingHoursOptions
         "privacy": _type(dict, nullable=True),  # declared: PrivacyOptions
+        "geoip": _type(dict, nullable=True),  # declared: GeoipOptions
     },
     "alerts": {
         "sinks": _type(list),
@@ -301,6 +304,9 @@ def _validate_enrichment(section: Mapping[str, Any], source: str) -> None:
 
     _validate_block(section.get("working_hours"), WorkingHoursOptions, "enrichment.working_hours", source)
     _validate_block(section.get("privacy"), PrivacyOptions, "enrichment.privacy", source)
+    from engine.enrich.geoip import GeoipOptions
+
+    _validate_block(section.get("geoip"), GeoipOptions, "enrichment.geoip", source)
 
 
 def _validate_block(section: Mapping[str, Any] | None, options_cls: type, where: str, source: str) -> None:

@@ -114,7 +114,7 @@ def test_unknown_rule_is_a_clear_error(capsys):
 def test_ingest_alerts_list_and_status(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "wardwatch.yaml").write_text(f"store:\n  sqlite:\n    path: {tmp_path}/w.db\n"
-                                             f"rules:\n  paths: [{ROOT}/rules]\nconnectors: []\n"
+                                             f"rules:\n  paths: [{ROOT}/rules/healthcare]\nconnectors: []\n"
                                              f"alerts:\n  sinks: []\n")
     code, out, _ = run_cli(capsys, "ingest", "ndjson", str(ROOT / "fixtures/vpn"), "-o", "dataset=vpn.auth")
     assert code == 0 and "66 events read, 66 stored, 0 duplicates" in out
@@ -349,7 +349,7 @@ def test_config_and_verbose_work_before_and_after_the_subcommand(tmp_path, capsy
 def test_alerts_list_rule_accepts_id_name_title_or_file_name(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "wardwatch.yaml").write_text(f"store:\n  sqlite:\n    path: {tmp_path}/w.db\n"
-                                             f"rules:\n  paths: [{ROOT}/rules]\nconnectors: []\n"
+                                             f"rules:\n  paths: [{ROOT}/rules/healthcare]\nconnectors: []\n"
                                              f"alerts:\n  sinks: []\nlogging:\n  level: warning\n")
     run_cli(capsys, "ingest", "ndjson", str(ROOT / "fixtures/vpn"), "-o", "dataset=vpn.auth")
     run_cli(capsys, "run", "--once")
@@ -364,7 +364,8 @@ def test_alerts_list_rule_accepts_id_name_title_or_file_name(tmp_path, capsys, m
 
 
 def test_rules_explain_a_correlation_shows_it_and_its_base_rules(capsys):
-    failure = {"event.dataset": "vpn.auth", "event.action": "vpn-login", "event.outcome": "failure",
+    failure = {"event.dataset": "vpn.auth", "event.action": "vpn-login", "event.category": ["authentication"],
+               "event.outcome": "failure",
                "user.name": "admin.huber"}
     code, out, _ = run_cli(capsys, "rules", "explain", str(VPN_RULES), "--event", orjson.dumps(failure).decode())
     assert code == 0  # the event counts towards the correlation (it matches a base rule)

@@ -1,0 +1,157 @@
+"""GeoIP enrichment: where does a VPN client's address come from, and whose network is it?
+
+Why at ingest: "logins from two countries within an hour" or "a login from a watched country" are plain
+Sigma rules once ``source.geo.country_iso_code`` is a field of the event; resolving at ingest also keeps the
+answer that was true on the day (a later database update must not rewrite history).
+
+The databases are the user's own MaxMind ``.mmdb`` files (GeoLite2/GeoIP2 City or Country, and ASN), read
+with ``maxminddb``; Wardwatch ships none and downloads none. Without a database configured the fields are
+simply absent. A field the source already set (some VPN gateways log the client's country) is kept: the
+enricher only fills gaps. Private, reserved and unknown addresses give nothing. Field reference:
+``docs/enrichment.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from engine.enrich import Enricher
+from engine.events import Event
+from engine.plugins import InvalidOption, parse_options, path_option
+
+log = logging.getLogger(__name__)
+
+#: Every field this enricher may set (ECS names; location is flattened to lat/lon).
+FIELDS = (
+    "source.geo.country_iso_code",
+    "source.geo.city_name",
+    "source.geo.location.lat",
+    "source.geo.location.lon",
+    "source.as.number",
+    "source.as.organization.name",
+)
+
+
+@dataclass
+class GeoipOptions:
+    """``enrichment.geoip`` (docs/enrichment.md). Paths are resolved against the config file."""
+
+    city_db: str | None = path_option()
+    asn_db: str | None = path_option()
+    #: the address field to look up; the ECS ``source.*`` group is filled
+    ip_field: str = "source.ip"
+    #: only events of these datasets (None: every event that has the address field)
+    datasets: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.city_db and not self.asn_db:
+            raise InvalidOption("city_db", "give city_db, asn_db or both (paths to MaxMind .mmdb files)")
+
+
+class _Database:
+    """One .mmdb file, reopened when it changes on disk (MaxMind updates weekly; geoipupdate replaces it)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.reader: Any = None
+        self.stamp: tuple[int, int] | None = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        import maxminddb
+
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            log.warning("geoip database %s unreadable (%s); keeping the previous one", self.path, exc.strerror)
+            return
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == self.stamp:
+            return
+        try:
+            reader = maxminddb.open_database(self.path)
+        except (OSError, ValueError, RuntimeError) as exc:  # maxminddb.InvalidDatabaseError is a RuntimeError
+            log.warning("geoip database %s not loaded: %s", self.path, type(exc).__name__)
+            return
+        old, self.reader, self.stamp = self.reader, reader, stamp
+        if old is not None:
+            old.close()
+
+    def get(self, ip: str) -> Mapping[str, Any] | None:
+        if self.reader is None:
+            return None
+        record = self.reader.get(ip)
+        return record if isinstance(record, Mapping) else None
+
+
+class GeoipEnricher(Enricher):
+    """Adds ``source.geo.*`` (City/Country database) and ``source.as.*`` (ASN database) from ``source.ip``."""
+
+    name = "geoip"
+
+    def __init__(self, *, city_db: str | None = None, asn_db: str | None = None, ip_field: str = "source.ip",
+                 datasets: list[str] | None = None) -> None:
+        self.city = _Database(city_db) if city_db else None
+        self.asn = _Database(asn_db) if asn_db else None
+        self.ip_field = ip_field
+        self.prefix = ip_field.rsplit(".", 1)[0] if "." in ip_field else "source"
+        self.datasets = set(datasets) if datasets else None
+
+    @classmethod
+    def from_config(cls, options: "Mapping[str, Any] | GeoipOptions") -> "GeoipEnricher":
+        """Build from ``enrichment.geoip: {city_db: GeoLite2-City.mmdb, asn_db: GeoLite2-ASN.mmdb}``."""
+        opts = options if isinstance(options, GeoipOptions) else parse_options(GeoipOptions, options)
+        for key in ("city_db", "asn_db"):
+            path = getattr(opts, key)
+            if path and not os.path.isfile(path):
+                raise InvalidOption(key, f"no such file: {path}")
+        return cls(city_db=opts.city_db, asn_db=opts.asn_db, ip_field=opts.ip_field, datasets=opts.datasets)
+
+    def refresh(self) -> None:
+        for db in (self.city, self.asn):
+            if db is not None:
+                db.refresh()
+
+    def enrich(self, event: Event) -> Event:
+        if self.datasets is not None and event.get("event.dataset") not in self.datasets:
+            return event
+        ip = event.get(self.ip_field)
+        if not isinstance(ip, str) or not ip:
+            return event
+        try:
+            self._enrich(event, ip.strip())
+        except (ValueError, TypeError):  # not an address: nothing to add
+            pass
+        except Exception as exc:  # noqa: BLE001 - an enricher never drops an event
+            log.warning("geoip enrichment skipped an event: %s", type(exc).__name__)
+        return event
+
+    def _enrich(self, event: Event, ip: str) -> None:
+        p = self.prefix
+        if self.city is not None:
+            rec = self.city.get(ip)
+            if rec:
+                country = rec.get("country") or rec.get("registered_country") or {}
+                _put(event, f"{p}.geo.country_iso_code", country.get("iso_code"))
+                _put(event, f"{p}.geo.city_name", (rec.get("city") or {}).get("names", {}).get("en"))
+                loc = rec.get("location") or {}
+                if isinstance(loc.get("latitude"), (int, float)) and isinstance(loc.get("longitude"), (int, float)):
+                    _put(event, f"{p}.geo.location.lat", float(loc["latitude"]))
+                    _put(event, f"{p}.geo.location.lon", float(loc["longitude"]))
+        if self.asn is not None:
+            rec = self.asn.get(ip)
+            if rec:
+                number = rec.get("autonomous_system_number")
+                if isinstance(number, int):
+                    _put(event, f"{p}.as.number", number)
+                _put(event, f"{p}.as.organization.name", rec.get("autonomous_system_organization"))
+
+
+def _put(event: Event, key: str, value: Any) -> None:
+    """Fill a gap only: a value the source already logged wins over the database's."""
+    if value in (None, "") or event.get(key) not in (None, ""):
+        return
+    event[key] = value

@@ -1,0 +1,108 @@
+"""GeoIP enrichment from the user's MaxMind databases: ECS source.geo.* / source.as.*, absent without a database.
+
+The test writes its own small City and ASN databases with ``mmdb-writer`` (a dev dependency), so no MaxMind
+data is shipped or downloaded; ``maxminddb`` then reads them exactly as it reads GeoLite2 files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from engine.app import build_enrichment
+from engine.config import ConfigError, load_config
+from engine.enrich.geoip import GeoipEnricher
+
+mmdb_writer = pytest.importorskip("mmdb_writer")
+netaddr = pytest.importorskip("netaddr")
+
+#: network -> (country, city, lat, lon); the addresses of tests/data/vpn_rules
+CITIES = {
+    "192.0.2.0/24": ("DE", "Berlin", 52.52, 13.405),
+    "198.51.100.0/24": ("DE", "Munich", 48.137, 11.575),
+    "203.0.113.0/24": ("RU", "Moscow", 55.755, 37.617),
+    "198.18.0.0/15": ("US", "Chicago", 41.878, -87.629),
+    "100.64.0.0/10": ("AT", "Vienna", 48.208, 16.373),
+}
+ASNS = {"192.0.2.0/24": (64500, "Example Broadband DE"), "203.0.113.0/24": (64501, "Example Hosting")}
+
+
+def write_test_dbs(directory: Path) -> tuple[Path, Path]:
+    """A City and an ASN .mmdb in MaxMind's record layout (GeoLite2-City / GeoLite2-ASN keys)."""
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    city = MMDBWriter(ip_version=4, database_type="GeoLite2-City", languages=["en"], description="wardwatch test")
+    for net, (iso, name, lat, lon) in CITIES.items():
+        city.insert_network(IPSet([net]), {"country": {"iso_code": iso, "names": {"en": iso}},
+                                           "city": {"names": {"en": name}},
+                                           "location": {"latitude": lat, "longitude": lon}})
+    asn = MMDBWriter(ip_version=4, database_type="GeoLite2-ASN", languages=["en"], description="wardwatch test")
+    for net, (number, org) in ASNS.items():
+        asn.insert_network(IPSet([net]), {"autonomous_system_number": number,
+                                          "autonomous_system_organization": org})
+    city_path, asn_path = directory / "city.mmdb", directory / "asn.mmdb"
+    city.to_db_file(str(city_path))
+    asn.to_db_file(str(asn_path))
+    return city_path, asn_path
+
+
+@pytest.fixture
+def dbs(tmp_path: Path) -> tuple[Path, Path]:
+    return write_test_dbs(tmp_path)
+
+
+def test_fills_ecs_geo_and_as_fields(dbs: tuple[Path, Path]) -> None:
+    enricher = GeoipEnricher.from_config({"city_db": str(dbs[0]), "asn_db": str(dbs[1])})
+    event = enricher.enrich({"event.dataset": "vpn.auth", "source.ip": "203.0.113.50"})
+    assert event["source.geo.country_iso_code"] == "RU"
+    assert event["source.geo.city_name"] == "Moscow"
+    assert event["source.geo.location.lat"] == pytest.approx(55.755)
+    assert event["source.geo.location.lon"] == pytest.approx(37.617)
+    assert event["source.as.number"] == 64501
+    assert event["source.as.organization.name"] == "Example Hosting"
+    # a network in the City database only: no AS fields, not empty ones
+    us = enricher.enrich({"source.ip": "198.18.4.20"})
+    assert us["source.geo.country_iso_code"] == "US" and "source.as.number" not in us
+
+
+def test_unknown_private_and_odd_addresses_add_nothing(dbs: tuple[Path, Path]) -> None:
+    enricher = GeoipEnricher.from_config({"city_db": str(dbs[0])})
+    for value in ("10.1.2.3", "not an ip", "", None, 42, ["192.0.2.1"], "2001:db8::1", "999.1.1.1"):
+        event = {"source.ip": value}
+        assert enricher.enrich(dict(event)) == event
+
+
+def test_the_gateways_own_country_is_kept(dbs: tuple[Path, Path]) -> None:
+    enricher = GeoipEnricher.from_config({"city_db": str(dbs[0])})
+    event = enricher.enrich({"source.ip": "192.0.2.7", "source.geo.country_iso_code": "AT"})
+    assert event["source.geo.country_iso_code"] == "AT" and event["source.geo.city_name"] == "Berlin"
+
+
+def test_without_a_database_configured_the_fields_are_absent(tmp_path: Path) -> None:
+    config = load_config(None)
+    chain = build_enrichment(config)
+    assert not any(step.name == "geoip" for step in chain.enrichers)
+    [event] = chain.enrich_all([{"@timestamp": "2026-11-03T10:00:00.000Z", "source.ip": "203.0.113.50"}])
+    assert not any(key.startswith(("source.geo", "source.as")) for key in event)
+
+
+def test_config_example_loads_and_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
+    write_test_dbs(tmp_path)
+    path = tmp_path / "wardwatch.yaml"
+    # the example of docs/enrichment.md, with the test's database names
+    path.write_text(yaml.safe_dump({"enrichment": {"geoip": {"city_db": "city.mmdb", "asn_db": "asn.mmdb"}}}))
+    chain = build_enrichment(load_config(str(path)))
+    [event] = chain.enrich_all([{"@timestamp": "2026-11-03T10:00:00.000Z", "source.ip": "192.0.2.9"}])
+    assert event["source.geo.country_iso_code"] == "DE" and event["source.as.number"] == 64500
+
+
+def test_missing_database_or_unknown_key_is_a_config_error(tmp_path: Path) -> None:
+    for geoip in ({"city_db": "nope.mmdb"}, {"city_db": None}, {"citydb": "x.mmdb"}):
+        path = tmp_path / "wardwatch.yaml"
+        path.write_text(yaml.safe_dump({"enrichment": {"geoip": geoip}}))
+        with pytest.raises(ConfigError) as info:
+            build_enrichment(load_config(str(path)))
+        assert "enrichment.geoip" in str(info.value)
