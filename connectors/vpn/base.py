@@ -340,8 +340,10 @@ class VpnConnector(Connector):
         if type(event) is dict and record.peer:
             transport, _, address = record.peer.partition(":")
             event["log.source.address"] = address
-            event["network.transport"] = "udp" if transport == "udp" else "tcp"
-            event["network.protocol"] = "syslog-tls" if transport == "tls" else "syslog"
+            # A vendor's own network.* describe the VPN session (ASA 722022: a DTLS tunnel over UDP); the
+            # listener's transport only fills them where the message says nothing about the network.
+            event.setdefault("network.transport", "udp" if transport == "udp" else "tcp")
+            event.setdefault("network.protocol", "syslog-tls" if transport == "tls" else "syslog")
         return event
 
     def _dead(self, data: bytes, location: str, reason: str, received: datetime | None = None) -> DeadLetter:
