@@ -70,7 +70,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "connectors": [
         {"name": "ehr-audit-demo", "type": "fhir-auditevent-file", "path": "fixtures/ehr"},
-        {"name": "vpn-demo", "type": "ndjson", "path": "fixtures/vpn", "dataset": "vpn.auth"},
+        {"name": "vpn-demo", "type": "cisco-asa", "path": "fixtures/vpn-cisco_asa", "timezone": "Europe/Berlin"},
         {"name": "windows-demo", "type": "ndjson", "path": "fixtures/windows", "dataset": "windows.security"},
     ],
     "enrichment": {
@@ -95,9 +95,11 @@ DEFAULTS: dict[str, Any] = {
     "retention": copy.deepcopy(RETENTION_DEFAULTS),
 }
 
-#: Demo defaults: the after-hours rule would otherwise raise one alert per record opened.
+#: Demo defaults: the after-hours rules would otherwise raise one alert per record opened, and one per
+#: event of a VPN login (an ASA logs the AAA success and the session start of one login).
 DEFAULTS["alerts"]["suppression"] = {
     "ehr_after_hours_read": {"by": ["user.name"], "for": "1h"},
+    "vpn_admin_after_hours": {"by": ["user.name"], "for": "1h"},
 }
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
