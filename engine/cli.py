@@ -18,6 +18,7 @@ reported in one line too, and its traceback is logged with ``-v``.
 from __future__ import annotations
 
 import argparse
+import re
 import os
 import signal
 import sys
@@ -694,9 +695,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_NEGATIVE_OFFSET = re.compile(r"-\d{1,2}(:?\d{2})?\Z")
+
+
+def _join_negative_offsets(argv: Sequence[str]) -> list[str]:
+    """``--timezone -05:00`` -> ``--timezone=-05:00``: argparse takes any word starting with ``-`` that is
+    not a plain negative number for an option, and a UTC offset west of Greenwich is not one."""
+    out: list[str] = []
+    for word in argv:
+        if out and out[-1] == "--timezone" and _NEGATIVE_OFFSET.match(word):
+            out[-1] = f"--timezone={word}"
+        else:
+            out.append(word)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_offsets(sys.argv[1:] if argv is None else argv))
     from engine.logs import configure_logging
 
     # Until a command configures logging from its config: warnings only, on stderr (stdout is for results).

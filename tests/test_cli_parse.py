@@ -102,3 +102,17 @@ def test_vpn_type_with_timezone_and_options(tmp_path, capsys, monkeypatch):
     assert f"{log}:2" in err and "no FAKEVPN marker" in err
     code, _, err = run_cli(capsys, "--config", config, "parse", "fake-vpn", str(log), "--timezone", "Mars/X")
     assert code == 2 and "Mars/X" in err and len(err.splitlines()) == 1
+
+
+def test_a_negative_offset_is_taken_as_the_timezone_value(tmp_path, capsys):
+    """`--timezone -05:00` as the issue writes it: argparse alone would take -05:00 for an unknown option."""
+    log = tmp_path / "asa.log"
+    log.write_text("<166>Dec 01 2026 08:15:00 asa-edge-01 : %ASA-6-113039: Group <GroupPolicy_Staff> "
+                   "User <jdoe> IP <198.51.100.7> AnyConnect parent session started.\n")
+    config = str(write_config(tmp_path))
+    results = []
+    for spelling in (("--timezone", "-05:00"), ("--timezone=-05:00",)):
+        code, out, err = run_cli(capsys, "--config", config, "parse", "cisco-asa", str(log), *spelling)
+        assert code == 0, err
+        results.append(orjson.loads(out.splitlines()[0])["@timestamp"])
+    assert results == ["2026-12-01T13:15:00.000Z"] * 2
