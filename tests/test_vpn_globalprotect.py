@@ -230,7 +230,7 @@ def test_fixture_carries_the_rule_scenarios() -> None:
     logins = [e for e in events if e.get("event.action") == "vpn-login"]
     huber = [e for e in logins if e.get("user.name") == "admin.huber"]
     first_success = next(i for i, e in enumerate(huber) if e["event.outcome"] == "success")
-    assert first_success >= 6 and all(e["event.outcome"] == "failure" for e in huber[:first_success])
+    assert first_success >= 12 and all(e["event.outcome"] == "failure" for e in huber[:first_success])
     sprayed = {e["user.name"] for e in logins if e.get("source.ip") == "198.51.100.23" and e["event.outcome"] == "failure"}
     assert len(sprayed) >= 10
     mpeters = [e for e in events if e.get("user.name") == "mpeters"]
@@ -247,6 +247,11 @@ def test_fixture_carries_the_rule_scenarios() -> None:
     assert {"192.0.2.77", "198.51.100.140"} <= ips
     times = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t, ip in bweber if ip in ("192.0.2.77", "198.51.100.140")]
     assert max(times) - min(times) < timedelta(hours=1)
+    # ordinary traffic: fvogel's connections from two home addresses follow one another, never overlap
+    fvogel = sorted((e["@timestamp"], e["event.action"]) for e in events if e.get("user.name") == "fvogel"
+                    and e.get("event.action") in ("vpn-tunnel-up", "vpn-logout"))
+    assert len(fvogel) >= 4
+    assert [action for _, action in fvogel] == ["vpn-tunnel-up", "vpn-logout"] * (len(fvogel) // 2)
 
 
 def test_fixture_is_what_its_generator_writes() -> None:

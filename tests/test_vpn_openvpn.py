@@ -7,7 +7,7 @@ per line is the contract here.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -156,7 +156,7 @@ def test_whole_fixture_parses_and_every_line_has_a_code() -> None:
     assert all(e.get("event.code") and e["event.code"] != "other" for e in events)
     logins = [e for e in events if e["event.action"] == "vpn-login"]
     failures = Counter(e["user.name"] for e in logins if e["event.outcome"] == "failure")
-    assert failures["admin.huber"] >= 6
+    assert failures["admin.huber"] >= 12
     assert any(e["user.name"] == "admin.huber" and e["source.ip"] == "203.0.113.66" and e["event.outcome"] == "success"
                for e in logins)
     spray = {e["user.name"] for e in logins if e["source.ip"] == "198.51.100.99" and e["event.outcome"] == "failure"}
@@ -167,6 +167,20 @@ def test_whole_fixture_parses_and_every_line_has_a_code() -> None:
     assert {"192.0.2.44", "203.0.113.150"} <= lindner
     ends = [e for e in events if e["event.code"] == "client-disconnect"]
     assert ends and all(isinstance(e["vpn.bytes.sent"], int) and e["vpn.session.duration"] > 0 for e in ends)
+    # the second address's session starts within 30 minutes of the first, while the first is still up
+    # (the parser alone gives no @timestamp here: the time is in the syslog header, "Nov  2 13:02:40")
+    stamps = [datetime.strptime("2026 " + raw[4:19].decode(), "%Y %b %d %H:%M:%S")
+              for raw in FIXTURE.read_bytes().splitlines()]
+    timed = list(zip(stamps, events, strict=True))
+    lindner_at = [(at, e) for at, e in timed if e.get("user.name") == "dr.lindner"]
+    second = [at for at, e in lindner_at if e["event.code"] == "session-started" and e["source.ip"] == "203.0.113.150"]
+    assert len(second) == 1
+    home = [(at, e["source.port"]) for at, e in lindner_at if e["event.code"] == "session-started"
+            and e["source.ip"] == "192.0.2.44" and timedelta(minutes=5) < second[0] - at < timedelta(minutes=30)]
+    assert len(home) == 1
+    home_end = next(at for at, e in lindner_at if e["event.code"] == "client-disconnect"
+                    and e["source.ip"] == "192.0.2.44" and e["source.port"] == home[0][1])
+    assert home_end > second[0]  # the first session is still up
 
 
 def test_file_stamps_use_the_source_time_zone() -> None:

@@ -201,7 +201,9 @@ def _classify(fields: dict[str, str], tunnel: str | None) -> dict[str, Any]:
                     "event.outcome": "failure" if action == "ssl-alert" else "unknown"}
     if subtype == "system" and action in ("login", "logout"):
         outcome = _outcome(status, "failure" if "fail" in desc else "success")
-        return {"event.action": f"admin-{action}", "event.category": ["authentication", "session"],
+        # a login to the firewall's own management interface (GUI/SSH/console) authenticates an administrator;
+        # it is not a VPN session (as cisco_asa maps 605004/5 and 611101/2), so session-based VPN rules skip it
+        return {"event.action": f"admin-{action}", "event.category": ["authentication"],
                 "event.type": ["start" if action == "login" else "end"], "event.outcome": outcome}
     if subtype == "user":
         if action in ("authentication", "auth"):
