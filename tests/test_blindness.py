@@ -169,7 +169,8 @@ def test_service_health_goes_degraded_naming_a_missing_source_and_recovers(tmp_p
     service = Service(build_app(load_config(config, environ={}), console=False))
     service.start()
     try:
-        wait_for(lambda: "ingest:vpn" in service.status)
+        # The job's status entry appears when it starts; wait until its first run has ended.
+        wait_for(lambda: service.status.get("ingest:vpn", {}).get("failures", 0) >= 1)
         code, report = get_health(service)
         assert code == 503 and report["status"] == "degraded"
         assert report["connectors"]["vpn"]["ok"] is False

@@ -191,7 +191,11 @@ def test_health_shows_no_absolute_paths(tmp_path):
     service.start()
     try:
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and "ingest:vpn" not in service.status:
+        def ran() -> bool:  # the status entry appears when the job starts: wait until a run has ended
+            entry = service.status.get("ingest:vpn", {})
+            return entry.get("runs", 0) + entry.get("failures", 0) >= 1
+
+        while time.monotonic() < deadline and not ran():
             time.sleep(0.05)
         status, _, body = request(service.http.address, "/health")
     finally:
