@@ -188,6 +188,28 @@ def store_pushdown(store: Store) -> Callable[[Any], str | None] | None:
     return pushdown
 
 
+def alerts_over_sample(ruleset: Any, events: list[dict[str, Any]]) -> list[Any]:
+    """Every alert ``ruleset`` raises over ``events``: what ``wardwatch rules test`` prints.
+
+    The events go through a throw-away embedded store, so a rule test exercises the same search,
+    correlation and episode path as the service; evidence is uncapped so a test sees every event.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from engine.evaluation import iter_alerts, run_all
+    from engine.store import open_store
+
+    with tempfile.TemporaryDirectory(prefix="wardwatch-test-") as tmp:
+        store = open_store("sqlite", path=Path(tmp) / "test.db")
+        try:
+            store.write(events)
+            evaluator = Evaluator(store, evidence_cap=10**9, candidates=ruleset.candidates)
+            return list(iter_alerts(run_all(evaluator, build_jobs(ruleset))))
+        finally:
+            store.close()
+
+
 @dataclass
 class App:
     config: Config

@@ -22,7 +22,6 @@ import re
 import os
 import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -378,8 +377,7 @@ def _read_events(path: str, dataset: str | None, id_prefix: str = "") -> list[di
 
 def cmd_rules_test(args: argparse.Namespace) -> int:
     """Evaluate rules on sample events with the same engine the service uses, on a throw-away store."""
-    from engine.evaluation import Evaluator, build_jobs, iter_alerts, run_all
-    from engine.store import open_store
+    from engine.app import alerts_over_sample
 
     config = _config(args)
     ruleset = _load_rules_from([args.rule], config)
@@ -390,14 +388,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     several = len(args.events) > 1
     events = [event for path in args.events
               for event in _read_events(path, args.dataset, f"{path}:" if several else "")]
-    with tempfile.TemporaryDirectory(prefix="wardwatch-test-") as tmp:
-        store = open_store("sqlite", path=Path(tmp) / "test.db")
-        try:
-            store.write(events)
-            evaluator = Evaluator(store, evidence_cap=10**9, candidates=ruleset.candidates)
-            alerts = list(iter_alerts(run_all(evaluator, build_jobs(ruleset))))
-        finally:
-            store.close()
+    alerts = alerts_over_sample(ruleset, events)
     alerts.sort(key=lambda a: (a.first_trigger, a.rule_id, a.group_key))
     if args.format == "json":
         for alert in alerts:

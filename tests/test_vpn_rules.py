@@ -10,19 +10,16 @@ the ordinary day alone fires nothing.
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from engine.app import build_enrichment
+from engine.app import alerts_over_sample, build_enrichment
 from engine.cli import main as cli_main
 from engine.config import load_config
-from engine.evaluation import Evaluator, build_jobs, iter_alerts, run_all
 from engine.sigma import load_rules
-from engine.store import open_store
 
 pytest.importorskip("mmdb_writer")
 from tests.test_geoip import write_test_dbs  # noqa: E402
@@ -57,15 +54,7 @@ def alerting_names(setup: tuple[Any, Any], name: str) -> set[str]:
     with (DATA / f"{name}.ndjson").open(encoding="utf-8") as fh:
         events = build_enrichment(config).enrich_all([json.loads(line) for line in fh if line.strip()])
     names = {item.id: item.name for item in [*ruleset.rules.values(), *ruleset.correlations.values()]}
-    with tempfile.TemporaryDirectory(prefix="wardwatch-vpn-") as tmp:
-        store = open_store("sqlite", path=Path(tmp) / "t.db")
-        try:
-            store.write(events)
-            evaluator = Evaluator(store, evidence_cap=10**9, candidates=ruleset.candidates)
-            alerts = list(iter_alerts(run_all(evaluator, build_jobs(ruleset))))
-        finally:
-            store.close()
-    return {names[a.rule_id] for a in alerts}
+    return {names[a.rule_id] for a in alerts_over_sample(ruleset, events)}
 
 
 def test_at_least_eight_alerting_vpn_rules_each_with_fixtures(setup: tuple[Any, Any]) -> None:
