@@ -31,13 +31,12 @@ from connectors.atna_parser import AtnaParseError, parse_atna
 from connectors.base import Batch, Connector, ConnectorConfigError
 from connectors.fhir_mapping import MappingError, auditevent_to_event
 from connectors.syslog.rfc5424 import SyslogMessage, SyslogParseError, parse_syslog
-from connectors.syslog.server import ListenerConfig, SyslogServer
-from connectors.syslog.spool import KIND_ERROR, CorruptRecord, Spool, SpoolCursor, SpoolItem
-from engine.errors import SourceUnavailable
+from connectors.syslog.listening import SpoolListeners, check_listen_entries
+from connectors.syslog.spool import KIND_ERROR, CorruptRecord, SpoolCursor, SpoolItem
 from engine.events import Event, format_timestamp
 from engine.identity import record_id
 from engine.logs import get_logger
-from engine.plugins import InvalidOption, path_option, secret_refusal
+from engine.plugins import InvalidOption, path_option
 from engine.store.base import DeadLetter
 
 log = get_logger("wardwatch.connectors.atna_syslog")
@@ -68,31 +67,10 @@ class AtnaSyslogOptions:
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise InvalidOption(key, f"must be a positive integer, got {value!r}")
-        for i, entry in enumerate(self.listen):
-            if "password" in entry:
-                raise InvalidOption(f"listen[{i}].password", secret_refusal("password").replace(
-                    " or password_env (the name of an environment variable)", ""))
-            checked = {k: v for k, v in entry.items() if k != "password_file"}
-            try:
-                ListenerConfig.from_mapping(checked)
-            except (TypeError, ValueError) as exc:
-                raise InvalidOption(f"listen[{i}]", str(exc)) from None
+        check_listen_entries(self.listen)
 
 
-def _with_key_password(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """A listen entry with ``password_file`` (the TLS key's passphrase) read into ``password``."""
-    entry = dict(entry)
-    file = entry.pop("password_file", None)
-    if file:
-        try:
-            with open(file, encoding="utf-8") as fh:
-                entry["password"] = fh.read().strip()
-        except OSError as exc:
-            raise ValueError(f"password_file {file}: cannot read ({exc.strerror})") from None
-    return entry
-
-
-class AtnaSyslogConnector(Connector):
+class AtnaSyslogConnector(SpoolListeners, Connector):
     type_name: ClassVar[str] = "atna-syslog"
     summary: ClassVar[str] = "IHE ATNA / FHIR AuditEvent over syslog (TLS, TCP, UDP), via a durable spool"
     source_option: ClassVar[str] = "spool_dir"
@@ -104,40 +82,10 @@ class AtnaSyslogConnector(Connector):
         opts: AtnaSyslogOptions = self.settings
         self.max_message_bytes = opts.max_message_bytes
         self.max_xml_bytes = opts.max_xml_bytes or self.max_message_bytes
-        try:
-            self.listen = [ListenerConfig.from_mapping(_with_key_password(entry)) for entry in opts.listen]
-        except (TypeError, ValueError, OSError) as exc:
-            raise ConnectorConfigError(f"{self.type_name} {name!r}: option 'listen': {exc}") from None
-        self.spool = Spool(opts.spool_dir, segment_bytes=opts.segment_bytes, fsync=opts.fsync)
-        self.server: SyslogServer | None = None
-
-    # --- lifecycle ------------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Open a fresh spool segment and start every listener.
-
-        A port in use or a missing certificate file raises :class:`SourceUnavailable` with one line naming
-        the connector, the ``listen[i]`` key and the port or path (the service reports it and retries).
-        """
-        if self.server is not None:
-            return
-        self.spool.open_writer()
-        server = SyslogServer(self.listen, self.spool.append, max_message_bytes=self.max_message_bytes)
-        try:
-            server.start()
-        except SourceUnavailable as exc:
-            raise SourceUnavailable(f"{self.type_name} {self.name!r}: {exc}") from None
-        self.server = server
-
-    @property
-    def addresses(self) -> list[tuple[str, str, int]]:
-        """(protocol, host, port) actually bound - the way to learn a port configured as 0."""
-        return list(self.server.addresses) if self.server else []
+        self._configure_listeners(opts.listen, opts.spool_dir)
 
     def close(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-        self.spool.close()
+        self._close_listeners()
 
     def acknowledge(self, cursor: dict[str, Any] | None) -> None:
         """The engine committed ``cursor``: spool segments wholly before it may go."""

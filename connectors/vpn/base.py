@@ -41,20 +41,19 @@ from types import ModuleType
 from typing import Any, ClassVar, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from connectors.atna_syslog import _with_key_password
 from connectors.availability import require_source
 from connectors.base import Batch, Connector, ConnectorConfigError
 from connectors.ndjson import check_file_options, load_cursor, raw_text
 from connectors.syslog.rfc5424 import SyslogMessage, SyslogParseError, parse_syslog
-from connectors.syslog.server import ListenerConfig, SyslogServer
-from connectors.syslog.spool import KIND_ERROR, CorruptRecord, Spool, SpoolCursor, SpoolItem
+from connectors.syslog.listening import SpoolListeners, check_listen_entries
+from connectors.syslog.server import ListenerConfig
+from connectors.syslog.spool import KIND_ERROR, CorruptRecord, SpoolCursor, SpoolItem
 from connectors.tailing import DEFAULT_MAX_LINE_BYTES, Line, LineFollower, discover
 from connectors.vpn.contract import Event, ParseContext, VpnParseError
-from engine.errors import SourceUnavailable
 from engine.events import format_timestamp, normalise_timestamp
 from engine.identity import record_id
 from engine.logs import get_logger
-from engine.plugins import InvalidOption, path_option, secret_refusal
+from engine.plugins import InvalidOption, path_option
 from engine.store.base import DeadLetter
 
 log = get_logger("wardwatch.connectors.vpn")
@@ -167,17 +166,10 @@ class VpnOptions:
         for key in ("max_message_bytes", "segment_bytes"):
             if getattr(self, key) < 1:
                 raise InvalidOption(key, "must be a positive integer")
-        for i, entry in enumerate(self.listen):
-            if "password" in entry:
-                raise InvalidOption(f"listen[{i}].password", secret_refusal("password").replace(
-                    " or password_env (the name of an environment variable)", ""))
-            try:
-                ListenerConfig.from_mapping({k: v for k, v in entry.items() if k != "password_file"})
-            except (TypeError, ValueError) as exc:
-                raise InvalidOption(f"listen[{i}]", str(exc)) from None
+        check_listen_entries(self.listen)
 
 
-class VpnConnector(Connector):
+class VpnConnector(SpoolListeners, Connector):
     """Base of ``cisco-asa``, ``fortigate``, ``globalprotect``, ``openvpn``: a subclass names its parser.
 
     ``parser_module`` is imported when an instance is built (not when the entry point is loaded), so a
@@ -199,15 +191,9 @@ class VpnConnector(Connector):
         self.context_options = {k: v for k, v in dataclasses.asdict(opts).items() if k != "listen"}
         self._follower = LineFollower(max_line_bytes=opts.max_line_bytes, eof_grace_seconds=opts.eof_grace_seconds)
         self._years: dict[str, int] = {}
-        self.spool: Spool | None = None
-        self.server: SyslogServer | None = None
         self.listen: list[ListenerConfig] = []
         if opts.spool_dir:
-            try:
-                self.listen = [ListenerConfig.from_mapping(_with_key_password(e)) for e in opts.listen]
-            except (TypeError, ValueError, OSError) as exc:
-                raise ConnectorConfigError(f"{self.type_name} {name!r}: option 'listen': {exc}") from None
-            self.spool = Spool(opts.spool_dir, segment_bytes=opts.segment_bytes, fsync=opts.fsync)
+            self._configure_listeners(opts.listen, opts.spool_dir)
 
     def _load_parser(self) -> ModuleType:
         try:
@@ -221,21 +207,10 @@ class VpnConnector(Connector):
 
     # --- lifecycle (listeners) ------------------------------------------------------------------------
     def start(self) -> None:
-        """Listener mode: open a fresh spool segment and start every listener (file mode: nothing)."""
-        if self.spool is None or self.server is not None or not self.listen:
-            return
-        self.spool.open_writer()
-        server = SyslogServer(self.listen, self.spool.append, max_message_bytes=self.settings.max_message_bytes)
-        try:
-            server.start()
-        except SourceUnavailable as exc:
-            raise SourceUnavailable(f"{self.type_name} {self.name!r}: {exc}") from None
-        self.server = server
-
-    @property
-    def addresses(self) -> list[tuple[str, str, int]]:
-        """(protocol, host, port) actually bound - the way to learn a port configured as 0."""
-        return list(self.server.addresses) if self.server else []
+        """Listener mode: open a fresh spool segment and start every listener (file mode, or a spool
+        drained without listeners: nothing)."""
+        if self.listen:
+            super().start()
 
     def acknowledge(self, cursor: dict[str, Any] | None) -> None:
         """The engine committed ``cursor``: spool segments wholly before it may go."""
@@ -247,11 +222,7 @@ class VpnConnector(Connector):
         self._follower.read_to_end()
 
     def close(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-        if self.spool is not None:
-            self.spool.close()
+        self._close_listeners()
         self._follower.close()
 
     # --- reading --------------------------------------------------------------------------------------
