@@ -1,0 +1,176 @@
+"""The one Windows event shape every transport produces, and its normalisation.
+
+Why one module: Windows data reaches us as EVTX XML-turned-JSON, as Winlogbeat's nested ``winlog.*``, as
+NXLog's flat keys and as documents already sitting in Elasticsearch. SigmaHQ rules are written against the
+flat EventData names (``TargetUserName``, ``Image``) plus ``EventID``/``Channel``/``Provider_Name``; ECS
+users search ``event.code``/``user.name``/``source.ip``. Doing the mapping once, here, is what makes the
+same logon look identical to a rule whichever transport carried it.
+
+Transports build a :class:`WindowsRecord` (the System part, already parsed) with the record's EventData
+(or UserData) as a flat ``name -> value`` mapping and call :func:`normalise_record`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+from engine.events import DATASET, TIMESTAMP, Event, format_timestamp, parse_timestamp
+
+#: Channel (case-insensitive) -> ``event.dataset``. A channel not listed gets ``windows.<slug>``
+#: (:func:`dataset_for_channel`), so nothing is dropped; the taxonomy maps Sigma logsources onto these.
+CHANNEL_DATASETS: dict[str, str] = {
+    "security": "windows.security",
+    "system": "windows.system",
+    "application": "windows.application",
+    "microsoft-windows-sysmon/operational": "windows.sysmon",
+    "microsoft-windows-powershell/operational": "windows.powershell",
+    "powershellcore/operational": "windows.powershell",
+    "windows powershell": "windows.powershell-classic",
+}
+
+
+def dataset_for_channel(channel: str) -> str:
+    """``event.dataset`` of a channel: the known table, else ``windows.`` + a lower-case slug of it."""
+    known = CHANNEL_DATASETS.get(channel.casefold())
+    if known is not None:
+        return known
+    slug = re.sub(r"[^a-z0-9]+", "-", channel.casefold()).strip("-")
+    return f"windows.{slug or 'unknown'}"
+
+
+@dataclass
+class WindowsRecord:
+    """The System part of one Windows event, plus its EventData/UserData flattened to ``name -> value``.
+
+    ``data`` keys are the names Windows gives (``TargetUserName``); nested UserData is flattened by the
+    transport with its own element names (``LogFileCleared`` → ``SubjectUserName`` …, the leaf names only,
+    as SigmaHQ's tooling does). Unnamed ``<Data>`` items arrive as one ``Data`` list.
+    """
+
+    channel: str
+    provider: str
+    event_id: int
+    record_id: int | None
+    computer: str
+    time: datetime | str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    level: int | None = None
+    task: int | None = None
+    opcode: int | None = None
+    keywords: str | None = None
+    version: int | None = None
+    process_id: int | None = None
+    thread_id: int | None = None
+    user_sid: str | None = None
+    provider_guid: str | None = None
+    #: the rendered message, when the transport has one (Winlogbeat ``message``, NXLog ``Message``)
+    message: str | None = None
+
+
+# Audit Failure keyword bit (0x10000000000000); Audit Success is 0x20000000000000.
+_AUDIT_FAILURE = 0x10000000000000
+_AUDIT_SUCCESS = 0x20000000000000
+
+
+def normalise_record(record: WindowsRecord) -> Event:
+    """One flat event: SigmaHQ names (System fields + EventData) and the ECS fields Elastic sets.
+
+    EventData names win over nothing: a data item named like a System field (rare) is kept under its own
+    name only when the System field is absent, so ``EventID``/``Channel`` always mean the record's own.
+    """
+    event: Event = {}
+    for name, value in record.data.items():
+        if value is None:
+            continue
+        event[name] = value
+    ts = record.time if isinstance(record.time, datetime) else parse_timestamp(record.time)
+    event[TIMESTAMP] = format_timestamp(ts)
+    event[DATASET] = dataset_for_channel(record.channel)
+    event["EventID"] = record.event_id
+    event["Channel"] = record.channel
+    event["Provider_Name"] = record.provider
+    event["Computer"] = record.computer
+    if record.record_id is not None:
+        event["EventRecordID"] = record.record_id
+    for key, value in (("Level", record.level), ("Task", record.task), ("Opcode", record.opcode),
+                       ("Keywords", record.keywords), ("Version", record.version),
+                       ("ProcessID", record.process_id), ("ThreadID", record.thread_id),
+                       ("UserID", record.user_sid), ("Provider_Guid", record.provider_guid)):
+        if value is not None:
+            event.setdefault(key, value)
+    # ECS, as Winlogbeat / Elastic Agent set it
+    event["event.code"] = str(record.event_id)
+    event["event.provider"] = record.provider
+    event["event.module"] = "windows" if event[DATASET] != "windows.security" else "security"
+    event["host.name"] = record.computer.lower()
+    event["winlog.channel"] = record.channel
+    event["winlog.computer_name"] = record.computer
+    if record.record_id is not None:
+        event["winlog.record_id"] = record.record_id
+    outcome = _outcome(record)
+    if outcome is not None:
+        event["event.outcome"] = outcome
+    _user_fields(event)
+    _source_fields(event)
+    if record.message:
+        event["message"] = record.message
+    return event
+
+
+def _outcome(record: WindowsRecord) -> str | None:
+    if record.keywords:
+        try:
+            bits = int(str(record.keywords), 16)
+        except ValueError:
+            bits = 0
+        if bits & _AUDIT_FAILURE:
+            return "failure"
+        if bits & _AUDIT_SUCCESS:
+            return "success"
+    return None
+
+
+_NO_VALUE = frozenset({"", "-", "%%1793", "(null)"})
+
+
+def _user_fields(event: Event) -> None:
+    """``user.name``/``user.domain``/``user.id``: the account the event is about (Target, else Subject)."""
+    for prefix in ("Target", "Subject"):
+        name = event.get(f"{prefix}UserName")
+        if type(name) is not str or name in _NO_VALUE:
+            continue
+        domain = event.get(f"{prefix}DomainName")
+        if "@" in name:  # Kerberos events log user@REALM
+            name, _, realm = name.partition("@")
+            domain = domain if type(domain) is str and domain not in _NO_VALUE else realm
+        event["user.name"] = name.lower()
+        if type(domain) is str and domain not in _NO_VALUE:
+            event["user.domain"] = domain.lower()
+        sid = event.get(f"{prefix}UserSid")
+        if type(sid) is str and sid not in _NO_VALUE:
+            event["user.id"] = sid
+        return
+
+
+_MAPPED_V4 = re.compile(r"^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$", re.IGNORECASE)
+
+
+def _source_fields(event: Event) -> None:
+    """``source.ip``/``source.port`` from ``IpAddress``/``IpPort`` (IPv4-mapped IPv6 unwrapped, as Elastic does)."""
+    for ip_key, port_key in (("IpAddress", "IpPort"), ("SourceAddress", "SourcePort"),
+                             ("SourceNetworkAddress", "SourcePort")):
+        ip = event.get(ip_key)
+        if type(ip) is not str or ip in _NO_VALUE:
+            continue
+        m = _MAPPED_V4.match(ip)
+        event["source.ip"] = m.group(1) if m else ip
+        port = event.get(port_key)
+        try:
+            if port not in (None, "", "-", "0", 0):
+                event["source.port"] = int(port)
+        except (TypeError, ValueError):
+            pass
+        return
