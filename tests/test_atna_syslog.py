@@ -17,6 +17,8 @@ import pytest
 from connectors.atna_syslog import AtnaSyslogConnector
 from connectors.base import Batch, ConnectorConfigError, connector_class
 from connectors.syslog.spool import SpoolRecord
+from tests.net_helpers import (client_context, octet, read_until, send_tcp_lines, send_tls_lines, send_udp,
+                               server_cert_files)
 
 ROOT = Path(__file__).resolve().parent.parent
 ATNA_DIR = ROOT.parent / "shared" / "datasets" / "atna-ipf"
@@ -39,17 +41,8 @@ def syslog(payload: bytes, host: str = "ehr-host", bom: bool = True) -> bytes:
         host.encode(), BOM if bom else b"", payload)
 
 
-def octet(msg: bytes) -> bytes:
-    return b"%d %s" % (len(msg), msg)
-
-
 def read_all(connector: AtnaSyslogConnector, expected: int, timeout: float = 10.0) -> Batch:
-    deadline = time.monotonic() + timeout
-    while True:
-        batch = connector.read(None, 100000)
-        if len(batch.events) + len(batch.dead_letters) >= expected or time.monotonic() > deadline:
-            return batch
-        time.sleep(0.02)
+    return read_until(lambda: connector.read(None, 100000), expected, timeout)
 
 
 @pytest.fixture
@@ -84,8 +77,7 @@ def test_bad_options(options: dict[str, Any]) -> None:
 
 def test_tcp_message_to_event_with_syslog_fields(connector: AtnaSyslogConnector) -> None:
     payload = audit_xml(7, btg=True)
-    with socket.create_connection(("127.0.0.1", port_of(connector, "tcp"))) as client:
-        client.sendall(octet(syslog(payload)))
+    send_tcp_lines("127.0.0.1", port_of(connector, "tcp"), [syslog(payload)], framing="octet")
     batch = read_all(connector, 1)
     assert batch.dead_letters == [] and len(batch.events) == 1
     event = batch.events[0]
@@ -104,8 +96,9 @@ def test_tcp_message_to_event_with_syslog_fields(connector: AtnaSyslogConnector)
 
 def test_same_payload_twice_is_two_events(connector: AtnaSyslogConnector) -> None:
     """Two identical messages are two events (two identical failed logins); docs/schema.md, Event identity."""
-    with socket.create_connection(("127.0.0.1", port_of(connector, "tcp"))) as client:
-        client.sendall(octet(syslog(audit_xml(1))) + syslog(audit_xml(1), host="relay", bom=False) + b"\n")
+    send_tcp_lines("127.0.0.1", port_of(connector, "tcp"),
+                   [octet(syslog(audit_xml(1))), syslog(audit_xml(1), host="relay", bom=False) + b"\n"],
+                   framing="raw")
     batch = read_all(connector, 2)
     assert len({e["event.id"] for e in batch.events}) == 2 and len(batch.events) == 2
 
@@ -119,8 +112,7 @@ def test_udp_and_fhir_auditevent_json(connector: AtnaSyslogConnector) -> None:
                 "entity": [{"what": {"reference": "Patient/p-9"},
                             "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role",
                                      "code": "1"}}]}
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-        client.sendto(syslog(json.dumps(resource).encode()), ("127.0.0.1", port_of(connector, "udp")))
+    send_udp("127.0.0.1", port_of(connector, "udp"), [syslog(json.dumps(resource).encode())])
     batch = read_all(connector, 1)
     event = batch.events[0]
     assert event["ehr.fhir.version"] == "R4" and event["ehr.patient.id"] == "p-9"
@@ -142,12 +134,9 @@ def test_bad_input_becomes_dead_letters_and_receiver_keeps_running(connector: At
         syslog(b"<x/>" + b" " * 9000),  # over max_message_bytes=8192
     ]
     port = port_of(connector, "tcp")
-    with socket.create_connection(("127.0.0.1", port)) as client:
-        client.sendall(b"".join(octet(m) for m in bad) + octet(syslog(audit_xml(3))))
-    with socket.create_connection(("127.0.0.1", port)) as client:
-        client.sendall(b"007 malformed")
-    with socket.create_connection(("127.0.0.1", port)) as client:
-        client.sendall(octet(syslog(audit_xml(4))))
+    send_tcp_lines("127.0.0.1", port, [*bad, syslog(audit_xml(3))], framing="octet")
+    send_tcp_lines("127.0.0.1", port, [b"007 malformed"], framing="raw")
+    send_tcp_lines("127.0.0.1", port, [syslog(audit_xml(4))], framing="octet")
     batch = read_all(connector, 11)
     assert sorted(e["ehr.patient.id"] for e in batch.events) == ["P3", "P4"]
     reasons = [d.reason for d in batch.dead_letters]
@@ -237,8 +226,7 @@ def test_kill_9_loses_nothing_accepted_and_skips_a_torn_record(tmp_path: Path) -
     # Restarting the receiver makes the old segment final: the torn record is skipped, reported once.
     fresh.start()
     try:
-        with socket.create_connection(("127.0.0.1", port_of(fresh, "tcp"))) as client:
-            client.sendall(octet(syslog(audit_xml(n))))
+        send_tcp_lines("127.0.0.1", port_of(fresh, "tcp"), [syslog(audit_xml(n))], framing="octet")
         after = read_all(fresh, n + 2)
         assert len(after.events) == n + 1
         assert len(after.dead_letters) == 1 and "torn" in after.dead_letters[0].reason
@@ -275,13 +263,11 @@ def test_twenty_idle_tls_connections_do_not_lock_out_a_real_device(tmp_path: Pat
     after it); a device at 127.0.0.2 still gets its audit message into the spool and out as an event."""
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
-    certfile = tmp_path / "server.pem"
-    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    certfile, _ = server_cert_files(ca, tmp_path)
     conn = AtnaSyslogConnector("atna1", {"spool_dir": str(tmp_path / "spool"),
-                                         "listen": [{"port": 0, "certfile": str(certfile)}]})  # TLS: default
+                                         "listen": [{"port": 0, "certfile": certfile}]})  # TLS: default
     conn.start()
-    client_ctx = __import__("ssl").create_default_context()
-    ca.configure_trust(client_ctx)
+    client_ctx = client_context(ca)
     crowd: list[socket.socket] = []
     try:
         (protocol, _, port), = conn.addresses
@@ -299,11 +285,7 @@ def test_twenty_idle_tls_connections_do_not_lock_out_a_real_device(tmp_path: Pat
         while conn.server.stats.refused_connections < 8 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert conn.server.stats.refused_connections == 8
-        device = socket.socket()
-        device.bind(("127.0.0.2", 0))
-        device.connect(("127.0.0.1", port))
-        with client_ctx.wrap_socket(device, server_hostname="127.0.0.1") as tls:
-            tls.sendall(octet(syslog(audit_xml(3))))
+        send_tls_lines("127.0.0.1", port, [syslog(audit_xml(3))], ca, framing="octet", source="127.0.0.2")
         batch = read_all(conn, 1)
         assert [e["user.id"] for e in batch.events] == ["u3"] and batch.dead_letters == []
         assert batch.events[0]["network.protocol"] == "syslog-tls"

@@ -16,14 +16,12 @@ from structlog.testing import capture_logs
 from connectors.syslog.server import ListenerConfig, SyslogServer
 from connectors.syslog.spool import KIND_ERROR, Spool, SpoolItem, SpoolRecord
 from engine.errors import SourceUnavailable
+from tests.net_helpers import (client_context, connect, octet, send_tcp_lines, send_tls_lines, send_udp,
+                               server_cert_files)
 
 trustme = pytest.importorskip("trustme")
 
 MSG = b"<85>1 2024-01-01T00:00:00Z host app - IHE+RFC-3881 - \xef\xbb\xbf<AuditMessage/>"
-
-
-def octet(msg: bytes) -> bytes:
-    return b"%d %s" % (len(msg), msg)
 
 
 def wait_records(spool: Spool, n: int, timeout: float = 5.0) -> list[SpoolRecord]:
@@ -72,8 +70,8 @@ def test_octet_counting_byte_by_byte_with_nodelay(spool: Spool, tcp: tuple[Syslo
 
 def test_several_messages_in_one_segment_and_non_transparent(spool: Spool, tcp: tuple[SyslogServer, int]) -> None:
     _, port = tcp
-    with socket.create_connection(("127.0.0.1", port)) as client:
-        client.sendall(octet(b"<1>1 a") + octet(b"<1>1 b") + b"<1>1 c\n<1>1 d\r\n" + octet(b"<1>1 e"))
+    send_tcp_lines("127.0.0.1", port, [octet(b"<1>1 a") + octet(b"<1>1 b") + b"<1>1 c\n<1>1 d\r\n" +
+                                       octet(b"<1>1 e")], framing="raw")
     assert [r.data for r in wait_records(spool, 5)] == [b"<1>1 a", b"<1>1 b", b"<1>1 c", b"<1>1 d", b"<1>1 e"]
 
 
@@ -100,8 +98,7 @@ def test_malformed_octet_count_closes_connection_and_server_survives(spool: Spoo
         client.sendall(octet(b"<1>1 before") + b"12x garbage")
         client.settimeout(5)
         assert client.recv(10) == b""  # server closed the connection
-    with socket.create_connection(("127.0.0.1", port)) as client:
-        client.sendall(octet(b"<1>1 next connection"))
+    send_tcp_lines("127.0.0.1", port, [b"<1>1 next connection"], framing="octet")
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         records = [i.record for i in spool.read(None, 100).items]
@@ -118,10 +115,7 @@ def test_udp_datagrams(spool: Spool) -> None:
     server = serve(spool, ListenerConfig("udp", port=0), max_bytes=2048)
     try:
         port = server.addresses[0][2]
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-            client.sendto(MSG, ("127.0.0.1", port))
-            client.sendto(MSG + b"\n", ("127.0.0.1", port))
-            client.sendto(b"<1>1 " + b"z" * 4000, ("127.0.0.1", port))
+        send_udp("127.0.0.1", port, [MSG, MSG + b"\n", b"<1>1 " + b"z" * 4000])
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             records = [i.record for i in spool.read(None, 100).items]
@@ -138,30 +132,17 @@ def test_udp_datagrams(spool: Spool) -> None:
 @pytest.fixture
 def pki(tmp_path: Path) -> dict[str, object]:
     ca = trustme.CA()
-    server_cert = ca.issue_cert("127.0.0.1", "localhost")
-    certfile = tmp_path / "server.pem"
-    server_cert.private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    certfile, _ = server_cert_files(ca, tmp_path, "127.0.0.1", "localhost")
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
-    return {"ca": ca, "certfile": str(certfile), "ca_file": str(ca_file)}
-
-
-def tls_client(ca: "trustme.CA", client_ca: "trustme.CA | None" = None) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    if client_ca is not None:
-        client_ca.issue_cert("device-1.hospital.example").configure_cert(context)
-    return context
+    return {"ca": ca, "certfile": certfile, "ca_file": str(ca_file)}
 
 
 def test_tls_with_client_certificate(spool: Spool, pki: dict) -> None:
     server = serve(spool, ListenerConfig("tls", port=0, certfile=pki["certfile"], ca_certs=pki["ca_file"]))
     try:
         port = server.addresses[0][2]
-        context = tls_client(pki["ca"], client_ca=pki["ca"])
-        with socket.create_connection(("127.0.0.1", port)) as raw:
-            with context.wrap_socket(raw, server_hostname="127.0.0.1") as client:
-                client.sendall(octet(MSG) * 3)
+        send_tls_lines("127.0.0.1", port, [MSG] * 3, pki["ca"], framing="octet", client_ca=pki["ca"])
         records = wait_records(spool, 3)
         assert [r.data for r in records] == [MSG] * 3 and records[0].peer.startswith("tls:")
     finally:
@@ -173,7 +154,7 @@ def test_tls_client_failing_verification_is_refused(spool: Spool, pki: dict, cli
     server = serve(spool, ListenerConfig("tls", port=0, certfile=pki["certfile"], ca_certs=pki["ca_file"]))
     try:
         port = server.addresses[0][2]
-        context = tls_client(pki["ca"], client_ca=None if client_cert == "none" else trustme.CA())
+        context = client_context(pki["ca"], client_ca=None if client_cert == "none" else trustme.CA())
         with pytest.raises((ssl.SSLError, ConnectionError)):
             with socket.create_connection(("127.0.0.1", port)) as raw:
                 with context.wrap_socket(raw, server_hostname="127.0.0.1") as client:
@@ -186,10 +167,7 @@ def test_tls_client_failing_verification_is_refused(spool: Spool, pki: dict, cli
             time.sleep(0.02)
         assert server.stats.handshake_failures == 1
         # Nothing from the refused client was accepted; a good client still gets through.
-        good = tls_client(pki["ca"], client_ca=pki["ca"])
-        with socket.create_connection(("127.0.0.1", port)) as raw:
-            with good.wrap_socket(raw, server_hostname="127.0.0.1") as client:
-                client.sendall(octet(b"<1>1 good"))
+        send_tls_lines("127.0.0.1", port, [b"<1>1 good"], pki["ca"], framing="octet", client_ca=pki["ca"])
         assert [r.data for r in wait_records(spool, 1)] == [b"<1>1 good"]
     finally:
         server.stop()
@@ -201,7 +179,7 @@ def test_tls_client_rejects_server_from_unknown_ca(spool: Spool, pki: dict) -> N
         port = server.addresses[0][2]
         with socket.create_connection(("127.0.0.1", port)) as raw:
             with pytest.raises(ssl.SSLCertVerificationError):
-                tls_client(trustme.CA()).wrap_socket(raw, server_hostname="127.0.0.1")
+                client_context(trustme.CA()).wrap_socket(raw, server_hostname="127.0.0.1")
     finally:
         server.stop()
 
@@ -276,10 +254,7 @@ def test_plaintext_beyond_loopback_logs_a_warning(spool: Spool) -> None:
 # --- idle, slow and greedy clients -------------------------------------------------------------------------
 def connect_from(port: int, source: str = "127.0.0.1") -> socket.socket:
     """A TCP client bound to ``source``: 127.0.0.0/8 is all loopback, so 127.0.0.2 is a distinct sender."""
-    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    client.bind((source, 0))
-    client.connect(("127.0.0.1", port))
-    return client
+    return connect("127.0.0.1", port, source)
 
 
 def closed_by_server(client: socket.socket, timeout: float) -> bool:
@@ -377,12 +352,10 @@ def guarded(request: pytest.FixtureRequest, spool: Spool, pki: dict) -> Iterator
     port = server.addresses[0][2]
 
     def send(message: bytes, source: str) -> None:
-        with connect_from(port, source) as raw:
-            if tls:
-                with tls_client(pki["ca"]).wrap_socket(raw, server_hostname="127.0.0.1") as client:
-                    client.sendall(octet(message))
-            else:
-                raw.sendall(octet(message))
+        if tls:
+            send_tls_lines("127.0.0.1", port, [message], pki["ca"], framing="octet", source=source)
+        else:
+            send_tcp_lines("127.0.0.1", port, [message], framing="octet", source=source)
 
     yield server, send
     server.stop()
@@ -396,7 +369,7 @@ def idle_crowd(stack: contextlib.ExitStack, port: int, n: int, tls_ca: Any = Non
         client = stack.enter_context(connect_from(port))
         if tls_ca is not None and i % 2:
             try:
-                client = stack.enter_context(tls_client(tls_ca).wrap_socket(client, server_hostname="127.0.0.1"))
+                client = stack.enter_context(client_context(tls_ca).wrap_socket(client, server_hostname="127.0.0.1"))
             except (ssl.SSLError, OSError):
                 pass  # over the per-source cap: refused, which is the point
         crowd.append(client)
@@ -439,7 +412,7 @@ def test_tls_handshake_trickled_byte_by_byte_is_cut_at_handshake_timeout(spool: 
     server = serve(spool, ListenerConfig("tls", port=0, certfile=pki["certfile"], handshake_timeout=0.5))
     try:
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        hello_side = tls_client(pki["ca"]).wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+        hello_side = client_context(pki["ca"]).wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
         with pytest.raises(ssl.SSLWantReadError):
             hello_side.do_handshake()
         hello = outgoing.read()

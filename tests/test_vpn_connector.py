@@ -5,9 +5,6 @@ so it does not depend on any vendor module."""
 from __future__ import annotations
 
 import os
-import socket
-import ssl
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,6 +13,7 @@ import pytest
 from connectors.base import Batch, ConnectorConfigError, connector_class
 from connectors.vpn.base import VpnConnector, header_time, parse_timezone
 from engine.errors import SourceUnavailable
+from tests.net_helpers import read_until, send_tls_lines, server_cert_files
 
 
 class FakeVpnConnector(VpnConnector):
@@ -163,33 +161,19 @@ def test_one_shot_read_takes_a_last_line_without_newline(tmp_path: Path) -> None
     assert len(read(conn2).events) == 2
 
 
-def octet(msg: bytes) -> bytes:
-    return b"%d %s" % (len(msg), msg)
-
-
 def test_tls_listener_message_to_event(tmp_path: Path) -> None:
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
-    certfile = tmp_path / "server.pem"
-    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    certfile, _ = server_cert_files(ca, tmp_path)
     conn = FakeVpnConnector("vpn-tls", {"spool_dir": str(tmp_path / "spool"), "timezone": "-05:00",
-                                        "listen": [{"port": 0, "certfile": str(certfile)}]})  # TLS: default
+                                        "listen": [{"port": 0, "certfile": certfile}]})  # TLS: default
     conn.start()
     try:
         (protocol, _, port), = conn.addresses
         assert protocol == "tls"
-        client = ssl.create_default_context()
-        ca.configure_trust(client)
-        with socket.create_connection(("127.0.0.1", port)) as raw:
-            with client.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-                tls.sendall(octet(b"<166>Dec  1 08:15:00 gw01 fakevpn: FAKEVPN user=jdoe action=login") +
-                            octet(b"<166>Dec  1 08:16:00 gw01 fakevpn: not ours"))
-        deadline = time.monotonic() + 10
-        while True:
-            batch = conn.read(None, 100)
-            if len(batch.events) + len(batch.dead_letters) >= 2 or time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
+        send_tls_lines("127.0.0.1", port, [b"<166>Dec  1 08:15:00 gw01 fakevpn: FAKEVPN user=jdoe action=login",
+                                           b"<166>Dec  1 08:16:00 gw01 fakevpn: not ours"], ca, framing="octet")
+        batch = read_until(lambda: conn.read(None, 100), 2)
         (event,) = batch.events
         assert event["user.name"] == "jdoe" and event["@timestamp"].endswith("T13:15:00.000Z")
         assert event["network.protocol"] == "syslog-tls" and event["observer.hostname"] == "gw01"

@@ -7,10 +7,7 @@ The scenario users and addresses come from each fixture's generator (fixtures/vp
 
 from __future__ import annotations
 
-import socket
 import sqlite3
-import ssl
-import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ import pytest
 
 from connectors.base import connector_class
 from engine.cli import main
+from tests.net_helpers import read_until, send_tls_lines, server_cert_files
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -129,18 +127,11 @@ def test_file_ingest_and_rules_through_the_cli(type_name, tmp_path, capsys, monk
     assert got == {rule: sorted(groups, key=key) for rule, groups in EXPECTED[type_name].items()}
 
 
-def octet(msg: bytes) -> bytes:
-    return b"%d %s" % (len(msg), msg)
-
-
 @pytest.mark.parametrize("type_name", TYPES)
 def test_tls_listener_gives_the_same_events_as_the_file(type_name, tmp_path):
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    certfile, keyfile = tmp_path / "server.pem", tmp_path / "server.key"
-    cert.cert_chain_pems[0].write_to_path(str(certfile))
-    cert.private_key_pem.write_to_path(str(keyfile))
+    certfile, keyfile = server_cert_files(ca, tmp_path, split_key=True)
 
     lines = fixture_lines(type_name)
     by_file = file_events(type_name)
@@ -151,22 +142,13 @@ def test_tls_listener_gives_the_same_events_as_the_file(type_name, tmp_path):
 
     conn = connector_class(type_name)(f"tls-{type_name}", {
         "spool_dir": str(tmp_path / "spool"), "timezone": "Europe/Berlin",
-        "listen": [{"host": "127.0.0.1", "port": 0, "certfile": str(certfile), "keyfile": str(keyfile)}]})
+        "listen": [{"host": "127.0.0.1", "port": 0, "certfile": certfile, "keyfile": keyfile}]})
     conn.start()
     try:
         (protocol, _, port), = conn.addresses
         assert protocol == "tls"
-        client = ssl.create_default_context()
-        ca.configure_trust(client)
-        with socket.create_connection(("127.0.0.1", port)) as raw:
-            with client.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-                tls.sendall(b"".join(octet(lines[i].encode("utf-8")) for i in picked))
-        deadline = time.monotonic() + 10
-        while True:
-            batch = conn.read(None, 1000)
-            if len(batch.events) + len(batch.dead_letters) >= 50 or time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
+        send_tls_lines("127.0.0.1", port, [lines[i].encode("utf-8") for i in picked], ca, framing="octet")
+        batch = read_until(lambda: conn.read(None, 1000), 50)
     finally:
         conn.close()
     assert batch.dead_letters == []
