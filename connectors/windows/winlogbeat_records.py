@@ -1,0 +1,269 @@
+"""One Winlogbeat, Elastic Agent or NXLog ``im_msvistalog`` JSON document -> a :class:`WindowsRecord`.
+
+Why one function for three shippers: they carry the same Windows record, only spelled differently.
+Winlogbeat 7.x/8.x and Elastic Agent (``system.security``, ``windows.*`` integrations) nest it under
+``winlog.*`` (``winlog.event_data.TargetUserName``); NXLog's ``to_json()`` puts its own fields
+(``EventID``, ``Hostname``, ``EventReceivedTime`` ...) and the record's EventData flat side by side at the
+top level. The flavour is detected per document, so one listener can take both shippers.
+
+Accepted spellings of the same document (the Elasticsearch-source connector relies on all three):
+
+* nested JSON as the shipper sends it, or as Elasticsearch returns it in ``_source``;
+* dotted keys (``"winlog.event_data.TargetUserName": "bob"``), as some pipelines store them;
+* dotted keys with every value in a list, as a search returns them under ``fields``.
+
+Values the shipper typed differently between versions (``winlog.event_id`` a string in 8.x and a number in
+7.x, ``winlog.record_id`` likewise) are read either way. EventData values become text, as Windows renders
+them and Winlogbeat sends them, so a ``LogonType`` compares the same whichever shipper carried it.
+
+A document that is not a Windows record (no event id, no channel, no computer, no time) raises
+:class:`WinlogbeatDocumentError` naming the missing or bad key; the transport turns it into a dead letter.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone, tzinfo
+from typing import Any, Mapping
+
+from connectors.windows.record import WindowsRecord
+from engine.events import flatten, parse_timestamp
+
+__all__ = ["WinlogbeatDocumentError", "record_from_document", "flavour_of"]
+
+WINLOGBEAT = "winlogbeat"
+NXLOG = "nxlog"
+
+
+class WinlogbeatDocumentError(ValueError):
+    """The document is not a Windows record we can read; the message names the key."""
+
+
+# Keyword bits Windows sets on Security events (winmeta.xml): Winlogbeat sends their names,
+# NXLog's ``EventType`` says AUDIT_SUCCESS / AUDIT_FAILURE.
+_KEYWORD_BITS: dict[str, int] = {
+    "audit failure": 0x8010000000000000,
+    "audit success": 0x8020000000000000,
+    "classic": 0x0080000000000000,
+    "correlation hint": 0x0040000000000000,
+    "sqm": 0x0008000000000000,
+    "wdi context": 0x0002000000000000,
+    "wdi diagnostic": 0x0004000000000000,
+    "response time": 0x0001000000000000,
+}
+_EVENT_TYPE_BITS = {"audit_failure": _KEYWORD_BITS["audit failure"], "audit_success": _KEYWORD_BITS["audit success"]}
+_OUTCOME_BITS = {"failure": _KEYWORD_BITS["audit failure"], "success": _KEYWORD_BITS["audit success"]}
+# Winlogbeat's ``log.level`` / NXLog's ``Severity`` names -> the Windows level number.
+_LEVELS = {"critical": 1, "error": 2, "warning": 3, "information": 4, "info": 4, "verbose": 5, "debug": 5}
+_OPCODES = {"info": 0, "start": 1, "stop": 2, "datacollection": 3, "datacollectionstart": 3,
+            "datacollectionstop": 4}
+
+#: Fields NXLog's im_msvistalog (and its core) sets itself; every other top-level key is EventData.
+NXLOG_OWN_FIELDS: frozenset[str] = frozenset({
+    "EventTime", "EventTimeWritten", "EventReceivedTime", "Hostname", "Keywords", "EventType",
+    "SeverityValue", "Severity", "EventID", "SourceName", "ProviderGuid", "Version", "Task", "OpcodeValue",
+    "Opcode", "RecordNumber", "ActivityID", "RelatedActivityID", "ExecutionProcessID", "ExecutionThreadID",
+    "Channel", "Domain", "AccountName", "UserID", "AccountType", "Category", "Message", "Level",
+    "LevelValue", "SourceModuleName", "SourceModuleType", "EventXML", "MessageSourceAvailable",
+    "raw_event", "ERRORLEVEL",
+})
+#: Any of these at the top level (with ``EventID``) marks an NXLog document.
+_NXLOG_MARKERS = ("SourceModuleType", "EventReceivedTime", "SourceName", "Hostname", "RecordNumber")
+_EVENT_DATA = "winlog.event_data."
+_USER_DATA = "winlog.user_data."
+
+
+def flavour_of(flat: Mapping[str, Any]) -> str:
+    """``winlogbeat`` (also Elastic Agent) or ``nxlog`` for a flattened document; ``""`` when neither."""
+    if "winlog.event_id" in flat or "winlog.channel" in flat:
+        return WINLOGBEAT
+    if "EventID" in flat and any(key in flat for key in _NXLOG_MARKERS):
+        return NXLOG
+    return ""
+
+
+def record_from_document(doc: Mapping[str, Any], tz: tzinfo = timezone.utc) -> WindowsRecord:
+    """The Windows record in one shipper document (nested, dotted, or dotted with list values).
+
+    ``tz`` is the zone of NXLog's ``EventTime``, which ``to_json()`` writes as local time without an offset;
+    a time that carries an offset (Winlogbeat's ``@timestamp``, an NXLog pipeline writing ISO 8601) keeps it.
+    """
+    if not isinstance(doc, Mapping):
+        raise WinlogbeatDocumentError(f"not a JSON object (got {type(doc).__name__})")
+    flat = _unwrap(flatten(doc))
+    flavour = flavour_of(flat)
+    if flavour == WINLOGBEAT:
+        return _from_winlogbeat(flat)
+    if flavour == NXLOG:
+        return _from_nxlog(flat, tz)
+    raise WinlogbeatDocumentError("not a Winlogbeat/Elastic Agent (winlog.event_id) or NXLog (EventID with "
+                                  "SourceName/Hostname) Windows event")
+
+
+def _unwrap(flat: dict[str, Any]) -> dict[str, Any]:
+    """Elasticsearch ``fields`` put every value in a list: a one-element list is its element."""
+    for key, value in flat.items():
+        if type(value) is list and len(value) == 1 and key != "winlog.keywords":
+            flat[key] = value[0]
+    return flat
+
+
+def _from_winlogbeat(flat: Mapping[str, Any]) -> WindowsRecord:
+    event_id = _int(flat, "winlog.event_id", required=True)
+    data: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key.startswith(_EVENT_DATA):
+            data[key[len(_EVENT_DATA):]] = _text(value)
+        elif key.startswith(_USER_DATA):
+            leaf = key.rpartition(".")[2]
+            if leaf != "xml_name":  # Winlogbeat's name of the UserData element, not a data item
+                data.setdefault(leaf, _text(value))
+    keywords = _keywords_from_names(flat.get("winlog.keywords"))
+    if keywords is None:
+        keywords = _keywords_from_outcome(flat.get("event.outcome"))
+    return WindowsRecord(
+        channel=_str(flat, "winlog.channel", required=True),
+        provider=_str(flat, "winlog.provider_name") or _str(flat, "event.provider") or "",
+        event_id=event_id,  # type: ignore[arg-type]
+        record_id=_int(flat, "winlog.record_id"),
+        computer=_str(flat, "winlog.computer_name") or _str(flat, "host.name", required=True),
+        time=_time(flat, "@timestamp", timezone.utc),
+        data=data,
+        level=_named(flat.get("log.level"), _LEVELS),
+        opcode=_named(flat.get("winlog.opcode"), _OPCODES),
+        keywords=keywords,
+        version=_int(flat, "winlog.version"),
+        process_id=_int(flat, "winlog.process.pid"),
+        thread_id=_int(flat, "winlog.process.thread.id"),
+        user_sid=_str(flat, "winlog.user.identifier"),
+        provider_guid=_str(flat, "winlog.provider_guid"),
+        message=_str(flat, "message"),
+    )
+
+
+def _from_nxlog(flat: Mapping[str, Any], tz: tzinfo) -> WindowsRecord:
+    data = {key: _text(value) for key, value in flat.items() if key not in NXLOG_OWN_FIELDS}
+    keywords = _keywords_from_number(flat.get("Keywords"))
+    if keywords is None:
+        keywords = _keywords_from_names([str(flat.get("EventType") or "").replace("_", " ")])
+    return WindowsRecord(
+        channel=_str(flat, "Channel", required=True),
+        provider=_str(flat, "SourceName") or "",
+        event_id=_int(flat, "EventID", required=True),  # type: ignore[arg-type]
+        record_id=_int(flat, "RecordNumber"),
+        computer=_str(flat, "Hostname", required=True),
+        time=_time(flat, "EventTime", tz),
+        data=data,
+        level=_named(flat.get("Severity"), _LEVELS),
+        task=_int(flat, "Task"),
+        opcode=_int(flat, "OpcodeValue"),
+        keywords=keywords,
+        version=_int(flat, "Version"),
+        process_id=_int(flat, "ExecutionProcessID"),
+        thread_id=_int(flat, "ExecutionThreadID"),
+        user_sid=_str(flat, "UserID"),
+        provider_guid=_str(flat, "ProviderGuid"),
+        message=_str(flat, "Message"),
+    )
+
+
+# --- value readers: each names the key it failed on --------------------------------------------------------
+def _str(flat: Mapping[str, Any], key: str, required: bool = False) -> str | None:
+    value = flat.get(key)
+    if type(value) is str and value:
+        return value
+    if value is None or value == "":
+        if required:
+            raise WinlogbeatDocumentError(f"field {key!r}: required, missing")
+        return None
+    if type(value) in (int, float):
+        return str(value)
+    raise WinlogbeatDocumentError(f"field {key!r}: expected text, got {type(value).__name__}")
+
+
+def _int(flat: Mapping[str, Any], key: str, required: bool = False) -> int | None:
+    value = flat.get(key)
+    if value is None or value == "":
+        if required:
+            raise WinlogbeatDocumentError(f"field {key!r}: required, missing")
+        return None
+    if type(value) is int:
+        return value
+    if type(value) is str and value.strip().isdecimal() and value.isascii():
+        return int(value)
+    if type(value) is float and value.is_integer():
+        return int(value)
+    raise WinlogbeatDocumentError(f"field {key!r}: expected a whole number, got {value!r}"[:200])
+
+
+def _time(flat: Mapping[str, Any], key: str, tz: tzinfo) -> datetime:
+    value = flat.get(key)
+    if value is None or value == "":
+        raise WinlogbeatDocumentError(f"field {key!r}: required, missing")
+    if type(value) is str:
+        text = value.strip()
+        if len(text) > 10 and text[10] == " ":  # NXLog's "2026-12-01 08:15:02"
+            text = text[:10] + "T" + text[11:]
+        try:
+            dt = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        except ValueError:
+            raise WinlogbeatDocumentError(f"field {key!r}: not a timestamp: {value!r}"[:200]) from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=tz)
+        return dt.astimezone(timezone.utc)
+    try:
+        return parse_timestamp(value)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise WinlogbeatDocumentError(f"field {key!r}: {exc}"[:200]) from None
+
+
+def _text(value: Any) -> Any:
+    """EventData as text; lists (unnamed ``Data`` items) keep their items as text."""
+    if type(value) is str or value is None:
+        return value
+    if type(value) is list:
+        return [_text(item) for item in value]
+    if type(value) is bool:
+        return "true" if value else "false"
+    return str(value)
+
+
+def _named(value: Any, table: Mapping[str, int]) -> int | None:
+    if type(value) is int:
+        return value
+    if type(value) is str:
+        return table.get(value.strip().casefold().replace(" ", ""))
+    return None
+
+
+def _hex(bits: int) -> str:
+    return f"0x{bits:x}"
+
+
+def _keywords_from_names(names: Any) -> str | None:
+    if type(names) is str:
+        names = [names]
+    if type(names) is not list:
+        return None
+    bits = 0
+    for name in names:
+        if type(name) is str:
+            bits |= _KEYWORD_BITS.get(name.strip().casefold(), 0)
+    return _hex(bits) if bits else None
+
+
+def _keywords_from_number(value: Any) -> str | None:
+    """NXLog writes ``Keywords`` as a (signed or unsigned) 64-bit integer, or its decimal/hex text."""
+    if type(value) is str:
+        text = value.strip()
+        try:
+            value = int(text, 16) if text[:2].lower() == "0x" else int(text)
+        except ValueError:
+            return None
+    if type(value) is not int or not value:
+        return None
+    return _hex(value & 0xFFFFFFFFFFFFFFFF)
+
+
+def _keywords_from_outcome(outcome: Any) -> str | None:
+    bits = _OUTCOME_BITS.get(outcome) if type(outcome) is str else None
+    return _hex(bits) if bits else None
