@@ -196,3 +196,245 @@ def test_fuzzed_winlog_sections_never_raise_anything_else(data: dict) -> None:
         record_from_document(doc)
     except WinlogbeatDocumentError:
         pass
+
+
+# --- the fixtures: 93 records of one morning, written by each shipper ---------------------------------------
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from connectors.base import Batch, ConnectorConfigError, connector_class  # noqa: E402
+from connectors.windows.winlogbeat import WinlogbeatConnector  # noqa: E402
+from engine.cli import main  # noqa: E402
+from tests.net_helpers import read_until, send_tcp_lines, send_tls_lines, server_cert_files  # noqa: E402
+
+DATA = Path(__file__).parent / "data" / "winlogbeat"
+FILES = {"winlogbeat-7": "winlogbeat-7.ndjson", "winlogbeat-8": "winlogbeat-8.ndjson",
+         "elastic-agent": "elastic-agent.ndjson", "nxlog": "nxlog.json"}
+#: What only one kind of shipper knows: NXLog has the numeric Task and a zero Version, and sends keyword masks
+#: without audit bits that Winlogbeat leaves out; Winlogbeat's log.level is the Windows Level.
+SHIPPER_ONLY = {"Task", "Version", "Keywords", "Level", "event.original"}
+
+
+def connector(**options: Any) -> WinlogbeatConnector:
+    return WinlogbeatConnector("wlb", options)
+
+
+def read_all(conn: WinlogbeatConnector, cursor: dict | None = None) -> Batch:
+    return conn.read(cursor, 10000)
+
+
+def fixture_events(flavour: str) -> list[dict[str, Any]]:
+    conn = connector(path=str(DATA / FILES[flavour]), timezone="Europe/Berlin")
+    conn.read_to_end()
+    batch = read_all(conn)
+    assert batch.dead_letters == []
+    return batch.events
+
+
+def test_the_type_is_registered() -> None:
+    assert connector_class("winlogbeat") is WinlogbeatConnector
+
+
+def test_four_fixture_files_give_the_same_events() -> None:
+    events = {flavour: fixture_events(flavour) for flavour in FILES}
+    reference = [{k: v for k, v in e.items() if k not in SHIPPER_ONLY} for e in events["winlogbeat-8"]]
+    assert len(reference) == 93
+    for flavour, found in events.items():
+        assert [{k: v for k, v in e.items() if k not in SHIPPER_ONLY} for e in found] == reference, flavour
+    # the scenarios are there, in SigmaHQ and ECS terms
+    spray = [e for e in reference if e["EventID"] == 4625 and e["source.ip"] == "10.20.30.40"]
+    assert len(spray) == 12 and len({e["user.name"] for e in spray}) == 12
+    assert all(e["event.outcome"] == "failure" and e["LogonType"] == "3" for e in spray)
+    (cleared,) = [e for e in reference if e["EventID"] == 1102]
+    assert cleared["SubjectUserName"] == "svc.backup" and cleared["Provider_Name"] == "Microsoft-Windows-Eventlog"
+    sysmon = [e for e in reference if e["event.dataset"] == "windows.sysmon"]
+    assert {e["EventID"] for e in sysmon} == {1, 3} and all(e["UserID"] == "S-1-5-18" for e in sysmon)
+    assert [e["TargetUserName"] for e in reference if e["EventID"] == 4728] == ["Domain Admins"]
+    # one record, one id, whichever shipper carried it (engine.identity: Computer + Channel + RecordID)
+    assert len({e["event.id"] for e in reference}) == 93
+
+
+def test_nxlog_local_time_follows_the_timezone_option() -> None:
+    utc = connector(path=str(DATA / "nxlog.json"))
+    utc.read_to_end()
+    first = read_all(utc).events[0]
+    assert first["@timestamp"] == "2026-12-01T07:30:20.000Z"  # read as UTC: an hour late
+    assert fixture_events("nxlog")[0]["@timestamp"] == "2026-12-01T06:30:20.000Z"
+    assert fixture_events("winlogbeat-8")[0]["@timestamp"] == "2026-12-01T06:30:20.000Z"
+
+
+@pytest.mark.parametrize("options, key", [
+    ({}, "path"),
+    ({"path": "/x", "spool_dir": "/y"}, "path"),
+    ({"path": "/x", "timezone": "Mars/Olympus"}, "timezone"),
+    ({"path": "/x", "listen": [{"protocol": "tcp", "port": 0}]}, "spool_dir"),
+    ({"spool_dir": "/y", "listen": [{"port": 5140}]}, "certfile"),  # TLS by default
+    ({"spool_dir": "/y", "listen": [{"protocol": "udp", "port": 5140}]}, r"listen\[0\].protocol"),
+    ({"path": "/x", "dataset": "windows"}, "dataset"),
+    ({"path": "/x", "max_message_bytes": 0}, "max_message_bytes"),
+])
+def test_bad_options_name_the_key(options: dict, key: str) -> None:
+    with pytest.raises(ConnectorConfigError, match=key):
+        connector(**options)
+
+
+def lines_of(flavour: str) -> list[bytes]:
+    return (DATA / FILES[flavour]).read_bytes().splitlines()
+
+
+def test_tail_rotation_and_resume_give_the_same_ids(tmp_path: Path) -> None:
+    lines = lines_of("winlogbeat-8")
+    log = tmp_path / "winlogbeat.ndjson"
+    log.write_bytes(b"\n".join(lines[:60]) + b"\n")
+    conn = connector(path=str(log))
+    first = conn.read(None, 25)
+    assert len(first.events) == 25 and not first.exhausted
+    rest = read_all(conn, first.cursor)
+    assert len(rest.events) == 35 and rest.exhausted
+    with log.open("ab") as fh:  # tail: one more line, and half of the next (the writer is mid-line)
+        fh.write(lines[60] + b"\n" + lines[61][:40])
+    appended = read_all(conn, rest.cursor)
+    assert [e["EventRecordID"] for e in appended.events] == [int(orjson.loads(lines[60])["winlog"]["record_id"])]
+    with log.open("ab") as fh:
+        fh.write(lines[61][40:] + b"\n")
+    appended2 = read_all(conn, appended.cursor)
+    assert len(appended2.events) == 1
+    os.rename(log, tmp_path / "winlogbeat.ndjson.1")  # Winlogbeat's file output rotates by renaming
+    log.write_bytes(lines[62] + b"\n")
+    rotated = read_all(conn, appended2.cursor)
+    assert len(rotated.events) == 1
+    conn.close()
+    assert read_all(connector(path=str(log)), rotated.cursor).events == []  # resume: nothing twice
+    seen = {e["event.id"] for b in (first, rest, appended, appended2, rotated) for e in b.events}
+    assert len(seen) == 63
+    reread = read_all(connector(path=str(tmp_path / "winlogbeat.ndjson*")))
+    assert {e["event.id"] for e in reread.events} == seen  # a re-read lands on the stored copies
+
+
+def test_bad_lines_are_dead_letters_with_file_and_line(tmp_path: Path) -> None:
+    good = lines_of("nxlog")[0]
+    log = tmp_path / "nxlog.json"
+    log.write_bytes(b"\n".join([
+        good, b"{not json", b"[1, 2]", b'{"EventID": 4625, "Hostname": "DC01", "EventTime": "2026-12-01 08:00:00"}',
+        b"", b'{"message": "hello"}', b"\xff\xfe{}", b"2W\x00\x00\x00\x01", good.replace(b'"EventTime":"2026', b'"EventTime":"20x6'),
+        good,
+    ]) + b"\n")
+    conn = connector(path=str(log), max_line_bytes=4096)
+    batch = read_all(conn)
+    assert len(batch.events) == 2
+    reasons = {d.location.rpartition(":")[2]: d.reason for d in batch.dead_letters}
+    assert all(d.location.startswith(str(log) + ":") for d in batch.dead_letters)
+    assert reasons["2"].startswith("invalid JSON")
+    assert reasons["3"] == "not a JSON object (got list)"
+    assert "'Channel'" in reasons["4"]
+    assert "not a Winlogbeat" in reasons["6"]
+    assert reasons["7"].startswith("invalid UTF-8")
+    assert "lumberjack" in reasons["8"]
+    assert "'EventTime'" in reasons["9"]
+    assert set(reasons) == {"2", "3", "4", "6", "7", "8", "9"}  # line 5 is blank: skipped
+    assert all("\n" not in r for r in reasons.values())
+
+
+def test_missing_file_is_one_source_unavailable_line(tmp_path: Path) -> None:
+    from engine.errors import SourceUnavailable
+    with pytest.raises(SourceUnavailable, match=r"connector 'wlb': path .*nope.ndjson does not exist"):
+        read_all(connector(path=str(tmp_path / "nope.ndjson")))
+
+
+def _listener(tmp_path: Path, entry: dict[str, Any], **options: Any) -> WinlogbeatConnector:
+    return connector(spool_dir=str(tmp_path / "spool"), listen=[entry], timezone="Europe/Berlin", **options)
+
+
+def test_tcp_listener_takes_nxlog_om_tcp_lines(tmp_path: Path) -> None:
+    lines = lines_of("nxlog")[:30]
+    conn = _listener(tmp_path, {"protocol": "tcp", "port": 0})
+    conn.start()
+    try:
+        (protocol, host, port), = conn.addresses
+        assert protocol == "tcp"
+        send_tcp_lines(host, port, lines[:15] + [b"{oops"] + lines[15:])
+        batch = read_until(lambda: conn.read(None, 1000), 31)
+        assert len(batch.events) == 30
+        (dead,) = batch.dead_letters
+        assert dead.location.startswith("spool:") and dead.reason.startswith("invalid JSON")
+        assert dead.raw == "{oops"
+        expected = fixture_events("nxlog")[:30]
+        assert [e["event.id"] for e in batch.events] == [e["event.id"] for e in expected]
+        assert all(e["log.source.address"].startswith("127.0.0.1") for e in batch.events)
+        # the engine commits the cursor; a restart drains from there and gets nothing twice
+        assert conn.read(batch.cursor, 1000).events == []
+    finally:
+        conn.close()
+
+
+def test_tls_listener_takes_winlogbeat_and_nxlog_lines_alike(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    certfile, keyfile = server_cert_files(ca, tmp_path, split_key=True)
+    conn = _listener(tmp_path, {"port": 0, "certfile": certfile, "keyfile": keyfile})  # TLS: the default
+    conn.start()
+    try:
+        (protocol, host, port), = conn.addresses
+        assert protocol == "tls"
+        send_tls_lines(host, port, lines_of("winlogbeat-8")[:20], ca)
+        send_tls_lines(host, port, lines_of("nxlog")[20:40], ca)
+        batch = read_until(lambda: conn.read(None, 1000), 40)
+        assert batch.dead_letters == []
+        assert [e["EventRecordID"] for e in batch.events] == [e["EventRecordID"] for e in fixture_events("winlogbeat-8")[:40]]
+        assert conn.read(None, 1000).events[0]["event.id"] == batch.events[0]["event.id"]  # re-drain: same id
+    finally:
+        conn.close()
+
+
+def test_a_plain_tcp_client_on_the_tls_port_is_refused_not_spooled(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    certfile, _ = server_cert_files(trustme.CA(), tmp_path)
+    conn = _listener(tmp_path, {"port": 0, "certfile": certfile, "handshake_timeout": 2})
+    conn.start()
+    try:
+        (_, host, port), = conn.addresses
+        send_tcp_lines(host, port, lines_of("nxlog")[:3])
+        batch = read_until(lambda: conn.read(None, 100), 3, timeout=1.5)
+        assert batch.events == []  # plaintext JSON never reaches the spool of a TLS listener
+    finally:
+        conn.close()
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_wardwatch_parse_prints_the_flat_events(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./wardwatch.yaml: the built-in defaults
+    code, out, err = run_cli(capsys, "parse", "winlogbeat", str(DATA / "nxlog.json"), "--format", "json",
+                             "--timezone", "Europe/Berlin")
+    assert code == 0 and err == ""
+    events = [orjson.loads(line) for line in out.splitlines()]
+    assert events == [{k: v for k, v in e.items() if k != "event.ingested"} for e in fixture_events("nxlog")]
+    bad = tmp_path / "bad.ndjson"
+    bad.write_bytes(lines_of("winlogbeat-7")[0] + b"\n{broken\n")
+    code, out, err = run_cli(capsys, "parse", "winlogbeat", str(bad), "--format", "json")
+    assert code == 0 and len(out.splitlines()) == 1
+    assert f"dead letter: {bad}:2: invalid JSON" in err
+
+
+_line_bytes = st.binary(max_size=120) | st.text(max_size=120).map(str.encode)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(sorted(FLAVOURS)), st.integers(0, 400), _line_bytes)
+def test_fuzzed_lines_become_an_event_or_a_one_line_dead_letter(flavour: str, cut: int, noise: bytes) -> None:
+    """Truncated, spliced and random lines: never an exception, always an event or a reason."""
+    line = orjson.dumps(FLAVOURS[flavour])
+    data = (line[:cut] + noise + line[cut:]).replace(b"\n", b" ")
+    conn = WinlogbeatConnector("fuzz", {"path": "/nonexistent", "timezone": "Europe/Berlin"})
+    from connectors.tailing import Line
+    outcome = conn.line_to_event(Line("/x.ndjson", 7, data))
+    if outcome is None:
+        assert data.strip() == b""
+    elif type(outcome) is dict:
+        assert type(outcome["EventID"]) is int and outcome["event.id"]
+    else:
+        assert outcome.location == "/x.ndjson:7" and "\n" not in outcome.reason

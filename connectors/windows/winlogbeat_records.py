@@ -52,7 +52,8 @@ _KEYWORD_BITS: dict[str, int] = {
 }
 _EVENT_TYPE_BITS = {"audit_failure": _KEYWORD_BITS["audit failure"], "audit_success": _KEYWORD_BITS["audit success"]}
 _OUTCOME_BITS = {"failure": _KEYWORD_BITS["audit failure"], "success": _KEYWORD_BITS["audit success"]}
-# Winlogbeat's ``log.level`` / NXLog's ``Severity`` names -> the Windows level number.
+# Winlogbeat's ``log.level`` names -> the Windows level number. (NXLog's ``Severity`` is its own scale,
+# derived from EventType - AUDIT_FAILURE is "ERROR" - so it is not the record's Level and is not used.)
 _LEVELS = {"critical": 1, "error": 2, "warning": 3, "information": 4, "info": 4, "verbose": 5, "debug": 5}
 _OPCODES = {"info": 0, "start": 1, "stop": 2, "datacollection": 3, "datacollectionstart": 3,
             "datacollectionstop": 4}
@@ -135,7 +136,7 @@ def _from_winlogbeat(flat: Mapping[str, Any]) -> WindowsRecord:
         process_id=_int(flat, "winlog.process.pid"),
         thread_id=_int(flat, "winlog.process.thread.id"),
         user_sid=_str(flat, "winlog.user.identifier"),
-        provider_guid=_str(flat, "winlog.provider_guid"),
+        provider_guid=_guid(_str(flat, "winlog.provider_guid")),
         message=_str(flat, "message"),
     )
 
@@ -153,7 +154,6 @@ def _from_nxlog(flat: Mapping[str, Any], tz: tzinfo) -> WindowsRecord:
         computer=_str(flat, "Hostname", required=True),
         time=_time(flat, "EventTime", tz),
         data=data,
-        level=_named(flat.get("Severity"), _LEVELS),
         task=_int(flat, "Task"),
         opcode=_int(flat, "OpcodeValue"),
         keywords=keywords,
@@ -161,7 +161,7 @@ def _from_nxlog(flat: Mapping[str, Any], tz: tzinfo) -> WindowsRecord:
         process_id=_int(flat, "ExecutionProcessID"),
         thread_id=_int(flat, "ExecutionThreadID"),
         user_sid=_str(flat, "UserID"),
-        provider_guid=_str(flat, "ProviderGuid"),
+        provider_guid=_guid(_str(flat, "ProviderGuid")),
         message=_str(flat, "Message"),
     )
 
@@ -233,6 +233,11 @@ def _named(value: Any, table: Mapping[str, int]) -> int | None:
     if type(value) is str:
         return table.get(value.strip().casefold().replace(" ", ""))
     return None
+
+
+def _guid(text: str | None) -> str | None:
+    """GUIDs as the EVTX XML renders them (``{54849625-...-3E3B0328C30D}``): shippers differ in case."""
+    return text.upper() if text else None
 
 
 def _hex(bits: int) -> str:
