@@ -21,11 +21,20 @@ def load_one(tmp_path, detection: str, logsource: str = "{product: ehr}", placeh
 
 def test_lucene_query_has_dataset_and_sysmon_event_id(tmp_path):
     r = load_one(tmp_path, "sel: {Image|endswith: '\\\\whoami.exe'}\ncondition: sel\n",
-                 logsource="{product: windows, category: process_creation}")
+                 logsource="{product: windows, category: image_load}")
     q = convert_rule(r, "elasticsearch")
     assert q.pushdown and q.store == "elasticsearch"
-    assert "event.dataset:windows.sysmon" in q.query and "EventID:1" in q.query
+    assert "event.dataset:windows.sysmon" in q.query and "EventID:7" in q.query
     assert "whoami.exe" in q.query
+
+
+def test_lucene_query_of_a_category_on_two_sources_narrows_by_both_event_ids(tmp_path):
+    # process_creation is Sysmon 1 and Security 4688: the prefilter must let both through
+    r = load_one(tmp_path, "sel: {Image|endswith: '\\\\whoami.exe'}\ncondition: sel\n",
+                 logsource="{product: windows, category: process_creation}")
+    q = convert_rule(r, "elasticsearch")
+    assert "event.dataset:(windows.sysmon OR windows.security)" in q.query
+    assert "EventID:(1 OR 4688)" in q.query
 
 
 def test_converting_twice_gives_the_same_query_and_leaves_rule_untouched(tmp_path):

@@ -17,18 +17,77 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
+from connectors.windows.aliases import add_aliases
 from engine.events import DATASET, TIMESTAMP, Event, format_timestamp, parse_timestamp
 
-#: Channel (case-insensitive) -> ``event.dataset``. A channel not listed gets ``windows.<slug>``
-#: (:func:`dataset_for_channel`), so nothing is dropped; the taxonomy maps Sigma logsources onto these.
+#: Channel (case-insensitive) -> ``event.dataset``: ``windows.`` + the Sigma ``service`` of the channel
+#: (pySigma's ``windows_logsource_mapping`` / SigmaHQ's THOR config), so a rule's service names its dataset.
+#: A channel not listed gets ``windows.<slug>`` (:func:`dataset_for_channel`), so nothing is dropped; the
+#: taxonomy (``engine/sigma/taxonomy.py``) maps Sigma logsources onto these with the same function.
 CHANNEL_DATASETS: dict[str, str] = {
     "security": "windows.security",
     "system": "windows.system",
     "application": "windows.application",
     "microsoft-windows-sysmon/operational": "windows.sysmon",
+    # Operational (4103/4104) and classic (400/600/800) PowerShell are different logs: same EventID, other
+    # meaning; keeping them apart is what lets ps_* categories pick the right one.
     "microsoft-windows-powershell/operational": "windows.powershell",
     "powershellcore/operational": "windows.powershell",
     "windows powershell": "windows.powershell-classic",
+    "microsoft-windows-taskscheduler/operational": "windows.taskscheduler",
+    "microsoft-windows-wmi-activity/operational": "windows.wmi",
+    "dns server": "windows.dns-server",
+    "microsoft-windows-dns-server/audit": "windows.dns-server-audit",
+    "microsoft-windows-dns-server/analytical": "windows.dns-server-analytic",
+    "microsoft-windows-dns client events/operational": "windows.dns-client",
+    "microsoft-windows-driverframeworks-usermode/operational": "windows.driver-framework",
+    "microsoft-windows-ntlm/operational": "windows.ntlm",
+    "microsoft-windows-dhcp-server/operational": "windows.dhcp",
+    "msexchange management": "windows.msexchange-management",
+    "microsoft-windows-applocker/msi and script": "windows.applocker",
+    "microsoft-windows-applocker/exe and dll": "windows.applocker",
+    "microsoft-windows-applocker/packaged app-deployment": "windows.applocker",
+    "microsoft-windows-applocker/packaged app-execution": "windows.applocker",
+    "microsoft-windows-printservice/admin": "windows.printservice-admin",
+    "microsoft-windows-printservice/operational": "windows.printservice-operational",
+    "microsoft-windows-codeintegrity/operational": "windows.codeintegrity-operational",
+    "microsoft-windows-smbclient/security": "windows.smbclient-security",
+    "microsoft-windows-smbclient/connectivity": "windows.smbclient-connectivity",
+    "microsoft-windows-smbserver/connectivity": "windows.smbserver-connectivity",
+    "microsoft-windows-windows firewall with advanced security/firewall": "windows.firewall-as",
+    "microsoft-windows-bits-client/operational": "windows.bits-client",
+    "microsoft-windows-windows defender/operational": "windows.windefend",
+    "microsoft-windows-terminalservices-localsessionmanager/operational":
+        "windows.terminalservices-localsessionmanager",
+    "microsoft-servicebus-client": "windows.servicebus-client",
+    "microsoft-servicebus-client/admin": "windows.servicebus-client",
+    "microsoft-servicebus-client/operational": "windows.servicebus-client",
+    "microsoft-windows-ldap-client/debug": "windows.ldap",
+    "microsoft-windows-security-mitigations/kernel mode": "windows.security-mitigations",
+    "microsoft-windows-security-mitigations/user mode": "windows.security-mitigations",
+    "microsoft-windows-diagnosis-scripted/operational": "windows.diagnosis-scripted",
+    "microsoft-windows-shell-core/operational": "windows.shell-core",
+    "openssh/operational": "windows.openssh",
+    "microsoft-windows-bitlocker/bitlocker management": "windows.bitlocker",
+    "microsoft-windows-vhdmp/operational": "windows.vhdmp",
+    "microsoft-windows-appxdeploymentserver/operational": "windows.appxdeployment-server",
+    "microsoft-windows-appxpackaging/operational": "windows.appxpackaging-om",
+    "microsoft-windows-appmodel-runtime/admin": "windows.appmodel-runtime",
+    "microsoft-windows-lsa/operational": "windows.lsa-server",
+    "microsoft-windows-capi2/operational": "windows.capi2",
+    "microsoft-windows-certificateservicesclient-lifecycle-system/operational":
+        "windows.certificateservicesclient-lifecycle-system",
+    "microsoft-iis-configuration/operational": "windows.iis-configuration",
+    "microsoft-windows-kernel-shimengine/operational": "windows.kernel-shimengine",
+    "microsoft-windows-kernel-shimengine/diagnostic": "windows.kernel-shimengine",
+    "microsoft-windows-application-experience/program-telemetry": "windows.application-experience",
+    "microsoft-windows-application-experience/program-compatibility-assistant": "windows.application-experience",
+    "microsoft-windows-ntfs/operational": "windows.ntfs",
+    "microsoft-windows-sense/operational": "windows.sense",
+    "microsoft-windows-kernel-eventtracing": "windows.kernel-event-tracing",
+    "microsoft-windows-hyper-v-worker": "windows.hyper-v-worker",
+    # Kernel-File ETW (file_access / file_rename rules), when an ETW collector writes it to a channel
+    "microsoft-windows-kernel-file/analytic": "windows.kernel-file",
 }
 
 
@@ -117,6 +176,7 @@ def normalise_record(record: WindowsRecord) -> Event:
     _source_fields(event)
     if record.message:
         event["message"] = record.message
+    add_aliases(event)  # Sysmon names for 4688 & co., so generic-category rules read them (aliases.py)
     return event
 
 

@@ -43,9 +43,13 @@ def dataset_pipeline(rule: CompiledRule, taxonomy: Sequence[LogsourceEntry] = TA
     entry = resolve_logsource({k: v for k, v in (("product", ls.product), ("category", ls.category),
                                        ("service", ls.service)) if v is not None}, taxonomy)
     conditions: dict[str, object] = {DATASET: list(rule.datasets)}
-    if entry is not None and len(entry.datasets) == 1:
-        for name, allowed in next(iter(entry.datasets.values())).items():
-            conditions[name] = list(allowed)
+    if entry is not None and entry.datasets:
+        # A field every dataset constrains narrows by the union of its values (process_creation: EventID
+        # 1 or 4688): a superset of each dataset's own condition, which the engine still checks exactly.
+        scopes = list(entry.datasets.values())
+        for name in scopes[0]:
+            if all(name in scope for scope in scopes):
+                conditions[name] = list(dict.fromkeys(v for scope in scopes for v in scope[name]))
     item = ProcessingItem(AddConditionTransformation(conditions),  # type: ignore[arg-type]
                           identifier="wardwatch_logsource")
     return ProcessingPipeline(items=[item], name="wardwatch", priority=20)
