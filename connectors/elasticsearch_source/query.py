@@ -182,6 +182,8 @@ def resolve_names(es: Elasticsearch, index: str) -> list[str]:
     names: list[str] = []
     for kind in ("indices", "aliases", "data_streams"):
         names.extend(str(entry.get("name", "")) for entry in response.get(kind, []))
+    for entry in response.get("aliases", []):
+        names.extend(str(i) for i in entry.get("indices", []))
     for entry in response.get("data_streams", []):
         names.extend(str(b) for b in entry.get("backing_indices", []))
     return names
