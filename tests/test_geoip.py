@@ -29,24 +29,34 @@ CITIES = {
 ASNS = {"192.0.2.0/24": (64500, "Example Broadband DE"), "203.0.113.0/24": (64501, "Example Hosting")}
 
 
-def write_test_dbs(directory: Path) -> tuple[Path, Path]:
-    """A City and an ASN .mmdb in MaxMind's record layout (GeoLite2-City / GeoLite2-ASN keys)."""
+def write_test_dbs(directory: Path, cities: dict[str, tuple[str, str, float, float]] | None = None,
+                   asns: dict[str, tuple[int, str]] | None = None) -> tuple[Path, Path]:
+    """A City and an ASN .mmdb in MaxMind's record layout (GeoLite2-City / GeoLite2-ASN keys), of ``cities``
+    and ``asns`` (default: CITIES and ASNS, the addresses of tests/data/vpn_rules)."""
     from mmdb_writer import MMDBWriter
     from netaddr import IPSet
 
     city = MMDBWriter(ip_version=4, database_type="GeoLite2-City", languages=["en"], description="wardwatch test")
-    for net, (iso, name, lat, lon) in CITIES.items():
+    for net, (iso, name, lat, lon) in (CITIES if cities is None else cities).items():
         city.insert_network(IPSet([net]), {"country": {"iso_code": iso, "names": {"en": iso}},
                                            "city": {"names": {"en": name}},
                                            "location": {"latitude": lat, "longitude": lon}})
     asn = MMDBWriter(ip_version=4, database_type="GeoLite2-ASN", languages=["en"], description="wardwatch test")
-    for net, (number, org) in ASNS.items():
+    for net, (number, org) in (ASNS if asns is None else asns).items():
         asn.insert_network(IPSet([net]), {"autonomous_system_number": number,
                                           "autonomous_system_organization": org})
     city_path, asn_path = directory / "city.mmdb", directory / "asn.mmdb"
     city.to_db_file(str(city_path))
     asn.to_db_file(str(asn_path))
     return city_path, asn_path
+
+
+def write_fixture_dbs(directory: Path) -> tuple[Path, Path]:
+    """City and ASN databases placing the VPN vendor fixtures' addresses (fixtures/vpn_staff.py NETWORKS)."""
+    from fixtures.vpn_staff import NETWORKS
+
+    return write_test_dbs(directory, {net: row[:4] for net, row in NETWORKS.items()},
+                          {net: row[4:] for net, row in NETWORKS.items()})
 
 
 @pytest.fixture

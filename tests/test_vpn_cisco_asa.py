@@ -182,13 +182,13 @@ def test_whole_fixture_parses() -> None:
     huber = [e for e in events if e.get("user.name") == "admin.huber" and e.get("event.action") == "vpn-login"]
     assert [e["event.outcome"] for e in huber] == ["failure"] * 12 + ["success"]
     # scenario: spray, one address, 10+ users failing
-    spray = {e["user.name"] for e in events if e.get("source.ip") == "198.51.100.250"
+    spray = {e["user.name"] for e in events if e.get("source.ip") == "203.0.113.250"
              and e.get("event.outcome") == "failure" and e.get("event.action") == "vpn-login"}
     assert len(spray) >= 10
     # scenario: concurrent sessions and two addresses within the hour
     lindner = {e["source.ip"] for e in events if e.get("user.name") == "dr.lindner"
                and e.get("event.action") == "vpn-session-start"}
-    assert {"192.0.2.44", "203.0.113.150"} <= lindner
+    assert {"192.0.2.44", "198.51.100.50"} <= lindner
     # every session end carries duration and bytes; every address assignment an address
     assert all(isinstance(e["vpn.session.duration"], int) and e["vpn.bytes.sent"] > 0
                for e in events if e["event.code"] == "113019")

@@ -44,25 +44,25 @@ BRUTE_THEN_OK = "590d4d5a-d426-4ccd-bfed-1c8f896d60f4"  # rules/healthcare/vpn_b
 HUBER = {"user.name": "admin.huber"}
 EXPECTED: dict[str, dict[str, list[dict[str, str]]]] = {
     "cisco-asa": {
-        SPRAY: [{"source.ip": "198.51.100.250"}],
+        SPRAY: [{"source.ip": "203.0.113.250"}],
         CONCURRENT: [{"user.name": "dr.lindner"}],
         FAILED_BURST: [HUBER],
         BRUTE_THEN_OK: [HUBER],
     },
     "fortigate": {
-        SPRAY: [{"source.ip": "198.51.100.66"}],
-        CONCURRENT: [{"user.name": "kmarx"}, {"user.name": "lstark"}],
+        SPRAY: [{"source.ip": "203.0.113.166"}],
+        CONCURRENT: [{"user.name": "kmarx"}],
         FAILED_BURST: [HUBER] * 3,
         BRUTE_THEN_OK: [HUBER],
     },
     "globalprotect": {
-        SPRAY: [{"source.ip": "198.51.100.23"}] * 2,
+        SPRAY: [{"source.ip": "203.0.113.23"}] * 2,
         CONCURRENT: [{"user.name": "mpeters"}],
         FAILED_BURST: [HUBER] * 2,
         BRUTE_THEN_OK: [HUBER],
     },
     "openvpn": {
-        SPRAY: [{"source.ip": "198.51.100.99"}],
+        SPRAY: [{"source.ip": "203.0.113.99"}],
         CONCURRENT: [{"user.name": "dr.lindner"}],
         FAILED_BURST: [HUBER],
         BRUTE_THEN_OK: [HUBER],

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from connectors.vpn import globalprotect
 from connectors.vpn.contract import ParseContext, VpnParseError
+from fixtures.vpn_staff import HOMES
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "vpn-globalprotect" / "globalprotect.log"
 HEADER = re.compile(r"^<\d+>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d (\S+) (.*)$")
@@ -231,21 +232,22 @@ def test_fixture_carries_the_rule_scenarios() -> None:
     huber = [e for e in logins if e.get("user.name") == "admin.huber"]
     first_success = next(i for i, e in enumerate(huber) if e["event.outcome"] == "success")
     assert first_success >= 12 and all(e["event.outcome"] == "failure" for e in huber[:first_success])
-    sprayed = {e["user.name"] for e in logins if e.get("source.ip") == "198.51.100.23" and e["event.outcome"] == "failure"}
+    sprayed = {e["user.name"] for e in logins if e.get("source.ip") == "203.0.113.23" and e["event.outcome"] == "failure"}
     assert len(sprayed) >= 10
     mpeters = [e for e in events if e.get("user.name") == "mpeters"]
-    home_up = next(e["@timestamp"] for e in mpeters
-                   if e.get("event.action") == "vpn-tunnel-up" and e["source.ip"] == "192.0.2.44")
-    home_down = next(e["@timestamp"] for e in mpeters
-                     if e.get("event.action") == "vpn-logout" and e["source.ip"] == "192.0.2.44")
     second_up = next(e["@timestamp"] for e in mpeters
-                     if e.get("event.action") == "vpn-tunnel-up" and e["source.ip"] == "203.0.113.90")
+                     if e.get("event.action") == "vpn-tunnel-up" and e["source.ip"] == "198.51.100.90")
+    home_up = max(e["@timestamp"] for e in mpeters if e.get("event.action") == "vpn-tunnel-up"
+                  and e["source.ip"] == HOMES["mpeters"] and e["@timestamp"] < second_up)
+    home_down = min(e["@timestamp"] for e in mpeters if e.get("event.action") == "vpn-logout"
+                    and e["source.ip"] == HOMES["mpeters"] and e["@timestamp"] > home_up)
     assert home_up < second_up < home_down  # both tunnels open at once
     bweber = sorted((e["@timestamp"], e["source.ip"]) for e in logins
                     if e.get("user.name") == "bweber" and e["event.outcome"] == "success")
     ips = {ip for _, ip in bweber}
-    assert {"192.0.2.77", "198.51.100.140"} <= ips
-    times = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t, ip in bweber if ip in ("192.0.2.77", "198.51.100.140")]
+    assert {HOMES["bweber"], "198.51.100.140"} <= ips
+    times = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t, ip in bweber
+             if ip in (HOMES["bweber"], "198.51.100.140") and "2026-11-02T14:30" < t < "2026-11-02T16:30"]
     assert max(times) - min(times) < timedelta(hours=1)
     # ordinary traffic: fvogel's connections from two home addresses follow one another, never overlap
     fvogel = sorted((e["@timestamp"], e["event.action"]) for e in events if e.get("user.name") == "fvogel"
