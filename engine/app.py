@@ -135,6 +135,15 @@ def build_enrichment(config: Config) -> EnrichmentChain:
             steps.append(TimeContextEnricher.from_config(section["working_hours"]))
         except ValueError as exc:
             raise ConfigError(config.source, "enrichment.working_hours", str(exc)) from None
+    if section.get("identity"):  # before privacy: the roster may key on wardwatch.identity
+        from engine.enrich.identity import IdentityEnricher, IdentityOptions
+
+        try:
+            ident = parse_options(IdentityOptions, section["identity"], resolve_path=config.resolve_path)
+            steps.append(IdentityEnricher.from_config(ident))
+        except InvalidOption as exc:
+            key = f"enrichment.identity.{exc.key}" if exc.key else "enrichment.identity"
+            raise ConfigError(config.source, key, exc.message) from None
     if section.get("privacy"):
         try:
             from engine.enrich.privacy import PrivacyEnricher

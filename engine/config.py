@@ -80,6 +80,7 @@ DEFAULTS: dict[str, Any] = {
             "end": "19:00",
             "days": ["mon", "tue", "wed", "thu", "fri"],
         },
+        "identity": None,
         "privacy": None,
         "geoip": None,
     },
@@ -197,6 +198,7 @@ SCHEMA: dict[str, Any] = {
     "connectors": _type(list),
     "enrichment": {
         "working_hours": _type(dict, nullable=True),  # declared: WorkingHoursOptions
+        "identity": _type(dict, nullable=True),  # declared: IdentityOptions
         "privacy": _type(dict, nullable=True),  # declared: PrivacyOptions
         "geoip": _type(dict, nullable=True),  # declared: GeoipOptions
     },
@@ -306,6 +308,9 @@ def _validate_enrichment(section: Mapping[str, Any], source: str) -> None:
 
     _validate_block(section.get("working_hours"), WorkingHoursOptions, "enrichment.working_hours", source)
     _validate_block(section.get("privacy"), PrivacyOptions, "enrichment.privacy", source)
+    from engine.enrich.identity import IdentityOptions
+
+    _validate_block(section.get("identity"), IdentityOptions, "enrichment.identity", source)
     from engine.enrich.geoip import GeoipOptions
 
     _validate_block(section.get("geoip"), GeoipOptions, "enrichment.geoip", source)

@@ -66,6 +66,10 @@ class PrivacyOptions:
     roster_columns: dict[str, str] = dataclasses.field(default_factory=dict)
     roster_delimiter: str | None = None
     roster_encoding: str = "utf-8-sig"
+    #: the staff roster from the directory instead of a CSV: a snapshot of ldap-directory, or an LDIF export
+    roster_directory: str | None = path_option()
+    roster_directory_ehr_attribute: str = "employeeID"
+    roster_directory_patient_attribute: str | None = None  # the employee's own record number, if kept there
     patients_csv: str | None = path_option()
     patients_columns: dict[str, str] = dataclasses.field(default_factory=dict)
     patients_delimiter: str | None = None
@@ -91,6 +95,8 @@ class PrivacyOptions:
     datasets: list[str] | None = dataclasses.field(default_factory=lambda: ["ehr.audit"])
 
     def __post_init__(self) -> None:
+        if self.roster_csv and self.roster_directory:
+            raise InvalidOption("roster_directory", "give roster_csv or roster_directory, not both")
         try:
             ZoneInfo(self.timezone)
         except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
@@ -166,6 +172,12 @@ class PrivacyEnricher(Enricher):
         if opts.roster_csv:
             roster = StaffRoster(opts.roster_csv, columns=opts.roster_columns, encoding=opts.roster_encoding,
                                  delimiter=opts.roster_delimiter)
+        elif opts.roster_directory:
+            from engine.enrich.identity import DirectoryRoster
+
+            roster = DirectoryRoster(opts.roster_directory, ehr_attribute=opts.roster_directory_ehr_attribute,
+                                     patient_attribute=opts.roster_directory_patient_attribute,
+                                     timezone_name=opts.timezone)  # type: ignore[assignment]
         patients: list[PatientSource] = []
         if opts.patients_csv:
             patients.append(CsvPatientDirectory(opts.patients_csv, columns=opts.patients_columns,
@@ -251,7 +263,7 @@ class PrivacyEnricher(Enricher):
             else:
                 event["ehr.patient.deceased"] = False
 
-        if self.roster is not None and self.roster.loaded:
+        if self.roster is not None and self.roster.loaded and getattr(self.roster, "knows_patients", True):
             is_self = member is not None and member.patient_id == patient_id
             if member is not None:
                 event["ehr.relationship.self"] = is_self
