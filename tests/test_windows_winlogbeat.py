@@ -116,6 +116,16 @@ def test_nxlog_own_fields_are_not_event_data() -> None:
     assert (event["Task"], event["Opcode"]) == (12544, 0)  # System fields, numeric as in EVTX, not "Info"
 
 
+def test_nxlog_account_lookup_is_dropped_only_when_it_is_nxlogs() -> None:
+    service = {"EventTime": "2026-12-01 09:00:00", "Hostname": "WS-ER-12", "EventID": 7045, "Channel": "System",
+               "SourceName": "Service Control Manager", "RecordNumber": 77, "SourceModuleType": "im_msvistalog",
+               "ServiceName": "PSEXESVC", "ImagePath": "%SystemRoot%\\PSEXESVC.exe", "AccountName": "LocalSystem"}
+    assert flat_event(service)["AccountName"] == "LocalSystem"  # no UserID: EventData
+    with_lookup = dict(service, UserID="S-1-5-18", Domain="NT AUTHORITY", AccountType="User")
+    event = flat_event(with_lookup)
+    assert "AccountName" not in event and "Domain" not in event and event["UserID"] == "S-1-5-18"
+
+
 @pytest.mark.parametrize("flavour", sorted(FLAVOURS))
 def test_dotted_and_elasticsearch_fields_spellings_map_the_same(flavour: str) -> None:
     from engine.events import flatten
