@@ -344,6 +344,18 @@ def _refuse_secret_literals(user: Mapping[str, Any], source: str) -> None:
             raise ConfigError(source, ".".join(path), f"secrets never belong in the config file; use {instead}")
 
 
+def _check_source_store_prefix(data: Mapping[str, Any], source: str) -> None:
+    """An ``elasticsearch-source`` refuses the store's indices by prefix: it must know the configured one."""
+    if data["store"]["kind"] != "elasticsearch":
+        return
+    prefix = data["store"]["elasticsearch"]["index_prefix"]
+    for i, entry in enumerate(data["connectors"]):
+        if entry.get("type") == "elasticsearch-source" and entry.get("store_index_prefix", "wardwatch") != prefix:
+            raise ConfigError(source, f"connectors[{i}].store_index_prefix",
+                              f"must equal store.elasticsearch.index_prefix ({prefix!r}), so that this "
+                              f"connector never reads the store's own indices")
+
+
 def _check_es_credentials(data: Mapping[str, Any], source: str, environ: Mapping[str, str]) -> None:
     """A username needs a password; credentials never go over plain http:// beyond loopback."""
     es = data["store"]["elasticsearch"]
@@ -467,6 +479,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     _validate_suppression(data["alerts"]["suppression"], source)
     _validate_retention(data["retention"], source)
     _check_es_credentials(data, source, environ)
+    _check_source_store_prefix(data, source)
     return Config(data=data, source=source, base_dir=base_dir)
 
 

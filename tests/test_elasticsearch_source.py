@@ -306,12 +306,19 @@ def test_an_unreachable_cluster_is_unavailable_and_the_cli_exits_1(tmp_path, cap
     ({"index": "logs-*", "hosts": ["http://es.hospital.example:9200"], "api_key_file": "/run/k"},
      "connectors[0].hosts", "plain http://"),
     ({}, "connectors[0].index", "required"),
+    ({"index": "logs-*", "store": "hospital"}, "connectors[0].store_index_prefix",
+     "must equal store.elasticsearch.index_prefix ('hospital')"),
 ])
 def test_config_errors_name_the_key(tmp_path, entry, key, message):
     import yaml
 
+    config: dict[str, Any] = {}
+    entry = dict(entry)
+    if "store" in entry:  # an Elasticsearch store with its own prefix the connector was not told about
+        config["store"] = {"kind": "elasticsearch", "elasticsearch": {"index_prefix": entry.pop("store")}}
+    config["connectors"] = [{"name": "es", "type": "elasticsearch-source", **entry}]
     path = tmp_path / "wardwatch.yaml"
-    path.write_text(yaml.safe_dump({"connectors": [{"name": "es", "type": "elasticsearch-source", **entry}]}))
+    path.write_text(yaml.safe_dump(config))
     with pytest.raises(ConfigError) as info:
         load_config(path, environ={})
     text = str(info.value)

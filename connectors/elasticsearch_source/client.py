@@ -39,12 +39,13 @@ def check_connection_options(opts: Any) -> None:
                 check_credentials_transport(host, what="hosts", allow_insecure_http=False)
             except InsecureTransportError as exc:
                 raise InvalidOption("hosts", str(exc)) from None
-    if opts.ca_certs and not os.path.isfile(opts.ca_certs):
-        raise InvalidOption("ca_certs", f"{opts.ca_certs}: no such file")
 
 
 def build_client(opts: Any) -> Elasticsearch:
-    """The client; secrets are read here (at start), so a missing secret file is one line naming it."""
+    """The client; secrets and the CA file are read here (at start, not when the config is checked), so a
+    missing file is one line naming its option."""
+    if opts.ca_certs and not os.path.isfile(opts.ca_certs):  # the TLS error would not name the file
+        raise InvalidOption("ca_certs", f"{opts.ca_certs}: no such file")
     options: dict[str, Any] = {
         "request_timeout": opts.request_timeout,
         "max_retries": 0,  # a failed read is reported unavailable and retried on the next poll, cursor intact
