@@ -147,6 +147,13 @@ class _OpenParser:
     last_record: int | None
 
 
+def _reraise_fatal(exc: BaseException) -> None:
+    """pyevtx-rs reports a Rust panic as ``PanicException`` (a BaseException): that is one bad file or
+    chunk, like a RuntimeError. Interrupts and exits still stop the process."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+        raise exc
+
+
 def _item_hash(item: Any) -> str:
     """What a tip remembers of an item: its header record id, time and JSON (or the chunk error text)."""
     if isinstance(item, BaseException):
@@ -220,8 +227,9 @@ class EvtxConnector(Connector):
         tips: list[list[Any]] = streams.pop(identity, None) or []
         streams[identity] = tips  # most recently used last (eviction order)
         mark = seen.get(path)
-        if mark and mark.get("stamp") == stamp and mark.get("id") == identity and mark.get("tip") in tips:
-            return 0  # read to its end before and unchanged since
+        if (mark and mark.get("stamp") == stamp and mark.get("id") == identity
+                and (mark.get("tip") is None or mark["tip"] in tips)):
+            return 0  # read to its end (or found unreadable) before, and unchanged since
         settling = not self._one_shot and (time.time() - st.st_mtime) < self.settle_seconds
         parser = self._items(path, identity, tips, batch, settling)
         if parser is None:
@@ -229,15 +237,21 @@ class EvtxConnector(Connector):
                 seen[path] = {"stamp": stamp, "id": identity, "tip": None}
             return 0
         tip = [parser.position, parser.last]
+        # The tip this file resumes from is replaced as it moves on, unless another file ends there
+        # (a shorter copy): then that file's tip stays, so it is not read again.
+        shared = {tuple(m["tip"]) for p, m in seen.items() if p != path and m.get("tip")}
+        if tuple(tip) in shared:
+            tip = None  # type: ignore[assignment]
         added = 0
         while added < budget:
             try:
                 record = next(parser.items)
             except StopIteration:
                 self._open.pop(path, None)
-                seen[path] = {"stamp": stamp, "id": identity, "tip": tip}
+                seen[path] = {"stamp": stamp, "id": identity, "tip": tip if tip and tip[0] else None}
                 return added
-            except Exception as exc:  # noqa: BLE001 - pyevtx-rs raises RuntimeError/OSError per bad chunk
+            except BaseException as exc:  # noqa: BLE001 - RuntimeError/OSError per bad chunk; a Rust panic too
+                _reraise_fatal(exc)
                 if settling:
                     self._open.pop(path, None)  # retry from the cursor on the next poll
                     return added
@@ -259,14 +273,14 @@ class EvtxConnector(Connector):
         return added
 
     @staticmethod
-    def _advance(tips: list[list[Any]], tip: list[Any], parser: _OpenParser, digest: str,
+    def _advance(tips: list[list[Any]], tip: list[Any] | None, parser: _OpenParser, digest: str,
                  record: int | None) -> list[Any]:
         """Consume one item: the file's tip moves on (replacing the one it resumed from)."""
         parser.position += 1
         parser.last = digest
         parser.last_record = record
         new = [parser.position, digest]
-        if tip in tips:
+        if tip is not None and tip in tips:
             tips[tips.index(tip)] = new
         else:
             tips.append(new)
@@ -283,7 +297,8 @@ class EvtxConnector(Connector):
             return held
         try:
             items = PyEvtxParser(path, self.parser_threads).records_json()
-        except Exception as exc:  # noqa: BLE001 - OSError/RuntimeError: not EVTX, truncated header
+        except BaseException as exc:  # noqa: BLE001 - OSError/RuntimeError: not EVTX, truncated header
+            _reraise_fatal(exc)
             if not settling:
                 batch.dead_letters.append(self._dead_letter(path, "file header", f"not a readable EVTX file: {exc}", ""))
             return None
@@ -300,7 +315,8 @@ class EvtxConnector(Connector):
                     digest, record = _item_hash(item), item.get("event_record_id")
                 except StopIteration:
                     break
-                except Exception as exc:  # noqa: BLE001 - a bad chunk occupies one position, as when read
+                except BaseException as exc:  # noqa: BLE001 - a bad chunk occupies one position, as when read
+                    _reraise_fatal(exc)
                     digest, record = _item_hash(exc), None
                 if want.get(pos) == digest:
                     matched, last = pos, (digest, record)
@@ -314,8 +330,8 @@ class EvtxConnector(Connector):
                         next(items)
                     except StopIteration:
                         break
-                    except Exception:  # noqa: BLE001, S112 - positions as above
-                        continue
+                    except BaseException as exc:  # noqa: BLE001 - positions as above
+                        _reraise_fatal(exc)
                 parser.items, parser.position, parser.last, parser.last_record = items, matched, last[0], last[1]
             else:
                 parser.items = PyEvtxParser(path, self.parser_threads).records_json()
