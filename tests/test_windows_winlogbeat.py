@@ -377,6 +377,24 @@ def test_tcp_listener_takes_nxlog_om_tcp_lines(tmp_path: Path) -> None:
         conn.close()
 
 
+def test_a_line_over_max_message_bytes_is_one_dead_letter_and_the_next_line_still_arrives(tmp_path: Path) -> None:
+    small = min(lines_of("nxlog"), key=len)
+    big = max(lines_of("winlogbeat-8"), key=len)
+    conn = _listener(tmp_path, {"protocol": "tcp", "port": 0}, max_message_bytes=len(small) + 10)
+    assert len(big) > len(small) + 10
+    conn.start()
+    try:
+        (_, host, port), = conn.addresses
+        send_tcp_lines(host, port, [big, small])
+        batch = read_until(lambda: conn.read(None, 100), 2)
+        assert [e["EventRecordID"] for e in batch.events] == [orjson.loads(small)["RecordNumber"]]
+        (dead,) = batch.dead_letters
+        assert dead.reason.startswith(f"LF-terminated frame exceeds max_message_bytes={len(small) + 10}")
+        assert dead.location.startswith("tcp:127.0.0.1:")  # the sender, as for every listener's framing error
+    finally:
+        conn.close()
+
+
 def test_tls_listener_takes_winlogbeat_and_nxlog_lines_alike(tmp_path: Path) -> None:
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
@@ -428,6 +446,20 @@ def test_wardwatch_parse_prints_the_flat_events(tmp_path: Path, capsys, monkeypa
     code, out, err = run_cli(capsys, "parse", "winlogbeat", str(bad), "--format", "json")
     assert code == 0 and len(out.splitlines()) == 1
     assert f"dead letter: {bad}:2: invalid JSON" in err
+
+
+def test_ingest_stores_a_record_once_whichever_shipper_sent_it(tmp_path: Path, capsys, monkeypatch) -> None:
+    import sqlite3
+    from contextlib import closing
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "wardwatch.yaml").write_text(f"store:\n  sqlite:\n    path: {tmp_path}/w.db\nconnectors: []\n"
+                                             f"alerts:\n  sinks: []\nlogging:\n  level: warning\n")
+    code, out, _ = run_cli(capsys, "ingest", "winlogbeat", str(DATA / "nxlog.json"), "-o", "timezone=Europe/Berlin")
+    assert code == 0 and "93 events read, 93 stored, 0 duplicates, 0 dead letters" in out
+    code, out, _ = run_cli(capsys, "ingest", "winlogbeat", str(DATA / "winlogbeat-8.ndjson"))
+    assert code == 0 and "93 events read, 0 stored, 93 duplicates" in out
+    with closing(sqlite3.connect(tmp_path / "w.db")) as db:
+        assert db.execute("SELECT count(*) FROM events").fetchone() == (93,)
 
 
 _line_bytes = st.binary(max_size=120) | st.text(max_size=120).map(str.encode)
