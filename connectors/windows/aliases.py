@@ -23,8 +23,6 @@ _INTEGRITY = {
     "S-1-16-0": "Untrusted", "S-1-16-4096": "Low", "S-1-16-8192": "Medium", "S-1-16-8448": "Medium",
     "S-1-16-12288": "High", "S-1-16-16384": "System", "S-1-16-20480": "Protected",
 }
-#: 5156/5157 ``Protocol`` number -> Sysmon's ``Protocol`` name.
-_PROTOCOLS = {"6": "tcp", "17": "udp", "1": "icmp", "58": "ipv6-icmp"}
 #: 5156/5157 ``Direction`` (message id or rendered) -> Sysmon's ``Initiated``.
 _INITIATED = {"%%14593": "true", "outbound": "true", "%%14592": "false", "inbound": "false"}
 #: 4657 ``OperationType`` -> Sysmon's ``EventType``.
@@ -56,9 +54,22 @@ def _pid(value: Any) -> int | None:
         return None
 
 
+#: Service accounts: the audit log names them by the machine account (``HOST$`` in ``WORKGROUP``) and the
+#: SID / logon id; Sysmon's ``User`` (which SigmaHQ rules test, ``User|contains: AUTHORI``) by these names.
+_WELL_KNOWN_SIDS = {"S-1-5-18": "NT AUTHORITY\\SYSTEM", "S-1-5-19": "NT AUTHORITY\\LOCAL SERVICE",
+                    "S-1-5-20": "NT AUTHORITY\\NETWORK SERVICE"}
+_WELL_KNOWN_LOGONS = {"0x3e7": "S-1-5-18", "0x3e5": "S-1-5-19", "0x3e4": "S-1-5-20"}
+
+
 def _account(event: Event, prefix: str) -> str | None:
+    """``DOMAIN\\user`` as Sysmon writes it, for the ``Subject``/``Target`` account of an audit event."""
+    sid = _text(event, f"{prefix}UserSid")
+    logon = (_text(event, f"{prefix}LogonId") or "").lower()
+    known = _WELL_KNOWN_SIDS.get(sid or "") or _WELL_KNOWN_SIDS.get(_WELL_KNOWN_LOGONS.get(logon, ""))
+    if known:
+        return known
     name = _text(event, f"{prefix}UserName")
-    if name is None:
+    if name is None or sid == "S-1-0-0":  # the NULL SID: no such account on this event
         return None
     domain = _text(event, f"{prefix}DomainName")
     return f"{domain}\\{name}" if domain else name
@@ -129,9 +140,9 @@ def _file_access(event: Event) -> dict[str, Any]:
 
 
 def _network(event: Event) -> dict[str, Any]:
-    """5156/5157 (Filtering Platform) -> Sysmon 3 names."""
+    """5156/5157 (Filtering Platform) -> Sysmon 3 names. ``Protocol`` keeps the event's own number (6, 17):
+    the field exists, and an alias never replaces a field."""
     direction = _text(event, "Direction")
-    protocol = _text(event, "Protocol")
     port = lambda name: _pid(event.get(name))  # noqa: E731 -- decimal text or int
     return {
         "Image": _text(event, "Application"),
@@ -140,7 +151,6 @@ def _network(event: Event) -> dict[str, Any]:
         "SourcePort": port("SourcePort"),
         "DestinationIp": _text(event, "DestAddress"),
         "DestinationPort": port("DestPort"),
-        "Protocol": _PROTOCOLS.get(protocol, protocol) if protocol else None,
         "Initiated": _INITIATED.get(direction.lower()) if direction else None,
     }
 
