@@ -44,7 +44,7 @@ from connectors.directory.ldap_sync import (
     user_attributes,
 )
 from connectors.directory.ldif_file import LdifProblem, read_ldif
-from connectors.directory.model import DirectoryUser
+from connectors.directory.model import DirectoryUser, is_group, is_user_entry
 from connectors.directory.snapshot import DirectorySnapshot, load_directory
 from engine.events import Event, format_timestamp, make_event_id
 from engine.logs import get_logger
@@ -219,15 +219,15 @@ class LdapDirectoryConnector(Connector):
             if isinstance(record, LdifProblem):
                 dead.append(self._dead(f"{path}:{record.line}", record.reason, ""))
                 continue
+            if not (is_group(record.attrs) or is_user_entry(record.attrs)):
+                continue  # an OU, a container, a computer, a contact: not a user
             try:
                 item = snapshot.add_entry(record.dn, record.attrs, self.opts.id_attributes)
             except AttributeValueError as exc:
                 dead.append(self._dead(f"{path}:{record.line}", str(exc), record.dn))
                 continue
-            if isinstance(item, DirectoryUser) and not _is_computer(record.attrs):
+            if isinstance(item, DirectoryUser):
                 read_users.append(item)
-            elif isinstance(item, DirectoryUser):
-                snapshot.users.pop(normalise_dn(record.dn), None)
         state["file"] = stamp
         return snapshot, read_users, True, dead
 
@@ -344,11 +344,6 @@ class LdapDirectoryConnector(Connector):
     def _dead(self, location: str, reason: str, dn: str) -> DeadLetter:
         return DeadLetter(source=self.source_identity, reason=reason, location=location, raw=dn,
                           received_at=format_timestamp(self.clock()))
-
-
-def _is_computer(attrs: Mapping[str, Any]) -> bool:
-    classes = {str(v).lower() for v in attrs.get("objectclass") or ()}
-    return "computer" in classes
 
 
 def _copy(snapshot: DirectorySnapshot) -> DirectorySnapshot:

@@ -175,6 +175,18 @@ def is_group(attrs: Mapping[str, Any]) -> bool:
     return bool(object_classes(attrs) & {"group", "groupofnames", "groupofuniquenames", "posixgroup"})
 
 
+def is_user_entry(attrs: Mapping[str, Any]) -> bool:
+    """Whether an exported entry is a person's account: AD ``user`` (not ``computer``), or a generic
+    person/inetOrgPerson/posixAccount with a login. OUs, containers and contacts are not."""
+    classes = object_classes(attrs)
+    if "computer" in classes:
+        return False
+    if "user" in classes:
+        return True
+    return bool(classes & {"person", "inetorgperson", "posixaccount"}) and bool(
+        _values(attrs, "sAMAccountName") or _values(attrs, "uid"))
+
+
 def user_from_entry(dn: str, attrs: Mapping[str, Any], id_attributes: Iterable[str] = ("employeeID",)) -> DirectoryUser:
     """A raw entry (attribute names lower-cased, values text or bytes) -> a :class:`DirectoryUser`.
 

@@ -24,6 +24,7 @@ from connectors.directory.model import (
     DirectoryUser,
     group_from_entry,
     is_group,
+    is_user_entry,
     user_from_entry,
 )
 from engine.private_files import create_private_fd, private_dir
@@ -110,6 +111,8 @@ def snapshot_from_ldif(path: str | os.PathLike[str], id_attributes: Iterable[str
         if isinstance(record, LdifProblem):
             snap.problems.append((record.line, record.reason))
             continue
+        if not (is_group(record.attrs) or is_user_entry(record.attrs)):
+            continue  # OUs, containers, computers, contacts
         try:
             snap.add_entry(record.dn, record.attrs, ids)
         except AttributeValueError as exc:
