@@ -203,6 +203,25 @@ def test_a_closed_or_expired_point_in_time_is_reopened_from_the_cursor(cluster):
 
 
 @pytest.mark.elasticsearch
+def test_documents_without_event_ingested_are_counted_in_a_warning_and_an_old_index_is_no_error(cluster):
+    from structlog.testing import capture_logs
+
+    index = cluster.index("logs")
+    cluster.put(index, DOCS[:30])
+    old = f"{cluster.prefix}-old"  # written without a pipeline, event.ingested never mapped there
+    cluster.es.indices.create(index=old, settings={"number_of_replicas": 0})
+    cluster.es.index(index=old, id="o1", document=DOCS[40]["_source"], refresh=True)
+    with capture_logs() as logs:
+        events, _, _ = read_all(cluster.connector())
+    assert len(events) == 30
+    [warning] = [entry for entry in logs if entry["log_level"] == "warning"]
+    assert warning["count"] == 1 and warning["cursor_field"] == "event.ingested"
+    # the event-time cursor the docs recommend for such indices reads it too
+    by_time, _, _ = read_all(cluster.connector(old, cursor_field="@timestamp"))
+    assert len(by_time) == 1
+
+
+@pytest.mark.elasticsearch
 def test_fields_cuts_documents_down_to_what_rules_need(cluster):
     index = cluster.index("logs")
     generic = [d for d in DOCS if d["_source"].get("data_stream", {}).get("dataset") == "system.auth"]

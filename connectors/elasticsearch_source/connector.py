@@ -163,6 +163,9 @@ class ElasticsearchSourceConnector(Connector):
             return self._unavailable(cursor, self._api_problem(exc))
         except elasticsearch.TransportError as exc:
             return self._unavailable(cursor, f"Elasticsearch at {self.where}: {type(exc).__name__}")
+        except PitExpired:
+            return self._unavailable(cursor, f"Elasticsearch at {self.where} dropped two points in time in a "
+                                             f"row (keep_alive {self.request.keep_alive}; node restarts?)")
         state.trim(self.overlap_ms)
         batch.cursor = state.to_dict()
         return batch

@@ -62,11 +62,13 @@ class CursorState:
         after = cursor.get("after")
         high = cursor.get("high_ms")
         since = cursor.get("pit_since_ms")
-        return cls(high_ms=high if type(high) is int else None,
-                   seen={str(k): int(v) for k, v in seen.items()} if isinstance(seen, dict) else {},
-                   pit=cursor.get("pit") if isinstance(cursor.get("pit"), str) else None,
-                   pit_since_ms=since if type(since) is int else None,
-                   after=list(after) if isinstance(after, list) else None)
+        pit = cursor.get("pit")
+        if not isinstance(seen, dict) or not all(type(v) is int for v in seen.values()):
+            seen = {}
+        if not (isinstance(pit, str) and isinstance(after, list) and type(since) in (int, type(None))):
+            pit, after, since = None, None, None  # no usable snapshot: a fresh one from high - overlap
+        return cls(high_ms=high if type(high) is int else None, seen={str(k): v for k, v in seen.items()},
+                   pit=pit, pit_since_ms=since, after=list(after) if after is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"v": CURSOR_VERSION, "high_ms": self.high_ms, "seen": dict(self.seen), "pit": self.pit,
@@ -131,7 +133,10 @@ def search_page(es: Elasticsearch, request: PageRequest, state: CursorState, siz
     body: dict[str, Any] = {
         "size": size,
         "pit": {"id": state.pit, "keep_alive": request.keep_alive},
-        "sort": [{request.cursor_field: {"order": "asc", "numeric_type": "date"}}, {"_shard_doc": "asc"}],
+        # numeric_type: one order across date and date_nanos indices; unmapped_type: an index of the
+        # pattern that never had the field (an old Winlogbeat index) is empty for us, not an error
+        "sort": [{request.cursor_field: {"order": "asc", "numeric_type": "date", "unmapped_type": "date"}},
+                 {"_shard_doc": "asc"}],
         "track_total_hits": False,
         "query": _query(request.cursor_field, state.pit_since_ms),
     }
