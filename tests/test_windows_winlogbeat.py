@@ -161,6 +161,12 @@ def test_nxlog_time_with_an_offset_keeps_it_and_signed_keywords_work() -> None:
     assert event["event.outcome"] == "failure"
 
 
+@pytest.mark.parametrize("stamp", [1796112902, 1796112902000, 1796112902000000])
+def test_nxlog_epoch_times_in_seconds_milliseconds_or_microseconds(stamp: int) -> None:
+    """``Exec $EventTime = integer($EventTime);`` gives microseconds; some configs divide to s or ms."""
+    assert flat_event(dict(NXLOG, EventTime=stamp))["@timestamp"] == "2026-12-01T08:15:02.000Z"
+
+
 @pytest.mark.parametrize("doc, key", [
     ({"message": "hello"}, "not a Winlogbeat"),
     ({"winlog": {"channel": "Security"}, "@timestamp": "2026-12-01T00:00:00Z"}, "winlog.event_id"),

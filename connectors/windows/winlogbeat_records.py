@@ -238,6 +238,8 @@ def _time(flat: Mapping[str, Any], key: str, tz: tzinfo) -> datetime:
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=tz)
         return dt.astimezone(timezone.utc)
+    if type(value) is int and abs(value) > 10**14:  # NXLog's integer($EventTime): microseconds since 1970
+        value = value / 1_000_000
     try:
         return parse_timestamp(value)
     except (ValueError, OverflowError, OSError) as exc:
