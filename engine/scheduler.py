@@ -103,6 +103,8 @@ class Service:
                 start()
             except Exception as exc:  # e.g. the port is taken: say which connector, keep the reason
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                if isinstance(exc, SourceUnavailable) and repr(connector.name) in reason:
+                    raise  # the listener layer's line already names the connector, listen entry and port
                 raise SourceUnavailable(f"connector {connector.name!r}: cannot start its listener: {reason}") from exc
         self._started.add(connector.name)
 

@@ -37,6 +37,27 @@ def test_vendor_types_are_registered_and_import_their_parser_lazily() -> None:
         assert cls.parser_module.startswith("connectors.vpn.")
 
 
+def test_connectors_list_shows_each_vendor_summary_and_class_names_stay(capsys) -> None:
+    """The four types are built from one table (connectors/vpn/connectors.py): the entry-point targets in
+    pyproject.toml name these classes, and `wardwatch connectors list` shows each one's own line."""
+    import pickle
+
+    from connectors.vpn import connectors as vpn
+    from engine.cli import main
+
+    assert main(["connectors", "list"]) == 0
+    listed = {line.split()[0]: line.split(None, 1)[1] for line in capsys.readouterr().out.splitlines()
+              if line.strip()}
+    for class_name, type_name, vendor in (("CiscoAsaConnector", "cisco-asa", "Cisco ASA/FTD"),
+                                          ("FortiGateConnector", "fortigate", "FortiGate"),
+                                          ("GlobalProtectConnector", "globalprotect", "GlobalProtect"),
+                                          ("OpenVpnConnector", "openvpn", "OpenVPN")):
+        cls = getattr(vpn, class_name)
+        assert connector_class(type_name) is cls and cls.__name__ == class_name
+        assert pickle.loads(pickle.dumps(cls)) is cls
+        assert vendor in listed[type_name] and listed[type_name] == cls.summary
+
+
 def test_missing_parser_module_fails_only_that_type(tmp_path: Path) -> None:
     class Missing(VpnConnector):
         type_name: ClassVar[str] = "missing-vpn"
@@ -206,3 +227,33 @@ def test_fuzz_any_bytes_become_an_event_or_a_dead_letter(tmp_path: Path) -> None
             assert outcome.location == "f:1" and not outcome.reason.startswith("internal error")
 
     check()
+
+
+def test_service_names_a_listener_that_cannot_bind_once(tmp_path: Path) -> None:
+    """A VPN listener on a port in use: the service's health entry and log line say connector, listen entry
+    and port in one line, the connector's name once (it was "connector 'x': cannot start its listener:
+    cisco-asa 'x': ...")."""
+    import socket
+
+    import yaml
+    from structlog.testing import capture_logs
+
+    from engine.app import build_app
+    from engine.config import load_config
+    from engine.scheduler import Service
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        (tmp_path / "w.yaml").write_text(yaml.safe_dump({
+            "store": {"sqlite": {"path": str(tmp_path / "w.db")}}, "rules": {"paths": []}, "alerts": {"sinks": []},
+            "connectors": [{"name": "asa-edge", "type": "cisco-asa", "spool_dir": str(tmp_path / "spool"),
+                            "listen": [{"protocol": "tcp", "host": "127.0.0.1", "port": port}]}]}))
+        service = Service(build_app(load_config(tmp_path / "w.yaml", environ={}), console=False))
+        with capture_logs() as logs:
+            service.start()
+            service.stop()
+    reason = service.connector_health.entries["asa-edge"].reason
+    (line,) = [entry["error"] for entry in logs if entry["event"].startswith("connector cannot start")]
+    for text in (reason, line):
+        assert text.count("asa-edge") == 1, text
+        assert f"listen[0]: tcp port {port} on 127.0.0.1 is already in use" in text and "\n" not in text

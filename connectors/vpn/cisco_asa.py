@@ -270,24 +270,38 @@ _TERMINATED = re.compile(r"terminated:?\s*(.*)")
 _RESUMED_FROM = re.compile(r"from IP <([^>]*)>")
 
 
+#: (phrase in the text, event.action, event.category, event.type, event.outcome): the first phrase found wins.
+#: One table per message family, because the ASA's sentences for neighbouring ids differ in a phrase only.
+Phrases = tuple[tuple[str, str, list[str], list[str], str | None], ...]
+
+_WEBVPN_PHRASES: Phrases = (
+    ("session started", "webvpn-session-start", ["session", "network"], ["start"], "success"),
+    ("session terminated", "webvpn-session-end", ["session", "network"], ["end"], None),
+    ("Authentication: successful", "webvpn-authentication", ["authentication"], ["info"], "success"),
+    ("Authentication: rejected", "webvpn-authentication", ["authentication"], ["info"], "failure"),
+    ("lost connection", "vpn-session-lost", ["session", "network"], ["info"], None),
+    ("resumed connection", "vpn-session-resumed", ["session", "network"], ["info"], "success"),
+)
+
+
+def _by_phrase(text: str, out: Event, phrases: Phrases) -> str | None:
+    """Set action/category/type/outcome from the first phrase of ``phrases`` in ``text``; the action set."""
+    for phrase, action, category, types, outcome in phrases:
+        if phrase in text:
+            _kind(out, action, category, types, outcome)
+            return action
+    return None
+
+
 def _webvpn(text: str, out: Event, ctx: ParseContext) -> None:
     """716001 started / 716002 terminated / 716038-39 auth / 716058-59 lost and resumed."""
     out["vpn.tunnel.type"] = "ssl"
-    if "session started" in text:
-        _kind(out, "webvpn-session-start", ["session", "network"], ["start"], "success")
-    elif "session terminated" in text:
-        _kind(out, "webvpn-session-end", ["session", "network"], ["end"])
+    action = _by_phrase(text, out, _WEBVPN_PHRASES)
+    if action == "webvpn-session-end":
         m = _TERMINATED.search(text)
         if m:
             _set_reason(out, m.group(1))
-    elif "Authentication: successful" in text:
-        _kind(out, "webvpn-authentication", ["authentication"], ["info"], "success")
-    elif "Authentication: rejected" in text:
-        _kind(out, "webvpn-authentication", ["authentication"], ["info"], "failure")
-    elif "lost connection" in text:
-        _kind(out, "vpn-session-lost", ["session", "network"], ["info"])
-    elif "resumed connection" in text:
-        _kind(out, "vpn-session-resumed", ["session", "network"], ["info"], "success")
+    elif action == "vpn-session-resumed":
         m = _RESUMED_FROM.search(text)
         if m:
             _set_ip(out, "vpn.resumed_from.ip", m.group(1))
@@ -356,38 +370,38 @@ _IKE_REASON = re.compile(r"(?:Reason|ERROR):\s*(.*)")
 _IKE_CLIENT = re.compile(r"Client OS:\s*(.*?)\s+Client:\s*(.*?)\s*\Z")
 
 
+_IKEV2_PHRASES: Phrases = (
+    ("SA UP", "ikev2-sa-up", ["network", "session"], ["start"], "success"),
+    ("SA DOWN", "ikev2-sa-down", ["network", "session"], ["end"], None),
+    ("Negotiation aborted", "ikev2-negotiation-aborted", ["network"], ["connection"], "failure"),
+    ("Client OS", "vpn-client-type", ["network", "session"], ["info"], None),
+    ("IKE_INIT_SA request", "ikev2-sa-request", ["network"], ["connection", "start"], None),
+    ("IKE_SA_INIT", "ikev2-sa-request", ["network"], ["connection", "start"], None),
+)
+
+
 def _ikev2(text: str, out: Event, ctx: ParseContext) -> None:
     """750002 SA request, 750003 negotiation aborted, 750006/750007 SA up/down, 751025 address, 751026 client."""
     out["vpn.tunnel.type"] = "ikev2"
     g = _IKE_GROUP.search(text)
     if g:
         _set_group(out, g.group(1))
-    code = out["event.code"]
-    if code == "751025" or "assigned to session" in text:
+    if out["event.code"] == "751025" or "assigned to session" in text:
         _kind(out, "vpn-address-assigned", ["network", "session"], ["info"], "success")
         m = _IKE_ADDR.search(text)
         if m:
             _set_assigned(out, m.group(1), m.group(2).rstrip("."))
-    elif "SA UP" in text:
-        _kind(out, "ikev2-sa-up", ["network", "session"], ["start"], "success")
-    elif "SA DOWN" in text:
-        _kind(out, "ikev2-sa-down", ["network", "session"], ["end"])
+        return
+    action = _by_phrase(text, out, _IKEV2_PHRASES)
+    if action in ("ikev2-sa-down", "ikev2-negotiation-aborted"):
         m = _IKE_REASON.search(text)
         if m:
             _set_reason(out, m.group(1))
-    elif "Negotiation aborted" in text:
-        _kind(out, "ikev2-negotiation-aborted", ["network"], ["connection"], "failure")
-        m = _IKE_REASON.search(text)
-        if m:
-            _set_reason(out, m.group(1))
-    elif "Client OS" in text:
-        _kind(out, "vpn-client-type", ["network", "session"], ["info"])
+    elif action == "vpn-client-type":
         m = _IKE_CLIENT.search(text)
         if m:
             out["host.os.name"] = m.group(1)
             out["user_agent.original"] = m.group(2).rstrip(".")
-    elif "IKE_INIT_SA request" in text or "IKE_SA_INIT" in text:
-        _kind(out, "ikev2-sa-request", ["network"], ["connection", "start"])
 
 
 # --- threat detection (733100) and DAP (734001) ------------------------------------------------------------

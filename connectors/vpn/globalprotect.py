@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import ipaddress
 import re
+from dataclasses import dataclass
 from datetime import datetime
 
 from connectors.vpn.contract import Event, ParseContext, VpnParseError
@@ -150,6 +151,51 @@ def _reason(event: Event, text: str | None) -> None:
         event["vpn.reason"] = event["event.reason"] = text.strip().rstrip(".")
 
 
+@dataclass(frozen=True)
+class _ClientFields:
+    """Where one record kind keeps the client's details: the GLOBALPROTECT log has columns, the SYSTEM log
+    ``Label: value`` pairs in its description; the fields they fill are the same."""
+
+    sources: tuple[str, ...]   # client (public) address, first present wins
+    assigned: tuple[str, ...]  # address assigned in the tunnel
+    region: str
+    tunnel: str
+    text: tuple[tuple[str, str], ...]  # (event field, record key) copied as text when present
+
+
+_GP_CLIENT = _ClientFields(
+    sources=("public_ip", "public_ipv6"), assigned=("private_ip", "private_ipv6"), region="srcregion",
+    tunnel="tunnel_type",
+    text=(("host.hostname", "machinename"), ("host.id", "hostid"), ("host.os.name", "client_os"),
+          ("host.os.full", "client_os_ver"), ("vpn.client.version", "client_ver"), ("vpn.stage", "stage"),
+          ("vpn.auth_method", "auth_method"), ("vpn.connect_method", "connect_method"),
+          ("vpn.location", "location"), ("vpn.portal", "portal"), ("vpn.gateway", "gateway")))
+_SYS_CLIENT = _ClientFields(
+    sources=("Login from", "Public IP"), assigned=("Private IP", "Private IPv6"), region="Source region",
+    tunnel="Tunnel type",
+    text=(("host.hostname", "Device name"), ("host.os.full", "Client OS version"),
+          ("vpn.client.version", "Client version"), ("vpn.auth_method", "Auth type"),
+          ("vpn.client.vpn_type", "VPN type")))
+
+
+def _client(event: Event, record: dict[str, str], where: _ClientFields) -> None:
+    """Client address, assigned address, source region, tunnel type and the text fields of one record."""
+    source = next(filter(None, (_ip(record.get(key)) for key in where.sources)), None)
+    if source:
+        event["source.ip"] = source
+    assigned = next(filter(None, (_ip(record.get(key)) for key in where.assigned)), None)
+    if assigned:
+        event["vpn.assigned_ip"] = assigned
+    region = record.get(where.region, "").strip()
+    if _COUNTRY.fullmatch(region):
+        event["source.geo.country_iso_code"] = region
+    tunnel = _TUNNEL_TYPES.get(record.get(where.tunnel, "").strip().lower())
+    if tunnel:
+        event["vpn.tunnel.type"] = tunnel
+    for field, key in where.text:
+        _put(event, field, record.get(key))
+
+
 def _base(fields: list[str], names: tuple[str, ...], context: ParseContext) -> tuple[Event, dict[str, str]]:
     record = dict(zip(names, fields))
     event: Event = {
@@ -178,29 +224,7 @@ def _parse_globalprotect(fields: list[str], context: ParseContext) -> Event:
         event["event.action"], category, kind = known
         event["event.category"], event["event.type"] = list(category), list(kind)
     _user(event, r.get("srcuser"), context)
-    source = _ip(r.get("public_ip")) or _ip(r.get("public_ipv6"))
-    if source:
-        event["source.ip"] = source
-    assigned = _ip(r.get("private_ip")) or _ip(r.get("private_ipv6"))
-    if assigned:
-        event["vpn.assigned_ip"] = assigned
-    region = r.get("srcregion", "").strip()
-    if _COUNTRY.fullmatch(region):
-        event["source.geo.country_iso_code"] = region
-    tunnel = _TUNNEL_TYPES.get(r.get("tunnel_type", "").strip().lower())
-    if tunnel:
-        event["vpn.tunnel.type"] = tunnel
-    _put(event, "host.hostname", r.get("machinename"))
-    _put(event, "host.id", r.get("hostid"))
-    _put(event, "host.os.name", r.get("client_os"))
-    _put(event, "host.os.full", r.get("client_os_ver"))
-    _put(event, "vpn.client.version", r.get("client_ver"))
-    _put(event, "vpn.stage", r.get("stage"))
-    _put(event, "vpn.auth_method", r.get("auth_method"))
-    _put(event, "vpn.connect_method", r.get("connect_method"))
-    _put(event, "vpn.location", r.get("location"))
-    _put(event, "vpn.portal", r.get("portal"))
-    _put(event, "vpn.gateway", r.get("gateway"))
+    _client(event, r, _GP_CLIENT)
     group = (r.get("gateway") or "").strip() or (r.get("portal") or "").strip()
     if group:
         event["vpn.group"] = group
@@ -252,23 +276,7 @@ def _parse_system(fields: list[str], context: ParseContext) -> Event:
     _put(event, "message", text)
     d = _description(text)
     _user(event, d.get("User name"), context)
-    source = _ip(d.get("Login from")) or _ip(d.get("Public IP"))
-    if source:
-        event["source.ip"] = source
-    assigned = _ip(d.get("Private IP")) or _ip(d.get("Private IPv6"))
-    if assigned:
-        event["vpn.assigned_ip"] = assigned
-    region = d.get("Source region", "")
-    if _COUNTRY.fullmatch(region):
-        event["source.geo.country_iso_code"] = region
-    _put(event, "host.hostname", d.get("Device name"))
-    _put(event, "host.os.full", d.get("Client OS version"))
-    _put(event, "vpn.client.version", d.get("Client version"))
-    _put(event, "vpn.auth_method", d.get("Auth type"))
-    _put(event, "vpn.client.vpn_type", d.get("VPN type"))
-    tunnel = _TUNNEL_TYPES.get(d.get("Tunnel type", "").lower())
-    if tunnel:
-        event["vpn.tunnel.type"] = tunnel
+    _client(event, d, _SYS_CLIENT)
     _reason(event, d.get("Reason"))
     duration = _int(d.get("Login duration"))
     if duration is not None:
