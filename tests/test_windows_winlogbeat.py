@@ -184,6 +184,15 @@ def test_bad_documents_name_the_key(doc: dict, key: str) -> None:
         record_from_document(doc)
 
 
+@pytest.mark.parametrize("key, value", [("EventTime", "Mueller, Anna 01/12/2026"), ("EventID", "Mueller"),
+                                        ("RecordNumber", ["Mueller"]), ("EventTime", {"patient": "Mueller"})])
+def test_reasons_name_the_key_but_never_quote_the_value(key: str, value: Any) -> None:
+    """Dead-letter reasons are logged (engine/ingest.py); a value may be anything, a patient's name too."""
+    with pytest.raises(WinlogbeatDocumentError, match=key) as err:
+        record_from_document(dict(NXLOG, **{key: value}))
+    assert "Mueller" not in str(err.value)
+
+
 _json_scalars = st.none() | st.booleans() | st.integers(-(2**64), 2**64) | st.floats() | st.text(max_size=12)
 _json = st.recursive(_json_scalars, lambda inner: st.lists(inner, max_size=3)
                      | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)

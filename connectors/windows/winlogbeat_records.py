@@ -17,7 +17,8 @@ Values the shipper typed differently between versions (``winlog.event_id`` a str
 them and Winlogbeat sends them, so a ``LogonType`` compares the same whichever shipper carried it.
 
 A document that is not a Windows record (no event id, no channel, no computer, no time) raises
-:class:`WinlogbeatDocumentError` naming the missing or bad key; the transport turns it into a dead letter.
+:class:`WinlogbeatDocumentError` naming the missing or bad key but never quoting its value: the reason of a
+dead letter is logged, and logs carry no PHI (the raw line is kept in the dead letter itself).
 """
 
 from __future__ import annotations
@@ -219,7 +220,8 @@ def _int(flat: Mapping[str, Any], key: str, required: bool = False) -> int | Non
     elif type(value) is float and value.is_integer():
         number = int(value)
     if number is None or not 0 <= number < _MAX_INT:
-        raise WinlogbeatDocumentError(f"field {key!r}: expected a whole number 0..2^63-1, got {value!r}"[:200])
+        raise WinlogbeatDocumentError(f"field {key!r}: expected a whole number 0..2^63-1 "
+                                      f"(got {_kind(value)})")
     return number
 
 
@@ -234,7 +236,7 @@ def _time(flat: Mapping[str, Any], key: str, tz: tzinfo) -> datetime:
         try:
             dt = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
         except ValueError:
-            raise WinlogbeatDocumentError(f"field {key!r}: not a timestamp: {value!r}"[:200]) from None
+            raise WinlogbeatDocumentError(f"field {key!r}: not an ISO 8601 time") from None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=tz)
         return dt.astimezone(timezone.utc)
@@ -243,7 +245,19 @@ def _time(flat: Mapping[str, Any], key: str, tz: tzinfo) -> datetime:
     try:
         return parse_timestamp(value)
     except (ValueError, OverflowError, OSError) as exc:
-        raise WinlogbeatDocumentError(f"field {key!r}: {exc}"[:200]) from None
+        raise WinlogbeatDocumentError(f"field {key!r}: not a time (got {_kind(value)}, "
+                                      f"{type(exc).__name__})") from None
+
+
+def _kind(value: Any) -> str:
+    """What a bad value was, without the value: reasons are logged, and logs never carry PHI."""
+    if type(value) is int:
+        return "a number out of range"
+    if type(value) is float:
+        return "a fractional number"
+    if type(value) is str:
+        return f"text of {len(value)} characters"
+    return type(value).__name__
 
 
 def _text(value: Any) -> Any:
