@@ -12,6 +12,7 @@ Transports build a :class:`WindowsRecord` (the System part, already parsed) with
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -144,7 +145,7 @@ def normalise_record(record: WindowsRecord) -> Event:
     for name, value in record.data.items():
         if value is None:
             continue
-        event[name] = value
+        event[name] = value if type(value) is str else data_text(value)
     ts = record.time if isinstance(record.time, datetime) else parse_timestamp(record.time)
     event[TIMESTAMP] = format_timestamp(ts)
     event[DATASET] = dataset_for_channel(record.channel)
@@ -178,6 +179,22 @@ def normalise_record(record: WindowsRecord) -> Event:
         event["message"] = record.message
     add_aliases(event)  # Sysmon names for 4688 & co., so generic-category rules read them (aliases.py)
     return event
+
+
+def data_text(value: Any) -> Any:
+    """An EventData/UserData value as text, as Windows renders it and Winlogbeat sends it (lists item by
+    item). Why: pyevtx-rs types values from the template (``ProcessId`` is a number in Sysmon and ``0x1358``
+    text in 4688), and a field that is a number in one event and text in the next is a mapping conflict in
+    Elasticsearch (the second document is rejected); Sigma compares numbers and numeric text alike."""
+    if type(value) is str or value is None:
+        return value
+    if type(value) is list:
+        return [data_text(item) for item in value]
+    if type(value) is bool:
+        return "true" if value else "false"
+    if type(value) is dict:
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
 
 
 def _outcome(record: WindowsRecord) -> str | None:
