@@ -5,10 +5,11 @@ When ``../shared/datasets/sigmahq`` is present (skipped cleanly otherwise):
 * every rule of its ``rules*/windows`` directories loads, or is listed in docs/sigmahq.md with its reason
   (the doc's generated block must equal a fresh report), and the load count is asserted;
 * the 202 positive regression tests (``regression_data/**/info.yml``: an ``.evtx`` + rule id + expected
-  match count) pass: all ``.evtx`` files are read and normalised as ingest does, written to ONE store (SQLite;
-  Elasticsearch with a unique index prefix), the whole set is evaluated by the engine's ``Evaluator`` (the
-  Elasticsearch run with the service's Lucene pushdown), and each rule's alert evidence is counted per
-  source file (``log.file.path``).
+  match count) pass: ONE ``evtx`` connector reads the whole regression directory into ONE store through
+  ``ingest_connector`` (what ``wardwatch ingest`` runs; SQLite, and Elasticsearch with a unique index
+  prefix), the whole set is evaluated by the engine's ``Evaluator`` (on Elasticsearch with the service's
+  Lucene pushdown), and each rule's alert evidence is traced back to its source file by the event ids that
+  file gives when read on its own (the connector's ids are Computer + Channel + EventRecordID).
 
 Pass rule as SigmaHQ's ``tests/regression_tests_runner.py``: at least ``match_count`` matches (one when
 absent); more is a warning there. We also require the store's count to equal the count the rule gives on the
@@ -17,7 +18,6 @@ file's events directly, so an extra match is a real further matching record, not
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -27,10 +27,11 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from connectors.windows.record import normalise_record
+from connectors.base import connector_class
 from engine.app import store_pushdown
+from engine.enrich import EnrichmentChain
 from engine.evaluation import Evaluator, build_jobs, iter_alerts, run_all
-from engine.events import make_event_id
+from engine.ingest import ingest_connector
 from engine.sigma import load_rules
 from engine.store import open_store
 from engine.store.base import Store
@@ -49,7 +50,6 @@ ABSENT_RULES = {
     "f2e4b7d9-5c3a-4f8b-9e1d-7a6c2b3f4e5d", "9b4e7c2a-3f6d-4a8b-b5e9-1c7d3f2e6a4b",
     "a7c3e5f2-8b1d-4e9a-b6c2-3d7f5e8a9b4c", "8a2f4b1c-3d5e-4f7a-9b2c-1e4f6d8a9c2b",
 }
-FILE = "log.file.path"
 
 
 def _require_dataset() -> None:
@@ -76,25 +76,18 @@ def regression_cases() -> list[Case]:
     return cases
 
 
-def _records(path: Path) -> Iterator[tuple[int, Any]]:
-    import evtx
-
-    from connectors.windows.evtx_records import record_from_evtx
-
-    for raw in evtx.PyEvtxParser(str(path)).records_json():
-        yield raw["event_record_id"], record_from_evtx(json.loads(raw["data"]), raw.get("timestamp"))
-
-
-def read_evtx(paths: list[Path]) -> list[dict[str, Any]]:
-    """Normalised events of the files, each marked with its file (``log.file.path``) as the connector does."""
-    events = []
-    for path in paths:
-        for record_id, record in _records(path):
-            event = normalise_record(record)
-            event["event.id"] = make_event_id(str(path), str(record_id))
-            event[FILE] = str(path)
-            events.append(event)
-    return events
+def read_evtx(path: Path) -> list[dict[str, Any]]:
+    """Events of ``path`` as the ``evtx`` connector reads them in a one-shot run (``wardwatch ingest``)."""
+    connector = connector_class("evtx")("sigmahq", {"path": str(path)})
+    connector.read_to_end()
+    events, cursor = [], None
+    while True:
+        batch = connector.read(cursor, 100_000)
+        assert batch.dead_letters == [], [(d.location, d.reason) for d in batch.dead_letters]
+        events += batch.events
+        cursor = batch.cursor
+        if batch.exhausted:
+            return events
 
 
 @pytest.fixture(scope="module")
@@ -110,25 +103,36 @@ def cases() -> list[Case]:
 
 
 @pytest.fixture(scope="module")
-def events(cases: list[Case]) -> list[dict[str, Any]]:
-    return read_evtx(sorted({c.evtx for c in cases}))
+def file_events(cases: list[Case]) -> dict[str, list[dict[str, Any]]]:
+    """Each regression file's events, read on its own: which ``event.id`` came from which file.
+
+    The connector's ``event.id`` is Computer + Channel + EventRecordID (no file path), so this per-file
+    reading is how an alert's evidence is traced back to the test it belongs to."""
+    return {str(path): read_evtx(path) for path in sorted({c.evtx for c in cases})}
 
 
-def _run(store: Store, ruleset: Any, cases: list[Case], events: list[dict[str, Any]]) -> dict[str, Any]:
-    """Write all files into ``store``, evaluate every rule, and judge each case; returns the tally."""
-    store.write(events)
+def _run(store: Store, ruleset: Any, cases: list[Case],
+         file_events: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Ingest every regression file into ``store`` with ONE ``evtx`` connector over the whole directory,
+    evaluate every rule, and judge each case; returns the tally."""
+    connector = connector_class("evtx")("sigmahq", {"path": str(SIGMAHQ / "regression_data")})
+    connector.read_to_end()
+    stats = ingest_connector(store, connector, EnrichmentChain([]), 1000)
+    assert stats.dead_letters == 0
+    assert stats.written == len({e["event.id"] for events in file_events.values() for e in events})
     evaluator = Evaluator(store, evidence_cap=10**9, candidates=ruleset.candidates,
                           pushdown=store_pushdown(store))
     wanted = {c.rule_id for c in cases}
     jobs = [job for job in build_jobs(ruleset) if job.id in wanted]
-    file_of = {e["event.id"]: e[FILE] for e in events}
+    files_of: dict[str, set[str]] = {}
+    for path, events in file_events.items():
+        for event in events:
+            files_of.setdefault(event["event.id"], set()).add(path)
     counts: Counter[tuple[str, str]] = Counter()
     for alert in iter_alerts(run_all(evaluator, jobs)):
         for event_id in alert.evidence:
-            counts[(alert.rule_id, file_of[event_id])] += 1
-    by_file: dict[str, list[dict[str, Any]]] = {}
-    for event in events:
-        by_file.setdefault(event[FILE], []).append(event)
+            for path in files_of[event_id]:
+                counts[(alert.rule_id, path)] += 1
     tally: dict[str, Any] = {"exact": 0, "more": [], "absent": [], "failed": []}
     for case in cases:
         rule = ruleset.rules.get(case.rule_id)
@@ -137,7 +141,7 @@ def _run(store: Store, ruleset: Any, cases: list[Case], events: list[dict[str, A
                 f"{case.name}: rule {case.rule_id} not in the set")
             continue
         got = counts[(case.rule_id, str(case.evtx))]
-        direct = sum(1 for e in by_file[str(case.evtx)] if rule.matches(e))
+        direct = sum(1 for e in file_events[str(case.evtx)] if rule.matches(e))
         expected = case.match_count if case.match_count is not None else 1
         if got != direct or got < expected:
             tally["failed"].append(f"{case.name}: {got} match(es) via the store, {direct} direct, "
@@ -159,6 +163,7 @@ def _assert_figure(tally: dict[str, Any], cases: list[Case]) -> None:
     assert len(tally["more"]) <= 6, tally["more"]
 
 
+@pytest.mark.slow  # loading 2,407 rules: about 6 s (shared with the regression tests)
 def test_every_sigmahq_windows_rule_loads_or_is_documented_with_its_reason(ruleset: Any) -> None:
     refused = {e.path for e in ruleset.errors}
     assert len(ruleset.rules) + len(refused) == sum(1 for d in rule_dirs() for _ in d.rglob("*.yml"))
@@ -175,11 +180,11 @@ def test_regression_data_names_rules_and_files_that_exist(cases: list[Case]) -> 
 
 
 @pytest.mark.slow
-def test_sigmahq_regression_tests_pass_on_sqlite(ruleset: Any, cases: list[Case], events: list[dict[str, Any]],
-                                                 tmp_path: Path) -> None:
+def test_sigmahq_regression_tests_pass_on_sqlite(ruleset: Any, cases: list[Case], tmp_path: Path,
+                                                 file_events: dict[str, list[dict[str, Any]]]) -> None:
     store = open_store("sqlite", path=tmp_path / "sigmahq.db")
     try:
-        _assert_figure(_run(store, ruleset, cases, events), cases)
+        _assert_figure(_run(store, ruleset, cases, file_events), cases)
     finally:
         store.close()
 
@@ -187,11 +192,11 @@ def test_sigmahq_regression_tests_pass_on_sqlite(ruleset: Any, cases: list[Case]
 @pytest.mark.slow
 @pytest.mark.elasticsearch
 def test_sigmahq_regression_tests_pass_on_elasticsearch(ruleset: Any, cases: list[Case],
-                                                        events: list[dict[str, Any]]) -> None:
+                                                        file_events: dict[str, list[dict[str, Any]]]) -> None:
     url = require_elasticsearch()
     store = open_store("elasticsearch", hosts=[url], index_prefix=f"wwtest-sigmahq-{uuid.uuid4().hex[:10]}")
     try:
-        _assert_figure(_run(store, ruleset, cases, events), cases)
+        _assert_figure(_run(store, ruleset, cases, file_events), cases)
     finally:
         store.delete_all()
         store.close()
