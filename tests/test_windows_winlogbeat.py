@@ -5,7 +5,11 @@ bad lines are dead letters with their position; ``wardwatch parse winlogbeat`` p
 from __future__ import annotations
 
 import copy
+import os
+import sqlite3
+from contextlib import closing
 from datetime import timezone
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -13,9 +17,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connectors.base import Batch, ConnectorConfigError, connector_class
+from connectors.tailing import Line
 from connectors.vpn.base import parse_timezone
 from connectors.windows.record import normalise_record
+from connectors.windows.winlogbeat import WinlogbeatConnector
 from connectors.windows.winlogbeat_records import WinlogbeatDocumentError, record_from_document
+from engine.cli import main
+from engine.errors import SourceUnavailable
+from engine.events import flatten
+from tests.net_helpers import read_until, send_tcp_lines, send_tls_lines, server_cert_files
 
 # --- one failed logon (4625, bad password from 10.20.30.40) as each shipper writes it ---------------------
 _EVENT_DATA = {
@@ -74,7 +85,6 @@ def flat_event(doc: dict, flavour: str = "") -> dict[str, Any]:
 
 def es_fields(doc: dict) -> dict[str, list]:
     """A document as an Elasticsearch search returns it under ``fields``: dotted keys, values in lists."""
-    from engine.events import flatten
     return {k: (v if isinstance(v, list) else [v]) for k, v in flatten(doc).items()}
 
 
@@ -128,7 +138,6 @@ def test_nxlog_account_lookup_is_dropped_only_when_it_is_nxlogs() -> None:
 
 @pytest.mark.parametrize("flavour", sorted(FLAVOURS))
 def test_dotted_and_elasticsearch_fields_spellings_map_the_same(flavour: str) -> None:
-    from engine.events import flatten
     doc = FLAVOURS[flavour]
     expected = flat_event(doc, flavour)
     assert flat_event(flatten(doc), flavour) == expected
@@ -224,13 +233,6 @@ def test_fuzzed_winlog_sections_never_raise_anything_else(data: dict) -> None:
 
 
 # --- the fixtures: 93 records of one morning, written by each shipper ---------------------------------------
-import os  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from connectors.base import Batch, ConnectorConfigError, connector_class  # noqa: E402
-from connectors.windows.winlogbeat import WinlogbeatConnector  # noqa: E402
-from engine.cli import main  # noqa: E402
-from tests.net_helpers import read_until, send_tcp_lines, send_tls_lines, server_cert_files  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "winlogbeat"
 FILES = {"winlogbeat-7": "winlogbeat-7.ndjson", "winlogbeat-8": "winlogbeat-8.ndjson",
@@ -361,7 +363,6 @@ def test_bad_lines_are_dead_letters_with_file_and_line(tmp_path: Path) -> None:
 
 
 def test_missing_file_is_one_source_unavailable_line(tmp_path: Path) -> None:
-    from engine.errors import SourceUnavailable
     with pytest.raises(SourceUnavailable, match=r"connector 'wlb': path .*nope.ndjson does not exist"):
         read_all(connector(path=str(tmp_path / "nope.ndjson")))
 
@@ -464,8 +465,6 @@ def test_wardwatch_parse_prints_the_flat_events(tmp_path: Path, capsys, monkeypa
 
 
 def test_ingest_stores_a_record_once_whichever_shipper_sent_it(tmp_path: Path, capsys, monkeypatch) -> None:
-    import sqlite3
-    from contextlib import closing
     monkeypatch.chdir(tmp_path)
     (tmp_path / "wardwatch.yaml").write_text(f"store:\n  sqlite:\n    path: {tmp_path}/w.db\nconnectors: []\n"
                                              f"alerts:\n  sinks: []\nlogging:\n  level: warning\n")
@@ -487,7 +486,6 @@ def test_fuzzed_lines_become_an_event_or_a_one_line_dead_letter(flavour: str, cu
     line = orjson.dumps(FLAVOURS[flavour])
     data = (line[:cut] + noise + line[cut:]).replace(b"\n", b" ")
     conn = WinlogbeatConnector("fuzz", {"path": "/nonexistent", "timezone": "Europe/Berlin"})
-    from connectors.tailing import Line
     outcome = conn.line_to_event(Line("/x.ndjson", 7, data))
     if outcome is None:
         assert data.strip() == b""
