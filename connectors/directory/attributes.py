@@ -11,6 +11,7 @@ a caller turns one odd entry into one dead letter instead of a traceback.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 
 #: userAccountControl flags (MS-ADTS 2.2.16), the ones a security analyst reads.
@@ -138,6 +139,8 @@ def format_generalized(when: datetime) -> str:
 
 def _unescape_rdn_value(value: str) -> str:
     """RFC 4514 escapes: ``\\,`` -> ``,``, ``\\2C`` -> ``,`` (hex pairs are UTF-8 bytes)."""
+    if "\\" not in value:
+        return value
     out = bytearray()
     i = 0
     while i < len(value):
@@ -156,8 +159,11 @@ def _unescape_rdn_value(value: str) -> str:
     return out.decode("utf-8", "replace")
 
 
-def split_dn(dn: str) -> list[tuple[str, str]]:
-    """A DN -> [(attribute type lower-cased, unescaped value), ...], with ldap3's RFC 4514 parser."""
+@lru_cache(maxsize=65_536)
+def split_dn(dn: str) -> tuple[tuple[str, str], ...]:
+    """A DN -> ((attribute type lower-cased, unescaped value), ...), with ldap3's RFC 4514 parser.
+
+    Cached: a sync meets the same group DNs in every member's memberOf, and the same user DN several times."""
     from ldap3.core.exceptions import LDAPInvalidDnError
     from ldap3.utils.dn import parse_dn
 
@@ -165,9 +171,10 @@ def split_dn(dn: str) -> list[tuple[str, str]]:
         parts = parse_dn(dn, escape=False, strip=True)
     except (LDAPInvalidDnError, ValueError, IndexError, TypeError):
         raise AttributeValueError("dn", "not a distinguished name") from None
-    return [(attr.lower(), _unescape_rdn_value(value)) for attr, value, _sep in parts]
+    return tuple((attr.lower(), _unescape_rdn_value(value)) for attr, value, _sep in parts)
 
 
+@lru_cache(maxsize=65_536)
 def normalise_dn(dn: str) -> str:
     """The comparable form of a DN: types and values lower-cased, no spaces around separators."""
     return ",".join(f"{attr}={value.casefold()}" for attr, value in split_dn(dn))
