@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -165,31 +166,18 @@ def test_defender_detection_gets_the_antivirus_names() -> None:
     assert event["Signature"] == "HackTool:Win64/Mimikatz!pz" and event["Filename"] == data["Path"]
 
 
-_PS_RULES = ("""\
-    title: Classic PowerShell engine start with an encoded command
-    id: 0c5b5ef6-6a43-4c3e-9b9e-1a0c1f0e0003
-    logsource: {category: ps_classic_start, product: windows}
-    detection:
-      sel: {Data|contains: ' -enc'}
-      condition: sel
-    level: high
-""", """\
-    title: Script block with Invoke-Mimikatz
-    id: 0c5b5ef6-6a43-4c3e-9b9e-1a0c1f0e0004
-    logsource: {category: ps_script, product: windows}
-    detection:
-      sel: {ScriptBlockText|contains: Invoke-Mimikatz}
-      condition: sel
-    level: high
-""", """\
-    title: Module logging of Invoke-Mimikatz
-    id: 0c5b5ef6-6a43-4c3e-9b9e-1a0c1f0e0005
-    logsource: {category: ps_module, product: windows}
-    detection:
-      sel: {Payload|contains: Invoke-Mimikatz}
-      condition: sel
-    level: high
-""")
+def _contains_rule(n: int, title: str, category: str, field: str, value: str) -> str:
+    """A one-selection ``field|contains: value`` rule on ``category``."""
+    return (f"title: {title}\nid: 0c5b5ef6-6a43-4c3e-9b9e-1a0c1f0e000{n}\n"
+            f"logsource: {{category: {category}, product: windows}}\n"
+            f"detection:\n  sel: {{{field}|contains: '{value}'}}\n  condition: sel\nlevel: high\n")
+
+
+_PS_RULES = (
+    _contains_rule(3, "Classic PowerShell engine start with an encoded command", "ps_classic_start", "Data", " -enc"),
+    _contains_rule(4, "Script block with Invoke-Mimikatz", "ps_script", "ScriptBlockText", "Invoke-Mimikatz"),
+    _contains_rule(5, "Module logging of Invoke-Mimikatz", "ps_module", "Payload", "Invoke-Mimikatz"),
+)
 
 
 def test_classic_and_operational_powershell_are_told_apart(tmp_path: Path) -> None:
@@ -243,6 +231,7 @@ def test_aliases_never_fail_and_never_change_a_field_the_event_has(kind: tuple[s
     before = dict(event)
     add_aliases(event)
     assert {k: event[k] for k in before} == before
+    orjson.dumps({k: v for k, v in event.items() if k not in before})  # every alias is storable
 
 
 def test_every_sigma_service_channel_is_stored_under_the_dataset_its_rules_read() -> None:

@@ -44,14 +44,17 @@ def _text(event: Event, name: str) -> str | None:
 
 
 def _pid(value: Any) -> int | None:
-    """Audit events log process ids in hex (``0x1a4``); Sysmon in decimal."""
-    if isinstance(value, int):
-        return value
-    try:
-        text = str(value).strip()
-        return int(text, 16) if text.lower().startswith("0x") else int(text)
-    except (TypeError, ValueError):
-        return None
+    """Audit events log process ids in hex (``0x1a4``); Sysmon in decimal. Out of 0..2**63-1 (a corrupt
+    record): None, so an alias can never make an event the stores cannot hold."""
+    if type(value) is int:
+        number = value
+    else:
+        try:
+            text = str(value).strip()
+            number = int(text, 16) if text.lower().startswith("0x") else int(text)
+        except (TypeError, ValueError):
+            return None
+    return number if 0 <= number < 2**63 else None
 
 
 #: Service accounts: the audit log names them by the machine account (``HOST$`` in ``WORKGROUP``) and the
