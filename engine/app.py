@@ -25,8 +25,11 @@ from engine.store.base import Store
 _log = get_logger("wardwatch.app")
 
 
-def open_configured_store(config: Config) -> Store:
-    """The configured store, after making what Wardwatch owns private (every command opens the store)."""
+def open_configured_store(config: Config, *, reader: bool = False) -> Store:
+    """The configured store, after making what Wardwatch owns private (every command opens the store).
+
+    ``reader``: a command that only reads (``status``, ``alerts list``) opens a SQLite file with pre-scheme-2
+    event ids instead of being refused; the store then refuses writes and says why in ``store.refusal``."""
     from engine.store import open_store
 
     tighten_owned_files(config)
@@ -34,7 +37,7 @@ def open_configured_store(config: Config) -> Store:
     if section["kind"] == "sqlite":
         path = config.resolve_path(section["sqlite"]["path"])
         private_dir(path.parent)
-        return open_store("sqlite", path=path)
+        return open_store("sqlite", path=path, refuse_old_ids=not reader)
     es = section["elasticsearch"]
     password = read_secret(es["password"], es["password_file"], "WARDWATCH_ES_PASSWORD",
                            source=config.source, key="store.elasticsearch.password_file")
@@ -247,9 +250,9 @@ class App:
         self.store.close()
 
 
-def build_app(config: Config, console: bool = True) -> App:
+def build_app(config: Config, console: bool = True, *, reader: bool = False) -> App:
     ruleset = load_ruleset(config)
-    store = open_configured_store(config)
+    store = open_configured_store(config, reader=reader)
     jobs = build_jobs(ruleset, config["alerts"]["suppression"])
     evaluator = Evaluator(store, config["alerts"]["evidence_cap"], build_pseudonymiser(config),
                           candidates=ruleset.candidates, pushdown=store_pushdown(store))

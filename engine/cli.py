@@ -518,7 +518,8 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
 
     config = _config(args)
     rule_ids: list[str | None] = [None] if args.rule is None else list(_alert_rule_ids(args.rule, config))
-    store = open_configured_store(config)
+    store = open_configured_store(config, reader=True)
+    _warn_refusal(store)
     try:
         alerts = [alert for rule_id in rule_ids for alert in store.list_alerts(rule_id=rule_id, limit=args.limit)]
     finally:
@@ -562,13 +563,21 @@ def cmd_retention_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _warn_refusal(store: Any) -> None:
+    """A reading command on a store that refuses writes (old event ids) says so in one line, and goes on."""
+    refusal = getattr(store, "refusal", None)
+    if refusal:
+        print(f"warning: {refusal}", file=sys.stderr)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Cursors, checkpoints and dead letters: what a SOC checks first when alerts look wrong."""
     from engine.app import build_app
     from engine.health import stored_health
 
     config = _config(args)
-    app = build_app(config, console=False)
+    app = build_app(config, console=False, reader=True)
+    _warn_refusal(app.store)
     try:
         report: dict[str, Any] = {"store": app.store.health(), "watermark": app.store.watermark()}
         report["connectors"] = {

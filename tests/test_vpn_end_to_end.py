@@ -170,3 +170,34 @@ def test_parse_json_gives_an_event_with_a_code_per_line(type_name, tmp_path, cap
     assert len(events) == len(fixture_lines(type_name))
     assert all(e.get("event.code") for e in events)
     assert [e["event.original"] for e in events] == fixture_lines(type_name)
+
+
+def test_a_store_with_old_ids_is_refused_for_ingest_but_status_and_alerts_list_read_it(tmp_path, capsys,
+                                                                                        monkeypatch):
+    """A store from before event-id scheme 2: ingest (a write) is refused as before; `status` and `alerts
+    list` only read, so they work and print the refusal as one warning line on stderr."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "wardwatch.yaml").write_text(f"store:\n  sqlite:\n    path: {tmp_path}/w.db\n"
+                                             f"rules:\n  paths: [{ROOT}/rules]\nconnectors: []\n"
+                                             f"alerts:\n  sinks: []\nlogging:\n  level: warning\n")
+    fixture = str(FIXTURES["openvpn"])
+    assert run_cli(capsys, "ingest", "openvpn", fixture, "-o", "timezone=Europe/Berlin")[0] == 0
+    assert run_cli(capsys, "run", "--once")[0] == 0
+    _, listed, _ = run_cli(capsys, "alerts", "list", "--format", "json")
+    with closing(sqlite3.connect(tmp_path / "w.db")) as db, db:  # what a store written before scheme 2 looks like
+        db.execute("DELETE FROM meta WHERE key = 'event_id_scheme'")
+    refusal = (f"{tmp_path}/w.db: events were written with connector-named ids (scheme 1); "
+               "delete the store and ingest again (see docs/sqlite.md)")
+
+    code, out, err = run_cli(capsys, "ingest", "openvpn", fixture, "-o", "timezone=Europe/Berlin")
+    assert code == 1 and err.strip().splitlines()[-1].endswith(refusal)
+
+    code, out, err = run_cli(capsys, "alerts", "list", "--format", "json")
+    assert code == 0 and out == listed and len(out.splitlines()) >= 4
+    assert err.strip().splitlines() == [f"warning: {refusal}"]
+
+    code, out, err = run_cli(capsys, "status")
+    assert code == 0 and orjson.loads(out)["store"]["ok"] is not None
+    assert err.strip().splitlines() == [f"warning: {refusal}"]
+    with closing(sqlite3.connect(tmp_path / "w.db")) as db:  # reading did not "fix" (or touch) the store
+        assert db.execute("SELECT value FROM meta WHERE key = 'event_id_scheme'").fetchone() is None

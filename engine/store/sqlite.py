@@ -45,7 +45,8 @@ from engine.store.base import (
     WriteResult,
     check_event,
 )
-from engine.store.sqlite_schema import SCHEMA_VERSION, SchemaVersionError, apply_pragmas, ensure_schema
+from engine.store.sqlite_schema import (SCHEMA_VERSION, EventIdSchemeError, SchemaVersionError, apply_pragmas,
+                                        ensure_schema, event_id_scheme_problem)
 
 __all__ = ["SqliteStore", "SchemaVersionError", "SCHEMA_VERSION"]
 
@@ -88,8 +89,11 @@ class SqliteStore(Store):
         cache_kib: int = 65_536,
         page_size: int = 5_000,
         doc_chunk: int = 500,
+        refuse_old_ids: bool = True,
     ) -> None:
         self.path = Path(path)
+        #: why this store refuses writes (an old-id file opened by a reader, ``refuse_old_ids=False``)
+        self.refusal: str | None = None
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._cache_kib = cache_kib
@@ -109,7 +113,9 @@ class SqliteStore(Store):
                 raise StoreError(f"{self.path}: cannot create the store file: {exc.strerror}") from None
         # open (and create/verify the schema) eagerly so a bad path or a newer file fails at start-up
         try:
-            ensure_schema(self._conn(), str(self.path))
+            ensure_schema(self._conn(), str(self.path), refuse_old_ids=refuse_old_ids)
+            if not refuse_old_ids:
+                self.refusal = event_id_scheme_problem(self._conn(), str(self.path))
         except BaseException as exc:
             self.close()
             if isinstance(exc, sqlite3.Error):
@@ -145,6 +151,8 @@ class SqliteStore(Store):
 
     def _transaction(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``fn`` in one write transaction: all of it commits, or none of it."""
+        if self.refusal is not None:  # opened for reading only: every write is refused, as at open
+            raise EventIdSchemeError(self.refusal)
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")

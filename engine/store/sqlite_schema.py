@@ -136,9 +136,10 @@ def read_version(conn: sqlite3.Connection) -> int | None:
     return int(row[0]) if row else None
 
 
-def ensure_schema(conn: sqlite3.Connection, path: str) -> int:
+def ensure_schema(conn: sqlite3.Connection, path: str, *, refuse_old_ids: bool = True) -> int:
     """Create the schema on first open, refuse a newer one. Runs under BEGIN IMMEDIATE so two processes
-    opening a fresh file at once cannot both create it half-way."""
+    opening a fresh file at once cannot both create it half-way. ``refuse_old_ids=False`` (a reader: it
+    cannot mix id schemes) skips the event-id scheme check; the caller runs ``event_id_scheme_problem``."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = read_version(conn)
@@ -157,7 +158,8 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> int:
             conn.execute("INSERT INTO meta (key, value) VALUES ('event_count', '0')")
             version = SCHEMA_VERSION
         # (future) while version < SCHEMA_VERSION: run _MIGRATIONS[version] and bump
-        check_event_id_scheme(conn, path)
+        if refuse_old_ids:
+            check_event_id_scheme(conn, path)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -170,18 +172,27 @@ class EventIdSchemeError(StoreError):
     mixing the two schemes would store every re-read record a second time."""
 
 
+def event_id_scheme_problem(conn: sqlite3.Connection, path: str) -> str | None:
+    """Why writing to this file must be refused (its events predate ``event_id_scheme``), or None."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'event_id_scheme'").fetchone()
+    if row is not None:
+        return None
+    count = conn.execute("SELECT value FROM meta WHERE key = 'event_count'").fetchone()
+    if (count is not None and int(count[0]) > 0) or conn.execute("SELECT 1 FROM events LIMIT 1").fetchone():
+        return (f"{path}: events were written with connector-named ids (scheme 1); "
+                "delete the store and ingest again (see docs/sqlite.md)")
+    return None
+
+
 def check_event_id_scheme(conn: sqlite3.Connection, path: str) -> None:
     """Record ``event_id_scheme`` in a file without events; refuse a file whose events predate it."""
     from engine.identity import SCHEME
 
-    row = conn.execute("SELECT value FROM meta WHERE key = 'event_id_scheme'").fetchone()
-    if row is not None:
+    if conn.execute("SELECT 1 FROM meta WHERE key = 'event_id_scheme'").fetchone() is not None:
         return
-    count = conn.execute("SELECT value FROM meta WHERE key = 'event_count'").fetchone()
-    if (count is not None and int(count[0]) > 0) or conn.execute("SELECT 1 FROM events LIMIT 1").fetchone():
-        raise EventIdSchemeError(
-            f"{path}: events were written with connector-named ids (scheme 1); "
-            "delete the store and ingest again (see docs/sqlite.md)")
+    problem = event_id_scheme_problem(conn, path)
+    if problem is not None:
+        raise EventIdSchemeError(problem)
     conn.execute("INSERT INTO meta (key, value) VALUES ('event_id_scheme', ?)", (str(SCHEME),))
 
 
