@@ -208,9 +208,11 @@ def test_candidates_narrow_by_dataset_and_discriminating_field(tmp_path):
     write(tmp_path, "---\n".join(docs))
     rs = load_rules([tmp_path])
     ev = {"event.dataset": "windows.security", "EventID": "4625", "TargetUserName": "x"}
-    titles = sorted(r.title for r in rs.candidates(ev))
+    titles = sorted(r.title for r in rs.index_candidates(ev))
     assert titles == ["R4625", "keyword"]
     assert rs.candidates({"event.dataset": "ehr.audit", "EventID": 4625}) == []
+    # the literal prefilter narrows further: "evil" occurs nowhere in the event
+    assert [r.title for r in rs.candidates(ev)] == ["R4625"]
     assert [r.title for r in rs.candidates(ev) if r.matches(ev)] == ["R4625"]
 
 

@@ -2,17 +2,19 @@
 
 The index (dataset -> discriminating field -> value -> rules) is what lets thousands of SigmaHQ rules run
 over millions of events: an event is only offered to rules whose dataset and e.g. ``EventID`` it has. It
-is a superset filter: ``rule.matches`` still decides.
+is a superset filter: ``rule.matches`` still decides. Rules with necessary literals are served by the
+Aho-Corasick prefilter instead (engine/sigma/prefilter.py); the index keeps the rest.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from engine.events import DATASET
 from engine.sigma import values as V
 from engine.sigma.errors import RuleLoadError
 from engine.sigma.model import CompiledCorrelation, CompiledRule
+from engine.sigma.prefilter import Prefilter
 
 
 class _DatasetIndex:
@@ -27,32 +29,21 @@ class RuleSet:
         self.rules = rules
         self.correlations = correlations
         self.errors = errors
-        self._index: dict[str, _DatasetIndex] = {}
-        for rule in rules.values():
-            for dataset, disc in rule.discriminators().items():
-                entry = self._index.setdefault(dataset, _DatasetIndex())
-                if disc is None:
-                    entry.unindexed.append(rule)
-                else:
-                    table = entry.by_field.setdefault(disc[0], {})
-                    for key in disc[1]:
-                        table.setdefault(key, []).append(rule)
+        self.prefilter = Prefilter(rules.values())
+        self._index = _build_index(rules.values())
+        self._rest = _build_index(r for r in rules.values() if r.id not in self.prefilter.anchored)
 
     def candidates(self, event: Mapping[str, Any]) -> list[CompiledRule]:
-        """The few rules that could match ``event`` (by dataset and discriminating field)."""
-        dataset = event.get(DATASET)
-        entry = self._index.get(dataset) if type(dataset) is str else None
-        if entry is None:
-            return []
-        found = list(entry.unindexed)
-        for name, table in entry.by_field.items():
-            value = event.get(name)
-            if value is None:
-                continue
-            for item in (value if type(value) is list else (value,)):
-                key = V.index_key(item)
-                if key is not None and key in table:
-                    found.extend(table[key])
+        """The few rules that could match ``event``: the prefilter's, plus the index's for the others."""
+        found = _lookup(self._rest, event)
+        found.extend(self.prefilter.candidates(event))
+        if len(found) > 1:
+            found = list(dict.fromkeys(found))
+        return found
+
+    def index_candidates(self, event: Mapping[str, Any]) -> list[CompiledRule]:
+        """The rules of ``event``'s dataset and discriminating field (the index alone, no prefilter)."""
+        found = _lookup(self._index, event)
         if len(found) > 1:
             found = list(dict.fromkeys(found))
         return found
@@ -93,3 +84,34 @@ class RuleSet:
         for ref in self.correlations[rule_or_correlation_id].spec.rules:
             out.update(dict.fromkeys(self.datasets_for(ref)))
         return tuple(out)
+
+
+def _build_index(rules: Iterable[CompiledRule]) -> dict[str, _DatasetIndex]:
+    index: dict[str, _DatasetIndex] = {}
+    for rule in rules:
+        for dataset, disc in rule.discriminators().items():
+            entry = index.setdefault(dataset, _DatasetIndex())
+            if disc is None:
+                entry.unindexed.append(rule)
+            else:
+                table = entry.by_field.setdefault(disc[0], {})
+                for key in disc[1]:
+                    table.setdefault(key, []).append(rule)
+    return index
+
+
+def _lookup(index: dict[str, _DatasetIndex], event: Mapping[str, Any]) -> list[CompiledRule]:
+    dataset = event.get(DATASET)
+    entry = index.get(dataset) if type(dataset) is str else None
+    if entry is None:
+        return []
+    found = list(entry.unindexed)
+    for name, table in entry.by_field.items():
+        value = event.get(name)
+        if value is None:
+            continue
+        for item in (value if type(value) is list else (value,)):
+            key = V.index_key(item)
+            if key is not None and key in table:
+                found.extend(table[key])
+    return found

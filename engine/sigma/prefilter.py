@@ -1,0 +1,220 @@
+"""Necessary literals and one Aho-Corasick scan per field: which rules an event can possibly match.
+
+Why: with the SigmaHQ Windows set, the rule index (dataset + ``EventID``) still hands a Sysmon process
+creation ~1,000 rules, almost all of which fail on an ``Image|endswith`` or a ``CommandLine|contains``. Here
+each rule is reduced, at load time, to *requirements* it cannot match without: "field F contains one of these
+lower-case literals". All literals of one field go into one Aho-Corasick automaton (``pyahocorasick``), the
+event's value of that field is lower-cased once and scanned once, and a rule is offered to the exact
+evaluator only when every one of its requirements saw a literal -- the way YARA and Hyperscan prefilter.
+
+Exactness: a requirement is derived only where the compiled matcher provably cannot match without it (see
+:func:`requirements`); anything else (numbers, regexes, ``|cased``, keywords, negations, null/exists/
+fieldref) yields no requirement, and a rule without any stays on the index path. The prefilter only
+narrows; ``CompiledRule.matches`` still decides (tests/test_prefilter_exact.py checks both claims).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+import ahocorasick
+from sigma.types import SigmaString
+
+from engine.events import DATASET, iter_string_values
+from engine.sigma.compiler import BoolNode, IdentifierNode, ItemNode, Node
+from engine.sigma.values import as_text, index_key
+
+if TYPE_CHECKING:
+    from engine.sigma.model import CompiledRule
+
+#: "field contains (lower-cased) one of these literals"; field ``None``: some string value of the event
+#: does (a keyword item)
+Requirement = frozenset[tuple[str | None, str]]
+
+
+def value_literal(value: Any) -> str | None:
+    """The longest literal run of an uncased wildcard string, lower-cased as ``values.string_shape`` does.
+
+    Every match of the value has that run as a substring of the lower-cased event text: ``eq`` matches the
+    whole literal, and startswith/endswith/contains/regex shapes are the literal runs in order with
+    wildcards between. ``None`` for anything else (so the value's group yields no requirement).
+    """
+    if type(value) is not SigmaString:  # |cased strings, numbers, regexes ...: no requirement
+        return None
+    runs, current = [], ""
+    for part in value.s:
+        if isinstance(part, str):
+            current += part.lower()  # part-wise, exactly as string_shape lowers the literal
+        else:
+            runs.append(current)
+            current = ""
+    runs.append(current)
+    best = max(runs, key=len)
+    return best or None
+
+
+def _item_requirements(node: ItemNode) -> list[Requirement]:
+    if node.negated:
+        return []
+    per_group: list[Requirement | None] = []
+    for group in node.groups:
+        literals = [value_literal(v) for v in group]
+        per_group.append(None if not literals or None in literals
+                         else frozenset((node.field, lit) for lit in literals))  # type: ignore[misc]
+    if node.linking == "and":  # |all: each value is needed
+        return [g for g in per_group if g is not None]
+    if not per_group or None in per_group:
+        return []
+    return [frozenset().union(*per_group)]  # type: ignore[arg-type]
+
+
+def score(requirement: Requirement) -> tuple[int, int]:
+    """Rarer first: long shortest literal, then few alternatives."""
+    return (min(len(lit) for _, lit in requirement), -len(requirement))
+
+
+def _any_of(branches: list[list[Requirement]]) -> list[Requirement]:
+    if not branches or any(not b for b in branches):
+        return []
+    if len(branches) == 1:
+        return branches[0]
+    return [frozenset().union(*(max(b, key=score) for b in branches))]
+
+
+def requirements(node: Node) -> list[Requirement]:
+    """AND-linked requirements every event matching ``node`` meets (possibly none)."""
+    if isinstance(node, ItemNode):
+        return _item_requirements(node)
+    if isinstance(node, IdentifierNode):
+        return requirements(node.child)
+    if isinstance(node, BoolNode):
+        if node.op == "and":
+            return [r for child in node.children for r in requirements(child)]
+        if node.op == "or":
+            return _any_of([requirements(child) for child in node.children])
+    return []  # not, true
+
+
+def rule_requirements(rule: "CompiledRule") -> list[Requirement]:
+    """A rule matches when any of its conditions does: their requirements OR-ed (deduplicated)."""
+    found = _any_of([requirements(c) for c in rule._conditions])
+    return list(dict.fromkeys(found))
+
+
+def _texts(value: Any) -> Iterable[str]:
+    """The lower-cased texts a string item compares, as ``values.text_predicate`` and ``ItemNode`` do."""
+    if type(value) is list:
+        for item in value:
+            if item is not None:
+                yield from _texts_scalar(item)
+    else:
+        yield from _texts_scalar(value)
+
+
+def _texts_scalar(value: Any) -> Iterable[str]:
+    text = value if type(value) is str else as_text(value)
+    if text is not None:
+        yield text.lower()
+
+
+class _DatasetScan:
+    def __init__(self) -> None:
+        self.literals: dict[str | None, dict[str, int]] = {}  # field (None: keywords) -> literal -> id
+        #: anchor literal id -> (rule, its requirements as literal ids, its index discriminator)
+        self.by_literal: dict[int, list[tuple["CompiledRule", tuple[frozenset[int], ...], Any]]] = {}
+        self.scans: list[tuple[str | None, Any]] = []
+
+
+class Prefilter:
+    """Rules with requirements, by dataset; :meth:`candidates` returns those an event may match."""
+
+    def __init__(self, rules: Iterable["CompiledRule"]) -> None:
+        self.anchored: set[str] = set()
+        self._ids: dict[tuple[str | None, str], int] = {}
+        self._datasets: dict[str, _DatasetScan] = {}
+        for rule in rules:
+            reqs = rule_requirements(rule)
+            if not reqs:
+                continue
+            self.anchored.add(rule.id)
+            anchor = max(reqs, key=score)
+            as_ids = tuple(frozenset(self._id(pair) for pair in req) for req in reqs)
+            discriminators = rule.discriminators()
+            for dataset in rule.datasets:
+                scan = self._datasets.setdefault(dataset, _DatasetScan())
+                entry = (rule, as_ids, discriminators.get(dataset))
+                for req in reqs:
+                    for name, lit in req:
+                        scan.literals.setdefault(name, {})[lit] = self._id((name, lit))
+                for pair in anchor:
+                    scan.by_literal.setdefault(self._id(pair), []).append(entry)
+        for scan in self._datasets.values():
+            for name, literals in sorted(scan.literals.items(), key=lambda kv: kv[0] or ""):
+                automaton = ahocorasick.Automaton()
+                for lit, lit_id in literals.items():
+                    automaton.add_word(lit, lit_id)
+                automaton.make_automaton()
+                scan.scans.append((name, automaton.iter))
+
+    def _id(self, pair: tuple[str | None, str]) -> int:
+        return self._ids.setdefault(pair, len(self._ids))
+
+    def seen(self, event: Mapping[str, Any]) -> set[int]:
+        """Ids of the (field, literal) pairs present in ``event``: one scan per field, case folded once."""
+        dataset = event.get(DATASET)
+        scan = self._datasets.get(dataset) if type(dataset) is str else None
+        seen: set[int] = set()
+        if scan is None:
+            return seen
+        for name, scan_iter in scan.scans:
+            if name is None:
+                # Keywords: every string value, as ItemNode searches them, in one scan. The separator can
+                # only add matches spanning two values (more candidates), never hide one.
+                text = "\x00".join([t.lower() for t in iter_string_values(event)])
+                seen.update([lit for _, lit in scan_iter(text)])
+                continue
+            value = event.get(name)
+            if value is None:
+                continue
+            if type(value) is str:
+                seen.update([lit for _, lit in scan_iter(value.lower())])
+            else:
+                for text in _texts(value):
+                    seen.update([lit for _, lit in scan_iter(text)])
+        return seen
+
+    def candidates(self, event: Mapping[str, Any]) -> list["CompiledRule"]:
+        """Anchored rules whose every requirement saw a literal in ``event`` and whose index discriminator
+        (e.g. ``EventID``) the event has: two necessary conditions (unanchored rules: not here)."""
+        dataset = event.get(DATASET)
+        scan = self._datasets.get(dataset) if type(dataset) is str else None
+        if scan is None:
+            return []
+        seen = self.seen(event)
+        if not seen:
+            return []
+        out: list[CompiledRule] = []
+        by_literal = scan.by_literal
+        keys: dict[str, frozenset[str]] = {}
+        for lit in seen:
+            for rule, reqs, disc in by_literal.get(lit, ()):
+                for req in reqs:
+                    if seen.isdisjoint(req):
+                        break
+                else:
+                    if disc is not None:
+                        have = keys.get(disc[0])
+                        if have is None:
+                            have = keys[disc[0]] = _index_keys(event.get(disc[0]))
+                        if have.isdisjoint(disc[1]):
+                            continue
+                    out.append(rule)
+        return out
+
+
+def _index_keys(value: Any) -> frozenset[str]:
+    """The index keys of a field's value, as ``RuleSet`` looks them up (a list: each member's)."""
+    if value is None:
+        return frozenset()
+    items = value if type(value) is list else (value,)
+    return frozenset(k for k in (index_key(x) for x in items) if k is not None)
