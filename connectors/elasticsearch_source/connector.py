@@ -25,8 +25,8 @@ from connectors.base import Batch, Connector, ConnectorConfigError
 from connectors.elasticsearch_source import client as es_client
 from connectors.elasticsearch_source.mapping import MappingError, MappingSettings, map_document, windows_mapper
 from connectors.elasticsearch_source.query import CursorState, PageRequest, PitExpired, close_snapshot
-from connectors.elasticsearch_source.query import count_without, doc_key, open_snapshot, resolve_names
-from connectors.elasticsearch_source.query import search_page
+from connectors.elasticsearch_source.query import count_without, doc_key, fetch_sources, open_snapshot
+from connectors.elasticsearch_source.query import resolve_names, search_page
 from connectors.vpn.base import parse_timezone
 from engine.events import Event, format_timestamp
 from engine.logs import get_logger
@@ -205,12 +205,11 @@ class ElasticsearchSourceConnector(Connector):
         reopened = False
         while taken < max_events:
             if state.pit is None:
-                state.pit_since_ms = state.since_ms(self.overlap_ms)
-                state.after = None
-                state.pit = open_snapshot(self.es, self.request)
+                state.start_snapshot(open_snapshot(self.es, self.request), self.overlap_ms)
             size = min(self.opts.batch_size, max_events - taken)
+            ids_only = state.in_reread()
             try:
-                hits = search_page(self.es, self.request, state, size)
+                hits = search_page(self.es, self.request, state, size, ids_only=ids_only)
             except PitExpired:
                 if reopened:
                     raise
@@ -218,7 +217,14 @@ class ElasticsearchSourceConnector(Connector):
                 state.end_snapshot()
                 reopened = True
                 continue
+            if ids_only:
+                fresh = [h for h in hits if doc_key(str(h.get("_index")), str(h.get("_id"))) not in state.seen]
+                if fresh:  # late-refreshed documents: the reason for the overlap
+                    fetch_sources(self.es, self.request, fresh)
             for hit in hits:
+                if ids_only and "_source" not in hit:  # emitted already (or deleted since the snapshot)
+                    state.after = hit.get("sort") or state.after
+                    continue
                 taken += self._take(hit, state, batch)
             if len(hits) < size:
                 close_snapshot(self.es, state.pit)

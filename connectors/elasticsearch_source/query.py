@@ -15,6 +15,8 @@ Why this shape (docs/connectors/elasticsearch-source.md, "Cursor and overlap"):
 * **The ids already emitted inside the overlap** are in the cursor, so what the overlap re-reads is skipped,
   not doubled. The set is bounded: only ids whose cursor time is at or after ``highest - overlap`` are kept
   (its size is roughly the event rate times the overlap).
+* **The re-read is cheap.** The part of a fresh snapshot up to the highest time already emitted is paged
+  without ``_source``; only hits not in the id set are fetched in full (one ``mget`` per page).
 * **Inside one snapshot** the next page continues with ``search_after`` (the PIT id and the last sort values
   are in the cursor), so a backlog is read once, not once per page. A snapshot that has no more pages is
   closed; the next poll opens a fresh one from ``highest - overlap``. A PIT that expired or was closed
@@ -52,6 +54,9 @@ class CursorState:
     pit: str | None = None
     pit_since_ms: int | None = None
     after: list[Any] | None = None
+    #: the snapshot's re-read window ends here (``high_ms`` when it was opened): pages up to it are fetched
+    #: without ``_source`` and only the documents not emitted yet are fetched in full
+    reread_to_ms: int | None = None
 
     @classmethod
     def load(cls, cursor: Mapping[str, Any] | None) -> "CursorState":
@@ -62,17 +67,19 @@ class CursorState:
         after = cursor.get("after")
         high = cursor.get("high_ms")
         since = cursor.get("pit_since_ms")
+        reread = cursor.get("reread_to_ms")
         pit = cursor.get("pit")
         if not isinstance(seen, dict) or not all(type(v) is int for v in seen.values()):
             seen = {}
         if not (isinstance(pit, str) and isinstance(after, list) and type(since) in (int, type(None))):
             pit, after, since = None, None, None  # no usable snapshot: a fresh one from high - overlap
         return cls(high_ms=high if type(high) is int else None, seen={str(k): v for k, v in seen.items()},
-                   pit=pit, pit_since_ms=since, after=list(after) if after is not None else None)
+                   pit=pit, pit_since_ms=since, after=list(after) if after is not None else None,
+                   reread_to_ms=reread if type(reread) is int and pit is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"v": CURSOR_VERSION, "high_ms": self.high_ms, "seen": dict(self.seen), "pit": self.pit,
-                "pit_since_ms": self.pit_since_ms, "after": self.after}
+                "pit_since_ms": self.pit_since_ms, "after": self.after, "reread_to_ms": self.reread_to_ms}
 
     def since_ms(self, overlap_ms: int) -> int | None:
         """Where a fresh snapshot starts: ``overlap`` before the highest time seen."""
@@ -93,8 +100,22 @@ class CursorState:
         if since is not None:
             self.seen = {k: v for k, v in self.seen.items() if v >= since}
 
+    def start_snapshot(self, pit: str, overlap_ms: int) -> None:
+        """A fresh snapshot from ``high - overlap``; what lies up to ``high`` is a re-read."""
+        self.pit, self.pit_since_ms, self.after = pit, self.since_ms(overlap_ms), None
+        self.reread_to_ms = self.high_ms
+
+    def in_reread(self) -> bool:
+        """Is the next page still inside the re-read window (documents mostly emitted already)?"""
+        if self.reread_to_ms is None:
+            return False
+        if self.after and type(self.after[0]) is int and self.after[0] > self.reread_to_ms:
+            self.reread_to_ms = None
+            return False
+        return True
+
     def end_snapshot(self) -> None:
-        self.pit = self.pit_since_ms = self.after = None
+        self.pit = self.pit_since_ms = self.after = self.reread_to_ms = None
 
 
 class PitExpired(Exception):
@@ -128,8 +149,11 @@ def close_snapshot(es: Elasticsearch, pit: str | None) -> None:
         pass
 
 
-def search_page(es: Elasticsearch, request: PageRequest, state: CursorState, size: int) -> list[dict[str, Any]]:
-    """The next ``size`` hits of the open snapshot after ``state.after``; :class:`PitExpired` when gone."""
+def search_page(es: Elasticsearch, request: PageRequest, state: CursorState, size: int,
+                *, ids_only: bool = False) -> list[dict[str, Any]]:
+    """The next ``size`` hits of the open snapshot after ``state.after``; :class:`PitExpired` when gone.
+
+    ``ids_only``: hits without ``_source`` (the overlap re-read: most are skipped, see :func:`fetch_sources`)."""
     body: dict[str, Any] = {
         "size": size,
         "pit": {"id": state.pit, "keep_alive": request.keep_alive},
@@ -140,7 +164,9 @@ def search_page(es: Elasticsearch, request: PageRequest, state: CursorState, siz
         "track_total_hits": False,
         "query": _query(request.cursor_field, state.pit_since_ms),
     }
-    if request.source_includes is not None:
+    if ids_only:
+        body["_source"] = False
+    elif request.source_includes is not None:
         body["_source"] = {"includes": request.source_includes}
     if state.after is not None:
         body["search_after"] = state.after
@@ -158,6 +184,18 @@ def search_page(es: Elasticsearch, request: PageRequest, state: CursorState, siz
     if isinstance(new_pit, str):
         state.pit = new_pit  # the id may change between pages (it must be the latest one)
     return list(response["hits"]["hits"])
+
+
+def fetch_sources(es: Elasticsearch, request: PageRequest, hits: list[dict[str, Any]]) -> None:
+    """Fill in ``_source`` of ids-only hits (one ``mget``). A document deleted meanwhile keeps none."""
+    docs = [{"_index": h["_index"], "_id": h["_id"]} for h in hits]
+    options: dict[str, Any] = {}
+    if request.source_includes is not None:
+        options["source_includes"] = request.source_includes
+    response = es.mget(docs=docs, **options)
+    for hit, doc in zip(hits, response["docs"]):
+        if doc.get("found"):
+            hit["_source"] = doc.get("_source", {})
 
 
 def _query(cursor_field: str, since_ms: int | None) -> dict[str, Any]:
