@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from connectors.base import connector_class
-from engine.app import store_pushdown
+from engine.app import alerts_over_sample, store_pushdown
 from engine.enrich import EnrichmentChain
 from engine.evaluation import Evaluator, build_jobs, iter_alerts, run_all
 from engine.ingest import ingest_connector
@@ -200,3 +200,28 @@ def test_sigmahq_regression_tests_pass_on_elasticsearch(ruleset: Any, cases: lis
     finally:
         store.delete_all()
         store.close()
+
+
+EVTX_SAMPLES = SIGMAHQ.parent / "evtx-samples"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sample, rule_id, expected, event_id", [
+    # SYSTEM + System integrity come only from the 4688 aliases (User, IntegrityLevel)
+    ("EVTX-to-MITRE-Attack/TA0002-Execution/T1053.005-Scheduled Task/"
+     "ID4688-4698 Persistent scheduled task with SYSTEM privileges creation.evtx",
+     "2617e7ed-adb7-40ba-b0f3-8f9945fe6c09", 1, 4688),
+    # a file_access rule (FileName, Image) on Security 4663 object access auditing
+    ("EVTX-ATTACK-SAMPLES/Other/APT28-CredentialStealer.evtx", "a1dfd976-4852-41d4-9507-dc6590a3ccd0", 2, 4663),
+])
+def test_real_windows_audit_events_raise_sigmahq_generic_rules(ruleset: Any, sample: str, rule_id: str,
+                                                               expected: int, event_id: int) -> None:
+    path = EVTX_SAMPLES / sample
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    events = read_evtx(path)
+    by_id = {e["event.id"]: e for e in events}
+    alerts = [a for a in alerts_over_sample(ruleset, events) if a.rule_id == rule_id]
+    matched = [by_id[e] for a in alerts for e in a.evidence]
+    assert len(matched) == expected
+    assert {(e["event.dataset"], e["EventID"]) for e in matched} == {("windows.security", event_id)}
