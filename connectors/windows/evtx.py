@@ -40,7 +40,7 @@ import hashlib
 import logging
 import os
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Iterator, Mapping
@@ -181,6 +181,7 @@ class EvtxConnector(Connector):
         self.settle_seconds = opts.settle_seconds
         self.parser_threads = opts.parser_threads
         self._one_shot = False
+        self._ends: Counter[tuple[Any, ...]] = Counter()
         self._open: OrderedDict[str, _OpenParser] = OrderedDict()
 
     def read_to_end(self) -> None:
@@ -204,6 +205,8 @@ class EvtxConnector(Connector):
         for gone in set(seen) - set(paths):
             del seen[gone]
         budget = max_events
+        # where files ended last time (tip -> how many files): a tip another file ends at is not moved on
+        self._ends: Counter[tuple[Any, ...]] = Counter(tuple(m["tip"]) for m in seen.values() if m.get("tip"))
         for path in paths:
             budget -= self._read_file(path, state, batch, budget)
             if budget <= 0:
@@ -239,8 +242,8 @@ class EvtxConnector(Connector):
         tip = [parser.position, parser.last]
         # The tip this file resumes from is replaced as it moves on, unless another file ends there
         # (a shorter copy): then that file's tip stays, so it is not read again.
-        shared = {tuple(m["tip"]) for p, m in seen.items() if p != path and m.get("tip")}
-        if tuple(tip) in shared:
+        own = tuple(mark["tip"]) if mark and mark.get("tip") else None
+        if self._ends.get(tuple(tip), 0) - (own == tuple(tip)) > 0:
             tip = None  # type: ignore[assignment]
         added = 0
         while added < budget:
