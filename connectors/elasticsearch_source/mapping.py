@@ -112,9 +112,12 @@ def _time(flat: Mapping[str, Any], time_field: str) -> datetime:
     if value is None:
         raise MappingError(f"field {time_field!r}: missing timestamp")
     try:
-        return parse_timestamp(value)
+        when = parse_timestamp(value)
     except (ValueError, OverflowError, OSError) as exc:
         raise MappingError(f"field {time_field!r}: invalid timestamp ({type(exc).__name__})") from None
+    if not 1000 <= when.year <= 9999:  # the canonical text form has four-digit years
+        raise MappingError(f"field {time_field!r}: invalid timestamp (year {when.year})")
+    return when
 
 
 def _source_dataset(flat: Mapping[str, Any]) -> str | None:
