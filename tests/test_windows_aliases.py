@@ -137,10 +137,33 @@ def test_5156_has_sysmon_network_connection_names() -> None:
             "LayerName": "%%14611", "LayerRTID": "48"}
     event = event_of(record(5156, data))
     assert (event["Image"], event["DestinationIp"], event["DestinationPort"], event["SourceIp"],
-            event["Initiated"], event["ProcessId"]) == (data["Application"], "185.220.101.4", 443, "10.20.7.41",
-                                                        "true", 4312)
+            event["Initiated"], event["ProcessId"]) == ("C:\\windows\\system32\\rundll32.exe", "185.220.101.4", 443,
+                                                        "10.20.7.41", "true", 4312)
+    assert event["Application"] == data["Application"]  # the device path stays
     assert event["Protocol"] == "6"  # the event's own field: never replaced by an alias
     assert event_of(record(5156, dict(data, Direction="%%14592")))["Initiated"] == "false"
+
+
+def test_lsass_kerberos_traffic_in_5156_is_filtered_like_sysmon_3(tmp_path: Path) -> None:
+    # as SigmaHQ's net_connection_win_susp_outbound_kerberos_connection.yml: full-path filters must work
+    ruleset = rules(tmp_path, """\
+        title: Uncommon outbound Kerberos connection
+        id: 0c5b5ef6-6a43-4c3e-9b9e-1a0c1f0e0006
+        logsource: {category: network_connection, product: windows}
+        detection:
+          selection: {DestinationPort: 88, Initiated: 'true'}
+          filter_main_lsass: {Image: 'C:\\Windows\\System32\\lsass.exe'}
+          condition: selection and not 1 of filter_main_*
+        level: medium
+    """)
+    base = {"ProcessID": "668", "Direction": "%%14593", "SourceAddress": "10.20.7.41", "SourcePort": "50113",
+            "DestAddress": "10.20.0.10", "DestPort": "88", "Protocol": "6"}
+    volume = "\\device\\harddiskvolume2\\"
+    lsass = event_of(record(5156, dict(base, Application=volume + "windows\\system32\\lsass.exe")), 1)
+    tool = event_of(record(5156, dict(base, ProcessID="5120", Application=volume + "users\\jdoe\\rubeus.exe"),
+                           n=2), 2)
+    alerts = alerts_over_sample(ruleset, [lsass, tool])
+    assert [a.evidence for a in alerts] == [[tool["event.id"]]]
 
 
 def test_4663_on_a_file_is_a_file_access_and_on_a_key_is_not() -> None:

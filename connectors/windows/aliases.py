@@ -12,6 +12,7 @@ under ``NewProcessId``).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Mapping
 
 from engine.events import DATASET, Event
@@ -142,13 +143,26 @@ def _file_access(event: Event) -> dict[str, Any]:
             "ProcessId": _pid(event.get("ProcessId")), "User": _account(event, "Subject")}
 
 
+_DEVICE_VOLUME = re.compile(r"^\\device\\harddiskvolume\d+\\", re.IGNORECASE)
+
+
+def _dos_path(path: str | None) -> str | None:
+    """The Filtering Platform logs NT device paths (``\\device\\harddiskvolume2\\windows\\...``); Sysmon and
+    the rules' filters (``Image: C:\\Windows\\System32\\lsass.exe``) use drive letters. Which letter a volume
+    has is not in the event, so the volume is taken to be the system drive ``C:`` (``Application`` keeps
+    the device path); without this every filter on a full path misses and lsass's Kerberos traffic alerts."""
+    if path is None:
+        return None
+    return _DEVICE_VOLUME.sub("C:\\\\", path, count=1)
+
+
 def _network(event: Event) -> dict[str, Any]:
     """5156/5157 (Filtering Platform) -> Sysmon 3 names. ``Protocol`` keeps the event's own number (6, 17):
     the field exists, and an alias never replaces a field."""
     direction = _text(event, "Direction")
     port = lambda name: _pid(event.get(name))  # noqa: E731 -- decimal text or int
     return {
-        "Image": _text(event, "Application"),
+        "Image": _dos_path(_text(event, "Application")),
         "ProcessId": _pid(event.get("ProcessID")),
         "SourceIp": _text(event, "SourceAddress"),
         "SourcePort": port("SourcePort"),
