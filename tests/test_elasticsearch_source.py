@@ -155,6 +155,24 @@ def test_every_document_once_across_many_pages_and_reruns(cluster):
 
 
 @pytest.mark.elasticsearch
+def test_the_vpn_rules_fire_on_documents_read_from_elasticsearch(cluster):
+    """The fixture's password guessing against mhorn (12 failures then a success on each gateway) raises
+    "VPN brute force followed by successful login" for mhorn only, as it does for the syslog fixtures."""
+    from engine.app import alerts_over_sample
+    from engine.sigma import load_rules
+
+    index = cluster.index("logs")
+    cluster.put(index, DOCS)
+    events, _, _ = read_all(cluster.connector(timezone="Europe/Berlin"), max_events=500)
+    rule = Path(__file__).resolve().parents[1] / "rules/healthcare/vpn_bruteforce_then_success.yml"
+    ruleset = load_rules([str(rule)])
+    assert not ruleset.errors
+    alerts = alerts_over_sample(ruleset, events)
+    assert {(a.rule_title, a.group["user.name"]) for a in alerts} == {
+        ("VPN brute force followed by successful login", "mhorn")}
+
+
+@pytest.mark.elasticsearch
 def test_documents_indexed_during_a_read_are_not_missed(cluster):
     index = cluster.index("logs")
     cluster.put(index, DOCS[:200])
