@@ -96,7 +96,7 @@ def ingest(type_name: str, path: Path, workdir: Path, geoip: bool) -> dict[str, 
     with contextlib.redirect_stdout(out):
         code = main(["--config", str(config), "ingest", type_name, str(path), "-o", "timezone=Europe/Berlin"])
     seconds = time.perf_counter() - started
-    summary = out.getvalue().strip().splitlines()[-1]
+    summary = (out.getvalue().strip().splitlines() or ["(no output)"])[-1]
     if code != 0:
         raise SystemExit(f"ingest {type_name} failed: {summary}")
     read, stored = summary.split(": ", 1)[1].split(" events read, ")
@@ -104,7 +104,11 @@ def ingest(type_name: str, path: Path, workdir: Path, geoip: bool) -> dict[str, 
 
 
 def _child(fn: Any, args: tuple, queue: "mp.Queue[dict[str, Any]]") -> None:
-    result = fn(*args)
+    try:
+        result = fn(*args)
+    except BaseException as exc:  # noqa: BLE001 - the parent waits on the queue: always answer
+        queue.put({"error": f"{type(exc).__name__}: {exc}"})
+        raise
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put(result)
 
@@ -117,6 +121,8 @@ def in_child(fn: Any, *args: Any) -> dict[str, Any]:
     proc.start()
     result = queue.get()
     proc.join()
+    if "error" in result:
+        raise SystemExit(f"{getattr(fn, '__name__', fn)}{args[:1]}: {result['error']}")
     return result
 
 
