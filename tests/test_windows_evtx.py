@@ -379,7 +379,7 @@ def test_wardwatch_parse_evtx_prints_json_events(tmp_path: Path, monkeypatch: py
 
     monkeypatch.chdir(tmp_path)
     source = DEEPBLUE / "smb-password-guessing-security.evtx"
-    out, err = io.StringIO(), io.StringIO()
+    err = io.StringIO()
 
     class _Bin(io.StringIO):
         buffer = io.BytesIO()
@@ -391,7 +391,24 @@ def test_wardwatch_parse_evtx_prints_json_events(tmp_path: Path, monkeypatch: py
     assert len(lines) == items_of(source) and not err.getvalue()
     event = orjson.loads(lines[0])
     assert event["Channel"] == "Security" and "event.ingested" not in event
-    del out
+
+
+@needs_samples
+def test_wardwatch_parse_evtx_names_a_broken_file_on_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from engine.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    broken = tmp_path / "cut.evtx"
+    broken.write_bytes((DEEPBLUE / "eventlog-dac.evtx").read_bytes()[:3000])
+
+    class _Bin(io.StringIO):
+        buffer = io.BytesIO()
+
+    err = io.StringIO()
+    with redirect_stdout(_Bin()), redirect_stderr(err):
+        assert main(["parse", "evtx", str(broken)]) == 1  # every record rejected
+    assert err.getvalue().startswith(f"dead letter: {broken}: file header: not a readable EVTX file")
+    assert "Traceback" not in err.getvalue() and len(err.getvalue().splitlines()) == 1
 
 
 @needs_samples
@@ -460,7 +477,7 @@ def test_fuzz_named_data_keeps_every_name_and_value(data: dict[str, str]):
 
 
 @needs_samples
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(st.binary(max_size=6000),
                  st.lists(st.tuples(st.integers(0, HEADER + 2 * CHUNK - 1), st.integers(0, 255)), min_size=1,
                           max_size=40)))
@@ -480,3 +497,69 @@ def test_fuzz_connector_on_random_and_damaged_files(tmp_path_factory: pytest.Tem
     for event in got.events:
         assert event["event.id"] and type(event["EventID"]) is int
     assert not drain(connector(folder), got.cursor).events  # and a re-read adds nothing
+
+
+# --- the service ------------------------------------------------------------------------------------------
+
+
+@needs_samples
+@pytest.mark.slow
+def test_the_service_watches_a_drop_in_directory(tmp_path: Path):
+    """A real service: an export dropped into the folder is stored; a renamed copy of it adds nothing."""
+    import sqlite3
+    import time
+
+    import yaml
+
+    from engine.app import build_app
+    from engine.config import load_config
+    from engine.scheduler import Service
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    config = {
+        "store": {"sqlite": {"path": str(tmp_path / "w.db")}},
+        "connectors": [{"name": "dc-exports", "type": "evtx", "path": str(drop), "settle_seconds": 0}],
+        "scheduler": {"ingest_interval": "100ms", "rule_interval": "1h", "delivery_interval": "1h"},
+    }
+    (tmp_path / "wardwatch.yaml").write_text(yaml.safe_dump(config))
+    service = Service(build_app(load_config(tmp_path / "wardwatch.yaml", environ={}), console=False))
+
+    def stored() -> int:
+        with sqlite3.connect(tmp_path / "w.db") as db:
+            return db.execute("select count(*) from events").fetchone()[0]
+
+    def wait_for(count: int) -> int:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and stored() < count:
+            time.sleep(0.1)
+        return stored()
+
+    service.start()
+    try:
+        shutil.copy(DEEPBLUE / "eventlog-dac.evtx", drop / "dc01.evtx")
+        first = items_of(DEEPBLUE / "eventlog-dac.evtx")
+        assert wait_for(first) == first
+        shutil.copy(DEEPBLUE / "smb-password-guessing-security.evtx", drop / "dc02.evtx")
+        os.rename(drop / "dc01.evtx", drop / "dc01-renamed.evtx")
+        total = first + items_of(DEEPBLUE / "smb-password-guessing-security.evtx")
+        assert wait_for(total) == total
+        time.sleep(0.5)  # a few more polls: the renamed file is known, not re-read (no duplicates offered)
+        assert stored() == total
+        assert 'wardwatch_events_duplicate_total{connector="dc-exports"}' not in service.metrics.render() or \
+            'wardwatch_events_duplicate_total{connector="dc-exports"} 0' in service.metrics.render()
+    finally:
+        service.stop()
+
+
+@needs_samples
+def test_a_file_still_being_copied_in_waits_instead_of_a_dead_letter(tmp_path: Path):
+    data = (DEEPBLUE / "eventlog-dac.evtx").read_bytes()
+    part = tmp_path / "incoming.evtx"
+    part.write_bytes(data[:1500])  # the copy has not reached the end of the file header yet
+    conn = connector(tmp_path, one_shot=False, settle_seconds=3600)
+    got = drain(conn)
+    assert not got.events and not got.dead_letters
+    part.write_bytes(data)  # the copy finished
+    done = drain(conn, got.cursor)
+    assert len(done.events) == items_of(DEEPBLUE / "eventlog-dac.evtx") and not done.dead_letters
