@@ -66,12 +66,12 @@ def main() -> None:
     try:
         base_times, sync_times = [], []
         base_n = sync_n = 0
-        for _ in range(args.rounds):  # interleaved, so server caches warm up for both alike
+        base_rss = 0.0
+        for i in range(args.rounds):  # interleaved, so load on the machine and server caches hit both alike
             t = time.perf_counter()
             base_n = baseline(server, args.paged_size)
             base_times.append(time.perf_counter() - t)
-        base_rss = rss_mib()
-        for i in range(args.rounds):
+            base_rss = base_rss or rss_mib()  # before the first sync: the baseline's own peak
             t = time.perf_counter()
             sync_n = sync(server, root / f"run{i}", args.paged_size)
             sync_times.append(time.perf_counter() - t)
