@@ -79,7 +79,7 @@ def test_security_4688_gets_sysmon_names_and_keeps_its_own() -> None:
     assert event["User"] == "NT AUTHORITY\\SYSTEM"  # not the machine account HOSPITAL\RAD-WS07$
     assert event["IntegrityLevel"] == "System"
     assert event["LogonId"] == "0x3e7"
-    assert event["ParentProcessId"] == 0x8A4
+    assert event["ParentProcessId"] == str(0x8A4)  # decimal text, as Sysmon events carry ids
     # originals stay; 4688's ProcessId (the creator's, hex) is not overwritten by an alias
     assert event["NewProcessName"] == _4688["NewProcessName"] and event["ProcessId"] == "0x8a4"
 
@@ -137,8 +137,8 @@ def test_5156_has_sysmon_network_connection_names() -> None:
             "LayerName": "%%14611", "LayerRTID": "48"}
     event = event_of(record(5156, data))
     assert (event["Image"], event["DestinationIp"], event["DestinationPort"], event["SourceIp"],
-            event["Initiated"], event["ProcessId"]) == ("C:\\windows\\system32\\rundll32.exe", "185.220.101.4", 443,
-                                                        "10.20.7.41", "true", 4312)
+            event["Initiated"], event["ProcessId"]) == ("C:\\windows\\system32\\rundll32.exe", "185.220.101.4", "443",
+                                                        "10.20.7.41", "true", "4312")
     assert event["Application"] == data["Application"]  # the device path stays
     assert event["Protocol"] == "6"  # the event's own field: never replaced by an alias
     assert event_of(record(5156, dict(data, Direction="%%14592")))["Initiated"] == "false"

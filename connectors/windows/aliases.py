@@ -86,7 +86,7 @@ def _process_creation(event: Event) -> dict[str, Any]:
     return {
         "Image": _text(event, "NewProcessName"),
         "ParentImage": _text(event, "ParentProcessName"),
-        "ParentProcessId": _pid(event.get("ProcessId")),
+        "ParentProcessId": _decimal(event.get("ProcessId")),
         "User": user,
         "LogonId": _text(event, "SubjectLogonId"),
         "IntegrityLevel": _INTEGRITY.get(label.upper()) if label else None,
@@ -96,6 +96,13 @@ def _process_creation(event: Event) -> dict[str, Any]:
 def _process_termination(event: Event) -> dict[str, Any]:
     """4689 -> Sysmon 5 names."""
     return {"Image": _text(event, "ProcessName"), "User": _account(event, "Subject")}
+
+
+def _decimal(value: Any) -> str | None:
+    """A process id or port as Sysmon's events carry it (decimal text: ``"4312"``, ``"443"``), so one field has
+    one type in every dataset (Elasticsearch maps per index, a rule reads across them)."""
+    number = _pid(value)
+    return None if number is None else str(number)
 
 
 def _registry_path(event: Event) -> str | None:
@@ -130,7 +137,7 @@ def _registry(event: Event) -> dict[str, Any]:
         "Details": _registry_details(event),
         "EventType": _REG_EVENT_TYPE.get(op.lower()) if op else None,
         "Image": _text(event, "ProcessName"),
-        "ProcessId": _pid(event.get("ProcessId")),
+        "ProcessId": _decimal(event.get("ProcessId")),
     }
 
 
@@ -140,7 +147,7 @@ def _file_access(event: Event) -> dict[str, Any]:
         return {}
     name = _text(event, "ObjectName")
     return {"FileName": name, "TargetFilename": name, "Image": _text(event, "ProcessName"),
-            "ProcessId": _pid(event.get("ProcessId")), "User": _account(event, "Subject")}
+            "ProcessId": _decimal(event.get("ProcessId")), "User": _account(event, "Subject")}
 
 
 _DEVICE_VOLUME = re.compile(r"^\\device\\harddiskvolume\d+\\", re.IGNORECASE)
@@ -160,14 +167,13 @@ def _network(event: Event) -> dict[str, Any]:
     """5156/5157 (Filtering Platform) -> Sysmon 3 names. ``Protocol`` keeps the event's own number (6, 17):
     the field exists, and an alias never replaces a field."""
     direction = _text(event, "Direction")
-    port = lambda name: _pid(event.get(name))  # noqa: E731 -- decimal text or int
     return {
         "Image": _dos_path(_text(event, "Application")),
-        "ProcessId": _pid(event.get("ProcessID")),
+        "ProcessId": _decimal(event.get("ProcessID")),
         "SourceIp": _text(event, "SourceAddress"),
-        "SourcePort": port("SourcePort"),
+        "SourcePort": _decimal(event.get("SourcePort")),
         "DestinationIp": _text(event, "DestAddress"),
-        "DestinationPort": port("DestPort"),
+        "DestinationPort": _decimal(event.get("DestPort")),
         "Initiated": _INITIATED.get(direction.lower()) if direction else None,
     }
 
