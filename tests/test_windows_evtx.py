@@ -25,6 +25,7 @@ from connectors.windows.evtx import EvtxConnector
 from connectors.windows.evtx_records import EvtxRecordError, record_from_evtx
 from connectors.windows.record import WindowsRecord, normalise_record
 from engine.identity import windows_id
+from tests.conftest import read_all
 
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "evtx-samples"
 needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="../shared/datasets/evtx-samples not present")
@@ -58,14 +59,7 @@ def connector(path: Path | str, one_shot: bool = True, **options: Any) -> EvtxCo
 
 def drain(conn: EvtxConnector, cursor: dict[str, Any] | None = None, batch: int = 100000) -> Batch:
     """Read until exhausted; one Batch with everything and the last cursor."""
-    total = Batch(cursor=cursor)
-    while True:
-        got = conn.read(total.cursor, batch)
-        total.events += got.events
-        total.dead_letters += got.dead_letters
-        total.cursor = got.cursor
-        if got.exhausted:
-            return total
+    return read_all(conn, cursor, batch)
 
 
 def items_of(path: Path) -> int:
