@@ -64,14 +64,13 @@ class DirectoryIndex:
 
     def by_login(self, name: str) -> DirectoryUser | None:
         """A logged user name in any of its spellings; computer accounts (``WS01$``) never match."""
-        if not name or name.endswith("$"):
+        if not name:
             return None
         full = name.strip().lower()
-        user = self._login.get(full)
-        if user is not None:
-            return user
         local, _domain = split_login(full)
-        return self._login.get(local) if local else None
+        if not local or local.endswith("$"):  # WS01$, WS01$@HOSPITAL.EXAMPLE (Kerberos), HOSPITAL\WS01$
+            return None
+        return self._login.get(full) or self._login.get(local)
 
     def by_id(self, value: str) -> DirectoryUser | None:
         return self._ids.get(value.strip().casefold()) if value else None
