@@ -240,6 +240,22 @@ def test_documents_without_event_ingested_are_counted_in_a_warning_and_an_old_in
 
 
 @pytest.mark.elasticsearch
+def test_a_document_without_a_time_is_a_dead_letter_at_its_index_and_id_and_the_cursor_moves_past(cluster):
+    index = cluster.index("logs")
+    bad = {"_id": "no-time", "_source": {"message": "heartbeat", "host": {"name": "pacs01"}}}
+    cluster.put(index, [DOCS[0], bad, DOCS[1]])
+    events, dead, cursor = read_all(cluster.connector())
+    assert len(events) == 2
+    [letter] = dead
+    assert (letter.location, letter.reason) == (f"{index}/no-time", "field '@timestamp': missing timestamp")
+    raw = orjson.loads(letter.raw)
+    raw.pop("event")  # event.ingested, stamped on the way in
+    assert raw == bad["_source"] and letter.source == "elasticsearch-source:es-src"
+    again, dead_again, _ = read_all(cluster.connector(), cursor)
+    assert again == [] and dead_again == []
+
+
+@pytest.mark.elasticsearch
 def test_fields_cuts_documents_down_to_what_rules_need(cluster):
     index = cluster.index("logs")
     generic = [d for d in DOCS if d["_source"].get("data_stream", {}).get("dataset") == "system.auth"]

@@ -245,6 +245,7 @@ class ElasticsearchSourceConnector(Connector):
         except MappingError as exc:
             batch.dead_letters.append(self._dead(hit, str(exc)))
         except Exception as exc:  # noqa: BLE001 - a mapping bug must cost one document, not the source
+            log.error("unexpected error mapping a document", connector=self.name, error=type(exc).__name__)
             batch.dead_letters.append(self._dead(hit, f"internal error: {type(exc).__name__}"))
         return 1
 

@@ -140,7 +140,7 @@ def _windows(source: Mapping[str, Any], windows: WindowsMapper) -> Event | None:
 
     try:
         record = windows(source)
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError):  # not a record it can read
         return None
     if record is None:
         return None
