@@ -124,6 +124,7 @@ def test_without_a_geoip_database_travel_is_silent_and_nothing_fails(type_name, 
     assert geo == ({"source.geo.country_iso_code"} if gateway_country else set())
 
 
+@pytest.mark.slow
 def test_four_vendor_fixtures_in_one_store_give_exactly_their_alerts(tmp_path, capsys, monkeypatch):
     """Each person has one home address on every gateway, so the four fixtures together alert exactly as the
     four alone: no concurrent sessions or travel made of one person's logins on two gateways."""
