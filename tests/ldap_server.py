@@ -230,13 +230,14 @@ class LdapServer:
                 self.process.wait(5)
 
 
-def start_slapd(root: Path, users: list[SeedUser] | None = None) -> LdapServer:
+def start_slapd(root: Path, users: list[SeedUser] | None = None,
+                cert_names: tuple[str, ...] = ("127.0.0.1", "localhost")) -> LdapServer:
     import trustme
 
     root.mkdir(parents=True, exist_ok=True)
     (root / "db").mkdir()
     ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert = ca.issue_cert(*cert_names)
     cert_file, key_file, ca_file = root / "server.pem", root / "server.key", root / "ca.pem"
     cert.cert_chain_pems[0].write_to_path(str(cert_file))
     key_file.write_bytes(cert.private_key_pem.bytes())

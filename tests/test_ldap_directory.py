@@ -102,6 +102,20 @@ def test_a_wrong_ca_is_refused_with_one_line(ldap_server, tmp_path, ldaps):
     assert not (tmp_path / "directory.json").exists()
 
 
+def test_a_certificate_for_another_host_is_refused(tmp_path):
+    from tests.ldap_server import require_slapd, start_slapd
+
+    require_slapd()
+    server = start_slapd(tmp_path / "srv", seed_users(3), cert_names=("dc01.hospital.example",))
+    try:
+        for ldaps in (True, False):
+            with pytest.raises(ConnectorError) as info:
+                connector(server, tmp_path, ldaps=ldaps).read(None, 100)
+            assert str(info.value).endswith("TLS certificate does not name this host")
+    finally:
+        server.stop()
+
+
 def test_a_bad_bind_is_one_line_without_the_password(ldap_server, tmp_path):
     bad = tmp_path / "bad-password"
     bad.write_text("not-the-password\n")
@@ -347,3 +361,15 @@ def test_arbitrary_ldif_never_raises(lines):
                 user_from_entry(record.dn, record.attrs)
             except AttributeValueError:
                 pass
+
+
+def test_without_slapd_ci_fails_and_elsewhere_skips(monkeypatch):
+    import tests.ldap_server as srv
+
+    monkeypatch.setattr(srv, "SLAPD", "/nonexistent/slapd")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="must run in CI"):
+        srv.require_slapd()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="install the Debian packages slapd"):
+        srv.require_slapd()

@@ -202,11 +202,11 @@ def translate(url: str, exc: Exception, ca_file: str | None) -> DirectoryError:
 
     text = str(exc)
     lowered = text.lower()
+    if isinstance(exc, lexc.LDAPCertificateError) or ("doesn't match any name" in lowered):
+        return DirectoryRefused(f"{url}: TLS certificate does not name this host")
     if "certificate verify failed" in lowered or "certificate_verify_failed" in lowered:
         trust = f"ca_file {ca_file}" if ca_file else "the system CAs"
         return DirectoryRefused(f"{url}: TLS certificate not trusted by {trust} (certificate verify failed)")
-    if "hostname" in lowered and "match" in lowered:
-        return DirectoryRefused(f"{url}: TLS certificate does not name this host")
     if isinstance(exc, lexc.LDAPStartTLSError) or "ssl" in lowered or "tls" in lowered:
         return DirectoryRefused(f"{url}: TLS failed ({text.splitlines()[0][:160] if text else type(exc).__name__})")
     if isinstance(exc, (lexc.LDAPInvalidCredentialsResult, lexc.LDAPBindError)):
