@@ -158,8 +158,12 @@ def test_context_dependent_lower_case_is_exact(tmp_path):
     """``"ΑΣ".lower()`` ends in final sigma ``ς``: a rule on ``σ`` must not match it, one on ``ς`` must."""
     rs = _ruleset(tmp_path, "  sel: {a|endswith: 'σ'}\n  condition: sel\n",
                   "  sel: {a|endswith: 'ς'}\n  condition: sel\n")
+    kw = _ruleset(tmp_path / "kw" if (tmp_path / "kw").mkdir() is None else tmp_path,
+                  "  kw: ['σ']\n  condition: kw\n", "  kw: ['ς']\n  condition: kw\n")
     for text in ("ΑΣ", "Σ", "ΑΣ Β", "aσ"):
         assert_same_matches(rs, {"event.dataset": "ehr.audit", "a": text})
+        assert_same_matches(kw, {"event.dataset": "ehr.audit", "a": text, "b": ["Σ", "ΑΣ"]})
+        assert_same_matches(kw, {"event.dataset": "ehr.audit", "a": text, "b": "Β"})
 
 
 # --- the whole SigmaHQ Windows set over evtx-samples ----------------------------------------------------

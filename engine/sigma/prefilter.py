@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 import ahocorasick
 from sigma.types import SigmaString
 
-from engine.events import DATASET, iter_string_values
+from engine.events import DATASET
 from engine.sigma.compiler import BoolNode, IdentifierNode, ItemNode, Node
 from engine.sigma.values import as_text, index_key
 
@@ -117,12 +117,25 @@ def _texts_scalar(value: Any) -> Iterable[str]:
         yield text.lower()
 
 
+def _string_values(event: Mapping[str, Any]) -> list[str]:
+    """``engine.events.iter_string_values`` as a list (the hot path: no generator)."""
+    out = []
+    for value in event.values():
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, list):
+            out.extend([item for item in value if isinstance(item, str)])
+    return out
+
+
 class _DatasetScan:
     def __init__(self) -> None:
         self.literals: dict[str | None, dict[str, int]] = {}  # field (None: keywords) -> literal -> id
         #: anchor literal id -> (rule, its requirements as literal ids, its index discriminator)
         self.by_literal: dict[int, list[tuple["CompiledRule", tuple[frozenset[int], ...], Any]]] = {}
-        self.scans: list[tuple[str | None, Any]] = []
+        #: field -> its automaton's ``iter``; ``keywords``: the one over all string values
+        self.fields: dict[str, Any] = {}
+        self.keywords: Any = None
 
 
 class Prefilter:
@@ -149,12 +162,15 @@ class Prefilter:
                 for pair in anchor:
                     scan.by_literal.setdefault(self._id(pair), []).append(entry)
         for scan in self._datasets.values():
-            for name, literals in sorted(scan.literals.items(), key=lambda kv: kv[0] or ""):
+            for name, literals in scan.literals.items():
                 automaton = ahocorasick.Automaton()
                 for lit, lit_id in literals.items():
                     automaton.add_word(lit, lit_id)
                 automaton.make_automaton()
-                scan.scans.append((name, automaton.iter))
+                if name is None:
+                    scan.keywords = automaton.iter
+                else:
+                    scan.fields[name] = automaton.iter
 
     def _id(self, pair: tuple[str | None, str]) -> int:
         return self._ids.setdefault(pair, len(self._ids))
@@ -166,21 +182,23 @@ class Prefilter:
         seen: set[int] = set()
         if scan is None:
             return seen
-        for name, scan_iter in scan.scans:
-            if name is None:
-                # Keywords: every string value, as ItemNode searches them, in one scan. The separator can
-                # only add matches spanning two values (more candidates), never hide one.
-                text = "\x00".join([t.lower() for t in iter_string_values(event)])
-                seen.update([lit for _, lit in scan_iter(text)])
-                continue
-            value = event.get(name)
+        fields = scan.fields
+        for name in fields.keys() & event.keys():
+            value = event[name]
             if value is None:
                 continue
+            scan_iter = fields[name]
             if type(value) is str:
                 seen.update([lit for _, lit in scan_iter(value.lower())])
             else:
                 for text in _texts(value):
                     seen.update([lit for _, lit in scan_iter(text)])
+        if scan.keywords is not None:
+            # Keywords: every string value, as ItemNode searches them, in one scan. The NUL separator can
+            # only add matches spanning two values (more candidates), never hide one; it is neither cased
+            # nor case-ignorable, so lower() of the whole equals lower() of each value (final sigma).
+            text = "\x00".join(_string_values(event)).lower()
+            seen.update([lit for _, lit in scan.keywords(text)])
         return seen
 
     def candidates(self, event: Mapping[str, Any]) -> list["CompiledRule"]:
