@@ -378,6 +378,25 @@ def test_config_errors_name_the_key(tmp_path, entry, key, message):
     assert key in text and message in text and "hunter2" not in text
 
 
+def test_a_missing_secret_file_is_one_line_naming_its_option(tmp_path):
+    with pytest.raises(ConnectorConfigError, match=r"connector 'es': api_key_file: cannot read secret file "
+                                                   r".*/missing-key: No such file"):
+        ElasticsearchSourceConnector("es", {"index": "logs-*", "hosts": ["https://es.hospital.example:9200"],
+                                            "api_key_file": str(tmp_path / "missing-key")})
+    import base64
+
+    key = tmp_path / "key"
+    encoded = base64.b64encode(b"ww-key-id-01:ww-secret-01").decode()
+    headers = []
+    for text in ("ww-key-id-01:ww-secret-01\n", encoded):  # as Kibana shows it, or its "encoded" form
+        key.write_text(text)
+        conn = ElasticsearchSourceConnector("es", {"index": "logs-*", "hosts": ["https://es.hospital.example:9200"],
+                                                   "api_key_file": str(key)})
+        headers.append(conn.es._headers["authorization"])  # built once by the client from what we gave it
+        conn.close()
+    assert headers == [f"ApiKey {encoded}", f"ApiKey {encoded}"]
+
+
 # --- mapping (no cluster) --------------------------------------------------------------------------------
 
 def _hit(doc: dict[str, Any], index: str = "logs-idx") -> dict[str, Any]:

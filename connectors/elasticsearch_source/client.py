@@ -60,7 +60,9 @@ def build_client(opts: Any) -> Elasticsearch:
         key = "api_key_file" if (opts.api_key_file or opts.api_key_env) else "password_file"
         raise InvalidOption(key, str(exc)) from None
     if api_key:
-        options["api_key"] = api_key
+        # "id:key" as Kibana shows it, or its base64 "encoded" form (which never holds a colon)
+        key_id, sep, key = api_key.partition(":")
+        options["api_key"] = (key_id, key) if sep else api_key
     if opts.username:
         options["basic_auth"] = (opts.username, password or "")
     if opts.ca_certs:
