@@ -124,6 +124,8 @@ def test_nxlog_own_fields_are_not_event_data() -> None:
                 "ExecutionProcessID", "SeverityValue", "Hostname", "RecordNumber"):
         assert own not in event, own
     assert (event["Task"], event["Opcode"]) == (12544, 0)  # System fields, numeric as in EVTX, not "Info"
+    # an NXLog that typed an EventData item as a number still gives the text Winlogbeat sends
+    assert flat_event(dict(NXLOG, LogonType=3, KeyLength=0), "nxlog")["LogonType"] == "3"
 
 
 def test_nxlog_account_lookup_is_dropped_only_when_it_is_nxlogs() -> None:

@@ -13,8 +13,9 @@ Accepted spellings of the same document (the Elasticsearch-source connector reli
 * dotted keys with every value in a list, as a search returns them under ``fields``.
 
 Values the shipper typed differently between versions (``winlog.event_id`` a string in 8.x and a number in
-7.x, ``winlog.record_id`` likewise) are read either way. EventData values become text, as Windows renders
-them and Winlogbeat sends them, so a ``LogonType`` compares the same whichever shipper carried it.
+7.x, ``winlog.record_id`` likewise) are read either way. EventData values are passed on as the shipper
+typed them; :func:`normalise_record` makes them text, so a ``LogonType`` is the same whichever shipper
+carried it.
 
 A document that is not a Windows record (no event id, no channel, no computer, no time) raises
 :class:`WinlogbeatDocumentError` naming the missing or bad key but never quoting its value: the reason of a
@@ -134,14 +135,14 @@ def _from_winlogbeat(flat: Mapping[str, Any], event_data: Mapping[str, Any] | No
     event_id = _int(flat, "winlog.event_id", required=True)
     data: dict[str, Any] = {}
     if event_data is not None:
-        data = {key: _text(_one(value)) for key, value in event_data.items()}
+        data = {key: _one(value) for key, value in event_data.items()}
     for key, value in flat.items():
         if key.startswith(_EVENT_DATA):
-            data[key[len(_EVENT_DATA):]] = _text(value)
+            data[key[len(_EVENT_DATA):]] = value
         elif key.startswith(_USER_DATA):
             leaf = key.rpartition(".")[2]
             if leaf != "xml_name":  # Winlogbeat's name of the UserData element, not a data item
-                data.setdefault(leaf, _text(value))
+                data.setdefault(leaf, value)
     keywords = _keywords_from_names(flat.get("winlog.keywords"))
     if keywords is None:
         keywords = _keywords_from_outcome(flat.get("event.outcome"))
@@ -167,7 +168,7 @@ def _from_winlogbeat(flat: Mapping[str, Any], event_data: Mapping[str, Any] | No
 
 def _from_nxlog(flat: Mapping[str, Any], tz: tzinfo) -> WindowsRecord:
     own = NXLOG_OWN_FIELDS if "UserID" in flat else _NXLOG_OWN_WITHOUT_ACCOUNT
-    data = {key: _text(value) for key, value in flat.items() if key not in own}
+    data = {key: value for key, value in flat.items() if key not in own}
     keywords = _keywords_from_number(flat.get("Keywords"))
     if keywords is None:
         keywords = _keywords_from_names([str(flat.get("EventType") or "").replace("_", " ")])
@@ -258,17 +259,6 @@ def _kind(value: Any) -> str:
     if type(value) is str:
         return f"text of {len(value)} characters"
     return type(value).__name__
-
-
-def _text(value: Any) -> Any:
-    """EventData as text; lists (unnamed ``Data`` items) keep their items as text."""
-    if type(value) is str or value is None:
-        return value
-    if type(value) is list:
-        return [_text(item) for item in value]
-    if type(value) is bool:
-        return "true" if value else "false"
-    return str(value)
 
 
 def _named(value: Any, table: Mapping[str, int]) -> int | None:
