@@ -323,6 +323,19 @@ def test_a_missing_index_is_unavailable_naming_it(cluster):
     assert batch.events == [] and batch.cursor["high_ms"] is None
 
 
+@pytest.mark.elasticsearch
+def test_wardwatch_ingest_reads_an_index_once_into_the_store(cluster, tmp_path, capsys, monkeypatch):
+    index = cluster.index("logs")
+    cluster.put(index, DOCS)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "wardwatch.yaml").write_text("store:\n  sqlite: {path: w.db}\nconnectors: []\nalerts:\n  sinks: []\n")
+    argv = ["ingest", "elasticsearch-source", index, "-o", f"index={index}", "-o", f"hosts=[{cluster.url}]"]
+    assert main(argv) == 0
+    assert f"{len(DOCS)} events read, {len(DOCS)} stored" in capsys.readouterr().out
+    assert main(argv) == 0  # the committed cursor: nothing new, nothing stored twice
+    assert "0 events read, 0 stored" in capsys.readouterr().out
+
+
 def _free_port() -> int:
     import socket
 
