@@ -210,6 +210,18 @@ def test_full_resync_reports_deleted_users(ldap_server, tmp_path):
     assert {e["event.action"] for e in full.events} == {"user-listed", "user-deleted"}
     firsts = {e["event.id"] for e in first.events}
     assert {e["event.id"] for e in full.events if e["event.action"] == "user-listed"} <= firsts  # no copies
+    # a crash before that cursor was committed: a new process repeats the full sync and reports the delete
+    # again, with the same id and time (the store keeps one copy); after the commit it is not repeated
+    again = connector(ldap_server, tmp_path, full_resync_interval="1h")
+    again.clock = lambda: now[0] + timedelta(minutes=1)
+    repeated = [e for e in read_all(again, first.cursor).events if e["event.action"] == "user-deleted"]
+    assert [(e["event.id"], e["@timestamp"]) for e in repeated] == [(e["event.id"], e["@timestamp"]) for e in deleted]
+    now[0] += timedelta(hours=2)
+    later_conn = connector(ldap_server, tmp_path, full_resync_interval="1h")
+    later_conn.clock = lambda: now[0]  # a full sync is due again
+    later = read_all(later_conn, full.cursor)
+    assert later.cursor["full_at"] > full.cursor["full_at"]
+    assert [e for e in later.events if e["event.action"] == "user-deleted"] == []
 
 
 # --- the identity join over the real directory ----------------------------------------------------

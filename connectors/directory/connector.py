@@ -185,13 +185,22 @@ class LdapDirectoryConnector(Connector):
             return
         snapshot, read_users, full, dead = result
         snapshot.synced_at = format_timestamp(now)
+        if full:
+            # Tombstones: users gone at a full sync whose cursor may not be committed yet. A crash after the
+            # snapshot was saved but before the commit repeats the full sync, which then reports the delete
+            # again (same id and time: the store keeps one copy) instead of losing it. A tombstone older than
+            # the committed cursor's full sync has been delivered and is dropped.
+            committed = str(state.get("full_at") or "")
+            gone = {k: (u, format_timestamp(now)) for k, u in previous.users.items() if k not in snapshot.users}
+            carried = {k: v for k, v in previous.deleted.items() if v[1] > committed and k not in snapshot.users}
+            snapshot.deleted = {**carried, **gone}
+        else:
+            snapshot.deleted = dict(previous.deleted)
         if self.opts.snapshot:
             snapshot.save(self.opts.snapshot)
         events = [self._event(u, previous, full, now) for u in read_users]
         if full:
-            for key, gone in previous.users.items():
-                if key not in snapshot.users:
-                    events.append(self._deleted_event(gone, now))
+            events += [self._deleted_event(user, noticed) for user, noticed in snapshot.deleted.values()]
         self._memory = snapshot
         self._pending, self._pending_dead = events, dead
         state["mark"] = _mark(snapshot, self.opts.change_attribute, state.get("mark"))
@@ -324,9 +333,9 @@ class LdapDirectoryConnector(Connector):
                 event["directory.user.groups_added"] = added
         return event
 
-    def _deleted_event(self, user: DirectoryUser, now: datetime) -> Event:
+    def _deleted_event(self, user: DirectoryUser, noticed: str) -> Event:
         event: Event = {
-            "@timestamp": format_timestamp(now),
+            "@timestamp": noticed,
             "event.dataset": self.opts.dataset,
             "event.kind": "event",
             "event.category": ["iam"],
@@ -347,7 +356,8 @@ class LdapDirectoryConnector(Connector):
 
 
 def _copy(snapshot: DirectorySnapshot) -> DirectorySnapshot:
-    return DirectorySnapshot(users=dict(snapshot.users), groups=dict(snapshot.groups), source=snapshot.source)
+    return DirectorySnapshot(users=dict(snapshot.users), groups=dict(snapshot.groups), source=snapshot.source,
+                             deleted=dict(snapshot.deleted))
 
 
 def _full_due(state: Mapping[str, Any], now: datetime, interval: float | None) -> bool:

@@ -39,6 +39,8 @@ class DirectorySnapshot:
 
     users: dict[str, DirectoryUser] = field(default_factory=dict)
     groups: dict[str, DirectoryGroup] = field(default_factory=dict)
+    #: users gone at the last full sync: (the user as last seen, when the delete was noticed)
+    deleted: dict[str, tuple[DirectoryUser, str]] = field(default_factory=dict)
     source: str = ""
     synced_at: str | None = None
     problems: list[tuple[int, str]] = field(default_factory=list)
@@ -60,6 +62,7 @@ class DirectorySnapshot:
             "synced_at": self.synced_at,
             "users": [u.to_json() for u in self.users.values()],
             "groups": [{"dn": g.dn, "cn": g.cn, "member_of": list(g.member_of)} for g in self.groups.values()],
+            "deleted": [{"user": u.to_json(), "noticed": noticed} for u, noticed in self.deleted.values()],
         })
 
     @classmethod
@@ -75,6 +78,9 @@ class DirectorySnapshot:
             snap.users[normalise_dn(user.dn)] = user
         for g in doc.get("groups") or []:
             snap.groups[normalise_dn(g["dn"])] = DirectoryGroup(g["dn"], g.get("cn"), tuple(g.get("member_of") or ()))
+        for d in doc.get("deleted") or []:
+            user = DirectoryUser.from_json(d["user"])
+            snap.deleted[normalise_dn(user.dn)] = (user, d["noticed"])
         return snap
 
     def save(self, path: str | os.PathLike[str]) -> None:
