@@ -80,6 +80,92 @@ def by_id(events: list[dict[str, Any]], event_id: int) -> list[dict[str, Any]]:
     return [e for e in events if e["EventID"] == event_id]
 
 
+# --- record shapes, written from the pyevtx-rs JSON of each EVTX construct (run without the samples) ------
+
+
+def system_part(event_id: Any, **extra: Any) -> dict[str, Any]:
+    system = {"Provider": {"#attributes": {"Name": "Microsoft-Windows-Security-Auditing",
+                                           "Guid": "54849625-5478-4994-A5BA-3E3B0328C30D"}},
+              "EventID": event_id, "Version": 2, "Level": 0, "Task": 12544, "Opcode": 0,
+              "Keywords": "0x8010000000000000",
+              "TimeCreated": {"#attributes": {"SystemTime": "2026-12-01T07:15:02.1234567Z"}},
+              "EventRecordID": 918273, "Correlation": None,
+              "Execution": {"#attributes": {"ProcessID": 668, "ThreadID": 4120}},
+              "Channel": "Security", "Computer": "DC01.hospital.example", "Security": None}
+    system.update(extra)
+    return system
+
+
+def test_failed_logon_record_gives_sigma_and_ecs_fields():
+    doc = {"Event": {"#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
+                     "System": system_part(4625),
+                     "EventData": {"SubjectUserSid": "S-1-0-0", "SubjectUserName": "-", "TargetUserName": "JDoe",
+                                   "TargetDomainName": "HOSPITAL", "Status": "0xc000006d", "LogonType": 3,
+                                   "IpAddress": "::ffff:10.20.30.40", "IpPort": 51234, "KeyLength": 0}}}
+    event = normalise_record(record_from_evtx(doc))
+    assert (event["EventID"], event["event.code"], event["event.outcome"]) == (4625, "4625", "failure")
+    assert (event["user.name"], event["user.domain"]) == ("jdoe", "hospital")
+    assert (event["source.ip"], event["source.port"]) == ("10.20.30.40", 51234)
+    assert (event["LogonType"], event["IpPort"], event["KeyLength"]) == ("3", "51234", "0")
+    assert (event["ProcessID"], event["ThreadID"], event["EventRecordID"]) == (668, 4120, 918273)
+    assert event["@timestamp"] == "2026-12-01T07:15:02.123Z" and event["Provider_Guid"].startswith("5484")
+
+
+def test_record_shapes_flatten_as_sigmahq_tooling_does():
+    cleared = {"Event": {"System": system_part(1102), "UserData": {"LogFileCleared": {
+        "#attributes": {"xmlns": "http://manifests.microsoft.com/win/2004/08/windows/eventlog"},
+        "SubjectUserSid": "S-1-5-21-1-2-3-1104", "SubjectUserName": "it.admin", "SubjectDomainName": "HOSPITAL"}}}}
+    assert dict(record_from_evtx(cleared).data) == {
+        "SubjectUserSid": "S-1-5-21-1-2-3-1104", "SubjectUserName": "it.admin", "SubjectDomainName": "HOSPITAL"}
+    service = {"Event": {"System": system_part({"#attributes": {"Qualifiers": 16384}, "#text": 7045},
+                                           Channel="System", Provider={"#attributes": {"Name": "Service Control Manager"}}),
+                         "EventData": {"ServiceName": "PACS Sync", "ImagePath": "C:\\pacs\\sync.exe"}}}
+    record = record_from_evtx(service)
+    assert (record.event_id, record.provider, record.data["ServiceName"]) == (7045, "Service Control Manager", "PACS Sync")
+    unnamed = {"Event": {"System": system_part(1004, Channel="Application"),
+                         "EventData": {"Data": {"#text": ["Windows(TM) - PPD License", "63f7d6b3"]}, "Binary": None}}}
+    assert record_from_evtx(unnamed).data["Data"] == ["Windows(TM) - PPD License", "63f7d6b3"]
+    one = {"Event": {"System": system_part(1004), "EventData": {"Data": "only one"}}}
+    assert record_from_evtx(one).data["Data"] == "only one"
+    with_attrs = {"Event": {"System": system_part(1530), "EventData": {
+        "#attributes": {"Name": "EVENT_HIVE_LEAK"}, "Detail": "1 user registry handles leaked"}}}
+    assert dict(record_from_evtx(with_attrs).data) == {"Detail": "1 user registry handles leaked"}
+    named_items = {"Event": {"System": system_part(4688), "EventData": {"Data": [
+        {"#attributes": {"Name": "NewProcessName"}, "#text": "C:\\Windows\\cmd.exe"}, "loose"]}}}
+    assert dict(record_from_evtx(named_items).data) == {"NewProcessName": "C:\\Windows\\cmd.exe", "Data": "loose"}
+    texts = {"Event": {"System": system_part("1116", EventRecordID="171", Level="3", Version="0",
+                                         Execution={"#attributes": {"ProcessID": "4172", "ThreadID": "4384"}}),
+                       "EventData": {"Threat Name": "HackTool:Win64/Mikatz!dha"}}}
+    record = record_from_evtx(texts)
+    assert (record.event_id, record.record_id, record.level, record.process_id) == (1116, 171, 3, 4172)
+    forwarded = {"Event": {"System": system_part(4624), "EventData": {"TargetUserName": "a"},
+                           "RenderingInfo": {"#attributes": {"Culture": "en-US"}, "Message": "An account was logged on.",
+                                             "Level": "Information"}}}
+    record = record_from_evtx(forwarded)
+    assert record.message == "An account was logged on." and "Level" not in record.data
+    bookmark = {"Event": {"System": {"Provider": {"#attributes": {"Name": "Microsoft-Windows-EventForwarder"}},
+                                     "EventID": "111", "Computer": "wec01.hospital.example",
+                                     "TimeCreated": {"#attributes": {"SystemTime": "2026-12-01T07:00:00.983Z"}}},
+                          "SubscriptionBookmarkEvent": {"SubscriptionId": None}}}
+    record = record_from_evtx(bookmark)
+    assert (record.channel, record.event_id) == ("", 111)
+    assert normalise_record(record)["event.dataset"] == "windows.unknown"
+
+
+@pytest.mark.parametrize("doc,key", [
+    ({"Event": {"EventData": {}}}, "Event.System"),
+    ({"Event": {"System": system_part("four")}}, "System.EventID"),
+    ({"Event": {"System": system_part(4624, Computer=None)}}, "System.Computer"),
+    ({"Event": {"System": system_part(4624, TimeCreated=None)}}, "System.TimeCreated.SystemTime"),
+    ({"Event": {"System": system_part(4624, TimeCreated={"#attributes": {"SystemTime": "yesterday"}})}},
+     "System.TimeCreated.SystemTime"),
+    (["not", "an", "event"], "Event"),
+])
+def test_records_without_a_usable_system_part_name_the_key(doc: Any, key: str):
+    with pytest.raises(EvtxRecordError, match=f"^{key}: "):
+        record_from_evtx(doc)
+
+
 # --- every real file ------------------------------------------------------------------------------------
 
 
