@@ -138,40 +138,29 @@ def build_enrichment(config: Config) -> EnrichmentChain:
             steps.append(TimeContextEnricher.from_config(section["working_hours"]))
         except ValueError as exc:
             raise ConfigError(config.source, "enrichment.working_hours", str(exc)) from None
-    if section.get("identity"):  # before privacy: the roster may key on wardwatch.identity
-        from engine.enrich.identity import IdentityEnricher, IdentityOptions
+    from engine.enrich.geoip import GeoipEnricher, GeoipOptions
+    from engine.enrich.identity import IdentityEnricher, IdentityOptions
+    from engine.enrich.privacy import PrivacyEnricher, PrivacyOptions
 
-        try:
-            ident = parse_options(IdentityOptions, section["identity"], resolve_path=config.resolve_path)
-            steps.append(IdentityEnricher.from_config(ident))
-        except InvalidOption as exc:
-            key = f"enrichment.identity.{exc.key}" if exc.key else "enrichment.identity"
-            raise ConfigError(config.source, key, exc.message) from None
-    if section.get("privacy"):
-        try:
-            from engine.enrich.privacy import PrivacyEnricher
-        except ImportError as exc:  # pragma: no cover - only while the module is absent
-            raise ConfigError(config.source, "enrichment.privacy", f"not available: {exc}") from None
-        from engine.enrich.privacy import PrivacyOptions
-
-        try:
-            options = parse_options(PrivacyOptions, section["privacy"], resolve_path=config.resolve_path)
-            steps.append(PrivacyEnricher.from_config(options))
-        except InvalidOption as exc:
-            key = f"enrichment.privacy.{exc.key}" if exc.key else "enrichment.privacy"
-            raise ConfigError(config.source, key, exc.message) from None
-        except ValueError as exc:  # a configured CSV column missing from the file's header
-            raise ConfigError(config.source, "enrichment.privacy", str(exc)) from None
-    if section.get("geoip"):
-        from engine.enrich.geoip import GeoipEnricher, GeoipOptions
-
-        try:
-            geo = parse_options(GeoipOptions, section["geoip"], resolve_path=config.resolve_path)
-            steps.append(GeoipEnricher.from_config(geo))
-        except InvalidOption as exc:
-            key = f"enrichment.geoip.{exc.key}" if exc.key else "enrichment.geoip"
-            raise ConfigError(config.source, key, exc.message) from None
+    # identity before privacy: the roster may key on wardwatch.identity
+    for key, options_cls, enricher_cls in (("identity", IdentityOptions, IdentityEnricher),
+                                           ("privacy", PrivacyOptions, PrivacyEnricher),
+                                           ("geoip", GeoipOptions, GeoipEnricher)):
+        if section.get(key):
+            steps.append(_declared_enricher(config, key, options_cls, enricher_cls))
     return EnrichmentChain(steps)
+
+
+def _declared_enricher(config: Config, key: str, options_cls: type, enricher_cls: Any) -> Enricher:
+    """``enrichment.<key>`` parsed into its declared options, then built; any problem names the key."""
+    try:
+        options = parse_options(options_cls, config["enrichment"][key], resolve_path=config.resolve_path)
+        return enricher_cls.from_config(options)
+    except InvalidOption as exc:
+        where = f"enrichment.{key}.{exc.key}" if exc.key else f"enrichment.{key}"
+        raise ConfigError(config.source, where, exc.message) from None
+    except ValueError as exc:  # e.g. a configured CSV column missing from the file's header
+        raise ConfigError(config.source, f"enrichment.{key}", str(exc)) from None
 
 
 def build_pseudonymiser(config: Config) -> Pseudonymiser:

@@ -13,6 +13,9 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from datetime import datetime, timedelta, timezone
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 #: userAccountControl flags (MS-ADTS 2.2.16), the ones a security analyst reads.
 UAC_FLAGS = {
@@ -192,3 +195,12 @@ def dn_domain(dn: str) -> str | None:
     """The DNS domain of a DN's ``DC=`` parts (``...,DC=hospital,DC=example`` -> ``hospital.example``)."""
     labels = [value.lower() for attr, value in split_dn(dn) if attr == "dc"]
     return ".".join(labels) or None
+
+
+def or_none(decode: Callable[[str], T], value: str) -> T | None:
+    """``decode(value)``, or None where the value cannot be decoded (a DN from another entry's memberOf:
+    the entry is still good, that one reference is just not usable)."""
+    try:
+        return decode(value)
+    except AttributeValueError:
+        return None

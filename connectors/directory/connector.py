@@ -30,7 +30,14 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal, Mapping
 
 from connectors.base import Batch, Connector, ConnectorConfigError, ConnectorError
-from connectors.directory.attributes import AttributeValueError, dn_cn, dn_domain, format_generalized, normalise_dn
+from connectors.directory.attributes import (
+    AttributeValueError,
+    dn_cn,
+    dn_domain,
+    format_generalized,
+    normalise_dn,
+    or_none,
+)
 from connectors.directory.ldap_sync import (
     ChangeAttribute,
     DirectoryError,
@@ -276,7 +283,8 @@ class LdapDirectoryConnector(Connector):
                     snapshot.add_entry(dn, {**attrs, "objectclass": ["group"]}, ())
                 except AttributeValueError as exc:
                     dead.append(self._dead(f"{opts.url} group", str(exc), dn))
-            for dn, attrs in reader.entries(opts.base_dn, users_filter, user_attributes(attribute, tuple(opts.id_attributes))):
+            wanted = user_attributes(attribute, tuple(opts.id_attributes))
+            for dn, attrs in reader.entries(opts.base_dn, users_filter, wanted):
                 try:
                     item = snapshot.add_entry(dn, attrs, opts.id_attributes)
                 except AttributeValueError as exc:
@@ -309,12 +317,12 @@ class LdapDirectoryConnector(Connector):
             "wardwatch.user.disabled": user.disabled_at(when),
             "directory.user.flags": user.flags,
         }
-        domain = self.opts.domain or _domain(user.dn)
+        domain = self.opts.domain or or_none(dn_domain, user.dn)
         if domain:
             event["user.domain"] = domain.lower()
         if user.mail or user.upn:
             event["user.email"] = user.mail or user.upn
-        groups = [cn for cn in (_cn(dn) for dn in user.member_of) if cn]
+        groups = [cn for cn in (or_none(dn_cn, dn) for dn in user.member_of) if cn]
         if groups:
             event["user.roles"] = groups
         if user.department:
@@ -328,7 +336,8 @@ class LdapDirectoryConnector(Connector):
         if before is not None and before.disabled != user.disabled:
             event["directory.user.disabled_changed"] = True
         if before is not None:
-            added = sorted({_cn(d) or d for d in user.member_of} - {_cn(d) or d for d in before.member_of})
+            names = lambda dns: {or_none(dn_cn, d) or d for d in dns}  # noqa: E731
+            added = sorted(names(user.member_of) - names(before.member_of))
             if added:
                 event["directory.user.groups_added"] = added
         return event
@@ -345,7 +354,7 @@ class LdapDirectoryConnector(Connector):
             "user.name": user.identity,
             "wardwatch.identity": user.identity,
         }
-        domain = self.opts.domain or _domain(user.dn)
+        domain = self.opts.domain or or_none(dn_domain, user.dn)
         if domain:
             event["user.domain"] = domain.lower()
         return event
@@ -381,17 +390,3 @@ def _mark(snapshot: DirectorySnapshot, attribute: str, old: Any) -> Any:
         return old
     text = format_generalized(max(times))
     return max(text, old) if isinstance(old, str) else text
-
-
-def _cn(dn: str) -> str | None:
-    try:
-        return dn_cn(dn)
-    except AttributeValueError:
-        return None
-
-
-def _domain(dn: str) -> str | None:
-    try:
-        return dn_domain(dn)
-    except AttributeValueError:
-        return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from connectors.directory.attributes import AttributeValueError, dn_cn, normalise_dn
+from connectors.directory.attributes import dn_cn, normalise_dn, or_none
 from connectors.directory.model import DirectoryUser
 from connectors.directory.snapshot import DirectorySnapshot
 
@@ -82,7 +82,7 @@ class DirectoryIndex:
         if cached is not None:
             return cached
         seen: set[str] = set()
-        todo = [_safe_dn(dn) for dn in user.member_of]
+        todo = [or_none(normalise_dn, dn) for dn in user.member_of]
         while todo:
             dn = todo.pop()
             if not dn or dn in seen:
@@ -90,7 +90,7 @@ class DirectoryIndex:
             seen.add(dn)
             group = self.snapshot.groups.get(dn)
             if group is not None:
-                todo.extend(_safe_dn(parent) for parent in group.member_of)
+                todo.extend(or_none(normalise_dn, parent) for parent in group.member_of)
         result = frozenset(seen)
         self._closure[key] = result
         return result
@@ -100,21 +100,7 @@ class DirectoryIndex:
         names = set()
         for dn in dns:
             group = self.snapshot.groups.get(dn)
-            cn = group.cn if group is not None and group.cn else _safe_cn(dn)
+            cn = group.cn if group is not None and group.cn else or_none(dn_cn, dn)
             if cn:
                 names.add(cn.casefold())
         return names
-
-
-def _safe_dn(dn: str) -> str | None:
-    try:
-        return normalise_dn(dn)
-    except AttributeValueError:
-        return None
-
-
-def _safe_cn(dn: str) -> str | None:
-    try:
-        return dn_cn(dn)
-    except AttributeValueError:
-        return None

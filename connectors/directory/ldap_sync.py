@@ -100,7 +100,8 @@ class LdapReader:
         tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=ep.ca_file, version=ssl.PROTOCOL_TLS_CLIENT)
         server = ldap3.Server(host, port=port, use_ssl=use_ssl, tls=tls, get_info=ldap3.NONE,
                               connect_timeout=ep.timeout)
-        conn = ldap3.Connection(server, user=ep.bind_dn, password=ep.password, receive_timeout=max(1, math.ceil(ep.timeout)),  # ldap3 packs it as an int
+        conn = ldap3.Connection(server, user=ep.bind_dn, password=ep.password,
+                                receive_timeout=max(1, math.ceil(ep.timeout)),  # ldap3 packs it as an int
                                 authentication=ldap3.SIMPLE if ep.bind_dn else ldap3.ANONYMOUS,
                                 read_only=True, raise_exceptions=False)
         try:
@@ -123,7 +124,8 @@ class LdapReader:
             _quiet_unbind(self.conn)
             self.conn = None
 
-    def entries(self, base_dn: str, search_filter: str, attributes: tuple[str, ...]) -> Iterator[tuple[str, dict[str, list[Any]]]]:
+    def entries(self, base_dn: str, search_filter: str,
+                attributes: tuple[str, ...]) -> Iterator[tuple[str, dict[str, list[Any]]]]:
         """Every entry under ``base_dn`` matching ``search_filter``, page by page (RFC 2696)."""
         from ldap3 import SUBTREE
         from ldap3.core import exceptions as lexc

@@ -71,7 +71,8 @@ class DirectorySnapshot:
         if not isinstance(doc, dict) or doc.get("format") != SNAPSHOT_FORMAT:
             raise ValueError("not a Wardwatch directory snapshot")
         if doc.get("version") != SNAPSHOT_VERSION:
-            raise ValueError(f"directory snapshot version {doc.get('version')!r} (this Wardwatch reads {SNAPSHOT_VERSION})")
+            raise ValueError(f"directory snapshot version {doc.get('version')!r} "
+                             f"(this Wardwatch reads {SNAPSHOT_VERSION})")
         snap = cls(source=doc.get("source") or "", synced_at=doc.get("synced_at"))
         for u in doc.get("users") or []:
             user = DirectoryUser.from_json(u)
@@ -109,7 +110,8 @@ class DirectorySnapshot:
             pass
 
 
-def snapshot_from_ldif(path: str | os.PathLike[str], id_attributes: Iterable[str] = ("employeeID",)) -> DirectorySnapshot:
+def snapshot_from_ldif(path: str | os.PathLike[str],
+                       id_attributes: Iterable[str] = ("employeeID",)) -> DirectorySnapshot:
     """An LDIF export as a snapshot; undecodable records are listed in ``problems`` with their line."""
     ids = tuple(id_attributes)
     snap = DirectorySnapshot(source=str(path))

@@ -99,7 +99,8 @@ class IdentityEnricher(Enricher):
     name = "identity"
 
     def __init__(self, directory: DirectoryFile, *, privileged_groups: Sequence[str] = (),
-                 ehr_datasets: Sequence[str] = ("ehr.audit",), ehr_user_fields: Sequence[str] = ("user.id", "user.name"),
+                 ehr_datasets: Sequence[str] = ("ehr.audit",),
+                 ehr_user_fields: Sequence[str] = ("user.id", "user.name"),
                  user_fields: Sequence[str] = DEFAULT_USER_FIELDS, domains: Sequence[str] | None = None,
                  datasets: Sequence[str] | None = None):
         self.directory = directory
@@ -258,9 +259,9 @@ class DirectoryRoster:
         keys = tuple(dict.fromkeys(fold(k) for k in (user.identity, user.upn, user.mail, *user.ids.values()) if k))
         ended = end_date_of(user)
         end_date: date | None = ended.astimezone(self.tz).date() if ended is not None else None
+        patient_id = user.ids.get(self.patient_attribute) if self.patient_attribute else None
         return StaffMember(keys=keys, family_name="", name_parts=frozenset(), department=user.department,
-                           address="", patient_id=user.ids.get(self.patient_attribute) if self.patient_attribute else None,
-                           end_date=end_date)
+                           address="", patient_id=patient_id, end_date=end_date)
 
     def is_employee_patient(self, patient_id: str) -> bool:
         self._sync()
