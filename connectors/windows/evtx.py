@@ -206,7 +206,7 @@ class EvtxConnector(Connector):
             del seen[gone]
         budget = max_events
         # where files ended last time (tip -> how many files): a tip another file ends at is not moved on
-        self._ends: Counter[tuple[Any, ...]] = Counter(tuple(m["tip"]) for m in seen.values() if m.get("tip"))
+        self._ends = Counter(tuple(m["tip"]) for m in seen.values() if m.get("tip"))
         for path in paths:
             budget -= self._read_file(path, state, batch, budget)
             if budget <= 0:
@@ -219,17 +219,18 @@ class EvtxConnector(Connector):
 
     def _read_file(self, path: str, state: dict[str, Any], batch: Batch, budget: int) -> int:
         """Read new items of one file into ``batch``; returns how many events + dead letters it added."""
+        seen, streams = state["seen"], state["streams"]
+        mark = seen.get(path)
         try:
             st = os.stat(path)
-            identity = file_identity(path, st.st_size)
+            stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+            # same size, mtime and inode as last time: same content, no need to read its first record again
+            identity = mark["id"] if mark and mark.get("stamp") == stamp else file_identity(path, st.st_size)
         except OSError as exc:
             log.warning("evtx connector %r: cannot read %s: %s", self.name, path, exc.strerror or exc)
             return 0
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
-        seen, streams = state["seen"], state["streams"]
         tips: list[list[Any]] = streams.pop(identity, None) or []
         streams[identity] = tips  # most recently used last (eviction order)
-        mark = seen.get(path)
         if (mark and mark.get("stamp") == stamp and mark.get("id") == identity
                 and (mark.get("tip") is None or mark["tip"] in tips)):
             return 0  # read to its end (or found unreadable) before, and unchanged since
