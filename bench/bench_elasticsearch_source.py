@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 from elasticsearch import Elasticsearch, helpers  # noqa: E402
+from elasticsearch.serializer import OrjsonSerializer  # noqa: E402
 
 from connectors.elasticsearch_source.connector import ElasticsearchSourceConnector  # noqa: E402
 
@@ -52,7 +53,7 @@ def load(es: Elasticsearch, index: str, n: int) -> None:
 
 
 def baseline(url: str, index: str, page: int) -> int:
-    es = Elasticsearch(url, request_timeout=60)
+    es = Elasticsearch(url, request_timeout=60, serializer=OrjsonSerializer())  # the connector's decoder
     pit = es.open_point_in_time(index=index, keep_alive="1m")["id"]
     after = None
     total = 0

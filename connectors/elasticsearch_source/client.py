@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from elasticsearch import Elasticsearch
+from elasticsearch.serializer import OrjsonSerializer
 
 from connectors.fhir_auth import AuthError, InsecureTransportError, check_credentials_transport
 from connectors.fhir_auth import read_secret_option
@@ -52,6 +53,7 @@ def build_client(opts: Any) -> Elasticsearch:
         "retry_on_timeout": False,
         "transport_class": _CompatTransport,
         "verify_certs": opts.verify_certs,
+        "serializer": OrjsonSerializer(),  # pages of documents: decoding them is a tenth of the read
     }
     try:
         api_key = read_secret_option(opts.api_key_env, opts.api_key_file)

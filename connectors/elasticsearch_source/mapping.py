@@ -90,25 +90,40 @@ def map_document(hit: Mapping[str, Any], settings: MappingSettings,
     index, doc_id = hit.get("_index"), hit.get("_id")
     if not isinstance(index, str) or not isinstance(doc_id, str) or not index or not doc_id:
         raise MappingError("_index/_id: missing")
-    flat = flatten(source)
-    when = _time(flat, settings.time_field)
-    dataset = _source_dataset(flat)
     event: Event | None = None
     if isinstance(source.get("winlog"), Mapping) and windows is not None:
-        event = _windows(source, windows)
-    elif dataset in VPN_DATASETS:
-        event = _vpn(flat, VPN_DATASETS[dataset], when, settings)
+        _time(source, settings.time_field)  # the record has its own time; this one must still be valid
+        event = _windows(source, windows)   # (no flattening: the record reads the nested document)
     if event is None:
-        event = _generic(flat, dataset, settings)
-        event[TIMESTAMP] = format_timestamp(when)
+        flat = flatten(source)
+        when = _time(flat, settings.time_field)
+        dataset = _source_dataset(flat)
+        if dataset in VPN_DATASETS:
+            event = _vpn(flat, VPN_DATASETS[dataset], when, settings)
+        if event is None:
+            event = _generic(flat, dataset, settings)
+            event[TIMESTAMP] = format_timestamp(when)
     event.pop(INGESTED, None)
     identity = windows_identity(event)
     event[EVENT_ID] = windows_id(*identity) if identity else document_id(index, doc_id)
     return event
 
 
-def _time(flat: Mapping[str, Any], time_field: str) -> datetime:
-    value = flat.get(time_field)
+def _lookup(document: Mapping[str, Any], dotted: str) -> Any:
+    """``document[dotted]`` in a flat or a nested document (``@timestamp``, ``event.created``)."""
+    value = document.get(dotted)
+    if value is not None or "." not in dotted:
+        return value
+    node: Any = document
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _time(document: Mapping[str, Any], time_field: str) -> datetime:
+    value = _lookup(document, time_field)
     if value is None:
         raise MappingError(f"field {time_field!r}: missing timestamp")
     try:
