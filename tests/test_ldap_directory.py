@@ -53,6 +53,7 @@ def connector(server, tmp_path: Path, *, ldaps: bool = True, ca: Path | None = N
         "snapshot": str(tmp_path / "directory.json"),
         "paged_size": 200,
         "timeout": 5,
+        "sync_interval": 0,  # every read syncs (the tests change the directory between reads)
         **extra,
     }
     return LdapDirectoryConnector("ad", options)
@@ -125,6 +126,16 @@ def test_a_bad_bind_is_one_line_without_the_password(ldap_server, tmp_path):
     message = str(info.value)
     assert "\n" not in message and "bind as cn=svc-wardwatch" in message and "invalidCredentials" in message
     assert "not-the-password" not in message
+
+
+def test_at_most_one_sync_per_sync_interval(ldap_server, tmp_path):
+    conn = connector(ldap_server, tmp_path, sync_interval="1h")
+    first = read_all(conn)
+    changed = ldap_server.users[50]
+    ldap_server.modify_user(changed.dn, {"title": "Lead"}, datetime(2026, 11, 8, tzinfo=timezone.utc))
+    assert read_all(conn, first.cursor).events == []  # not due: the server is not asked
+    conn._synced_at -= 3600
+    assert [e["user.name"] for e in read_all(conn, first.cursor).events] == [changed.sam]
 
 
 def test_server_down_is_unavailable_not_a_traceback(ldap_server, tmp_path):
@@ -246,13 +257,17 @@ def test_ldif_export_as_a_source(tmp_path):
     broken = "dn: CN=Broken,OU=Staff,DC=hospital,DC=example\nobjectClass: user\nsAMAccountName: broken\n" \
              "accountExpires: soon\n"
     path.write_text(seed_ldif(seed_users(20)) + "\n" + broken, encoding="utf-8")
-    conn = LdapDirectoryConnector("ldif", {"path": str(path), "snapshot": str(tmp_path / "snap.json")})
+    conn = LdapDirectoryConnector("ldif", {"path": str(path), "snapshot": str(tmp_path / "snap.json"),
+                                           "sync_interval": 0})
     batch = read_all(conn)
     assert len(batch.events) == 24 and "jdoe" in by_name(batch.events)
     [dead] = batch.dead_letters
     assert dead.location == f"{path}:{len(path.read_text().splitlines()) - 3}"
     assert dead.reason == "attribute accountExpires: not an integer"
     assert read_all(conn, batch.cursor).events == []  # unchanged file: nothing new
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("\ndn: CN=New,OU=Staff,DC=hospital,DC=example\nobjectClass: user\nsAMAccountName: newbie\n")
+    assert "newbie" in by_name(read_all(conn, batch.cursor).events)  # changed file: read again
     ids = IdentityEnricher.from_config({"directory": str(path)})  # the LDIF itself works as the directory
     assert ids.enrich({"user.name": "HOSPITAL\\JDOE"})["wardwatch.identity"] == "jdoe"
 

@@ -84,6 +84,9 @@ class LdapDirectoryOptions:
     group_filter: str = AD_GROUP_FILTER
     change_attribute: Literal["uSNChanged", "whenChanged", "modifyTimestamp"] = "uSNChanged"
     full_resync_interval: float = duration_option(86_400.0)
+    #: at most one sync per this interval (the engine polls every ingest_interval; a DC need not answer
+    #: every 10 s); the first read of a process always syncs
+    sync_interval: float = duration_option(300.0)
     paged_size: int = 500
     timeout: float = duration_option(10.0)
     #: identifier attributes kept per user (the EHR login is one of them: employeeID by default)
@@ -113,6 +116,8 @@ class LdapDirectoryOptions:
                 raise InvalidOption("bind_dn", "required with a bind password")
             if self.bind_dn and not (self.bind_password_file or self.bind_password_env):
                 raise InvalidOption("bind_password_file", "a bind_dn needs bind_password_file or bind_password_env")
+        if self.sync_interval is not None and self.sync_interval < 0:
+            raise InvalidOption("sync_interval", "must be a duration >= 0")
         if self.paged_size < 1:
             raise InvalidOption("paged_size", "must be a positive integer")
         if self.full_resync_interval is not None and self.full_resync_interval <= 0:
@@ -140,10 +145,15 @@ class LdapDirectoryConnector(Connector):
         self._pending_cursor: dict[str, Any] | None = None
         self._memory: DirectorySnapshot | None = None
         self.last_sync: dict[str, Any] = {}
+        self._synced_at: float | None = None  # monotonic time of the last sync in this process
 
     # --- the contract -------------------------------------------------------------------------
     def read(self, cursor: dict[str, Any] | None, max_events: int) -> Batch:
         if not self._pending and not self._pending_dead and self._pending_cursor is None:
+            interval = self.opts.sync_interval or 0.0
+            if self._synced_at is not None and time.monotonic() - self._synced_at < interval:
+                return Batch(cursor=cursor, exhausted=True)  # not due yet
+            self._synced_at = time.monotonic()
             try:
                 self._sync(cursor)
             except DirectoryUnavailable as exc:
