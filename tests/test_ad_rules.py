@@ -53,7 +53,7 @@ EXPECTED: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {
     ("windows_system_log_cleared", (("user.name", "pwagner"),)): 1,
     ("windows_disabled_account_logon", (("user.name", "kwinkler"),)): 1,
     ("windows_disabled_account_logon", (("user.name", "hschroeder"),)): 1,
-    ("windows_password_spray", (("IpAddress", "10.20.8.66"),)): 1,
+    ("windows_password_spray", (("source.ip", "10.20.8.66"),)): 1,
     ("windows_dc_scheduled_task", (("user.name", "pwagner"),)): 1,
     ("windows_privileged_password_reset", (("user.name", "admin.roth"),)): 1,
     ("windows_gpo_modified", (("user.name", "pwagner"),)): 1,
@@ -76,10 +76,10 @@ LOOKALIKES: dict[str, tuple[tuple[str, ...], Callable[[Event], bool]]] = {
     "windows_new_account_added_to_admin_group": (("new_admin_account",), lambda e: e["EventID"] == 4720),
     "windows_lockout_storm": (("lockout_storm",), lambda e: e["EventID"] == 4740),
     "windows_security_log_cleared": (("log_cleared",), lambda e: e.get("Provider_Name") == "Microsoft-Windows-Security-Auditing"),
-    "windows_system_log_cleared": (("log_cleared",), lambda e: e["EventID"] == 4688),
+    "windows_system_log_cleared": (("log_cleared",), lambda e: e.get("Channel") == "System"),
     "windows_disabled_account_logon": (("kwinkler_expired_tgt", "hschroeder_disabled_ntlm"),
                                        lambda e: e["EventID"] in (4768, 4776) and e.get("wardwatch.user.disabled") is False),
-    "windows_password_spray": (("password_spray",), lambda e: e["EventID"] == 4625),
+    "windows_password_spray": (("password_spray",), lambda e: e["EventID"] in (4625, 4771)),
     "windows_dc_scheduled_task": (("dc_scheduled_task",), lambda e: e["EventID"] == 4698),
     "windows_privileged_password_reset": (("admin_password_reset",), lambda e: e["EventID"] == 4724),
     "windows_gpo_modified": (("gpo_change",), lambda e: e["EventID"] == 5136),
@@ -178,7 +178,7 @@ def test_fixtures_are_a_realistic_day(setup: dict[str, Any]) -> None:
     ordinary = [e for e in windows if scenario(setup, e) is None]
     assert len(ordinary) > 2500
     counts = Counter(e["EventID"] for e in ordinary)
-    assert all(counts[i] >= 20 for i in (4624, 4634, 4768, 4769, 4776, 4625)), counts
+    assert all(counts[i] >= 15 for i in (4624, 4634, 4768, 4769, 4776, 4625, 4771, 7036)), counts
     users = {e["wardwatch.identity"] for e in ordinary if "wardwatch.identity" in e}
     assert len(users) >= 150  # identity resolved for the staff through KLINIKUM\name and name@REALM
 
