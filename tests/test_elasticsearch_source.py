@@ -488,6 +488,30 @@ def test_windows_documents_with_the_real_winlogbeat_records_module():
                                  windows_id(w["computer_name"], w["channel"], w["record_id"]))
 
 
+@pytest.mark.parametrize("fixture", ["winlogbeat-8.ndjson", "winlogbeat-7.ndjson", "elastic-agent.ndjson"])
+def test_a_winlogbeat_document_in_elasticsearch_is_the_same_event_as_from_the_winlogbeat_connector(fixture):
+    """Same record, same event (and the same event.id): read from a Winlogbeat file or from the index."""
+    path = Path(__file__).resolve().parent / "data" / "winlogbeat" / fixture
+    if mapping.windows_mapper() is None or not path.is_file():
+        pytest.skip("the winlogbeat connector or its fixtures are not there")
+    from connectors.windows.winlogbeat import WinlogbeatConnector
+
+    reader = WinlogbeatConnector("file", {"path": str(path)})
+    lines = [line for line in path.read_bytes().splitlines() if line.strip()]
+    compared = 0
+    for n, line in enumerate(lines):
+        from_file = reader.document_to_event(line, f"line:{n + 1}")
+        if not isinstance(from_file, dict) or "EventRecordID" not in from_file:
+            continue
+        from_es = map_document({"_index": "winlogbeat-8.15.3-2026.12.01", "_id": f"d{n}",
+                                "_source": orjson.loads(line)}, MappingSettings(), mapping.windows_mapper())
+        from_file.pop("event.original")
+        from_es.pop("event.original", None)
+        assert from_es == from_file
+        compared += 1
+    assert compared >= len(lines) // 2
+
+
 def test_documents_without_a_timestamp_are_mapping_errors_naming_the_field():
     with pytest.raises(MappingError, match=r"field '@timestamp': missing timestamp"):
         map_document({"_index": "i", "_id": "1", "_source": {"message": "x"}}, MappingSettings())
