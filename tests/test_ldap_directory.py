@@ -145,6 +145,17 @@ def test_server_down_is_unavailable_not_a_traceback(ldap_server, tmp_path):
     assert batch.unavailable and "server unreachable" in batch.unavailable and "\n" not in batch.unavailable
 
 
+def test_cli_ingest_of_an_ldif_export(tmp_path, capsys):
+    from engine.cli import main
+
+    (tmp_path / "users.ldif").write_text(seed_ldif(seed_users(5)), encoding="utf-8")
+    (tmp_path / "wardwatch.yaml").write_text(f"store:\n  sqlite:\n    path: {tmp_path}/w.db\nconnectors: []\n"
+                                             "alerts:\n  sinks: []\n")
+    code = main(["--config", str(tmp_path / "wardwatch.yaml"), "ingest", "ldap-directory", str(tmp_path / "users.ldif")])
+    out, err = capsys.readouterr()
+    assert code == 0 and "9 events read" in out, (out, err)
+
+
 def test_cli_ingest_with_server_down_is_one_line(ldap_server, tmp_path, capsys):
     from engine.cli import main
 

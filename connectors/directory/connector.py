@@ -100,9 +100,9 @@ class LdapDirectoryOptions:
     def __post_init__(self) -> None:
         if bool(self.url) == bool(self.path):
             raise InvalidOption("url", "give exactly one of url (an LDAP server) or path (an LDIF export)")
-        if self.url:
+        if self.server_url:
             try:
-                endpoint = LdapEndpoint(self.url, starttls=self.starttls)
+                endpoint = LdapEndpoint(self.server_url, starttls=self.starttls)
                 _host, _port, use_ssl = endpoint.parts
             except ValueError as exc:
                 raise InvalidOption("url", str(exc)) from None
@@ -126,6 +126,16 @@ class LdapDirectoryOptions:
             value = getattr(self, key).strip()
             if not (value.startswith("(") and value.endswith(")")):
                 raise InvalidOption(key, "must be an LDAP filter in parentheses, e.g. (objectClass=user)")
+
+    @property
+    def server_url(self) -> str | None:
+        """``url`` when it is an LDAP URL. ``wardwatch ingest ldap-directory users.ldif`` puts its one SOURCE
+        argument into ``url``; without ``://`` it is an LDIF file (:attr:`ldif_path`)."""
+        return self.url if self.url and "://" in self.url else None
+
+    @property
+    def ldif_path(self) -> str | None:
+        return self.path or (self.url if self.url and not self.server_url else None)
 
 
 class LdapDirectoryConnector(Connector):
@@ -193,7 +203,7 @@ class LdapDirectoryConnector(Connector):
         now = self.clock()
         previous = self._previous()
         started = time.monotonic()
-        if self.opts.path:
+        if self.opts.ldif_path:
             result = self._sync_ldif(state, previous)
         else:
             result = self._sync_ldap(state, previous, now)
@@ -229,7 +239,7 @@ class LdapDirectoryConnector(Connector):
         log.info("directory synced", connector=self.name, **self.last_sync)  # counts only: no names
 
     def _sync_ldif(self, state: dict[str, Any], previous: DirectorySnapshot):
-        path = self.opts.path
+        path = self.opts.ldif_path
         assert path is not None
         try:
             st = os.stat(path)
@@ -264,7 +274,7 @@ class LdapDirectoryConnector(Connector):
             password = read_secret_option(self.opts.bind_password_env, self.opts.bind_password_file)
         except AuthError as exc:
             raise ConnectorConfigError(f"connector {self.name!r}: bind password: {exc}") from None
-        endpoint = LdapEndpoint(self.opts.url or "", starttls=self.opts.starttls, ca_file=self.opts.ca_file,
+        endpoint = LdapEndpoint(self.opts.server_url or "", starttls=self.opts.starttls, ca_file=self.opts.ca_file,
                                 bind_dn=self.opts.bind_dn, password=password, timeout=self.opts.timeout or 10.0,
                                 allow_insecure_ldap=self.opts.allow_insecure_ldap)
         if insecure_transport(endpoint):
