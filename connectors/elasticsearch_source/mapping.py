@@ -259,27 +259,30 @@ def _forti_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-#: Our GLOBALPROTECT CSV column -> Elastic ``panw`` fields that carry it (first present wins).
+#: Our GLOBALPROTECT CSV column -> the fields Elastic's ``panw`` module/integration puts it in (its exported
+#: fields reference: ``panw.panos.<name>`` for most, ECS for user, addresses, outcome); first present wins.
 _GP_SOURCES: dict[str, tuple[str, ...]] = {
-    "serial": ("observer.serial_number",), "vsys": ("panw.panos.vsys",),
-    "eventid": ("panw.panos.event_id", "event.action"), "stage": ("panw.panos.stage",),
+    "serial": ("observer.serial_number",), "vsys": ("panw.panos.virtual_sys", "panw.panos.vsys"),
+    "eventid": ("panw.panos.event_id", "panw.panos.event.id", "event.action"), "stage": ("panw.panos.stage",),
     "auth_method": ("panw.panos.auth_method",), "tunnel_type": ("panw.panos.tunnel_type",),
     "srcuser": ("source.user.name", "user.name"), "srcregion": ("panw.panos.source.region",),
-    "machinename": ("host.hostname", "source.address"), "public_ip": ("source.ip",),
-    "public_ipv6": ("panw.panos.public_ipv6",), "private_ip": ("panw.panos.private_ip", "source.nat.ip"),
+    "machinename": ("host.hostname", "panw.panos.machine.name"),
+    "public_ip": ("source.ip", "panw.panos.public.ip"), "public_ipv6": ("panw.panos.public_ipv6",),
+    "private_ip": ("panw.panos.private_ip", "panw.panos.private.ip", "source.nat.ip"),
     "private_ipv6": ("panw.panos.private_ipv6",), "hostid": ("host.id",),
     "serialnumber": ("panw.panos.serial_number",), "client_ver": ("panw.panos.client_ver",),
-    "client_os": ("host.os.name", "panw.panos.client.os"),
-    "client_os_ver": ("host.os.full", "panw.panos.client.os_version"),
-    "repeatcnt": ("panw.panos.repeat_count",), "reason": ("panw.panos.event.reason", "event.reason"),
-    "error": ("panw.panos.error_message", "error.message"), "opaque": ("panw.panos.description", "message"),
-    "status": ("panw.panos.event.status", "event.outcome"), "location": ("panw.panos.location",),
+    "client_os": ("panw.panos.client_os", "host.os.name"),
+    "client_os_ver": ("panw.panos.client_os_ver", "host.os.full"),
+    "repeatcnt": ("panw.panos.repeatcnt",), "reason": ("event.reason", "panw.panos.reason"),
+    "error": ("panw.panos.error", "error.message"), "opaque": ("panw.panos.description", "message"),
+    "status": ("event.outcome",), "location": ("panw.panos.location",),
     "login_duration": ("panw.panos.login_duration",), "connect_method": ("panw.panos.connect_method",),
     "error_code": ("panw.panos.error_code", "error.code"), "portal": ("panw.panos.portal",),
-    "seqno": ("event.sequence", "panw.panos.sequence_number"), "gateway": ("panw.panos.gateway",),
+    "seqno": ("panw.panos.sequence_number", "event.sequence"), "gateway": ("panw.panos.gateway",),
     "selection_type": ("panw.panos.selection_type",), "response_time": ("panw.panos.response_time",),
     "priority": ("panw.panos.priority",), "attempted_gateways": ("panw.panos.attempted_gateways",),
-    "vsys_name": ("panw.panos.vsys_name",), "device_name": ("observer.hostname", "observer.name"),
+    "vsys_name": ("panw.panos.vsys_name",), "vsys_id": ("panw.panos.vsys_id",),
+    "device_name": ("observer.hostname", "observer.name"),
 }
 
 
