@@ -245,3 +245,12 @@ def test_terminated_user_logon_through_the_privacy_roster(setup: dict[str, Any],
     users = [a.group.get("user.name") for a in alerts_over_sample(setup["ruleset"], events)
              if setup["names"][a.rule_id] == "windows_disabled_account_logon"]
     assert set(users) == {"hschroeder", "kwinkler", "lbrandt"}  # one alert per logon (suppression: per site)
+
+
+def test_spray_over_ntlm_and_kerberos_is_one_address(setup: dict[str, Any]) -> None:
+    """4625 logs 10.20.8.66, 4771 ::ffff:10.20.8.66: grouped by source.ip the spray is one alert of 12."""
+    by_id = {e["event.id"]: e for e in setup["events"]}
+    spray = [a for a in alerts_over_sample(setup["ruleset"], setup["events"])
+             if setup["names"][a.rule_id] == "windows_password_spray"]
+    assert len(spray) == 1 and spray[0].metric["value"] == 12
+    assert {by_id[i]["EventID"] for i in spray[0].evidence} == {4625, 4771}
