@@ -81,6 +81,7 @@ def test_full_sync_over_tls_reads_past_the_size_limit(ldap_server, tmp_path, lda
     assert len({e["event.id"] for e in batch.events}) == SEEDED
     snapshot = tmp_path / "directory.json"
     assert stat.S_IMODE(os.stat(snapshot).st_mode) == 0o600
+    assert b"Doe" not in snapshot.read_bytes() and b"jdoe" in snapshot.read_bytes()  # logins, not names
 
 
 def test_paging_uses_several_round_trips(ldap_server, tmp_path):

@@ -33,9 +33,7 @@ from connectors.base import Batch, Connector, ConnectorConfigError, ConnectorErr
 from connectors.directory.attributes import (
     AttributeValueError,
     dn_cn,
-    dn_domain,
     format_generalized,
-    normalise_dn,
     or_none,
 )
 from connectors.directory.ldap_sync import (
@@ -316,7 +314,7 @@ class LdapDirectoryConnector(Connector):
 
     # --- events -------------------------------------------------------------------------------
     def _event(self, user: DirectoryUser, previous: DirectorySnapshot, full: bool, now: datetime) -> Event:
-        before = previous.users.get(normalise_dn(user.dn))
+        before = previous.users.get(user.key)
         if before is None:
             action, kind = ("user-listed", "info") if full and not previous.users else ("user-created", "creation")
         elif before.version == user.version and full:
@@ -331,13 +329,13 @@ class LdapDirectoryConnector(Connector):
             "event.category": ["iam"],
             "event.type": ["user", kind],
             "event.action": action,
-            "event.id": make_event_id("directory", f"{normalise_dn(user.dn)}\x00{user.version}"),
+            "event.id": make_event_id("directory", f"{user.key}\x00{user.version}"),
             "user.name": user.identity,
             "wardwatch.identity": user.identity,
             "wardwatch.user.disabled": user.disabled_at(when),
             "directory.user.flags": user.flags,
         }
-        domain = self.opts.domain or or_none(dn_domain, user.dn)
+        domain = self.opts.domain or user.domain
         if domain:
             event["user.domain"] = domain.lower()
         if user.mail or user.upn:
@@ -370,11 +368,11 @@ class LdapDirectoryConnector(Connector):
             "event.category": ["iam"],
             "event.type": ["user", "deletion"],
             "event.action": "user-deleted",
-            "event.id": make_event_id("directory", f"{normalise_dn(user.dn)}\x00deleted\x00{user.version}"),
+            "event.id": make_event_id("directory", f"{user.key}\x00deleted\x00{user.version}"),
             "user.name": user.identity,
             "wardwatch.identity": user.identity,
         }
-        domain = self.opts.domain or or_none(dn_domain, user.dn)
+        domain = self.opts.domain or user.domain
         if domain:
             event["user.domain"] = domain.lower()
         return event

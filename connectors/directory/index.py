@@ -77,7 +77,7 @@ class DirectoryIndex:
 
     def groups_of(self, user: DirectoryUser) -> frozenset[str]:
         """Every group DN (normalised) the user is in, directly or through nested groups (cycles are fine)."""
-        key = normalise_dn(user.dn)
+        key = user.key
         cached = self._closure.get(key)
         if cached is not None:
             return cached

@@ -8,12 +8,14 @@ identifier attributes (``employeeID`` is the EHR login at most sites), and drops
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
 from connectors.directory.attributes import (
     AttributeValueError,
+    dn_domain,
     filetime,
     generalized_time,
     normalise_dn,
@@ -33,9 +35,12 @@ GROUP_ATTRIBUTES = ("cn", "sAMAccountName", "memberOf", "whenChanged", "uSNChang
 
 @dataclass(frozen=True)
 class DirectoryUser:
-    """A user as the directory describes it now. ``identity`` is lower-cased sAMAccountName."""
+    """A user as the directory describes it now. ``identity`` is lower-cased sAMAccountName.
 
-    dn: str
+    ``key`` is a hash of the normalised DN, not the DN: a user's DN is usually ``CN=<full name>,...``, and the
+    snapshot only needs to recognise the same entry again (changes, deletes, ``event.id``)."""
+
+    key: str
     identity: str
     upn: str | None = None
     mail: str | None = None
@@ -46,6 +51,8 @@ class DirectoryUser:
     when_changed: datetime | None = None
     usn_changed: int | None = None
     member_of: tuple[str, ...] = ()
+    #: the DNS domain of the DN's ``DC=`` parts (``hospital.example``)
+    domain: str | None = None
     #: configured identifier attributes, keys lower-cased (``{"employeeid": "u0042"}``)
     ids: Mapping[str, str] = field(default_factory=dict)
 
@@ -75,7 +82,7 @@ class DirectoryUser:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "dn": self.dn, "identity": self.identity, "upn": self.upn, "mail": self.mail,
+            "key": self.key, "identity": self.identity, "domain": self.domain, "upn": self.upn, "mail": self.mail,
             "department": self.department, "title": self.title, "uac": self.account_control,
             "expires": self.account_expires.isoformat() if self.account_expires else None,
             "changed": self.when_changed.isoformat() if self.when_changed else None,
@@ -85,7 +92,7 @@ class DirectoryUser:
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> "DirectoryUser":
         return cls(
-            dn=doc["dn"], identity=doc["identity"], upn=doc.get("upn"), mail=doc.get("mail"),
+            key=doc["key"], identity=doc["identity"], domain=doc.get("domain"), upn=doc.get("upn"), mail=doc.get("mail"),
             department=doc.get("department"), title=doc.get("title"), account_control=int(doc.get("uac") or 0),
             account_expires=datetime.fromisoformat(doc["expires"]) if doc.get("expires") else None,
             when_changed=datetime.fromisoformat(doc["changed"]) if doc.get("changed") else None,
@@ -100,6 +107,11 @@ class DirectoryGroup:
     dn: str
     cn: str | None
     member_of: tuple[str, ...] = ()
+
+
+def dn_key(dn: str) -> str:
+    """The stable, name-free key of an entry: a hash of its normalised DN."""
+    return hashlib.sha256(normalise_dn(dn).encode("utf-8")).hexdigest()[:32]
 
 
 def end_date_of(user: DirectoryUser) -> datetime | None:
@@ -207,8 +219,9 @@ def user_from_entry(dn: str, attrs: Mapping[str, Any], id_attributes: Iterable[s
         if value:
             ids[name.lower()] = value
     return DirectoryUser(
-        dn=dn,
+        key=dn_key(dn),
         identity=sam.lower(),
+        domain=dn_domain(dn),
         upn=(_text(attrs, "userPrincipalName") or "").lower() or None,
         mail=(_text(attrs, "mail") or "").lower() or None,
         department=_text(attrs, "department") or _text(attrs, "departmentNumber"),

@@ -30,12 +30,13 @@ from connectors.directory.model import (
 from engine.private_files import create_private_fd, private_dir
 
 SNAPSHOT_FORMAT = "wardwatch-directory-snapshot"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: users keyed by a hash of the DN (no names in the file)
 
 
 @dataclass
 class DirectorySnapshot:
-    """Users and groups keyed by normalised DN. ``problems``: (line, reason) of LDIF records skipped."""
+    """Users keyed by :attr:`DirectoryUser.key`, groups by normalised DN. ``problems``: (line, reason) of
+    LDIF records skipped."""
 
     users: dict[str, DirectoryUser] = field(default_factory=dict)
     groups: dict[str, DirectoryGroup] = field(default_factory=dict)
@@ -47,13 +48,12 @@ class DirectorySnapshot:
 
     def add_entry(self, dn: str, attrs: dict[str, Any], id_attributes: Iterable[str]) -> DirectoryUser | DirectoryGroup:
         """Decode one raw entry into the snapshot (a group or a user); :class:`AttributeValueError` if odd."""
-        key = normalise_dn(dn)
         if is_group(attrs):
             group = group_from_entry(dn, attrs)
-            self.groups[key] = group
+            self.groups[normalise_dn(dn)] = group
             return group
         user = user_from_entry(dn, attrs, id_attributes)
-        self.users[key] = user
+        self.users[user.key] = user
         return user
 
     def to_bytes(self) -> bytes:
@@ -76,12 +76,12 @@ class DirectorySnapshot:
         snap = cls(source=doc.get("source") or "", synced_at=doc.get("synced_at"))
         for u in doc.get("users") or []:
             user = DirectoryUser.from_json(u)
-            snap.users[normalise_dn(user.dn)] = user
+            snap.users[user.key] = user
         for g in doc.get("groups") or []:
             snap.groups[normalise_dn(g["dn"])] = DirectoryGroup(g["dn"], g.get("cn"), tuple(g.get("member_of") or ()))
         for d in doc.get("deleted") or []:
             user = DirectoryUser.from_json(d["user"])
-            snap.deleted[normalise_dn(user.dn)] = (user, d["noticed"])
+            snap.deleted[user.key] = (user, d["noticed"])
         return snap
 
     def save(self, path: str | os.PathLike[str]) -> None:
