@@ -2,8 +2,9 @@
 
 Data minimisation: the directory knows staff names, phone numbers and photos. A rule needs none of them, so
 a :class:`DirectoryUser` keeps logins, department, title, account state, group DNs and the configured
-identifier attributes (``employeeID`` is the EHR login at most sites), and drops ``displayName``, ``sn``,
-``givenName`` and the manager's DN (whose CN is a name) as soon as the entry is decoded.
+identifier attributes (``employeeID`` is the EHR login at most sites). ``displayName``, ``sn``,
+``givenName`` and ``manager`` (a DN whose CN is a name) are never requested, and the user's own DN is kept
+only as a hash (:func:`dn_key`).
 """
 
 from __future__ import annotations
