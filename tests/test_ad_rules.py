@@ -141,15 +141,19 @@ def scenario(setup: dict[str, Any], event: Event) -> str | None:
     return setup["scenario_of"].get((event.get("winlog.computer_name"), event.get("winlog.record_id")))
 
 
-def summary(setup: dict[str, Any], events: list[Event]) -> Counter:
+def summarise(setup: dict[str, Any], alerts: Any) -> Counter:
     """(rule name, the EXPECTED group fields of its alert) -> count."""
     keys = {name: [k for k, _ in fields] for name, fields in EXPECTED}
     out: Counter = Counter()
-    for alert in alerts_over_sample(setup["ruleset"], events):
+    for alert in alerts:
         name = setup["names"][alert.rule_id]
         fields = tuple((k, alert.group.get(k)) for k in keys.get(name, sorted(alert.group)))
         out[(name, fields)] += 1
     return out
+
+
+def summary(setup: dict[str, Any], events: list[Event]) -> Counter:
+    return summarise(setup, alerts_over_sample(setup["ruleset"], events))
 
 
 @pytest.fixture(scope="module")
@@ -254,3 +258,23 @@ def test_spray_over_ntlm_and_kerberos_is_one_address(setup: dict[str, Any]) -> N
              if setup["names"][a.rule_id] == "windows_password_spray"]
     assert len(spray) == 1 and spray[0].metric["value"] == 12
     assert {by_id[i]["EventID"] for i in spray[0].evidence} == {4625, 4771}
+
+
+def test_elasticsearch_store_raises_the_same_alerts(setup: dict[str, Any], positive: Counter) -> None:
+    """The pack on the Elasticsearch store (Lucene queries, keyword fields, booleans, exists): same alerts."""
+    import uuid
+
+    from engine.app import build_jobs
+    from engine.evaluation import Evaluator, iter_alerts, run_all
+    from engine.store import open_store
+    from tests.conftest import require_elasticsearch
+
+    url = require_elasticsearch()
+    store = open_store("elasticsearch", hosts=[url], index_prefix=f"wwtest-ad-{uuid.uuid4().hex[:12]}")
+    try:
+        store.write(setup["events"])
+        evaluator = Evaluator(store, evidence_cap=10**9, candidates=setup["ruleset"].candidates)
+        assert summarise(setup, iter_alerts(run_all(evaluator, build_jobs(setup["ruleset"])))) == positive
+    finally:
+        store.delete_all()
+        store.close()
