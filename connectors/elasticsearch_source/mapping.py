@@ -65,7 +65,8 @@ class MappingSettings:
     timezone: str = "UTC"
     #: the VPN dataset our rules read (``product: vpn``)
     vpn_dataset: str = "vpn.auth"
-    _vpn: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: (connector type, time zone) -> the VPN connector whose message_to_event maps that vendor
+    _vpn: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
 
 
 WindowsMapper = Callable[[Mapping[str, Any]], Any]
