@@ -12,8 +12,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors.directory.attributes import to_filetime
+from connectors.directory.index import DirectoryIndex
+from connectors.directory.snapshot import DirectorySnapshot
 from engine.enrich.identity import DirectoryRoster, IdentityEnricher, IdentityOptions
 from engine.enrich.privacy import PrivacyEnricher
 from engine.plugins import InvalidOption, parse_options
@@ -294,3 +298,22 @@ def test_a_sigma_correlation_joins_the_three_sources_on_wardwatch_identity(direc
     alerts = [a for a in alerts_over_sample(ruleset, [e.enrich(dict(ev)) for ev in events])
               if a.rule_title.startswith("One person")]
     assert [a.group for a in alerts] == [{"wardwatch.identity": "jdoe"}]
+
+
+_sam = st.text("abcdefghijklmnopqrstuvwxyz0123456789._-", min_size=1, max_size=20).filter(lambda s: not s.endswith("$"))
+_domain = st.text("abcdefghijklmnopqrstuvwxyz.", min_size=1, max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_sam, _domain, st.sampled_from(["{d}\\{n}", "{n}@{d}", "{n}", "{D}\\{N}", "{N}@{D}"]), _sam)
+def test_every_spelling_of_a_login_resolves_to_one_identity(name, domain, form, other):
+    """Property: ``DOMAIN\\name``, ``name@domain`` and ``NAME`` in any case are the same directory user, and a
+    name that is not in the directory never resolves."""
+    snap = DirectorySnapshot()
+    user = snap.add_entry(f"CN={name},OU=Staff,DC=hospital,DC=example",
+                          {"objectclass": ["user"], "samaccountname": [name.upper()]}, ())
+    index = DirectoryIndex(snap)
+    spelled = form.format(n=name, d=domain, N=name.upper(), D=domain.upper())
+    assert index.by_login(spelled) is user
+    if other != name:
+        assert index.by_login(other) is None
