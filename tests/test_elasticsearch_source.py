@@ -391,6 +391,22 @@ def test_config_errors_name_the_key(tmp_path, entry, key, message):
     assert key in text and message in text and "hunter2" not in text
 
 
+@pytest.mark.parametrize("pattern, refused", [
+    ("logs-system.security-*", False), ("winlogbeat-*", False), ("logs-*,winlogbeat-*", False),
+    ("ward*", True), ("w*", True), ("*", True), ("_all", True), ("wardwatch-events-*", True),
+    ("logs-*,wardwatch-state", True), ("-wardwatch-*", False), ("wardwatchers-logs", False),
+])
+def test_patterns_that_could_name_the_store_indices_are_refused(pattern, refused):
+    from connectors.elasticsearch_source.connector import ElasticsearchSourceOptions
+    from engine.plugins import InvalidOption, parse_options
+
+    if refused:
+        with pytest.raises(InvalidOption, match=r"would read Wardwatch's own store indices \(wardwatch-\*\)"):
+            parse_options(ElasticsearchSourceOptions, {"index": pattern})
+    else:
+        assert parse_options(ElasticsearchSourceOptions, {"index": pattern}).index == pattern
+
+
 def test_a_missing_secret_file_is_one_line_naming_its_option(tmp_path):
     with pytest.raises(ConnectorConfigError, match=r"connector 'es': api_key_file: cannot read secret file "
                                                    r".*/missing-key: No such file"):
@@ -469,10 +485,11 @@ def test_windows_documents_go_through_the_windows_record_contract_and_keep_the_w
         "event_data"]["TargetUserName"]
     assert event["event.dataset"] == "windows.security" and event["event.outcome"] == "failure"
     w = doc["_source"]["winlog"]
-    assert event["event.id"] == windows_id(w["computer_name"], w["channel"], int(w["record_id"]))
+    assert event["event.id"] == windows_id(w["computer_name"], w["channel"], int(w["record_id"]),
+                                        event["@timestamp"][:19])
     # without the Winlogbeat module the document is kept as ECS, and still one Windows identity
     plain = map_document(_hit(doc, "other-index"), MappingSettings(), windows=None)
-    assert plain["event.id"] == windows_id(w["computer_name"], w["channel"], w["record_id"])
+    assert plain["event.id"] == windows_id(w["computer_name"], w["channel"], w["record_id"], plain["@timestamp"][:19])
     assert plain["winlog.event_data.TargetUserName"] == event["TargetUserName"]
 
 
@@ -484,8 +501,9 @@ def test_windows_documents_with_the_real_winlogbeat_records_module():
     event = map_document(_hit(doc), MappingSettings(), windows=real)
     w = doc["_source"]["winlog"]
     assert event["EventID"] == int(w["event_id"]) and event["event.dataset"] == "windows.security"
-    assert event["event.id"] in (windows_id(w["computer_name"], w["channel"], int(w["record_id"])),
-                                 windows_id(w["computer_name"], w["channel"], w["record_id"]))
+    second = event["@timestamp"][:19]
+    assert event["event.id"] in (windows_id(w["computer_name"], w["channel"], int(w["record_id"]), second),
+                                 windows_id(w["computer_name"], w["channel"], w["record_id"], second))
 
 
 @pytest.mark.parametrize("fixture", ["winlogbeat-8.ndjson", "winlogbeat-7.ndjson", "elastic-agent.ndjson"])

@@ -103,7 +103,8 @@ class ElasticsearchSourceOptions:
 
 def own_index(name: str, prefix: str) -> bool:
     """True when ``name`` (a pattern part or a resolved name) is or may expand to a store index."""
-    name = name.lstrip("-")  # "-wardwatch-*" excludes, which is fine
+    if name.startswith("-"):  # "-wardwatch-*" excludes those indices: exactly what we want
+        return False
     if name in ("*", "_all"):
         return True
     if name.startswith(f"{prefix}-"):
