@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
+import orjson
 import pytest
 import yaml
 
@@ -278,3 +279,34 @@ def test_elasticsearch_store_raises_the_same_alerts(setup: dict[str, Any], posit
     finally:
         store.delete_all()
         store.close()
+
+
+def test_rule_branches_the_day_does_not_exercise(setup: dict[str, Any], winlogbeat_generator: Any,
+                                                  tmp_path: Path) -> None:
+    """Universal groups (4756), a German DC's group names, builtin SIDs, an SPN set on a user (4738): built
+    with the generator's own event builders, read through the winlogbeat connector."""
+    import random
+
+    gen = winlogbeat_generator
+    people = {p["login"]: p for p in gen.P.people()}
+    huber, roth, lpohl = people["admin.huber"], people["admin.roth"], people["lpohl"]
+    log = gen.Log(random.Random(1))
+    t = gen.utc(9)
+    log.member_added(t, huber, "0x1", gen.P.user_dn(roth), roth["sid"], "Enterprise Admins")  # 4756
+    log.add(t, 4732, {"MemberName": "-", "MemberSid": lpohl["sid"], "TargetUserName": "Administratoren",
+                      "TargetDomainName": "Builtin", "TargetSid": "S-1-5-32-544", **log.subject(huber, "0x1")})
+    log.add(t, 4732, {"MemberName": "-", "MemberSid": roth["sid"], "TargetUserName": "Remotedesktopbenutzer",
+                      "TargetDomainName": "Builtin", "TargetSid": "S-1-5-32-555", **log.subject(huber, "0x1")})
+    log.account_changed(t, huber, "0x1", lpohl, spns="HTTP/lpohl-web.klinikum.example")
+    log.account_changed(t + gen.timedelta(seconds=1), huber, "0x1", roth, spns="-")
+    path = tmp_path / "branches.ndjson"
+    path.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in log.documents("Security")))
+    config = demo_config(tmp_path)
+    entry = {"name": "branches", "type": "winlogbeat", "path": str(path)}
+    events = build_enrichment(config).enrich_all(read_all(build_connector(config, entry), None, 100).events)
+    got = summarise(setup, alerts_over_sample(setup["ruleset"], events))
+    assert got == {
+        ("windows_privileged_group_change", (("SubjectUserName", "admin.huber"), ("TargetUserName", "Enterprise Admins"))): 1,
+        ("windows_privileged_group_change", (("SubjectUserName", "admin.huber"), ("TargetUserName", "Administratoren"))): 1,
+        ("windows_roastable_account_change", (("user.name", "lpohl"),)): 1,
+    }
