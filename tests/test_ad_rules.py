@@ -310,3 +310,29 @@ def test_rule_branches_the_day_does_not_exercise(setup: dict[str, Any], winlogbe
         ("windows_privileged_group_change", (("SubjectUserName", "admin.huber"), ("TargetUserName", "Administratoren"))): 1,
         ("windows_roastable_account_change", (("user.name", "lpohl"),)): 1,
     }
+
+
+def _shifted(events: list[Event], pick: Callable[[Event], bool], minutes: int) -> list[Event]:
+    from datetime import datetime, timedelta
+
+    out = []
+    for e in events:
+        if pick(e):
+            t = datetime.fromisoformat(e["@timestamp"].replace("Z", "+00:00")) + timedelta(minutes=minutes)
+            e = dict(e, **{"@timestamp": t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"})
+        out.append(e)
+    return out
+
+
+@pytest.mark.parametrize("case,minutes", [("ad_change_after_the_exports", 40), ("exports_an_hour_later", 50)])
+def test_chain_needs_the_order_and_the_hour(setup: dict[str, Any], case: str, minutes: int) -> None:
+    """The AD change moved after the exports (12:22:40 -> 13:02:40), or the exports 50 minutes later (the
+    last step more than an hour after the VPN login): every step is still there, the chain is not."""
+    if case == "ad_change_after_the_exports":
+        pick: Callable[[Event], bool] = lambda e: e.get("EventID") == 4728 and e.get("SubjectUserName") == "jarnold"
+    else:
+        pick = lambda e: e.get("event.action") == "export"
+    got = summary(setup, _shifted(setup["events"], pick, minutes))
+    names = {name for name, _ in got}
+    assert "chain_vpn_ad_change_ehr_export" not in names
+    assert {"windows_privileged_group_change", "ehr_privacy_bulk_export_print"} <= names
