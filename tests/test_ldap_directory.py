@@ -215,6 +215,26 @@ def test_when_changed_mode_for_directories_without_usn(ldap_server, tmp_path):
     assert second.cursor["mark"] == format_generalized(latest + timedelta(hours=1))
 
 
+def test_modify_timestamp_mode_as_on_openldap(ldap_server, tmp_path):
+    """OpenLDAP's own operational attribute: slapd sets it on every change (here to the real clock, while the
+    seeded whenChanged values are in November): the mark must come from modifyTimestamp itself."""
+    import time
+
+    conn = connector(ldap_server, tmp_path, change_attribute="modifyTimestamp")
+    time.sleep(1.05)  # modifyTimestamp has one-second resolution; slapadd gave every seeded entry one value
+    ldap_server.modify_user(ldap_server.users[61].dn, {"title": "Nurse"}, datetime(2026, 11, 9, tzinfo=timezone.utc))
+    first = read_all(conn)
+    time.sleep(1.05)
+    changed = ldap_server.users[60]
+    ldap_server.modify_user(changed.dn, {"department": "Nursing"}, datetime(2026, 11, 9, tzinfo=timezone.utc))
+    second = read_all(conn, first.cursor)
+    seen = {e["event.id"] for e in first.events}
+    assert [e["user.name"] for e in second.events if e["event.id"] not in seen] == [changed.sam]
+    assert len(second.events) < 20  # only the boundary second's entries come again
+    assert second.cursor["mark"] > first.cursor["mark"]
+    assert generalized_time("m", second.cursor["mark"]).year >= 2026
+
+
 def test_full_resync_reports_deleted_users(ldap_server, tmp_path):
     now = [datetime(2026, 12, 1, tzinfo=timezone.utc)]
     conn = connector(ldap_server, tmp_path, full_resync_interval="1h")

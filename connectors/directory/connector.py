@@ -34,7 +34,9 @@ from connectors.directory.attributes import (
     AttributeValueError,
     dn_cn,
     format_generalized,
+    generalized_time,
     or_none,
+    parse_int,
 )
 from connectors.directory.ldap_sync import (
     ChangeAttribute,
@@ -208,7 +210,7 @@ class LdapDirectoryConnector(Connector):
         if result is None:
             self._pending_cursor = state
             return
-        snapshot, read_users, full, dead = result
+        snapshot, read_users, full, dead, mark = result
         snapshot.synced_at = format_timestamp(now)
         if full:
             # Tombstones: users gone at a full sync whose cursor may not be committed yet. A crash after the
@@ -228,7 +230,8 @@ class LdapDirectoryConnector(Connector):
             events += [self._deleted_event(user, noticed) for user, noticed in snapshot.deleted.values()]
         self._memory = snapshot
         self._pending, self._pending_dead = events, dead
-        state["mark"] = _mark(snapshot, self.opts.change_attribute, state.get("mark"))
+        if mark is not None:
+            state["mark"] = mark
         if full:
             state["full_at"] = format_timestamp(now)
         self._pending_cursor = state
@@ -263,7 +266,7 @@ class LdapDirectoryConnector(Connector):
             if isinstance(item, DirectoryUser):
                 read_users.append(item)
         state["file"] = stamp
-        return snapshot, read_users, True, dead
+        return snapshot, read_users, True, dead, None
 
     def _endpoint(self) -> LdapEndpoint:
         from connectors.fhir_auth import AuthError, read_secret_option
@@ -302,7 +305,9 @@ class LdapDirectoryConnector(Connector):
                 except AttributeValueError as exc:
                     dead.append(self._dead(f"{opts.url} group", str(exc), dn))
             wanted = user_attributes(attribute, tuple(opts.id_attributes))
+            mark = ChangeMark(attribute, state.get("mark"))
             for dn, attrs in reader.entries(opts.base_dn, users_filter, wanted):
+                mark.see(attrs)  # also for an entry that is dead-lettered: it must not come back every sync
                 try:
                     item = snapshot.add_entry(dn, attrs, opts.id_attributes)
                 except AttributeValueError as exc:
@@ -310,7 +315,7 @@ class LdapDirectoryConnector(Connector):
                     continue
                 if isinstance(item, DirectoryUser):
                     read_users.append(item)
-        return snapshot, read_users, full, dead
+        return snapshot, read_users, full, dead, mark.value
 
     # --- events -------------------------------------------------------------------------------
     def _event(self, user: DirectoryUser, previous: DirectorySnapshot, full: bool, now: datetime) -> Event:
@@ -397,14 +402,28 @@ def _full_due(state: Mapping[str, Any], now: datetime, interval: float | None) -
     return interval is not None and (now - last).total_seconds() >= interval
 
 
-def _mark(snapshot: DirectorySnapshot, attribute: str, old: Any) -> Any:
-    """The highest change mark in the snapshot: a USN (int) or a GeneralizedTime text; never goes back."""
-    if attribute == "uSNChanged":
-        usns = [u.usn_changed for u in snapshot.users.values() if u.usn_changed is not None]
-        best = max(usns, default=None)
-        return max(best, int(old)) if best is not None and old is not None else (best if best is not None else old)
-    times = [u.when_changed for u in snapshot.users.values() if u.when_changed is not None]
-    if not times:
-        return old
-    text = format_generalized(max(times))
-    return max(text, old) if isinstance(old, str) else text
+class ChangeMark:
+    """The highest value of the change attribute among the entries read (the raw attribute, not the model's
+    ``when_changed``: an OpenLDAP entry may carry both whenChanged and modifyTimestamp). Never goes back."""
+
+    def __init__(self, attribute: str, old: Any):
+        self.attribute, self.key = attribute, attribute.lower()
+        self.value: Any = old
+        self._best: datetime | None = None
+
+    def see(self, attrs: Mapping[str, Any]) -> None:
+        raw = (attrs.get(self.key) or [None])[0]
+        if raw is None:
+            return
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        if self.attribute == "uSNChanged":
+            number = or_none(lambda t: parse_int("uSNChanged", t), text)
+            if number is not None and (self.value is None or number > int(self.value)):
+                self.value = number
+            return
+        when = or_none(lambda t: generalized_time(self.attribute, t), text)
+        if when is not None and (self._best is None or when > self._best):
+            self._best = when
+            mark = format_generalized(when)
+            if not isinstance(self.value, str) or mark > self.value:
+                self.value = mark
