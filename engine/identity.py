@@ -38,18 +38,27 @@ def record_id(raw: bytes | str, position: str) -> str:
     return make_event_id(f"record@{position}", raw)
 
 
-def windows_id(computer: str, channel: str, record: Any) -> str:
-    """Windows numbers records per channel per computer; names compare case-insensitively there."""
-    return make_event_id("windows", f"{computer.casefold()}\x00{channel.casefold()}\x00{record}")
+def windows_id(computer: str, channel: str, record: Any, second: str = "") -> str:
+    """Windows numbers records per channel per computer; names compare case-insensitively there.
+
+    ``second`` is the record's time to the second (``2026-11-01T23:05:40``): a machine rebuilt under the
+    same name numbers its records from 1 again, and without the time its new records would be dropped as
+    copies of the old ones. Seconds, not milliseconds: NXLog logs no fractions, and the same record must
+    keep one id whether it arrived as EVTX, Winlogbeat or NXLog JSON."""
+    return make_event_id("windows", f"{computer.casefold()}\x00{channel.casefold()}\x00{record}\x00{second}")
 
 
-def windows_identity(event: Mapping[str, Any]) -> tuple[str, str, Any] | None:
-    """(computer, channel, record id) when the event carries all three, else None."""
+def windows_identity(event: Mapping[str, Any]) -> tuple[str, str, Any, str] | None:
+    """(computer, channel, record id, time to the second) when the event carries the first three, else None.
+
+    The time is read from the normalised ``@timestamp`` (UTC); an event without one gets ``""``."""
+    ts = event.get("@timestamp")
+    second = ts[:19] if isinstance(ts, str) else ""
     for computer_key, channel_key, record_key in _WINDOWS_FIELDS:
         computer, channel, record = event.get(computer_key), event.get(channel_key), event.get(record_key)
         if (isinstance(computer, str) and computer and isinstance(channel, str) and channel
                 and type(record) in (int, str) and str(record)):
-            return computer, channel, record
+            return computer, channel, record, second
     return None
 
 

@@ -137,6 +137,21 @@ def test_windows_record_id_is_its_identity(tmp_path):
     assert _ids(NdjsonFileConnector("one", {"path": str(tmp_path / "c.ndjson")}))[0] != a[0]
 
 
+def test_windows_records_that_share_a_record_id_but_not_a_time_are_two_events(tmp_path):
+    """A rebuilt machine (same name) numbers its records from 1 again: computer + channel + record id alone
+    would make its new 4625 a duplicate of the old one in Elasticsearch (ids are unique) and not in SQLite
+    (time + id), so the two stores would hold different events. The time (to the second: NXLog logs no
+    fractions) is part of the identity."""
+    record = {"@timestamp": "2020-03-01T10:00:00.120Z", "EventID": 4625, "Channel": "Security",
+              "Computer": "ws01", "EventRecordID": 17}
+    rebuilt = dict(record, **{"@timestamp": "2021-06-05T08:30:00.000Z"})
+    same_second = dict(record, **{"@timestamp": "2020-03-01T10:00:00.999Z"})
+    (tmp_path / "a.ndjson").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in (record, rebuilt, same_second)))
+    ids = _ids(NdjsonFileConnector("one", {"path": str(tmp_path / "a.ndjson")}))
+    assert ids[0] != ids[1]
+    assert ids[0] == ids[2]
+
+
 # --- FHIR: server + AuditEvent id ------------------------------------------------------------------------
 
 AUDIT = {"resourceType": "AuditEvent", "id": "ae-1", "recorded": "2026-11-02T10:00:00Z",

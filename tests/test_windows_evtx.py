@@ -36,13 +36,6 @@ CHUNK = 65536
 HEADER = 4096
 
 
-#: Fields that are a number in some events and text in others, reported to the lead (not this transport's):
-#: EventData items named like a System field (Sysmon 4 ``Version`` "9.01", Wininit ``Level``, 5156
-#: ``ProcessID``: record.py lets the data item win over the System integer), and the Sysmon-named aliases
-#: that aliases.py derives as integers from 4688/5156 (``ParentProcessId``, ``ProcessId``, ``DestinationPort``).
-KNOWN_TYPE_CONFLICTS = {"Level", "Version", "ProcessID", "ParentProcessId", "ProcessId", "DestinationPort"}
-
-
 def sample(relative: str) -> Path:
     path = SAMPLES / relative
     if not path.is_file():
@@ -107,7 +100,7 @@ def test_failed_logon_record_gives_sigma_and_ecs_fields():
     assert (event["user.name"], event["user.domain"]) == ("jdoe", "hospital")
     assert (event["source.ip"], event["source.port"]) == ("10.20.30.40", 51234)
     assert (event["LogonType"], event["IpPort"], event["KeyLength"]) == ("3", "51234", "0")
-    assert (event["ProcessID"], event["ThreadID"], event["EventRecordID"]) == (668, 4120, 918273)
+    assert (event["ProcessID"], event["ThreadID"], event["EventRecordID"]) == ("668", "4120", 918273)
     assert event["@timestamp"] == "2026-12-01T07:15:02.123Z" and event["Provider_Guid"].startswith("5484")
 
 
@@ -194,7 +187,7 @@ def test_every_sample_record_becomes_an_event_or_a_dead_letter():
     # one JSON type per field over all channels and providers: one Elasticsearch mapping takes them all
     # (pyevtx-rs types ProcessId as a number in Sysmon and as 0x.. text in 4688)
     conflicts = {key for key, k in kinds.items() if len(k) > 1}
-    assert conflicts <= KNOWN_TYPE_CONFLICTS, conflicts - KNOWN_TYPE_CONFLICTS
+    assert not conflicts, conflicts
     assert kinds["CommandLine"] == {"str"} and kinds["LogonType"] == {"str"} and kinds["EventID"] == {"int"}
 
 
@@ -274,14 +267,15 @@ def test_sysmon_and_string_typed_system_values():
     defender = drain(connector(sample("EVTX-to-MITRE-Attack/Antivirus/ID1116-1117-Defender threat detected.evtx"))).events
     detected = by_id(defender, 1116)
     assert detected  # the file renders EventID/EventRecordID/Level as strings: they are numbers here
-    assert type(detected[0]["EventRecordID"]) is int and type(detected[0]["Level"]) is int
+    assert type(detected[0]["EventRecordID"]) is int and detected[0]["Level"] == "3"
     assert detected[0]["Threat Name"] == "HackTool:Win64/Mikatz!dha"
 
 
 @needs_samples
 def test_event_id_is_computer_channel_record_id():
     event = drain(connector(sample("DeepBlueCLI/eventlog-dac.evtx"))).events[0]
-    assert event["event.id"] == windows_id(event["Computer"], event["Channel"], event["EventRecordID"])
+    assert event["event.id"] == windows_id(event["Computer"], event["Channel"], event["EventRecordID"],
+                                        event["@timestamp"][:19])
 
 
 @needs_samples

@@ -105,7 +105,7 @@ def test_every_flavour_gives_the_same_flat_event(flavour: str) -> None:
     assert (event["user.name"], event["user.domain"]) == ("jdoe", "hospital")
     assert (event["source.ip"], event["source.port"]) == ("10.20.30.40", 51234)
     assert event["host.name"] == "dc01.hospital.example"
-    assert event["ProcessID"] == 668 and event["ThreadID"] == 4120
+    assert event["ProcessID"] == "668" and event["ThreadID"] == "4120"
     assert event["message"] == "An account failed to log on."
 
 
@@ -123,7 +123,7 @@ def test_nxlog_own_fields_are_not_event_data() -> None:
     for own in ("EventReceivedTime", "SourceModuleName", "SourceModuleType", "Category",
                 "ExecutionProcessID", "SeverityValue", "Hostname", "RecordNumber"):
         assert own not in event, own
-    assert (event["Task"], event["Opcode"]) == (12544, 0)  # System fields, numeric as in EVTX, not "Info"
+    assert (event["Task"], event["Opcode"]) == ("12544", "0")  # System fields as EVTX numbers them, not "Info"
     # an NXLog that typed an EventData item as a number still gives the text Winlogbeat sends
     assert flat_event(dict(NXLOG, LogonType=3, KeyLength=0), "nxlog")["LogonType"] == "3"
 

@@ -160,7 +160,9 @@ def normalise_record(record: WindowsRecord) -> Event:
                        ("ProcessID", record.process_id), ("ThreadID", record.thread_id),
                        ("UserID", record.user_sid), ("Provider_Guid", record.provider_guid)):
         if value is not None:
-            event.setdefault(key, value)
+            # text, as EventData: a data item may share the name (RDP events carry a ``Version`` item
+            # "0xa0301"), and one field must have one type in every event (an Elasticsearch mapping)
+            event.setdefault(key, data_text(value))
     # ECS, as Winlogbeat / Elastic Agent set it
     event["event.code"] = str(record.event_id)
     event["event.provider"] = record.provider

@@ -42,7 +42,7 @@ from connectors.vpn.base import VpnOptions, parse_timezone
 from connectors.windows.record import normalise_record
 from connectors.windows.winlogbeat_records import WinlogbeatDocumentError, record_from_document
 from engine.events import Event, format_timestamp
-from engine.identity import record_id, windows_id
+from engine.identity import record_id, windows_id, windows_identity
 from engine.plugins import InvalidOption, path_option
 from engine.store.base import DeadLetter
 
@@ -196,6 +196,6 @@ class WinlogbeatConnector(SpoolListeners, NdjsonFileConnector):
         except WinlogbeatDocumentError as exc:
             return str(exc)
         event["event.original"] = data.decode("utf-8")
-        event["event.id"] = (windows_id(record.computer, record.channel, record.record_id)
-                             if record.record_id is not None else record_id(data, position))
+        identity = windows_identity(event) if record.record_id is not None else None
+        event["event.id"] = windows_id(*identity) if identity else record_id(data, position)
         return event
