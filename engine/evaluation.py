@@ -24,6 +24,9 @@ from engine.store.base import RuleCheckpoint, SearchQuery, Store
 log = get_logger("wardwatch.evaluation")
 
 
+#: A scan for at most this many leaf rules offers each event the rules of its dataset (no rule index).
+SCOPE_MIN_LEAVES = 8
+
 #: Fields shown with a single-event alert (when present) so an analyst sees who and where at a glance.
 ENTITY_FIELDS = ("user.name", "source.ip", "host.name", "Computer", "TargetUserName")
 
@@ -181,7 +184,7 @@ class Evaluator:
                             | {f for job in jobs for f in self._extra_fields(job)})
         query = SearchQuery(datasets=tuple(sorted(by_dataset)), fields=fields,
                             prefilter=self._prefilter(leaves.values()), **bounds)
-        candidates = self.candidates
+        candidates = self._candidates_for(leaves)
         for event in self.store.search(query):
             scanned += 1
             if candidates is not None:
@@ -196,6 +199,16 @@ class Evaluator:
                         ts = times[eid] = timestamp_ms(event[TIMESTAMP])
                     by_rule[leaf.id].append(Match(leaf.id, ts, eid, event))
         return by_rule, times, scanned
+
+    def _candidates_for(self, leaves: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], Sequence[Any]] | None:
+        """The candidate function for one scan. A rule set's ``candidates`` is narrowed to the scan's leaves
+        (``RuleSet.scoped``: the literal scan then looks only for theirs); a few leaves need none at all,
+        the dataset split is as cheap."""
+        candidates = self.candidates
+        scoped = getattr(getattr(candidates, "__self__", None), "scoped", None)
+        if scoped is None:
+            return candidates
+        return scoped(frozenset(leaves)) if len(leaves) > SCOPE_MIN_LEAVES else None
 
     def _prefilter(self, leaves: Iterable[Any]) -> str | None:
         """The store-side narrowing query for these rules (their OR), or None when any cannot be pushed

@@ -118,13 +118,18 @@ def _texts_scalar(value: Any) -> Iterable[str]:
 
 
 def _string_values(event: Mapping[str, Any]) -> list[str]:
-    """``engine.events.iter_string_values`` as a list (the hot path: no generator)."""
-    out = []
-    for value in event.values():
-        if isinstance(value, str):
-            out.append(value)
-        elif isinstance(value, list):
-            out.extend([item for item in value if isinstance(item, str)])
+    """What ``engine.events.iter_string_values`` yields, in another order (the hot path: one C-level pass
+    for the usual all-``str`` values; order does not matter to a scan for literals)."""
+    values = event.values()
+    out = [value for value in values if type(value) is str]
+    if len(out) != len(values):
+        for value in values:
+            if type(value) is str:
+                continue
+            if isinstance(value, str):
+                out.append(value)
+            elif isinstance(value, list):
+                out.extend([item for item in value if isinstance(item, str)])
     return out
 
 
