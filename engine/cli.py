@@ -217,9 +217,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             raise UsageError(f"--option expects key=value, got {item!r}")
         options[key] = value  # text: coerced to the option's declared type by the shared parser
     cls = connector_class(args.type)
-    # abspath, not resolve(): resolve() raises on a symlink loop; the connector reports a bad path itself
-    source = args.source if "://" in args.source else os.path.abspath(args.source)
-    options.setdefault(cls.source_option, source)
+    # SOURCE as typed: a path option is made absolute by connector_options below (abspath, not resolve():
+    # resolve() raises on a symlink loop); a URL or an index pattern is not a path
+    options.setdefault(cls.source_option, args.source)
     from engine.app import connector_options
     from engine.plugins import InvalidOption
 

@@ -30,7 +30,7 @@ EXPECTED = {
 def demo_config(tmp_path: Path, **overrides) -> Path:
     config = {
         "store": {"sqlite": {"path": str(tmp_path / "w.db")}},
-        "rules": {"paths": [str(ROOT / "rules" / "healthcare")]},
+        "rules": {"paths": [str(ROOT / "rules" / "healthcare"), str(ROOT / "rules" / "windows" / "windows_kerberoasting.yml")]},
         "connectors": demo_connectors(),
         "alerts": {"sinks": [{"type": "jsonl", "path": str(tmp_path / "alerts.jsonl")}]},
     }

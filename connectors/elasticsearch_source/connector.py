@@ -92,8 +92,7 @@ class ElasticsearchSourceOptions:
         except ValueError as exc:
             raise InvalidOption("timezone", str(exc)) from None
         if "/" in self.index or "\\" in self.index:
-            raise InvalidOption("index", f"{self.index!r} is not an index name or pattern (no '/' or '\\'; "
-                                         f"wardwatch ingest makes a path of SOURCE: add -o index=NAME)")
+            raise InvalidOption("index", f"{self.index!r} is not an index name or pattern (no '/' or '\\')")
         for part in self.index.split(","):
             if own_index(part.strip(), self.store_index_prefix):
                 raise InvalidOption("index", f"{part.strip()!r} would read Wardwatch's own store indices "
