@@ -70,8 +70,9 @@ DEFAULTS: dict[str, Any] = {
     },
     "connectors": [
         {"name": "ehr-audit-demo", "type": "fhir-auditevent-file", "path": "fixtures/ehr"},
-        {"name": "vpn-demo", "type": "cisco-asa", "path": "fixtures/vpn-cisco_asa", "timezone": "Europe/Berlin"},
-        {"name": "windows-demo", "type": "ndjson", "path": "fixtures/windows", "dataset": "windows.security"},
+        {"name": "vpn-demo", "type": "cisco-asa", "path": "fixtures/vpn-cisco_asa/cisco_asa.log",
+         "timezone": "Europe/Berlin"},
+        {"name": "windows-demo", "type": "winlogbeat", "path": "fixtures/windows-winlogbeat"},
     ],
     "enrichment": {
         "working_hours": {
@@ -101,7 +102,20 @@ DEFAULTS: dict[str, Any] = {
 DEFAULTS["alerts"]["suppression"] = {
     "ehr_after_hours_read": {"by": ["user.name"], "for": "1h"},
     "vpn_admin_after_hours": {"by": ["user.name"], "for": "1h"},
+    # one DCSync is several 4662 records (one per replication right): one alert per account and hour
+    "windows_dcsync": {"by": ["SubjectUserName"], "for": "1h"},
+    "windows_disabled_account_logon": {"by": ["user.name"], "for": "1h"},
 }
+
+#: What only the built-in demo (`make run`, no config file) adds: the demo directory, who is who across
+#: Windows, the VPN and the EHR (the cross-source chain joins on it). A site's own config never inherits it:
+#: a directory path that exists only in the repo would be a warning on every start.
+DEMO_ONLY: dict[str, Any] = {"enrichment": {"identity": {
+    "directory": "fixtures/directory/users.ldif",
+    "privileged_groups": ["Domain Admins", "Enterprise Admins", "Schema Admins", "Administrators",
+                          "Account Operators", "Server Operators", "Backup Operators", "DnsAdmins",
+                          "Group Policy Creator Owners"],
+}}}
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -469,7 +483,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     overrides = env_overrides(environ)
     _validate(overrides, SCHEMA, "", "environment (WARDWATCH_*)")
     # Lists (connectors, sinks) given by the user replace the defaults instead of merging into them.
-    data = deep_merge(DEFAULTS, user)
+    data = deep_merge(deep_merge(DEFAULTS, DEMO_ONLY) if path is None else DEFAULTS, user)
     data = deep_merge(data, overrides)
     _validate(data, SCHEMA, "", source)
     _refuse_secret_literals(user, source)

@@ -14,7 +14,14 @@ def test_builtin_defaults_run_the_demo_on_sqlite(tmp_path, monkeypatch):
     config = load_config(None, environ={})
     assert config.source == "<built-in defaults>"
     assert config["store"]["kind"] == "sqlite"
-    assert {c["type"] for c in config["connectors"]} >= {"ndjson", "fhir-auditevent-file"}
+    assert {c["type"] for c in config["connectors"]} == {"fhir-auditevent-file", "cisco-asa", "winlogbeat"}
+    assert config["enrichment"]["identity"]["directory"] == "fixtures/directory/users.ldif"
+
+
+def test_a_site_config_does_not_inherit_the_demo_directory(tmp_path):
+    path = tmp_path / "wardwatch.yaml"
+    path.write_text("store:\n  sqlite:\n    path: w.db\n")
+    assert load_config(path, environ={})["enrichment"]["identity"] is None
 
 
 def test_unknown_key_names_file_and_dotted_key(tmp_path):
