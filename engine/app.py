@@ -18,8 +18,8 @@ from engine.evaluation import Evaluator, RuleJob, build_jobs
 from engine.logs import get_logger
 from engine.private_files import private_dir, sqlite_files, tighten
 from engine.plugins import InvalidOption, declared_options, options_dict, parse_options
-from engine.pseudonymise import Pseudonymiser
-from engine.sinks import Sink, build_sinks
+from engine.alerts.pseudonymise import Pseudonymiser
+from engine.alerts.sinks import Sink, build_sinks
 from engine.store.base import Store
 
 _log = get_logger("wardwatch.app")

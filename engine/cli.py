@@ -145,7 +145,7 @@ def _run_once(app: Any) -> int:
     from engine.evaluation import iter_alerts, run_all
     from engine.health import HealthBook
     from engine.ingest import ingest_once
-    from engine.sinks import deliver_pending
+    from engine.alerts.sinks import deliver_pending
     from engine.logs import get_logger
 
     log = get_logger("wardwatch.run")

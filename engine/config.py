@@ -302,7 +302,7 @@ def _validate_connectors(connectors: list[Any], source: str) -> None:
 
 
 def _validate_sinks(sinks: list[Any], source: str) -> None:
-    from engine.sinks import sink_class
+    from engine.alerts.sinks import sink_class
 
     for i, sink in enumerate(sinks):
         where = f"alerts.sinks[{i}]"

@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from engine.alert_model import Alert
+from engine.alerts.model import Alert
 from engine.correlation import Match, Trigger, evaluate_correlation, trigger_as_match
-from engine.episodes import Hit, RuleInfo, assign_anchors, build_alert, group_key_of, merge_revision
+from engine.alerts.episodes import Hit, RuleInfo, assign_anchors, build_alert, group_key_of, merge_revision
 from engine.events import DATASET, EVENT_ID, TIMESTAMP, format_timestamp, from_timestamp_ms, timestamp_ms
 from engine.logs import get_logger
-from engine.pseudonymise import Pseudonymiser
+from engine.alerts.pseudonymise import Pseudonymiser
 from engine.store.base import RuleCheckpoint, SearchQuery, Store
 
 log = get_logger("wardwatch.evaluation")

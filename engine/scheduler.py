@@ -30,7 +30,7 @@ from engine.health import HealthBook, scrub_report
 from engine.ingest import ingest_connector
 from engine.logs import get_logger
 from engine.metrics import Metrics, StatusServer
-from engine.sinks import deliver_pending
+from engine.alerts.sinks import deliver_pending
 from engine.store.base import StoreError, StoreUnavailable
 
 log = get_logger("wardwatch.service")

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import pytest
 
-from engine.alert_model import Alert, alert_id
+from engine.alerts.model import Alert, alert_id
 from engine.events import Event, make_event_id
 from engine.store import open_store
 from engine.store.base import SearchQuery, Store, Watermark

@@ -13,7 +13,7 @@ from engine.app import build_app
 from engine.config import load_config
 from engine.evaluation import run_all
 from engine.ingest import ingest_connector
-from engine.sinks import deliver_pending
+from engine.alerts.sinks import deliver_pending
 from tests.conftest import demo_connectors
 
 ROOT = Path(__file__).resolve().parent.parent

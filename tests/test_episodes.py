@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.episodes import Hit, RuleInfo, assign_anchors, build_alert, episode_anchor, merge_revision
+from engine.alerts.episodes import Hit, RuleInfo, assign_anchors, build_alert, episode_anchor, merge_revision
 
 RULE = RuleInfo("r1", "Rule", "high", ("attack.t1110",), "", "correlation", "event_count", "event_count", None,
                 {"gte": 3})

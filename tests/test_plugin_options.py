@@ -409,7 +409,7 @@ def test_a_tls_key_password_is_taken_from_a_file_never_from_the_yaml(tmp_path):
 
 
 def test_a_plugin_sink_is_built_from_its_declared_options(tmp_path, monkeypatch):
-    from engine import sinks
+    from engine.alerts import sinks
 
     @dataclass
     class MemoryOptions:

@@ -17,7 +17,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from engine.logs import REDACTED, configure_logging
-from engine.pseudonymise import Pseudonymiser
+from engine.alerts.pseudonymise import Pseudonymiser
 
 
 def test_log_lines_are_json_and_redact_phi_and_secrets():
@@ -205,7 +205,7 @@ def test_console_sink_prints_what_the_jsonl_sink_stores_pseudonymised(tmp_path, 
     from engine.config import load_config
     from engine.evaluation import run_all
     from engine.ingest import ingest_connector
-    from engine.sinks import ConsoleSink, deliver_pending
+    from engine.alerts.sinks import ConsoleSink, deliver_pending
 
     monkeypatch.setenv("WARDWATCH_PSEUDONYM_KEY", "k" * 32)
     config = patient_config(tmp_path, [{"type": "jsonl", "path": str(tmp_path / "data" / "alerts.jsonl")}])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from engine.alert_model import Alert
-from engine.sinks import JsonlSink
+from engine.alerts.model import Alert
+from engine.alerts.sinks import JsonlSink
 
 
 def alert(i: str, revision: int = 1) -> Alert:

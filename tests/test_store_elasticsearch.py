@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from engine.alert_model import Alert
+from engine.alerts.model import Alert
 from engine.store import es_layout
 from engine.store.base import CursorUpdate, RuleCheckpoint, SearchQuery, StoreConflict, StoreError, StoreUnavailable
 from engine.store.elasticsearch import ElasticsearchStore

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from engine import errors
-from engine.alert_model import Alert
+from engine.alerts.model import Alert
 from engine.events import DATASET, EVENT_ID, TIMESTAMP, Event
 
 Watermark = str

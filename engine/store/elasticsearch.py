@@ -38,7 +38,7 @@ from elastic_transport import Transport
 import elasticsearch
 from elasticsearch import Elasticsearch
 
-from engine.alert_model import Alert
+from engine.alerts.model import Alert
 from engine.events import DATASET, EVENT_ID, INGESTED, TIMESTAMP, Event, format_timestamp, from_timestamp_ms
 from engine.events import parse_timestamp, timestamp_ms
 from engine.store import es_layout as layout

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import orjson
 
-from engine.alert_model import Alert
+from engine.alerts.model import Alert
 from engine.events import DATASET, EVENT_ID, INGESTED, TIMESTAMP, Event, format_timestamp
 from engine.private_files import private_dir, touch_private
 from engine.store.base import (

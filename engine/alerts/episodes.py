@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from engine.alert_model import Alert, alert_id, canonical_json
+from engine.alerts.model import Alert, alert_id, canonical_json
 from engine.events import format_timestamp, from_timestamp_ms
 
 

@@ -21,7 +21,7 @@ def canonical_json(value: Any) -> str:
 
 def alert_id(rule_id: str, group_key: str, anchor: str) -> str:
     """Rule id + group key + the episode's anchor (the start of its suppression period, see
-    engine/episodes.py): a re-run, or a late event of the same period, lands on the same alert."""
+    engine/alerts/episodes.py): a re-run, or a late event of the same period, lands on the same alert."""
     digest = hashlib.blake2b(digest_size=16)
     for part in (rule_id, group_key, anchor):
         digest.update(part.encode("utf-8"))

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 import orjson
 
-from engine.alert_model import Alert
+from engine.alerts.model import Alert
 from engine.logs import get_logger
 from engine.plugins import path_option
 from engine.private_files import open_private, private_dir
