@@ -184,10 +184,12 @@ class Evaluator:
                             | {f for job in jobs for f in self._extra_fields(job)})
         query = SearchQuery(datasets=tuple(sorted(by_dataset)), fields=fields,
                             prefilter=self._prefilter(leaves.values()), **bounds)
-        candidates = self._candidates_for(leaves)
+        candidates, exact = self._candidates_for(leaves)
         for event in self.store.search(query):
             scanned += 1
-            if candidates is not None:
+            if exact:
+                rules = candidates(event)  # type: ignore[misc]
+            elif candidates is not None:
                 rules = [r for r in candidates(event) if r.id in leaves]
             else:
                 rules = by_dataset.get(event.get(DATASET), ())
@@ -200,15 +202,19 @@ class Evaluator:
                     by_rule[leaf.id].append(Match(leaf.id, ts, eid, event))
         return by_rule, times, scanned
 
-    def _candidates_for(self, leaves: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], Sequence[Any]] | None:
-        """The candidate function for one scan. A rule set's ``candidates`` is narrowed to the scan's leaves
-        (``RuleSet.scoped``: the literal scan then looks only for theirs); a few leaves need none at all,
-        the dataset split is as cheap."""
+    def _candidates_for(
+        self, leaves: Mapping[str, Any]
+    ) -> tuple[Callable[[Mapping[str, Any]], Sequence[Any]] | None, bool]:
+        """The candidate function for one scan, and whether it offers only ``leaves`` already. A rule set's
+        ``candidates`` is narrowed to the scan's leaves (``RuleSet.scoped``: the literal scan then looks only
+        for theirs); a few leaves need none at all, the dataset split is as cheap."""
         candidates = self.candidates
         scoped = getattr(getattr(candidates, "__self__", None), "scoped", None)
         if scoped is None:
-            return candidates
-        return scoped(frozenset(leaves)) if len(leaves) > SCOPE_MIN_LEAVES else None
+            return candidates, False
+        if len(leaves) <= SCOPE_MIN_LEAVES:
+            return None, False
+        return scoped(frozenset(leaves)), True
 
     def _prefilter(self, leaves: Iterable[Any]) -> str | None:
         """The store-side narrowing query for these rules (their OR), or None when any cannot be pushed

@@ -152,12 +152,12 @@ class Prefilter:
         self._datasets: dict[str, _DatasetScan] = {}
         for rule in rules:
             reqs = rule_requirements(rule)
-            if not reqs:
+            discriminators = rule.discriminators()
+            if not reqs or _index_suffices(reqs, discriminators):
                 continue
             self.anchored.add(rule.id)
             anchor = max(reqs, key=score)
             as_ids = tuple(frozenset(self._id(pair) for pair in req) for req in reqs)
-            discriminators = rule.discriminators()
             for dataset in rule.datasets:
                 scan = self._datasets.setdefault(dataset, _DatasetScan())
                 entry = (rule, as_ids, discriminators.get(dataset))
@@ -233,6 +233,16 @@ class Prefilter:
                             continue
                     out.append(rule)
         return out
+
+
+def _index_suffices(reqs: list[Requirement], discriminators: Mapping[str, Any]) -> bool:
+    """The rule index already narrows by every field the literals are on (``event.action: read`` indexed by
+    ``event.action``): the scan would find nothing the index lookup does not, and costs more, so the rule
+    stays on the index path. Only speed is at stake here, never a match."""
+    if any(d is None for d in discriminators.values()):
+        return False
+    fields = {d[0] for d in discriminators.values()}
+    return all(name in fields for req in reqs for name, _ in req)
 
 
 def _index_keys(value: Any) -> frozenset[str]:
