@@ -22,52 +22,36 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, ClassVar, Mapping
 
 import orjson
 
 from connectors.atna_parser import AtnaParseError, parse_atna
-from connectors.base import Batch, Connector, ConnectorConfigError
+from connectors.base import Batch, Connector
 from connectors.fhir_mapping import MappingError, auditevent_to_event
 from connectors.syslog.rfc5424 import SyslogMessage, SyslogParseError, parse_syslog
-from connectors.syslog.listening import SpoolListeners, check_listen_entries
-from connectors.syslog.spool import KIND_ERROR, CorruptRecord, SpoolCursor, SpoolItem
-from engine.events import Event, format_timestamp
+from connectors.syslog.listening import ListenerOptions, SpoolListeners
+from connectors.syslog.spool import SpoolItem
+from engine.events import Event
 from engine.identity import record_id
-from engine.logs import get_logger
 from engine.plugins import InvalidOption, path_option
 from engine.store.base import DeadLetter
 
-log = get_logger("wardwatch.connectors.atna_syslog")
-
-MAX_DEAD_LETTER_RAW = 65536
-DEFAULT_MAX_MESSAGE_BYTES = 65536
-
-
-def _dead_raw(data: bytes) -> str:
-    return data[:MAX_DEAD_LETTER_RAW].decode("utf-8", "replace")
-
 
 @dataclass
-class AtnaSyslogOptions:
-    """Options of ``atna-syslog`` (docs/connectors/atna-syslog.md); ``listen`` entries are checked too."""
+class AtnaSyslogOptions(ListenerOptions):
+    """Options of ``atna-syslog`` (docs/connectors/atna-syslog.md): the listener options, a spool required."""
 
     spool_dir: str = path_option(dataclasses.MISSING)
-    listen: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_xml_bytes: int | None = None  # default: max_message_bytes
-    segment_bytes: int = 64 * 1024 * 1024
-    fsync: bool = True
 
     def __post_init__(self) -> None:
         if not self.spool_dir:
             raise InvalidOption("spool_dir", "required option is missing")
-        for key in ("max_message_bytes", "max_xml_bytes", "segment_bytes"):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise InvalidOption(key, f"must be a positive integer, got {value!r}")
-        check_listen_entries(self.listen)
+        if self.max_xml_bytes is not None and self.max_xml_bytes < 1:
+            raise InvalidOption("max_xml_bytes", f"must be a positive integer, got {self.max_xml_bytes!r}")
+        self.check_listener_options()
 
 
 class AtnaSyslogConnector(SpoolListeners, Connector):
@@ -82,49 +66,26 @@ class AtnaSyslogConnector(SpoolListeners, Connector):
         opts: AtnaSyslogOptions = self.settings
         self.max_message_bytes = opts.max_message_bytes
         self.max_xml_bytes = opts.max_xml_bytes or self.max_message_bytes
-        self._configure_listeners(opts.listen, opts.spool_dir)
+        self._configure_listeners(opts)
 
     def close(self) -> None:
         self._close_listeners()
 
-    def acknowledge(self, cursor: dict[str, Any] | None) -> None:
-        """The engine committed ``cursor``: spool segments wholly before it may go."""
-        if cursor:
-            removed = self.spool.acknowledge(SpoolCursor.from_dict(cursor))
-            if removed:
-                log.debug("spool segments removed", connector=self.name, segments=removed)
-
     # --- reading --------------------------------------------------------------------------------------
     def read(self, cursor: dict[str, Any] | None, max_events: int) -> Batch:
-        try:
-            position = SpoolCursor.from_dict(cursor)
-        except ValueError as exc:
-            raise ConnectorConfigError(f"{self.type_name} {self.name!r}: {exc}") from None
-        result = self.spool.read(position, max(1, max_events))
-        batch = Batch(cursor=result.cursor.to_dict(), exhausted=result.exhausted)
-        for item in result.items:
-            if isinstance(item, CorruptRecord):
-                batch.dead_letters.append(DeadLetter(self.source_identity, item.reason,
-                                                     f"spool:{item.segment}:{item.offset}", _dead_raw(item.raw)))
-                continue
-            outcome = self.record_to_event(item)
-            if isinstance(outcome, DeadLetter):
-                batch.dead_letters.append(outcome)
-            else:
-                batch.events.append(outcome)
-        return batch
+        return self.read_spool(cursor, max_events, self.record_to_event)
 
-    def record_to_event(self, item: SpoolItem) -> Event | DeadLetter:
-        """One spooled record -> an event, or a dead letter saying why not. Never raises."""
+    def record_to_event(self, item: SpoolItem, location: str, received: datetime) -> Event | DeadLetter:
+        """One received syslog message -> an event, or a dead letter saying why not.
+
+        Spool damage, listener errors and a parser bug (an exception) are dead-lettered by
+        :meth:`SpoolListeners.read_spool`, the same way for every push connector.
+        """
         record = item.record
-        location = f"spool:{item.segment}:{item.offset}"
 
-        def dead(reason: str, where: str = location) -> DeadLetter:
-            received = format_timestamp(datetime.fromtimestamp(record.received_at, tz=timezone.utc))
-            return DeadLetter(self.source_identity, reason, where, _dead_raw(record.data), received)
+        def dead(reason: str) -> DeadLetter:
+            return self.bytes_dead_letter(record.data, location, reason, received)
 
-        if record.kind == KIND_ERROR:
-            return dead(record.reason, record.peer or location)
         try:
             message = parse_syslog(record.data)
         except SyslogParseError as exc:
@@ -137,7 +98,7 @@ class AtnaSyslogConnector(SpoolListeners, Connector):
         raw = payload.encode("utf-8")
         # A syslog message's place in the spool tells identical messages apart and is the same on a re-drain
         # (`wardwatch ingest atna-syslog SPOOL` after the service): see engine.identity.
-        position = f"spool:{item.segment}:{item.offset}"
+        position = location
         try:
             if payload.startswith("<"):
                 event = parse_atna(raw, max_bytes=self.max_xml_bytes)
@@ -154,10 +115,6 @@ class AtnaSyslogConnector(SpoolListeners, Connector):
             return dead(f"ATNA: {exc}")
         except MappingError as exc:
             return dead(f"FHIR AuditEvent: {exc}")
-        except Exception as exc:  # noqa: BLE001 - one odd record must not stop the source
-            log.error("unexpected error parsing spooled record", connector=self.name, location=location,
-                      error=type(exc).__name__)
-            return dead(f"internal error while parsing: {type(exc).__name__}")
         self._syslog_fields(event, message, record.peer)
         return event
 

@@ -82,6 +82,21 @@ def raw_text(data: bytes) -> str:
     return data.decode("utf-8", "backslashreplace")
 
 
+def json_object(data: bytes) -> dict[str, Any] | str:
+    """One JSON line -> its object, or the dead-letter reason (names the byte or column, never a value)."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            return f"invalid UTF-8 at byte {uexc.start}"
+        return f"invalid JSON: {exc}"
+    if type(doc) is not dict:
+        return f"not a JSON object (got {type(doc).__name__})"
+    return doc
+
+
 def load_cursor(cursor: Mapping[str, Any] | None) -> dict[str, Any]:
     """A private deep copy: the caller's cursor is the committed one and must not change under it."""
     if not cursor or cursor.get("v") != CURSOR_VERSION or not isinstance(cursor.get("files"), dict):
@@ -119,7 +134,8 @@ class NdjsonFileConnector(Connector):
             try:
                 result = to_event(line)
             except Exception as exc:  # noqa: BLE001 - a parser bug must cost one line, not the source
-                result = self.dead_letter(line, f"internal error: {type(exc).__name__}: {exc}")
+                # Reasons are logged by the engine: the exception TYPE only, its text may quote the line (PHI).
+                result = self.dead_letter(line, f"internal error: {type(exc).__name__}")
             if result is None:
                 continue
             if type(result) is dict:
@@ -153,17 +169,10 @@ class NdjsonFileConnector(Connector):
             data = data[3:]
         if not data or data.isspace():
             return None
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError as uexc:
-                return self.dead_letter(line, f"invalid UTF-8 at byte {uexc.start}")
-            return self.dead_letter(line, f"invalid JSON: {exc}")
-        if type(doc) is not dict:
-            return self.dead_letter(line, f"not a JSON object (got {type(doc).__name__})")
-        event = flatten(doc)
+        doc = json_object(data)
+        if type(doc) is str:
+            return self.dead_letter(line, doc)
+        event = flatten(doc)  # type: ignore[arg-type]
         ts_field = self.timestamp_field
         if ts_field not in event or event[ts_field] is None:
             return self.dead_letter(line, f"field {ts_field!r}: missing timestamp")

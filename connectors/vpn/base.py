@@ -43,14 +43,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.availability import require_source
 from connectors.base import Batch, Connector, ConnectorConfigError
-from connectors.ndjson import check_file_options, load_cursor, raw_text
+from connectors.ndjson import check_file_options, load_cursor
 from connectors.syslog.rfc5424 import SyslogMessage, SyslogParseError, parse_syslog
-from connectors.syslog.listening import SpoolListeners, check_listen_entries
-from connectors.syslog.server import ListenerConfig
-from connectors.syslog.spool import KIND_ERROR, CorruptRecord, SpoolCursor, SpoolItem
+from connectors.syslog.listening import ListenerOptions, SpoolListeners
+from connectors.syslog.spool import SpoolItem
 from connectors.tailing import DEFAULT_MAX_LINE_BYTES, Line, LineFollower, discover
 from connectors.vpn.contract import Event, ParseContext, VpnParseError
-from engine.events import format_timestamp, normalise_timestamp
+from engine.events import normalise_timestamp
 from engine.identity import record_id
 from engine.logs import get_logger
 from engine.plugins import InvalidOption, path_option
@@ -58,8 +57,6 @@ from engine.store.base import DeadLetter
 
 log = get_logger("wardwatch.connectors.vpn")
 
-DEFAULT_MAX_MESSAGE_BYTES = 65536
-MAX_DEAD_LETTER_RAW = 65536
 #: every file under a directory ``path`` is a log (``vpn.log``, ``asa.log.1``, ``messages``): no suffix filter
 ALL_FILES = ("",)
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -131,13 +128,31 @@ def header_time(text: str | None, tz: tzinfo, year: int, now: datetime | None = 
     return dt.astimezone(timezone.utc) if dt is not None else None
 
 
+def check_timezone_option(value: str) -> None:
+    """Options-time check of a ``timezone`` option (shared with ``winlogbeat``)."""
+    try:
+        parse_timezone(value)
+    except ValueError as exc:
+        raise InvalidOption("timezone", str(exc)) from None
+
+
+def _cisco_header(message: SyslogMessage) -> None:
+    """An RFC 3164 message without a header time: take Cisco's year-bearing stamp (and device id) from MSG."""
+    if message.timestamp is not None:
+        return
+    cisco = _CISCO_HEADER.match(message.msg)
+    if cisco is not None:
+        message.timestamp = cisco.group(1).decode("ascii")
+        if cisco.group(2):
+            message.hostname = cisco.group(2).decode("utf-8", "replace")
+        message.msg = message.msg[cisco.end():]
+
+
 @dataclass
-class VpnOptions:
+class VpnOptions(ListenerOptions):
     """Options of the VPN connectors (docs/connectors/README.md). ``path``, or ``listen`` + ``spool_dir``."""
 
     path: str | None = path_option(None)
-    spool_dir: str | None = path_option(None)
-    listen: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     #: the device's time zone for times without an offset: IANA name or fixed offset
     timezone: str = "UTC"
     #: the Sigma taxonomy maps ``product: vpn`` to this dataset
@@ -147,9 +162,6 @@ class VpnOptions:
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     #: unset: a last line without newline waits for its writer; set: consumed once the file is idle that long
     eof_grace_seconds: float | None = None
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    segment_bytes: int = 64 * 1024 * 1024
-    fsync: bool = True
 
     def __post_init__(self) -> None:
         check_file_options(self)
@@ -157,16 +169,8 @@ class VpnOptions:
             raise InvalidOption("path", "give either path (syslog files) or spool_dir + listen, not both")
         if not self.path and not self.spool_dir:
             raise InvalidOption("path", "required option is missing (or spool_dir + listen for a listener)")
-        if self.listen and not self.spool_dir:
-            raise InvalidOption("spool_dir", "listen needs a spool_dir")
-        try:
-            parse_timezone(self.timezone)
-        except ValueError as exc:
-            raise InvalidOption("timezone", str(exc)) from None
-        for key in ("max_message_bytes", "segment_bytes"):
-            if getattr(self, key) < 1:
-                raise InvalidOption(key, "must be a positive integer")
-        check_listen_entries(self.listen)
+        check_timezone_option(self.timezone)
+        self.check_listener_options()
 
 
 class VpnConnector(SpoolListeners, Connector):
@@ -191,9 +195,7 @@ class VpnConnector(SpoolListeners, Connector):
         self.context_options = {k: v for k, v in dataclasses.asdict(opts).items() if k != "listen"}
         self._follower = LineFollower(max_line_bytes=opts.max_line_bytes, eof_grace_seconds=opts.eof_grace_seconds)
         self._years: dict[str, int] = {}
-        self.listen: list[ListenerConfig] = []
-        if opts.spool_dir:
-            self._configure_listeners(opts.listen, opts.spool_dir)
+        self._configure_listeners(opts)
 
     def _load_parser(self) -> ModuleType:
         try:
@@ -212,11 +214,6 @@ class VpnConnector(SpoolListeners, Connector):
         if self.listen:
             super().start()
 
-    def acknowledge(self, cursor: dict[str, Any] | None) -> None:
-        """The engine committed ``cursor``: spool segments wholly before it may go."""
-        if cursor and self.spool is not None:
-            self.spool.acknowledge(SpoolCursor.from_dict(cursor))
-
     def read_to_end(self) -> None:
         """One-shot mode: a last line without newline is a complete record (as ``ndjson``)."""
         self._follower.read_to_end()
@@ -228,7 +225,7 @@ class VpnConnector(SpoolListeners, Connector):
     # --- reading --------------------------------------------------------------------------------------
     def read(self, cursor: dict[str, Any] | None, max_events: int) -> Batch:
         if self.spool is not None:
-            return self._read_spool(cursor, max_events)
+            return self.read_spool(cursor, max_events, self._spool_outcome)
         return self._read_files(cursor, max_events)
 
     def _read_files(self, cursor: dict[str, Any] | None, max_events: int) -> Batch:
@@ -269,7 +266,7 @@ class VpnConnector(SpoolListeners, Connector):
         location = f"{line.path}:{line.number}"
         data = line.data
         if line.oversized:
-            return self._dead(data, location, f"line longer than max_line_bytes "
+            return self.bytes_dead_letter(data, location, f"line longer than max_line_bytes "
                                               f"({line.oversized} > {self.max_line_bytes} bytes)")
         if line.number == 1 and data.startswith(_UTF8_BOM):
             data = data[3:]
@@ -277,33 +274,9 @@ class VpnConnector(SpoolListeners, Connector):
             return None
         return self.message_to_event(data, f"line:{line.number}", location, self._file_year(line.path))
 
-    def _read_spool(self, cursor: dict[str, Any] | None, max_events: int) -> Batch:
-        assert self.spool is not None
-        try:
-            position = SpoolCursor.from_dict(cursor)
-        except ValueError as exc:
-            raise ConnectorConfigError(f"{self.type_name} {self.name!r}: {exc}") from None
-        result = self.spool.read(position, max(1, max_events))
-        batch = Batch(cursor=result.cursor.to_dict(), exhausted=result.exhausted)
-        for item in result.items:
-            if isinstance(item, CorruptRecord):
-                batch.dead_letters.append(self._dead(item.raw, f"spool:{item.segment}:{item.offset}", item.reason))
-                continue
-            outcome = self._spool_outcome(item)
-            if outcome is None:
-                continue
-            if isinstance(outcome, DeadLetter):
-                batch.dead_letters.append(outcome)
-            else:
-                batch.events.append(outcome)
-        return batch
-
-    def _spool_outcome(self, item: SpoolItem) -> Event | DeadLetter | None:
+    def _spool_outcome(self, item: SpoolItem, location: str, received: datetime) -> Event | DeadLetter | None:
+        """One received syslog message (spool damage and listener errors are :meth:`read_spool`'s)."""
         record = item.record
-        location = f"spool:{item.segment}:{item.offset}"
-        received = datetime.fromtimestamp(record.received_at, tz=timezone.utc)
-        if record.kind == KIND_ERROR:
-            return self._dead(record.data, record.peer or location, record.reason, received)
         data = record.data.rstrip(b"\r\n")
         if not data or data.isspace():
             return None
@@ -317,11 +290,6 @@ class VpnConnector(SpoolListeners, Connector):
             event.setdefault("network.protocol", "syslog-tls" if transport == "tls" else "syslog")
         return event
 
-    def _dead(self, data: bytes, location: str, reason: str, received: datetime | None = None) -> DeadLetter:
-        return DeadLetter(source=self.source_identity, reason=reason, location=location,
-                          raw=raw_text(data[:MAX_DEAD_LETTER_RAW]),
-                          received_at=format_timestamp(received or datetime.now(timezone.utc)))
-
     def message_to_event(self, data: bytes, position: str, location: str, year: int,
                          received: datetime | None = None) -> Event | DeadLetter:
         """One line or syslog frame -> an event or a dead letter naming ``location``. Never raises."""
@@ -330,20 +298,21 @@ class VpnConnector(SpoolListeners, Connector):
         except Exception as exc:  # noqa: BLE001 - a parser bug must cost one line, not the source
             log.error("unexpected error parsing a VPN message", connector=self.name, location=location,
                       error=type(exc).__name__)
-            return self._dead(data, location, f"internal error: {type(exc).__name__}: {exc}", received)
+            # Reasons are logged by the engine: the exception TYPE only, its text may quote the line (PHI).
+            return self.bytes_dead_letter(data, location, f"internal error: {type(exc).__name__}", received)
 
     def _to_event(self, data: bytes, position: str, location: str, year: int,
                   received: datetime | None) -> Event | DeadLetter:
         try:
             original = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return self._dead(data, location, f"invalid UTF-8 at byte {exc.start}", received)
+            return self.bytes_dead_letter(data, location, f"invalid UTF-8 at byte {exc.start}", received)
         message = self._header(data)
         if message is not None:
             try:
                 text = message.text()
             except UnicodeDecodeError as exc:  # pragma: no cover - the whole line decoded above
-                return self._dead(data, location, f"syslog MSG is not valid UTF-8 (byte {exc.start})", received)
+                return self.bytes_dead_letter(data, location, f"syslog MSG is not valid UTF-8 (byte {exc.start})", received)
             when = header_time(message.timestamp, self.tz, year)
         else:
             text, when = original, None
@@ -354,20 +323,20 @@ class VpnConnector(SpoolListeners, Connector):
         try:
             event = self.parser.parse(text.strip(), context)
         except VpnParseError as exc:
-            return self._dead(data, location, f"{self.type_name}: {exc}", received)
+            return self.bytes_dead_letter(data, location, f"{self.type_name}: {exc}", received)
         if type(event) is not dict:
-            return self._dead(data, location, f"{self.type_name}: parser returned {type(event).__name__}",
+            return self.bytes_dead_letter(data, location, f"{self.type_name}: parser returned {type(event).__name__}",
                               received)
         stamp = event.get("@timestamp")
         if stamp is None:
             stamp = when or received
         if stamp is None:
-            return self._dead(data, location, "no time in the line (no syslog header time, none in the "
+            return self.bytes_dead_letter(data, location, "no time in the line (no syslog header time, none in the "
                                               "message)", received)
         try:
             event["@timestamp"] = normalise_timestamp(stamp)
         except Exception as exc:  # noqa: BLE001 - ValueError, OverflowError from odd parser output
-            return self._dead(data, location, f"invalid @timestamp from the parser ({exc})", received)
+            return self.bytes_dead_letter(data, location, f"invalid @timestamp from the parser ({exc})", received)
         event["event.dataset"] = self.dataset
         event["event.original"] = original
         event["event.id"] = record_id(data, position)
@@ -390,13 +359,8 @@ class VpnConnector(SpoolListeners, Connector):
                 message = parse_syslog(data)
             except SyslogParseError:
                 return None
-            if message.format == "rfc3164" and message.timestamp is None:
-                cisco = _CISCO_HEADER.match(message.msg)
-                if cisco is not None:
-                    message.timestamp = cisco.group(1).decode("ascii")
-                    if cisco.group(2):
-                        message.hostname = cisco.group(2).decode("utf-8", "replace")
-                    message.msg = message.msg[cisco.end():]
+            if message.format == "rfc3164":
+                _cisco_header(message)
             return message
         if _FILE_3164.match(data):
             try:
@@ -404,13 +368,7 @@ class VpnConnector(SpoolListeners, Connector):
             except SyslogParseError:  # pragma: no cover - "<13>" is always a valid PRI
                 return None
             message.priority = message.facility = message.severity = -1  # the file carried none
-            if message.timestamp is None:  # Cisco's year-bearing stamp
-                cisco = _CISCO_HEADER.match(message.msg)
-                if cisco is not None:
-                    message.timestamp = cisco.group(1).decode("ascii")
-                    if cisco.group(2):
-                        message.hostname = cisco.group(2).decode("utf-8", "replace")
-                    message.msg = message.msg[cisco.end():]
+            _cisco_header(message)
             return message
         return None
 

@@ -25,50 +25,41 @@ A line that is not JSON, not an object or not a Windows record is a dead letter 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, ClassVar, Mapping
 
-import orjson
-
-from connectors.base import Batch, ConnectorConfigError
-from connectors.ndjson import NdjsonFileConnector, raw_text
-from connectors.syslog.listening import SpoolListeners
-from connectors.syslog.server import ListenerConfig
-from connectors.syslog.spool import KIND_ERROR, CorruptRecord, SpoolCursor, SpoolItem
+from connectors.base import Batch
+from connectors.ndjson import NdjsonFileConnector, check_file_options, json_object
+from connectors.syslog.listening import ListenerOptions, SpoolListeners
+from connectors.syslog.spool import SpoolItem
 from connectors.tailing import DEFAULT_MAX_LINE_BYTES, Line
-from connectors.vpn.base import VpnOptions, parse_timezone
+from connectors.vpn.base import check_timezone_option, parse_timezone
 from connectors.windows.record import normalise_record
 from connectors.windows.winlogbeat_records import WinlogbeatDocumentError, record_from_document
-from engine.events import Event, format_timestamp
+from engine.events import Event
 from engine.identity import record_id, windows_id, windows_identity
 from engine.plugins import InvalidOption, path_option
 from engine.store.base import DeadLetter
 
 #: A Windows event with its rendered message is a few KiB; PowerShell 4104 script blocks reach ~32 KiB.
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
-MAX_DEAD_LETTER_RAW = 65536
 _UTF8_BOM = b"\xef\xbb\xbf"
 #: Beats/lumberjack v1/v2 frames begin with a version byte and a frame type: window, compressed, JSON.
 _LUMBERJACK = (b"2W", b"2C", b"2J", b"1W", b"1D")
 
 
 @dataclass
-class WinlogbeatOptions:
+class WinlogbeatOptions(ListenerOptions):
     """Options of ``winlogbeat`` (docs/connectors/winlogbeat.md): ``path``, or ``listen`` + ``spool_dir``."""
 
     path: str | None = path_option(None)
-    spool_dir: str | None = path_option(None)
-    listen: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     #: zone of NXLog's ``EventTime`` (local time without offset); Winlogbeat's ``@timestamp`` is UTC anyway
     timezone: str = "UTC"
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     #: unset: a last line without newline waits for its writer; set: consumed once the file is idle that long
     eof_grace_seconds: float | None = None
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    segment_bytes: int = 64 * 1024 * 1024
-    fsync: bool = True
     #: read by the NDJSON base class; the dataset of a Windows event comes from its channel
     dataset: ClassVar[str] = "windows"
     timestamp_field: ClassVar[str] = "@timestamp"
@@ -80,9 +71,9 @@ class WinlogbeatOptions:
         for i, entry in enumerate(self.listen):
             if isinstance(entry, Mapping) and entry.get("protocol") == "udp":
                 raise InvalidOption(f"listen[{i}].protocol", "JSON lines need a stream: tls or tcp, not udp")
-        # The rest is the VPN connectors' file-or-listener option set (sizes, timezone, listen entries, a
-        # listen without spool_dir): checked by their code, not a copy of it.
-        VpnOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        check_file_options(self)
+        check_timezone_option(self.timezone)
+        self.check_listener_options()
 
 
 class WinlogbeatConnector(SpoolListeners, NdjsonFileConnector):
@@ -97,20 +88,13 @@ class WinlogbeatConnector(SpoolListeners, NdjsonFileConnector):
         super().__init__(name, options)
         opts: WinlogbeatOptions = self.settings
         self.tz = parse_timezone(opts.timezone)
-        self.listen: list[ListenerConfig] = []
-        if opts.spool_dir:
-            self._configure_listeners(opts.listen, opts.spool_dir)
+        self._configure_listeners(opts)
 
     # --- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
         """Listener mode: open a fresh spool segment and start the listeners (file mode: nothing)."""
         if self.listen:
             super().start()
-
-    def acknowledge(self, cursor: dict[str, Any] | None) -> None:
-        """The engine committed ``cursor``: spool segments wholly before it may go."""
-        if cursor and self.spool is not None:
-            self.spool.acknowledge(SpoolCursor.from_dict(cursor))
 
     def close(self) -> None:
         self._close_listeners()
@@ -120,19 +104,7 @@ class WinlogbeatConnector(SpoolListeners, NdjsonFileConnector):
     def read(self, cursor: dict[str, Any] | None, max_events: int) -> Batch:
         if self.spool is None:
             return super().read(cursor, max_events)
-        try:
-            position = SpoolCursor.from_dict(cursor)
-        except ValueError as exc:
-            raise ConnectorConfigError(f"{self.type_name} {self.name!r}: {exc}") from None
-        result = self.spool.read(position, max(1, max_events))
-        batch = Batch(cursor=result.cursor.to_dict(), exhausted=result.exhausted)
-        for item in result.items:
-            outcome = self._spool_outcome(item)
-            if type(outcome) is dict:
-                batch.events.append(outcome)
-            elif outcome is not None:
-                batch.dead_letters.append(outcome)  # type: ignore[arg-type]
-        return batch
+        return self.read_spool(cursor, max_events, self._spool_outcome)
 
     def line_to_event(self, line: Line) -> Event | DeadLetter | None:
         """One file line -> an event, a dead letter naming ``path:line``, or None for a blank line."""
@@ -147,49 +119,29 @@ class WinlogbeatConnector(SpoolListeners, NdjsonFileConnector):
         outcome = self.document_to_event(data, f"line:{line.number}")
         return outcome if type(outcome) is dict else self.dead_letter(line, outcome)  # type: ignore[arg-type]
 
-    def _spool_outcome(self, item: SpoolItem | CorruptRecord) -> Event | DeadLetter | None:
-        location = f"spool:{item.segment}:{item.offset}"
-        if isinstance(item, CorruptRecord):
-            return self._spool_dead(item.raw, location, item.reason, None)
+    def _spool_outcome(self, item: SpoolItem, location: str, received: datetime) -> Event | DeadLetter | None:
+        """One received JSON line (spool damage, listener errors, a mapping bug: :meth:`read_spool`'s)."""
         record = item.record
-        received = datetime.fromtimestamp(record.received_at, tz=timezone.utc)
-        if record.kind == KIND_ERROR:
-            return self._spool_dead(record.data, record.peer or location, record.reason, received)
         data = record.data.strip()
         if data.startswith(_UTF8_BOM):
             data = data[3:]
         if not data:
             return None
-        try:
-            outcome = self.document_to_event(data, location)
-        except Exception as exc:  # noqa: BLE001 - a mapping bug must cost one record, not the source
-            outcome = f"internal error: {type(exc).__name__}"  # reasons are logged: no values in them
+        outcome = self.document_to_event(data, location)
         if type(outcome) is not dict:
-            return self._spool_dead(data, location, outcome, received)  # type: ignore[arg-type]
+            return self.bytes_dead_letter(data, location, outcome, received)  # type: ignore[arg-type]
         if record.peer:
             outcome["log.source.address"] = record.peer.partition(":")[2]  # type: ignore[index]
         return outcome  # type: ignore[return-value]
 
-    def _spool_dead(self, data: bytes, location: str, reason: str, received: datetime | None) -> DeadLetter:
-        return DeadLetter(source=self.source_identity, reason=reason, location=location,
-                          raw=raw_text(data[:MAX_DEAD_LETTER_RAW]),
-                          received_at=format_timestamp(received or datetime.now(timezone.utc)))
-
     def document_to_event(self, data: bytes, position: str) -> Event | str:
         """One JSON line -> the flat event, or the reason it is a dead letter (one line, names the key)."""
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError as uexc:
-                return f"invalid UTF-8 at byte {uexc.start}"
-            if data.startswith(_LUMBERJACK):
+        doc = json_object(data)
+        if type(doc) is str:
+            if doc.startswith("invalid JSON") and data.startswith(_LUMBERJACK):
                 return ("the Beats (lumberjack) protocol, not JSON lines: Winlogbeat's output.logstash cannot "
                         "send here; use output.file, or NXLog om_tcp/om_ssl (docs/connectors/winlogbeat.md)")
-            return f"invalid JSON: {exc}"
-        if type(doc) is not dict:
-            return f"not a JSON object (got {type(doc).__name__})"
+            return doc
         try:
             record = record_from_document(doc, self.tz)
             event = normalise_record(record)
