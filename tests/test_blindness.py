@@ -216,7 +216,8 @@ def test_service_health_names_a_listener_that_cannot_bind(tmp_path):
         try:
             code, report = get_health(service)
             assert code == 503 and report["connectors"]["atna"]["ok"] is False
-            assert "cannot start its listener" in report["connectors"]["atna"]["reason"]
+            reason = report["connectors"]["atna"]["reason"]
+            assert f"port {port}" in reason and "already in use" in reason and reason.count("'atna'") == 1
         finally:
             service.stop()
 
