@@ -1,0 +1,96 @@
+"""Detection quality on a generated hospital (issue 11): recall per injected incident kind, false alerts
+(and cases, once the engine has them) per 100k accesses per rule, and run time.
+
+    .venv/bin/python bench/detection_quality.py                       # 1,000 staff, 7 days (~1-2 min)
+    .venv/bin/python bench/detection_quality.py --staff 1200 --days 30   # the full month
+    .venv/bin/python bench/detection_quality.py --json                # the report as JSON on stdout
+
+It builds the hospital (bench/hospital/), writes FHIR AuditEvent NDJSON and the lookup files to --out, runs
+``wardwatch run --once`` there with a config made from docs/enrichment.md's knobs, and scores the alerts in
+the store against ground_truth.json. Same --seed, same hospital, same figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.hospital import activity, evaluate, incidents, output, population  # noqa: E402
+
+
+def generate(out: Path, staff: int, days: int, seed: int, per_kind: int) -> dict:
+    """Build the hospital and write its files under ``out`` (emptied first). Returns the counts."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    h = population.build(staff, days, seed)
+    injected = incidents.inject(h, per_kind)           # first: an incident may end a contract or rename
+    accesses = activity.ordinary(h) + [a for i in injected for a in i.accesses]
+    return output.write_all(h, accesses, injected, out)
+
+
+def run(out: Path, staff: int, days: int, seed: int, per_kind: int) -> dict:
+    t = time.perf_counter()
+    counts = generate(out, staff, days, seed, per_kind)
+    gen_s = time.perf_counter() - t
+    run_s, used, dropped = evaluate.run_product(out)
+    report = evaluate.score(out, counts["accesses"])
+    report.update({"params": {"staff": staff, "days": days, "seed": seed, "incidents_per_kind": per_kind},
+                   "counts": counts, "generate_seconds": round(gen_s, 1), "run_seconds": round(run_s, 1),
+                   "events_per_second": round(counts["accesses"] / run_s),
+                   "peak_rss_mb_wardwatch": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
+                   "optional_knobs": used, "dropped_knobs": dropped})
+    return report
+
+
+def table(r: dict) -> str:
+    p, c = r["params"], r["counts"]
+    lines = [f"hospital: {c['staff']} staff, {c['patients']} patients, {c['encounters']} encounters, {p['days']} days,"
+             f" seed {p['seed']}: {c['accesses']} accesses, {c['incidents']} injected incidents",
+             f"run: wardwatch run --once {r['run_seconds']} s ({r['events_per_second']} events/s, peak RSS "
+             f"{r['peak_rss_mb_wardwatch']} MB); generation {r['generate_seconds']} s",
+             f"optional knobs from docs/enrichment.md: {', '.join(r['optional_knobs']) or 'none'}"
+             + (f" (refused by the engine: {', '.join(r['dropped_knobs'])})" if r["dropped_knobs"] else ""),
+             "", f"{'incident kind':<26}{'recall':>9}  expected rule / rules that fired"]
+    for kind, k in r["recall"].items():
+        lines.append(f"{kind:<26}{k['detected']:>4}/{k['injected']:<4}  {k['expected_rule']}"
+                     + (f"  [{', '.join(k['rules'])}]" if set(k["rules"]) - {k["expected_rule"]} else ""))
+    lines += ["", f"{'rule':<40}{'alerts':>8}{'false':>8}{'false/100k':>12}"]
+    for rule, v in r["rules"].items():
+        lines.append(f"{rule:<40}{v['alerts']:>8}{v['false']:>8}{v['false_per_100k']:>12}")
+    lines.append(f"{'total':<40}{r['alerts']:>8}{r['false_alerts']:>8}{r['false_alerts_per_100k']:>12}")
+    cases = r["cases"]
+    lines.append("" if cases is None else
+                 f"\ncases: {cases['cases']} ({cases['per_100k']}/100k), false {cases['false']} "
+                 f"({cases['false_per_100k']}/100k)")
+    if cases is None:
+        lines.append("cases: the engine keeps no cases yet (issue 11 part 4)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--staff", type=int, default=1000)
+    ap.add_argument("--days", type=int, default=7)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--incidents-per-kind", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out" / "detection_quality")
+    ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = ap.parse_args(argv)
+    if args.staff < 60 or args.days < 2:
+        ap.error("--staff must be >= 60 and --days >= 2 (every incident kind needs its actors)")
+    report = run(args.out.resolve(), args.staff, args.days, args.seed, args.incidents_per_kind)
+    (args.out / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    print(json.dumps(report, indent=1) if args.json else table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Ordinary EHR accesses: who works when, and which charts they open on a shift.
+
+Why shifts first: after-hours, bulk and many-users rules are judged against the rhythm of real work, so
+accesses are generated inside each person's shifts (early/late/night rota, permanent nights, ED 12-hour
+shifts, office hours, weekend duty) and on the patients their department has in a bed at that time.
+Office roles open discharged and deceased patients' charts (billing, HIM, coding follow-up), research
+runs an occasional registry export: all legitimate, all things a privacy rule may trip on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from datetime import timedelta
+
+from bench.hospital.population import EMERGENCY, Encounter, Hospital, Staff, local_ts
+
+
+@dataclasses.dataclass
+class Access:
+    ts: float                      # epoch seconds, UTC
+    login: str
+    user_id: str
+    action: str                    # read | search-type | print | export
+    patient_id: str | None = None
+    btg: bool = False
+    emergency: bool = False        # purpose of use ETREAT
+    audit_id: str = ""
+    ip: str = "10.20.0.1"
+
+
+def shifts(s: Staff, h: Hospital) -> list[tuple[float, float]]:
+    """The shifts (start, end in epoch seconds) ``s`` works in the period, from the rota."""
+    rng = random.Random(f"{h.seed}-{s.user_id}")  # per person: incidents ask for the same rota again
+    out = []
+    for i in range(h.days):
+        day = h.start + timedelta(days=i)
+        if s.end_date and day.isoformat() > s.end_date:
+            break
+        if rng.random() < 0.08:  # leave, sickness, training
+            continue
+        weekday, phase = day.weekday(), (i + s.offset)
+        start_hour: float | None = None
+        length = 8.0
+        if s.schedule == "office":
+            if weekday < 5:
+                start_hour, length = rng.uniform(7.25, 9.0), rng.uniform(7.5, 8.5)
+        elif s.schedule == "day":
+            if weekday < 5:
+                start_hour, length = rng.uniform(7.25, 8.25), rng.uniform(8.5, 10.0)
+                if s.role == "physician" and rng.random() < 0.1:   # late duty until 21:00
+                    start_hour, length = 12.0, 9.0
+                if s.role == "student":
+                    length = 7.0
+            elif s.role == "physician" and rng.random() < 0.1:    # weekend duty
+                start_hour, length = 8.0, 10.0
+        elif s.schedule == "rotating":
+            if phase % 7 not in (5, 6):
+                start_hour = (6.0, 14.0, 22.0)[(phase // 7) % 3]
+        elif s.schedule == "night":
+            if phase % 7 not in (4, 5, 6):
+                start_hour, length = 21.75, 8.5
+        elif s.schedule == "ed12":
+            slot = phase % 7
+            if slot < 4:
+                start_hour, length = (7.0 if slot < 2 else 19.0), 12.0
+        if start_hour is not None:
+            start = local_ts(day, start_hour)
+            out.append((start, start + length * 3600))
+    return out
+
+
+class ActiveIndex:
+    """Encounters by department, for "who is in a bed on this ward at this time"."""
+
+    def __init__(self, encounters: list[Encounter]):
+        self.by_dept: dict[str, list[Encounter]] = {}
+        for e in encounters:
+            self.by_dept.setdefault(e.department, []).append(e)
+        self.discharged = sorted((e for e in encounters if e.cls == "IMP"), key=lambda e: e.end)
+
+    def active(self, dept: str, start: float, end: float) -> list[Encounter]:
+        return [e for e in self.by_dept.get(dept, ()) if e.start < end and e.end > start]
+
+    def recently_discharged(self, ts: float, days: float = 21) -> list[Encounter]:
+        return [e for e in self.discharged if ts - days * 86400 < e.end < ts]
+
+
+def ordinary(h: Hospital) -> list[Access]:
+    """Every ordinary access of the period, unsorted."""
+    rng = random.Random(h.rng.random())
+    index = ActiveIndex(h.encounters)
+    depts = list(index.by_dept)
+    out: list[Access] = []
+    on_shift: dict[str, list[tuple[Staff, float, float]]] = {}
+    for s in h.staff:
+        ip = f"10.20.{rng.randrange(256)}.{rng.randrange(1, 255)}"   # the user's usual workstation
+        for start, end in shifts(s, h):
+            on_shift.setdefault(s.department, []).append((s, start, end))
+            out += _shift(s, start, end, index, depts, h, rng, ip)
+    out += _trauma_teams(h, index, on_shift, rng)
+    return out
+
+
+def _at(rng: random.Random, start: float, end: float) -> float:
+    return rng.uniform(start + 600, max(start + 601, end - 300))
+
+
+def _shift(s: Staff, start: float, end: float, index: ActiveIndex, depts: list[str], h: Hospital,
+           rng: random.Random, ip: str) -> list[Access]:
+    acc: list[Access] = []
+
+    def add(action: str, pid: str | None, ts: float | None = None, **kw: object) -> None:
+        acc.append(Access(ts if ts is not None else _at(rng, start, end), s.login, s.user_id, action, pid,
+                          ip=ip, **kw))  # type: ignore[arg-type]
+
+    if s.role in ("physician", "nurse", "student"):
+        # an employee in a bed on their own ward is not on its rota at the same time
+        active = [e for e in index.active(s.department, start, end) if e.patient_id != s.patient_id]
+        k = {"physician": rng.randint(8, 20), "nurse": rng.randint(6, 12), "student": rng.randint(2, 6)}[s.role]
+        ed = s.department == EMERGENCY
+        for enc in rng.sample(active, min(k, len(active))):
+            for _ in range(rng.randint(2, 5) if ed else rng.randint(1, 4)):
+                lo, hi = max(start, enc.start), min(end, enc.end)
+                ts = rng.uniform(lo, hi) if hi > lo else _at(rng, start, end)
+                if ed and rng.random() < 0.04:          # ED override, usually with an emergency purpose
+                    add("read", enc.patient_id, ts, btg=True, emergency=rng.random() < 0.6)
+                elif not ed and rng.random() < 0.002:    # rapid-response call on a ward
+                    add("read", enc.patient_id, ts, btg=True, emergency=True)
+                else:
+                    add("read", enc.patient_id, ts)
+        for _ in range(rng.randint(0, 3)):
+            add("search-type", None)
+        if s.role != "student" and rng.random() < 0.2:   # consult on another department's patient
+            other = index.active(rng.choice(depts), start, end)
+            if other:
+                add("read", rng.choice(other).patient_id)
+        if active and s.role == "physician" and rng.random() < 0.3:   # discharge letters
+            for enc in rng.sample(active, min(len(active), rng.randint(1, 4))):
+                add("print", enc.patient_id)
+    else:
+        pool = index.recently_discharged(start)
+        if s.role == "research":
+            pool = [e for e in index.discharged if e.end < start][-3000:]
+        k = {"billing": rng.randint(40, 70), "him": rng.randint(25, 45), "coding": rng.randint(40, 70),
+             "research": rng.randint(15, 40)}[s.role]
+        picks = rng.sample(pool, min(k, len(pool)))
+        if s.role in ("him", "billing"):   # deceased patients' charts are closed and billed too
+            dead = [e for e in pool if h.patients[e.patient_id].deceased_date]
+            picks += rng.sample(dead, min(len(dead), rng.randint(1, 4)))
+        for enc in picks:
+            for _ in range(rng.randint(1, 2)):
+                add("read", enc.patient_id)
+        if s.role == "him" and picks:      # release of information
+            for enc in rng.sample(picks, min(len(picks), rng.randint(1, 5))):
+                add("print", enc.patient_id)
+        if s.role == "research" and picks and rng.random() < 0.15:   # a registry export, one hour
+            t = _at(rng, start, end - 3600)
+            for enc in picks[:rng.randint(10, 14)]:
+                add("export", enc.patient_id, t + rng.uniform(0, 3000))
+        for _ in range(rng.randint(0, 6)):
+            add("search-type", None)
+    return acc
+
+
+def _trauma_teams(h: Hospital, index: ActiveIndex, on_shift: dict[str, list[tuple[Staff, float, float]]],
+                  rng: random.Random) -> list[Access]:
+    """Once a day a trauma-room case: 8-12 ED staff open one patient within 40 minutes (below the
+    many-users threshold of 15, as a real team is)."""
+    out = []
+    ed = on_shift.get(EMERGENCY, [])
+    for i in range(h.days):
+        t = local_ts(h.start + timedelta(days=i), rng.uniform(8, 20))
+        team = [s for s, a, b in ed if a <= t <= b - 2400]
+        cases = index.active(EMERGENCY, t, t + 1)
+        if len(team) < 3 or not cases:
+            continue
+        pid = rng.choice(cases).patient_id
+        for s in rng.sample(team, min(len(team), rng.randint(8, 12))):
+            out.append(Access(t + rng.uniform(0, 2400), s.login, s.user_id, "read", pid, btg=rng.random() < 0.3,
+                              emergency=True))
+    return out

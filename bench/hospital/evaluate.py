@@ -1,0 +1,195 @@
+"""Run the product on the generated hospital and score its alerts against the ground truth.
+
+Why a subprocess running ``wardwatch run --once``: the figures must be what a site gets from the shipped
+CLI, config loader, connector, enrichment, rules and store, not from a hand-wired pipeline. The config is
+built from the knobs ``docs/enrichment.md`` documents; knobs other parts of issue 11 add later (encounters,
+roles, baselines, cases) are taken when the doc shows them (see ``optional_knobs``), and a knob the
+installed engine refuses is dropped and reported, so the benchmark runs on every revision.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.hospital.incidents import EXPECTED_RULE
+
+ROOT = Path(__file__).resolve().parents[2]
+RULE_DIRS = [ROOT / "rules" / "privacy", ROOT / "rules" / "healthcare"]
+
+
+def optional_knobs(doc: Path = ROOT / "docs" / "enrichment.md") -> dict[str, Any]:
+    """Dotted config paths (under ``enrichment``) the doc's YAML examples show for the newer context
+    sources, mapped to our files: any key naming an encounter file (``*encounter*`` with a CSV/NDJSON value)
+    points to ``encounters.csv``. TODO(issue 11): baselines and cases need no file; their defaults apply."""
+    found: dict[str, Any] = {}
+    text = doc.read_text(encoding="utf-8") if doc.exists() else ""
+    for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
+        try:
+            data = yaml.safe_load(block)
+        except yaml.YAMLError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("enrichment"), dict):
+            _walk(data["enrichment"], "enrichment", found)
+    return found
+
+
+def _walk(node: dict, prefix: str, found: dict[str, Any]) -> None:
+    for key, value in node.items():
+        path = f"{prefix}.{key}"
+        if isinstance(value, dict) and not key.endswith("_columns"):
+            _walk(value, path, found)
+        elif isinstance(value, str) and "encounter" in key.lower() and re.search(r"\.(csv|ndjson)$", value):
+            found[path] = "encounters.csv" if value.endswith(".csv") else None
+    for path in [p for p, v in found.items() if v is None]:
+        del found[path]
+
+
+def build_config(out: Path, knobs: dict[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "store": {"kind": "sqlite", "sqlite": {"path": str(out / "wardwatch.db")}},
+        "rules": {"paths": [str(p) for p in RULE_DIRS]},
+        "connectors": [{"name": "ehr-audit", "type": "fhir-auditevent-file", "path": str(out / "audit")}],
+        "enrichment": {
+            "working_hours": {"timezone": "Europe/Berlin", "start": "07:00", "end": "19:00",
+                              "days": ["mon", "tue", "wed", "thu", "fri"]},
+            "privacy": {"roster_csv": "roster.csv", "patients_csv": "patients.csv", "vip_list_file": "vip.txt",
+                        "timezone": "Europe/Berlin", "emergency_departments": ["Emergency"]},
+        },
+        "alerts": {"sinks": [{"type": "jsonl", "path": str(out / "alerts.jsonl")}], "evidence_cap": 100000},
+        "logging": {"level": "warning", "format": "json"},
+    }
+    for dotted, value in knobs.items():
+        node = config
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return config
+
+
+def _wardwatch(*args: str) -> list[str]:
+    exe = Path(sys.executable).with_name("wardwatch")
+    if exe.exists():
+        return [str(exe), *args]
+    return [sys.executable, "-c", "import sys; from engine.cli import main; sys.exit(main())", *args]
+
+
+def configure(out: Path) -> tuple[Path, list[str], list[str]]:
+    """Write ``wardwatch.yaml``; drop documented knobs the engine refuses. Returns (path, used, dropped)."""
+    knobs, dropped = optional_knobs(), []
+    cfg = out / "wardwatch.yaml"
+    while True:
+        cfg.write_text(yaml.safe_dump(build_config(out, knobs), sort_keys=False), encoding="utf-8")
+        check = subprocess.run(_wardwatch("--config", str(cfg), "config", "check"), capture_output=True,
+                               text=True, cwd=out)
+        if check.returncode == 0:
+            return cfg, sorted(knobs), dropped
+        bad = [k for k in knobs if k in check.stderr + check.stdout]
+        if not bad:
+            raise RuntimeError(f"generated config refused: {check.stderr.strip() or check.stdout.strip()}")
+        for k in bad:
+            dropped.append(k)
+            del knobs[k]
+
+
+def run_product(out: Path) -> tuple[float, list[str], list[str]]:
+    """``wardwatch run --once`` on the generated config; returns (seconds, knobs used, knobs dropped)."""
+    cfg, used, dropped = configure(out)
+    t = time.perf_counter()
+    with (out / "run.stdout").open("w") as stdout, (out / "run.stderr").open("w") as stderr:
+        rc = subprocess.run(_wardwatch("--config", str(cfg), "run", "--once"), stdout=stdout, stderr=stderr,
+                            cwd=out).returncode
+    seconds = time.perf_counter() - t
+    if rc != 0:
+        raise RuntimeError(f"wardwatch run --once exited {rc}: {(out / 'run.stderr').read_text()[-2000:]}")
+    return seconds, used, dropped
+
+
+def rule_names() -> dict[str, str]:
+    """Rule id -> name, straight from the YAML: loading through engine.sigma would need the run's
+    placeholders (``|expand``), and only the names are wanted here."""
+    names = {}
+    for directory in RULE_DIRS:
+        for path in sorted(directory.rglob("*.yml")):
+            for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+                if isinstance(doc, dict) and doc.get("id") and doc.get("name"):
+                    names[str(doc["id"])] = str(doc["name"])
+    return names
+
+
+def score(out: Path, accesses: int) -> dict[str, Any]:
+    """Recall per incident kind, false alerts (and cases) per 100k accesses per rule."""
+    truth = json.loads((out / "ground_truth.json").read_text(encoding="utf-8"))
+    names = rule_names()
+    db = sqlite3.connect(out / "wardwatch.db")
+    incident_of: dict[str, int] = {}   # event.id -> index in truth
+    by_audit = {aid: i for i, t in enumerate(truth) for aid in t["audit_ids"]}
+    for event_id, doc in db.execute("SELECT id, doc FROM events WHERE instr(doc, ?) > 0",
+                                    (b'"ehr.audit.id":"inc-',)):
+        aid = json.loads(doc).get("ehr.audit.id")
+        if aid in by_audit:
+            incident_of[event_id] = by_audit[aid]
+    alerts = [json.loads(doc) for (doc,) in db.execute("SELECT doc FROM alerts")]
+    per_100k = 100_000 / max(1, accesses)
+    detected: dict[int, set[str]] = defaultdict(set)
+    false_by_rule: Counter[str] = Counter()
+    total_by_rule: Counter[str] = Counter()
+    true_alert_ids = set()
+    for alert in alerts:
+        rule = names.get(alert["rule_id"], alert["rule_id"])
+        total_by_rule[rule] += 1
+        hits = {incident_of[e] for e in alert.get("evidence", []) if e in incident_of}
+        for i in hits:
+            detected[i].add(rule)
+        if hits:
+            true_alert_ids.add(alert["id"])
+        else:
+            false_by_rule[rule] += 1
+    kinds: dict[str, dict[str, Any]] = {}
+    for i, t in enumerate(truth):
+        k = kinds.setdefault(t["kind"], {"injected": 0, "detected": 0, "expected_rule": t["expected_rule"],
+                                         "rules": Counter()})
+        k["injected"] += 1
+        if t["expected_rule"] in detected.get(i, set()):
+            k["detected"] += 1
+        k["rules"].update(detected.get(i, set()))
+    for k in kinds.values():
+        k["recall"] = k["detected"] / k["injected"]
+        k["rules"] = dict(sorted(k["rules"].items()))
+    rules = {r: {"alerts": total_by_rule[r], "false": false_by_rule[r],
+                 "false_per_100k": round(false_by_rule[r] * per_100k, 1)} for r in sorted(total_by_rule)}
+    report = {"accesses": accesses, "alerts": len(alerts), "false_alerts": sum(false_by_rule.values()),
+              "false_alerts_per_100k": round(sum(false_by_rule.values()) * per_100k, 1),
+              "recall": {k: v for k, v in sorted(kinds.items())}, "rules": rules,
+              "cases": _cases(db, true_alert_ids, per_100k)}
+    db.close()
+    return report
+
+
+def _cases(db: sqlite3.Connection, true_alert_ids: set[str], per_100k: float) -> dict[str, Any] | None:
+    """Cases, if the store keeps them (issue 11 part 4): a table named like ``cases``. A case is true when
+    any alert id it names is a true alert. None when the engine has no cases yet."""
+    tables = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'") if "case" in n.lower()]
+    table = next((t for t in tables if t.lower() == "cases"), tables[0] if tables else None)
+    if table is None:
+        return None
+    cols = [c[1] for c in db.execute(f'PRAGMA table_info("{table}")')]
+    col = "doc" if "doc" in cols else cols[-1]
+    total = false = 0
+    for (doc,) in db.execute(f'SELECT "{col}" FROM "{table}"'):
+        total += 1
+        text = doc.decode() if isinstance(doc, bytes) else str(doc)
+        if not any(a in text for a in true_alert_ids):
+            false += 1
+    return {"table": table, "cases": total, "false": false, "per_100k": round(total * per_100k, 1),
+            "false_per_100k": round(false * per_100k, 1)}
