@@ -27,7 +27,7 @@ import copy
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Generator, Mapping
 
 import orjson
 
@@ -104,6 +104,44 @@ def load_cursor(cursor: Mapping[str, Any] | None) -> dict[str, Any]:
     return copy.deepcopy(dict(cursor))
 
 
+def read_lines(cursor: Mapping[str, Any] | None, max_events: int,
+               follow: Callable[[dict[str, Any]], Generator[Line, None, None]],
+               to_outcome: Callable[[Line], Event | DeadLetter | None],
+               dead_letter: Callable[[Line, str], DeadLetter]) -> Batch:
+    """The file connectors' read loop: up to ``max_events`` lines from the cursor -> events and dead letters.
+
+    Why one loop: ``ndjson``, ``winlogbeat``'s file mode and the VPN connectors differ only in what one line
+    becomes (``to_outcome``: an event, a dead letter, or None for a blank line that counts for nothing).
+    ``follow(files)`` opens the lines from the cursor's per-file positions (it may raise SourceUnavailable).
+    """
+    state = load_cursor(cursor)
+    batch = Batch(cursor=state, exhausted=True)
+    if max_events <= 0:
+        batch.exhausted = False
+        return batch
+    events, dead = batch.events, batch.dead_letters
+    taken = 0
+    lines = follow(state["files"])
+    for line in lines:
+        try:
+            result = to_outcome(line)
+        except Exception as exc:  # noqa: BLE001 - a parser bug must cost one line, not the source
+            # Reasons are logged by the engine: the exception TYPE only, its text may quote the line (PHI).
+            result = dead_letter(line, f"internal error: {type(exc).__name__}")
+        if result is None:
+            continue
+        if type(result) is dict:
+            events.append(result)
+        else:
+            dead.append(result)  # type: ignore[arg-type]
+        taken += 1
+        if taken >= max_events:
+            batch.exhausted = False
+            break
+    lines.close()
+    return batch
+
+
 class NdjsonFileConnector(Connector):
     """One JSON object per line, from a file, a directory tree or a glob; follows appends and rotation."""
 
@@ -121,33 +159,10 @@ class NdjsonFileConnector(Connector):
         self._follower = LineFollower(max_line_bytes=self.max_line_bytes, eof_grace_seconds=opts.eof_grace_seconds)
 
     def read(self, cursor: dict[str, Any] | None, max_events: int) -> Batch:
-        state = load_cursor(cursor)
-        batch = Batch(cursor=state, exhausted=True)
-        if max_events <= 0:
-            batch.exhausted = False
-            return batch
-        events, dead = batch.events, batch.dead_letters
-        to_event = self.line_to_event
-        taken = 0
-        lines = self._follower.follow(discover(require_source(self.name, self.path), SUFFIXES), state["files"])
-        for line in lines:
-            try:
-                result = to_event(line)
-            except Exception as exc:  # noqa: BLE001 - a parser bug must cost one line, not the source
-                # Reasons are logged by the engine: the exception TYPE only, its text may quote the line (PHI).
-                result = self.dead_letter(line, f"internal error: {type(exc).__name__}")
-            if result is None:
-                continue
-            if type(result) is dict:
-                events.append(result)
-            else:
-                dead.append(result)  # type: ignore[arg-type]
-            taken += 1
-            if taken >= max_events:
-                batch.exhausted = False
-                break
-        lines.close()
-        return batch
+        return read_lines(cursor, max_events, self._lines, self.line_to_event, self.dead_letter)
+
+    def _lines(self, files: dict[str, Any]) -> Generator[Line, None, None]:
+        return self._follower.follow(discover(require_source(self.name, self.path), SUFFIXES), files)
 
     def dead_letter(self, line: Line, reason: str) -> DeadLetter:
         return DeadLetter(

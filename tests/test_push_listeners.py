@@ -36,7 +36,8 @@ class Boom(RuntimeError):
 
 
 def _raise_on_content(*args: Any, **_: Any) -> Any:
-    raise Boom(f"cannot handle {args[0]!r}")
+    # unquoted, so the log layer's scrubbing of quoted values (engine.logs.scrub_text) cannot hide a leak
+    raise Boom("cannot handle " + str(args[0]).replace("'", "").replace('"', ""))
 
 
 class _VpnUnderTest(VpnConnector):
@@ -119,6 +120,31 @@ def test_spool_internal_error_reason_names_the_type_not_the_content(
     (dead,) = batch.dead_letters
     assert dead.reason == "internal error: Boom"
     _assert_no_phi(dead, caplog, capsys, "spool:1:0")
+
+
+def test_a_parser_bug_on_a_pushed_record_reaches_the_engine_log_without_its_content(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import io
+
+    from engine.enrich import EnrichmentChain
+    from engine.ingest import ingest_connector
+    from engine.logs import configure_logging
+    from engine.store.sqlite import SqliteStore
+
+    make, line = _buggy("vpn", monkeypatch, caplog)
+    _spool_with(tmp_path / "spool", SpoolRecord(line.encode(), "tls:10.0.0.9:6514", time.time()))
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    store = SqliteStore(tmp_path / "w.db")
+    try:
+        stats = ingest_connector(store, make({"spool_dir": str(tmp_path / "spool")}), EnrichmentChain([]), 100)
+        (stored,) = store.list_dead_letters()
+    finally:
+        store.close()
+    assert stats.dead_letters == 1 and stored.reason == "internal error: Boom" and PATIENT in stored.raw
+    logged = stream.getvalue()
+    assert "spool:1:0" in logged and "Boom" in logged  # the operator learns where and what kind of bug
+    assert "Patientname" not in logged
 
 
 # --- the shared spool loop: what every push connector does with the same spool -----------------------------

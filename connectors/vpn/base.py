@@ -38,12 +38,12 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from types import ModuleType
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Generator, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.availability import require_source
 from connectors.base import Batch, Connector, ConnectorConfigError
-from connectors.ndjson import check_file_options, load_cursor
+from connectors.ndjson import check_file_options, read_lines
 from connectors.syslog.rfc5424 import SyslogMessage, SyslogParseError, parse_syslog
 from connectors.syslog.listening import ListenerOptions, SpoolListeners
 from connectors.syslog.spool import SpoolItem
@@ -226,31 +226,14 @@ class VpnConnector(SpoolListeners, Connector):
     def read(self, cursor: dict[str, Any] | None, max_events: int) -> Batch:
         if self.spool is not None:
             return self.read_spool(cursor, max_events, self._spool_outcome)
-        return self._read_files(cursor, max_events)
+        return read_lines(cursor, max_events, self._lines, self._line_outcome, self._line_dead)
 
-    def _read_files(self, cursor: dict[str, Any] | None, max_events: int) -> Batch:
-        state = load_cursor(cursor)
-        batch = Batch(cursor=state, exhausted=True)
-        if max_events <= 0:
-            batch.exhausted = False
-            return batch
+    def _lines(self, files: dict[str, Any]) -> Generator[Line, None, None]:
         assert self.path is not None
-        lines = self._follower.follow(discover(require_source(self.name, self.path), ALL_FILES), state["files"])
-        taken = 0
-        for line in lines:
-            result = self._line_outcome(line)
-            if result is None:
-                continue
-            if type(result) is dict:
-                batch.events.append(result)
-            else:
-                batch.dead_letters.append(result)  # type: ignore[arg-type]
-            taken += 1
-            if taken >= max_events:
-                batch.exhausted = False
-                break
-        lines.close()
-        return batch
+        return self._follower.follow(discover(require_source(self.name, self.path), ALL_FILES), files)
+
+    def _line_dead(self, line: Line, reason: str) -> DeadLetter:
+        return self.bytes_dead_letter(line.data, f"{line.path}:{line.number}", reason)
 
     def _file_year(self, path: str) -> int:
         year = self._years.get(path)
