@@ -35,6 +35,22 @@ class OptionsError(ConfigError, errors.OptionsError):
         errors.OptionsError.__init__(self, key, message, source)
 
 
+#: rules/privacy role lists (docs/enrichment.md "Roles and rare surnames"): matched case-insensitively against
+#: ehr.user.role / ehr.user.department, Sigma wildcards allowed. A site sets its own job titles in
+#: rules.placeholders (a key it sets replaces that whole list; the other lists keep these defaults).
+PRIVACY_ROLE_PLACEHOLDERS: dict[str, list[str]] = {
+    "privacy_deceased_allowed_roles": [
+        "*billing*", "*biller*", "*patient account*", "*patient financial*", "*revenue cycle*",
+        "him", "him *", "* him", "* him *", "*health information*", "*medical record*",
+        "*release of information*", "*coding*", "*coder*", "*clinical documentation*", "*decedent*"],
+    "privacy_deceased_allowed_departments": [
+        "*billing*", "*patient account*", "*patient financial*", "*revenue cycle*", "him", "him *", "* him",
+        "*health information*", "*medical record*", "*release of information*", "*coding*"],
+    "privacy_emergency_roles": [
+        "*emergency*", "ed", "ed *", "* ed", "* ed *", "a&e*", "* a&e*", "er", "er *", "* er",
+        "*paramedic*", "*trauma*", "*resuscitation*", "*rapid response*", "*notaufnahme*", "*notarzt*"],
+}
+
 DEFAULTS: dict[str, Any] = {
     "store": {
         "kind": "sqlite",
@@ -57,7 +73,8 @@ DEFAULTS: dict[str, Any] = {
         },
     },
     # vpn_watched_countries: rules/vpn/vpn_login_watched_country.yml; a placeholder list, set your site's own.
-    "rules": {"paths": ["rules"], "placeholders": {"vpn_watched_countries": ["KP", "IR", "RU", "BY"]}},
+    "rules": {"paths": ["rules"], "placeholders": {"vpn_watched_countries": ["KP", "IR", "RU", "BY"],
+                                                   **PRIVACY_ROLE_PLACEHOLDERS}},
     "scheduler": {
         "rule_interval": "60s",
         "rule_intervals": {},

@@ -128,7 +128,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, winlogbeat_generator: Any) -
             assert batch.dead_letters == [], batch.dead_letters[:3]
         events += batch.events
     events = build_enrichment(config).enrich_all(events)
-    ruleset = load_rules([str(ROOT / p) for p in RULES])
+    ruleset = load_rules([str(ROOT / p) for p in RULES], placeholders=config["rules"]["placeholders"])
     assert not ruleset.errors, ruleset.errors
     log = winlogbeat_generator.build()
     docs = log.documents("Security") + log.documents("System")

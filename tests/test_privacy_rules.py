@@ -29,7 +29,9 @@ SCENARIOS = sorted({p.name.split(".")[0] for p in EVENTS.glob("*.ndjson")})
 
 @pytest.fixture(scope="module")
 def ruleset() -> Any:
-    rs = sigma.load_rules([str(RULES)])
+    from engine.config import DEFAULTS  # the shipped role lists (privacy_* placeholders)
+
+    rs = sigma.load_rules([str(RULES)], placeholders=DEFAULTS["rules"]["placeholders"])
     assert not rs.errors, rs.errors
     return rs
 

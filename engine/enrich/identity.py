@@ -209,9 +209,12 @@ class DirectoryRoster:
     """
 
     def __init__(self, path: str | Path, *, ehr_attribute: str = "employeeID", patient_attribute: str | None = None,
-                 timezone_name: str = "UTC"):
+                 timezone_name: str = "UTC", role_attribute: str | None = "title"):
         self.patient_attribute = patient_attribute.lower() if patient_attribute else None
-        self.directory = DirectoryFile(path, ehr_attribute, [patient_attribute] if patient_attribute else [])
+        #: ehr.user.role: ``title`` is kept for every user; any other attribute is loaded as an extra id
+        self.role_attribute = role_attribute.lower() if role_attribute else None
+        extra = [a for a in (patient_attribute, role_attribute) if a and a.lower() != "title"]
+        self.directory = DirectoryFile(path, ehr_attribute, extra)
         self.tz = ZoneInfo(timezone_name)
         self._members: dict[str, StaffMember] = {}
         self._index_seen: Any = None
@@ -256,12 +259,14 @@ class DirectoryRoster:
         return member
 
     def _member(self, user: DirectoryUser) -> StaffMember:
-        keys = tuple(dict.fromkeys(fold(k) for k in (user.identity, user.upn, user.mail, *user.ids.values()) if k))
+        ids = {k: v for k, v in user.ids.items() if k != self.role_attribute}  # a role is no login key
+        keys = tuple(dict.fromkeys(fold(k) for k in (user.identity, user.upn, user.mail, *ids.values()) if k))
+        role = user.title if self.role_attribute == "title" else user.ids.get(self.role_attribute or "")
         ended = end_date_of(user)
         end_date: date | None = ended.astimezone(self.tz).date() if ended is not None else None
         patient_id = user.ids.get(self.patient_attribute) if self.patient_attribute else None
         return StaffMember(keys=keys, family_name="", name_parts=frozenset(), department=user.department,
-                           address="", patient_id=patient_id, end_date=end_date)
+                           address="", patient_id=patient_id, end_date=end_date, role=role or None)
 
     def is_employee_patient(self, patient_id: str) -> bool:
         self._sync()

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,11 @@ def normalise_address(line: str | None, postal_code: str | None = None) -> str:
     return " ".join(tokens) + (f"|{postal}" if postal else "")
 
 
+def normalise_postcode(postal_code: str | None) -> str:
+    """A comparable postcode: folded, letters and digits only ("SW1A 1AA" -> "sw1a1aa")."""
+    return re.sub(r"[^0-9a-z]", "", fold(postal_code or ""))
+
+
 def parse_date(value: Any) -> date | None:
     """Dates in rosters come as ISO dates, ISO datetimes or common local forms; unparseable -> None."""
     if value in (None, ""):
@@ -104,6 +109,8 @@ class StaffMember:
     address: str  # normalised
     patient_id: str | None  # the employee's own medical record number
     end_date: date | None
+    role: str | None = None  # job role/title from the roster or directory -> ehr.user.role
+    postal_code: str = ""  # normalised (normalise_postcode), for ehr.relationship.same_postcode
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,7 @@ class PatientFacts:
     confidential: bool = False
     deceased_date: date | None = None
     deceased: bool = False  # deceased without a known date
+    postal_code: str = ""  # normalised (normalise_postcode)
 
 
 # --- file-backed tables --------------------------------------------------------------------------
@@ -176,7 +184,9 @@ def _read_csv(path: Path, encoding: str, delimiter: str | None) -> Iterable[dict
         delim = delimiter or max((",", "\t", ";", "|"), key=head.count)
         fh.seek(0)
         for row in csv.DictReader(fh, delimiter=delim):
-            yield {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+            # extra cells beyond the header come under key None as a list: dropped, never a crash
+            yield {k.strip(): (v or "").strip() for k, v in row.items()
+                   if isinstance(k, str) and not isinstance(v, list)}
 
 
 def csv_header(path: Path, encoding: str, delimiter: str | None) -> list[str]:
@@ -208,7 +218,7 @@ def _col(row: Mapping[str, str], columns: Mapping[str, str], key: str) -> str:
 ROSTER_COLUMNS = {
     "user_id": "user_id", "login": "login", "family_name": "family_name", "name": "name",
     "department": "department", "address": "address", "postal_code": "postal_code",
-    "patient_id": "patient_id", "end_date": "end_date",
+    "patient_id": "patient_id", "end_date": "end_date", "role": "role",
 }
 
 
@@ -222,7 +232,8 @@ class StaffRoster:
 
     Columns (renameable via ``columns``): ``user_id``, ``login``, ``family_name`` (or ``name`` as
     "Family, Given" / "Given Family"), ``department``, ``address``, ``postal_code``, ``patient_id`` (the
-    employee's own medical record number), ``end_date`` (last day of employment; empty = employed).
+    employee's own medical record number), ``end_date`` (last day of employment; empty = employed),
+    ``role`` (job role or title, for role-based rule filters: ``ehr.user.role``).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, columns: Mapping[str, str] | None = None,
@@ -251,6 +262,8 @@ class StaffRoster:
                 address=normalise_address(_col(row, c, "address"), _col(row, c, "postal_code")),
                 patient_id=_col(row, c, "patient_id") or None,
                 end_date=parse_date(_col(row, c, "end_date")),
+                role=_col(row, c, "role") or None,
+                postal_code=normalise_postcode(_col(row, c, "postal_code")),
             )
             for key in keys:
                 by_key[key] = member
@@ -332,11 +345,99 @@ class CsvPatientDirectory(PatientSource):
                 confidential=truthy(_col(row, c, "confidential")),
                 deceased_date=deceased_date,
                 deceased=deceased_date is None and truthy(deceased_raw),
+                postal_code=normalise_postcode(_col(row, c, "postal_code")),
             )
         return table
 
     def get(self, patient_id: str) -> PatientFacts | None:
         return (self.file.table or {}).get(patient_id)
+
+    def refresh(self) -> None:
+        self.file.refresh()
+
+    def surname_frequencies(self) -> "SurnameFrequencies | None":
+        """How many patients carry each family name (and name part), from the loaded extract.
+
+        Recomputed once per (re)load, lazily: a directory of 1M patients takes about a second."""
+        table = self.file.table
+        if table is None:
+            return None
+        if getattr(self, "_freq_for", None) is not table:
+            self._freq = SurnameFrequencies.from_patients(table.values())
+            self._freq_for = table
+        return self._freq
+
+
+def surname_keys(family_name: str, parts: Iterable[str]) -> set[str]:
+    """The keys a family name is counted and compared under: the whole normalised name and each part."""
+    return ({family_name} if family_name else set()) | set(parts)
+
+
+@dataclass(frozen=True)
+class SurnameFrequencies:
+    """Patients per family name (whole normalised name or a part of a double-barrelled one), and the total.
+
+    Why: "same last name" is evidence of family only when few patients carry the name; the share of the
+    rarest name the user and the patient have in common decides (``ehr.relationship.same_last_name_rare``).
+    A name missing from the table has count 0 (a census-style table lists only names it saw)."""
+
+    counts: Mapping[str, int]
+    total: int
+
+    @classmethod
+    def from_patients(cls, patients: Iterable[PatientFacts]) -> "SurnameFrequencies":
+        counts: dict[str, int] = {}
+        total = 0
+        for facts in patients:
+            total += 1
+            for key in surname_keys(facts.family_name, facts.name_parts):
+                counts[key] = counts.get(key, 0) + 1
+        return cls(counts, total)
+
+    def count(self, key: str) -> int:
+        return self.counts.get(key, 0)
+
+
+class SurnameFrequencySource(Protocol):
+    """Anything that can say how common family names are among patients (a CSV directory, a counts file)."""
+
+    def surname_frequencies(self) -> SurnameFrequencies | None: ...
+
+
+class SurnameFrequencyFile:
+    """``surname_frequencies_csv``: family-name counts for sites whose patient directory cannot be
+    enumerated (FHIR reads one patient at a time). Columns ``family_name`` and ``count`` (renameable);
+    the total is the sum of the counts unless given (a census table lists only the commoner names)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, total: int | None = None,
+                 columns: Mapping[str, str] | None = None, encoding: str = "utf-8-sig",
+                 delimiter: str | None = None):
+        self.configured_columns = dict(columns or {})
+        self.columns = {"family_name": "family_name", "count": "count", **self.configured_columns}
+        self.total, self.encoding, self.delimiter = total, encoding, delimiter
+        self.file = ReloadingFile(path, self._load, "surname frequencies", size=lambda t: len(t.counts))
+
+    def _load(self, path: Path) -> SurnameFrequencies:
+        header = csv_header(path, self.encoding, self.delimiter)
+        for key in ("family_name", "count"):
+            if self.columns[key] not in header:
+                raise ColumnMappingError(f"surname_frequencies_columns.{key}: column {self.columns[key]!r} "
+                                         f"is not in the header of {path}")
+        counts: dict[str, int] = {}
+        rows_total = 0
+        for row in _read_csv(path, self.encoding, self.delimiter):
+            name = _col(row, self.columns, "family_name")
+            try:
+                n = int(float(_col(row, self.columns, "count").replace(",", "")))
+            except ValueError:
+                continue  # a malformed count: the name stays unknown (count 0), never a crash
+            rows_total += max(n, 0)
+            for key in surname_keys(normalise_name(name), name_parts(name)):
+                counts[key] = counts.get(key, 0) + max(n, 0)
+        return SurnameFrequencies(counts, self.total or rows_total)
+
+    def surname_frequencies(self) -> SurnameFrequencies | None:
+        return self.file.table
 
     def refresh(self) -> None:
         self.file.refresh()
@@ -468,4 +569,5 @@ def patient_facts_from_fhir(resource: Mapping[str, Any], confidential_codes: set
         confidential=bool(security & confidential_codes),
         deceased_date=deceased_date,
         deceased=deceased_date is None and resource.get("deceasedBoolean") is True,
+        postal_code=normalise_postcode(addr.get("postalCode")),
     )

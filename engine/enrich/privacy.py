@@ -31,8 +31,11 @@ from engine.enrich.lookups import (
     PatientSource,
     StaffMember,
     StaffRoster,
+    SurnameFrequencyFile,
+    SurnameFrequencySource,
     VipList,
     fold,
+    surname_keys,
 )
 from engine.events import Event
 from engine.plugins import InvalidOption, options_dict, parse_options, path_option
@@ -46,7 +49,10 @@ FIELDS = (
     "ehr.user.terminated",
     "ehr.user.emergency_department",
     "ehr.relationship.self",
+    "ehr.user.role",
     "ehr.relationship.same_last_name",
+    "ehr.relationship.same_last_name_rare",
+    "ehr.relationship.same_postcode",
     "ehr.relationship.same_address",
     "ehr.relationship.patient_is_employee",
     "ehr.patient.vip",
@@ -56,6 +62,10 @@ FIELDS = (
 )
 
 DEFAULT_EMERGENCY_DEPARTMENTS = ("emergency", "emergency department", "ed", "a&e", "er", "notaufnahme")
+#: a surname is "rare" when at most this share of patients carries it (1 in 5,000; docs/enrichment.md) ...
+DEFAULT_RARE_SURNAME_MAX_SHARE = 0.0002
+#: ... or at most this many patients (small directories, where one patient is already more than 1 in 5,000)
+DEFAULT_RARE_SURNAME_MAX_COUNT = 3
 
 
 @dataclass
@@ -88,6 +98,15 @@ class PrivacyOptions:
     patients_fhir_allow_insecure_http: bool = False
     vip_list_file: str | None = path_option()
     vip_list_column: str = "patient_id"
+    #: the directory attribute holding the job role for ehr.user.role (read from the snapshot/LDIF)
+    roster_directory_role_attribute: str = "title"
+    # --- rare surnames (docs/enrichment.md "Roles and rare surnames") ---
+    #: family-name counts when the patient directory cannot be enumerated (FHIR): family_name,count
+    surname_frequencies_csv: str | None = path_option()
+    surname_frequencies_columns: dict[str, str] = dataclasses.field(default_factory=dict)
+    surname_frequencies_total: int | None = None  # patients the counts are out of (default: their sum)
+    rare_surname_max_share: float = DEFAULT_RARE_SURNAME_MAX_SHARE
+    rare_surname_max_count: int = DEFAULT_RARE_SURNAME_MAX_COUNT
     timezone: str = "UTC"
     user_fields: list[str] = dataclasses.field(default_factory=lambda: ["user.name", "user.id"])
     patient_field: str = "ehr.patient.id"
@@ -95,6 +114,14 @@ class PrivacyOptions:
     datasets: list[str] | None = dataclasses.field(default_factory=lambda: ["ehr.audit"])
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.rare_surname_max_share <= 1.0:
+            raise InvalidOption("rare_surname_max_share", "must be a share between 0 and 1 (e.g. 0.0002)")
+        if self.rare_surname_max_count < 0:
+            raise InvalidOption("rare_surname_max_count", "must not be negative")
+        unknown_freq = sorted(set(self.surname_frequencies_columns) - {"family_name", "count"})
+        if unknown_freq:
+            raise InvalidOption(f"surname_frequencies_columns.{unknown_freq[0]}",
+                                "unknown column key (known: count, family_name)")
         if self.roster_csv and self.roster_directory:
             raise InvalidOption("roster_directory", "give roster_csv or roster_directory, not both")
         try:
@@ -139,6 +166,9 @@ class PrivacyEnricher(Enricher):
         patient_field: str = "ehr.patient.id",
         emergency_departments: Iterable[str] = DEFAULT_EMERGENCY_DEPARTMENTS,
         datasets: Sequence[str] | None = ("ehr.audit",),
+        surname_frequencies: "SurnameFrequencySource | None" = None,
+        rare_surname_max_share: float = DEFAULT_RARE_SURNAME_MAX_SHARE,
+        rare_surname_max_count: int = DEFAULT_RARE_SURNAME_MAX_COUNT,
     ):
         self.roster = roster
         self.patients = list(patients)
@@ -149,6 +179,9 @@ class PrivacyEnricher(Enricher):
         self.emergency_departments = {fold(d) for d in emergency_departments}
         self.datasets = set(datasets) if datasets else None
         self._local_date = lru_cache(maxsize=8192)(self._to_local_date)
+        self.surname_frequencies = surname_frequencies
+        self.rare_surname_max_share = rare_surname_max_share
+        self.rare_surname_max_count = rare_surname_max_count
 
     @classmethod
     def from_config(cls, options: "Mapping[str, Any] | PrivacyOptions") -> "PrivacyEnricher":
@@ -177,6 +210,7 @@ class PrivacyEnricher(Enricher):
 
             roster = DirectoryRoster(opts.roster_directory, ehr_attribute=opts.roster_directory_ehr_attribute,
                                      patient_attribute=opts.roster_directory_patient_attribute,
+                                     role_attribute=opts.roster_directory_role_attribute,
                                      timezone_name=opts.timezone)  # type: ignore[assignment]
         patients: list[PatientSource] = []
         if opts.patients_csv:
@@ -186,6 +220,9 @@ class PrivacyEnricher(Enricher):
             patients.append(_fhir_patient_source(options_dict(opts)))
         vip = VipList(opts.vip_list_file, column=opts.vip_list_column) if opts.vip_list_file else None
         return cls(roster=roster, patients=patients, vip_list=vip, timezone_name=opts.timezone,
+                   surname_frequencies=_surname_frequency_source(opts, patients),
+                   rare_surname_max_share=opts.rare_surname_max_share,
+                   rare_surname_max_count=opts.rare_surname_max_count,
                    user_fields=opts.user_fields, patient_field=opts.patient_field,
                    emergency_departments=opts.emergency_departments, datasets=opts.datasets)
 
@@ -194,6 +231,8 @@ class PrivacyEnricher(Enricher):
         for source in (self.roster, self.vip_list, *self.patients):
             if source is not None:
                 source.refresh()
+        if isinstance(self.surname_frequencies, SurnameFrequencyFile):
+            self.surname_frequencies.refresh()
 
     def enrich(self, event: Event) -> Event:
         if self.datasets is not None and event.get("event.dataset") not in self.datasets:
@@ -237,6 +276,8 @@ class PrivacyEnricher(Enricher):
         if self.roster is not None and self.roster.loaded and has_user:
             event["ehr.user.on_roster"] = member is not None
         if member is not None:
+            if member.role:
+                event["ehr.user.role"] = member.role
             if member.department:
                 event["ehr.user.department"] = member.department
                 event["ehr.user.emergency_department"] = fold(member.department) in self.emergency_departments
@@ -272,11 +313,35 @@ class PrivacyEnricher(Enricher):
             )
         if member is not None and facts is not None:
             if member.family_name and facts.family_name:
-                event["ehr.relationship.same_last_name"] = member.family_name == facts.family_name or bool(
-                    member.name_parts & facts.name_parts
-                )
+                self._surname_flags(event, member, facts)
+            if member.postal_code and facts.postal_code:
+                event["ehr.relationship.same_postcode"] = member.postal_code == facts.postal_code
             if member.address and facts.address:
                 event["ehr.relationship.same_address"] = member.address == facts.address
+
+    def _surname_flags(self, event: Event, member: StaffMember, facts: PatientFacts) -> None:
+        """``same_last_name`` as before, and ``same_last_name_rare`` when counts are known: the rarest name
+        (whole or part) the two share is carried by at most ``max(rare_surname_max_count,
+        rare_surname_max_share x patients)`` patients. Why the rarest: "Meyer-Kowalczyk" opening
+        "Kowalczyk" is as telling as Kowalczyk itself, however common Meyer is."""
+        shared = surname_keys(member.family_name, member.name_parts) & surname_keys(facts.family_name,
+                                                                                       facts.name_parts)
+        event["ehr.relationship.same_last_name"] = bool(shared)
+        freq = self.surname_frequencies.surname_frequencies() if self.surname_frequencies is not None else None
+        if freq is None or freq.total <= 0:
+            return  # could not tell how common the name is: the flag stays absent
+        limit = max(self.rare_surname_max_count, self.rare_surname_max_share * freq.total)
+        event["ehr.relationship.same_last_name_rare"] = bool(shared) and min(freq.count(k) for k in shared) <= limit
+
+
+def _surname_frequency_source(opts: PrivacyOptions,
+                              patients: Sequence[PatientSource]) -> "SurnameFrequencySource | None":
+    """Where surname counts come from: ``surname_frequencies_csv`` if set, else the first CSV patient
+    directory (FHIR cannot be enumerated: without either, ``same_last_name_rare`` stays absent)."""
+    if opts.surname_frequencies_csv:
+        return SurnameFrequencyFile(opts.surname_frequencies_csv, total=opts.surname_frequencies_total,
+                                    columns=opts.surname_frequencies_columns)
+    return next((p for p in patients if isinstance(p, CsvPatientDirectory)), None)
 
 
 def _fhir_patient_source(options: Mapping[str, Any]) -> FhirPatientDirectory:
