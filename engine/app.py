@@ -94,10 +94,11 @@ def tighten_owned_files(config: Config) -> list[str]:
 
 
 def load_ruleset(config: Config, paths: list[str] | None = None) -> Any:
+    from engine.config import rule_cache_dir
     from engine.sigma import load_rules
 
     rule_paths = [str(config.resolve_path(p)) for p in (paths or config["rules"]["paths"])]
-    return load_rules(rule_paths, placeholders=config["rules"]["placeholders"])
+    return load_rules(rule_paths, placeholders=config["rules"]["placeholders"], cache_dir=rule_cache_dir(config))
 
 
 def connector_options(cls: type[Connector], entry: dict[str, Any], resolve_path: Callable[[str], Any],

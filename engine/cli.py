@@ -322,9 +322,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def _load_rules_from(paths: Sequence[str], config: Any) -> Any:
+    from engine.config import rule_cache_dir
     from engine.sigma import load_rules
 
-    return load_rules(list(paths), placeholders=config["rules"]["placeholders"])
+    return load_rules(list(paths), placeholders=config["rules"]["placeholders"], cache_dir=rule_cache_dir(config))
 
 
 def cmd_rules_validate(args: argparse.Namespace) -> int:

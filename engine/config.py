@@ -73,8 +73,10 @@ DEFAULTS: dict[str, Any] = {
         },
     },
     # vpn_watched_countries: rules/vpn/vpn_login_watched_country.yml; a placeholder list, set your site's own.
+    # cache_dir: parsed rule files keyed by content hash (engine/sigma/cache.py); null turns it off
     "rules": {"paths": ["rules"], "placeholders": {"vpn_watched_countries": ["KP", "IR", "RU", "BY"],
-                                                   **PRIVACY_ROLE_PLACEHOLDERS}},
+                                                   **PRIVACY_ROLE_PLACEHOLDERS},
+              "cache_dir": "data/cache"},
     "scheduler": {
         "rule_interval": "60s",
         "rule_intervals": {},
@@ -215,7 +217,7 @@ SCHEMA: dict[str, Any] = {
             "allow_insecure_http": _type(bool),
         },
     },
-    "rules": {"paths": _str_list, "placeholders": _mapping},
+    "rules": {"paths": _str_list, "placeholders": _mapping, "cache_dir": _type(str, nullable=True)},
     "scheduler": {
         "rule_interval": _duration,
         "rule_intervals": _mapping,
@@ -476,6 +478,12 @@ class Config:
         return path if path.is_absolute() else self.base_dir / path
 
 
+def rule_cache_dir(config: Config) -> Path | None:
+    """Where ``load_rules`` keeps its parsed-rule cache (``rules.cache_dir``, relative to the config)."""
+    value = config["rules"].get("cache_dir")
+    return None if value is None else config.resolve_path(value)
+
+
 def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
     environ = os.environ if environ is None else environ
     if path is None and Path("wardwatch.yaml").is_file():
@@ -537,7 +545,8 @@ def check_config(config: Config) -> str:
     from engine.sigma import load_rules
 
     rule_paths = [str(config.resolve_path(p)) for p in config["rules"]["paths"]]
-    ruleset = load_rules(rule_paths, placeholders=config["rules"]["placeholders"])
+    ruleset = load_rules(rule_paths, placeholders=config["rules"]["placeholders"],
+                         cache_dir=rule_cache_dir(config))
     rules = len(ruleset.rules) + len(ruleset.correlations)
     refused = f" ({len(ruleset.errors)} refused: see wardwatch rules validate)" if ruleset.errors else ""
     return (f"ok: {len(config['connectors'])} connectors, {len(config['alerts']['sinks'])} sinks, "

@@ -23,6 +23,7 @@ from sigma.types import SigmaNumber, SigmaString
 from engine.correlation_spec import CorrelationSpec
 from engine.events import DATASET
 from engine.sigma import validate
+from engine.sigma.cache import RuleCache, digest
 from engine.sigma.compiler import BoolNode, CompileError, DetectionCompiler, ItemNode, Node
 from engine.sigma.correlation import (
     CorrelationError,
@@ -69,13 +70,19 @@ def load_rules(
     paths: Sequence[str | Path],
     placeholders: Mapping[str, Sequence[str]] | None = None,
     taxonomy: Sequence[LogsourceEntry] = TAXONOMY,
+    cache_dir: str | Path | None = None,
 ) -> RuleSet:
-    """Load every ``*.yml``/``*.yaml`` under ``paths``. Invalid documents go to ``RuleSet.errors``."""
+    """Load every ``*.yml``/``*.yaml`` under ``paths``. Invalid documents go to ``RuleSet.errors``.
+
+    ``cache_dir``: where the parsed-YAML cache lives (``engine.sigma.cache``); ``None`` parses every file.
+    """
     placeholders = {k: tuple(str(x) for x in v) for k, v in (placeholders or {}).items()}
     errors: list[RuleLoadError] = []
     docs: list[RuleDocument] = []
+    cache = RuleCache.open(cache_dir)
     for path in rule_files(paths):
-        docs.extend(_read(path, errors))
+        docs.extend(_read(path, errors, cache))
+    cache.save()
 
     seen_ids: dict[str, str] = {}
     pending: list[_PendingRule] = []
@@ -150,10 +157,18 @@ def _message(e: Exception) -> str:
     return text.split(" in ", 1)[0] if isinstance(e, SigmaError) and " in /" in text else text
 
 
-def _read(path: Path, errors: list[RuleLoadError]) -> list[RuleDocument]:
+def _read(path: Path, errors: list[RuleLoadError], cache: RuleCache) -> list[RuleDocument]:
     try:
-        text = path.read_text(encoding="utf-8")
-        return list(parse_documents(str(path), text))
+        raw = path.read_bytes()
+        file_digest = digest(raw)
+        cached = cache.get(str(path), file_digest)
+        if cached is not None:
+            return cached
+        # what Path.read_text did: strict UTF-8, universal newlines (document text and lines depend on it)
+        text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+        docs = list(parse_documents(str(path), text))
+        cache.put(str(path), file_digest, docs)
+        return docs
     except (OSError, UnicodeDecodeError) as e:
         errors.append(RuleLoadError(str(path), None, f"cannot read rule file: {e}"))
     except yaml.YAMLError as e:
