@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import lru_cache
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 from engine.enrich import Enricher
@@ -37,8 +37,11 @@ from engine.enrich.lookups import (
     fold,
     surname_keys,
 )
-from engine.events import Event
+from engine.events import Event, timestamp_ms
 from engine.plugins import InvalidOption, options_dict, parse_options, path_option
+
+if TYPE_CHECKING:
+    from engine.enrich.encounters import EncounterSource
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,12 @@ FIELDS = (
     "ehr.patient.confidential",
     "ehr.patient.deceased",
     "ehr.patient.days_since_death",
+    # care-relationship context (engine/enrich/encounters.py)
+    "ehr.patient.department",
+    "ehr.patient.encounter_active",
+    "ehr.relationship.same_department",
+    "ehr.relationship.care_team",
+    "ehr.relationship.related_person",
 )
 
 DEFAULT_EMERGENCY_DEPARTMENTS = ("emergency", "emergency department", "ed", "a&e", "er", "notaufnahme")
@@ -112,6 +121,31 @@ class PrivacyOptions:
     patient_field: str = "ehr.patient.id"
     emergency_departments: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_EMERGENCY_DEPARTMENTS))
     datasets: list[str] | None = dataclasses.field(default_factory=lambda: ["ehr.audit"])
+    # --- care-relationship context: encounters (docs/enrichment.md "Care-relationship context") ---
+    encounters_csv: str | None = path_option()
+    encounters_csv_columns: dict[str, str] = dataclasses.field(default_factory=dict)
+    encounters_csv_delimiter: str | None = None
+    encounters_csv_encoding: str = "utf-8-sig"
+    #: a FHIR bulk export: one NDJSON file or a directory of them (Encounter, CareTeam, RelatedPerson)
+    encounters_ndjson: str | None = path_option()
+    encounters_fhir_base_url: str | None = None
+    encounters_fhir_resource_types: list[str] = dataclasses.field(default_factory=lambda: ["Encounter"])
+    encounters_fhir_params: dict[str, str] = dataclasses.field(default_factory=dict)
+    encounters_fhir_page_size: int = 500
+    encounters_fhir_overlap_seconds: float = 300.0
+    encounters_fhir_token_env: str | None = None
+    encounters_fhir_token_file: str | None = path_option()
+    encounters_fhir_ca_file: str | None = path_option()
+    encounters_fhir_client_cert_file: str | None = path_option()
+    encounters_fhir_client_key_file: str | None = path_option()
+    encounters_fhir_timeout: float = 30.0
+    encounters_fhir_allow_insecure_http: bool = False
+    encounters_fhir_department_from: list[str] = dataclasses.field(
+        default_factory=lambda: ["location", "serviceType", "serviceProvider"])
+    #: encounter unit/ward names -> roster department names (case/accent-insensitive keys)
+    encounters_department_map: dict[str, str] = dataclasses.field(default_factory=dict)
+    encounters_grace_before_hours: float = 1.0
+    encounters_grace_after_hours: float = 24.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rare_surname_max_share <= 1.0:
@@ -133,16 +167,29 @@ class PrivacyOptions:
             unknown = sorted(set(columns) - set(known))
             if unknown:
                 raise InvalidOption(f"{key}.{unknown[0]}", f"unknown column key (known: {', '.join(sorted(known))})")
-        token = self.patients_fhir_token_env or self.patients_fhir_token_file
-        if self.patients_fhir_base_url and token:
-            from connectors.fhir_auth import AuthError, check_credentials_transport
+        for prefix in ("patients_fhir", "encounters_fhir"):
+            url = getattr(self, f"{prefix}_base_url")
+            if url and (getattr(self, f"{prefix}_token_env") or getattr(self, f"{prefix}_token_file")):
+                from connectors.fhir_auth import AuthError, check_credentials_transport
 
-            try:
-                check_credentials_transport(self.patients_fhir_base_url, what="patients_fhir_base_url",
-                                        flag="patients_fhir_allow_insecure_http",
-                                            allow_insecure_http=self.patients_fhir_allow_insecure_http)
-            except AuthError as exc:
-                raise InvalidOption("patients_fhir_base_url", str(exc)) from None
+                try:
+                    check_credentials_transport(url, what=f"{prefix}_base_url", flag=f"{prefix}_allow_insecure_http",
+                                                allow_insecure_http=getattr(self, f"{prefix}_allow_insecure_http"))
+                except AuthError as exc:
+                    raise InvalidOption(f"{prefix}_base_url", str(exc)) from None
+        from engine.enrich.encounters import DEFAULT_DEPARTMENT_FROM, ENCOUNTER_COLUMNS
+
+        unknown = sorted(set(self.encounters_csv_columns) - set(ENCOUNTER_COLUMNS))
+        if unknown:
+            raise InvalidOption(f"encounters_csv_columns.{unknown[0]}",
+                                f"unknown column key (known: {', '.join(sorted(ENCOUNTER_COLUMNS))})")
+        wrong = [d for d in self.encounters_fhir_department_from if d not in DEFAULT_DEPARTMENT_FROM]
+        if wrong:
+            raise InvalidOption("encounters_fhir_department_from",
+                                f"unknown element {wrong[0]!r} (known: {', '.join(DEFAULT_DEPARTMENT_FROM)})")
+        for key in ("encounters_grace_before_hours", "encounters_grace_after_hours"):
+            if getattr(self, key) < 0:
+                raise InvalidOption(key, "must not be negative")
 
 
 class PrivacyEnricher(Enricher):
@@ -169,6 +216,10 @@ class PrivacyEnricher(Enricher):
         surname_frequencies: "SurnameFrequencySource | None" = None,
         rare_surname_max_share: float = DEFAULT_RARE_SURNAME_MAX_SHARE,
         rare_surname_max_count: int = DEFAULT_RARE_SURNAME_MAX_COUNT,
+        encounters: "Sequence[EncounterSource]" = (),
+        department_map: Mapping[str, str] | None = None,
+        grace_before_hours: float = 1.0,
+        grace_after_hours: float = 24.0,
     ):
         self.roster = roster
         self.patients = list(patients)
@@ -182,6 +233,10 @@ class PrivacyEnricher(Enricher):
         self.surname_frequencies = surname_frequencies
         self.rare_surname_max_share = rare_surname_max_share
         self.rare_surname_max_count = rare_surname_max_count
+        self.encounters = list(encounters)
+        self.department_map = {fold(k): v for k, v in (department_map or {}).items()}
+        self.grace_before_ms = int(grace_before_hours * 3_600_000)
+        self.grace_after_ms = int(grace_after_hours * 3_600_000)
 
     @classmethod
     def from_config(cls, options: "Mapping[str, Any] | PrivacyOptions") -> "PrivacyEnricher":
@@ -224,11 +279,14 @@ class PrivacyEnricher(Enricher):
                    rare_surname_max_share=opts.rare_surname_max_share,
                    rare_surname_max_count=opts.rare_surname_max_count,
                    user_fields=opts.user_fields, patient_field=opts.patient_field,
-                   emergency_departments=opts.emergency_departments, datasets=opts.datasets)
+                   emergency_departments=opts.emergency_departments, datasets=opts.datasets,
+                   encounters=_encounter_sources(opts), department_map=opts.encounters_department_map,
+                   grace_before_hours=opts.encounters_grace_before_hours,
+                   grace_after_hours=opts.encounters_grace_after_hours)
 
     # --- the contract -------------------------------------------------------------------------
     def refresh(self) -> None:
-        for source in (self.roster, self.vip_list, *self.patients):
+        for source in (self.roster, self.vip_list, *self.patients, *self.encounters):
             if source is not None:
                 source.refresh()
         if isinstance(self.surname_frequencies, SurnameFrequencyFile):
@@ -318,6 +376,8 @@ class PrivacyEnricher(Enricher):
                 event["ehr.relationship.same_postcode"] = member.postal_code == facts.postal_code
             if member.address and facts.address:
                 event["ehr.relationship.same_address"] = member.address == facts.address
+        if self.encounters and isinstance(ts, str) and ts:
+            self._care_context(event, patient_id, ts, member)
 
     def _surname_flags(self, event: Event, member: StaffMember, facts: PatientFacts) -> None:
         """``same_last_name`` as before, and ``same_last_name_rare`` when counts are known: the rarest name
@@ -333,6 +393,37 @@ class PrivacyEnricher(Enricher):
         limit = max(self.rare_surname_max_count, self.rare_surname_max_share * freq.total)
         event["ehr.relationship.same_last_name_rare"] = bool(shared) and min(freq.count(k) for k in shared) <= limit
 
+    def _care_context(self, event: Event, patient_id: str, ts: str, member: StaffMember | None) -> None:
+        """Encounter flags: where the patient is, and whether the user treats them (docs/enrichment.md)."""
+        sources = [s for s in self.encounters if s.loaded]
+        if not sources:
+            return  # could not tell: no encounter data yet
+        ts_ms = timestamp_ms(ts)
+        strict, near = [], []
+        for source in sources:
+            strict += [s for s in source.index.active(patient_id, ts_ms) if not s.care_team_only]
+            near += source.index.active(patient_id, ts_ms, self.grace_before_ms, self.grace_after_ms)
+        event["ehr.patient.encounter_active"] = bool(strict)
+        departments = [self.department_map.get(fold(s.department), s.department)
+                       for s in sorted(strict, key=lambda s: s.start_ms) if s.department]
+        if departments:
+            event["ehr.patient.department"] = departments[-1]
+        user_dept = (member.department if member is not None else None) or event.get("wardwatch.user.department")
+        if isinstance(user_dept, str) and user_dept:
+            mine = fold(user_dept)
+            event["ehr.relationship.same_department"] = any(
+                fold(self.department_map.get(fold(s.department), s.department)) == mine for s in near if s.department)
+        keys = {fold(v) for f in self.user_fields if isinstance(v := event.get(f), str) and v}
+        if member is not None:
+            keys.update(member.keys)
+        if keys:
+            event["ehr.relationship.care_team"] = any(not keys.isdisjoint(s.participants) for s in near)
+            if any(s.index.has_related for s in sources):
+                if member is not None and member.patient_id:
+                    keys.add(fold(member.patient_id))
+                event["ehr.relationship.related_person"] = any(
+                    not keys.isdisjoint(s.index.related_keys(patient_id)) for s in sources)
+
 
 def _surname_frequency_source(opts: PrivacyOptions,
                               patients: Sequence[PatientSource]) -> "SurnameFrequencySource | None":
@@ -344,17 +435,51 @@ def _surname_frequency_source(opts: PrivacyOptions,
     return next((p for p in patients if isinstance(p, CsvPatientDirectory)), None)
 
 
-def _fhir_patient_source(options: Mapping[str, Any]) -> FhirPatientDirectory:
-    """The FHIR Patient source; its token comes from an env var or a file, never from the config text."""
+def _fhir_client_settings(options: Mapping[str, Any], prefix: str) -> tuple[dict[str, str], Any]:
+    """Headers and TLS context of a FHIR lookup (``patients_fhir_*`` or ``encounters_fhir_*``); the token comes
+    from an env var or a file, never from the config text."""
     from connectors.fhir_auth import build_ssl_context, read_secret_option
 
-    token = read_secret_option(options.get("patients_fhir_token_env"), options.get("patients_fhir_token_file"))
+    token = read_secret_option(options.get(f"{prefix}_token_env"), options.get(f"{prefix}_token_file"))
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     verify = build_ssl_context(
-        ca_file=options.get("patients_fhir_ca_file"),
-        client_cert=options.get("patients_fhir_client_cert_file"),
-        client_key=options.get("patients_fhir_client_key_file"),
+        ca_file=options.get(f"{prefix}_ca_file"),
+        client_cert=options.get(f"{prefix}_client_cert_file"),
+        client_key=options.get(f"{prefix}_client_key_file"),
     )
+    return headers, verify
+
+
+def _encounter_sources(opts: PrivacyOptions) -> "list[EncounterSource]":
+    """The configured encounter sources (CSV extract, NDJSON export, FHIR server), in that order."""
+    from engine.enrich.encounters import CsvEncounterSource, FhirEncounterSource, NdjsonEncounterSource
+
+    tz = ZoneInfo(opts.timezone)
+    sources: list[EncounterSource] = []
+    if opts.encounters_csv:
+        sources.append(CsvEncounterSource(opts.encounters_csv, columns=opts.encounters_csv_columns, tz=tz,
+                                          encoding=opts.encounters_csv_encoding,
+                                          delimiter=opts.encounters_csv_delimiter))
+    if opts.encounters_ndjson:
+        sources.append(NdjsonEncounterSource(opts.encounters_ndjson, tz=tz,
+                                             department_from=opts.encounters_fhir_department_from))
+    if opts.encounters_fhir_base_url:
+        import httpx
+
+        headers, verify = _fhir_client_settings(options_dict(opts), "encounters_fhir")
+        client = httpx.Client(timeout=opts.encounters_fhir_timeout, verify=verify, headers=headers,
+                              follow_redirects=False)
+        sources.append(FhirEncounterSource(
+            opts.encounters_fhir_base_url, client=client, tz=tz, params=opts.encounters_fhir_params,
+            page_size=opts.encounters_fhir_page_size, overlap_seconds=opts.encounters_fhir_overlap_seconds,
+            resource_types=opts.encounters_fhir_resource_types,
+            department_from=opts.encounters_fhir_department_from))
+    return sources
+
+
+def _fhir_patient_source(options: Mapping[str, Any]) -> FhirPatientDirectory:
+    """The FHIR Patient source (see :func:`_fhir_client_settings` for its credentials)."""
+    headers, verify = _fhir_client_settings(options, "patients_fhir")
     return FhirPatientDirectory(
         options["patients_fhir_base_url"],
         ttl_seconds=float(options.get("patients_fhir_ttl_seconds", 3600)),
