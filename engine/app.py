@@ -149,7 +149,13 @@ def build_enrichment(config: Config) -> EnrichmentChain:
                                            ("geoip", GeoipOptions, GeoipEnricher)):
         if section.get(key):
             steps.append(_declared_enricher(config, key, options_cls, enricher_cls))
-    return EnrichmentChain(steps)
+    chain = EnrichmentChain(steps)
+    if section.get("baselines"):
+        # not a per-event step: it runs per batch after the chain and reads store-held history (ingest.py)
+        from engine.baselines import BaselineOptions, Baselines
+
+        chain.baselines = _declared_enricher(config, "baselines", BaselineOptions, Baselines)  # type: ignore[attr-defined]
+    return chain
 
 
 def _declared_enricher(config: Config, key: str, options_cls: type, enricher_cls: Any) -> Enricher:

@@ -103,6 +103,7 @@ DEFAULTS: dict[str, Any] = {
         "identity": None,
         "privacy": None,
         "geoip": None,
+        "baselines": None,
     },
     "alerts": {
         "sinks": [{"type": "jsonl", "path": "data/alerts.jsonl"}, {"type": "console"}],
@@ -234,6 +235,7 @@ SCHEMA: dict[str, Any] = {
         "identity": _type(dict, nullable=True),  # declared: IdentityOptions
         "privacy": _type(dict, nullable=True),  # declared: PrivacyOptions
         "geoip": _type(dict, nullable=True),  # declared: GeoipOptions
+        "baselines": _type(dict, nullable=True),  # declared: engine.baselines.BaselineOptions
     },
     "alerts": {
         "sinks": _type(list),
@@ -347,6 +349,9 @@ def _validate_enrichment(section: Mapping[str, Any], source: str) -> None:
     from engine.enrich.geoip import GeoipOptions
 
     _validate_block(section.get("geoip"), GeoipOptions, "enrichment.geoip", source)
+    from engine.baselines import BaselineOptions
+
+    _validate_block(section.get("baselines"), BaselineOptions, "enrichment.baselines", source)
 
 
 def _validate_block(section: Mapping[str, Any] | None, options_cls: type, where: str, source: str) -> None:

@@ -59,14 +59,23 @@ def ingest_connector(
         batch = connector.read(cursor, batch_size)
         update = CursorUpdate(connector.name, batch.cursor) if batch.cursor is not None else None
         events = enrichment.enrich_all(batch.events)
+        # per-user baselines (engine.baselines): flags from store-held history, facts committed with the batch
+        baselines = getattr(enrichment, "baselines", None)
+        facts = baselines.apply(events, store) if baselines is not None and events else []
         if batch.dead_letters:
             store.dead_letter(batch.dead_letters, None if events else update)
             for letter in batch.dead_letters:
                 log.warning("dead letter", connector=connector.name, location=letter.location, reason=letter.reason)
         if events:
-            result = store.write(events, update)
-            stats.written += result.written
-            stats.duplicates += result.duplicates
+            try:
+                result = store.write(events + facts if facts else events, update)
+            except BaseException:
+                if baselines is not None:
+                    baselines.reset()  # its facts did not reach the store: relearn from what did
+                raise
+            written = max(0, result.written - len(facts))  # facts are new knowledge: written, not duplicates
+            stats.written += written
+            stats.duplicates += len(events) - written
         elif update is not None and not batch.dead_letters and batch.cursor != cursor:
             store.write([], update)
         acknowledge = getattr(connector, "acknowledge", None)

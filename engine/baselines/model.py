@@ -1,0 +1,105 @@
+"""The per-user profile: one record per (user, local day), merged like a CRDT, and what is derived from it.
+
+Why per-day records and not a running profile: a running average depends on the order it was fed in. A
+record per (user, day) holding *sets* (active local hours, patient hash -> earliest access time, roles
+seen) merges by union / minimum, which is commutative, associative and idempotent. So a replayed batch, a
+late event or a different run order yields the same records, and every value derived from "the records of
+the 28 days before day D" is the same whatever order the events arrived in.
+
+The derivations (documented in docs/enrichment.md, "Per-user baselines"):
+
+* **hour share**: of the user's active days in the window of the same *day class* (weekday / weekend day),
+  the fraction with activity within ``tolerance`` hours of this local hour (circular over midnight).
+* **usual distinct patients**: the median, over the user's active days in the window, of the number of
+  distinct patients opened that day.
+* a **role profile** pools the user-days of every user whose record carries the role, the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from statistics import median
+from typing import Iterable
+
+
+@dataclass
+class DayRecord:
+    """What one user did on one local day (``day`` is ``YYYY-MM-DD`` in the baseline's time zone)."""
+
+    hours: set[int] = field(default_factory=set)
+    #: patient hash -> earliest canonical @timestamp of an access that day
+    patients: dict[str, str] = field(default_factory=dict)
+    roles: set[str] = field(default_factory=set)
+    #: (tolerance, spread hours) memo for summarise; reset when the hours change
+    _spread: tuple[int, set[int]] | None = field(default=None, repr=False, compare=False)
+
+    def merge(self, hours: Iterable[int], patients: dict[str, str], roles: Iterable[str]) -> "DayRecord | None":
+        """Merge facts in; return the part that was new (None when nothing changed)."""
+        new_hours = {h for h in hours if h not in self.hours}
+        new_patients = {p: ts for p, ts in patients.items()
+                        if p not in self.patients or ts < self.patients[p]}
+        new_roles = {r for r in roles if r not in self.roles}
+        if not (new_hours or new_patients or new_roles):
+            return None
+        if new_hours:
+            self.hours |= new_hours
+            self._spread = None
+        self.patients.update(new_patients)
+        self.roles |= new_roles
+        return DayRecord(new_hours, new_patients, new_roles)
+
+    def patients_upto(self, ts: str) -> int:
+        """Distinct patients first opened at or before ``ts`` (canonical timestamps compare as text)."""
+        return sum(1 for first in self.patients.values() if first <= ts)
+
+
+def near(hours: set[int], hour: int, tolerance: int) -> bool:
+    """Was there activity within ``tolerance`` hours of ``hour`` (23 and 0 are neighbours)?"""
+    if tolerance <= 0:
+        return hour in hours
+    return any(((hour + d) % 24) in hours for d in range(-tolerance, tolerance + 1))
+
+
+def spread(hours: set[int], tolerance: int) -> set[int]:
+    """Every hour ``h`` with ``near(hours, h, tolerance)``: the hours widened by the tolerance."""
+    if tolerance <= 0:
+        return hours
+    return {(h + d) % 24 for h in hours for d in range(-tolerance, tolerance + 1)}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A summary of user-days in a window: per day class, how many were active and near each hour.
+
+    ``days[c]`` counts the active user-days of class ``c`` (0 weekday, 1 weekend); ``near[c][h]`` those with
+    activity within the tolerance of hour ``h``; ``usual`` is the median daily distinct-patient count over
+    all active user-days (None without any)."""
+
+    active_days: int
+    days: tuple[int, int]
+    near: tuple[tuple[int, ...], tuple[int, ...]]
+    usual: float | None
+
+    def share(self, day_class: int, hour: int) -> float:
+        total = self.days[day_class]
+        return self.near[day_class][hour] / total if total else 0.0
+
+
+def summarise(records: Iterable[tuple[int, DayRecord]], tolerance: int) -> Profile:
+    """The profile of (day class, record) pairs; records without activity are ignored."""
+    days = [0, 0]
+    counts = [[0] * 24, [0] * 24]
+    daily: list[int] = []
+    for day_class, record in records:
+        if not record.hours:
+            continue
+        days[day_class] += 1
+        row = counts[day_class]
+        memo = record._spread
+        if memo is None or memo[0] != tolerance:
+            memo = record._spread = (tolerance, spread(record.hours, tolerance))
+        for hour in memo[1]:
+            row[hour] += 1
+        daily.append(len(record.patients))
+    return Profile(len(daily), (days[0], days[1]), (tuple(counts[0]), tuple(counts[1])),
+                   float(median(daily)) if daily else None)
