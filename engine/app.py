@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from connectors.base import Connector, connector_class
 from engine.config import CONNECTOR_META_KEYS, Config, ConfigError, parse_duration, read_secret
@@ -196,13 +196,16 @@ def store_pushdown(store: Store) -> Callable[[Any], str | None] | None:
     return pushdown
 
 
-def alerts_over_sample(ruleset: Any, events: list[dict[str, Any]]) -> list[Any]:
+def alerts_over_sample(ruleset: Any, events: Iterable[dict[str, Any]], batch_size: int = 5000) -> list[Any]:
     """Every alert ``ruleset`` raises over ``events``: what ``wardwatch rules test`` prints.
 
     The events go through a throw-away embedded store, so a rule test exercises the same search,
     correlation and episode path as the service; evidence is uncapped so a test sees every event.
+    ``events`` may be any iterable and is consumed ``batch_size`` events at a time: memory is bounded by
+    the batch (and the evaluator's slice), not by the sample, so a million-event sample file is fine.
     """
     import tempfile
+    from itertools import islice
     from pathlib import Path
 
     from engine.evaluation import iter_alerts, run_all
@@ -211,7 +214,9 @@ def alerts_over_sample(ruleset: Any, events: list[dict[str, Any]]) -> list[Any]:
     with tempfile.TemporaryDirectory(prefix="wardwatch-test-") as tmp:
         store = open_store("sqlite", path=Path(tmp) / "test.db")
         try:
-            store.write(events)
+            source = iter(events)
+            while batch := list(islice(source, batch_size)):
+                store.write(batch)
             evaluator = Evaluator(store, evidence_cap=10**9, candidates=ruleset.candidates)
             return list(iter_alerts(run_all(evaluator, build_jobs(ruleset))))
         finally:

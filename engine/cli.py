@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import orjson
 
@@ -348,10 +348,10 @@ def _open_named(path: str, what: str) -> Any:
         raise UsageError(f"{what} {path}: cannot read: {exc.strerror or exc}") from None
 
 
-def _read_events(path: str, dataset: str | None, id_prefix: str = "") -> list[dict[str, Any]]:
+def _read_events(path: str, dataset: str | None, id_prefix: str = "") -> Iterator[dict[str, Any]]:
+    """The events of one ``--events`` file, one at a time (a sample may be larger than memory)."""
     from engine.events import DATASET, EVENT_ID, TIMESTAMP, flatten, normalise_timestamp
 
-    events = []
     with _open_named(path, "--events") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -372,8 +372,7 @@ def _read_events(path: str, dataset: str | None, id_prefix: str = "") -> list[di
                 raise UsageError(f"{path}:{number}: @timestamp: {exc}") from None
             if not event.get(DATASET):
                 raise UsageError(f"{path}:{number}: event.dataset: missing (or pass --dataset)")
-            events.append(event)
-    return events
+            yield event
 
 
 def cmd_rules_test(args: argparse.Namespace) -> int:
@@ -387,9 +386,17 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
         raise UsageError(f"{len(ruleset.errors)} rule(s) failed to load")
     # Events without an id get their line number; with several files, "file:line" so that they cannot collide.
     several = len(args.events) > 1
-    events = [event for path in args.events
-              for event in _read_events(path, args.dataset, f"{path}:" if several else "")]
-    alerts = alerts_over_sample(ruleset, events)
+    for path in args.events:  # a missing file is one line before any work, as before streaming
+        _open_named(path, "--events").close()
+    read = [0]
+
+    def events() -> Iterator[dict[str, Any]]:
+        for path in args.events:
+            for event in _read_events(path, args.dataset, f"{path}:" if several else ""):
+                read[0] += 1
+                yield event
+
+    alerts = alerts_over_sample(ruleset, events(), batch_size=config["scheduler"]["batch_size"])
     alerts.sort(key=lambda a: (a.first_trigger, a.rule_id, a.group_key))
     if args.format == "json":
         for alert in alerts:
@@ -403,7 +410,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
             }
             sys.stdout.write(orjson.dumps(line).decode() + "\n")
     else:
-        _alerts_table(alerts, f"{len(alerts)} result(s) on {len(events)} event(s)")
+        _alerts_table(alerts, f"{len(alerts)} result(s) on {read[0]} event(s)")
     return EXIT_OK
 
 
