@@ -15,11 +15,42 @@ pytestmark = pytest.mark.slow   # generates a hospital and runs `wardwatch run -
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dq") / "hospital"
     detection_quality.main(["--staff", "90", "--days", "3", "--seed", "7", "--incidents-per-kind", "1",
                             "--out", str(out), "--json"])
-    return json.loads((out / "report.json").read_text(encoding="utf-8"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(run_dir: Path) -> dict:
+    return json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+
+
+def test_a_missed_incident_and_a_false_alert_are_scored_as_such(run_dir: Path, report: dict,
+                                                                 tmp_path: Path) -> None:
+    """Scoring the same store without the self-access alert: that kind's recall drops to 0; and an alert
+    whose evidence holds no incident event is a false one."""
+    import shutil
+    import sqlite3
+
+    from bench.hospital import evaluate
+
+    work = tmp_path / "copy"
+    shutil.copytree(run_dir, work, ignore=shutil.ignore_patterns("audit"))
+    db = sqlite3.connect(work / "wardwatch.db")
+    ids = {n: i for i, n in evaluate.rule_names().items()}
+    db.execute("DELETE FROM alerts WHERE rule_id = ?", (ids["ehr_privacy_self_access"],))
+    db.execute("UPDATE alerts SET doc = json_set(doc, '$.evidence', json('[]')) WHERE rule_id = ?",
+               (ids["ehr_privacy_terminated_user"],))
+    db.commit()
+    db.close()
+    again = evaluate.score(work, report["counts"]["accesses"])
+    assert again["recall"]["self"]["detected"] == 0
+    assert again["recall"]["terminated_user"]["detected"] == 0
+    terminated = again["rules"]["ehr_privacy_terminated_user"]
+    assert terminated["false"] == terminated["alerts"] > 0
+    assert again["recall"]["vip"] == report["recall"]["vip"]
 
 
 def test_report_shape(report: dict) -> None:
@@ -81,3 +112,21 @@ def test_population_has_the_realism_the_issue_lists() -> None:
     share = surnames.count("Müller") / len(surnames)
     assert 0.005 < share < 0.03, share                  # Germany: ~0.9% are called Müller
     assert len(set(surnames)) > 500                      # and a long tail of rarer names
+
+
+def test_config_takes_the_context_knobs_docs_enrichment_shows(tmp_path: Path) -> None:
+    """A knob another part of issue 11 documents (an encounter file, the baselines block) is switched on
+    from the doc's YAML examples; knobs of other shapes are left alone."""
+    from bench.hospital import evaluate
+
+    doc = tmp_path / "enrichment.md"
+    doc.write_text("# x\n```yaml\nenrichment:\n  privacy:\n    roster_csv: lookups/roster.csv\n"
+                   "    encounters_csv: lookups/encounters.csv\n    encounters_csv_columns: {patient_id: MRN}\n"
+                   "  baselines:\n    window_days: 28\n```\n```yaml\nnot: [valid\n```\n", encoding="utf-8")
+    knobs = evaluate.optional_knobs(doc)
+    assert knobs == {"enrichment.privacy.encounters_csv": "encounters.csv",
+                     "enrichment.baselines.timezone": "Europe/Berlin"}
+    config = evaluate.build_config(tmp_path, knobs)
+    assert config["enrichment"]["privacy"]["encounters_csv"] == "encounters.csv"
+    assert config["enrichment"]["privacy"]["roster_csv"] == "roster.csv"
+    assert config["enrichment"]["baselines"] == {"timezone": "Europe/Berlin"}

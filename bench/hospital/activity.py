@@ -140,8 +140,9 @@ def _shift(s: Staff, start: float, end: float, index: ActiveIndex, depts: list[s
                 add("print", enc.patient_id)
     else:
         pool = index.recently_discharged(start)
-        if s.role == "research":
-            pool = [e for e in index.discharged if e.end < start][-3000:]
+        if s.role == "research":   # a study cohort: past stays; a deceased patient's chart only now and then
+            pool = [e for e in index.discharged if e.end < start and
+                    (not h.patients[e.patient_id].deceased_date or rng.random() < 0.05)][-3000:]
         k = {"billing": rng.randint(40, 70), "him": rng.randint(25, 45), "coding": rng.randint(40, 70),
              "research": rng.randint(15, 40)}[s.role]
         picks = rng.sample(pool, min(k, len(pool)))

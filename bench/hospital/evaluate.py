@@ -30,7 +30,9 @@ RULE_DIRS = [ROOT / "rules" / "privacy", ROOT / "rules" / "healthcare"]
 def optional_knobs(doc: Path = ROOT / "docs" / "enrichment.md") -> dict[str, Any]:
     """Dotted config paths (under ``enrichment``) the doc's YAML examples show for the newer context
     sources, mapped to our files: any key naming an encounter file (``*encounter*`` with a CSV/NDJSON value)
-    points to ``encounters.csv``. TODO(issue 11): baselines and cases need no file; their defaults apply."""
+    points to ``encounters.csv``; a documented ``enrichment.baselines`` block is switched on with the
+    hospital's time zone (its other knobs keep their documented defaults). Cases need no knob: the engine's
+    defaults apply and the score reads them from the store when it has them."""
     found: dict[str, Any] = {}
     text = doc.read_text(encoding="utf-8") if doc.exists() else ""
     for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
@@ -40,6 +42,8 @@ def optional_knobs(doc: Path = ROOT / "docs" / "enrichment.md") -> dict[str, Any
             continue
         if isinstance(data, dict) and isinstance(data.get("enrichment"), dict):
             _walk(data["enrichment"], "enrichment", found)
+            if "baselines" in data["enrichment"]:
+                found["enrichment.baselines.timezone"] = "Europe/Berlin"
     return found
 
 
@@ -84,27 +88,31 @@ def _wardwatch(*args: str) -> list[str]:
     return [sys.executable, "-c", "import sys; from engine.cli import main; sys.exit(main())", *args]
 
 
-def configure(out: Path) -> tuple[Path, list[str], list[str]]:
-    """Write ``wardwatch.yaml``; drop documented knobs the engine refuses. Returns (path, used, dropped)."""
+def configure(out: Path, extra: dict[str, Any] | None = None) -> tuple[Path, list[str], list[str]]:
+    """Write ``wardwatch.yaml``; drop documented knobs the engine refuses. ``extra``: knobs set by hand
+    (``--set``), never dropped. Returns (path, knobs used, knobs dropped)."""
     knobs, dropped = optional_knobs(), []
     cfg = out / "wardwatch.yaml"
     while True:
-        cfg.write_text(yaml.safe_dump(build_config(out, knobs), sort_keys=False), encoding="utf-8")
+        cfg.write_text(yaml.safe_dump(build_config(out, {**knobs, **(extra or {})}), sort_keys=False),
+                       encoding="utf-8")
         check = subprocess.run(_wardwatch("--config", str(cfg), "config", "check"), capture_output=True,
                                text=True, cwd=out)
         if check.returncode == 0:
-            return cfg, sorted(knobs), dropped
-        bad = [k for k in knobs if k in check.stderr + check.stdout]
-        if not bad:
+            return cfg, sorted({**knobs, **(extra or {})}), dropped
+        text = check.stderr + check.stdout
+        bad = [k for k in knobs if k in text or (k.count(".") > 2 and k.rsplit(".", 1)[0] in text)
+               or (k.startswith("enrichment.baselines") and "enrichment.baselines" in text)]
+        if not bad or extra and any(k in text for k in extra):
             raise RuntimeError(f"generated config refused: {check.stderr.strip() or check.stdout.strip()}")
         for k in bad:
             dropped.append(k)
             del knobs[k]
 
 
-def run_product(out: Path) -> tuple[float, list[str], list[str]]:
+def run_product(out: Path, extra: dict[str, Any] | None = None) -> tuple[float, list[str], list[str]]:
     """``wardwatch run --once`` on the generated config; returns (seconds, knobs used, knobs dropped)."""
-    cfg, used, dropped = configure(out)
+    cfg, used, dropped = configure(out, extra)
     t = time.perf_counter()
     with (out / "run.stdout").open("w") as stdout, (out / "run.stderr").open("w") as stderr:
         rc = subprocess.run(_wardwatch("--config", str(cfg), "run", "--once"), stdout=stdout, stderr=stderr,
@@ -171,25 +179,33 @@ def score(out: Path, accesses: int) -> dict[str, Any]:
     report = {"accesses": accesses, "alerts": len(alerts), "false_alerts": sum(false_by_rule.values()),
               "false_alerts_per_100k": round(sum(false_by_rule.values()) * per_100k, 1),
               "recall": {k: v for k, v in sorted(kinds.items())}, "rules": rules,
-              "cases": _cases(db, true_alert_ids, per_100k)}
+              "cases": _cases(db, true_alert_ids, per_100k, names)}
     db.close()
     return report
 
 
-def _cases(db: sqlite3.Connection, true_alert_ids: set[str], per_100k: float) -> dict[str, Any] | None:
-    """Cases, if the store keeps them (issue 11 part 4): a table named like ``cases``. A case is true when
-    any alert id it names is a true alert. None when the engine has no cases yet."""
-    tables = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'") if "case" in n.lower()]
-    table = next((t for t in tables if t.lower() == "cases"), tables[0] if tables else None)
-    if table is None:
+def _cases(db: sqlite3.Connection, true_alert_ids: set[str], per_100k: float,
+           names: dict[str, str]) -> dict[str, Any] | None:
+    """Cases, if the store keeps them (issue 11 part 4): the ``cases`` table, one JSON ``doc`` per case
+    naming its ``alerts`` and ``rules``. A case is true when one of its alerts is a true alert; a false
+    case counts against every rule in it. None when the engine has no cases (yet)."""
+    tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "cases" not in tables:
         return None
-    cols = [c[1] for c in db.execute(f'PRAGMA table_info("{table}")')]
-    col = "doc" if "doc" in cols else cols[-1]
     total = false = 0
-    for (doc,) in db.execute(f'SELECT "{col}" FROM "{table}"'):
+    false_by_rule: Counter[str] = Counter()
+    for (doc,) in db.execute("SELECT doc FROM cases"):
         total += 1
-        text = doc.decode() if isinstance(doc, bytes) else str(doc)
-        if not any(a in text for a in true_alert_ids):
+        case = json.loads(doc)
+        if isinstance(case, dict) and isinstance(case.get("alerts"), list):
+            true = any(a in true_alert_ids for a in case["alerts"])
+        else:   # an unknown layout: any true alert id named anywhere in the case
+            true = any(a in str(doc) for a in true_alert_ids)
+        if not true:
             false += 1
-    return {"table": table, "cases": total, "false": false, "per_100k": round(total * per_100k, 1),
-            "false_per_100k": round(false * per_100k, 1)}
+            for rule in case.get("rules", []) if isinstance(case, dict) else []:
+                rid = rule.get("id") if isinstance(rule, dict) else str(rule)
+                false_by_rule[names.get(rid, rid)] += 1
+    return {"cases": total, "false": false, "per_100k": round(total * per_100k, 1),
+            "false_per_100k": round(false * per_100k, 1),
+            "false_per_100k_by_rule": {r: round(n * per_100k, 1) for r, n in sorted(false_by_rule.items())}}

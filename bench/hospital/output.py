@@ -67,7 +67,7 @@ def write_all(h: Hospital, accesses: list[Access], incidents: list[Incident], ou
                                 "deceased_date"],
          ([p.patient_id, p.family_name, p.address, p.postal_code, "Y" if p.vip else "", "Y" if p.confidential
            else "", p.deceased_date] for p in h.patients.values()))
-    _csv(out / "encounters.csv", ["patient_id", "department", "class", "start", "end", "participant"],
+    _csv(out / "encounters.csv", ["patient_id", "department", "class", "start", "end", "participants"],
          ([e.patient_id, e.department, e.cls, _local(e.start), _local(e.end), ";".join(e.participants)]
           for e in h.encounters))
     (out / "vip.txt").write_text("# VIP patients (generated)\n" + "".join(

@@ -195,14 +195,19 @@ def _encounters(h: Hospital, staff_count: int) -> None:
                                           start + rng.uniform(2, 9) * 3600, rng.sample(ed_team, min(len(ed_team), 3))))
     # deaths: 3% of stays ending in the period end with the patient's death (billing/HIM follow up later);
     # and patients who died in the 60 days before the period, whose charts are still being closed
+    # (only a patient's last encounter can end in death: nobody is admitted after dying)
+    last: dict[str, Encounter] = {}
     for enc in h.encounters:
-        if enc.cls == "IMP" and enc.end < t_end and rng.random() < 0.03:
+        if enc.patient_id not in last or enc.start > last[enc.patient_id].start:
+            last[enc.patient_id] = enc
+    for enc in h.encounters:
+        if enc.cls == "IMP" and enc.end < t_end and last[enc.patient_id] is enc and rng.random() < 0.03:
             h.patients[enc.patient_id].deceased_date = local_date(enc.end).isoformat()
-    for pid in rng.sample(pids, max(5, round(25 * scale))):
+    for _ in range(max(5, round(25 * scale))):
         died = t0 - rng.uniform(1, 60) * 86400
-        if not h.patients[pid].deceased_date:
-            h.patients[pid].deceased_date = local_date(died).isoformat()
-            h.encounters.append(Encounter(pid, rng.choice(WARDS).name, "IMP", died - 5 * 86400, died))
+        patient = h.new_patient(h.names.surname(), *h.names.address())
+        patient.deceased_date = local_date(died).isoformat()
+        h.encounters.append(Encounter(patient.patient_id, rng.choice(WARDS).name, "IMP", died - 5 * 86400, died))
     # employees treated here, often on their own ward (their colleagues open their chart)
     for s in h.staff:
         if s.patient_id and rng.random() < 0.35:
