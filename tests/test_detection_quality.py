@@ -105,6 +105,7 @@ def test_population_has_the_realism_the_issue_lists() -> None:
     roles = {s.role for s in h.staff}
     assert {"physician", "nurse", "student", "billing", "him", "coding", "research"} <= roles
     assert {s.schedule for s in h.staff} == {"office", "day", "rotating", "night", "ed12"}
+    assert any(s.department == population.FLOAT_POOL for s in h.staff)       # rotating between wards
     assert sum(1 for s in h.staff if s.patient_id) >= 20                     # employees who are patients
     assert any(h.patients[e.patient_id].vip and e.cls == "IMP" for e in h.encounters)   # VIPs on a ward
     assert sum(1 for p in h.patients.values() if p.deceased_date) >= 20

@@ -13,7 +13,7 @@ import dataclasses
 import random
 from datetime import timedelta
 
-from bench.hospital.population import EMERGENCY, Encounter, Hospital, Staff, local_ts
+from bench.hospital.population import EMERGENCY, FLOAT_POOL, WARDS, Encounter, Hospital, Staff, local_ts
 
 
 @dataclasses.dataclass
@@ -116,7 +116,8 @@ def _shift(s: Staff, start: float, end: float, index: ActiveIndex, depts: list[s
 
     if s.role in ("physician", "nurse", "student"):
         # an employee in a bed on their own ward is not on its rota at the same time
-        active = [e for e in index.active(s.department, start, end) if e.patient_id != s.patient_id]
+        ward = rng.choice(WARDS).name if s.department == FLOAT_POOL else s.department
+        active = [e for e in index.active(ward, start, end) if e.patient_id != s.patient_id]
         k = {"physician": rng.randint(8, 20), "nurse": rng.randint(6, 12), "student": rng.randint(2, 6)}[s.role]
         ed = s.department == EMERGENCY
         for enc in rng.sample(active, min(k, len(active))):

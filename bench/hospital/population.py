@@ -20,6 +20,7 @@ from bench.hospital.names import NamePool
 TZ = ZoneInfo("Europe/Berlin")
 EMERGENCY = "Emergency"
 ICU = "Intensive Care"
+FLOAT_POOL = "Nursing Float Pool"   # nurses sent each shift to whichever ward is short-staffed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +164,8 @@ def _staff(count: int, rng: random.Random, names: NamePool) -> list[Staff]:
                 schedule = "ed12"
             elif role == "nurse":
                 schedule = "night" if rng.random() < 0.2 else "rotating"
+                if rng.random() < 0.06:
+                    dept = FLOAT_POOL
             else:
                 schedule = "day"
         out.append(Staff(f"U{10000 + i}", login, family, given, dept, role, schedule, *names.address(),
