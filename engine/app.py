@@ -19,6 +19,7 @@ from engine.logs import get_logger
 from engine.private_files import private_dir, sqlite_files, tighten
 from engine.plugins import InvalidOption, declared_options, options_dict, parse_options
 from engine.alerts.pseudonymise import Pseudonymiser
+from engine.alerts.cases import merged_suppression, with_case_builder
 from engine.alerts.sinks import Sink, build_sinks
 from engine.store.base import Store
 
@@ -254,9 +255,10 @@ class App:
 def build_app(config: Config, console: bool = True, *, reader: bool = False) -> App:
     ruleset = load_ruleset(config)
     store = open_configured_store(config, reader=reader)
-    jobs = build_jobs(ruleset, config["alerts"]["suppression"])
+    jobs = build_jobs(ruleset, merged_suppression(ruleset, config["alerts"]["suppression"]))
     evaluator = Evaluator(store, config["alerts"]["evidence_cap"], build_pseudonymiser(config),
                           candidates=ruleset.candidates, pushdown=store_pushdown(store))
-    sinks = build_sinks(config["alerts"]["sinks"], config.resolve_path, console=console)
+    sinks = with_case_builder(config, store, ruleset,
+                              build_sinks(config["alerts"]["sinks"], config.resolve_path, console=console))
     return App(config, store, ruleset, jobs, evaluator, build_enrichment(config), sinks)
 

@@ -167,7 +167,10 @@ def _run_once(app: Any) -> int:
         alerts = sorted(iter_alerts(results), key=lambda a: (a.first_trigger, a.rule_title))
         _alerts_table(alerts, f"{len(alerts)} new or updated alert(s) in this run")
         total = len(app.store.list_alerts())
-        print(f"{total} alert(s) in the store; `wardwatch alerts list` shows them all.")
+        if any(getattr(s, "name", "") == "@cases" for s in app.sinks):
+            _print_cases(app.store.list_cases())
+        print(f"{total} alert(s) in the store; `wardwatch alerts list` shows the cases, "
+              "`wardwatch alerts list --alerts` every alert.")
     finally:
         app.close()
     for problem in problems:
@@ -521,6 +524,36 @@ def _alert_rule_ids(ref: str, config: Any) -> list[str]:
     return ids or [ref]
 
 
+def _print_cases(cases: Sequence[Any], limit: int = 20) -> None:
+    """The cases an analyst opens first (highest risk), each with its rules and reasons."""
+    from engine.alerts.sinks import case_lines
+
+    ranked = sorted(cases, key=lambda c: (-c.score, c.first_trigger, c.id))
+    print(f"{len(cases)} case(s) in the store" + (f", the {limit} with the highest risk:" if len(cases) > limit
+                                                  else ":"))
+    for case in ranked[:limit]:
+        lines = case_lines(case)
+        print(f"{lines[0]} | id {case.id}")
+        for line in lines[1:]:
+            print(line)
+        for reason in case.reasons:
+            print(f"    why: {reason}")
+
+
+def _cases_table(cases: Sequence[Any], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for column in ("risk", "level", "subject", "period (UTC)", "alerts", "rules", "id"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("period (UTC)",))
+    for case in cases:
+        table.add_row(f"{case.score:g}", case.level, f"{case.subject_kind} {case.subject_field}={case.subject}",
+                      _window(case.first_trigger, case.last_trigger), str(len(case.alerts)),
+                      "; ".join(f"{r['title']} x{r['alerts']}" for r in case.rules), case.id)
+    Console(width=None if _is_tty() else 200).print(table)
+
+
 def cmd_alerts_list(args: argparse.Namespace) -> int:
     from engine.app import open_configured_store
 
@@ -528,6 +561,21 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
     rule_ids: list[str | None] = [None] if args.rule is None else list(_alert_rule_ids(args.rule, config))
     store = open_configured_store(config, reader=True)
     _warn_refusal(store)
+    if not args.alerts and config["alerts"]["cases"]["enabled"]:
+        try:
+            cases = store.list_cases()
+        finally:
+            store.close()
+        if args.rule is not None:
+            cases = [c for c in cases if any(r["id"] in rule_ids for r in c.rules)]
+        cases.sort(key=lambda c: (-c.score, c.first_trigger, c.id))
+        cases = cases[: args.limit] if args.limit is not None else cases
+        if args.format == "json":
+            for case in cases:
+                sys.stdout.write(orjson.dumps(case.to_dict()).decode() + "\n")
+        else:
+            _cases_table(cases, f"{len(cases)} case(s), highest risk first (--alerts: every alert)")
+        return EXIT_OK
     try:
         alerts = [alert for rule_id in rule_ids for alert in store.list_alerts(rule_id=rule_id, limit=args.limit)]
     finally:
@@ -539,6 +587,48 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
             sys.stdout.write(orjson.dumps(alert.to_dict()).decode() + "\n")
     else:
         _alerts_table(alerts, f"{len(alerts)} alert(s)")
+    return EXIT_OK
+
+
+def cmd_cases_show(args: argparse.Namespace) -> int:
+    """``wardwatch cases show ID``: one case with its score parts, reasons, alerts and evidence (an id prefix
+    of at least 6 characters is enough when it is unique)."""
+    from engine.app import open_configured_store
+    from engine.alerts.sinks import case_lines
+
+    config = _config(args)
+    store = open_configured_store(config, reader=True)
+    _warn_refusal(store)
+    try:
+        case = store.get_case(args.id)
+        if case is None and len(args.id) >= 6:
+            found = [c for c in store.list_cases() if c.id.startswith(args.id)]
+            case = found[0] if len(found) == 1 else None
+        alerts = [a for a in (store.get_alert(aid) for aid in case.alerts) if a is not None] if case else []
+    finally:
+        store.close()
+    if case is None:
+        print(f"error: no case {args.id!r} (`wardwatch alerts list` shows the case ids)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.format == "json":
+        sys.stdout.write(orjson.dumps({**case.to_dict(), "alert_records": [a.to_dict() for a in alerts]}).decode()
+                         + "\n")
+        return EXIT_OK
+    lines = case_lines(case)
+    print(f"{lines[0]}\ncase {case.id}, period {case.period_start} .. {case.period_end}, status {case.status}")
+    print("why:")
+    for reason in case.reasons:
+        print(f"  - {reason}")
+    print(f"risk {case.score:g} =")
+    for part in case.score_parts:
+        print(f"  {part['points']:+g}  {part['signal']}: {part['detail']}")
+    print("alerts:")
+    for alert in alerts:
+        group = ", ".join(f"{k}={v}" for k, v in alert.group.items()) or "-"
+        print(f"  [{alert.rule_level}] {alert.rule_title} | {group} | {alert.first_trigger} .. {alert.last_trigger}"
+              f" | {alert.evidence_total} events | id {alert.id}")
+    more = f" (+{case.evidence_total - len(case.evidence)} not listed)" if case.evidence_total > len(case.evidence) else ""
+    print(f"evidence ({case.evidence_total} events{more}): {' '.join(case.evidence)}")
     return EXIT_OK
 
 
@@ -678,11 +768,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     alerts = sub.add_parser("alerts", help="alerts in the configured store")
     alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
-    listing = alerts_sub.add_parser("list", help="list alerts")
+    listing = alerts_sub.add_parser("list", help="list cases (highest risk first), or every alert with --alerts")
     listing.add_argument("--format", choices=("table", "json"), default="table")
     listing.add_argument("--rule", help="only this rule: its id, name, title or file name")
     listing.add_argument("--limit", type=int)
+    listing.add_argument("--alerts", action="store_true", help="the raw alerts instead of cases")
     listing.set_defaults(func=cmd_alerts_list)
+
+    cases = sub.add_parser("cases", help="cases: alerts about one user or patient in one period")
+    cases_sub = cases.add_subparsers(dest="cases_command", required=True)
+    show = cases_sub.add_parser("show", help="one case: reasons, risk score parts, alerts, evidence")
+    show.add_argument("id", help="case id (or a unique prefix of at least 6 characters)")
+    show.add_argument("--format", choices=("text", "json"), default="text")
+    show.set_defaults(func=cmd_cases_show)
 
     connectors = sub.add_parser("connectors", help="installed connector types")
     connectors_sub = connectors.add_subparsers(dest="connectors_command", required=True)

@@ -122,7 +122,7 @@ def test_ingest_alerts_list_and_status(tmp_path, capsys, monkeypatch):
     assert "0 events read" in out  # the cursor remembers
     code, out, _ = run_cli(capsys, "run", "--once")
     assert code == 0 and "1 new or updated alert(s)" in out
-    code, out, _ = run_cli(capsys, "alerts", "list", "--format", "json")
+    code, out, _ = run_cli(capsys, "alerts", "list", "--alerts", "--format", "json")
     alerts = [orjson.loads(line) for line in out.splitlines()]
     assert [a["group"] for a in alerts] == [{"user.name": "admin.huber"}]
     code, out, _ = run_cli(capsys, "status")
@@ -360,13 +360,13 @@ def test_alerts_list_rule_accepts_id_name_title_or_file_name(tmp_path, capsys, m
                                              f"alerts:\n  sinks: []\nlogging:\n  level: warning\n")
     run_cli(capsys, "ingest", "ndjson", str(ROOT / "fixtures/vpn"), "-o", "dataset=vpn.auth")
     run_cli(capsys, "run", "--once")
-    code, out, _ = run_cli(capsys, "alerts", "list", "--format", "json")
+    code, out, _ = run_cli(capsys, "alerts", "list", "--alerts", "--format", "json")
     [alert] = [orjson.loads(line) for line in out.splitlines()]
     for ref in (alert["rule_id"], "vpn_bruteforce_then_success", "VPN brute force followed by successful login",
                 "vpn_bruteforce_then_success.yml"):
-        code, out, _ = run_cli(capsys, "alerts", "list", "--rule", ref, "--format", "json")
+        code, out, _ = run_cli(capsys, "alerts", "list", "--alerts", "--rule", ref, "--format", "json")
         assert code == 0 and [orjson.loads(line)["id"] for line in out.splitlines()] == [alert["id"]], ref
-    code, out, _ = run_cli(capsys, "alerts", "list", "--rule", "ehr_break_the_glass", "--format", "json")
+    code, out, _ = run_cli(capsys, "alerts", "list", "--alerts", "--rule", "ehr_break_the_glass", "--format", "json")
     assert code == 0 and out == ""
 
 

@@ -28,7 +28,7 @@ def test_cli_on_elasticsearch(tmp_path, capsys, monkeypatch):
         assert "66 events read, 66 stored" in capsys.readouterr().out
         assert main(["run", "--once"]) == 0
         assert "2 new or updated alert(s)" in capsys.readouterr().out  # VPN (ingested) + Kerberoasting (run)
-        assert main(["alerts", "list", "--format", "json"]) == 0
+        assert main(["alerts", "list", "--alerts", "--format", "json"]) == 0
         alerts = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
         assert sorted(a["rule_title"] for a in alerts) == [
             "Kerberoasting: RC4 service tickets for many SPNs", "VPN brute force followed by successful login"]

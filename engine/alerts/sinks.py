@@ -4,6 +4,10 @@ The evaluator commits alerts to the store; delivery happens afterwards from the 
 crash after writing to a sink but before acknowledging means the revision is handed over again, so each sink
 must recognise a revision it already has: the JSONL sink remembers ``(id, revision)`` pairs it wrote (read
 back from the file at start), the console sink is best-effort by nature.
+
+Cases (engine/alerts/cases.py) travel the same way through their own outbox: a case update is one delivery
+of ``(case id, revision)``. Each sink says what it wants (``deliver: cases | alerts | both``); the case
+builder itself is the first consumer of the alert outbox, so cases are stored before any sink asks for them.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 import orjson
 
+from engine.alerts.case_model import Case
 from engine.alerts.model import Alert
 from engine.logs import get_logger
 from engine.plugins import path_option
@@ -24,7 +29,21 @@ from engine.store.base import Store
 log = get_logger("wardwatch.sinks")
 
 
+#: What a sink can be handed: ``deliver`` option values.
+DELIVER_CHOICES = {"cases": frozenset({"cases"}), "alerts": frozenset({"alerts"}),
+                   "both": frozenset({"cases", "alerts"})}
+
+
+def deliver_choice(value: str, where: str = "deliver") -> frozenset[str]:
+    try:
+        return DELIVER_CHOICES[value]
+    except KeyError:
+        raise ValueError(f"{where}: expected one of cases, alerts, both (not {value!r})") from None
+
+
 class Sink(Protocol):
+    """A sink. Optional: ``wants`` (default ``{"alerts"}``) and ``deliver_cases(cases)`` for case updates."""
+
     name: str
 
     def deliver(self, alerts: Sequence[Alert]) -> None: ...
@@ -33,65 +52,108 @@ class Sink(Protocol):
 
 
 class JsonlSink:
-    """One JSON object per alert revision, appended and fsync'd; duplicates after a crash are skipped."""
+    """One JSON object per alert revision in ``path`` and one per case revision in ``cases_path``, appended
+    and fsync'd; duplicates after a crash are skipped.
+
+    Two files, not one mixed feed: tools that parse the alert file keep working, and the case file is what
+    an analyst's ticketing reads. ``deliver: both`` (the default) writes both.
+    """
 
     @dataclasses.dataclass
     class Options:
         """``alerts.sinks[]`` options of ``type: jsonl``."""
 
         path: str = path_option(dataclasses.MISSING)
+        #: case revisions; default: next to ``path``, ``alerts.jsonl`` -> ``alerts.cases.jsonl``
+        cases_path: str | None = path_option(None)
+        deliver: str = "both"
 
-    def __init__(self, path: str | Path, name: str | None = None):
+    def __init__(self, path: str | Path, name: str | None = None, cases_path: str | Path | None = None,
+                 deliver: str = "both"):
         self.path = Path(path)
+        self.cases_path = Path(cases_path) if cases_path else self.path.with_name(
+            self.path.name[: -len(".jsonl")] + ".cases.jsonl" if self.path.name.endswith(".jsonl")
+            else self.path.name + ".cases")
         self.name = name or f"jsonl:{self.path}"
+        self.wants = deliver_choice(deliver, "alerts.sinks[].deliver")
         private_dir(self.path.parent)  # alerts name patients and staff: 0700/0600 (engine/private_files.py)
-        self._seen: set[tuple[str, int]] = set()
-        self._recover()
-
-    def _recover(self) -> None:
-        """Drop a torn last line (crash mid-write) and learn which revisions are already in the file."""
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            with open(self.path, "r+b") as handle:
-                handle.truncate(cut)
-            data = data[:cut]
-        for line in data.splitlines():
-            try:
-                record = orjson.loads(line)
-                self._seen.add((record["id"], int(record.get("revision", 1))))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue
+        private_dir(self.cases_path.parent)
+        self._seen: set[tuple[str, int]] = _recover(self.path)
+        self._seen_cases: set[tuple[str, int]] = _recover(self.cases_path)
 
     def deliver(self, alerts: Sequence[Alert]) -> None:
-        fresh = [a for a in alerts if (a.id, a.revision) not in self._seen]
-        if not fresh:
-            return
-        payload = b"".join(orjson.dumps(a.to_dict()) + b"\n" for a in fresh)
-        with open_private(self.path, "ab") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        self._seen.update((a.id, a.revision) for a in fresh)
+        _append(self.path, alerts, self._seen)
+
+    def deliver_cases(self, cases: Sequence[Case]) -> None:
+        _append(self.cases_path, cases, self._seen_cases)
 
     def close(self) -> None:
         pass
 
 
+def _recover(path: Path) -> set[tuple[str, int]]:
+    """Drop a torn last line (crash mid-write) and learn which revisions are already in the file."""
+    seen: set[tuple[str, int]] = set()
+    if not path.exists():
+        return seen
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with open(path, "r+b") as handle:
+            handle.truncate(cut)
+        data = data[:cut]
+    for line in data.splitlines():
+        try:
+            record = orjson.loads(line)
+            seen.add((record["id"], int(record.get("revision", 1))))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+    return seen
+
+
+def _append(path: Path, records: Sequence[Alert | Case], seen: set[tuple[str, int]]) -> None:
+    fresh = [r for r in records if (r.id, r.revision) not in seen]
+    if not fresh:
+        return
+    payload = b"".join(orjson.dumps(r.to_dict()) + b"\n" for r in fresh)
+    with open_private(path, "ab") as handle:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+    seen.update((r.id, r.revision) for r in fresh)
+
+
+def case_lines(case: Case) -> list[str]:
+    """A case as an analyst reads it first: subject, score, then one line per rule (shared by the console
+    sink and ``wardwatch alerts list``)."""
+    revision = f" (update {case.revision})" if case.revision > 1 else ""
+    head = (f"CASE [{case.level}] risk {case.score:g} | {case.subject_kind} {case.subject_field}={case.subject} | "
+            f"{case.first_trigger} .. {case.last_trigger} | {len(case.alerts)} alert(s), "
+            f"{case.evidence_total} events{revision}")
+    return [head] + [f"  ALERT [{r['level']}] {r['title']} x{r['alerts']}, {r['events']} events"
+                     for r in case.rules]
+
+
 class ConsoleSink:
-    """A line per alert on stdout, for people watching the service."""
+    """A few lines per case (or one per alert with ``deliver: alerts``) on stdout, for people watching."""
 
     @dataclasses.dataclass
     class Options:
-        """``alerts.sinks[]`` options of ``type: console`` (none yet)."""
+        """``alerts.sinks[]`` options of ``type: console``."""
 
-    def __init__(self, stream: Any = None, name: str = "console"):
+        deliver: str = "cases"
+
+    def __init__(self, stream: Any = None, name: str = "console", deliver: str = "cases"):
         import sys
 
         self.stream = stream or sys.stdout
         self.name = name
+        self.wants = deliver_choice(deliver, "alerts.sinks[].deliver")
+
+    def deliver_cases(self, cases: Sequence[Case]) -> None:
+        for case in cases:
+            self.stream.write("\n".join(case_lines(case)) + "\n")
+        self.stream.flush()
 
     def deliver(self, alerts: Sequence[Alert]) -> None:
         for alert in alerts:
@@ -111,9 +173,10 @@ def build_sinks(specs: Iterable[Mapping[str, Any]], resolve: Any = Path, console
     sinks: list[Sink] = []
     for spec in specs:
         if spec["type"] == "jsonl":
-            sinks.append(JsonlSink(resolve(spec["path"])))
+            cases_path = resolve(spec["cases_path"]) if spec.get("cases_path") else None
+            sinks.append(JsonlSink(resolve(spec["path"]), cases_path=cases_path, deliver=spec.get("deliver", "both")))
         elif spec["type"] == "console" and console:
-            sinks.append(ConsoleSink())
+            sinks.append(ConsoleSink(deliver=spec.get("deliver", "cases")))
         elif spec["type"] not in _BUILTIN_SINKS:
             sinks.append(_plugin_sink(spec, resolve))
     return sinks
@@ -132,22 +195,55 @@ def _plugin_sink(spec: Mapping[str, Any], resolve: Any) -> Sink:
 
 
 def deliver_pending(store: Store, sinks: Sequence[Sink], batch: int = 1000) -> int:
-    """Hand every undelivered alert revision to every sink; acknowledge only after the sink returned."""
+    """Hand every undelivered alert (and case) revision to every sink; acknowledge only after the sink
+    returned. Without a case builder among the sinks (``alerts.cases.enabled: false``) every sink gets
+    alerts, whatever it asked for: nothing would ever fill the case outbox."""
+    cases_on = any(getattr(s, "name", "") == "@cases" for s in sinks)
     delivered = 0
     for sink in sinks:
-        while True:
-            pending = store.pending_deliveries(sink.name, limit=batch)
-            if not pending:
-                break
-            try:
-                sink.deliver(pending)
-            except OSError as exc:
-                log.error("sink delivery failed; will retry", sink=sink.name, error=str(exc))
-                break
-            store.mark_delivered(sink.name, pending)
-            delivered += len(pending)
-            if len(pending) < batch:
-                break
+        wants = getattr(sink, "wants", frozenset({"alerts"})) if cases_on else frozenset({"alerts"})
+        if not hasattr(sink, "deliver_cases"):
+            wants = frozenset({"alerts"})
+        if "alerts" in wants:
+            delivered += _drain(store, sink, batch)
+        if "cases" in wants:
+            delivered += _drain_cases(store, sink, batch)
+    return delivered
+
+
+def _drain_cases(store: Store, sink: Any, batch: int) -> int:
+    delivered = 0
+    while True:
+        pending = store.pending_case_deliveries(sink.name, limit=batch)
+        if not pending:
+            break
+        try:
+            sink.deliver_cases(pending)
+        except OSError as exc:
+            log.error("sink delivery failed; will retry", sink=sink.name, error=str(exc))
+            break
+        store.mark_cases_delivered(sink.name, pending)
+        delivered += len(pending)
+        if len(pending) < batch:
+            break
+    return delivered
+
+
+def _drain(store: Store, sink: Sink, batch: int) -> int:
+    delivered = 0
+    while True:
+        pending = store.pending_deliveries(sink.name, limit=batch)
+        if not pending:
+            break
+        try:
+            sink.deliver(pending)
+        except OSError as exc:
+            log.error("sink delivery failed; will retry", sink=sink.name, error=str(exc))
+            break
+        store.mark_delivered(sink.name, pending)
+        delivered += len(pending)
+        if len(pending) < batch:
+            break
     return delivered
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from engine import errors
+from engine.alerts.case_model import Case
 from engine.alerts.model import Alert
 from engine.events import DATASET, EVENT_ID, TIMESTAMP, Event
 
@@ -191,6 +192,27 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def mark_delivered(self, sink: str, alerts: Sequence[Alert]) -> None: ...
+
+    # --- cases (engine/alerts/cases.py builds them; stores only keep them) -----------------------
+    # Not abstract: a store without cases still satisfies the rest of the contract (cases then stay off).
+    def put_cases(self, cases: Sequence[Case]) -> None:
+        """Upsert ``cases`` (by id) with one case-outbox entry per (id, revision); storing a revision again
+        refreshes it but keeps its place in the queue and its acknowledgements."""
+        raise StoreError(f"the {self.kind} store does not support cases")
+
+    def get_case(self, case_id: str) -> Case | None:
+        raise StoreError(f"the {self.kind} store does not support cases")
+
+    def list_cases(self, limit: int | None = None) -> list[Case]:
+        """Cases ordered by (first_trigger, id)."""
+        raise StoreError(f"the {self.kind} store does not support cases")
+
+    def pending_case_deliveries(self, sink: str, limit: int = 1000) -> list[Case]:
+        """Case revisions not yet acknowledged by ``sink``, oldest first."""
+        raise StoreError(f"the {self.kind} store does not support cases")
+
+    def mark_cases_delivered(self, sink: str, cases: Sequence[Case]) -> None:
+        raise StoreError(f"the {self.kind} store does not support cases")
 
     # --- retention (engine.retention decides the cut-offs; stores only delete) -------------------
     # Not abstract: a store without retention still satisfies the rest of the contract.

@@ -38,6 +38,7 @@ from elastic_transport import Transport
 import elasticsearch
 from elasticsearch import Elasticsearch
 
+from engine.alerts.case_model import Case
 from engine.alerts.model import Alert
 from engine.events import DATASET, EVENT_ID, INGESTED, TIMESTAMP, Event, format_timestamp, from_timestamp_ms
 from engine.events import parse_timestamp, timestamp_ms
@@ -774,6 +775,85 @@ class ElasticsearchStore(Store):
             lines.append({"sink": sink, "alert_id": a.id, "revision": int(a.revision)})
         if lines:
             self._bulk_simple(lines, "mark delivered")
+
+    # --- cases --------------------------------------------------------------------------------------
+    def put_cases(self, cases: Sequence[Case]) -> None:
+        """Outbox entries before the case documents: a partial bulk failure is retried by the case builder,
+        which stores the same revisions again (both writes are idempotent)."""
+        lines: list[dict[str, Any]] = []
+        for case in cases:
+            data = case.to_dict()
+            data_json = orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
+            lines.append({"update": {"_index": self.names["case_outbox"], "_id": f"{case.id}:{int(case.revision)}"}})
+            lines.append({"doc": {"case_json": data_json},
+                          "upsert": {"case_id": case.id, "revision": int(case.revision),
+                                     "ordinal": self._ordinal(), "case_json": data_json}})
+            lines.append({"index": {"_index": self.names["cases"], "_id": case.id}})
+            lines.append(data)
+        if lines:
+            self._bulk_simple(lines, "write cases")
+
+    def get_case(self, case_id: str) -> Case | None:
+        try:
+            resp = self._call(lambda: self.es.get(index=self.names["cases"], id=case_id), what="read case")
+        except StoreError as exc:
+            if "404" in str(exc) or "not_found" in str(exc).lower():
+                return None
+            raise
+        return Case.from_dict(resp["_source"])
+
+    def list_cases(self, limit: int | None = None) -> list[Case]:
+        self._refresh(self.names["cases"])
+        out: list[Case] = []
+        search_after = None
+        while limit is None or len(out) < limit:
+            size = self.search_page_size if limit is None else min(self.search_page_size, limit - len(out))
+            kwargs: dict[str, Any] = {"index": self.names["cases"], "size": size, "query": {"match_all": {}},
+                                      "sort": [{"first_trigger": "asc"}, {"id": "asc"}], "track_total_hits": False}
+            if search_after is not None:
+                kwargs["search_after"] = search_after
+            hits = self._call(lambda: self.es.search(**kwargs), what="list cases")["hits"]["hits"]
+            out.extend(Case.from_dict(h["_source"]) for h in hits)
+            if len(hits) < size:
+                break
+            search_after = hits[-1]["sort"]
+        return out
+
+    def pending_case_deliveries(self, sink: str, limit: int = 1000) -> list[Case]:
+        self._refresh(self.names["case_outbox"])
+        self._refresh(self.names["case_deliveries"])
+        out: list[Case] = []
+        search_after = None
+        page = max(100, min(self.search_page_size, 1000))
+        while len(out) < limit:
+            kwargs: dict[str, Any] = {"index": self.names["case_outbox"], "size": page,
+                                      "sort": [{"ordinal": "asc"}], "track_total_hits": False}
+            if search_after is not None:
+                kwargs["search_after"] = search_after
+            hits = self._call(lambda: self.es.search(**kwargs), what="read case outbox")["hits"]["hits"]
+            if not hits:
+                break
+            ids = [f"{sink}:{h['_id']}" for h in hits]
+            done = self._call(lambda: self.es.mget(index=self.names["case_deliveries"], ids=ids, _source=False),
+                              what="read case deliveries")
+            delivered = {d["_id"] for d in done["docs"] if d.get("found")}
+            for hit, did in zip(hits, ids):
+                if did not in delivered:
+                    out.append(Case.from_dict(orjson.loads(hit["_source"]["case_json"])))
+                    if len(out) >= limit:
+                        break
+            if len(hits) < page:
+                break
+            search_after = hits[-1]["sort"]
+        return out
+
+    def mark_cases_delivered(self, sink: str, cases: Sequence[Case]) -> None:
+        lines: list[dict[str, Any]] = []
+        for c in cases:
+            lines.append({"index": {"_index": self.names["case_deliveries"], "_id": f"{sink}:{c.id}:{int(c.revision)}"}})
+            lines.append({"sink": sink, "case_id": c.id, "revision": int(c.revision)})
+        if lines:
+            self._bulk_simple(lines, "mark cases delivered")
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:

@@ -77,6 +77,9 @@ def state_indices(prefix: str) -> dict[str, str]:
         "outbox": f"{prefix}-outbox",
         "deliveries": f"{prefix}-deliveries",
         "dead_letters": f"{prefix}-dead-letters",
+        "cases": f"{prefix}-cases",
+        "case_outbox": f"{prefix}-case-outbox",
+        "case_deliveries": f"{prefix}-case-deliveries",
     }
 
 
@@ -156,4 +159,11 @@ def state_mappings() -> dict[str, dict[str, Any]]:
         "dead_letters": {"dynamic": False, "properties": {
             "source": _EXACT, "reason": {"type": "keyword", "ignore_above": 1024}, "location": _EXACT,
             "raw": _OPAQUE, "received_at": _EXACT, "ordinal": {"type": "long"}}},
+        "cases": {"dynamic": False, "properties": {
+            "id": _EXACT, "subject_kind": _EXACT, "subject": _EXACT, "period_start": _EXACT,
+            "first_trigger": _EXACT, "revision": {"type": "long"}, "score": {"type": "double"}, "level": _EXACT}},
+        "case_outbox": {"dynamic": False, "properties": {
+            "case_id": _EXACT, "revision": {"type": "long"}, "ordinal": {"type": "long"}, "case_json": _OPAQUE}},
+        "case_deliveries": {"dynamic": False, "properties": {
+            "sink": _EXACT, "case_id": _EXACT, "revision": {"type": "long"}}},
     }

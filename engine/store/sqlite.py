@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import orjson
 
+from engine.alerts.case_model import Case
 from engine.alerts.model import Alert
 from engine.events import DATASET, EVENT_ID, INGESTED, TIMESTAMP, Event, format_timestamp
 from engine.private_files import private_dir, touch_private
@@ -412,6 +413,48 @@ class SqliteStore(Store):
         if rows:
             self._transaction(lambda conn: conn.executemany(
                 "INSERT OR IGNORE INTO deliveries (sink, alert_id, revision) VALUES (?, ?, ?)", rows))
+
+    # --- cases ------------------------------------------------------------------------------------
+    def put_cases(self, cases: Sequence[Case]) -> None:
+        rows = [(c.id, c.first_trigger, int(c.revision), _dumps(c.to_dict())) for c in cases]
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO cases (id, first_trigger, revision, doc) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO "
+                "UPDATE SET first_trigger = excluded.first_trigger, revision = excluded.revision, doc = excluded.doc",
+                rows)
+            conn.executemany(
+                "INSERT INTO case_outbox (case_id, revision, doc) VALUES (?, ?, ?) "
+                "ON CONFLICT (case_id, revision) DO UPDATE SET doc = excluded.doc",
+                [(r[0], r[2], r[3]) for r in rows])
+
+        if rows:
+            self._transaction(run)
+
+    def get_case(self, case_id: str) -> Case | None:
+        row = self._read(lambda c: c.execute("SELECT doc FROM cases WHERE id = ?", (case_id,)).fetchone())
+        return None if row is None else Case.from_dict(orjson.loads(row[0]))
+
+    def list_cases(self, limit: int | None = None) -> list[Case]:
+        sql, params = "SELECT doc FROM cases ORDER BY first_trigger, id", []
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        rows = self._read(lambda c: c.execute(sql, params).fetchall())
+        return [Case.from_dict(orjson.loads(r[0])) for r in rows]
+
+    def pending_case_deliveries(self, sink: str, limit: int = 1000) -> list[Case]:
+        rows = self._read(lambda c: c.execute(
+            "SELECT o.doc FROM case_outbox AS o WHERE NOT EXISTS (SELECT 1 FROM case_deliveries AS d "
+            "WHERE d.sink = ? AND d.case_id = o.case_id AND d.revision = o.revision) ORDER BY o.seq LIMIT ?",
+            (sink, int(limit))).fetchall())
+        return [Case.from_dict(orjson.loads(r[0])) for r in rows]
+
+    def mark_cases_delivered(self, sink: str, cases: Sequence[Case]) -> None:
+        rows = [(sink, c.id, int(c.revision)) for c in cases]
+        if rows:
+            self._transaction(lambda conn: conn.executemany(
+                "INSERT OR IGNORE INTO case_deliveries (sink, case_id, revision) VALUES (?, ?, ?)", rows))
 
     # --- retention --------------------------------------------------------------------------------
     def event_datasets(self) -> list[str]:

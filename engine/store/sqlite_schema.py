@@ -95,6 +95,32 @@ CREATE TABLE IF NOT EXISTS deliveries (
 ) WITHOUT ROWID;
 """
 
+#: Added after schema version 2 without a version bump: purely additive (IF NOT EXISTS), created on open
+#: when missing, so older files gain them and older Wardwatch versions ignore them.
+CASES_DDL = """
+-- cases (engine/alerts/cases.py): the latest revision of each, and every revision in commit order for sinks
+CREATE TABLE IF NOT EXISTS cases (
+    id            TEXT PRIMARY KEY,
+    first_trigger TEXT NOT NULL,
+    revision      INTEGER NOT NULL,
+    doc           TEXT NOT NULL         -- Case.to_dict() JSON
+);
+CREATE INDEX IF NOT EXISTS cases_first ON cases (first_trigger, id);
+CREATE TABLE IF NOT EXISTS case_outbox (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    case_id  TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    doc      TEXT NOT NULL,
+    UNIQUE (case_id, revision)
+);
+CREATE TABLE IF NOT EXISTS case_deliveries (
+    sink     TEXT NOT NULL,
+    case_id  TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    PRIMARY KEY (sink, case_id, revision)
+) WITHOUT ROWID;
+"""
+
 
 def apply_pragmas(conn: sqlite3.Connection, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 10_000,
                   cache_kib: int = 65_536) -> None:
@@ -158,6 +184,9 @@ def ensure_schema(conn: sqlite3.Connection, path: str, *, refuse_old_ids: bool =
             conn.execute("INSERT INTO meta (key, value) VALUES ('event_count', '0')")
             version = SCHEMA_VERSION
         # (future) while version < SCHEMA_VERSION: run _MIGRATIONS[version] and bump
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'case_deliveries'").fetchone() is None:
+            for statement in _statements(CASES_DDL):
+                conn.execute(statement)
         if refuse_old_ids:
             check_event_id_scheme(conn, path)
         conn.execute("COMMIT")

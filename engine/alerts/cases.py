@@ -1,0 +1,398 @@
+"""From alerts to cases: every alert about one user (or one patient) within one period becomes one case.
+
+An analyst drowning in twenty alerts about the same nurse on the same day wants one thing to open: the
+case, with every access, every rule and every reason in it, and a risk score saying why it comes first.
+
+How it stays exactly-once and restart-safe: the case builder is an ordinary consumer of the store's alert
+outbox (sink name ``@cases``, placed before every real sink). For each alert revision it receives it finds
+the alert's cases (one per ``by`` field the alert's group carries, in the period containing the alert's
+first trigger), recomputes each case from *all* of its member alerts at their latest revisions, and upserts
+the cases with their own outbox entry per (case, revision). Only then is the alert revision acknowledged.
+A crash in between repeats the step, which recomputes the same content and adds no revision. The case id is
+``blake2b(subject field, subject, period start)``, so a re-run, a restart or a late alert lands on the same
+case, whatever order its alerts arrived in.
+
+The risk score is a sum of documented parts (``Case.score_parts``), each naming its signal and its points,
+so "why is this case first?" always has an answer: see docs/alerts.md ("Cases").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import yaml
+
+from engine.alerts.case_model import Case, case_id
+from engine.alerts.episodes import episode_anchor, iso
+from engine.alerts.model import Alert, canonical_json
+from engine.events import timestamp_ms
+from engine.store.base import Store
+
+#: The outbox consumer name of the case builder (a name no configured sink can have: sinks are named by
+#: type and path).
+CASE_BUILDER = "@cases"
+#: Event ids kept in a case (its alerts keep their own evidence lists).
+CASE_EVIDENCE_CAP = 1000
+#: Rule levels from least to most severe (Sigma's levels).
+LEVELS = ("informational", "low", "medium", "high", "critical")
+#: The subject kind of a case for alerts whose group names none of the ``by`` fields: one case per rule and
+#: group, so no alert is ever left out of the case view.
+GROUP_SUBJECT = "group"
+
+#: Who a case is about, by default: the person acting (EHR user, VPN/AD account, the identity the directory
+#: resolved it to) and the patient whose record was touched.
+DEFAULT_BY: dict[str, tuple[str, ...]] = {
+    "user": ("user.name", "wardwatch.identity", "SubjectUserName"),
+    "patient": ("ehr.patient.id",),
+}
+
+DEFAULT_WEIGHTS: dict[str, Any] = {
+    "levels": {"informational": 0.5, "low": 1.0, "medium": 3.0, "high": 6.0, "critical": 10.0},
+    "repeat": 0.5,
+    "repeat_cap": 10,
+    "breadth": 2.0,
+    "evidence": 1.0,
+    "rules": {},
+    "tags": {},
+}
+
+
+class CaseConfigError(ValueError):
+    """A bad ``alerts.cases`` section or ``wardwatch:`` rule field: the message names the key."""
+
+
+@dataclass(frozen=True)
+class CaseSettings:
+    """How alerts become cases. ``rule_by`` holds per-rule ``wardwatch.case_by`` overrides (rule id ->
+    fields); ``weights`` has the shape of ``DEFAULT_WEIGHTS`` (rule names already resolved to ids)."""
+
+    #: subject kind -> the fields naming it, first present wins (``user``: user.name, then wardwatch.identity)
+    by: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_BY))
+    period_ms: int = 86_400_000
+    weights: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    rule_by: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+# --- rule-file defaults ----------------------------------------------------------------------------
+def rule_defaults(ruleset: Any) -> dict[str, dict[str, Any]]:
+    """``wardwatch:`` custom fields of every rule and correlation: rule id -> {case_by, suppress}.
+
+    Sigma allows custom top-level attributes; ours is ``wardwatch: {case_by: [fields], suppress: {by:
+    [fields], for: 1h}}``. A malformed one is an error naming the rule file, never silently ignored.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    objects = list(getattr(ruleset, "rules", {}).values()) + list(getattr(ruleset, "correlations", {}).values())
+    for obj in objects:
+        custom = _custom_field(obj)
+        if custom is None:
+            continue
+        where = f"{getattr(obj, 'path', '?')}: rule {obj.id}: wardwatch"
+        if not isinstance(custom, dict) or set(custom) - {"case_by", "suppress"}:
+            raise CaseConfigError(f"{where}: expected {{case_by: [fields], suppress: {{by: [fields], for: 1h}}}}")
+        entry: dict[str, Any] = {}
+        if "case_by" in custom:
+            entry["case_by"] = tuple(_fields(custom["case_by"], f"{where}.case_by"))
+        if "suppress" in custom:
+            spec = custom["suppress"]
+            if not isinstance(spec, dict) or set(spec) - {"by", "for"}:
+                raise CaseConfigError(f"{where}.suppress: expected {{by: [fields], for: duration}}")
+            from engine.config import parse_duration
+
+            try:
+                parse_duration(spec.get("for", "1h"))
+            except ValueError as exc:
+                raise CaseConfigError(f"{where}.suppress.for: {exc}") from None
+            entry["suppress"] = {"by": _fields(spec.get("by", []), f"{where}.suppress.by"),
+                                 "for": spec.get("for", "1h")}
+        found[obj.id] = entry
+    return found
+
+
+def _custom_field(obj: Any) -> Any:
+    sigma = getattr(obj, "sigma", None)
+    custom = getattr(sigma, "custom_attributes", None) if sigma is not None else None
+    if isinstance(custom, dict) and "wardwatch" in custom:
+        return custom["wardwatch"]
+    source = getattr(obj, "source", "")
+    if not source or "wardwatch" not in source:
+        return None
+    try:
+        for doc in yaml.safe_load_all(source):
+            if isinstance(doc, dict) and "wardwatch" in doc and str(doc.get("id")) == str(obj.id):
+                return doc["wardwatch"]
+            if isinstance(doc, dict) and "wardwatch" in doc and "id" not in doc:
+                return doc["wardwatch"]
+    except yaml.YAMLError:
+        return None
+    return None
+
+
+def _fields(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise CaseConfigError(f"{where}: expected a list of field names")
+    return list(value)
+
+
+def merged_suppression(ruleset: Any, configured: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Rule-file ``wardwatch.suppress`` defaults under the site's ``alerts.suppression`` (the site wins: it
+    may name a rule by id or by name)."""
+    merged: dict[str, Any] = {}
+    names = {obj.id: getattr(obj, "name", None) for obj in
+             list(getattr(ruleset, "rules", {}).values()) + list(getattr(ruleset, "correlations", {}).values())}
+    for rule_id, entry in rule_defaults(ruleset).items():
+        if "suppress" in entry and rule_id not in configured and names.get(rule_id) not in configured:
+            merged[rule_id] = entry["suppress"]
+    merged.update(configured)
+    return merged
+
+
+# --- settings --------------------------------------------------------------------------------------
+def case_settings(section: Mapping[str, Any], ruleset: Any = None) -> CaseSettings:
+    """``alerts.cases`` (already validated for shape by engine/config.py) plus the rules' ``case_by``."""
+    from engine.config import parse_duration
+
+    weights = {**DEFAULT_WEIGHTS, **{k: v for k, v in (section.get("weights") or {}).items() if k != "levels"}}
+    weights["levels"] = {**DEFAULT_WEIGHTS["levels"], **((section.get("weights") or {}).get("levels") or {})}
+    for key in ("repeat", "breadth", "evidence", "repeat_cap"):
+        if not isinstance(weights[key], (int, float)) or isinstance(weights[key], bool) or weights[key] < 0:
+            raise CaseConfigError(f"alerts.cases.weights.{key}: expected a number >= 0")
+    for group in ("levels", "rules", "tags"):
+        if not isinstance(weights[group], dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in weights[group].values()):
+            raise CaseConfigError(f"alerts.cases.weights.{group}: expected a mapping of names to numbers")
+    unknown = set(weights["levels"]) - set(LEVELS)
+    if unknown:
+        raise CaseConfigError(f"alerts.cases.weights.levels: unknown level {sorted(unknown)[0]!r} "
+                              f"(levels: {', '.join(LEVELS)})")
+    rule_by: dict[str, tuple[str, ...]] = {}
+    if ruleset is not None:
+        names = {getattr(o, "name", None): o.id for o in
+                 list(ruleset.rules.values()) + list(ruleset.correlations.values()) if getattr(o, "name", None)}
+        weights["rules"] = {names.get(k, k): v for k, v in weights["rules"].items()}
+        rule_by = {rid: e["case_by"] for rid, e in rule_defaults(ruleset).items() if "case_by" in e}
+    period = section.get("period", "24h")
+    try:
+        period_ms = int(parse_duration(period) * 1000)
+    except ValueError as exc:
+        raise CaseConfigError(f"alerts.cases.period: {exc}") from None
+    if period_ms <= 0:
+        raise CaseConfigError("alerts.cases.period: must be longer than 0")
+    return CaseSettings(by=parse_by(section.get("by")), period_ms=period_ms, weights=weights, rule_by=rule_by)
+
+
+def parse_by(value: Any) -> dict[str, tuple[str, ...]]:
+    """``by`` as a list (each field its own subject kind) or a mapping kind -> fields (first present wins)."""
+    if value is None:
+        return dict(DEFAULT_BY)
+    if isinstance(value, dict):
+        if not value:
+            raise CaseConfigError("alerts.cases.by: name at least one subject")
+        return {str(kind): tuple(_fields(fields, f"alerts.cases.by.{kind}")) for kind, fields in value.items()}
+    return {f: (f,) for f in _fields(value, "alerts.cases.by")}
+
+
+# --- membership and content -------------------------------------------------------------------------
+def memberships(alert: Alert, settings: CaseSettings) -> list[tuple[str, str, int, str, str]]:
+    """(subject kind, subject, period start ms, case id, field) of every case the alert belongs to: one per
+    subject kind whose fields its group carries (pseudonymised values stay pseudonymised), else one for its
+    rule and group alone. A rule's ``wardwatch.case_by`` fields replace ``by`` for its alerts (a field of a
+    configured kind keeps that kind, so it still meets the other alerts about the same person)."""
+    anchor = episode_anchor(timestamp_ms(alert.first_trigger), settings.period_ms)
+    kinds = settings.by
+    if alert.rule_id in settings.rule_by:
+        kind_of = {f: kind for kind, fields in settings.by.items() for f in fields}
+        kinds = {}
+        for f in settings.rule_by[alert.rule_id]:
+            kinds.setdefault(kind_of.get(f, f), ())
+            kinds[kind_of.get(f, f)] += (f,)
+    found = []
+    for kind, fields in kinds.items():
+        name = next((f for f in fields if alert.group.get(f) not in (None, "")), None)
+        if name is not None:
+            subject = _subject(alert.group[name])
+            found.append((kind, subject, anchor, case_id(kind, subject, iso(anchor)), name))
+    if not found:
+        subject = canonical_json(alert.group) if alert.group else "-"
+        found = [(GROUP_SUBJECT, subject, anchor, case_id(f"{GROUP_SUBJECT}:{alert.rule_id}", subject, iso(anchor)),
+                  GROUP_SUBJECT)]
+    return found
+
+
+def _subject(value: Any) -> str:
+    return value if isinstance(value, str) else canonical_json(value)
+
+
+def build_case(cid: str, kind: str, subject: str, anchor_ms: int, members: Sequence[Alert],
+               settings: CaseSettings) -> Case:
+    """A case whose content is a pure function of its members and the settings (not of arrival order)."""
+    members = sorted(members, key=lambda a: (a.first_trigger, a.id))
+    by_rule: dict[str, list[Alert]] = {}
+    for alert in members:
+        by_rule.setdefault(alert.rule_id, []).append(alert)
+    evidence: list[str] = []
+    seen: set[str] = set()
+    hidden = 0
+    for alert in members:
+        for eid in alert.evidence:
+            if eid not in seen:
+                seen.add(eid)
+                evidence.append(eid)
+        hidden += max(0, alert.evidence_total - len(alert.evidence))
+    rules = []
+    for rule_id, alerts in by_rule.items():
+        events = len({e for a in alerts for e in a.evidence}) + sum(
+            max(0, a.evidence_total - len(a.evidence)) for a in alerts)
+        first = alerts[0]
+        rules.append({"id": rule_id, "title": first.rule_title, "level": first.rule_level,
+                      "alerts": len(alerts), "events": events, "tags": list(first.rule_tags),
+                      "description": first.rule_description})
+    rules.sort(key=lambda r: (-_level_rank(r["level"]), r["title"], r["id"]))
+    parts, reasons = score(rules, len(seen) + hidden, settings.weights)
+    # the field that named the subject in the earliest member (user.name, or wardwatch.identity, ...)
+    subject_field = next((m[4] for a in members for m in memberships(a, settings) if m[3] == cid), kind)
+    return Case(
+        id=cid,
+        subject_kind=kind,
+        subject_field=subject_field,
+        subject=subject,
+        period_start=iso(anchor_ms),
+        period_end=iso(anchor_ms + settings.period_ms),
+        first_trigger=min(a.first_trigger for a in members),
+        last_trigger=max(a.last_trigger for a in members),
+        level=rules[0]["level"],
+        score=round(sum(p["points"] for p in parts), 2),
+        score_parts=parts,
+        reasons=reasons,
+        rules=[{k: v for k, v in r.items() if k not in ("tags", "description")} for r in rules],
+        alerts=sorted(a.id for a in members),
+        evidence=evidence[:CASE_EVIDENCE_CAP],
+        evidence_total=len(seen) + hidden,
+    )
+
+
+def _level_rank(level: str) -> int:
+    return LEVELS.index(level) if level in LEVELS else LEVELS.index("medium")
+
+
+def score(rules: Sequence[Mapping[str, Any]], events: int,
+          weights: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The score's parts and the case's reasons. Each part is one documented signal:
+
+    - ``level``: each distinct rule adds its level's weight (``weights.levels``);
+    - ``repeat``: each further alert of a rule adds ``weights.repeat`` (at most ``repeat_cap`` per rule:
+      a flood of one rule must not outrank a critical finding);
+    - ``breadth``: each distinct rule beyond the first adds ``weights.breadth`` (different signals about the
+      same subject corroborate each other);
+    - ``evidence``: ``weights.evidence * log10(events)`` (many accesses weigh more, with diminishing returns);
+    - ``rule`` / ``tag``: site-chosen extra points per rule id/name and per Sigma tag.
+    """
+    parts: list[dict[str, Any]] = []
+    reasons: list[str] = []
+    levels = weights["levels"]
+    for rule in rules:
+        level = rule["level"] if rule["level"] in levels else "medium"
+        parts.append({"signal": "level", "detail": f"{rule['title']} [{rule['level']}]",
+                      "points": float(levels[level])})
+        if rule["alerts"] > 1 and weights["repeat"]:
+            repeats = min(rule["alerts"] - 1, int(weights["repeat_cap"]))
+            parts.append({"signal": "repeat", "detail": f"{rule['title']}: {rule['alerts']} alerts",
+                          "points": round(repeats * float(weights["repeat"]), 2)})
+        if rule["id"] in weights["rules"]:
+            parts.append({"signal": "rule", "detail": rule["id"], "points": float(weights["rules"][rule["id"]])})
+        for tag in rule.get("tags", ()):
+            if tag in weights["tags"]:
+                parts.append({"signal": "tag", "detail": f"{rule['title']}: {tag}",
+                              "points": float(weights["tags"][tag])})
+        why = f" ({_first_sentence(rule.get('description', ''))})" if rule.get("description") else ""
+        reasons.append(f"{rule['title']} [{rule['level']}]: {rule['alerts']} alert(s), "
+                       f"{rule['events']} event(s){why}")
+    if len(rules) > 1 and weights["breadth"]:
+        parts.append({"signal": "breadth", "detail": f"{len(rules)} different rules",
+                      "points": round((len(rules) - 1) * float(weights["breadth"]), 2)})
+        reasons.append(f"{len(rules)} different rules fired about this subject in the period")
+    if events > 1 and weights["evidence"]:
+        parts.append({"signal": "evidence", "detail": f"{events} events",
+                      "points": round(float(weights["evidence"]) * math.log10(events), 2)})
+    return parts, reasons
+
+
+def _first_sentence(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    cut = text.find(". ")
+    text = text[: cut + 1] if cut >= 0 else text
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- the builder (an outbox consumer) ----------------------------------------------------------------
+class CaseBuilder:
+    """Consumes alert revisions from the store's outbox and keeps the cases in the store up to date.
+
+    Looks like a sink to ``deliver_pending`` (name ``@cases``, placed first), so cases are built by the same
+    at-least-once loop that feeds the sinks and acknowledged only after they are stored.
+    """
+
+    name = CASE_BUILDER
+    wants = frozenset({"alerts"})
+
+    def __init__(self, store: Store, settings: CaseSettings):
+        self.store = store
+        self.settings = settings
+
+    def deliver(self, alerts: Sequence[Alert]) -> None:
+        cases = self.update(alerts)
+        if cases:
+            self.store.put_cases(cases)
+
+    def update(self, alerts: Iterable[Alert]) -> list[Case]:
+        """The cases the given alert revisions touch, recomputed from all of their members. Unchanged
+        cases are returned too (same revision): storing them again is idempotent and repairs an outbox
+        entry a crash may have lost."""
+        fresh: dict[str, Alert] = {}
+        for alert in alerts:
+            if alert.id not in fresh or alert.revision >= fresh[alert.id].revision:
+                fresh[alert.id] = alert
+        touched: dict[str, tuple[str, str, int, set[str]]] = {}
+        for alert in fresh.values():
+            for kind, subject, anchor, cid, _ in memberships(alert, self.settings):
+                touched.setdefault(cid, (kind, subject, anchor, set()))[3].add(alert.id)
+        out: list[Case] = []
+        for cid, (kind, subject, anchor, new_ids) in sorted(touched.items()):
+            stored = self.store.get_case(cid)
+            member_ids = set(new_ids) | set(stored.alerts if stored else ())
+            members = []
+            for aid in sorted(member_ids):
+                alert = self._latest(aid, fresh)
+                # a member whose latest revision moved to another period (a late earlier trigger) leaves
+                if alert is not None and any(m[3] == cid for m in memberships(alert, self.settings)):
+                    members.append(alert)
+            if not members:
+                continue
+            case = build_case(cid, kind, subject, anchor, members, self.settings)
+            if stored is not None:
+                case.status, case.revision = stored.status, stored.revision
+                if case.to_dict() != stored.to_dict():
+                    case.revision = stored.revision + 1
+            out.append(case)
+        return out
+
+    def _latest(self, alert_id: str, fresh: Mapping[str, Alert]) -> Alert | None:
+        stored = self.store.get_alert(alert_id)
+        mine = fresh.get(alert_id)
+        if stored is None or (mine is not None and mine.revision >= stored.revision):
+            return mine if mine is not None else stored
+        return stored
+
+    def close(self) -> None:
+        pass
+
+
+def with_case_builder(config: Mapping[str, Any], store: Store, ruleset: Any, sinks: list[Any]) -> list[Any]:
+    """The configured sinks, preceded by the case builder when ``alerts.cases.enabled`` (the default)."""
+    section = config["alerts"].get("cases") or {}
+    if not section.get("enabled", True):
+        return sinks
+    return [CaseBuilder(store, case_settings(section, ruleset)), *sinks]
