@@ -237,6 +237,9 @@ class PrivacyEnricher(Enricher):
         self.department_map = {fold(k): v for k, v in (department_map or {}).items()}
         self.grace_before_ms = int(grace_before_hours * 3_600_000)
         self.grace_after_ms = int(grace_after_hours * 3_600_000)
+        # logins and unit names repeat endlessly: fold each once (fold is ~5 µs, an event has several)
+        self._fold = lru_cache(maxsize=65536)(fold)
+        self._unit = lru_cache(maxsize=8192)(self._map_unit)
 
     @classmethod
     def from_config(cls, options: "Mapping[str, Any] | PrivacyOptions") -> "PrivacyEnricher":
@@ -393,36 +396,56 @@ class PrivacyEnricher(Enricher):
         limit = max(self.rare_surname_max_count, self.rare_surname_max_share * freq.total)
         event["ehr.relationship.same_last_name_rare"] = bool(shared) and min(freq.count(k) for k in shared) <= limit
 
+    def _map_unit(self, unit: str) -> tuple[str, str]:
+        """A unit/ward name -> (the roster department it maps to, that name folded for comparison)."""
+        name = self.department_map.get(fold(unit), unit)
+        return name, fold(name)
+
     def _care_context(self, event: Event, patient_id: str, ts: str, member: StaffMember | None) -> None:
-        """Encounter flags: where the patient is, and whether the user treats them (docs/enrichment.md)."""
-        sources = [s for s in self.encounters if s.loaded]
-        if not sources:
-            return  # could not tell: no encounter data yet
+        """Encounter flags: where the patient is, and whether the user treats them (docs/enrichment.md).
+
+        One pass over the patient's segments near the access (plain loops: this runs for every access)."""
         ts_ms = timestamp_ms(ts)
-        strict, near = [], []
-        for source in sources:
-            strict += [s for s in source.index.active(patient_id, ts_ms) if not s.care_team_only]
-            near += source.index.active(patient_id, ts_ms, self.grace_before_ms, self.grace_after_ms)
-        event["ehr.patient.encounter_active"] = bool(strict)
-        departments = [self.department_map.get(fold(s.department), s.department)
-                       for s in sorted(strict, key=lambda s: s.start_ms) if s.department]
-        if departments:
-            event["ehr.patient.department"] = departments[-1]
+        near: list[Any] = []
+        loaded = related = False
+        for source in self.encounters:
+            if source.loaded:
+                loaded = True
+                related = related or source.index.has_related
+                near += source.index.active(patient_id, ts_ms, self.grace_before_ms, self.grace_after_ms)
+        if not loaded:
+            return  # could not tell: no encounter data yet
         user_dept = (member.department if member is not None else None) or event.get("wardwatch.user.department")
-        if isinstance(user_dept, str) and user_dept:
-            mine = fold(user_dept)
-            event["ehr.relationship.same_department"] = any(
-                fold(self.department_map.get(fold(s.department), s.department)) == mine for s in near if s.department)
-        keys = {fold(v) for f in self.user_fields if isinstance(v := event.get(f), str) and v}
-        if member is not None:
-            keys.update(member.keys)
+        mine = self._fold(user_dept) if isinstance(user_dept, str) and user_dept else None
+        keys = set(member.keys) if member is not None else set()
+        for f in self.user_fields:
+            value = event.get(f)
+            if isinstance(value, str) and value:
+                keys.add(self._fold(value))
+        active = same = team = False
+        department, department_start = None, -1
+        for seg in near:
+            if seg.department:
+                name, key = self._unit(seg.department)
+                same = same or key == mine
+            if not seg.care_team_only and (seg.start_ms <= ts_ms < seg.end_ms or seg.start_ms == seg.end_ms == ts_ms):
+                active = True
+                if seg.department and seg.start_ms >= department_start:
+                    department, department_start = name, seg.start_ms
+            team = team or not keys.isdisjoint(seg.participants)
+        event["ehr.patient.encounter_active"] = active
+        if department is not None:
+            event["ehr.patient.department"] = department
+        if mine is not None:
+            event["ehr.relationship.same_department"] = same
         if keys:
-            event["ehr.relationship.care_team"] = any(not keys.isdisjoint(s.participants) for s in near)
-            if any(s.index.has_related for s in sources):
+            event["ehr.relationship.care_team"] = team
+            if related:
                 if member is not None and member.patient_id:
-                    keys.add(fold(member.patient_id))
+                    keys.add(self._fold(member.patient_id))
                 event["ehr.relationship.related_person"] = any(
-                    not keys.isdisjoint(s.index.related_keys(patient_id)) for s in sources)
+                    not keys.isdisjoint(source.index.related_keys(patient_id)) for source in self.encounters
+                    if source.loaded)
 
 
 def _surname_frequency_source(opts: PrivacyOptions,
