@@ -45,6 +45,7 @@ ROSTER = [
     ("U6", "ffischer", "Fischer", "Cardiology", "ED Physician", "20005"),
     ("U7", "gokafor", "Okafor", "Oncology", "Nurse", "20006"),
     ("U8", "hhuber", "Huber-Kowalczyk", "Radiology", "Radiographer", "20007"),
+    ("U9", "iito", "Ito", "Clinical Trials Unit", "Research Associate", "20008"),
 ]
 
 
@@ -111,7 +112,7 @@ def test_role_comes_from_the_mapped_roster_column(enricher: PrivacyEnricher) -> 
     assert "ehr.user.role" not in access(enricher, "nobody", "P-1")
 
 
-@pytest.mark.parametrize("user", ["cweber", "dnovak", "ebrandt"])
+@pytest.mark.parametrize("user", ["cweber", "dnovak", "ebrandt", "iito"])
 def test_billing_coding_and_him_open_deceased_records_quietly(enricher, rules, user: str) -> None:
     event = access(enricher, user, "P-DEAD")
     assert event["ehr.patient.deceased"] is True
@@ -171,6 +172,17 @@ def test_common_surname_with_same_postcode_or_listed_relationship_alerts(enriche
     assert "ehr_privacy_same_last_name" in alerts(rules, same_postcode)
     related = access(enricher, "asmith", "P-SMITH-8", **{"ehr.relationship.related_person": True})
     assert "ehr_privacy_same_last_name" in alerts(rules, related)
+
+
+def test_the_treating_team_is_not_alerted_on_a_rare_shared_name(enricher, rules) -> None:
+    """As for co-workers and VIPs: a care-team member, or the ward while the patient is admitted there."""
+    care_team = access(enricher, "bkowalczyk", "P-KOW-1", **{"ehr.relationship.care_team": True})
+    ward = access(enricher, "bkowalczyk", "P-KOW-1", **{"ehr.relationship.same_department": True,
+                                                         "ehr.patient.encounter_active": True})
+    discharged = access(enricher, "bkowalczyk", "P-KOW-1", **{"ehr.relationship.same_department": True,
+                                                               "ehr.patient.encounter_active": False})
+    assert "ehr_privacy_same_last_name" not in alerts(rules, care_team) | alerts(rules, ward)
+    assert "ehr_privacy_same_last_name" in alerts(rules, discharged)
 
 
 def test_different_names_are_never_rare(enricher, rules) -> None:
