@@ -117,7 +117,10 @@ def _shift(s: Staff, start: float, end: float, index: ActiveIndex, depts: list[s
     if s.role in ("physician", "nurse", "student"):
         # an employee in a bed on their own ward is not on its rota at the same time
         ward = rng.choice(WARDS).name if s.department == FLOAT_POOL else s.department
-        active = [e for e in index.active(ward, start, end) if e.patient_id != s.patient_id]
+        # a patient is someone's on the shift when in a bed for at least 45 minutes of it (an admission at
+        # 13:50 is the late shift's, not squeezed into the early shift's last ten minutes)
+        active = [e for e in index.active(ward, start, end) if e.patient_id != s.patient_id
+                  and min(end, e.end) - max(start, e.start) >= 2700]
         k = {"physician": rng.randint(8, 20), "nurse": rng.randint(6, 12), "student": rng.randint(2, 6)}[s.role]
         ed = s.department == EMERGENCY
         for enc in rng.sample(active, min(k, len(active))):

@@ -30,9 +30,10 @@ class Department:
     clinical: bool = True
 
 
-WARDS = [Department("Cardiology", 40), Department("Internal Medicine", 60), Department("General Surgery", 45),
-         Department("Orthopaedics", 35), Department("Oncology", 35), Department("Neurology", 30),
-         Department("Paediatrics", 25), Department("Gynaecology", 25), Department(ICU, 16)]
+#: ~500 beds per 1,000 staff, as in a German general hospital (Destatis: ~2 full-time staff per bed)
+WARDS = [Department("Cardiology", 64), Department("Internal Medicine", 96), Department("General Surgery", 72),
+         Department("Orthopaedics", 56), Department("Oncology", 56), Department("Neurology", 48),
+         Department("Paediatrics", 40), Department("Gynaecology", 40), Department(ICU, 26)]
 OFFICES = ["Billing", "Health Information Management", "Medical Coding", "Research"]
 #: role -> share of staff; clinical roles are spread over the wards and the ED
 ROLE_SHARES = {"physician": 0.24, "nurse": 0.55, "student": 0.08, "billing": 0.04, "him": 0.03,
