@@ -104,7 +104,7 @@ def rule_defaults(ruleset: Any) -> dict[str, dict[str, Any]]:
                 parse_duration(spec.get("for", "1h"))
             except ValueError as exc:
                 raise CaseConfigError(f"{where}.suppress.for: {exc}") from None
-            entry["suppress"] = {"by": _fields(spec.get("by", []), f"{where}.suppress.by"),
+            entry["suppress"] = {"by": _fields(spec.get("by", []), f"{where}.suppress.by", allow_empty=True),
                                  "for": spec.get("for", "1h")}
         found[obj.id] = entry
     return found
@@ -129,10 +129,11 @@ def _custom_field(obj: Any) -> Any:
     return None
 
 
-def _fields(value: Any, where: str) -> list[str]:
+def _fields(value: Any, where: str, *, allow_empty: bool = False) -> list[str]:
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value) or (
+            not value and not allow_empty):
         raise CaseConfigError(f"{where}: expected a list of field names")
     return list(value)
 

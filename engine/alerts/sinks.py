@@ -41,6 +41,13 @@ def deliver_choice(value: str, where: str = "deliver") -> frozenset[str]:
         raise ValueError(f"{where}: expected one of cases, alerts, both (not {value!r})") from None
 
 
+def _check_deliver(value: str) -> None:
+    from engine.plugins import InvalidOption
+
+    if value not in DELIVER_CHOICES:
+        raise InvalidOption("deliver", f"expected one of cases, alerts, both (not {value!r})")
+
+
 class Sink(Protocol):
     """A sink. Optional: ``wants`` (default ``{"alerts"}``) and ``deliver_cases(cases)`` for case updates."""
 
@@ -67,6 +74,9 @@ class JsonlSink:
         #: case revisions; default: next to ``path``, ``alerts.jsonl`` -> ``alerts.cases.jsonl``
         cases_path: str | None = path_option(None)
         deliver: str = "both"
+
+        def __post_init__(self) -> None:
+            _check_deliver(self.deliver)
 
     def __init__(self, path: str | Path, name: str | None = None, cases_path: str | Path | None = None,
                  deliver: str = "both"):
@@ -142,6 +152,9 @@ class ConsoleSink:
         """``alerts.sinks[]`` options of ``type: console``."""
 
         deliver: str = "cases"
+
+        def __post_init__(self) -> None:
+            _check_deliver(self.deliver)
 
     def __init__(self, stream: Any = None, name: str = "console", deliver: str = "cases"):
         import sys
