@@ -346,3 +346,15 @@ def test_a_sink_asking_for_something_else_is_a_config_error(tmp_path):
     path.write_text("alerts:\n  sinks:\n    - {type: console, deliver: sometimes}\n")
     with pytest.raises(ConfigError, match=r"alerts\.sinks\[0\]\.deliver: expected one of cases, alerts, both"):
         load_config(path)
+
+
+def test_retention_removes_cases_with_their_alerts(store):  # noqa: F811
+    old = [alert("a", {"user.name": "jdoe"}, at(9, day=2))]
+    new = [alert("a", {"user.name": "jdoe"}, at(9, day=20))]
+    commit(store, old + new)
+    deliver_pending(store, [CaseBuilder(store, SETTINGS)])
+    assert len(store.list_cases()) == 2
+    store.purge_alerts(at(0, day=10))
+    [kept] = store.list_cases()
+    assert kept.period_start.startswith("2026-11-20")
+    assert [c.id for c in store.pending_case_deliveries("s")] == [kept.id]

@@ -948,6 +948,7 @@ class ElasticsearchStore(Store):
                 what="retention")["hits"]["hits"]
             ids_ = [h["_id"] for h in hits]
             if not ids_:
+                self._purge_cases(before)
                 return result
             # outbox and deliveries first: a crash in between leaves an alert that the next pass removes
             for key in ("outbox", "deliveries"):
@@ -957,7 +958,24 @@ class ElasticsearchStore(Store):
             result.deleted += len(ids_)
             result.transactions += 1
             if len(ids_) < batch:
+                self._purge_cases(before)
                 return result
+
+    def _purge_cases(self, before: str) -> None:
+        """Cases go with their alerts (see the SQLite store): outbox and deliveries first, then the cases."""
+        while True:
+            self._refresh(self.names["cases"])
+            hits = self._call(lambda: self.es.search(
+                index=self.names["cases"], query={"range": {"last_trigger": {"lt": before}}}, size=1000,
+                _source=False, track_total_hits=False), what="retention")["hits"]["hits"]
+            ids_ = [h["_id"] for h in hits]
+            if not ids_:
+                return
+            for key in ("case_outbox", "case_deliveries"):
+                self._delete_by_query(self.names[key], {"terms": {"case_id": ids_}}, False, 10_000)
+            self._bulk_simple([{"delete": {"_index": self.names["cases"], "_id": i}} for i in ids_], "retention")
+            if len(ids_) < 1000:
+                return
 
     def purge_dead_letters(self, before: str, *, dry_run: bool = False, batch_size: int = 5000) -> PurgeResult:
         return self._delete_by_query(self.names["dead_letters"], {"range": {"received_at": {"lt": before}}},

@@ -161,7 +161,8 @@ def state_mappings() -> dict[str, dict[str, Any]]:
             "raw": _OPAQUE, "received_at": _EXACT, "ordinal": {"type": "long"}}},
         "cases": {"dynamic": False, "properties": {
             "id": _EXACT, "subject_kind": _EXACT, "subject": _EXACT, "period_start": _EXACT,
-            "first_trigger": _EXACT, "revision": {"type": "long"}, "score": {"type": "double"}, "level": _EXACT}},
+            "first_trigger": _EXACT, "last_trigger": _EXACT, "revision": {"type": "long"}, "score": {"type": "double"},
+            "level": _EXACT}},
         "case_outbox": {"dynamic": False, "properties": {
             "case_id": _EXACT, "revision": {"type": "long"}, "ordinal": {"type": "long"}, "case_json": _OPAQUE}},
         "case_deliveries": {"dynamic": False, "properties": {

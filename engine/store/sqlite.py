@@ -478,7 +478,32 @@ class SqliteStore(Store):
                            batch_size, count_events=True)
 
     def purge_alerts(self, before: str, *, dry_run: bool = False, batch_size: int = 5000) -> PurgeResult:
-        return self._purge("alerts", "id", "last_trigger < ?", (before,), dry_run, batch_size, alerts=True)
+        result = self._purge("alerts", "id", "last_trigger < ?", (before,), dry_run, batch_size, alerts=True)
+        if not dry_run:
+            self._purge_cases(before, batch_size)
+        return result
+
+    def _purge_cases(self, before: str, batch_size: int) -> int:
+        """Cases go with their alerts: a case's ``last_trigger`` is its newest member's, so a case older than
+        the cut-off has no member left (they name the same staff and patients)."""
+        deleted = 0
+
+        def one_batch(conn: sqlite3.Connection) -> int:
+            keys = [r[0] for r in conn.execute(
+                "SELECT id FROM cases WHERE json_extract(doc, '$.last_trigger') < ? LIMIT ?",
+                (before, max(1, int(batch_size)))).fetchall()]
+            if keys:
+                marks = ",".join("?" * len(keys))
+                conn.execute(f"DELETE FROM case_outbox WHERE case_id IN ({marks})", keys)
+                conn.execute(f"DELETE FROM case_deliveries WHERE case_id IN ({marks})", keys)
+                conn.execute(f"DELETE FROM cases WHERE id IN ({marks})", keys)
+            return len(keys)
+
+        while True:
+            n = self._transaction(one_batch)
+            deleted += n
+            if n < max(1, int(batch_size)):
+                return deleted
 
     def purge_dead_letters(self, before: str, *, dry_run: bool = False, batch_size: int = 5000) -> PurgeResult:
         return self._purge("dead_letters", "seq", "received_at < ?", (before,), dry_run, batch_size)
