@@ -323,6 +323,8 @@ class CsvPatientDirectory(PatientSource):
         self.configured_columns = dict(columns or {})
         self.columns = {**PATIENT_COLUMNS, **self.configured_columns}
         self.encoding, self.delimiter = encoding, delimiter
+        self._freq: SurnameFrequencies | None = None
+        self._freq_for: Any = None  # the table _freq was counted from
         self.file = ReloadingFile(path, self._load, "patient directory")
 
     def _load(self, path: Path) -> dict[str, PatientFacts]:
@@ -362,7 +364,7 @@ class CsvPatientDirectory(PatientSource):
         table = self.file.table
         if table is None:
             return None
-        if getattr(self, "_freq_for", None) is not table:
+        if self._freq_for is not table:
             self._freq = SurnameFrequencies.from_patients(table.values())
             self._freq_for = table
         return self._freq

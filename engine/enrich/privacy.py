@@ -35,7 +35,6 @@ from engine.enrich.lookups import (
     SurnameFrequencySource,
     VipList,
     fold,
-    surname_keys,
 )
 from engine.events import Event, timestamp_ms
 from engine.plugins import InvalidOption, options_dict, parse_options, path_option
@@ -387,14 +386,21 @@ class PrivacyEnricher(Enricher):
         (whole or part) the two share is carried by at most ``max(rare_surname_max_count,
         rare_surname_max_share x patients)`` patients. Why the rarest: "Meyer-Kowalczyk" opening
         "Kowalczyk" is as telling as Kowalczyk itself, however common Meyer is."""
-        shared = surname_keys(member.family_name, member.name_parts) & surname_keys(facts.family_name,
-                                                                                       facts.name_parts)
+        # == surname_keys(member) & surname_keys(facts), without building two sets for every access
+        shared = member.name_parts & facts.name_parts
+        if member.family_name == facts.family_name:
+            shared = shared | {member.family_name}
         event["ehr.relationship.same_last_name"] = bool(shared)
-        freq = self.surname_frequencies.surname_frequencies() if self.surname_frequencies is not None else None
+        if self.surname_frequencies is None:
+            return
+        freq = self.surname_frequencies.surname_frequencies()
         if freq is None or freq.total <= 0:
             return  # could not tell how common the name is: the flag stays absent
+        if not shared:
+            event["ehr.relationship.same_last_name_rare"] = False
+            return
         limit = max(self.rare_surname_max_count, self.rare_surname_max_share * freq.total)
-        event["ehr.relationship.same_last_name_rare"] = bool(shared) and min(freq.count(k) for k in shared) <= limit
+        event["ehr.relationship.same_last_name_rare"] = min(freq.count(k) for k in shared) <= limit
 
     def _map_unit(self, unit: str) -> tuple[str, str]:
         """A unit/ward name -> (the roster department it maps to, that name folded for comparison)."""
