@@ -12,10 +12,11 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.config import DEFAULTS
 from engine.sigma import load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
-RULESET = load_rules([str(ROOT / "rules")])
+RULESET = load_rules([str(ROOT / "rules")], placeholders=DEFAULTS["rules"]["placeholders"])  # |expand rules too
 FIELDS = sorted({f for rule in RULESET.rules.values() for f in rule.fields})
 VALUES = st.sampled_from([True, False, "true", "TRUE", "false", "read", "READ", "vread", "export", "print",
                           "search-type", "failure", "Success", "vpn-login", 4769, "4769", "0x17", "0X17", "0x0",
