@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.base import Batch, Connector
+from bench.bench_baselines import ListConnector  # the in-memory source the benchmark uses too
 from engine.baselines import FIELDS, BaselineOptions, Baselines
 from engine.baselines.facts import DATASET
 from engine.enrich import EnrichmentChain
@@ -33,22 +33,6 @@ from tests.conftest import require_elasticsearch
 REPO = Path(__file__).resolve().parents[1]
 START = datetime(2026, 11, 2, tzinfo=timezone.utc)  # a Monday
 DAY29 = START + timedelta(days=28)  # Monday, the day of interest
-
-
-class ListConnector(Connector):
-    """Hands out a fixed list of events in order; the cursor is the position."""
-
-    type_name = "test-list"
-
-    def __init__(self, name: str, events: list[Event]):
-        super().__init__(name, {})
-        self.events = events
-
-    def read(self, cursor: dict[str, Any] | None, max_events: int) -> Batch:
-        pos = (cursor or {}).get("pos", 0)
-        chunk = self.events[pos:pos + max_events]
-        return Batch(events=[dict(e) for e in chunk], cursor={"pos": pos + len(chunk)},
-                     exhausted=pos + len(chunk) >= len(self.events))
 
 
 def access(user: str, when: datetime, patient: str, role: str | None = "nurse", n: int = 0) -> Event:

@@ -4,7 +4,7 @@ Why events and not a separate state table: a fact must commit in the same store 
 connector cursor) it was learnt from, or a kill -9 between the two loses it or counts it twice. Every store
 already commits ``write(events, cursor)`` atomically, on SQLite and Elasticsearch alike, so facts written
 with the batch are restart-safe without a new store contract. A fact holds only what was *new* in its batch
-for one (user, local day); records are rebuilt by merging facts (union / minimum), so a duplicate or
+for one local day (per user); records are rebuilt by merging facts (union / minimum), so a duplicate or
 out-of-order fact changes nothing. No Sigma logsource maps to ``wardwatch.baseline``, so rules never see
 these events. Patient ids are stored as short hashes: a distinct count needs no identifier.
 """
@@ -29,10 +29,14 @@ def patient_hash(patient_id: str) -> str:
     return hashlib.blake2b(patient_id.encode(), digest_size=8).hexdigest()
 
 
-def fact_event(user: str, day: str, day_start_utc: str, new: DayRecord) -> Event:
-    """The event that records ``new`` (what one batch added to ``user``'s record of ``day``)."""
-    payload = orjson.dumps({"user": user, "day": day, "hours": sorted(new.hours),
-                            "patients": dict(sorted(new.patients.items())), "roles": sorted(new.roles)})
+def fact_event(day: str, day_start_utc: str, new: dict[str, DayRecord]) -> Event:
+    """The event that records what one batch added to the records of local ``day`` (user -> new part).
+
+    One fact per local day a batch touched (a time-ordered batch touches one or two), so facts add a few
+    rows per batch, not one per user."""
+    payload = orjson.dumps({"day": day, "users": {
+        user: {"hours": sorted(r.hours), "patients": dict(sorted(r.patients.items())), "roles": sorted(r.roles)}
+        for user, r in sorted(new.items())}})
     digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
     return {"@timestamp": day_start_utc, "event.id": f"baseline-{digest}", "event.dataset": DATASET,
             "event.kind": "state", FACT: payload.decode()}
@@ -46,9 +50,15 @@ def read_facts(store: Store, start_utc: str, end_utc: str) -> Iterator[tuple[str
     for event in store.search(SearchQuery(datasets=[DATASET], start=start_utc, end=end_utc)):
         try:
             data = orjson.loads(event[FACT])
-            record = DayRecord(set(int(h) for h in data["hours"]),
-                               {str(k): str(v) for k, v in data["patients"].items()},
-                               set(str(r) for r in data["roles"]))
-            yield str(data["user"]), str(data["day"]), record
+            day = str(data["day"])
+            users = data["users"].items()
         except (KeyError, TypeError, ValueError, AttributeError, orjson.JSONDecodeError):
             continue
+        for user, part in users:
+            try:
+                record = DayRecord(set(int(h) for h in part["hours"]),
+                                   {str(k): str(v) for k, v in part["patients"].items()},
+                                   set(str(r) for r in part["roles"]))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue
+            yield str(user), day, record

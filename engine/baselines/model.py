@@ -17,6 +17,7 @@ The derivations (documented in docs/enrichment.md, "Per-user baselines"):
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from statistics import median
 from typing import Iterable
@@ -32,6 +33,8 @@ class DayRecord:
     roles: set[str] = field(default_factory=set)
     #: (tolerance, spread hours) memo for summarise; reset when the hours change
     _spread: tuple[int, set[int]] | None = field(default=None, repr=False, compare=False)
+    #: sorted first-access times for patients_upto; reset when the patients change
+    _firsts: list[str] | None = field(default=None, repr=False, compare=False)
 
     def merge(self, hours: Iterable[int], patients: dict[str, str], roles: Iterable[str]) -> "DayRecord | None":
         """Merge facts in; return the part that was new (None when nothing changed)."""
@@ -44,13 +47,18 @@ class DayRecord:
         if new_hours:
             self.hours |= new_hours
             self._spread = None
-        self.patients.update(new_patients)
+        if new_patients:
+            self.patients.update(new_patients)
+            self._firsts = None
         self.roles |= new_roles
         return DayRecord(new_hours, new_patients, new_roles)
 
     def patients_upto(self, ts: str) -> int:
         """Distinct patients first opened at or before ``ts`` (canonical timestamps compare as text)."""
-        return sum(1 for first in self.patients.values() if first <= ts)
+        firsts = self._firsts
+        if firsts is None:
+            firsts = self._firsts = sorted(self.patients.values())
+        return bisect_right(firsts, ts)
 
 
 def near(hours: set[int], hour: int, tolerance: int) -> bool:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 from zoneinfo import ZoneInfo
 
 from engine.baselines.facts import fact_event, patient_hash, read_facts
@@ -35,6 +35,7 @@ FIELDS = tuple(PREFIX + name for name in (
     "unusual_hour", "hour_share", "profile", "active_days", "distinct_patients_today",
     "usual_distinct_patients", "distinct_patients_ratio", "distinct_patients_role_ratio"))
 _CACHE_MAX = 4096
+_HASHES_MAX = 200_000
 
 
 @dataclass
@@ -72,9 +73,8 @@ class BaselineOptions:
             raise InvalidOption("user_fields", "name at least one field")
 
 
-@dataclass(frozen=True)
-class _Slot:
-    """Where one event falls: local day, hour and day class, and the UTC start of that local day."""
+class _Slot(NamedTuple):
+    """Where one event falls: local day, hour and day class (a tuple: hashed in C, it keys hot dicts)."""
 
     day: date
     hour: int
@@ -92,6 +92,10 @@ class Baselines:
         self._weekend = frozenset(WEEKDAYS.index(d) for d in options.weekend_days)
         self._datasets = frozenset(options.datasets)
         self._minutes: dict[str, _Slot] = {}
+        self._hashes: dict[str | int, str] = {}
+        self._windows: dict[date, list[tuple[date, int]]] = {}
+        self._user_fields = tuple(options.user_fields)
+        self._role_fields = tuple(options.role_fields)
         self.reset()
 
     @classmethod
@@ -108,6 +112,8 @@ class Baselines:
         self._loaded: set[date] = set()
         self._user_profiles: dict[tuple[str, date], Profile] = {}
         self._role_profiles: dict[tuple[str, date], Profile] = {}
+        self._user_days: dict[str, set[date]] = {}  # which (key, day) profiles are cached, for _invalidate
+        self._role_days: dict[str, set[date]] = {}
         self._store: Store | None = None
         self._newest: date | None = None
 
@@ -134,25 +140,63 @@ class Baselines:
         if store is not self._store:
             self.reset()
             self._store = store
-        seen: list[tuple[Event, str, _Slot, str]] = []
-        grouped: dict[tuple[str, date], tuple[set[int], dict[str, str], set[str]]] = {}
-        for event in events:
-            picked = self._pick(event)
-            if picked is None:
+        # (user, local day) -> (hours, raw patient id -> first time, roles, [(event, ts, slot, role)])
+        grouped: dict[tuple[str, date], tuple[set[int], dict[Any, str], set[str], list[Any]]] = {}
+        datasets, user_fields, role_fields = self._datasets, self._user_fields, self._role_fields
+        patient_field, minutes, hashes = self.options.patient_field, self._minutes, self._hashes
+        for event in events:  # the hot loop: plain lookups, no helper calls on the common path
+            if event.get(DATASET) not in datasets:
                 continue
-            user, ts, slot, patient, role = picked
-            seen.append((event, user, slot, role))
-            hours, patients, roles = grouped.setdefault((user, slot.day), (set(), {}, set()))
-            hours.add(slot.hour)
-            if patient is not None and (patient not in patients or ts < patients[patient]):
-                patients[patient] = ts
+            user = None
+            for f in user_fields:
+                v = event.get(f)
+                if type(v) is str and v:
+                    user = v
+                    break
+            if user is None:
+                continue
+            ts = event.get(TIMESTAMP)
+            if type(ts) is not str:
+                continue
+            slot = minutes.get(ts[:16])
+            if slot is None:
+                if not CANONICAL_TIMESTAMP.match(ts):
+                    continue
+                slot = self._slot(ts)
+            role = ""
+            for f in role_fields:
+                v = event.get(f)
+                if type(v) is str and v:
+                    role = v
+                    break
+            group = grouped.get((user, slot.day))
+            if group is None:
+                group = grouped[(user, slot.day)] = (set(), {}, set(), [])
+            group[3].append((event, ts, slot, role))
+            group[0].add(slot.hour)
+            value = event.get(patient_field)
+            if value is not None and value != "":
+                first = group[1].get(value)  # raw id here; hashed once per (user, day, patient) below
+                if first is None or ts < first:
+                    group[1][value] = ts
             if role:
-                roles.add(role)
-        if not seen:
+                group[2].add(role)
+        if not grouped:
             return []
         self._load(store, {day for _user, day in grouped})
-        facts = []
-        for (user, day), (hours, patients, roles) in sorted(grouped.items()):
+        learnt: dict[date, dict[str, DayRecord]] = {}
+        for (user, day), (hours, raw, roles, _members) in grouped.items():
+            patients: dict[str, str] = {}
+            for value, ts in raw.items():
+                if not isinstance(value, (str, int)):
+                    continue
+                patient = hashes.get(value)
+                if patient is None:
+                    if len(hashes) >= _HASHES_MAX:
+                        hashes.clear()
+                    patient = hashes[value] = patient_hash(str(value))
+                if patient not in patients or ts < patients[patient]:
+                    patients[patient] = ts
             record = self.records.get((user, day))
             if record is None:
                 record = self.records[(user, day)] = DayRecord()
@@ -160,51 +204,60 @@ class Baselines:
             new = record.merge(hours, patients, roles)
             if new is not None:
                 self._invalidate(user, day, record.roles)
-                facts.append(fact_event(user, day.isoformat(), self._day_start(day), new))
-        for event, user, slot, role in seen:
-            self._flag(event, user, event[TIMESTAMP], slot, role)
+                learnt.setdefault(day, {})[user] = new
+        facts = [fact_event(day.isoformat(), self._day_start(day), new) for day, new in sorted(learnt.items())]
+        # Flags: everything but the distinct-patient count is the same for one (user, role, day, hour)
+        today_key, ratio_key, role_ratio_key = (PREFIX + "distinct_patients_today", PREFIX + "distinct_patients_ratio",
+                                                PREFIX + "distinct_patients_role_ratio")
+        for (user, day), (_hours, _raw, _roles, members) in grouped.items():
+            upto = self.records[(user, day)].patients_upto
+            static: dict[tuple[str, int], tuple[dict[str, Any], float | None, float | None]] = {}
+            for event, ts, slot, role in members:
+                known = static.get((role, slot.hour))
+                if known is None:
+                    known = static[(role, slot.hour)] = self._static(user, role, slot)
+                fields, usual, role_usual = known
+                event.update(fields)
+                today = upto(ts)
+                event[today_key] = today
+                if usual is not None:
+                    event[ratio_key] = round(today / usual, 3)
+                if role_usual is not None:
+                    event[role_ratio_key] = round(today / role_usual, 3)
         self._evict()
         return facts
 
-    def _pick(self, event: Event) -> tuple[str, str, _Slot, str | None, str] | None:
-        if event.get(DATASET) not in self._datasets:
-            return None
-        ts = event.get(TIMESTAMP)
-        if type(ts) is not str or not CANONICAL_TIMESTAMP.match(ts):
-            return None
-        user = next((v for f in self.options.user_fields if isinstance(v := event.get(f), str) and v), None)
-        if user is None:
-            return None
-        value = event.get(self.options.patient_field)
-        patient = patient_hash(str(value)) if isinstance(value, (str, int)) and str(value) else None
-        role = next((v for f in self.options.role_fields if isinstance(v := event.get(f), str) and v), "")
-        return user, ts, self._slot(ts), patient, role
-
-    def _flag(self, event: Event, user: str, ts: str, slot: _Slot, role: str) -> None:
+    def _static(self, user: str, role: str, slot: _Slot) -> tuple[dict[str, Any], float | None, float | None]:
+        """The flags shared by every event of (user, role, day, hour) and the divisors of the two ratios
+        (None: that ratio is not set)."""
         o = self.options
         mine = self._profile(user, slot.day, None)
         theirs = self._profile(role, slot.day, role) if role else None
         if theirs is not None and theirs.active_days < o.min_role_days:
             theirs = None
-        today = self.records[(user, slot.day)].patients_upto(ts)
-        event[PREFIX + "active_days"] = mine.active_days
-        event[PREFIX + "distinct_patients_today"] = today
+        fields: dict[str, Any] = {PREFIX + "active_days": mine.active_days}
+        role_usual = max(theirs.usual or 0.0, 1.0) if theirs is not None else None
         basis = mine if mine.active_days >= o.min_active_days else theirs
-        if basis is None:
-            return  # no history for the user nor their role: "could not tell" stays absent
+        if basis is None:  # no history for the user nor their role: "could not tell" stays absent
+            return fields, None, role_usual
         share = basis.share(slot.day_class, slot.hour)
-        event[PREFIX + "profile"] = "user" if basis is mine else "role"
-        event[PREFIX + "hour_share"] = round(share, 3)
-        event[PREFIX + "unusual_hour"] = share < o.unusual_share
         usual = basis.usual or 0.0
-        event[PREFIX + "usual_distinct_patients"] = usual
-        event[PREFIX + "distinct_patients_ratio"] = round(today / max(usual, 1.0), 3)
-        if theirs is not None:
-            event[PREFIX + "distinct_patients_role_ratio"] = round(today / max(theirs.usual or 0.0, 1.0), 3)
+        fields.update({PREFIX + "profile": "user" if basis is mine else "role",
+                       PREFIX + "hour_share": round(share, 3),
+                       PREFIX + "unusual_hour": share < o.unusual_share,
+                       PREFIX + "usual_distinct_patients": usual})
+        return fields, max(usual, 1.0), role_usual
 
     # --- profiles --------------------------------------------------------------------------------
-    def _window(self, day: date) -> Iterable[date]:
-        return (day - timedelta(days=k) for k in range(1, self.options.window_days + 1))
+    def _window(self, day: date) -> list[tuple[date, int]]:
+        """(day, day class) of the window before ``day``, newest first (memoised: every profile asks)."""
+        window = self._windows.get(day)
+        if window is None:
+            if len(self._windows) >= _CACHE_MAX:
+                self._windows.clear()
+            days = [day - timedelta(days=k) for k in range(1, self.options.window_days + 1)]
+            window = self._windows[day] = [(d, 1 if d.weekday() in self._weekend else 0) for d in days]
+        return window
 
     def _profile(self, key: str, day: date, role: str | None) -> Profile:
         """The user's (``role`` None) or the role's profile for ``day``: the window's days before it."""
@@ -212,8 +265,7 @@ class Baselines:
         profile = cache.get((key, day))
         if profile is None:
             pairs: list[tuple[int, DayRecord]] = []
-            for d in self._window(day):
-                day_class = 1 if d.weekday() in self._weekend else 0
+            for d, day_class in self._window(day):
                 if role is None:
                     record = self.records.get((key, d))
                     if record is not None:
@@ -224,16 +276,22 @@ class Baselines:
                         if role in record.roles:
                             pairs.append((day_class, record))
             profile = cache[(key, day)] = summarise(pairs, self.options.hour_tolerance)
+            index = self._user_days if role is None else self._role_days
+            index.setdefault(key, set()).add(day)
         return profile
 
     def _invalidate(self, user: str, day: date, roles: Iterable[str]) -> None:
-        """A record of ``day`` changed: the profiles of the following window days are stale."""
-        later = [day + timedelta(days=k) for k in range(1, self.options.window_days + 1)]
-        for d in later:
-            self._user_profiles.pop((user, d), None)
-        for role in roles:
-            for d in later:
-                self._role_profiles.pop((role, d), None)
+        """A record of ``day`` changed: cached profiles of the following window days are stale. Usually
+        the change is to today, and only today's profile is cached: nothing to do."""
+        last = day + timedelta(days=self.options.window_days)
+        for key, index, cache in ((user, self._user_days, self._user_profiles),
+                                  *((role, self._role_days, self._role_profiles) for role in roles)):
+            days = index.get(key)
+            if days:
+                stale = [d for d in days if day < d <= last]
+                for d in stale:
+                    days.discard(d)
+                    cache.pop((key, d), None)
 
     # --- the store -------------------------------------------------------------------------------
     def _load(self, store: Store, days: set[date]) -> None:
@@ -274,3 +332,8 @@ class Baselines:
         if old:
             self._user_profiles = {k: v for k, v in self._user_profiles.items() if k[1] >= horizon}
             self._role_profiles = {k: v for k, v in self._role_profiles.items() if k[1] >= horizon}
+            for index in (self._user_days, self._role_days):
+                for key in list(index):
+                    index[key] = {d for d in index[key] if d >= horizon}
+                    if not index[key]:
+                        del index[key]
