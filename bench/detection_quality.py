@@ -4,6 +4,7 @@
     .venv/bin/python bench/detection_quality.py                       # 1,000 staff, 7 days (~1-2 min)
     .venv/bin/python bench/detection_quality.py --staff 1200 --days 30   # the full month
     .venv/bin/python bench/detection_quality.py --json                # the report as JSON on stdout
+    .venv/bin/python bench/detection_quality.py --base-config         # without the newer context knobs
 
 It builds the hospital (bench/hospital/), writes FHIR AuditEvent NDJSON and the lookup files to --out, runs
 ``wardwatch run --once`` there with a config made from docs/enrichment.md's knobs, and scores the alerts in
@@ -38,11 +39,12 @@ def generate(out: Path, staff: int, days: int, seed: int, per_kind: int) -> dict
     return output.write_all(h, accesses, injected, out)
 
 
-def run(out: Path, staff: int, days: int, seed: int, per_kind: int, extra: dict | None = None) -> dict:
+def run(out: Path, staff: int, days: int, seed: int, per_kind: int, extra: dict | None = None,
+        doc_knobs: bool = True) -> dict:
     t = time.perf_counter()
     counts = generate(out, staff, days, seed, per_kind)
     gen_s = time.perf_counter() - t
-    run_s, used, dropped = evaluate.run_product(out, extra)
+    run_s, used, dropped = evaluate.run_product(out, extra, doc_knobs)
     report = evaluate.score(out, counts["accesses"])
     report.update({"params": {"staff": staff, "days": days, "seed": seed, "incidents_per_kind": per_kind},
                    "counts": counts, "generate_seconds": round(gen_s, 1), "run_seconds": round(run_s, 1),
@@ -89,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="DOTTED.KEY=YAML",
                     help="a config knob by hand, e.g. enrichment.privacy.encounters_csv=encounters.csv "
                          "(relative paths: against --out)")
+    ap.add_argument("--base-config", action="store_true",
+                    help="only the base privacy config (roster, patients, VIPs, working hours): ignore the "
+                         "newer context knobs docs/enrichment.md shows, for a before/after comparison")
     args = ap.parse_args(argv)
     extra = {}
     for item in args.set:
@@ -98,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         extra[key.strip()] = yaml.safe_load(value)
     if args.staff < 60 or args.days < 2:
         ap.error("--staff must be >= 60 and --days >= 2 (every incident kind needs its actors)")
-    report = run(args.out.resolve(), args.staff, args.days, args.seed, args.incidents_per_kind, extra)
+    report = run(args.out.resolve(), args.staff, args.days, args.seed, args.incidents_per_kind, extra,
+                 not args.base_config)
     (args.out / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     print(json.dumps(report, indent=1) if args.json else table(report))
     return 0

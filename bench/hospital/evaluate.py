@@ -88,10 +88,12 @@ def _wardwatch(*args: str) -> list[str]:
     return [sys.executable, "-c", "import sys; from engine.cli import main; sys.exit(main())", *args]
 
 
-def configure(out: Path, extra: dict[str, Any] | None = None) -> tuple[Path, list[str], list[str]]:
+def configure(out: Path, extra: dict[str, Any] | None = None, doc_knobs: bool = True
+              ) -> tuple[Path, list[str], list[str]]:
     """Write ``wardwatch.yaml``; drop documented knobs the engine refuses. ``extra``: knobs set by hand
-    (``--set``), never dropped. Returns (path, knobs used, knobs dropped)."""
-    knobs, dropped = optional_knobs(), []
+    (``--set``), never dropped; ``doc_knobs=False``: only the base privacy config (roster, patients, VIPs,
+    working hours), for a before/after comparison. Returns (path, knobs used, knobs dropped)."""
+    knobs, dropped = (optional_knobs() if doc_knobs else {}), []
     cfg = out / "wardwatch.yaml"
     while True:
         cfg.write_text(yaml.safe_dump(build_config(out, {**knobs, **(extra or {})}), sort_keys=False),
@@ -110,9 +112,10 @@ def configure(out: Path, extra: dict[str, Any] | None = None) -> tuple[Path, lis
             del knobs[k]
 
 
-def run_product(out: Path, extra: dict[str, Any] | None = None) -> tuple[float, list[str], list[str]]:
+def run_product(out: Path, extra: dict[str, Any] | None = None, doc_knobs: bool = True
+                ) -> tuple[float, list[str], list[str]]:
     """``wardwatch run --once`` on the generated config; returns (seconds, knobs used, knobs dropped)."""
-    cfg, used, dropped = configure(out, extra)
+    cfg, used, dropped = configure(out, extra, doc_knobs)
     t = time.perf_counter()
     with (out / "run.stdout").open("w") as stdout, (out / "run.stderr").open("w") as stderr:
         rc = subprocess.run(_wardwatch("--config", str(cfg), "run", "--once"), stdout=stdout, stderr=stderr,
