@@ -6,7 +6,8 @@ The accesses and encounters of ``fixtures/privacy/encounters`` are cloned ``--co
 ids (so the index holds copies x 430 encounters and every access hits a real encounter), then enriched three
 ways in the same run: no enrichment (a dict copy: the floor), the privacy enricher as before (roster + VIP
 list), and the same plus encounters (NDJSON export). Reports events/s, µs/event, the ratio against the
-enricher without encounters, index load time and peak RSS.
+enricher without encounters, index load time and peak RSS; then enrichment + ``SqliteStore.write`` for each variant,
+alternating batch by batch. Both encounter modes: ``encounters_flags: sensitive`` (default) and ``all``.
 """
 
 from __future__ import annotations
@@ -50,17 +51,20 @@ def clone(copies: int, out: Path) -> list[dict]:
     return events
 
 
-def run(label: str, enrich, events: list[dict], repeat: int) -> float:
-    best = float("inf")
+def run(variants: dict, events: list[dict], repeat: int) -> dict[str, float]:
+    """Best of ``repeat`` rounds; each round runs every variant once, so all see the same machine load."""
+    best = dict.fromkeys(variants, float("inf"))
     for _ in range(repeat):
-        batch = [dict(e) for e in events]
-        t = time.perf_counter()
-        for e in batch:
-            enrich(e)
-        best = min(best, time.perf_counter() - t)
-    rate = len(events) / best
-    print(f"{label:<34} {rate:>12,.0f} events/s {1e6 / rate:>8.2f} µs/event")
-    return rate
+        for label, enrich in variants.items():
+            batch = [dict(e) for e in events]
+            t = time.perf_counter()
+            for e in batch:
+                enrich(e)
+            best[label] = min(best[label], time.perf_counter() - t)
+    rates = {label: len(events) / seconds for label, seconds in best.items()}
+    for label, rate in rates.items():
+        print(f"{label:<34} {rate:>12,.0f} events/s {1e6 / rate:>8.2f} µs/event")
+    return rates
 
 
 def main() -> None:
@@ -77,14 +81,41 @@ def main() -> None:
         with_enc = PrivacyEnricher.from_config({**base, "encounters_ndjson": tmp,
                                                 "encounters_department_map": DEPARTMENT_MAP})
         load_s = time.perf_counter() - t
+        every = PrivacyEnricher.from_config({**base, "encounters_ndjson": tmp, "encounters_flags": "all",
+                                             "encounters_department_map": DEPARTMENT_MAP})
         n_enc = sum(len(s.index) for s in with_enc.encounters)
         print(f"{len(events):,} accesses, {n_enc:,} encounters indexed in {load_s:.2f} s")
-        floor = run("no enrichment (dict copy)", lambda e: e, events, args.repeat)
-        plain = run("privacy (roster + VIP)", before.enrich, events, args.repeat)
-        care = run("privacy + encounters", with_enc.enrich, events, args.repeat)
+        rates = run({"no enrichment (dict copy)": lambda e: e, "privacy (roster + VIP)": before.enrich,
+                     "privacy + encounters (sensitive)": with_enc.enrich, "privacy + encounters (all)": every.enrich},
+                    events, args.repeat)
+        floor, plain, care, care_all = rates.values()
+        ingest = store_phase(Path(tmp), events, {"without": before, "sensitive": with_enc, "all": every})
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"encounters / privacy without: {care / plain:.2f}x events/s "
-          f"(+{1e6 / care - 1e6 / plain:.2f} µs/event); floor {floor:,.0f} events/s; peak RSS {rss_mb:.0f} MB")
+    print(f"encounters / privacy without: sensitive {care / plain:.2f}x (+{1e6 / care - 1e6 / plain:.2f} µs/event), "
+          f"all {care_all / plain:.2f}x (+{1e6 / care_all - 1e6 / plain:.2f} µs/event); floor {floor:,.0f} events/s; "
+          f"peak RSS {rss_mb:.0f} MB")
+    print(f"enrich + SQLite write vs without encounters: sensitive {ingest['sensitive'] / ingest['without']:.3f}x, "
+          f"all {ingest['all'] / ingest['without']:.3f}x")
+
+
+def store_phase(tmp: Path, events: list[dict], enrichers: dict[str, PrivacyEnricher], size: int = 5000) -> dict:
+    """Privacy enrichment + ``SqliteStore.write``, the two variants alternating batch by batch (same load)."""
+    from engine.store.sqlite import SqliteStore
+
+    stores = {label: SqliteStore(tmp / f"{label.replace(' ', '-')}.db") for label in enrichers}
+    spent = dict.fromkeys(enrichers, 0.0)
+    for i in range(0, len(events), size):
+        for label, enricher in enrichers.items():
+            batch = [dict(e) for e in events[i:i + size]]
+            t = time.perf_counter()
+            stores[label].write([enricher.enrich(e) for e in batch])
+            spent[label] += time.perf_counter() - t
+    rates = {}
+    for label, seconds in spent.items():
+        stores[label].close()
+        rates[label] = len(events) / seconds
+        print(f"enrich + SQLite write, {label:<16} {rates[label]:>10,.0f} events/s")
+    return rates
 
 
 if __name__ == "__main__":

@@ -61,7 +61,8 @@ def ev(user: str | None, patient: str | None, ts: str = T0) -> dict:
 
 def config(**extra: Any) -> dict[str, Any]:
     return {"roster_csv": str(ENC / "staff.csv"), "vip_list_file": str(ENC / "vip.txt"),
-            "timezone": "Europe/Berlin", "encounters_department_map": DEPARTMENT_MAP, **extra}
+            "timezone": "Europe/Berlin", "encounters_department_map": DEPARTMENT_MAP, "encounters_flags": "all",
+            **extra}
 
 
 @pytest.fixture(scope="module")
@@ -177,16 +178,28 @@ def alerts(ruleset: Any, name: str, events: list[dict]) -> set[str]:
     return {e["event.id"] for e in events if rule.matches(e)}
 
 
-def test_rules_alert_on_snooping_not_on_the_treating_team(ruleset: Any, from_ndjson: PrivacyEnricher) -> None:
+@pytest.mark.parametrize("flags", ["sensitive", "all"])
+def test_rules_alert_on_snooping_not_on_the_treating_team(ruleset: Any, flags: str) -> None:
     raw = [json.loads(line) for line in (ENC / "accesses.ndjson").read_text(encoding="utf-8").splitlines()]
     expected = json.loads((ENC / "expected.json").read_text(encoding="utf-8"))
-    with_context = [from_ndjson.enrich(dict(e)) for e in raw]
+    enricher = PrivacyEnricher.from_config(config(encounters_ndjson=str(ENC), encounters_flags=flags))
+    with_context = [enricher.enrich(dict(e)) for e in raw]
     without = PrivacyEnricher.from_config({k: v for k, v in config().items() if not k.startswith("encounters")})
     plain = [without.enrich(dict(e)) for e in raw]
     for name in ("ehr_privacy_coworker_record", "ehr_privacy_vip_record"):
         assert alerts(ruleset, name, with_context) == set(expected[name]), name
         # without the encounters, the same rule also fires on every access of the treating teams
         assert len(alerts(ruleset, name, plain)) > 3 * len(expected[name]), name
+
+
+def test_sensitive_mode_sets_the_flags_only_where_a_rule_can_alert() -> None:
+    """The default: ordinary accesses (most of them) cost no encounter lookup and carry no care flags."""
+    enricher = PrivacyEnricher.from_config({**config(encounters_ndjson=str(ENC)), "encounters_flags": "sensitive"})
+    coworker = enricher.enrich(ev("jmeyer", "P903"))  # lschulz's own record: patient_is_employee
+    assert coworker["ehr.relationship.care_team"] is True and coworker["ehr.patient.encounter_active"] is True
+    ordinary = enricher.enrich(ev("akoch", "P940"))
+    assert not set(CARE) & set(ordinary)
+    assert "ehr.relationship.related_person" not in ordinary
 
 
 def test_privacy_fixture_positives_still_fire_with_encounters(ruleset: Any) -> None:
@@ -472,3 +485,12 @@ def test_parse_instant_local_and_offset_forms() -> None:
     assert parse_instant("2026-03-10", berlin, end=True) == timestamp_ms("2026-03-10T23:00:00.000Z")
     with pytest.raises(EncounterFormatError):
         parse_instant("next tuesday", berlin)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)))
+def test_fast_timestamp_path_equals_the_engine_parser(dt: datetime) -> None:
+    enricher = PrivacyEnricher()
+    ts = dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    assert enricher._timestamp_ms(ts) == timestamp_ms(ts)
+    assert enricher._timestamp_ms("2026-03-10T10:00:00+01:00") == timestamp_ms("2026-03-10T09:00:00.000Z")

@@ -291,9 +291,10 @@ class EncounterIndex:
     def __init__(self) -> None:
         self.encounters: dict[str, Encounter] = {}
         self.related: dict[str, tuple[str, frozenset[str]]] = {}  # RelatedPerson id -> (patient, keys)
-        self._by_patient: dict[str, list[Segment]] = {}
+        self._by_patient: dict[str, tuple[list[int], list[Segment]]] = {}  # (starts, segments), start-sorted
         self._related_by_patient: dict[str, frozenset[str]] = {}
         self._dirty: set[str] = set()
+        self._stale = False  # anything to rebuild before the next lookup
 
     def put(self, encounter: Encounter) -> None:
         old = self.encounters.get(encounter.encounter_id)
@@ -301,27 +302,34 @@ class EncounterIndex:
             self._dirty.add(old.patient_id)
         self.encounters[encounter.encounter_id] = encounter
         self._dirty.add(encounter.patient_id)
+        self._stale = True
 
     def remove(self, encounter_id: str) -> None:
         old = self.encounters.pop(encounter_id, None)
         if old is not None:
             self._dirty.add(old.patient_id)
+            self._stale = True
 
     def put_related(self, rid: str, patient: str, keys: frozenset[str]) -> None:
         self.related[rid] = (patient, keys)
         self._related_by_patient = {}
+        self._stale = True
 
     def _rebuild(self) -> None:
+        """Re-sort the segments of the patients changed since the last lookup (one pass per refresh)."""
+        self._stale = False
         if self._dirty:
             dirty, self._dirty = self._dirty, set()
-            for pid in dirty:
-                self._by_patient.pop(pid, None)
+            acc: dict[str, list[Segment]] = {}
             for enc in self.encounters.values():
                 if enc.patient_id in dirty:
-                    self._by_patient.setdefault(enc.patient_id, []).extend(enc.segments)
+                    acc.setdefault(enc.patient_id, []).extend(enc.segments)
             for pid in dirty:
-                if pid in self._by_patient:
-                    self._by_patient[pid].sort(key=_segment_order)
+                segments = sorted(acc.get(pid, ()), key=_segment_order)
+                if segments:
+                    self._by_patient[pid] = ([seg.start_ms for seg in segments], segments)
+                else:
+                    self._by_patient.pop(pid, None)
         if not self._related_by_patient and self.related:
             acc: dict[str, set[str]] = {}
             for patient, keys in self.related.values():
@@ -330,15 +338,18 @@ class EncounterIndex:
 
     def active(self, patient_id: str, ts_ms: int, before_ms: int = 0, after_ms: int = 0) -> list[Segment]:
         """Segments of the patient that cover ``ts_ms`` (widened by the grace periods)."""
-        self._rebuild()
-        segments = self._by_patient.get(patient_id)
-        if not segments:
+        if self._stale:
+            self._rebuild()
+        entry = self._by_patient.get(patient_id)
+        if entry is None:
             return []
-        hi = bisect.bisect_right(segments, ts_ms + before_ms, key=lambda s: s.start_ms)
+        starts, segments = entry
+        hi = bisect.bisect_right(starts, ts_ms + before_ms)
         return [s for s in segments[:hi] if s.end_ms + after_ms > ts_ms or s.end_ms == s.start_ms == ts_ms]
 
     def related_keys(self, patient_id: str) -> frozenset[str]:
-        self._rebuild()
+        if self._stale:
+            self._rebuild()
         return self._related_by_patient.get(patient_id, frozenset())
 
     def __len__(self) -> int:

@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 from engine.enrich import Enricher
@@ -68,6 +68,23 @@ FIELDS = (
     "ehr.relationship.care_team",
     "ehr.relationship.related_person",
 )
+
+#: ``encounters_flags: sensitive`` computes the care-relationship flags only on accesses carrying one of these
+#: (the accesses a privacy rule can alert on and then filters by the treating team)
+SENSITIVE_FLAGS = (
+    "ehr.relationship.patient_is_employee", "ehr.relationship.self", "ehr.relationship.same_last_name",
+    "ehr.relationship.same_address", "ehr.patient.vip", "ehr.patient.confidential", "ehr.patient.deceased",
+)
+
+
+
+def _sensitive(event: Event) -> bool:
+    get = event.get
+    for name in SENSITIVE_FLAGS:  # a loop, not any(genexpr): this runs for every access
+        if get(name) is True:
+            return True
+    return False
+
 
 DEFAULT_EMERGENCY_DEPARTMENTS = ("emergency", "emergency department", "ed", "a&e", "er", "notaufnahme")
 #: a surname is "rare" when at most this share of patients carries it (1 in 5,000; docs/enrichment.md) ...
@@ -145,6 +162,8 @@ class PrivacyOptions:
     encounters_department_map: dict[str, str] = dataclasses.field(default_factory=dict)
     encounters_grace_before_hours: float = 1.0
     encounters_grace_after_hours: float = 24.0
+    #: "sensitive": only on accesses a privacy rule may alert on (SENSITIVE_FLAGS); "all": on every access
+    encounters_flags: Literal["sensitive", "all"] = "sensitive"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rare_surname_max_share <= 1.0:
@@ -219,6 +238,7 @@ class PrivacyEnricher(Enricher):
         department_map: Mapping[str, str] | None = None,
         grace_before_hours: float = 1.0,
         grace_after_hours: float = 24.0,
+        encounter_flags: str = "sensitive",
     ):
         self.roster = roster
         self.patients = list(patients)
@@ -239,6 +259,8 @@ class PrivacyEnricher(Enricher):
         # logins and unit names repeat endlessly: fold each once (fold is ~5 µs, an event has several)
         self._fold = lru_cache(maxsize=65536)(fold)
         self._unit = lru_cache(maxsize=8192)(self._map_unit)
+        self._minute_ms: dict[str, int] = {}
+        self.encounter_flags_all = encounter_flags == "all"
 
     @classmethod
     def from_config(cls, options: "Mapping[str, Any] | PrivacyOptions") -> "PrivacyEnricher":
@@ -284,7 +306,7 @@ class PrivacyEnricher(Enricher):
                    emergency_departments=opts.emergency_departments, datasets=opts.datasets,
                    encounters=_encounter_sources(opts), department_map=opts.encounters_department_map,
                    grace_before_hours=opts.encounters_grace_before_hours,
-                   grace_after_hours=opts.encounters_grace_after_hours)
+                   grace_after_hours=opts.encounters_grace_after_hours, encounter_flags=opts.encounters_flags)
 
     # --- the contract -------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -378,7 +400,7 @@ class PrivacyEnricher(Enricher):
                 event["ehr.relationship.same_postcode"] = member.postal_code == facts.postal_code
             if member.address and facts.address:
                 event["ehr.relationship.same_address"] = member.address == facts.address
-        if self.encounters and isinstance(ts, str) and ts:
+        if self.encounters and isinstance(ts, str) and ts and (self.encounter_flags_all or _sensitive(event)):
             self._care_context(event, patient_id, ts, member)
 
     def _surname_flags(self, event: Event, member: StaffMember, facts: PatientFacts) -> None:
@@ -402,6 +424,21 @@ class PrivacyEnricher(Enricher):
         limit = max(self.rare_surname_max_count, self.rare_surname_max_share * freq.total)
         event["ehr.relationship.same_last_name_rare"] = min(freq.count(k) for k in shared) <= limit
 
+    def _timestamp_ms(self, ts: str) -> int:
+        """``engine.events.timestamp_ms`` for the canonical form ingest gives every event, minus its regex check
+        (a third of the encounter lookup's cost); anything else takes the general path."""
+        if len(ts) == 24 and ts[19] == "." and ts[23] == "Z":
+            minute = self._minute_ms.get(ts[:16])
+            if minute is None:
+                if len(self._minute_ms) > 100_000:
+                    self._minute_ms.clear()
+                minute = self._minute_ms[ts[:16]] = timestamp_ms(ts[:16] + ":00.000Z")
+            try:
+                return minute + int(ts[17:19]) * 1000 + int(ts[20:23])
+            except ValueError:
+                pass
+        return timestamp_ms(ts)
+
     def _map_unit(self, unit: str) -> tuple[str, str]:
         """A unit/ward name -> (the roster department it maps to, that name folded for comparison)."""
         name = self.department_map.get(fold(unit), unit)
@@ -411,7 +448,7 @@ class PrivacyEnricher(Enricher):
         """Encounter flags: where the patient is, and whether the user treats them (docs/enrichment.md).
 
         One pass over the patient's segments near the access (plain loops: this runs for every access)."""
-        ts_ms = timestamp_ms(ts)
+        ts_ms = self._timestamp_ms(ts)
         near: list[Any] = []
         loaded = related = False
         for source in self.encounters:
