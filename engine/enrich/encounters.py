@@ -179,18 +179,24 @@ def _period(period: Any, tz: tzinfo, key: str) -> tuple[int | None, int | None]:
 DEFAULT_DEPARTMENT_FROM = ("location", "serviceType", "serviceProvider")
 
 
+def _id_and_patient(resource: Mapping[str, Any], element: str) -> tuple[str, str]:
+    """The resource's id and the patient its ``element`` references; both are required."""
+    rid = resource.get("id")
+    if not isinstance(rid, str) or not rid:
+        raise EncounterFormatError("id: missing")
+    patient = _reference_id(resource.get(element), "Patient")
+    if not patient:
+        raise EncounterFormatError(f"{element}: no Patient reference")
+    return rid, patient
+
+
 def encounter_from_fhir(resource: Mapping[str, Any], tz: tzinfo = timezone.utc,
                         department_from: Sequence[str] = DEFAULT_DEPARTMENT_FROM) -> Encounter | None:
     """Reduce a FHIR R4 (or R5) ``Encounter`` to segments. None: the encounter is void (cancelled, entered in
     error). Raises :class:`EncounterFormatError` naming the element when it cannot be read."""
     if not isinstance(resource, Mapping) or resource.get("resourceType") != "Encounter":
         raise EncounterFormatError("resourceType: not an Encounter")
-    eid = resource.get("id")
-    if not isinstance(eid, str) or not eid:
-        raise EncounterFormatError("id: missing")
-    patient = _reference_id(resource.get("subject"), "Patient")
-    if not patient:
-        raise EncounterFormatError("subject: no Patient reference")
+    eid, patient = _id_and_patient(resource, "subject")
     status = resource.get("status") if isinstance(resource.get("status"), str) else None
     if status in VOID_STATUSES:
         return None
@@ -247,12 +253,7 @@ def encounter_from_fhir(resource: Mapping[str, Any], tz: tzinfo = timezone.utc,
 
 def care_team_from_fhir(resource: Mapping[str, Any], tz: tzinfo = timezone.utc) -> Encounter | None:
     """A FHIR ``CareTeam`` as one participant-only segment over its period (no department)."""
-    cid = resource.get("id")
-    if not isinstance(cid, str) or not cid:
-        raise EncounterFormatError("id: missing")
-    patient = _reference_id(resource.get("subject"), "Patient")
-    if not patient:
-        raise EncounterFormatError("subject: no Patient reference")
+    cid, patient = _id_and_patient(resource, "subject")
     if str(resource.get("status")) in VOID_STATUSES | {"inactive"}:
         return None
     start, end = _period(resource.get("period"), tz, "period")
@@ -268,12 +269,7 @@ def care_team_from_fhir(resource: Mapping[str, Any], tz: tzinfo = timezone.utc) 
 def related_person_from_fhir(resource: Mapping[str, Any]) -> tuple[str, str, frozenset[str]] | None:
     """A FHIR ``RelatedPerson``: (its id, the patient, the person's identifier values folded). The roster links
     an identifier to a user (their user id, login, or own medical record number)."""
-    rid = resource.get("id")
-    if not isinstance(rid, str) or not rid:
-        raise EncounterFormatError("id: missing")
-    patient = _reference_id(resource.get("patient"), "Patient")
-    if not patient:
-        raise EncounterFormatError("patient: no Patient reference")
+    rid, patient = _id_and_patient(resource, "patient")
     if resource.get("active") is False:
         return None
     keys = {fold(i["value"]) for i in _list(resource.get("identifier"))
