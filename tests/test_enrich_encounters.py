@@ -302,6 +302,7 @@ class EncounterServer:
         self.queries: list[dict[str, list[str]]] = []
         self.fail = 0
         self.token = token
+        self.next_base: str | None = None  # a paging link to another origin (a misconfigured proxy)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -329,7 +330,7 @@ class EncounterServer:
                                           "entry": [{"resource": r} for r in items[offset:offset + count]]}
                 if offset + count < len(items):
                     nq = {k: v[0] for k, v in q.items()} | {"_offset": str(offset + count)}
-                    bundle["link"].append({"relation": "next", "url": f"{server.base}{url.path}?{urlencode(nq)}"})
+                    bundle["link"].append({"relation": "next", "url": f"{server.next_base or server.base}{url.path}?{urlencode(nq)}"})
                 self._send(200, bundle)
 
             def _send(self, status: int, body: dict) -> None:
@@ -494,3 +495,19 @@ def test_fast_timestamp_path_equals_the_engine_parser(dt: datetime) -> None:
     ts = dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
     assert enricher._timestamp_ms(ts) == timestamp_ms(ts)
     assert enricher._timestamp_ms("2026-03-10T10:00:00+01:00") == timestamp_ms("2026-03-10T09:00:00.000Z")
+
+
+def test_fhir_params_are_sent_and_a_foreign_next_link_is_not_followed(
+        fhir_server: EncounterServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("ENC_TOKEN", "s3cret")
+    for resource in export("Encounter.ndjson"):
+        fhir_server.put(resource)
+    fhir_server.next_base = "http://localhost:1"  # same host, another origin: the token must not go there
+    with caplog.at_level(logging.WARNING):
+        enricher = PrivacyEnricher.from_config(config(
+            encounters_fhir_base_url=fhir_server.base + "/fhir", encounters_fhir_token_env="ENC_TOKEN",
+            encounters_fhir_page_size=100, encounters_fhir_params={"date": "ge2026-02-01"}))
+    assert fhir_server.queries[0]["date"] == ["ge2026-02-01"] and len(fhir_server.queries) == 1
+    assert "next link leaves the server's origin; not followed" in caplog.text
+    # the first page was kept, but the pull did not complete: it is retried from the start next time
+    assert enricher.encounters[0].index and not enricher.encounters[0].loaded
