@@ -486,6 +486,21 @@ def test_parse_instant_local_and_offset_forms() -> None:
     assert parse_instant("2026-03-10", berlin, end=True) == timestamp_ms("2026-03-10T23:00:00.000Z")
     with pytest.raises(EncounterFormatError):
         parse_instant("next tuesday", berlin)
+    assert parse_instant("202603101000", berlin) == timestamp_ms("2026-03-10T09:00:00.000Z")  # HL7 v2 TS
+    assert parse_instant("03/10/2026 10:00", berlin) == timestamp_ms("2026-03-10T09:00:00.000Z")  # US order
+    assert parse_instant("10/03/2026 10:00", berlin, fmt="%d/%m/%Y %H:%M") == timestamp_ms("2026-03-10T09:00:00.000Z")
+    assert parse_instant("10/03/2026", berlin, end=True, fmt="%d/%m/%Y") == timestamp_ms("2026-03-10T23:00:00.000Z")
+
+
+def test_csv_time_format_option(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "adt.csv"
+    path.write_text("patient_id,department,start,end\nP1,Cardiology,09/03/2026 08:00,11/03/2026 12:00\n"
+                    "P2,Cardiology,2026-03-09 08:00,\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        enricher = PrivacyEnricher.from_config(config(encounters_csv=str(path),
+                                                      encounters_csv_time_format="%d/%m/%Y %H:%M"))
+    assert enricher.enrich(ev("jmeyer", "P1"))["ehr.patient.encounter_active"] is True  # 9 to 11 March
+    assert "adt.csv:3: start: not a date/time in the format %d/%m/%Y %H:%M; record skipped" in caplog.text
 
 
 @settings(max_examples=200, deadline=None)

@@ -75,28 +75,45 @@ class Encounter:
 
 
 # --- time ------------------------------------------------------------------------------------------
-def parse_instant(value: Any, tz: tzinfo, *, end: bool = False) -> int:
+#: tried in order after ISO 8601: German, HL7 v2 (``YYYYMMDDHHMM[SS]``), US month-first, year-month, year
+TIME_FORMATS = ("%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y", "%Y%m%d%H%M%S", "%Y%m%d%H%M",
+                "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y", "%Y-%m", "%Y")
+
+
+def parse_instant(value: Any, tz: tzinfo, *, end: bool = False, fmt: str | None = None) -> int:
     """A FHIR dateTime (or CSV date/time) as epoch ms. Naive values are local time in ``tz``; a bare date
-    is the start of that local day (or, with ``end``, the start of the next day: the whole day counts)."""
+    is the start of that local day (or, with ``end``, the start of the next day: the whole day counts).
+    ``fmt`` (a ``strptime`` format, option ``encounters_csv_time_format``) replaces the guessing, for
+    extracts whose day/month order is ambiguous (``03/04/2026``)."""
     text = str(value).strip()
     if not text:
         raise EncounterFormatError("empty")
-    try:  # ISO 8601 first: FHIR's own form, and the cheapest to try
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        for fmt in ("%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y", "%Y-%m", "%Y"):
-            try:
-                dt = datetime.strptime(text, fmt)
-                break
-            except ValueError:
-                continue
-        else:
-            raise EncounterFormatError("not a date/time") from None
-    date_only = len(text) <= 10 and ":" not in text
+    if fmt is not None:
+        try:
+            dt = datetime.strptime(text, fmt)
+        except ValueError:
+            raise EncounterFormatError(f"not a date/time in the format {fmt}") from None
+        date_only = "%H" not in fmt and "%I" not in fmt
+    else:
+        dt = _guess_time(text)
+        date_only = len(text) <= 10 and ":" not in text
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=tz)
     ms = timestamp_ms(dt.astimezone(timezone.utc))
     return ms + 86_400_000 if end and date_only else ms
+
+
+def _guess_time(text: str) -> datetime:
+    try:  # ISO 8601 first: FHIR's own form, and the cheapest to try
+        return datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        pass
+    for fmt in TIME_FORMATS:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    raise EncounterFormatError("not a date/time")
 
 
 # --- FHIR parsing ----------------------------------------------------------------------------------
@@ -388,10 +405,11 @@ class CsvEncounterSource(EncounterSource):
     ``class``, ``status`` and ``participants`` (user ids/logins separated by ``;`` or ``|``)."""
 
     def __init__(self, path: str | os.PathLike[str], *, columns: Mapping[str, str] | None = None,
-                 encoding: str = "utf-8-sig", delimiter: str | None = None, tz: tzinfo = timezone.utc):
+                 encoding: str = "utf-8-sig", delimiter: str | None = None, tz: tzinfo = timezone.utc,
+                 time_format: str | None = None):
         self.configured_columns = dict(columns or {})
         self.columns = {**ENCOUNTER_COLUMNS, **self.configured_columns}
-        self.encoding, self.delimiter, self.tz = encoding, delimiter, tz
+        self.encoding, self.delimiter, self.tz, self.time_format = encoding, delimiter, tz, time_format
         self.file = ReloadingFile(path, self._load, "encounter extract")
 
     @property  # type: ignore[override]
@@ -432,11 +450,11 @@ class CsvEncounterSource(EncounterSource):
         if get("status").casefold() in VOID_STATUSES:
             return None
         try:
-            start = parse_instant(get("start"), self.tz)
+            start = parse_instant(get("start"), self.tz, fmt=self.time_format)
         except EncounterFormatError as exc:
             raise EncounterFormatError(f"{c['start']}: {exc}") from None
         try:
-            end = parse_instant(get("end"), self.tz, end=True) if get("end") else OPEN_END_MS
+            end = parse_instant(get("end"), self.tz, end=True, fmt=self.time_format) if get("end") else OPEN_END_MS
         except EncounterFormatError as exc:
             raise EncounterFormatError(f"{c['end']}: {exc}") from None
         if end < start:

@@ -142,6 +142,7 @@ class PrivacyOptions:
     encounters_csv_columns: dict[str, str] = dataclasses.field(default_factory=dict)
     encounters_csv_delimiter: str | None = None
     encounters_csv_encoding: str = "utf-8-sig"
+    encounters_csv_time_format: str | None = None  # a strptime format; default: ISO 8601 and common forms
     #: a FHIR bulk export: one NDJSON file or a directory of them (Encounter, CareTeam, RelatedPerson)
     encounters_ndjson: str | None = path_option()
     encounters_fhir_base_url: str | None = None
@@ -525,6 +526,7 @@ def _encounter_sources(opts: PrivacyOptions) -> "list[EncounterSource]":
     if opts.encounters_csv:
         sources.append(CsvEncounterSource(opts.encounters_csv, columns=opts.encounters_csv_columns, tz=tz,
                                           encoding=opts.encounters_csv_encoding,
+                                          time_format=opts.encounters_csv_time_format,
                                           delimiter=opts.encounters_csv_delimiter))
     if opts.encounters_ndjson:
         sources.append(NdjsonEncounterSource(opts.encounters_ndjson, tz=tz,
