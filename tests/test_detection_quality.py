@@ -111,7 +111,7 @@ def test_population_has_the_realism_the_issue_lists() -> None:
     assert sum(1 for p in h.patients.values() if p.deceased_date) >= 20
     surnames = [p.family_name for p in h.patients.values()]
     share = surnames.count("Müller") / len(surnames)
-    assert 0.005 < share < 0.03, share                  # Germany: ~0.9% are called Müller
+    assert 0.005 < share < 0.03, share                  # Germany: ~0.9% are called Müller; we use ~1.7%
     assert len(set(surnames)) > 500                      # and a long tail of rarer names
 
 
