@@ -124,6 +124,17 @@ def test_clinical_and_unknown_users_opening_deceased_records_alert(enricher, rul
     assert "ehr_privacy_deceased_patient" in alerts(rules, access(enricher, user, "P-DEAD"))
 
 
+def test_the_treating_team_finishing_the_notes_is_quiet(enricher, rules) -> None:
+    """The day after death the stay is often still open: its ward and care team write the death summary."""
+    ward = access(enricher, "gokafor", "P-DEAD", **{"ehr.relationship.same_department": True,
+                                                     "ehr.patient.encounter_active": True})
+    care_team = access(enricher, "gokafor", "P-DEAD", **{"ehr.relationship.care_team": True})
+    closed = access(enricher, "gokafor", "P-DEAD", **{"ehr.relationship.same_department": True,
+                                                       "ehr.patient.encounter_active": False})
+    assert "ehr_privacy_deceased_patient" not in alerts(rules, ward) | alerts(rules, care_team)
+    assert "ehr_privacy_deceased_patient" in alerts(rules, closed)
+
+
 def test_a_site_list_replaces_the_default_list_only(tmp_path: Path, enricher, site: Path) -> None:
     """rules.placeholders.privacy_deceased_allowed_roles set by the site: billing is no longer allowed by role,
     the department list and the other placeholders keep their defaults."""
