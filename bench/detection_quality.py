@@ -64,7 +64,8 @@ def table(r: dict) -> str:
              + (f" (refused by the engine: {', '.join(r['dropped_knobs'])})" if r["dropped_knobs"] else ""),
              "", f"{'incident kind':<26}{'recall':>9}  expected rule / rules that fired"]
     for kind, k in r["recall"].items():
-        lines.append(f"{kind:<26}{k['detected']:>4}/{k['injected']:<4}  {k['expected_rule']}"
+        in_case = f" ({k['in_case']} in cases)" if "in_case" in k else ""
+        lines.append(f"{kind:<26}{k['detected']:>4}/{k['injected']:<4}  {k['expected_rule']}{in_case}"
                      + (f"  [{', '.join(k['rules'])}]" if set(k["rules"]) - {k["expected_rule"]} else ""))
     lines += ["", f"{'rule':<40}{'alerts':>8}{'false':>8}{'false/100k':>12}"]
     for rule, v in r["rules"].items():

@@ -71,6 +71,7 @@ def test_every_incident_kind_is_detected(report: dict, kind: str) -> None:
     assert row["injected"] == 1
     assert row["detected"] == 1, (kind, row)
     assert row["expected_rule"] in row["rules"]
+    assert row.get("in_case", 1) == 1      # and, where the engine keeps cases, it is in one
 
 
 def test_ordinary_life_raises_false_alerts_that_are_counted(report: dict) -> None:

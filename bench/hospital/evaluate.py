@@ -155,7 +155,7 @@ def score(out: Path, accesses: int) -> dict[str, Any]:
     detected: dict[int, set[str]] = defaultdict(set)
     false_by_rule: Counter[str] = Counter()
     total_by_rule: Counter[str] = Counter()
-    true_alert_ids = set()
+    true_alert_ids: dict[str, set[int]] = {}   # alert id -> the incidents in its evidence
     for alert in alerts:
         rule = names.get(alert["rule_id"], alert["rule_id"])
         total_by_rule[rule] += 1
@@ -163,7 +163,7 @@ def score(out: Path, accesses: int) -> dict[str, Any]:
         for i in hits:
             detected[i].add(rule)
         if hits:
-            true_alert_ids.add(alert["id"])
+            true_alert_ids[alert["id"]] = hits
         else:
             false_by_rule[rule] += 1
     kinds: dict[str, dict[str, Any]] = {}
@@ -174,6 +174,11 @@ def score(out: Path, accesses: int) -> dict[str, Any]:
         if t["expected_rule"] in detected.get(i, set()):
             k["detected"] += 1
         k["rules"].update(detected.get(i, set()))
+    cases = _cases(db, true_alert_ids, per_100k, names)
+    seen = cases.pop("_seen") if cases is not None else set()
+    for i, t in enumerate(truth):
+        if cases is not None:   # the incident is in a case a privacy officer reads
+            kinds[t["kind"]]["in_case"] = kinds[t["kind"]].get("in_case", 0) + (i in seen)
     for k in kinds.values():
         k["recall"] = k["detected"] / k["injected"]
         k["rules"] = dict(sorted(k["rules"].items()))
@@ -182,12 +187,12 @@ def score(out: Path, accesses: int) -> dict[str, Any]:
     report = {"accesses": accesses, "alerts": len(alerts), "false_alerts": sum(false_by_rule.values()),
               "false_alerts_per_100k": round(sum(false_by_rule.values()) * per_100k, 1),
               "recall": {k: v for k, v in sorted(kinds.items())}, "rules": rules,
-              "cases": _cases(db, true_alert_ids, per_100k, names)}
+              "cases": cases}
     db.close()
     return report
 
 
-def _cases(db: sqlite3.Connection, true_alert_ids: set[str], per_100k: float,
+def _cases(db: sqlite3.Connection, true_alert_ids: dict[str, set[int]], per_100k: float,
            names: dict[str, str]) -> dict[str, Any] | None:
     """Cases, if the store keeps them (issue 11 part 4): the ``cases`` table, one JSON ``doc`` per case
     naming its ``alerts`` and ``rules``. A case is true when one of its alerts is a true alert; a false
@@ -196,14 +201,18 @@ def _cases(db: sqlite3.Connection, true_alert_ids: set[str], per_100k: float,
     if "cases" not in tables:
         return None
     total = false = 0
+    seen: set[int] = set()   # incidents (index in the ground truth) that are in some case
     false_by_rule: Counter[str] = Counter()
     for (doc,) in db.execute("SELECT doc FROM cases"):
         total += 1
         case = json.loads(doc)
         if isinstance(case, dict) and isinstance(case.get("alerts"), list):
-            true = any(a in true_alert_ids for a in case["alerts"])
+            named = [a for a in case["alerts"] if a in true_alert_ids]
         else:   # an unknown layout: any true alert id named anywhere in the case
-            true = any(a in str(doc) for a in true_alert_ids)
+            named = [a for a in true_alert_ids if a in str(doc)]
+        for a in named:
+            seen |= true_alert_ids[a]
+        true = bool(named)
         if not true:
             false += 1
             for rule in case.get("rules", []) if isinstance(case, dict) else []:
@@ -211,4 +220,5 @@ def _cases(db: sqlite3.Connection, true_alert_ids: set[str], per_100k: float,
                 false_by_rule[names.get(rid, rid)] += 1
     return {"cases": total, "false": false, "per_100k": round(total * per_100k, 1),
             "false_per_100k": round(false * per_100k, 1),
-            "false_per_100k_by_rule": {r: round(n * per_100k, 1) for r, n in sorted(false_by_rule.items())}}
+            "false_per_100k_by_rule": {r: round(n * per_100k, 1) for r, n in sorted(false_by_rule.items())},
+            "_seen": seen}
