@@ -34,6 +34,17 @@ def fires(ruleset, ev: dict) -> list[str]:
     return sorted(r.id for r in ruleset.rules.values() if r.matches(ev))
 
 
+def cached_rule(tmp_path: Path, n: int, action: str = "read") -> tuple[Path, Path, Path]:
+    """(rules dir, rule file, cache dir) of one rule loaded once, so that the cache holds it."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    path = rules / "r.yml"
+    path.write_text(rule_text(n, action))
+    cache_dir = tmp_path / "cache"
+    load_rules([rules], cache_dir=cache_dir)
+    return rules, path, cache_dir
+
+
 def test_libyaml_is_used_when_present():
     assert SAFE_LOADER is (yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader)
 
@@ -67,12 +78,8 @@ def test_warm_load_hits_the_cache_and_gives_the_same_rules(tmp_path, monkeypatch
 
 
 def test_changed_file_with_same_size_and_mtime_is_reread(tmp_path):
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    path = rules / "r.yml"
-    path.write_text(rule_text(1, "aaaa"))
+    rules, path, cache_dir = cached_rule(tmp_path, 1, "aaaa")
     before = path.stat()
-    cache_dir = tmp_path / "cache"
     assert fires(load_rules([rules], cache_dir=cache_dir), event("aaaa")) == [RID.format(1)]
 
     path.write_text(rule_text(1, "bbbb"))  # same length
@@ -113,12 +120,7 @@ def test_corrupt_cache_is_ignored_and_rebuilt(tmp_path, damage):
 
 
 def test_cache_entries_of_the_wrong_shape_are_misses(tmp_path):
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    path = rules / "r.yml"
-    path.write_text(rule_text(3, "read"))
-    cache_dir = tmp_path / "cache"
-    load_rules([rules], cache_dir=cache_dir)
+    rules, path, cache_dir = cached_rule(tmp_path, 3)
     cache = RuleCache.open(cache_dir)
     digest = cache.entries[str(path)][0]
     cache.entries[str(path)] = (digest, [("not", "a", "document")])
@@ -128,12 +130,7 @@ def test_cache_entries_of_the_wrong_shape_are_misses(tmp_path):
 
 
 def test_cache_from_another_version_is_ignored(tmp_path, monkeypatch):
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    path = rules / "r.yml"
-    path.write_text(rule_text(4, "read"))
-    cache_dir = tmp_path / "cache"
-    load_rules([rules], cache_dir=cache_dir)
+    rules, path, cache_dir = cached_rule(tmp_path, 4)
     # forge the cache: same bytes hash, other content, other version -> must not be used
     cache = RuleCache.open(cache_dir)
     digest = cache.entries[str(path)][0]
@@ -148,11 +145,8 @@ def test_cache_from_another_version_is_ignored(tmp_path, monkeypatch):
 
 
 def test_cache_writable_by_others_is_refused(tmp_path):
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "r.yml").write_text(rule_text(5, "read"))
-    cache_dir = tmp_path / "cache"
-    load_rules([rules], cache_dir=cache_dir)
+    _, _, cache_dir = cached_rule(tmp_path, 5)
+    assert RuleCache.open(cache_dir).entries
     os.chmod(cache_dir / CACHE_FILE, 0o666)
     assert RuleCache.open(cache_dir).entries == {}
 
@@ -189,3 +183,23 @@ def test_sigmahq_warm_load_equals_cold(tmp_path):
     assert [str(e) for e in cold.errors] == [str(e) for e in warm.errors] == [str(e) for e in plain.errors]
     for rid, rule in cold.rules.items():
         assert warm.rules[rid].source == rule.source and warm.rules[rid].fields == rule.fields
+
+
+def test_cyclic_gc_is_paused_only_while_loading(tmp_path, monkeypatch):
+    import gc
+
+    from engine.sigma import loader
+
+    seen: list[bool] = []
+    real = loader.rule_files
+    monkeypatch.setattr(loader, "rule_files", lambda paths: (seen.append(gc.isenabled()), real(paths))[1])
+    cached_rule(tmp_path, 9)
+    assert seen == [False] and gc.isenabled()
+
+    def broken(paths):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(loader, "rule_files", broken)
+    with pytest.raises(RuntimeError):
+        load_rules([tmp_path])
+    assert gc.isenabled()

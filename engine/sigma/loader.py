@@ -10,9 +10,11 @@ A bad document becomes a ``RuleLoadError`` and never stops the others from loadi
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import yaml
 from sigma.exceptions import SigmaError, SigmaRuleLocation
@@ -76,6 +78,31 @@ def load_rules(
 
     ``cache_dir``: where the parsed-YAML cache lives (``engine.sigma.cache``); ``None`` parses every file.
     """
+    with _cyclic_gc_paused():
+        return _load_rules(paths, placeholders, taxonomy, cache_dir)
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Loading builds millions of small long-lived objects (YAML data, pySigma rules, closures) and frees
+    almost none, so each collection of the cyclic GC walks them all for nothing: measured on the SigmaHQ
+    Windows set, it was half of the load's CPU time (2.1 -> 1.0 s). Reference counting still frees as
+    usual; the collector resumes (if it was on) when loading ends, even on an error."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _load_rules(
+    paths: Sequence[str | Path],
+    placeholders: Mapping[str, Sequence[str]] | None,
+    taxonomy: Sequence[LogsourceEntry],
+    cache_dir: str | Path | None,
+) -> RuleSet:
     placeholders = {k: tuple(str(x) for x in v) for k, v in (placeholders or {}).items()}
     errors: list[RuleLoadError] = []
     docs: list[RuleDocument] = []
