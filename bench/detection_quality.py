@@ -76,8 +76,10 @@ def table(r: dict) -> str:
         lines.append("\ncases: the engine keeps no cases (issue 11 part 4 not there)")
     else:
         lines.append(f"\ncases: {cases['cases']} ({cases['per_100k']}/100k), false {cases['false']} "
-                     f"({cases['false_per_100k']}/100k); false cases/100k by rule in them:")
-        lines += [f"  {rule:<38}{n:>12}" for rule, n in cases["false_per_100k_by_rule"].items()]
+                     f"({cases['false_per_100k']}/100k); per rule in them:")
+        lines.append(f"  {'rule':<38}{'cases/100k':>12}{'false/100k':>12}")
+        lines += [f"  {rule:<38}{n:>12}{cases['false_per_100k_by_rule'][rule]:>12}"
+                  for rule, n in cases["per_100k_by_rule"].items()]
     return "\n".join(lines)
 
 

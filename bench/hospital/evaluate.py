@@ -203,6 +203,7 @@ def _cases(db: sqlite3.Connection, true_alert_ids: dict[str, set[int]], per_100k
     total = false = 0
     seen: set[int] = set()   # incidents (index in the ground truth) that are in some case
     false_by_rule: Counter[str] = Counter()
+    by_rule: Counter[str] = Counter()   # cases holding an alert of the rule
     for (doc,) in db.execute("SELECT doc FROM cases"):
         total += 1
         case = json.loads(doc)
@@ -213,12 +214,14 @@ def _cases(db: sqlite3.Connection, true_alert_ids: dict[str, set[int]], per_100k
         for a in named:
             seen |= true_alert_ids[a]
         true = bool(named)
-        if not true:
-            false += 1
-            for rule in case.get("rules", []) if isinstance(case, dict) else []:
-                rid = rule.get("id") if isinstance(rule, dict) else str(rule)
+        false += not true
+        for rule in case.get("rules", []) if isinstance(case, dict) else []:
+            rid = rule.get("id") if isinstance(rule, dict) else str(rule)
+            by_rule[names.get(rid, rid)] += 1
+            if not true:
                 false_by_rule[names.get(rid, rid)] += 1
     return {"cases": total, "false": false, "per_100k": round(total * per_100k, 1),
             "false_per_100k": round(false * per_100k, 1),
-            "false_per_100k_by_rule": {r: round(n * per_100k, 1) for r, n in sorted(false_by_rule.items())},
+            "per_100k_by_rule": {r: round(n * per_100k, 1) for r, n in sorted(by_rule.items())},
+            "false_per_100k_by_rule": {r: round(false_by_rule[r] * per_100k, 1) for r in sorted(by_rule)},
             "_seen": seen}
