@@ -73,9 +73,13 @@ def ingest_connector(
                 if baselines is not None:
                     baselines.reset()  # its facts did not reach the store: relearn from what did
                 raise
-            written = max(0, result.written - len(facts))  # facts are new knowledge: written, not duplicates
-            stats.written += written
-            stats.duplicates += len(events) - written
+            if facts:  # facts hold only new knowledge: count them as written, never as duplicates
+                written = max(0, result.written - len(facts))
+                stats.written += written
+                stats.duplicates += len(events) - written
+            else:
+                stats.written += result.written
+                stats.duplicates += result.duplicates
         elif update is not None and not batch.dead_letters and batch.cursor != cursor:
             store.write([], update)
         acknowledge = getattr(connector, "acknowledge", None)

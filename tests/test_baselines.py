@@ -387,3 +387,20 @@ def test_baselines_silence_night_shifts_but_not_the_odd_hour(sqlite_store: Store
     night_reads = {e["event.id"] for e in clock_only if e["wardwatch.time.after_hours"]}
     assert len(night_reads) > 30
     assert {i for a in _alerts(clock_only, AFTER_HOURS) for i in a.evidence} == night_reads
+
+
+def test_ingest_counts_events_not_facts(sqlite_store: Store) -> None:
+    """`wardwatch ingest` reports the events it stored; the facts beside them are not "events written", and a
+    second read of the same source (another connector name) is all duplicates and writes no new facts."""
+    history = hospital(days=10)
+    chain = EnrichmentChain([])
+    chain.baselines = Baselines(BaselineOptions())  # type: ignore[attr-defined]
+    stats = ingest_connector(sqlite_store, ListConnector("ehr", history), chain, 1000)
+    assert (stats.events, stats.written, stats.duplicates) == (len(history), len(history), 0)
+    facts = list(sqlite_store.search(SearchQuery(datasets=[DATASET])))
+    batches = -(-len(history) // 1000)
+    assert 0 < len(facts) <= 11 + batches  # one per local day a batch touched (11 days: nights end on day 11)
+    chain.baselines = Baselines(BaselineOptions())  # type: ignore[attr-defined]  # a restarted engine
+    again = ingest_connector(sqlite_store, ListConnector("copy", history), chain, 1000)
+    assert (again.written, again.duplicates) == (0, len(history))
+    assert len(list(sqlite_store.search(SearchQuery(datasets=[DATASET])))) == len(facts)

@@ -109,6 +109,7 @@ class Baselines:
         whose facts never reached the store, or when handed a different store)."""
         self.records: dict[tuple[str, date], DayRecord] = {}
         self._by_day: dict[date, set[str]] = {}
+        self._by_role_day: dict[tuple[str, date], set[str]] = {}  # (role, day) -> users whose record has it
         self._loaded: set[date] = set()
         self._user_profiles: dict[tuple[str, date], Profile] = {}
         self._role_profiles: dict[tuple[str, date], Profile] = {}
@@ -197,13 +198,8 @@ class Baselines:
                     patient = hashes[value] = patient_hash(str(value))
                 if patient not in patients or ts < patients[patient]:
                     patients[patient] = ts
-            record = self.records.get((user, day))
-            if record is None:
-                record = self.records[(user, day)] = DayRecord()
-                self._by_day.setdefault(day, set()).add(user)
-            new = record.merge(hours, patients, roles)
+            new = self._learn(user, day, hours, patients, roles)
             if new is not None:
-                self._invalidate(user, day, record.roles)
                 learnt.setdefault(day, {})[user] = new
         facts = [fact_event(day.isoformat(), self._day_start(day), new) for day, new in sorted(learnt.items())]
         # Flags: everything but the distinct-patient count is the same for one (user, role, day, hour)
@@ -226,6 +222,20 @@ class Baselines:
                     event[role_ratio_key] = round(today / role_usual, 3)
         self._evict()
         return facts
+
+    def _learn(self, user: str, day: date, hours: set[int], patients: dict[str, str],
+               roles: set[str]) -> DayRecord | None:
+        """Merge facts into the user's record of ``day``; return what was new (None: nothing)."""
+        record = self.records.get((user, day))
+        if record is None:
+            record = self.records[(user, day)] = DayRecord()
+            self._by_day.setdefault(day, set()).add(user)
+        new = record.merge(hours, patients, roles)
+        if new is not None:
+            for role in new.roles:
+                self._by_role_day.setdefault((role, day), set()).add(user)
+            self._invalidate(user, day, record.roles)
+        return new
 
     def _static(self, user: str, role: str, slot: _Slot) -> tuple[dict[str, Any], float | None, float | None]:
         """The flags shared by every event of (user, role, day, hour) and the divisors of the two ratios
@@ -271,10 +281,8 @@ class Baselines:
                     if record is not None:
                         pairs.append((day_class, record))
                 else:
-                    for user in sorted(self._by_day.get(d, ())):
-                        record = self.records[(user, d)]
-                        if role in record.roles:
-                            pairs.append((day_class, record))
+                    for user in self._by_role_day.get((role, d), ()):  # sums and a median: order-free
+                        pairs.append((day_class, self.records[(user, d)]))
             profile = cache[(key, day)] = summarise(pairs, self.options.hour_tolerance)
             index = self._user_days if role is None else self._role_days
             index.setdefault(key, set()).add(day)
@@ -307,12 +315,7 @@ class Baselines:
             day = date.fromisoformat(day_text)
             if day in self._loaded:
                 continue  # already held (and possibly newer) in memory
-            record = self.records.get((user, day))
-            if record is None:
-                record = self.records[(user, day)] = DayRecord()
-                self._by_day.setdefault(day, set()).add(user)
-            record.merge(facts.hours, facts.patients, facts.roles)
-            self._invalidate(user, day, record.roles)
+            self._learn(user, day, facts.hours, facts.patients, facts.roles)
         day = first
         while day <= last:
             self._loaded.add(day)
@@ -328,7 +331,9 @@ class Baselines:
         for d in old:
             self._loaded.discard(d)
             for user in self._by_day.pop(d, ()):
-                self.records.pop((user, d), None)
+                record = self.records.pop((user, d), None)
+                for role in record.roles if record is not None else ():
+                    self._by_role_day.pop((role, d), None)
         if old:
             self._user_profiles = {k: v for k, v in self._user_profiles.items() if k[1] >= horizon}
             self._role_profiles = {k: v for k, v in self._role_profiles.items() if k[1] >= horizon}
