@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Callable
 
 from bench.hospital.activity import Access, ActiveIndex, shifts
-from bench.hospital.population import EMERGENCY, Hospital, Staff, local_ts
+from bench.hospital.population import EMERGENCY, Hospital, Staff, local_date, local_ts
 
 #: incident kind -> the rule (name) that is meant to catch it
 EXPECTED_RULE = {
@@ -118,8 +118,7 @@ class Injector:
         return [s], [p.patient_id], self.reads(s, p.patient_id, t, 1)
 
     def terminated_user(self):
-        pool = [o for o in self.clinical + [x for x in self.h.staff if x.end_date]]
-        s, a, b = self.actor(pool)
+        s, a, b = self.actor(self.clinical + [x for x in self.h.staff if x.end_date])
         # the account is used again 2-5 days after the last working day, in the daytime
         ends = self.h.start + timedelta(days=self.rng.randrange(0, max(1, self.h.days - 5)))
         s.end_date = ends.isoformat()
@@ -178,8 +177,6 @@ class Injector:
 
 
 def _day(ts: float, delta: int) -> str:
-    from bench.hospital.population import local_date
-
     return (local_date(ts) + timedelta(days=delta)).isoformat()
 
 
