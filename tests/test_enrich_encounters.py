@@ -167,8 +167,11 @@ def test_no_encounter_data_means_absent_flags(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def ruleset() -> Any:
     sigma = pytest.importorskip("engine.sigma")
+    from engine.config import DEFAULTS  # the shipped role lists (privacy_* placeholders)
+
     rs = sigma.load_rules([str(ROOT / "rules" / "privacy" / f"{name}.yml")
-                           for name in ("ehr_privacy_coworker_record", "ehr_privacy_vip_record")])
+                           for name in ("ehr_privacy_coworker_record", "ehr_privacy_vip_record")],
+                          placeholders=DEFAULTS["rules"]["placeholders"])
     assert not rs.errors, rs.errors
     return rs
 
@@ -215,6 +218,25 @@ def test_privacy_fixture_positives_still_fire_with_encounters(ruleset: Any) -> N
     treated = enricher.enrich(ev("jmeyer", "P903"))  # the same rule is quiet for lschulz's own doctor
     assert treated["ehr.relationship.patient_is_employee"] is True
     assert not alerts(ruleset, "ehr_privacy_coworker_record", [{**treated, "event.id": "t"}])
+
+
+def test_records_staff_after_discharge_are_spared_for_30_days(ruleset: Any, tmp_path: Path) -> None:
+    """Billing/coding/HIM open a co-worker's or VIP's record after the stay as their job: not alerted within 30
+    days of discharge (``ehr.patient.days_since_discharge``); a nurse is, and so is billing after 30 days."""
+    roster = tmp_path / "roster.csv"
+    roster.write_text("user_id,login,department,role,patient_id\nU1,bclerk,Patient Accounts,Billing Clerk,\n"
+                      "U2,nnurse,Surgery,Nurse,\nU3,colleague,Radiology,Radiographer,P7\n", encoding="utf-8")
+    adt = tmp_path / "adt.csv"
+    adt.write_text("patient_id,department,start,end\nP7,Cardiology,2026-03-01 08:00,2026-03-05 12:00\n", encoding="utf-8")
+    enricher = PrivacyEnricher.from_config({"roster_csv": str(roster), "encounters_csv": str(adt),
+                                            "timezone": "Europe/Berlin"})
+    five_days = enricher.enrich({**ev("bclerk", "P7", "2026-03-10T09:00:00.000Z"), "event.id": "a"})
+    assert five_days["ehr.patient.days_since_discharge"] == 4 and five_days["ehr.patient.encounter_active"] is False
+    late = enricher.enrich({**ev("bclerk", "P7", "2026-04-20T09:00:00.000Z"), "event.id": "b"})
+    nurse = enricher.enrich({**ev("nnurse", "P7", "2026-03-10T09:00:00.000Z"), "event.id": "c"})
+    assert alerts(ruleset, "ehr_privacy_coworker_record", [five_days, late, nurse]) == {"b", "c"}
+    during = enricher.enrich(ev("bclerk", "P7", "2026-03-03T09:00:00.000Z"))
+    assert "ehr.patient.days_since_discharge" not in during  # still admitted
 
 
 # --- bad input, reload, options -------------------------------------------------------------------------

@@ -360,6 +360,18 @@ class EncounterIndex:
         hi = bisect.bisect_right(starts, ts_ms + before_ms)
         return [s for s in segments[:hi] if s.end_ms + after_ms > ts_ms or s.end_ms == s.start_ms == ts_ms]
 
+    def last_end(self, patient_id: str, ts_ms: int) -> int | None:
+        """When the patient's latest encounter that ended at or before ``ts_ms`` ended (CareTeams aside)."""
+        if self._stale:
+            self._rebuild()
+        entry = self._by_patient.get(patient_id)
+        if entry is None:
+            return None
+        starts, segments = entry
+        ends = [s.end_ms for s in segments[:bisect.bisect_right(starts, ts_ms)]
+                if s.end_ms <= ts_ms and not s.care_team_only]
+        return max(ends) if ends else None
+
     def related_keys(self, patient_id: str) -> frozenset[str]:
         if self._stale:
             self._rebuild()

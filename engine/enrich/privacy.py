@@ -64,6 +64,7 @@ FIELDS = (
     # care-relationship context (engine/enrich/encounters.py)
     "ehr.patient.department",
     "ehr.patient.encounter_active",
+    "ehr.patient.days_since_discharge",
     "ehr.relationship.same_department",
     "ehr.relationship.care_team",
     "ehr.relationship.related_person",
@@ -478,6 +479,11 @@ class PrivacyEnricher(Enricher):
                     department, department_start = name, seg.start_ms
             team = team or not keys.isdisjoint(seg.participants)
         event["ehr.patient.encounter_active"] = active
+        if not active:
+            ends = [e for source in self.encounters if source.loaded
+                    for e in [source.index.last_end(patient_id, ts_ms)] if e is not None]
+            if ends:
+                event["ehr.patient.days_since_discharge"] = (ts_ms - max(ends)) // 86_400_000
         if department is not None:
             event["ehr.patient.department"] = department
         if mine is not None:
