@@ -31,8 +31,8 @@ class DayRecord:
     #: patient hash -> earliest canonical @timestamp of an access that day
     patients: dict[str, str] = field(default_factory=dict)
     roles: set[str] = field(default_factory=set)
-    #: (tolerance, spread hours) memo for summarise; reset when the hours change
-    _spread: tuple[int, set[int]] | None = field(default=None, repr=False, compare=False)
+    #: (tolerance, 24-bit mask of the spread hours) memo for summarise; reset when the hours change
+    _spread: tuple[int, int] | None = field(default=None, repr=False, compare=False)
     #: sorted first-access times for patients_upto; reset when the patients change
     _firsts: list[str] | None = field(default=None, repr=False, compare=False)
 
@@ -75,39 +75,44 @@ def spread(hours: set[int], tolerance: int) -> set[int]:
     return {(h + d) % 24 for h in hours for d in range(-tolerance, tolerance + 1)}
 
 
-@dataclass(frozen=True)
 class Profile:
-    """A summary of user-days in a window: per day class, how many were active and near each hour.
+    """A summary of user-days in a window: per day class, the active user-days as hour masks.
 
-    ``days[c]`` counts the active user-days of class ``c`` (0 weekday, 1 weekend); ``near[c][h]`` those with
-    activity within the tolerance of hour ``h``; ``usual`` is the median daily distinct-patient count over
-    all active user-days (None without any)."""
+    ``days[c]`` counts the active user-days of class ``c`` (0 weekday, 1 weekend); ``masks[c]`` holds one
+    24-bit mask per such day, bit ``h`` set when there was activity within the tolerance of hour ``h``;
+    ``usual`` is the median daily distinct-patient count over all active user-days (None without any).
+    Shares are computed on first use and memoised: a profile is asked about a few hours only."""
 
-    active_days: int
-    days: tuple[int, int]
-    near: tuple[tuple[int, ...], tuple[int, ...]]
-    usual: float | None
+    __slots__ = ("active_days", "days", "masks", "usual", "_shares")
+
+    def __init__(self, active_days: int, days: tuple[int, int], masks: tuple[list[int], list[int]],
+                 usual: float | None):
+        self.active_days = active_days
+        self.days = days
+        self.masks = masks
+        self.usual = usual
+        self._shares: dict[tuple[int, int], float] = {}
 
     def share(self, day_class: int, hour: int) -> float:
-        total = self.days[day_class]
-        return self.near[day_class][hour] / total if total else 0.0
+        share = self._shares.get((day_class, hour))
+        if share is None:
+            total = self.days[day_class]
+            bit = 1 << hour
+            hits = sum(1 for mask in self.masks[day_class] if mask & bit)
+            share = self._shares[(day_class, hour)] = hits / total if total else 0.0
+        return share
 
 
 def summarise(records: Iterable[tuple[int, DayRecord]], tolerance: int) -> Profile:
     """The profile of (day class, record) pairs; records without activity are ignored."""
-    days = [0, 0]
-    counts = [[0] * 24, [0] * 24]
+    masks: tuple[list[int], list[int]] = ([], [])
     daily: list[int] = []
     for day_class, record in records:
         if not record.hours:
             continue
-        days[day_class] += 1
-        row = counts[day_class]
         memo = record._spread
         if memo is None or memo[0] != tolerance:
-            memo = record._spread = (tolerance, spread(record.hours, tolerance))
-        for hour in memo[1]:
-            row[hour] += 1
+            memo = record._spread = (tolerance, sum(1 << h for h in spread(record.hours, tolerance)))
+        masks[day_class].append(memo[1])
         daily.append(len(record.patients))
-    return Profile(len(daily), (days[0], days[1]), (tuple(counts[0]), tuple(counts[1])),
-                   float(median(daily)) if daily else None)
+    return Profile(len(daily), (len(masks[0]), len(masks[1])), masks, float(median(daily)) if daily else None)
