@@ -239,6 +239,24 @@ def test_records_staff_after_discharge_are_spared_for_30_days(ruleset: Any, tmp_
     assert "ehr.patient.days_since_discharge" not in during  # still admitted
 
 
+def test_float_pool_staff_count_as_the_ward_of_any_admitted_patient(tmp_path: Path) -> None:
+    roster = tmp_path / "roster.csv"
+    roster.write_text("user_id,login,department\nU1,fnurse,Nursing Float Pool\nU2,springer,Springerpool\n",
+                      encoding="utf-8")
+    adt = tmp_path / "adt.csv"
+    adt.write_text("patient_id,department,start,end\nP7,Cardiology,2026-03-01 08:00,2026-03-05 12:00\n", encoding="utf-8")
+    default = PrivacyEnricher.from_config({"roster_csv": str(roster), "encounters_csv": str(adt),
+                                           "encounters_flags": "all", "timezone": "Europe/Berlin"})
+    admitted, later = "2026-03-03T09:00:00.000Z", "2026-03-20T09:00:00.000Z"
+    assert default.enrich(ev("fnurse", "P7", admitted))["ehr.relationship.same_department"] is True
+    assert default.enrich(ev("fnurse", "P7", later))["ehr.relationship.same_department"] is False
+    assert default.enrich(ev("springer", "P7", admitted))["ehr.relationship.same_department"] is False
+    site = PrivacyEnricher.from_config({"roster_csv": str(roster), "encounters_csv": str(adt),
+                                        "encounters_flags": "all", "encounters_float_departments": ["springer*"]})
+    assert site.enrich(ev("springer", "P7", admitted))["ehr.relationship.same_department"] is True
+    assert site.enrich(ev("fnurse", "P7", admitted))["ehr.relationship.same_department"] is False
+
+
 # --- bad input, reload, options -------------------------------------------------------------------------
 def test_bad_csv_rows_one_line_each_naming_file_line_and_column(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "adt.csv"

@@ -166,6 +166,9 @@ class PrivacyOptions:
     encounters_grace_after_hours: float = 24.0
     #: "sensitive": only on accesses a privacy rule may alert on (SENSITIVE_FLAGS); "all": on every access
     encounters_flags: Literal["sensitive", "all"] = "sensitive"
+    #: roster departments whose staff work wherever they are sent (float pool): same_department for any
+    #: admitted patient; case-insensitive, * and ? wildcards
+    encounters_float_departments: list[str] = dataclasses.field(default_factory=lambda: ["*float*"])
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rare_surname_max_share <= 1.0:
@@ -241,6 +244,7 @@ class PrivacyEnricher(Enricher):
         grace_before_hours: float = 1.0,
         grace_after_hours: float = 24.0,
         encounter_flags: str = "sensitive",
+        float_departments: Iterable[str] = ("*float*",),
     ):
         self.roster = roster
         self.patients = list(patients)
@@ -263,6 +267,8 @@ class PrivacyEnricher(Enricher):
         self._unit = lru_cache(maxsize=8192)(self._map_unit)
         self._minute_ms: dict[str, int] = {}
         self.encounter_flags_all = encounter_flags == "all"
+        self.float_departments = tuple(fold(d) for d in float_departments)
+        self._floats = lru_cache(maxsize=1024)(self._is_float)
 
     @classmethod
     def from_config(cls, options: "Mapping[str, Any] | PrivacyOptions") -> "PrivacyEnricher":
@@ -308,7 +314,8 @@ class PrivacyEnricher(Enricher):
                    emergency_departments=opts.emergency_departments, datasets=opts.datasets,
                    encounters=_encounter_sources(opts), department_map=opts.encounters_department_map,
                    grace_before_hours=opts.encounters_grace_before_hours,
-                   grace_after_hours=opts.encounters_grace_after_hours, encounter_flags=opts.encounters_flags)
+                   grace_after_hours=opts.encounters_grace_after_hours, encounter_flags=opts.encounters_flags,
+                   float_departments=opts.encounters_float_departments)
 
     # --- the contract -------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -441,6 +448,12 @@ class PrivacyEnricher(Enricher):
                 pass
         return timestamp_ms(ts)
 
+    def _is_float(self, department: str) -> bool:
+        """A (folded) roster department of staff sent to any ward (``encounters_float_departments``)."""
+        from fnmatch import fnmatchcase
+
+        return any(fnmatchcase(department, pattern) for pattern in self.float_departments)
+
     def _map_unit(self, unit: str) -> tuple[str, str]:
         """A unit/ward name -> (the roster department it maps to, that name folded for comparison)."""
         name = self.department_map.get(fold(unit), unit)
@@ -487,7 +500,7 @@ class PrivacyEnricher(Enricher):
         if department is not None:
             event["ehr.patient.department"] = department
         if mine is not None:
-            event["ehr.relationship.same_department"] = same
+            event["ehr.relationship.same_department"] = same or (active and self._floats(mine))
         if keys:
             event["ehr.relationship.care_team"] = team
             if related:
