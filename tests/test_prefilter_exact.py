@@ -189,3 +189,14 @@ def test_sigmahq_windows_rules_over_evtx_samples_match_identically():
     assert events > 20000
     assert len(plain) > 1000  # the samples really fire many rules
     assert fast == plain
+
+
+def test_a_scoped_scan_offers_only_its_rules_and_misses_none(tmp_path):
+    rs = _ruleset(tmp_path, "  sel: {a|contains: cmd}\n  condition: sel\n",
+                  "  kw: [cmd]\n  condition: kw\n", "  sel: {a: x}\n  condition: sel\n")
+    event = {"event.dataset": "ehr.audit", "a": "run CMD"}
+    ids = sorted(rs.rules)
+    scoped = rs.scoped(frozenset(ids[1:]))
+    assert {r.id for r in scoped(event)} == {ids[1]}
+    assert {r.id for r in rs.candidates(event) if r.matches(event)} == set(ids[:2])
+    assert rs.scoped(frozenset(ids)) == rs.candidates
