@@ -203,3 +203,12 @@ def test_cyclic_gc_is_paused_only_while_loading(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         load_rules([tmp_path])
     assert gc.isenabled()
+
+
+def test_cache_dir_comes_from_the_config_relative_to_it(tmp_path):
+    from engine.config import load_config, rule_cache_dir
+
+    (tmp_path / "on.yaml").write_text("rules: {paths: [rules]}\n")
+    (tmp_path / "off.yaml").write_text("rules: {paths: [rules], cache_dir: null}\n")
+    assert rule_cache_dir(load_config(tmp_path / "on.yaml", environ={})) == tmp_path / "data" / "cache"
+    assert rule_cache_dir(load_config(tmp_path / "off.yaml", environ={})) is None
