@@ -569,24 +569,24 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
         if args.rule is not None:
             cases = [c for c in cases if any(r["id"] in rule_ids for r in c.rules)]
         cases.sort(key=lambda c: (-c.score, c.first_trigger, c.id))
-        cases = cases[: args.limit] if args.limit is not None else cases
-        if args.format == "json":
-            for case in cases:
-                sys.stdout.write(orjson.dumps(case.to_dict()).decode() + "\n")
-        else:
-            _cases_table(cases, f"{len(cases)} case(s), highest risk first (--alerts: every alert)")
-        return EXIT_OK
+        return _print_listing(cases, args, lambda shown: _cases_table(
+            shown, f"{len(shown)} case(s), highest risk first (--alerts: every alert)"))
     try:
         alerts = [alert for rule_id in rule_ids for alert in store.list_alerts(rule_id=rule_id, limit=args.limit)]
     finally:
         store.close()
     alerts.sort(key=lambda a: (a.first_trigger, a.id))
-    alerts = alerts[: args.limit] if args.limit is not None else alerts
+    return _print_listing(alerts, args, lambda shown: _alerts_table(shown, f"{len(shown)} alert(s)"))
+
+
+def _print_listing(records: list[Any], args: argparse.Namespace, table: Any) -> int:
+    """``--limit`` records as JSON lines or as the table ``table`` prints."""
+    records = records[: args.limit] if args.limit is not None else records
     if args.format == "json":
-        for alert in alerts:
-            sys.stdout.write(orjson.dumps(alert.to_dict()).decode() + "\n")
+        for record in records:
+            sys.stdout.write(orjson.dumps(record.to_dict()).decode() + "\n")
     else:
-        _alerts_table(alerts, f"{len(alerts)} alert(s)")
+        table(records)
     return EXIT_OK
 
 

@@ -111,6 +111,8 @@ DEFAULTS: dict[str, Any] = {
         "suppression": {},
         "evidence_cap": 100,
         "pseudonymise": {"fields": [], "key_env": "WARDWATCH_PSEUDONYM_KEY", "key_file": None},
+        # alerts about one subject in one period -> one case (engine/alerts/cases.py, docs/alerts.md "Cases")
+        "cases": {"enabled": True, "by": None, "period": "24h", "weights": {}},  # by None: user + patient
     },
     "logging": {"level": "info", "format": "auto"},
     "service": {"http": {"host": "127.0.0.1", "port": None, "token_file": None, "token_env": None}},
@@ -247,6 +249,7 @@ SCHEMA: dict[str, Any] = {
             "key_env": _type(str, nullable=True),
             "key_file": _type(str, nullable=True),
         },
+        "cases": {"enabled": _type(bool), "by": _ANY, "period": _duration, "weights": _mapping},
     },
     "logging": {"level": _one_of("debug", "info", "warning", "error"), "format": _one_of("auto", "json", "console")},
     "service": {"http": {"host": _type(str), "port": _port,
@@ -425,6 +428,16 @@ def _validate_retention(section: Any, source: str) -> None:
                           exc.message) from None
 
 
+def _validate_cases(section: Mapping[str, Any], source: str) -> None:
+    from engine.alerts.cases import CaseConfigError, case_settings
+
+    try:
+        case_settings(section)
+    except CaseConfigError as exc:
+        key, _, message = str(exc).partition(": ")
+        raise ConfigError(source, key, message) from None
+
+
 def _validate_suppression(rules: Mapping[str, Any], source: str) -> None:
     for rule_id, spec in rules.items():
         where = f"alerts.suppression.{rule_id}"
@@ -522,6 +535,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     _validate_sinks(data["alerts"]["sinks"], source)
     _validate_enrichment(data["enrichment"], source)
     _validate_suppression(data["alerts"]["suppression"], source)
+    _validate_cases(data["alerts"]["cases"], source)
     _validate_retention(data["retention"], source)
     _check_es_credentials(data, source, environ)
     _check_source_store_prefix(data, source)

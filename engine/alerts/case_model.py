@@ -61,7 +61,8 @@ class Case:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Case":
-        return cls(**{k: v for k, v in data.items() if k in _FIELDS})
+        return cls(**{k: v for k, v in data.items() if k in _FIELD_SET})
 
 
 _FIELDS = tuple(Case.__dataclass_fields__)
+_FIELD_SET = frozenset(_FIELDS)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
@@ -202,7 +203,7 @@ def memberships(alert: Alert, settings: CaseSettings) -> list[tuple[str, str, in
     subject kind whose fields its group carries (pseudonymised values stay pseudonymised), else one for its
     rule and group alone. A rule's ``wardwatch.case_by`` fields replace ``by`` for its alerts (a field of a
     configured kind keeps that kind, so it still meets the other alerts about the same person)."""
-    anchor = episode_anchor(timestamp_ms(alert.first_trigger), settings.period_ms)
+    anchor, start = _period(alert.first_trigger, settings.period_ms)
     kinds = settings.by
     if alert.rule_id in settings.rule_by:
         kind_of = {f: kind for kind, fields in settings.by.items() for f in fields}
@@ -215,12 +216,19 @@ def memberships(alert: Alert, settings: CaseSettings) -> list[tuple[str, str, in
         name = next((f for f in fields if alert.group.get(f) not in (None, "")), None)
         if name is not None:
             subject = _subject(alert.group[name])
-            found.append((kind, subject, anchor, case_id(kind, subject, iso(anchor)), name))
+            found.append((kind, subject, anchor, case_id(kind, subject, start), name))
     if not found:
         subject = canonical_json(alert.group) if alert.group else "-"
-        found = [(GROUP_SUBJECT, subject, anchor, case_id(f"{GROUP_SUBJECT}:{alert.rule_id}", subject, iso(anchor)),
+        found = [(GROUP_SUBJECT, subject, anchor, case_id(f"{GROUP_SUBJECT}:{alert.rule_id}", subject, start),
                   GROUP_SUBJECT)]
     return found
+
+
+@lru_cache(maxsize=4096)
+def _period(first_trigger: str, period_ms: int) -> tuple[int, str]:
+    """(start ms, start ISO) of the period containing a trigger time (cached: alerts share periods)."""
+    anchor = episode_anchor(timestamp_ms(first_trigger), period_ms)
+    return anchor, iso(anchor)
 
 
 def _subject(value: Any) -> str:
@@ -228,7 +236,7 @@ def _subject(value: Any) -> str:
 
 
 def build_case(cid: str, kind: str, subject: str, anchor_ms: int, members: Sequence[Alert],
-               settings: CaseSettings) -> Case:
+               settings: CaseSettings, fields: Mapping[str, str] | None = None) -> Case:
     """A case whose content is a pure function of its members and the settings (not of arrival order)."""
     members = sorted(members, key=lambda a: (a.first_trigger, a.id))
     by_rule: dict[str, list[Alert]] = {}
@@ -254,7 +262,10 @@ def build_case(cid: str, kind: str, subject: str, anchor_ms: int, members: Seque
     rules.sort(key=lambda r: (-_level_rank(r["level"]), r["title"], r["id"]))
     parts, reasons = score(rules, len(seen) + hidden, settings.weights)
     # the field that named the subject in the earliest member (user.name, or wardwatch.identity, ...)
-    subject_field = next((m[4] for a in members for m in memberships(a, settings) if m[3] == cid), kind)
+    # ``fields``: member alert id -> that field, when the caller already knows it
+    if fields is None:
+        fields = {a.id: m[4] for a in members for m in memberships(a, settings) if m[3] == cid}
+    subject_field = next((fields[a.id] for a in members if a.id in fields), kind)
     return Case(
         id=cid,
         subject_kind=kind,
@@ -357,22 +368,33 @@ class CaseBuilder:
             if alert.id not in fresh or alert.revision >= fresh[alert.id].revision:
                 fresh[alert.id] = alert
         touched: dict[str, tuple[str, str, int, set[str]]] = {}
+        known: dict[tuple[str, int], list[tuple[str, str, int, str, str]]] = {}  # (id, revision) -> memberships
+
+        def member_of(alert: Alert) -> list[tuple[str, str, int, str, str]]:
+            key = (alert.id, alert.revision)
+            if key not in known:
+                known[key] = memberships(alert, self.settings)
+            return known[key]
+
         for alert in fresh.values():
-            for kind, subject, anchor, cid, _ in memberships(alert, self.settings):
+            for kind, subject, anchor, cid, _ in member_of(alert):
                 touched.setdefault(cid, (kind, subject, anchor, set()))[3].add(alert.id)
         out: list[Case] = []
         for cid, (kind, subject, anchor, new_ids) in sorted(touched.items()):
             stored = self.store.get_case(cid)
             member_ids = set(new_ids) | set(stored.alerts if stored else ())
             members = []
+            fields: dict[str, str] = {}
             for aid in sorted(member_ids):
                 alert = self._latest(aid, fresh)
                 # a member whose latest revision moved to another period (a late earlier trigger) leaves
-                if alert is not None and any(m[3] == cid for m in memberships(alert, self.settings)):
+                name = next((m[4] for m in member_of(alert) if m[3] == cid), None) if alert else None
+                if alert is not None and name is not None:
                     members.append(alert)
+                    fields[aid] = name
             if not members:
                 continue
-            case = build_case(cid, kind, subject, anchor, members, self.settings)
+            case = build_case(cid, kind, subject, anchor, members, self.settings, fields)
             if stored is not None:
                 case.status, case.revision = stored.status, stored.revision
                 if case.to_dict() != stored.to_dict():
@@ -381,11 +403,10 @@ class CaseBuilder:
         return out
 
     def _latest(self, alert_id: str, fresh: Mapping[str, Alert]) -> Alert | None:
-        stored = self.store.get_alert(alert_id)
+        """An alert of this delivery batch as handed over (a newer revision of it, if any, is still in the
+        outbox and updates the case in its turn, so the final content is the same); others from the store."""
         mine = fresh.get(alert_id)
-        if stored is None or (mine is not None and mine.revision >= stored.revision):
-            return mine if mine is not None else stored
-        return stored
+        return mine if mine is not None else self.store.get_alert(alert_id)
 
     def close(self) -> None:
         pass

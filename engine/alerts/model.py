@@ -69,8 +69,7 @@ class Alert:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Alert":
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in _FIELD_SET})
 
     def content_key(self) -> dict[str, Any]:
         """Everything that must be identical between two runs over the same data (no wall-clock times)."""
@@ -78,3 +77,4 @@ class Alert:
 
 
 _FIELDS = tuple(Alert.__dataclass_fields__)
+_FIELD_SET = frozenset(_FIELDS)

@@ -218,42 +218,29 @@ def deliver_pending(store: Store, sinks: Sequence[Sink], batch: int = 1000) -> i
         if not hasattr(sink, "deliver_cases"):
             wants = frozenset({"alerts"})
         if "alerts" in wants:
-            delivered += _drain(store, sink, batch)
+            delivered += _drain(sink.name, lambda: store.pending_deliveries(sink.name, limit=batch), sink.deliver,
+                                lambda done: store.mark_delivered(sink.name, done), batch)
         if "cases" in wants:
-            delivered += _drain_cases(store, sink, batch)
+            delivered += _drain(sink.name, lambda: store.pending_case_deliveries(sink.name, limit=batch),
+                                sink.deliver_cases,  # type: ignore[attr-defined]
+                                lambda done: store.mark_cases_delivered(sink.name, done), batch)
     return delivered
 
 
-def _drain_cases(store: Store, sink: Any, batch: int) -> int:
+def _drain(name: str, fetch: Any, hand: Any, acknowledge: Any, batch: int) -> int:
+    """Fetch, hand over, acknowledge, until the outbox has nothing more for this sink; a failing sink keeps
+    its revisions for the next round (at-least-once; the sinks deduplicate)."""
     delivered = 0
     while True:
-        pending = store.pending_case_deliveries(sink.name, limit=batch)
+        pending = fetch()
         if not pending:
             break
         try:
-            sink.deliver_cases(pending)
+            hand(pending)
         except OSError as exc:
-            log.error("sink delivery failed; will retry", sink=sink.name, error=str(exc))
+            log.error("sink delivery failed; will retry", sink=name, error=str(exc))
             break
-        store.mark_cases_delivered(sink.name, pending)
-        delivered += len(pending)
-        if len(pending) < batch:
-            break
-    return delivered
-
-
-def _drain(store: Store, sink: Sink, batch: int) -> int:
-    delivered = 0
-    while True:
-        pending = store.pending_deliveries(sink.name, limit=batch)
-        if not pending:
-            break
-        try:
-            sink.deliver(pending)
-        except OSError as exc:
-            log.error("sink delivery failed; will retry", sink=sink.name, error=str(exc))
-            break
-        store.mark_delivered(sink.name, pending)
+        acknowledge(pending)
         delivered += len(pending)
         if len(pending) < batch:
             break

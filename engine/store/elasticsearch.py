@@ -723,31 +723,40 @@ class ElasticsearchStore(Store):
         return Alert.from_dict(hits[0]["_source"]) if hits else None
 
     def list_alerts(self, rule_id: str | None = None, limit: int | None = None) -> list[Alert]:
-        self._refresh(self.names["alerts"])
         query: dict[str, Any] = {"term": {"rule_id": rule_id}} if rule_id is not None else {"match_all": {}}
-        out: list[Alert] = []
+        return self._list_sorted(self.names["alerts"], query, limit, Alert.from_dict, "list alerts")
+
+    def _list_sorted(self, index: str, query: dict[str, Any], limit: int | None, build: Any, what: str) -> list[Any]:
+        """Documents of ``index`` in (first_trigger, id) order, paged with search_after."""
+        self._refresh(index)
+        out: list[Any] = []
         search_after = None
         while limit is None or len(out) < limit:
             size = self.search_page_size if limit is None else min(self.search_page_size, limit - len(out))
-            kwargs: dict[str, Any] = {"index": self.names["alerts"], "size": size, "query": query,
+            kwargs: dict[str, Any] = {"index": index, "size": size, "query": query,
                                       "sort": [{"first_trigger": "asc"}, {"id": "asc"}], "track_total_hits": False}
             if search_after is not None:
                 kwargs["search_after"] = search_after
-            hits = self._call(lambda: self.es.search(**kwargs), what="list alerts")["hits"]["hits"]
-            out.extend(Alert.from_dict(h["_source"]) for h in hits)
+            hits = self._call(lambda: self.es.search(**kwargs), what=what)["hits"]["hits"]
+            out.extend(build(h["_source"]) for h in hits)
             if len(hits) < size:
                 break
             search_after = hits[-1]["sort"]
         return out
 
     def pending_deliveries(self, sink: str, limit: int = 1000) -> list[Alert]:
-        self._refresh(self.names["outbox"])
-        self._refresh(self.names["deliveries"])
-        out: list[Alert] = []
+        return self._pending("outbox", "deliveries", "alert_json", Alert.from_dict, sink, limit)
+
+    def _pending(self, outbox: str, deliveries: str, json_key: str, build: Any, sink: str, limit: int) -> list[Any]:
+        """Outbox entries (in ``ordinal`` order) without a delivery record of ``sink``: alerts and cases."""
+        outbox, deliveries = self.names[outbox], self.names[deliveries]
+        self._refresh(outbox)
+        self._refresh(deliveries)
+        out: list[Any] = []
         search_after = None
         page = max(100, min(self.search_page_size, 1000))
         while len(out) < limit:
-            kwargs: dict[str, Any] = {"index": self.names["outbox"], "size": page, "sort": [{"ordinal": "asc"}],
+            kwargs: dict[str, Any] = {"index": outbox, "size": page, "sort": [{"ordinal": "asc"}],
                                       "track_total_hits": False}
             if search_after is not None:
                 kwargs["search_after"] = search_after
@@ -755,12 +764,12 @@ class ElasticsearchStore(Store):
             if not hits:
                 break
             ids = [f"{sink}:{h['_id']}" for h in hits]
-            done = self._call(lambda: self.es.mget(index=self.names["deliveries"], ids=ids, _source=False),
+            done = self._call(lambda: self.es.mget(index=deliveries, ids=ids, _source=False),
                               what="read deliveries")
             delivered = {d["_id"] for d in done["docs"] if d.get("found")}
             for hit, did in zip(hits, ids):
                 if did not in delivered:
-                    out.append(Alert.from_dict(orjson.loads(hit["_source"]["alert_json"])))
+                    out.append(build(orjson.loads(hit["_source"][json_key])))
                     if len(out) >= limit:
                         break
             if len(hits) < page:
@@ -803,49 +812,10 @@ class ElasticsearchStore(Store):
         return Case.from_dict(resp["_source"])
 
     def list_cases(self, limit: int | None = None) -> list[Case]:
-        self._refresh(self.names["cases"])
-        out: list[Case] = []
-        search_after = None
-        while limit is None or len(out) < limit:
-            size = self.search_page_size if limit is None else min(self.search_page_size, limit - len(out))
-            kwargs: dict[str, Any] = {"index": self.names["cases"], "size": size, "query": {"match_all": {}},
-                                      "sort": [{"first_trigger": "asc"}, {"id": "asc"}], "track_total_hits": False}
-            if search_after is not None:
-                kwargs["search_after"] = search_after
-            hits = self._call(lambda: self.es.search(**kwargs), what="list cases")["hits"]["hits"]
-            out.extend(Case.from_dict(h["_source"]) for h in hits)
-            if len(hits) < size:
-                break
-            search_after = hits[-1]["sort"]
-        return out
+        return self._list_sorted(self.names["cases"], {"match_all": {}}, limit, Case.from_dict, "list cases")
 
     def pending_case_deliveries(self, sink: str, limit: int = 1000) -> list[Case]:
-        self._refresh(self.names["case_outbox"])
-        self._refresh(self.names["case_deliveries"])
-        out: list[Case] = []
-        search_after = None
-        page = max(100, min(self.search_page_size, 1000))
-        while len(out) < limit:
-            kwargs: dict[str, Any] = {"index": self.names["case_outbox"], "size": page,
-                                      "sort": [{"ordinal": "asc"}], "track_total_hits": False}
-            if search_after is not None:
-                kwargs["search_after"] = search_after
-            hits = self._call(lambda: self.es.search(**kwargs), what="read case outbox")["hits"]["hits"]
-            if not hits:
-                break
-            ids = [f"{sink}:{h['_id']}" for h in hits]
-            done = self._call(lambda: self.es.mget(index=self.names["case_deliveries"], ids=ids, _source=False),
-                              what="read case deliveries")
-            delivered = {d["_id"] for d in done["docs"] if d.get("found")}
-            for hit, did in zip(hits, ids):
-                if did not in delivered:
-                    out.append(Case.from_dict(orjson.loads(hit["_source"]["case_json"])))
-                    if len(out) >= limit:
-                        break
-            if len(hits) < page:
-                break
-            search_after = hits[-1]["sort"]
-        return out
+        return self._pending("case_outbox", "case_deliveries", "case_json", Case.from_dict, sink, limit)
 
     def mark_cases_delivered(self, sink: str, cases: Sequence[Case]) -> None:
         lines: list[dict[str, Any]] = []
