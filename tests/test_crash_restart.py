@@ -116,3 +116,19 @@ def test_kill_minus_nine_and_restart_gives_the_alerts_of_an_uninterrupted_run(tm
         if line["revision"] >= latest.get(line["id"], {"revision": 0})["revision"]:
             latest[line["id"]] = line
     assert {a.id: a.revision for a in got_alerts} == {i: line["revision"] for i, line in latest.items()}
+
+    # Cases (engine/alerts/cases.py): the same cases as the uninterrupted run, each revision written once.
+    def stored_cases(db: Path) -> dict[str, dict]:
+        store = open_store("sqlite", path=db)
+        try:
+            return {c.id: {k: v for k, v in c.to_dict().items() if k not in ("revision", "status")}
+                    for c in store.list_cases()}
+        finally:
+            store.close()
+
+    got_cases = stored_cases(crash_dir / "w.db")
+    assert got_cases == stored_cases(reference_dir / "w.db") and got_cases
+    case_lines = [orjson.loads(line) for line in (crash_dir / "alerts.cases.jsonl").read_bytes().splitlines()]
+    case_pairs = [(line["id"], line["revision"]) for line in case_lines]
+    assert len(case_pairs) == len(set(case_pairs)), "a case revision was written to the JSONL sink twice"
+    assert {line["id"] for line in case_lines} == set(got_cases)
