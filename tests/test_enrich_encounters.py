@@ -235,8 +235,9 @@ def test_records_staff_after_discharge_are_spared_for_30_days(ruleset: Any, tmp_
     late = enricher.enrich({**ev("bclerk", "P7", "2026-04-20T09:00:00.000Z"), "event.id": "b"})
     nurse = enricher.enrich({**ev("nnurse", "P7", "2026-03-10T09:00:00.000Z"), "event.id": "c"})
     assert alerts(ruleset, "ehr_privacy_coworker_record", [five_days, late, nurse]) == {"b", "c"}
-    during = enricher.enrich(ev("bclerk", "P7", "2026-03-03T09:00:00.000Z"))
-    assert "ehr.patient.days_since_discharge" not in during  # still admitted
+    during = enricher.enrich({**ev("bclerk", "P7", "2026-03-03T09:00:00.000Z"), "event.id": "d"})
+    assert "ehr.patient.days_since_discharge" not in during  # still admitted: concurrent coding, interim bill
+    assert not alerts(ruleset, "ehr_privacy_coworker_record", [during])
 
 
 def test_float_pool_staff_count_as_the_ward_of_any_admitted_patient(tmp_path: Path) -> None:
