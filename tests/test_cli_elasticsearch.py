@@ -20,7 +20,7 @@ def test_cli_on_elasticsearch(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "wardwatch.yaml").write_text(
         f"store:\n  kind: elasticsearch\n  elasticsearch:\n    hosts: [{url}]\n    index_prefix: {prefix}\n"
-        f"rules:\n  paths: [{ROOT}/rules/healthcare]\n"
+        f"rules:\n  paths: [{ROOT}/rules/healthcare, {ROOT}/rules/windows/windows_kerberoasting.yml]\n"
         f"connectors:\n  - {{name: win, type: ndjson, path: {ROOT}/fixtures/windows, dataset: windows.security}}\n"
         f"alerts:\n  sinks: []\n")
     try:
