@@ -103,10 +103,13 @@ class Cluster:
             self.es.options(ignore_status=404).indices.delete_data_stream(name=stream["name"])
         names = list(self.es.indices.get(index=f"{self.prefix}-*", expand_wildcards="all",
                                          allow_no_indices=True, ignore_unavailable=True))
+        # a data stream's write index cannot be deleted, and without the data stream API (the integ-test
+        # distribution) neither can the stream: it stays, empty-named and uniquely prefixed, in that cluster
+        names = [n for n in names if not n.startswith(".ds-")]
         if names:
             self.es.options(ignore_status=404).indices.delete(index=",".join(names))
         for name in self.templates:
-            self.es.options(ignore_status=404).indices.delete_index_template(name=name)
+            self.es.options(ignore_status=(400, 404)).indices.delete_index_template(name=name)
         if self.pipeline:
             self.es.options(ignore_status=404).ingest.delete_pipeline(id=self.pipeline)
         self.es.close()
@@ -273,9 +276,9 @@ def test_fields_cuts_documents_down_to_what_rules_need(cluster):
 def test_a_data_stream_is_read_and_its_backing_index_is_the_identity(cluster):
     name = f"{cluster.prefix}-ds"
     template = f"{cluster.prefix}-template"
-    probe = cluster.es.options(ignore_status=(400, 404)).indices.get_data_stream(name=name)
-    if probe.meta.status == 400:  # a minimal distribution: data streams could be created but never deleted
-        pytest.skip("this Elasticsearch distribution has no data stream API")
+    # The integ-test distribution CI runs creates data streams but has no _data_stream API (no GET, no
+    # DELETE): the backing index is found through the index API, and the (empty-named, uniquely prefixed)
+    # stream stays behind in that throw-away cluster.
     index_settings: dict[str, Any] = {"number_of_replicas": 0}
     if cluster.pipeline:
         index_settings["default_pipeline"] = cluster.pipeline
@@ -285,7 +288,9 @@ def test_a_data_stream_is_read_and_its_backing_index_is_the_identity(cluster):
     cluster.put(name, DOCS[:60], op_type="create")
     events, _, _ = read_all(cluster.connector(name))
     assert len(events) == 60
-    backing = cluster.es.indices.get_data_stream(name=name)["data_streams"][0]["indices"][0]["index_name"]
+    backing_indices = [i for i in cluster.es.indices.get(index=name) if i.startswith(".ds-")]
+    assert len(backing_indices) == 1
+    backing = backing_indices[0]
     generic = [e for e in events if e["event.dataset"] == "elasticsearch"]
     assert generic and all(e["event.id"] == mapping.document_id(backing, e_id)
                            for e, e_id in zip(generic, doc_ids_of(events, generic)))
