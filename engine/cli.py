@@ -141,6 +141,22 @@ def _read_to_end(connector: Any) -> None:
         read_to_end()
 
 
+#: ``run --once`` prints at most this many alert rows: a first run of the whole SigmaHQ set over a backlog
+#: raises thousands, and a terminal table of them is unreadable and took longer than evaluating them.
+#: ``wardwatch alerts list --alerts`` (and the sinks) have every one.
+RUN_ONCE_TABLE_ROWS = 50
+_LEVEL_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1, "informational": 0}
+
+
+def _most_severe(alerts: Sequence[Any], limit: int) -> list[Any]:
+    """The ``limit`` most severe alerts (earliest first among equals), shown in their original order."""
+    if len(alerts) <= limit:
+        return list(alerts)
+    ranked = sorted(range(len(alerts)),
+                    key=lambda i: (-_LEVEL_RANK.get(alerts[i].rule_level, 0), alerts[i].first_trigger))
+    return [alerts[i] for i in sorted(ranked[:limit])]
+
+
 def _run_once(app: Any) -> int:
     from engine.evaluation import iter_alerts, run_all
     from engine.health import HealthBook
@@ -165,7 +181,9 @@ def _run_once(app: Any) -> int:
         results = run_all(app.evaluator, app.jobs)
         deliver_pending(app.store, app.sinks)
         alerts = sorted(iter_alerts(results), key=lambda a: (a.first_trigger, a.rule_title))
-        _alerts_table(alerts, f"{len(alerts)} new or updated alert(s) in this run")
+        _alerts_table(_most_severe(alerts, RUN_ONCE_TABLE_ROWS),
+                      f"{len(alerts)} new or updated alert(s) in this run"
+                      + (f", the {RUN_ONCE_TABLE_ROWS} most severe" if len(alerts) > RUN_ONCE_TABLE_ROWS else ""))
         total = len(app.store.list_alerts())
         if any(getattr(s, "name", "") == "@cases" for s in app.sinks):
             _print_cases(app.store.list_cases())

@@ -394,3 +394,33 @@ def test_rules_convert_a_correlation_converts_each_base_rule(capsys):
     code, out, _ = run_cli(capsys, "rules", "convert", str(ROOT / "rules/windows/windows_kerberoasting.yml"),
                            "--store", "elasticsearch")
     assert code == 0 and "value_count(ServiceName) >= 5" in out and "-> elasticsearch" in out
+
+
+def test_run_once_shows_the_most_severe_alerts_first_when_there_are_many(tmp_path, capsys, monkeypatch):
+    """A first run over a backlog can raise thousands of alerts: the terminal table keeps the 50 most
+    severe (a critical one is never pushed out by a flood of low ones); `alerts list --alerts` has all."""
+    from engine.cli import RUN_ONCE_TABLE_ROWS
+
+    monkeypatch.chdir(tmp_path)
+    events = [{"@timestamp": f"2026-11-02T10:{i // 60:02d}:{i % 60:02d}Z", "event.dataset": "ehr.audit",
+               "user.name": f"user{i:03d}", "event.action": "read"} for i in range(RUN_ONCE_TABLE_ROWS + 20)]
+    events[-1]["event.action"] = "delete"
+    write_events(tmp_path / "events.ndjson", events)
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yml").write_text(
+        "title: Every read\nid: 0f0c1e2a-5b7d-4c8e-9a10-000000000001\nlevel: low\nlogsource:\n  product: ehr\n"
+        "detection:\n  sel:\n    event.action: read\n  condition: sel\n---\n"
+        "title: A delete\nid: 0f0c1e2a-5b7d-4c8e-9a10-000000000002\nlevel: critical\nlogsource:\n  product: ehr\n"
+        "detection:\n  sel:\n    event.action: delete\n  condition: sel\n")
+    (tmp_path / "wardwatch.yaml").write_text(
+        f"store:\n  sqlite:\n    path: {tmp_path}/w.db\nrules:\n  paths: [{rules}]\n"
+        f"connectors:\n  - {{name: e, type: ndjson, path: {tmp_path}/events.ndjson}}\nalerts:\n  sinks: []\n")
+    code, out, _ = run_cli(capsys, "run", "--once")
+    assert code == 0
+    table = out.split("case(s) in the store")[0]
+    assert f"{RUN_ONCE_TABLE_ROWS + 20} new or updated alert(s) in this run, the {RUN_ONCE_TABLE_ROWS} most severe" \
+        in " ".join(table.split())
+    assert "A delete" in table and table.count("Every read") == RUN_ONCE_TABLE_ROWS - 1
+    code, out, _ = run_cli(capsys, "alerts", "list", "--alerts", "--format", "json")
+    assert code == 0 and len(out.splitlines()) == RUN_ONCE_TABLE_ROWS + 20
