@@ -527,7 +527,10 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     overrides = env_overrides(environ)
     _validate(overrides, SCHEMA, "", "environment (WARDWATCH_*)")
     # Lists (connectors, sinks) given by the user replace the defaults instead of merging into them.
-    data = deep_merge(deep_merge(DEFAULTS, DEMO_ONLY) if path is None else DEFAULTS, user)
+    # the demo directory only where the demo is (the repository): elsewhere the built-in defaults would
+    # warn on every command about a file that was never meant to be there
+    demo = path is None and (base_dir / DEMO_ONLY["enrichment"]["identity"]["directory"]).is_file()
+    data = deep_merge(deep_merge(DEFAULTS, DEMO_ONLY) if demo else DEFAULTS, user)
     data = deep_merge(data, overrides)
     _validate(data, SCHEMA, "", source)
     _refuse_secret_literals(user, source)

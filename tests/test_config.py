@@ -8,6 +8,8 @@ import pytest
 
 from engine.config import ConfigError, load_config, parse_duration
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def test_builtin_defaults_run_the_demo_on_sqlite(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -15,7 +17,9 @@ def test_builtin_defaults_run_the_demo_on_sqlite(tmp_path, monkeypatch):
     assert config.source == "<built-in defaults>"
     assert config["store"]["kind"] == "sqlite"
     assert {c["type"] for c in config["connectors"]} == {"fhir-auditevent-file", "cisco-asa", "winlogbeat"}
-    assert config["enrichment"]["identity"]["directory"] == "fixtures/directory/users.ldif"
+    assert config["enrichment"]["identity"] is None  # no demo directory here
+    monkeypatch.chdir(ROOT)
+    assert load_config(None, environ={})["enrichment"]["identity"]["directory"] == "fixtures/directory/users.ldif"
 
 
 def test_a_site_config_does_not_inherit_the_demo_directory(tmp_path):

@@ -50,7 +50,7 @@ def ingest_and_alerts(capsys, types: list[str]) -> list[dict[str, Any]]:
         assert code == 0 and "0 dead letters" in out, err
     code, _, err = run_cli(capsys, "run", "--once")
     assert code == 0, err
-    code, out, err = run_cli(capsys, "alerts", "list", "--format", "json")
+    code, out, err = run_cli(capsys, "alerts", "list", "--alerts", "--format", "json")
     assert code == 0, err
     return [orjson.loads(line) for line in out.splitlines()]
 

@@ -118,7 +118,7 @@ def test_file_ingest_and_rules_through_the_cli(type_name, tmp_path, capsys, monk
 
     code, out, _ = run_cli(capsys, "run", "--once")
     assert code == 0
-    code, out, _ = run_cli(capsys, "alerts", "list", "--format", "json")
+    code, out, _ = run_cli(capsys, "alerts", "list", "--alerts", "--format", "json")
     assert code == 0
     alerts = [orjson.loads(line) for line in out.splitlines()]
     key = lambda g: sorted(g.items())  # noqa: E731
@@ -183,7 +183,7 @@ def test_a_store_with_old_ids_is_refused_for_ingest_but_status_and_alerts_list_r
     fixture = str(FIXTURES["openvpn"])
     assert run_cli(capsys, "ingest", "openvpn", fixture, "-o", "timezone=Europe/Berlin")[0] == 0
     assert run_cli(capsys, "run", "--once")[0] == 0
-    _, listed, _ = run_cli(capsys, "alerts", "list", "--format", "json")
+    _, listed, _ = run_cli(capsys, "alerts", "list", "--alerts", "--format", "json")
     with closing(sqlite3.connect(tmp_path / "w.db")) as db, db:  # what a store written before scheme 2 looks like
         db.execute("DELETE FROM meta WHERE key = 'event_id_scheme'")
     refusal = (f"{tmp_path}/w.db: events were written with connector-named ids (scheme 1); "
@@ -192,7 +192,7 @@ def test_a_store_with_old_ids_is_refused_for_ingest_but_status_and_alerts_list_r
     code, out, err = run_cli(capsys, "ingest", "openvpn", fixture, "-o", "timezone=Europe/Berlin")
     assert code == 1 and err.strip().splitlines()[-1].endswith(refusal)
 
-    code, out, err = run_cli(capsys, "alerts", "list", "--format", "json")
+    code, out, err = run_cli(capsys, "alerts", "list", "--alerts", "--format", "json")
     assert code == 0 and out == listed and len(out.splitlines()) >= 4
     assert err.strip().splitlines() == [f"warning: {refusal}"]
 
