@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Collection, Iterable, Iterator, Mapping
 
 from engine.correlation_expr import compile_extended_condition
 from engine.correlation_spec import CORRELATION_TYPES, CorrelationSpec
@@ -134,15 +134,13 @@ def evaluate_correlation(
         raise ValueError("max_event_ids must be >= 0")
     triggers: list[Trigger] = []
     for values, entries in _group_entries(spec, matches).items():
-        if _cannot_trigger(spec, entries):
-            continue
         group = dict(zip(spec.group_by, values))
         triggers.extend(_evaluate_group(spec, group, canonical_json(group), entries, max_event_ids))
     triggers.sort(key=lambda trigger: (trigger.ts_ms, trigger.group_key))
     return triggers
 
 
-def _cannot_trigger(spec: CorrelationSpec, entries: list[Entry]) -> bool:
+def _cannot_trigger(spec: CorrelationSpec, entries: Collection[Entry]) -> bool:
     """True when no window of this group can meet a lower-bound-only count condition (``gt``/``gte``).
 
     Any window's count is at most the whole group's, so a group that fails on all its events together
@@ -154,8 +152,8 @@ def _cannot_trigger(spec: CorrelationSpec, entries: list[Entry]) -> bool:
         return False
     if spec.type == "event_count":
         bound = len(entries)
-    else:
-        bound = len(set().union(*(entry.value for entry in entries)))  # type: ignore[arg-type]
+    else:  # events without a value (None) contribute nothing: ``_entries`` drops them
+        bound = len(set().union(*(entry.value for entry in entries if entry.value is not None)))  # type: ignore[arg-type]
     return not condition_holds(spec.condition, bound)
 
 
@@ -203,32 +201,56 @@ def _new_aggregate(spec: CorrelationSpec) -> Aggregate:
 
 
 def _group_entries(spec: CorrelationSpec, matches: Iterable[Match]) -> dict[tuple[str, ...], list[Entry]]:
-    """Group matches, merge them per event id, drop non-contributing events, sort by (ts, event_id)."""
+    """Group matches, merge them per event id, drop non-contributing events, sort by (ts, event_id).
+
+    Groups that cannot trigger (``_cannot_trigger``) are dropped before their entries are sorted. This loop
+    meets every match of every referenced rule (~70k EHR reads per correlation in the rules window), so
+    the group-by values and the common case of ``_add_value`` are computed inline: a ``str`` value is its own
+    canonical form, anything else goes through ``canonical_value`` as before.
+    """
     positions = {rule: index for index, rule in reversed(list(enumerate(spec.rules)))}
     layouts = {rule: _field_layout(spec, rule) for rule in positions}
     kind = spec.type
+    counts_values = kind == "value_count"
+    canonical = canonical_value
     groups: dict[tuple[str, ...], dict[str, Entry]] = {}
     for match in matches:
         layout = layouts.get(match.rule_id)
         if layout is None:
             continue  # not a referenced rule: not part of this correlation
         group_fields, value_field = layout
-        values = _group_values(match.fields, group_fields)
-        if values is None:
-            continue
-        events = groups.get(values)
-        if events is None:
-            events = groups[values] = {}
-        entry = events.get(match.event_id)
-        if entry is None:
-            entry = events[match.event_id] = Entry(match.ts_ms, match.event_id, {match.rule_id})
+        fields = match.fields
+        values_list = []
+        for name in group_fields:
+            value = fields.get(name)
+            if type(value) is not str:
+                value = canonical(value)
+                if value is None:
+                    break
+            values_list.append(value)
         else:
-            if match.ts_ms < entry.ts:
-                entry.ts = match.ts_ms
-            entry.rules.add(match.rule_id)
-        if value_field is not None:
-            _add_value(entry, kind, positions[match.rule_id], match.fields.get(value_field))
-    return {values: _entries(kind, events) for values, events in groups.items()}
+            values = tuple(values_list)
+            events = groups.get(values)
+            if events is None:
+                events = groups[values] = {}
+            entry = events.get(match.event_id)
+            if entry is None:
+                entry = events[match.event_id] = Entry(match.ts_ms, match.event_id, {match.rule_id})
+            else:
+                if match.ts_ms < entry.ts:
+                    entry.ts = match.ts_ms
+                entry.rules.add(match.rule_id)
+            if value_field is not None:
+                raw = fields.get(value_field)
+                if counts_values and type(raw) is str:
+                    if entry.value is None:
+                        entry.value = {raw}
+                    else:
+                        entry.value.add(raw)  # type: ignore[attr-defined]
+                else:
+                    _add_value(entry, kind, positions[match.rule_id], raw)
+    return {values: _entries(kind, events) for values, events in groups.items()
+            if not _cannot_trigger(spec, events.values())}
 
 
 def _field_layout(spec: CorrelationSpec, rule: str) -> tuple[tuple[str, ...], str | None]:
@@ -238,17 +260,6 @@ def _field_layout(spec: CorrelationSpec, rule: str) -> tuple[tuple[str, ...], st
     if spec.type in VALUE_TYPES and spec.condition_field:
         value_field = resolve_field(spec.condition_field, rule, spec.aliases)
     return group_fields, value_field
-
-
-def _group_values(fields: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str, ...] | None:
-    """Canonical group-by values of one match, or None when any is absent (the match is not correlated)."""
-    values = []
-    for name in names:
-        value = canonical_value(fields.get(name))
-        if value is None:
-            return None
-        values.append(value)
-    return tuple(values)
 
 
 def _add_value(entry: Entry, kind: str, position: int, raw: Any) -> None:

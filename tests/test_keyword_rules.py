@@ -93,8 +93,8 @@ def test_keyword_rule_matches_any_string_field_alone_or_with_other_rules(
         e["event.id"] for e in EVENTS[:2])
 
 
-def test_only_the_keyword_rules_scan_fetches_whole_events(tmp_path: Path) -> None:
-    """Other rules keep their narrow scan (only the fields they read): whole events cost I/O and memory."""
+def _rule_scans(tmp_path: Path, *rules: str, keyword: bool = True) -> list[Any]:
+    """The SearchQuery of every rule scan of one SQLite evaluation of the keyword rule (or not) + ``rules``."""
     from engine.store import open_store
     from engine.store.base import SearchQuery
 
@@ -104,13 +104,29 @@ def test_only_the_keyword_rules_scan_fetches_whole_events(tmp_path: Path) -> Non
     store.search = lambda query: (asked.append(query), search(query))[1]  # type: ignore[method-assign]
     try:
         store.write(EVENTS)
-        keyword_alerts(store, tmp_path, NOTE_RULE)
+        if keyword:
+            keyword_alerts(store, tmp_path, *rules)
+        else:
+            (tmp_path / "rules").mkdir(exist_ok=True)
+            for n, text in enumerate(rules):
+                (tmp_path / "rules" / f"only{n}.yml").write_text(text)
+            ruleset = load_rules([str(tmp_path / "rules")])
+            Evaluator(store, candidates=ruleset.candidates).run_many(
+                build_jobs(ruleset), upto=covering_watermark(store, [e["event.id"] for e in EVENTS]))
     finally:
         store.close()
-    asked = [q for q in asked if q.datasets]  # the rule scans, not the test's own watermark polling
-    assert [q.fields is None for q in asked].count(True) == 1
-    narrow = [q.fields for q in asked if q.fields is not None]
-    assert narrow and all("ehr.note" in f and "event.original" not in f for f in narrow)
+    return [q for q in asked if q.datasets]  # the rule scans, not the test's own watermark polling
+
+
+def test_on_sqlite_the_keyword_rules_whole_event_scan_serves_every_rule(tmp_path: Path) -> None:
+    """Without a store-side narrowing query (SQLite) the new events are read once, whole, for all rules
+    (issue 10: reading them twice was a third of the SigmaHQ evaluate phase); rules without keywords keep
+    their narrow scan (only the fields they read) when no keyword rule runs."""
+    both = _rule_scans(tmp_path / "both", NOTE_RULE)
+    assert [q.fields for q in both] == [None]
+    narrow = _rule_scans(tmp_path / "narrow", NOTE_RULE, keyword=False)
+    assert len(narrow) == 1 and narrow[0].fields is not None
+    assert "ehr.note" in narrow[0].fields and "event.original" not in narrow[0].fields
 
 
 ORIGINAL_RULE = """\

@@ -346,13 +346,21 @@ class SqliteStore(Store):
         return RuleCheckpoint(rule_id=rule_id, watermark=row[0], extra=orjson.loads(row[1]))
 
     def commit_rule_run(self, checkpoint: RuleCheckpoint, alerts: Sequence[Alert]) -> None:
+        self.commit_rule_runs([(checkpoint, alerts)])
+
+    def commit_rule_runs(self, runs: Sequence[tuple[RuleCheckpoint, Sequence[Alert]]]) -> None:
+        """Several rules' ``commit_rule_run`` in ONE transaction, in order: every alert still lands with its
+        own checkpoint (all of them commit, or none), and an evaluation round of the SigmaHQ set pays one
+        commit instead of ~2,400 (0.45 s of a 2.8 s evaluate phase, issue 10)."""
         now = _now()
         rows = []
-        for alert in alerts:
-            doc = _dumps(alert.to_dict())
-            rows.append((alert.id, alert.rule_id, alert.group_key, alert.first_trigger, alert.last_trigger,
-                         int(alert.revision), doc))
-        cp_row = (checkpoint.rule_id, checkpoint.watermark, _dumps(checkpoint.extra), now)
+        cp_rows = []
+        for checkpoint, alerts in runs:
+            for alert in alerts:
+                doc = _dumps(alert.to_dict())
+                rows.append((alert.id, alert.rule_id, alert.group_key, alert.first_trigger, alert.last_trigger,
+                             int(alert.revision), doc))
+            cp_rows.append((checkpoint.rule_id, checkpoint.watermark, _dumps(checkpoint.extra), now))
 
         def run(conn: sqlite3.Connection) -> None:
             if rows:
@@ -368,10 +376,10 @@ class SqliteStore(Store):
                     "INSERT INTO outbox (alert_id, revision, doc) VALUES (?, ?, ?) "
                     "ON CONFLICT (alert_id, revision) DO UPDATE SET doc = excluded.doc",
                     [(r[0], r[5], r[6]) for r in rows])
-            conn.execute(
+            conn.executemany(
                 "INSERT INTO checkpoints (rule_id, watermark, extra, updated) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (rule_id) DO UPDATE SET watermark = excluded.watermark, extra = excluded.extra, "
-                "updated = excluded.updated", cp_row)
+                "updated = excluded.updated", cp_rows)
 
         self._transaction(run)
 
