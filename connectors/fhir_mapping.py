@@ -45,6 +45,7 @@ X_REQUEST_ID_TYPE = "XrequestId"  # IHE BALP BasicAuditEntityType#XrequestId
 _R4_ONLY = ("type", "subtype", "purposeOfEvent", "outcomeDesc")
 _R5_ONLY = ("category", "code", "authorization", "patient", "severity", "occurredDateTime", "occurredPeriod",
             "basedOn", "encounter")
+_R4_KEYS, _R5_KEYS = frozenset(_R4_ONLY), frozenset(_R5_ONLY)
 _ID_OF_REFERENCE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]*)?/?$")
 #: The common ``Type/id`` form: where it matches, ``_ID_OF_REFERENCE.search`` finds the same two groups (at
 #: position 0), just slower (it tries every start position).
@@ -188,14 +189,9 @@ def _ip(address: str) -> str | None:
 
 def fhir_version(resource: Mapping[str, Any]) -> str:
     """"R5" or "R4", from which renamed elements are present (R4 when nothing tells: it is more common)."""
-    r5 = 0
-    for key in _R5_ONLY:
-        if key in resource:
-            r5 += 1
-    r4 = 0
-    for key in _R4_ONLY:
-        if key in resource:
-            r4 += 1
+    keys = resource.keys()  # a set intersection counts the renamed elements present, in C
+    r5 = len(keys & _R5_KEYS)
+    r4 = len(keys & _R4_KEYS)
     outcome = resource.get("outcome")
     if isinstance(outcome, dict):
         r5 += 1
@@ -395,7 +391,8 @@ def _map_entities(event: Event, resource: Mapping[str, Any], version: str) -> No
                 break
     patient_entity = entities[patient_index] if patient_index >= 0 else None
 
-    patient_ref = _reference(resource.get("patient"))  # R5 only, but harmless to honour in R4
+    value = resource.get("patient")  # R5 only, but harmless to honour in R4
+    patient_ref = _reference(value) if value is not None else None
     patient_id: str | None = reference_parts(patient_ref)[1] if patient_ref else None
     if patient_entity is not None and patient_ref is None:
         patient_ref = refs[patient_index]
@@ -491,8 +488,11 @@ def auditevent_to_event(resource: Mapping[str, Any], *, raw: bytes, server: str 
     get = resource.get
     type_value, subtype_value = get("type"), get("subtype")
     category_value, code_value = get("category"), get("code")
-    type_codes, subtype_codes = _codes(type_value), _codes(subtype_value)
-    category_codes, code_codes = _codes(category_value), _codes(code_value)
+    # (an absent element - R5's in an R4 resource and vice versa - skips the call: ``_codes(None)`` is [])
+    type_codes = _codes(type_value) if type_value is not None else []
+    subtype_codes = _codes(subtype_value) if subtype_value is not None else []
+    category_codes = _codes(category_value) if category_value is not None else []
+    code_codes = _codes(code_value) if code_value is not None else []
     if version == "R5":
         event_code = _first_code(_list(category_value)[:1])
         subtypes = code_codes
@@ -528,7 +528,12 @@ def auditevent_to_event(resource: Mapping[str, Any], *, raw: bytes, server: str 
     agent_purposes = _map_agent(event, resource, version)
     _map_entities(event, resource, version)
 
-    purposes = _codes(get("purposeOfEvent")) + _codes(get("authorization")) + agent_purposes
+    value = get("purposeOfEvent")
+    purposes = _codes(value) if value is not None else []
+    value = get("authorization")
+    if value is not None:
+        purposes += _codes(value)
+    purposes += agent_purposes
     if len(purposes) > 1:
         purposes = _dedupe(purposes)
     if purposes:
@@ -547,7 +552,8 @@ def auditevent_to_event(resource: Mapping[str, Any], *, raw: bytes, server: str 
         observer_name = _str(source.get("site"))
     if observer_name:
         event["observer.name"] = observer_name
-    observer_type = _first_code(source.get("type"))
+    value = source.get("type")
+    observer_type = _first_code(value) if value is not None else None
     if observer_type:
         event["observer.type"] = observer_type
     return event

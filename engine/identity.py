@@ -35,7 +35,7 @@ _WINDOWS_FIELDS = (("Computer", "Channel", "EventRecordID"),
 def record_id(raw: bytes | str, position: str) -> str:
     """The id of a record known only by its bytes: ``position`` is where it sits in its stream
     (``"line:12"``, ``"spool:3:4096"``), never a path or a connector name."""
-    return make_event_id(f"record@{position}", raw)
+    return make_event_id(f"record@{position}", raw, cached=False)
 
 
 def windows_id(computer: str, channel: str, record: Any, second: str = "") -> str:
