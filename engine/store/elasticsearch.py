@@ -25,6 +25,7 @@ Why this shape (details and trade-offs in docs/elasticsearch.md):
 from __future__ import annotations
 
 import itertools
+from collections import deque
 import logging
 import random
 import threading
@@ -126,6 +127,8 @@ class ElasticsearchStore(Store):
         bulk_chunk_docs: int = 5000,
         bulk_chunk_bytes: int = 20 * 1024 * 1024,
         search_page_size: int = 1000,
+        prefilter_batch_rules: int = 25,
+        prefilter_max_rules: int = 64,
     ) -> None:
         if isinstance(hosts, str):
             hosts = [hosts]
@@ -148,6 +151,8 @@ class ElasticsearchStore(Store):
         self.bulk_chunk_docs = int(bulk_chunk_docs)
         self.bulk_chunk_bytes = int(bulk_chunk_bytes)
         self.search_page_size = int(search_page_size)
+        self.prefilter_batch_rules = int(prefilter_batch_rules)
+        self.prefilter_max_rules = int(prefilter_max_rules)
         self.names = layout.state_indices(index_prefix)
         self._lock = threading.Lock()
         self._last_wm_ms = 0
@@ -237,7 +242,10 @@ class ElasticsearchStore(Store):
         if existing:
             mappings = layout.events_mappings()
             try:
-                self._call(lambda: self.es.indices.put_mapping(index=list(existing), **mappings), what="install")
+                # the pattern, not the names: hundreds of monthly indices overflow the 4 KB HTTP line
+                self._call(lambda: self.es.indices.put_mapping(
+                    index=layout.events_pattern(prefix), expand_wildcards="open", allow_no_indices=True,
+                    **mappings), what="install")
             except StoreError as exc:
                 raise StoreError(f"cannot upgrade the mappings of {prefix} event indices: {exc}") from None
             self._known_indices.update(existing)
@@ -516,34 +524,124 @@ class ElasticsearchStore(Store):
             ing_range["lte"] = upto
         if ing_range:
             filters.append({"range": {INGESTED: ing_range}})
+        source: Any = True
+        if query.fields is not None:
+            source = sorted(set(query.fields).union(ALWAYS_RETURNED))
         if query.prefilter is not None:
             if isinstance(query.prefilter, dict):
                 filters.append(query.prefilter)
             else:
-                filters.append({"query_string": {"query": str(query.prefilter), "lenient": True,
-                                                 "analyze_wildcard": True}})
-        source: Any = True
-        if query.fields is not None:
-            source = sorted(set(query.fields).union(ALWAYS_RETURNED))
+                parts = split_or(str(query.prefilter))
+                if self.prefilter_max_rules > 0 and len(parts) > self.prefilter_max_rules:
+                    # Past a few dozen rules the narrowing queries cost the cluster more than reading the
+                    # dataset + range (evtx-samples: 25 SigmaHQ rules 17 s batched vs all 23,222 events in
+                    # 1 s; 100 rules time out; docs/benchmarks.md). Dropping a prefilter is exact: it only
+                    # narrows, the engine decides. The rule pack (35 rules) stays pushed down.
+                    return self._stream(index, {"bool": {"filter": filters}}, source)
+                if self.prefilter_batch_rules > 0 and len(parts) > self.prefilter_batch_rules:
+                    step = self.prefilter_batch_rules
+                    batches = [parts[i:i + step] for i in range(0, len(parts), step)]
+                    return self._stream_batches(index, filters, batches, source)
+                filters.append(_query_string(str(query.prefilter)))
         return self._stream(index, {"bool": {"filter": filters}}, source)
+
+    def _stream_batches(self, index: str, filters: list[dict[str, Any]], batches: list[list[str]],
+                        source: Any) -> Iterator[Event]:
+        """The OR of many rules' prefilters as one ``_msearch`` per page: each batch of rules is one search
+        (a ``bool.should`` of their queries, each named by its position so a hit says which rules it may
+        match), all batches share one point in time, and their sorted pages are merged into the store's
+        (``@timestamp``, ``event.id``) order with each event once. Why: one query string of thousands of
+        rules is parsed and run as one giant Lucene query (minutes, or a timeout); batches run side by side
+        on the cluster's search threads and never exceed its clause limit. Exact: the union of the batches is
+        the OR of the parts."""
+        sort = [{TIMESTAMP: "asc"}, {EVENT_ID: "asc"}]
+        self._refresh(index)
+        missing, pit_id = self._open_pit(index)
+        if missing:
+            return
+        offset = 0
+        queries = []
+        for batch in batches:
+            should = [{"query_string": dict(_query_string(part)["query_string"], _name=str(offset + n))}
+                      for n, part in enumerate(batch)]
+            offset += len(batch)
+            queries.append({"bool": {"filter": filters + [{"bool": {"should": should, "minimum_should_match": 1}}]}})
+        buffers: list[deque[dict[str, Any]]] = [deque() for _ in batches]
+        after: list[list[Any] | None] = [None] * len(batches)
+        done = [False] * len(batches)
+        last_key: tuple[Any, Any] | None = None
+        try:
+            while True:
+                need = [i for i in range(len(batches)) if not buffers[i] and not done[i]]
+                if need:
+                    lines: list[dict[str, Any]] = []
+                    for i in need:
+                        body: dict[str, Any] = {"query": queries[i], "sort": sort, "size": self.search_page_size,
+                                                "_source": source, "track_total_hits": False}
+                        if after[i] is not None:
+                            body["search_after"] = after[i]
+                        if pit_id is not None:
+                            body["pit"] = {"id": pit_id, "keep_alive": "2m"}
+                            lines.append({})
+                        else:
+                            lines.append({"index": index, "ignore_unavailable": True, "allow_no_indices": True})
+                        lines.append(body)
+                    resp = self._call(lambda: self.es.msearch(searches=lines), what="search")
+                    for i, answer in zip(need, resp["responses"]):
+                        if "error" in answer:
+                            err = answer["error"]
+                            reason = err.get("reason", "") if isinstance(err, dict) else str(err)
+                            raise StoreError(f"Elasticsearch at {self._where} rejected a batched search of "
+                                             f"index {index}: {reason}"[:600])
+                        hits = answer["hits"]["hits"]
+                        buffers[i] = deque(hits)
+                        if len(hits) < self.search_page_size:
+                            done[i] = True
+                        if hits:
+                            after[i] = hits[-1]["sort"]
+                live = [i for i in range(len(batches)) if buffers[i]]
+                if not live:
+                    return
+                # a batch whose buffer ran dry but is not done is refilled before anything sorts past it
+                if any(not buffers[i] and not done[i] for i in range(len(batches))):
+                    continue
+                best = min(live, key=lambda i: _sort_key(buffers[i][0]))
+                hit = buffers[best].popleft()
+                key = _sort_key(hit)
+                if key != last_key:
+                    last_key = key
+                    yield hit["_source"]
+        finally:
+            if pit_id is not None:
+                try:
+                    self.es.close_point_in_time(id=pit_id)
+                except Exception:  # noqa: BLE001 - a PIT expires on its own after keep_alive
+                    pass
+
+    def _open_pit(self, index: str) -> tuple[bool, str | None]:
+        """(no such index, point-in-time id or None where PIT is unavailable: plain search_after then)."""
+        if not self._pit_supported:
+            return False, None
+        try:
+            return False, self._call(lambda: self.es.open_point_in_time(
+                index=index, keep_alive="2m", ignore_unavailable=True), what="search")["id"]
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            if "index_not_found" in str(exc) or "no such index" in str(exc):
+                return True, None
+            log.info("point in time unavailable (%s); paging with search_after only", exc)
+            self._pit_supported = False
+            return False, None
 
     def _stream(self, index: str, es_query: dict[str, Any], source: Any) -> Iterator[Event]:
         sort = [{TIMESTAMP: "asc"}, {EVENT_ID: "asc"}]
         # read-your-writes like the embedded store: whatever was acknowledged before the search is seen
         # (cheap when nothing changed); the point in time then fixes the view for the whole stream
         self._refresh(index)
-        pit_id: str | None = None
-        if self._pit_supported:
-            try:
-                pit_id = self._call(lambda: self.es.open_point_in_time(
-                    index=index, keep_alive="2m", ignore_unavailable=True), what="search")["id"]
-            except StoreUnavailable:
-                raise
-            except StoreError as exc:
-                if "index_not_found" in str(exc) or "no such index" in str(exc):
-                    return
-                log.info("point in time unavailable (%s); paging with search_after only", exc)
-                self._pit_supported = False
+        missing, pit_id = self._open_pit(index)
+        if missing:
+            return
         try:
             search_after: list[Any] | None = None
             while True:
@@ -1000,6 +1098,59 @@ class ElasticsearchStore(Store):
 
 
 # --- helpers ----------------------------------------------------------------------------------------
+def _query_string(text: str) -> dict[str, Any]:
+    return {"query_string": {"query": text, "lenient": True, "analyze_wildcard": True}}
+
+
+def _sort_key(hit: dict[str, Any]) -> tuple[Any, Any]:
+    """(@timestamp, event.id) of a hit: the PIT tiebreaker (_shard_doc) differs between batches."""
+    values = hit["sort"]
+    return values[0], values[1]
+
+
+def split_or(text: str) -> list[str]:
+    """The parts of ``(a) OR (b) OR ...`` (the evaluator's OR of rule prefilters), or ``[text]`` when the
+    string is not exactly that shape. Quotes, backslash escapes and nested parentheses are respected; a part
+    is split off only at depth 0 between two balanced groups, so the OR of the parts is the whole query."""
+    parts: list[str] = []
+    depth = 0
+    start = 0
+    i = 0
+    n = len(text)
+    in_quote = False
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_quote:
+            if c == '"':
+                in_quote = False
+        elif c == '"':
+            in_quote = True
+        elif c == "(":
+            if depth == 0 and i != start:
+                return [text]  # something outside the groups at top level
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth < 0:
+                return [text]
+            if depth == 0:
+                parts.append(text[start:i + 1])
+                if i + 1 == n:
+                    return parts
+                if not text.startswith(" OR ", i + 1):
+                    return [text]
+                i += 5
+                start = i
+                continue
+        elif depth == 0:
+            return [text]
+        i += 1
+    return [text]
+
+
 def _month_bounds(year: int, month: int) -> tuple[str, str]:
     """Canonical timestamps of the first instant of a month and of the next one."""
     nxt = (year + 1, 1) if month == 12 else (year, month + 1)
