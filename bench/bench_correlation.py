@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.correlation import Match, evaluate_correlation  # noqa: E402
-from engine.correlation_spec import CorrelationSpec  # noqa: E402
+from engine.correlation.spec import CorrelationSpec  # noqa: E402
 
 
 def matches(count: int) -> list[Match]:

@@ -11,9 +11,9 @@ from fractions import Fraction
 from typing import Any, Iterable
 
 from engine.correlation import Match, Trigger
-from engine.correlation_expr import compile_extended_condition
-from engine.correlation_spec import CorrelationSpec
-from engine.correlation_values import (
+from engine.correlation.expr import compile_extended_condition
+from engine.correlation.spec import CorrelationSpec
+from engine.correlation.values import (
     canonical_json,
     canonical_value,
     condition_holds,

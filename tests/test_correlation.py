@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from engine.correlation import Match, Trigger, evaluate_correlation, trigger_as_match
-from engine.correlation_spec import CorrelationSpec
+from engine.correlation.spec import CorrelationSpec
 
 MIN = 60_000
 

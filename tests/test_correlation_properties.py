@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from engine.correlation import Match, Trigger, evaluate_correlation, trigger_as_match
-from engine.correlation_spec import CORRELATION_TYPES, CorrelationSpec
-from engine.correlation_values import OPERATORS
+from engine.correlation.spec import CORRELATION_TYPES, CorrelationSpec
+from engine.correlation.values import OPERATORS
 from tests.correlation_reference import reference_triggers
 
 RULES = ("A", "B", "C", "D")

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from engine.correlation_spec import CORRELATION_TYPES
+from engine.correlation.spec import CORRELATION_TYPES
 
 OPERATORS = ("gt", "gte", "lt", "lte", "eq", "neq")
 TEMPORAL = ("temporal", "temporal_ordered")

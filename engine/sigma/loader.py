@@ -20,7 +20,7 @@ from sigma.filters import SigmaFilter
 from sigma.rule import SigmaRule
 from sigma.types import SigmaNumber, SigmaString
 
-from engine.correlation_spec import CorrelationSpec
+from engine.correlation.spec import CorrelationSpec
 from engine.events import DATASET
 from engine.gc_pause import cyclic_gc_paused
 from engine.sigma import validate

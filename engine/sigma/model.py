@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from engine.correlation_spec import CorrelationSpec
+from engine.correlation.spec import CorrelationSpec
 from engine.events import DATASET
 from engine.sigma.explain import Explanation, ExplanationNode
 

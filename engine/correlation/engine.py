@@ -7,7 +7,7 @@ documented in ``docs/correlation.md``; in short:
   event id, so an event matching two referenced rules is one event that counts for both rules;
 * for every distinct timestamp ``t`` of a group's (contributing) events, the window is every event with
   ``t - timespan <= ts <= t``; if the condition holds on it, one Trigger is emitted at ``t``;
-* windows slide with two pointers and incremental aggregates (``engine.correlation_windows``), so a
+* windows slide with two pointers and incremental aggregates (``engine.correlation.windows``), so a
   correlation over n matches costs O(n log n) (the sort) plus O(k) per event for temporal_ordered.
 
 The brute-force reference in ``tests/correlation_reference.py`` computes the same thing window by window;
@@ -21,16 +21,16 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Collection, Iterable, Iterator, Mapping
 
-from engine.correlation_expr import compile_extended_condition
-from engine.correlation_spec import CORRELATION_TYPES, CorrelationSpec
-from engine.correlation_values import (
+from engine.correlation.expr import compile_extended_condition
+from engine.correlation.spec import CORRELATION_TYPES, CorrelationSpec
+from engine.correlation.values import (
     canonical_json,
     canonical_value,
     condition_holds,
     to_number,
     validate_condition,
 )
-from engine.correlation_windows import (
+from engine.correlation.windows import (
     Aggregate,
     Entry,
     EventCount,

@@ -13,7 +13,7 @@ from typing import AbstractSet, Callable, Mapping, Protocol
 
 from sortedcontainers import SortedList
 
-from engine.correlation_values import Number, condition_holds, exact_result, percentile_linear
+from engine.correlation.values import Number, condition_holds, exact_result, percentile_linear
 
 
 class Entry:
