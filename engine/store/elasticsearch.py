@@ -612,11 +612,14 @@ class ElasticsearchStore(Store):
                     last_key = key
                     yield hit["_source"]
         finally:
-            if pit_id is not None:
-                try:
-                    self.es.close_point_in_time(id=pit_id)
-                except Exception:  # noqa: BLE001 - a PIT expires on its own after keep_alive
-                    pass
+            self._close_pit(pit_id)
+
+    def _close_pit(self, pit_id: str | None) -> None:
+        if pit_id is not None:
+            try:
+                self.es.close_point_in_time(id=pit_id)
+            except Exception:  # noqa: BLE001 - a PIT expires on its own after keep_alive
+                pass
 
     def _open_pit(self, index: str) -> tuple[bool, str | None]:
         """(no such index, point-in-time id or None where PIT is unavailable: plain search_after then)."""
@@ -665,23 +668,23 @@ class ElasticsearchStore(Store):
                     return
                 search_after = hits[-1]["sort"]
         finally:
-            if pit_id is not None:
-                try:
-                    self.es.close_point_in_time(id=pit_id)
-                except Exception:  # noqa: BLE001 - a PIT expires on its own after keep_alive
-                    pass
+            self._close_pit(pit_id)
 
     # --- state with optimistic concurrency ----------------------------------------------------------
     def _state_id(self, kind: str, key: str) -> str:
         return f"{kind}:{key}"
 
-    def _get_state_doc(self, doc_id: str) -> dict[str, Any] | None:
+    def _get_doc(self, index: str, doc_id: str, what: str) -> dict[str, Any] | None:
+        """One document by id, or None when it (or its index) does not exist."""
         try:
-            return self._call(lambda: self.es.get(index=self.names["state"], id=doc_id), what="read state")
+            return self._call(lambda: self.es.get(index=index, id=doc_id), what=what)
         except StoreError as exc:
             if "404" in str(exc) or "not_found" in str(exc).lower():
                 return None
             raise
+
+    def _get_state_doc(self, doc_id: str) -> dict[str, Any] | None:
+        return self._get_doc(self.names["state"], doc_id, "read state")
 
     def _get_state(self, kind: str, key: str) -> Any:
         doc_id = self._state_id(kind, key)
@@ -803,13 +806,8 @@ class ElasticsearchStore(Store):
                         {"watermark": checkpoint.watermark, "extra": checkpoint.extra})
 
     def get_alert(self, alert_id: str) -> Alert | None:
-        try:
-            resp = self._call(lambda: self.es.get(index=self.names["alerts"], id=alert_id), what="read alert")
-        except StoreError as exc:
-            if "404" in str(exc) or "not_found" in str(exc).lower():
-                return None
-            raise
-        return Alert.from_dict(resp["_source"])
+        resp = self._get_doc(self.names["alerts"], alert_id, "read alert")
+        return None if resp is None else Alert.from_dict(resp["_source"])
 
     def latest_alert(self, rule_id: str, group_key: str) -> Alert | None:
         self._refresh(self.names["alerts"])
@@ -901,13 +899,8 @@ class ElasticsearchStore(Store):
             self._bulk_simple(lines, "write cases")
 
     def get_case(self, case_id: str) -> Case | None:
-        try:
-            resp = self._call(lambda: self.es.get(index=self.names["cases"], id=case_id), what="read case")
-        except StoreError as exc:
-            if "404" in str(exc) or "not_found" in str(exc).lower():
-                return None
-            raise
-        return Case.from_dict(resp["_source"])
+        resp = self._get_doc(self.names["cases"], case_id, "read case")
+        return None if resp is None else Case.from_dict(resp["_source"])
 
     def list_cases(self, limit: int | None = None) -> list[Case]:
         return self._list_sorted(self.names["cases"], {"match_all": {}}, limit, Case.from_dict, "list cases")
