@@ -155,7 +155,7 @@ def build_enrichment(config: Config) -> EnrichmentChain:
         # not a per-event step: it runs per batch after the chain and reads store-held history (ingest.py)
         from engine.baselines import BaselineOptions, Baselines
 
-        chain.baselines = _declared_enricher(config, "baselines", BaselineOptions, Baselines)  # type: ignore[attr-defined]
+        chain.baselines = _declared_enricher(config, "baselines", BaselineOptions, Baselines)
     return chain
 
 

@@ -76,7 +76,7 @@ def _ingest_batch(store: Store, connector: Connector, enrichment: EnrichmentChai
     update = CursorUpdate(connector.name, batch.cursor) if batch.cursor is not None else None
     events = enrichment.enrich_all(batch.events)
     # per-user baselines (engine.baselines): flags from store-held history, facts committed with the batch
-    baselines = getattr(enrichment, "baselines", None)
+    baselines = enrichment.baselines
     facts = baselines.apply(events, store) if baselines is not None and events else []
     if batch.dead_letters:
         store.dead_letter(batch.dead_letters, None if events else update)

@@ -8,7 +8,7 @@ cannot answer simply adds nothing.
 from __future__ import annotations
 
 import abc
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from engine.events import Event
 
@@ -29,6 +29,9 @@ class Enricher(abc.ABC):
 class EnrichmentChain:
     def __init__(self, enrichers: Sequence[Enricher] = ()):
         self.enrichers = list(enrichers)
+        #: the per-batch baselines step (engine.baselines.Baselines) when configured: not a per-event
+        #: enricher, it reads store-held history and its facts are written with the batch (engine/ingest.py)
+        self.baselines: Any = None
 
     def enrich_all(self, events: Iterable[Event]) -> list[Event]:
         steps = self.enrichers
