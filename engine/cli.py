@@ -816,6 +816,9 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config_cmd.add_subparsers(dest="config_command", required=True)
     config_sub.add_parser("check", help="validate the config (and load the rules) without running anything"
                           ).set_defaults(func=cmd_config_check)
+    from engine.commands import register_all
+
+    register_all(sub, {"rules": rules_sub, "alerts": alerts_sub, "cases": cases_sub})
     return parser
 
 
