@@ -214,3 +214,23 @@ class FrameDecoder:
         buf.clear()
         self.dead = True
         return FrameError(f"malformed octet-counting frame: {reason}", raw, fatal=True)
+
+
+#: Sender-side framings: ``octet-counting`` (RFC 6587 3.4.1; RFC 5425 requires it over TLS) and ``lf``.
+FRAMINGS = ("octet-counting", "lf")
+
+
+def encode_frame(message: bytes, framing: str = "octet-counting") -> bytes:
+    """The sending side of :class:`FrameDecoder`: one message framed for a byte stream.
+
+    Kept beside the decoder so the property tests can prove that what we send is what our receiver reads.
+    LF framing cannot carry a message that contains an LF (or starts with a digit, which a detecting
+    receiver takes for an octet count): that is a ``ValueError``, never a silently split message.
+    """
+    if framing == "octet-counting":
+        return b"%d %s" % (len(message), message)
+    if framing == "lf":
+        if b"\n" in message or message[:1].isdigit():
+            raise ValueError("message cannot be LF-framed (contains an LF or starts with a digit)")
+        return message + b"\n"
+    raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, got {framing!r}")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import os
 import socket
 import ssl
 import threading
@@ -39,6 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 from connectors.syslog.framing import FrameDecoder, FrameError
 from connectors.syslog.limits import ConnectionLimiter, RefusalLog
 from connectors.syslog.spool import KIND_ERROR, SpoolRecord
+from connectors.syslog.tls import MINIMUM_VERSION, check_files, ssl_reason
 from engine.errors import SourceUnavailable
 from engine.logs import get_logger
 
@@ -103,35 +103,25 @@ class ListenerConfig:
 
     def ssl_context(self, where: str = "listen") -> ssl.SSLContext:
         """The server context; a missing or unusable file is :class:`SourceUnavailable` naming key and path."""
-        for key in ("certfile", "keyfile", "ca_certs"):
-            path = getattr(self, key)
-            if path and not os.path.isfile(path):
-                raise SourceUnavailable(f"{where}.{key}: file not found: {path}")
-            if path and not os.access(path, os.R_OK):
-                raise SourceUnavailable(f"{where}.{key}: file cannot be read (permission denied): {path}")
+        check_files(where, {key: getattr(self, key) for key in ("certfile", "keyfile", "ca_certs")},
+                    SourceUnavailable)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.minimum_version = MINIMUM_VERSION
         try:
             context.load_cert_chain(self.certfile, self.keyfile, self.password)  # type: ignore[arg-type]
         except (ssl.SSLError, OSError) as exc:
             key = "certfile/keyfile" if self.keyfile else "certfile"
             paths = ", ".join(p for p in (self.certfile, self.keyfile) if p)
-            raise SourceUnavailable(f"{where}.{key}: cannot load the certificate and key ({_reason(exc)}): "
+            raise SourceUnavailable(f"{where}.{key}: cannot load the certificate and key ({ssl_reason(exc)}): "
                                     f"{paths}") from None
         if self.ca_certs:
             try:
                 context.load_verify_locations(self.ca_certs)
             except (ssl.SSLError, OSError) as exc:
-                raise SourceUnavailable(f"{where}.ca_certs: cannot load CA certificates ({_reason(exc)}): "
+                raise SourceUnavailable(f"{where}.ca_certs: cannot load CA certificates ({ssl_reason(exc)}): "
                                         f"{self.ca_certs}") from None
             context.verify_mode = ssl.CERT_REQUIRED
         return context
-
-
-def _reason(exc: BaseException) -> str:
-    """One short line for an ssl/OS error (``str()`` of an SSLError carries a bracketed code and location)."""
-    reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return str(reason).splitlines()[0]
 
 
 def is_loopback(host: str) -> bool:
@@ -415,4 +405,4 @@ def _bind_error(where: str, config: ListenerConfig, port: int, exc: BaseExceptio
         return f"{what}: {config.host} is not an address of this machine"
     if isinstance(exc, socket.gaierror):
         return f"{what}: host {config.host!r} cannot be resolved"
-    return f"{what}: cannot bind ({_reason(exc)})"
+    return f"{what}: cannot bind ({ssl_reason(exc)})"
