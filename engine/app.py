@@ -256,9 +256,11 @@ def build_app(config: Config, console: bool = True, *, reader: bool = False) -> 
     ruleset = load_ruleset(config)
     store = open_configured_store(config, reader=reader)
     jobs = build_jobs(ruleset, merged_suppression(ruleset, config["alerts"]["suppression"]))
-    evaluator = Evaluator(store, config["alerts"]["evidence_cap"], build_pseudonymiser(config),
+    pseudonymiser = build_pseudonymiser(config)
+    evaluator = Evaluator(store, config["alerts"]["evidence_cap"], pseudonymiser,
                           candidates=ruleset.candidates, pushdown=store_pushdown(store))
     sinks = with_case_builder(config, store, ruleset,
-                              build_sinks(config["alerts"]["sinks"], config.resolve_path, console=console))
+                              build_sinks(config["alerts"]["sinks"], config.resolve_path, console=console,
+                                          pseudonymiser=pseudonymiser))
     return App(config, store, ruleset, jobs, evaluator, build_enrichment(config), sinks)
 

@@ -1,0 +1,142 @@
+"""Outbox delivery: hand every undelivered alert (and case) revision to every sink, then acknowledge it.
+
+Why here and not in each sink: the guarantees are the engine's, not a sink's. The store keeps one outbox
+per sink name; a revision leaves it only when the sink returned (delivered) or the revision was
+dead-lettered (``store.dead_letter`` with source ``sink:<name>``), so nothing is lost across a crash and a
+sink that is down only delays its own outbox.
+
+* ``SinkUnavailable`` (or an ``OSError``): the revision stays; the sink is skipped for a backoff that
+  doubles per failed round (``retry.backoff`` .. ``retry.max_backoff``). After ``retry.attempts`` failed
+  rounds on the *same* revision that one revision is dead-lettered and acknowledged, so one poison alert
+  (one the peer answers 500 to forever) never blocks the rest.
+* ``SinkRejected``: the peer refused the revision for good; it is dead-lettered and acknowledged at once.
+
+Dead letters name the revision (``alert <id> revision <n>``) and the reason (HTTP status, peer origin);
+never the payload, which names patients and staff: the alert itself is still in the store.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import orjson
+
+from engine.alerts.sinks.base import RetryState
+from engine.errors import SinkError, SinkRejected
+from engine.logs import get_logger
+from engine.store.base import DeadLetter, Store
+
+log = get_logger("wardwatch.sinks")
+
+
+def deliver_pending(store: Store, sinks: Sequence[Any], batch: int = 1000,
+                    clock: Callable[[], float] = time.monotonic) -> int:
+    """Hand every undelivered revision to every sink; returns how many were delivered (not dead-lettered).
+
+    Without a case builder among the sinks (``alerts.cases.enabled: false``) every sink gets alerts,
+    whatever it asked for: nothing would ever fill the case outbox."""
+    cases_on = any(getattr(s, "name", "") == "@cases" for s in sinks)
+    now = clock()
+    delivered = 0
+    for sink in sinks:
+        wants = getattr(sink, "wants", frozenset({"alerts"})) if cases_on else frozenset({"alerts"})
+        if not getattr(sink, "takes_cases", hasattr(sink, "deliver_cases")):
+            wants = frozenset({"alerts"})
+        if "alerts" in wants:
+            delivered += _drain(store, sink, "alert", batch, now)
+        if "cases" in wants:
+            delivered += _drain(store, sink, "case", batch, now)
+    return delivered
+
+
+def _streams(store: Store, sink: Any, record: str) -> tuple[Callable[[int], list[Any]], Callable[[list[Any]], None],
+                                                          Callable[[list[Any]], None]]:
+    """(fetch, hand over, acknowledge) of one outbox stream."""
+    name = sink.name
+    if record == "alert":
+        return (lambda limit: store.pending_deliveries(name, limit=limit), sink.deliver,
+                lambda done: store.mark_delivered(name, done))
+    return (lambda limit: store.pending_case_deliveries(name, limit=limit), sink.deliver_cases,
+            lambda done: store.mark_cases_delivered(name, done))
+
+
+def _drain(store: Store, sink: Any, record: str, batch: int, now: float) -> int:
+    """Fetch, hand over, acknowledge, until this sink's outbox stream is empty or the sink fails."""
+    states: dict[str, RetryState] | None = getattr(sink, "retry_state", None)
+    state = states.setdefault(record, RetryState()) if states is not None else None
+    if state is not None and now < state.not_before:
+        return 0  # still backing off after a failed round
+    fetch, hand, acknowledge = _streams(store, sink, record)
+    size = max(1, min(batch, getattr(sink, "batch_size", batch)))
+    delivered = 0
+    while True:
+        pending = fetch(batch)
+        if not pending:
+            break
+        for start in range(0, len(pending), size):
+            chunk = pending[start:start + size]
+            try:
+                hand(chunk)
+            except SinkRejected as exc:
+                _dead_letter(store, sink.name, record, chunk, f"rejected: {exc}")
+                acknowledge(chunk)
+                continue
+            except (SinkError, OSError) as exc:  # SinkUnavailable, or an error the sink did not classify
+                _failed(store, sink, record, chunk[0], exc, state, now, acknowledge)
+                return delivered
+            acknowledge(chunk)
+            delivered += len(chunk)
+            if state is not None:
+                state.head, state.failures, state.not_before = None, 0, 0.0
+        if len(pending) < batch:
+            break
+    return delivered
+
+
+def _failed(store: Store, sink: Any, record: str, head: Any, exc: Exception, state: RetryState | None,
+            now: float, acknowledge: Callable[[list[Any]], None]) -> None:
+    """A transient failure: back off, or dead-letter the head revision once it has failed too often."""
+    if state is None:  # a sink without the base class: retried next round, as before the contract
+        log.error("sink delivery failed; will retry", sink=sink.name, error=str(exc))
+        return
+    key = (head.id, head.revision)
+    state.failures = state.failures + 1 if state.head == key else 1
+    state.head = key
+    if state.failures >= sink.retry.attempts:
+        _dead_letter(store, sink.name, record, [head],
+                     f"undeliverable after {state.failures} attempts: {exc}")
+        acknowledge([head])
+        state.head, state.failures, state.not_before = None, 0, 0.0
+        return
+    delay = sink.retry.delay(state.failures)
+    state.not_before = now + delay
+    log.warning("sink delivery failed; will retry", sink=sink.name, error=str(exc), attempt=state.failures,
+                retry_in_seconds=round(delay, 3))
+
+
+def _dead_letter(store: Store, name: str, record: str, items: Sequence[Any], reason: str) -> None:
+    """Park revisions the sink will never take. Only ids: the alert (with its PHI) stays in the store."""
+    store.dead_letter([DeadLetter(source=f"sink:{name}", reason=reason,
+                                  location=f"{record} {item.id} revision {item.revision}",
+                                  raw=orjson.dumps({"record": record, "id": item.id,
+                                                    "revision": item.revision}).decode())
+                       for item in items])
+    log.error("sink dead-lettered revisions", sink=name, count=len(items), reason=reason)
+
+
+def send_notice(sinks: Sequence[Any], notice: Mapping[str, Any]) -> int:
+    """Hand one notice (deadline reminder, assignee update) to every sink with ``notices: true``.
+
+    Notices are not in the outbox: a reminder that comes late is worth less than the next one, so a
+    failing sink logs and the others still get it. Returns how many sinks took it."""
+    taken = 0
+    for sink in sinks:
+        if not getattr(getattr(sink, "settings", None), "notices", False):
+            continue
+        try:
+            sink.send_notice(sink.policy.apply(notice))
+            taken += 1
+        except (SinkError, OSError) as exc:
+            log.warning("sink notice failed", sink=sink.name, kind=notice.get("kind"), error=str(exc))
+    return taken
