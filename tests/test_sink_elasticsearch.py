@@ -1,0 +1,107 @@
+"""The elasticsearch sink against the real cluster (WARDWATCH_TEST_ES_URL): one document per alert id,
+the newest revision wins whatever order revisions arrive in, and a crash between indexing and the outbox
+acknowledgement still leaves one document."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Iterator
+
+import pytest
+
+from engine.alerts.sinks.base import SinkConfigError
+from engine.alerts.sinks.delivery import deliver_pending
+from engine.alerts.sinks.es_index import ElasticsearchSink
+from engine.errors import SinkUnavailable
+from engine.store.base import RuleCheckpoint
+from tests.conftest import require_elasticsearch
+from tests.store_fixtures import make_alert, store  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.elasticsearch
+
+
+@pytest.fixture
+def sink() -> Iterator[ElasticsearchSink]:
+    url = require_elasticsearch()
+    prefix = f"wwsink-{uuid.uuid4().hex[:10]}"
+    s = ElasticsearchSink({"hosts": [url], "index_prefix": prefix, "refresh": True}, name="kibana")
+    yield s
+    s.es.indices.delete(index=",".join(s.indices.values()), ignore_unavailable=True)
+    s.close()
+
+
+def _docs(sink: ElasticsearchSink, record: str = "alert") -> list[dict[str, Any]]:
+    index = sink.indices[record]
+    sink.es.indices.refresh(index=index)
+    hits = sink.es.search(index=index, query={"match_all": {}}, version=True, size=100)["hits"]["hits"]
+    return [{**h["_source"], "_id": h["_id"], "_version": h["_version"]} for h in hits]
+
+
+def test_alert_document_has_the_explicit_mapping_and_lifted_fields(sink: ElasticsearchSink):
+    alert = make_alert(triggers=2)
+    sink.deliver([alert])
+    [doc] = _docs(sink)
+    assert doc["_id"] == alert.id and doc["_version"] == 1
+    assert doc["user"] == "jdoe" and doc["level"] == "high" and doc["@timestamp"] == alert.last_trigger
+    props = sink.es.indices.get_mapping(index=sink.indices["alert"])[sink.indices["alert"]]["mappings"]
+    assert props["dynamic"] == "false" and props["_meta"]["wardwatch"] == "alert-sink"
+    types = {k: v.get("type") for k, v in props["properties"].items()}
+    assert types["@timestamp"] == "date" and types["rule_id"] == "keyword" and types["group"] == "flattened"
+    found = sink.es.search(index=sink.indices["alert"], query={"term": {"group.user.name": "jdoe"}})
+    assert found["hits"]["total"]["value"] == 1  # flattened group fields are searchable by their dotted name
+
+
+def test_newest_revision_wins_and_an_older_one_never_overwrites_it(sink: ElasticsearchSink):
+    first = make_alert(revision=1, triggers=1)
+    third = make_alert(revision=3, triggers=5)
+    sink.deliver([first])
+    sink.deliver([third])
+    sink.deliver([first])  # a stale revision replayed late
+    [doc] = _docs(sink)
+    assert (doc["revision"], doc["_version"], doc["evidence_total"]) == (3, 3, 5)
+
+
+def test_crash_between_index_and_ack_leaves_one_document(store, sink: ElasticsearchSink):  # noqa: F811
+    alert = make_alert()
+    store.commit_rule_run(RuleCheckpoint("rule-1", None), [alert])
+    sink.deliver(store.pending_deliveries(sink.name))  # indexed; the process dies before mark_delivered
+    assert deliver_pending(store, [sink]) == 1  # handed over again: a version conflict, i.e. "already there"
+    assert store.pending_deliveries(sink.name) == []
+    assert [d["_id"] for d in _docs(sink)] == [alert.id]
+
+
+def test_cases_go_to_their_own_index(sink: ElasticsearchSink):
+    from engine.alerts.case_model import Case
+
+    case = Case(id="c" * 32, subject_kind="user.name", subject="jdoe", period_start="2024-01-01T00:00:00.000Z",
+                period_end="2024-01-02T00:00:00.000Z", first_trigger="2024-01-01T01:00:00.000Z",
+                last_trigger="2024-01-01T02:00:00.000Z", level="high", score=7.5, revision=2,
+                rules=[{"id": "r", "title": "t", "level": "high", "alerts": 1, "events": 3}])
+    sink.deliver_cases([case])
+    [doc] = _docs(sink, "case")
+    assert (doc["_id"], doc["_version"], doc["user"], doc["record"]) == (case.id, 2, "jdoe", "case")
+
+
+def test_refuses_to_write_into_the_store_s_own_alert_index(store):  # noqa: F811
+    prefix = getattr(store, "prefix", None)
+    if prefix is None:
+        pytest.skip("the store's own index exists only on Elasticsearch")
+    sink = ElasticsearchSink({"hosts": store.hosts, "index_prefix": prefix})
+    from engine.errors import SinkRejected
+
+    with pytest.raises(SinkRejected, match="not this sink's"):
+        sink.deliver([make_alert()])
+    sink.close()
+
+
+def test_cluster_down_is_unavailable():
+    sink = ElasticsearchSink({"hosts": ["http://127.0.0.1:9"], "request_timeout": 2})
+    with pytest.raises(SinkUnavailable, match="127.0.0.1:9"):
+        sink.deliver([make_alert()])
+
+
+@pytest.mark.parametrize("options,key", [({"index_prefix": "Bad*"}, "index_prefix"),
+                                         ({"username": "u"}, "username"), ({"api_key": "k"}, "api_key")])
+def test_bad_options_name_the_key(options: dict, key: str):
+    with pytest.raises(SinkConfigError, match=key):
+        ElasticsearchSink(options)
