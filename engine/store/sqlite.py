@@ -46,6 +46,7 @@ from engine.store.base import (
     WriteResult,
     check_event,
 )
+from engine.store.sqlite_audit import SqliteAuditMixin
 from engine.store.sqlite_schema import (SCHEMA_VERSION, EventIdSchemeError, SchemaVersionError, apply_pragmas,
                                         ensure_schema, event_id_scheme_problem)
 
@@ -72,7 +73,7 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-class SqliteStore(Store):
+class SqliteStore(SqliteAuditMixin, Store):
     """``Store`` on one SQLite file. Thread-safe: each thread gets its own connection.
 
     ``page_size`` bounds memory during ``search``: at most that many (seq, ts, id) keys per page, documents

@@ -1,0 +1,76 @@
+"""The tamper-evident audit log: who did what to which alert, case, exception, incident or rule, and when.
+
+Every entry links to the one before it by SHA-256 (``engine.audit.chain`` has the exact rule), so changing
+or removing any entry is caught by :func:`verify`, which names the first broken link. Writers call
+:func:`record` (or :func:`record_many`); the store appends conditionally on its tail, so the running
+service and a CLI command never fork the chain.
+
+What goes in (``KINDS``): every alert and case revision (the ``@audit`` outbox consumer,
+``engine.audit.recorder``), every triage change and exception (``engine.alerts.triage``/``exceptions``),
+incident declarations and the reminders sent for them (``engine.incidents``), and rule files as loaded
+(``engine.audit.rules``). Entries carry ids, rule ids, hashes and group values as the alert holds them
+(pseudonymised where the site says so), never event contents.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Iterator, Mapping, Sequence
+
+from engine.audit.chain import GENESIS, AuditEntry, VerifyResult, verify_rows
+from engine.events import format_timestamp
+
+__all__ = ["AuditEntry", "GENESIS", "KINDS", "VerifyResult", "entries", "head", "record", "record_many",
+           "verify"]
+
+#: Every kind an entry may have (a typo raises instead of starting a kind nobody lists).
+KINDS = ("alert.revision", "case.revision", "triage.acknowledge", "triage.assign", "triage.comment",
+         "triage.close", "exception.add", "exception.remove", "incident.declare", "incident.reminder",
+         "rule.loaded")
+#: The actor of what the engine does by itself (revisions, rule loads, reminders).
+ENGINE_ACTOR = "wardwatch"
+
+
+def _now() -> str:
+    return format_timestamp(datetime.now(timezone.utc))
+
+
+def _body(kind: str, actor: str, subject: str, detail: Mapping[str, Any], at: str | None) -> dict[str, Any]:
+    if kind not in KINDS:
+        raise ValueError(f"unknown audit entry kind {kind!r} (known: {', '.join(KINDS)})")
+    return {"at": at or _now(), "kind": kind, "actor": actor, "subject": subject, "detail": dict(detail)}
+
+
+def record(store: Any, kind: str, *, actor: str, subject: str, detail: dict[str, Any],
+           at: str | None = None) -> AuditEntry:
+    """Append one entry (``at`` defaults to now, UTC) and return it as stored."""
+    return record_many(store, [(kind, actor, subject, detail, at)])[0]
+
+
+def record_many(store: Any, items: Sequence[tuple[str, str, str, Mapping[str, Any], str | None]]
+                ) -> list[AuditEntry]:
+    """Append (kind, actor, subject, detail, at) entries in order, as one conditional append (one
+    transaction on SQLite): the outbox consumer writes a whole delivery batch this way."""
+    if not items:
+        return []
+    bodies = [_body(kind, actor, subject, detail, at) for kind, actor, subject, detail, at in items]
+    return [AuditEntry.from_dict(row) for row in store.append_audit(bodies)]
+
+
+def entries(store: Any, *, subject: str | None = None, kinds: Sequence[str] | None = None, after_seq: int = 0,
+            limit: int | None = None) -> Iterator[AuditEntry]:
+    """Entries in chain order, optionally of one subject and of some kinds only."""
+    for row in store.audit_rows(subject=subject, kinds=kinds, after_seq=after_seq, limit=limit):
+        yield AuditEntry.from_dict(row)
+
+
+def head(store: Any) -> AuditEntry | None:
+    """The last entry. Its (seq, hash), kept somewhere the engine cannot write, is what makes cutting
+    entries off the end of the chain detectable: nothing inside the chain can show that."""
+    row = store.audit_tail()
+    return None if row is None else AuditEntry.from_dict(row)
+
+
+def verify(store: Any) -> VerifyResult:
+    """Recompute the whole chain and report the first entry that does not hold (see ``chain.verify_rows``)."""
+    return verify_rows(store.audit_rows(), find_hash=store.audit_seq_of_hash)
