@@ -219,6 +219,12 @@ class Sink(abc.ABC):
     def send_notice(self, notice: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
         """A deadline reminder or an assignee update (only called with ``notices: true``)."""
 
+    def ready(self, record: str) -> bool:
+        """Whether the sink takes ``record`` ("alert" | "case") revisions this round. A digest sink says
+        False until its period is over, so the revisions stay unacknowledged in the outbox meanwhile (a
+        crash loses nothing); the default takes them at once."""
+        return True
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Called once at shutdown."""
 

@@ -67,6 +67,9 @@ def _drain(store: Store, sink: Any, record: str, batch: int, now: float) -> int:
     state = states.setdefault(record, RetryState()) if states is not None else None
     if state is not None and now < state.not_before:
         return 0  # still backing off after a failed round
+    ready = getattr(sink, "ready", None)
+    if ready is not None and not ready(record):
+        return 0  # a digest sink's period is still open: its revisions wait, unacknowledged, in the outbox
     fetch, hand, acknowledge = _streams(store, sink, record)
     size = max(1, min(batch, getattr(sink, "batch_size", batch)))
     delivered = 0
