@@ -437,8 +437,9 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
 
 def _matches_ref(item: Any, ref: str) -> bool:
     """A rule or correlation named by ``ref``: its id, name, title, or its file's name (with or without .yml)."""
-    file = Path(item.path).name
-    return ref in (item.id, item.name, item.title, file, Path(file).stem)
+    from engine.alerts.triage import rule_matches_ref
+
+    return rule_matches_ref(item, ref)
 
 
 def _top_correlations(ruleset: Any) -> list[Any]:
@@ -532,16 +533,6 @@ def cmd_rules_convert(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _alert_rule_ids(ref: str, config: Any) -> list[str]:
-    """The rule ids ``alerts list --rule REF`` means: configured rules and correlations whose id, name, title
-    or file name is REF; REF itself when none is (an alert of a rule since removed is still listed by id)."""
-    paths = [str(config.resolve_path(p)) for p in config["rules"]["paths"]]
-    ruleset = _load_rules_from(paths, config)
-    ids = [item.id for item in [*ruleset.rules.values(), *ruleset.correlations.values()]
-           if _matches_ref(item, ref)]
-    return ids or [ref]
-
-
 def _print_cases(cases: Sequence[Any], limit: int = 20) -> None:
     """The cases an analyst opens first (highest risk), each with its rules and reasons."""
     from engine.alerts.sinks import case_lines
@@ -558,70 +549,18 @@ def _print_cases(cases: Sequence[Any], limit: int = 20) -> None:
             print(f"    why: {reason}")
 
 
-def _cases_table(cases: Sequence[Any], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, show_lines=False)
-    for column in ("risk", "level", "subject", "period (UTC)", "alerts", "rules", "id"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("period (UTC)",))
-    for case in cases:
-        table.add_row(f"{case.score:g}", case.level, f"{case.subject_kind} {case.subject_field}={case.subject}",
-                      _window(case.first_trigger, case.last_trigger), str(len(case.alerts)),
-                      "; ".join(f"{r['title']} x{r['alerts']}" for r in case.rules), case.id)
-    Console(width=None if _is_tty() else 200).print(table)
-
-
-def cmd_alerts_list(args: argparse.Namespace) -> int:
-    from engine.app import open_configured_store
-
-    config = _config(args)
-    rule_ids: list[str | None] = [None] if args.rule is None else list(_alert_rule_ids(args.rule, config))
-    store = open_configured_store(config, reader=True)
-    _warn_refusal(store)
-    if not args.alerts and config["alerts"]["cases"]["enabled"]:
-        try:
-            cases = store.list_cases()
-        finally:
-            store.close()
-        if args.rule is not None:
-            cases = [c for c in cases if any(r["id"] in rule_ids for r in c.rules)]
-        cases.sort(key=lambda c: (-c.score, c.first_trigger, c.id))
-        return _print_listing(cases, args, lambda shown: _cases_table(
-            shown, f"{len(shown)} case(s), highest risk first (--alerts: every alert)"))
-    try:
-        alerts = [alert for rule_id in rule_ids for alert in store.list_alerts(rule_id=rule_id, limit=args.limit)]
-    finally:
-        store.close()
-    alerts.sort(key=lambda a: (a.first_trigger, a.id))
-    return _print_listing(alerts, args, lambda shown: _alerts_table(shown, f"{len(shown)} alert(s)"))
-
-
-def _print_listing(records: list[Any], args: argparse.Namespace, table: Any) -> int:
-    """``--limit`` records as JSON lines or as the table ``table`` prints."""
-    records = records[: args.limit] if args.limit is not None else records
-    if args.format == "json":
-        for record in records:
-            sys.stdout.write(orjson.dumps(record.to_dict()).decode() + "\n")
-    else:
-        table(records)
-    return EXIT_OK
-
-
 def cmd_cases_show(args: argparse.Namespace) -> int:
     """``wardwatch cases show ID``: one case with its score parts, reasons, alerts and evidence (an id prefix
     of at least 6 characters is enough when it is unique)."""
     from engine.app import open_configured_store
     from engine.alerts.sinks import case_lines
+    from engine.alerts.triage import by_id_or_prefix
 
     config = _config(args)
     store = open_configured_store(config, reader=True)
     _warn_refusal(store)
     try:
-        case = store.get_case(args.id)
-        if case is None and len(args.id) >= 6:
-            found = [c for c in store.list_cases() if c.id.startswith(args.id)]
-            case = found[0] if len(found) == 1 else None
+        case = by_id_or_prefix(args.id, store.get_case, store.list_cases, "case id")
         alerts = [a for a in (store.get_alert(aid) for aid in case.alerts) if a is not None] if case else []
     finally:
         store.close()
@@ -786,12 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     alerts = sub.add_parser("alerts", help="alerts in the configured store")
     alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
-    listing = alerts_sub.add_parser("list", help="list cases (highest risk first), or every alert with --alerts")
-    listing.add_argument("--format", choices=("table", "json"), default="table")
-    listing.add_argument("--rule", help="only this rule: its id, name, title or file name")
-    listing.add_argument("--limit", type=int)
-    listing.add_argument("--alerts", action="store_true", help="the raw alerts instead of cases")
-    listing.set_defaults(func=cmd_alerts_list)
+    # list, show, ack, assign, comment, close: engine/commands/triage.py
 
     cases = sub.add_parser("cases", help="cases: alerts about one user or patient in one period")
     cases_sub = cases.add_subparsers(dest="cases_command", required=True)

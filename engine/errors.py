@@ -10,6 +10,8 @@ its own module-level class (``engine.config.ConfigError``, ``connectors.base.Con
     ├── ConfigError(file, key)          2  the config is wrong: names the file and the dotted key
     │   └── OptionsError                2  one plug-in option is wrong (unknown key, wrong type)
     ├── UsageError                      2  the command line is wrong (today's ``CliError``), or a file it names
+    │   └── InvalidTransition           2  a triage action the alert's state does not allow (close twice, ...)
+    ├── NotFound                        1  no alert, case or exception with the id (or prefix) given
     ├── ConnectorError                  1  a connector cannot work at all
     │   └── SourceUnavailable           1  its source is missing, unreadable or cannot be bound
     ├── StoreError                      1  the store failed (``StoreUnavailable``, ``StoreConflict``, ...)
@@ -72,6 +74,16 @@ class UsageError(WardwatchError):
     def code(self) -> int:
         """The exit code (the name ``CliError`` callers used)."""
         return self.exit_code
+
+
+class InvalidTransition(UsageError):
+    """A triage action the subject's state does not allow: ``alert 3f2a... is closed; reopen is not supported``.
+
+    A usage error (exit 2), not a run-time failure: the analyst asked for something the lifecycle forbids."""
+
+
+class NotFound(WardwatchError):
+    """No alert, case or exception has the id (or the unique id prefix) the user gave."""
 
 
 class ConnectorError(WardwatchError):

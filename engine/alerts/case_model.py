@@ -48,6 +48,8 @@ class Case:
     subject_field: str = ""
     status: str = "new"
     revision: int = 1
+    #: who works on it (triage state, overlaid by readers and on delivery; never set by the case builder)
+    assignee: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in _FIELDS}

@@ -53,10 +53,12 @@ class Alert:
     evidence: list[str] = field(default_factory=list)
     evidence_total: int = 0
     triggers: int = 1
-    status: str = "new"
+    status: str = "new"  # the triage status (engine/alerts/triage.py) where a reader overlaid it
     revision: int = 1
     rule_description: str = ""
     correlation_type: str | None = None
+    #: who works on it (triage state, overlaid by readers and on delivery; never set by the evaluator)
+    assignee: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # Not dataclasses.asdict: its recursive deep copy was the main cost of committing many alerts.

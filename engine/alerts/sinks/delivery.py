@@ -22,7 +22,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import orjson
 
+from engine.alerts.exceptions import deliverable
 from engine.alerts.sinks.base import RetryState
+from engine.alerts.triage import notify_assignees
 from engine.errors import SinkError, SinkRejected
 from engine.logs import get_logger
 from engine.store.base import DeadLetter, Store
@@ -47,6 +49,7 @@ def deliver_pending(store: Store, sinks: Sequence[Any], batch: int = 1000,
             delivered += _drain(store, sink, "alert", batch, now)
         if "cases" in wants:
             delivered += _drain(store, sink, "case", batch, now)
+    notify_assignees(store, sinks)  # a new revision of an assigned alert or case: tell the assignee
     return delivered
 
 
@@ -55,10 +58,10 @@ def _streams(store: Store, sink: Any, record: str) -> tuple[Callable[[int], list
     """(fetch, hand over, acknowledge) of one outbox stream."""
     name = sink.name
     if record == "alert":
-        return (lambda limit: store.pending_deliveries(name, limit=limit), sink.deliver,
+        return (lambda limit: store.pending_deliveries(name, limit=limit), deliverable(store, name, sink.deliver),
                 lambda done: store.mark_delivered(name, done))
-    return (lambda limit: store.pending_case_deliveries(name, limit=limit), sink.deliver_cases,
-            lambda done: store.mark_cases_delivered(name, done))
+    return (lambda limit: store.pending_case_deliveries(name, limit=limit),
+            deliverable(store, name, sink.deliver_cases), lambda done: store.mark_cases_delivered(name, done))
 
 
 def _drain(store: Store, sink: Any, record: str, batch: int, now: float) -> int:
