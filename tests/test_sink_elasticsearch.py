@@ -105,3 +105,36 @@ def test_cluster_down_is_unavailable():
 def test_bad_options_name_the_key(options: dict, key: str):
     with pytest.raises(SinkConfigError, match=key):
         ElasticsearchSink(options)
+
+
+def _kibana_objects() -> list[dict[str, Any]]:
+    import json
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "alerts.md").read_text(encoding="utf-8")
+    [block] = re.findall(r"^```ndjson\n(.*?)^```", text, re.S | re.M)
+    return [json.loads(line) for line in block.splitlines() if line.strip()]
+
+
+def test_the_documented_kibana_objects_match_the_sink_s_index_and_mapping(sink: ElasticsearchSink):
+    """docs/alerts.md's data view and saved search name the default index, a date time field and mapped
+    columns; the saved search's query (as Lucene) finds the open high alert and not the closed one."""
+    import json
+
+    from engine.alerts.sinks.es_documents import ALERT_PROPERTIES
+    from engine.alerts.sinks.es_index import ElasticsearchSinkOptions
+
+    view, search = _kibana_objects()
+    assert view["attributes"]["title"] == f"{ElasticsearchSinkOptions(hosts=['http://x']).index_prefix}-alerts"
+    assert ALERT_PROPERTIES[view["attributes"]["timeFieldName"]]["type"] == "date"
+    assert set(search["attributes"]["columns"]) <= set(ALERT_PROPERTIES)
+    assert search["references"][0]["id"] == view["id"]
+    kql = json.loads(search["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])["query"]["query"]
+    assert kql == "level:(high or critical) and not status:closed"
+    open_alert, closed = make_alert(rule_id="r-open"), make_alert(rule_id="r-closed", status="closed")
+    sink.deliver([open_alert, closed])
+    sink.es.indices.refresh(index=sink.indices["alert"])
+    lucene = kql.replace(" or ", " OR ").replace(" and not ", " AND NOT ")
+    hits = sink.es.search(index=sink.indices["alert"], query={"query_string": {"query": lucene}})["hits"]["hits"]
+    assert [h["_id"] for h in hits] == [open_alert.id]
