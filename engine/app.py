@@ -20,6 +20,8 @@ from engine.private_files import private_dir, sqlite_files, tighten
 from engine.plugins import InvalidOption, declared_options, options_dict, parse_options
 from engine.alerts.pseudonymise import Pseudonymiser
 from engine.alerts.cases import merged_suppression, with_case_builder
+from engine.audit.recorder import with_audit_recorder
+from engine.audit.rules import record_rule_loads
 from engine.alerts.sinks import Sink, build_sinks
 from engine.store.base import Store
 
@@ -259,8 +261,10 @@ def build_app(config: Config, console: bool = True, *, reader: bool = False) -> 
     pseudonymiser = build_pseudonymiser(config)
     evaluator = Evaluator(store, config["alerts"]["evidence_cap"], pseudonymiser,
                           candidates=ruleset.candidates, pushdown=store_pushdown(store))
-    sinks = with_case_builder(config, store, ruleset,
-                              build_sinks(config["alerts"]["sinks"], config.resolve_path, console=console,
-                                          pseudonymiser=pseudonymiser))
+    sinks = with_audit_recorder(store, with_case_builder(
+        config, store, ruleset, build_sinks(config["alerts"]["sinks"], config.resolve_path, console=console,
+                                            pseudonymiser=pseudonymiser)))
+    if not reader:
+        record_rule_loads(store, ruleset)  # the chain's rule.loaded entries: only rules whose file changed
     return App(config, store, ruleset, jobs, evaluator, build_enrichment(config), sinks)
 

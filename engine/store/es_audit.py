@@ -112,9 +112,9 @@ class EsAuditMixin:
         return rows
 
     def audit_rows(self, *, subject: str | None = None, kinds: Sequence[str] | None = None, after_seq: int = 0,
-                   limit: int | None = None) -> Iterator[dict[str, Any]]:
+                   limit: int | None = None, subjects: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
         """Rows in seq order, paged by seq (keyset: ``seq > last seen``), so memory stays one page."""
-        if kinds is not None and not list(kinds):
+        if (kinds is not None and not list(kinds)) or (subjects is not None and not list(subjects)):
             return
         index = self._audit_index()
         self._refresh(index)  # type: ignore[attr-defined]
@@ -123,6 +123,8 @@ class EsAuditMixin:
             filters: list[dict[str, Any]] = [{"range": {"seq": {"gt": last}}}]
             if subject is not None:
                 filters.append({"term": {"subject": subject}})
+            if subjects is not None:
+                filters.append({"terms": {"subject": list(subjects)}})
             if kinds is not None:
                 filters.append({"terms": {"kind": list(kinds)}})
             size = _PAGE if left is None else min(_PAGE, left)

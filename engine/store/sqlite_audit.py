@@ -85,13 +85,25 @@ class SqliteAuditMixin:
         return self._transaction(run)  # type: ignore[attr-defined]
 
     def audit_rows(self, *, subject: str | None = None, kinds: Sequence[str] | None = None, after_seq: int = 0,
-                   limit: int | None = None) -> Iterator[dict[str, Any]]:
-        """Stored rows in seq order, filtered by subject and kinds, paged by seq."""
+                   limit: int | None = None, subjects: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+        """Stored rows in seq order, filtered by subject (or any of ``subjects``) and kinds, paged by seq."""
         self._audit_schema()
+        if subjects is not None and len(subjects) > 500:  # SQLite caps bound parameters per statement
+            subjects = list(subjects)
+            rows = [r for i in range(0, len(subjects), 500)
+                    for r in self.audit_rows(kinds=kinds, after_seq=after_seq, subjects=subjects[i:i + 500])]
+            yield from sorted(rows, key=lambda r: r["seq"])[:limit]
+            return
         where, params = ["seq > ?"], []
         if subject is not None:
             where.append("subject = ?")
             params.append(subject)
+        if subjects is not None:
+            subjects = list(subjects)
+            if not subjects:
+                return
+            where.append(f"subject IN ({','.join('?' * len(subjects))})")
+            params.extend(subjects)
         if kinds is not None:
             kinds = list(kinds)
             if not kinds:

@@ -1,0 +1,38 @@
+"""``rule.loaded`` entries: which rule file, with which SHA-256, the engine ran, from when.
+
+Why file hashes: "which version of the rule raised this alert?" is a question an auditor asks months later.
+An entry is written only when a rule's file hash differs from the last one recorded for that rule, so a
+restart adds nothing and a changed rule adds exactly one entry. Read-only commands never write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from engine import audit
+
+
+def _file_sha256(path: str, cache: dict[str, str | None]) -> str | None:
+    if path not in cache:
+        try:
+            cache[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            cache[path] = None  # gone since it was loaded: the next load records it
+    return cache[path]
+
+
+def record_rule_loads(store: Any, ruleset: Any) -> int:
+    """Record every loaded rule and correlation whose file hash is new for it; returns how many."""
+    last: dict[str, str] = {}
+    for row in store.audit_rows(kinds=["rule.loaded"]):
+        last[row["subject"]] = row["detail"].get("sha256", "")
+    hashes: dict[str, str | None] = {}
+    items = []
+    for rule in [*ruleset.rules.values(), *ruleset.correlations.values()]:
+        digest = _file_sha256(rule.path, hashes)
+        if digest is not None and last.get(rule.id) != digest:
+            items.append(("rule.loaded", audit.ENGINE_ACTOR, rule.id, {"path": rule.path, "sha256": digest}, None))
+    audit.record_many(store, items)
+    return len(items)
