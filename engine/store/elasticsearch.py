@@ -46,6 +46,7 @@ from engine.events import parse_timestamp, timestamp_ms
 from engine.store import es_layout as layout
 from engine.store.es_triage import EsTriageMixin
 from engine.store.es_audit import EsAuditMixin
+from engine.store.es_overview import EsOverviewMixin
 from engine.store.base import (
     CursorUpdate,
     DeadLetter,
@@ -104,7 +105,7 @@ def _ts(ms: int) -> str:
     return format_timestamp(from_timestamp_ms(ms))
 
 
-class ElasticsearchStore(EsAuditMixin, EsTriageMixin, Store):
+class ElasticsearchStore(EsAuditMixin, EsOverviewMixin, EsTriageMixin, Store):
     kind = "elasticsearch"
     #: Kept in ``_source`` but not indexed (es_layout ``_OPAQUE``): a query on them matches nothing, so a
     #: rule that reads one must not be narrowed by a pushed-down query.

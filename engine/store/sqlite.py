@@ -47,6 +47,7 @@ from engine.store.base import (
     check_event,
 )
 from engine.store.sqlite_audit import SqliteAuditMixin
+from engine.store.sqlite_overview import SqliteOverviewMixin
 from engine.store.sqlite_triage import SqliteTriageMixin
 from engine.store.sqlite_schema import (SCHEMA_VERSION, EventIdSchemeError, SchemaVersionError, apply_pragmas,
                                         ensure_schema, event_id_scheme_problem)
@@ -74,7 +75,7 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-class SqliteStore(SqliteAuditMixin, SqliteTriageMixin, Store):
+class SqliteStore(SqliteAuditMixin, SqliteOverviewMixin, SqliteTriageMixin, Store):
     """``Store`` on one SQLite file. Thread-safe: each thread gets its own connection.
 
     ``page_size`` bounds memory during ``search``: at most that many (seq, ts, id) keys per page, documents
