@@ -1,4 +1,5 @@
-"""CEF and LEEF payloads: standard keys for an alert, and escaping that survives any text (parsed back)."""
+"""CEF, LEEF and RFC 5424 as the syslog sink writes them: standard keys for an alert, and escaping that
+survives any text (parsed back with our parsers and the project's syslog receiver parser)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.syslog.framing import FrameDecoder, encode_frame
+from connectors.syslog.rfc5424 import parse_syslog
 from engine.alerts.sinks.cef import format_cef, parse_cef
 from engine.alerts.sinks.leef import format_leef, parse_leef
 from engine.alerts.sinks.siem_facts import Facts, facts
+from engine.alerts.sinks.syslog_wire import FACILITIES, SD_ID, SEVERITIES, format_rfc5424
 
 ALERT = {
     "id": "a" * 32, "rule_id": "4f1c-rule", "rule_title": "Record opened | outside shift", "rule_level": "high",
@@ -90,3 +93,19 @@ def test_octet_counted_frames_are_read_back_by_the_receiver_whatever_the_split(m
     for i in range(0, len(stream), chunk):
         out += decoder.feed(stream[i:i + chunk])
     assert out + decoder.close() == messages
+
+
+@settings(max_examples=200)
+@given(st.text(min_size=1), st.text(min_size=1, max_size=64), st.binary(max_size=200),
+       st.sampled_from(sorted(SEVERITIES)))
+def test_rfc5424_messages_parse_back_with_the_receiver_parser(value: str, hostname: str, body: bytes, level: str):
+    """Any structured-data value (quotes, backslashes, ']'), any host name, any payload bytes."""
+    data = format_rfc5424(body, facility=FACILITIES["authpriv"], severity=SEVERITIES[level], msgid="alert",
+                          sd={"id": value, "revision": "7"}, hostname=hostname)
+    msg = parse_syslog(data)
+    assert (msg.version, msg.facility, msg.severity, msg.msgid, msg.appname) == (1, 10, SEVERITIES[level],
+                                                                                  "alert", "wardwatch")
+    assert msg.structured_data[SD_ID] == {"id": value, "revision": "7"}
+    assert msg.bom and msg.msg == body
+    printable = "".join(c for c in hostname if 33 <= ord(c) <= 126)  # RFC 5424 PRINTUSASCII; NIL if none
+    assert msg.hostname == (printable or None)

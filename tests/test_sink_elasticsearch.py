@@ -82,16 +82,21 @@ def test_cases_go_to_their_own_index(sink: ElasticsearchSink):
     assert (doc["_id"], doc["_version"], doc["user"], doc["record"]) == (case.id, 2, "jdoe", "case")
 
 
-def test_refuses_to_write_into_the_store_s_own_alert_index(store):  # noqa: F811
-    prefix = getattr(store, "prefix", None)
-    if prefix is None:
-        pytest.skip("the store's own index exists only on Elasticsearch")
-    sink = ElasticsearchSink({"hosts": store.hosts, "index_prefix": prefix})
+def test_refuses_to_write_into_the_store_s_own_alert_index():
     from engine.errors import SinkRejected
+    from engine.store import open_store
 
-    with pytest.raises(SinkRejected, match="not this sink's"):
-        sink.deliver([make_alert()])
-    sink.close()
+    url = require_elasticsearch()
+    prefix = f"wwtest-{uuid.uuid4().hex[:12]}"
+    es_store = open_store("elasticsearch", hosts=[url], index_prefix=prefix)  # creates <prefix>-alerts
+    sink = ElasticsearchSink({"hosts": [url], "index_prefix": prefix})
+    try:
+        with pytest.raises(SinkRejected, match="not this sink's"):
+            sink.deliver([make_alert()])
+    finally:
+        sink.close()
+        es_store.delete_all()
+        es_store.close()
 
 
 def test_cluster_down_is_unavailable():

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.alerts.sinks.base import SinkConfigError
 from engine.alerts.sinks.delivery import deliver_pending
@@ -231,3 +233,29 @@ def test_assignee_notice_goes_to_the_assignee(starttls_server, pki, password_fil
 def test_bad_options_name_the_key(options: dict, key: str):
     with pytest.raises(SinkConfigError, match=key):
         EmailSink({"host": "127.0.0.1", "to": ["soc@hospital.example"], **options})
+
+
+_VALUES = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r"), min_size=1, max_size=80)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_VALUES, _VALUES)
+def test_mail_parts_carry_any_value_escaped_and_subject_stays_one_line(user: str, title: str):
+    """Whatever a log put in a user name or rule title: the text part has it verbatim, the HTML part only
+    escaped, and the subject never gains a line break (no header injection). CR is left out: MIME
+    normalises line ends in bodies, which is not ours to test."""
+    import html as html_lib
+
+    from engine.alerts.sinks.mail_message import build_mail
+
+    payload = {**make_alert().to_dict(), "rule_title": title, "group": {"user.name": user}}
+    mail = build_mail([payload], sender="w@h.example", to=["soc@h.example"], subject="[{level}] {title}",
+                      message_id="<x@h.example>")
+    parsed = email.message_from_bytes(mail.as_bytes(), policy=email.policy.default)
+    assert "\n" not in parsed["Subject"] and "\r" not in parsed["Subject"]
+    assert parsed["Subject"] == " ".join(f"[high] {title}".split())
+    html_part = parsed.get_body(("html",)).get_content()
+    text_part = parsed.get_body(("plain",)).get_content()
+    for value in (user, title):
+        assert value in text_part
+        assert f"<td>{html_lib.escape(value)}</td>" in html_part  # the cell holds the escaped form only

@@ -185,3 +185,34 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_field_policy_applies_before_the_wire(tls_receiver: Receiver, pki):
+    """``drop`` and ``evidence_cap`` from the sink base: the SIEM never sees the dropped patient id."""
+    sink = SyslogSink({"host": "127.0.0.1", "port": tls_receiver.port, "ca_certs": pki["ca_file"],
+                       "drop": ["ehr.patient.id"], "evidence_cap": 1})
+    alert = make_alert(group_key="user.name=jdoe", triggers=5)
+    alert.group["ehr.patient.id"] = "P-12345"
+    sink.deliver([alert])
+    [msg] = tls_receiver.messages(1)
+    body = orjson.loads(msg.msg)
+    assert body["group"] == {"user.name": "jdoe"} and body["evidence"] == ["e0"] and body["evidence_total"] == 5
+    assert b"P-12345" not in tls_receiver.records[0].data
+    sink.close()
+
+
+def test_case_revisions_travel_as_cef_with_record_case(tls_receiver: Receiver, pki):
+    from engine.alerts.case_model import Case
+
+    sink = SyslogSink({"host": "127.0.0.1", "port": tls_receiver.port, "ca_certs": pki["ca_file"],
+                       "format": "cef", "deliver": "both"})
+    case = Case(id="c" * 32, subject_kind="user.name", subject="jdoe", period_start="2024-01-01T00:00:00.000Z",
+                period_end="2024-01-02T00:00:00.000Z", first_trigger="2024-01-01T01:00:00.000Z",
+                last_trigger="2024-01-01T02:00:00.000Z", level="critical", score=9.0, revision=4,
+                reasons=["3 rules about jdoe"])
+    sink.deliver_cases([case])
+    [msg] = tls_receiver.messages(1)
+    assert msg.msgid == "case" and msg.structured_data[SD_ID]["revision"] == "4"
+    header, ext = parse_cef(msg.text())
+    assert header[4:] == ["case", "3 rules about jdoe", "10"] and ext["suser"] == "jdoe" and ext["cat"] == "case"
+    sink.close()
