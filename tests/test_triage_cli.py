@@ -7,13 +7,18 @@ reason or transition is one line and an exit code, never a traceback; ``alerts s
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from engine import audit
 from engine.cli import main
+from engine.commands.triage import time_arg
 from engine.store import open_store
 from engine.store.base import RuleCheckpoint
 from tests.conftest import require_elasticsearch
@@ -147,6 +152,34 @@ def test_triage_commands_on_elasticsearch(tmp_path, capsys, monkeypatch):
         assert [h["kind"] for h in orjson.loads(out)["history"]] == ["triage.acknowledge", "triage.close"]
         assert len(run(capsys, *c, "exceptions", "list", "--format", "json")[1].splitlines()) == 1
     finally:
-        store._triage_schema()  # so delete_all knows the triage indices (the CLI made them in its own process)
+        # the CLI made the triage and audit indices in its own process: let this store object know them
+        store._triage_schema()
+        list(audit.entries(store, limit=1))
         store.delete_all()
         store.close()
+
+
+_instants = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31),
+                         timezones=st.just(timezone.utc))
+
+
+@settings(max_examples=200, deadline=None)
+@given(moment=_instants, form=st.sampled_from(["canonical", "seconds", "offset"]))
+def test_time_arg_reads_iso_times_as_the_same_instant(moment, form):
+    from engine.events import format_timestamp
+
+    moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    text = {"canonical": format_timestamp(moment),
+            "seconds": moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "offset": moment.astimezone(timezone(timedelta(hours=-5))).isoformat()}[form]
+    assert time_arg(text, "--since") == format_timestamp(moment)
+
+
+@settings(max_examples=100, deadline=None)
+@given(amount=st.integers(min_value=0, max_value=10_000), unit=st.sampled_from(["s", "m", "h", "d"]))
+def test_time_arg_reads_a_duration_as_that_long_ago(amount, unit):
+    from engine.events import format_timestamp
+
+    now = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+    seconds = amount * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+    assert time_arg(f"{amount}{unit}", "--since", now=now) == format_timestamp(now - timedelta(seconds=seconds))

@@ -37,8 +37,20 @@ class EsTriageMixin:
     _triage_ready: bool = False
 
     def _triage_index(self, name: str) -> str:
+        """The index to write ``name`` records to (created on first use)."""
         self._triage_schema()
         return self.names[name]  # type: ignore[attr-defined]
+
+    def _triage_read_index(self, name: str) -> str | None:
+        """The index to read ``name`` records from, or None while it does not exist: the delivery path reads
+        triage on every round, and a store nobody triaged yet must not pay for creating three indices."""
+        if self._triage_ready:
+            return self.names[name]  # type: ignore[attr-defined]
+        index = f"{self.prefix}-{name.replace('_', '-')}"  # type: ignore[attr-defined]
+        if self._call(lambda: self.es.indices.exists(index=index), what="read triage"):  # type: ignore[attr-defined]
+            self._triage_schema()  # known to exist: register the names (delete_all) and stop checking
+            return self.names[name]  # type: ignore[attr-defined]
+        return None
 
     def _triage_schema(self) -> None:
         """Create the three indices once per store object; their names join ``self.names`` so that
@@ -82,8 +94,10 @@ class EsTriageMixin:
         return self.get_triage_records([subject_id]).get(subject_id)
 
     def get_triage_records(self, subject_ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-        index = self._triage_index("triage")
+        index = self._triage_read_index("triage")
         out: dict[str, dict[str, Any]] = {}
+        if index is None:
+            return out
         if subject_ids is None:
             docs = [(s, None) for s in self._search_all(index, {"match_all": {}}, "subject_id", "read triage")]
         else:
@@ -126,8 +140,10 @@ class EsTriageMixin:
             raise StoreError(f"write triage marks: {len(bad)} of {len(rows)} failed: {bad[0].get('error')}")
 
     def get_triage_marks(self, mark: str, subject_ids: Sequence[str] | None = None) -> dict[str, dict[int, str]]:
-        index = self._triage_index("triage_marks")
+        index = self._triage_read_index("triage_marks")
         out: dict[str, dict[int, str]] = {}
+        if index is None:
+            return out
         ids = None if subject_ids is None else list(subject_ids)
         chunks = [None] if ids is None else [ids[i:i + 1000] for i in range(0, len(ids), 1000)]
         for part in chunks:
@@ -149,7 +165,9 @@ class EsTriageMixin:
                    what="write exception")
 
     def list_exception_records(self) -> list[dict[str, Any]]:
-        index = self._triage_index("exceptions")
+        index = self._triage_read_index("exceptions")
+        if index is None:
+            return []
         docs = [orjson.loads(s["doc_json"]) for s in self._search_all(index, {"match_all": {}}, "id", "read exceptions")]
         return sorted(docs, key=lambda r: (r["created"], r["id"]))
 
