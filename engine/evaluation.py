@@ -289,7 +289,8 @@ class Evaluator:
         alerts are the same as in one pass (they do not depend on how runs are cut).
         """
         watermark = upto if upto is not None else self.store.watermark()
-        checkpoints = {job.id: self.store.get_checkpoint(job.id).watermark for job in jobs}
+        stored = self.store.get_checkpoints([job.id for job in jobs])  # one read for the round, not one per job
+        checkpoints = {job.id: stored[job.id].watermark for job in jobs}
         results = {job.id: RunResult(job.id) for job in jobs}
         by_checkpoint: dict[str | None, list[RuleJob]] = {}
         for job in jobs:
@@ -324,17 +325,21 @@ class Evaluator:
                   results: dict[str, RunResult]) -> None:
         started = time.monotonic()
         new_by_rule, new_times, scanned = self._scan(group, ingested_after=checkpoint, ingested_upto=watermark)
-        runs: list[tuple[RuleCheckpoint, list[Alert]]] = []
+        built: list[tuple[RuleCheckpoint, list[Alert]]] = []
         for job in group:
             job_new = {leaf.id: new_by_rule[leaf.id] for leaf in job.leaves}
             job_times = {m.event_id: m.ts_ms for ms in job_new.values() for m in ms}
             results[job.id].matched += len(job_times)
             alerts: list[Alert] = []
             if job_times:
-                # Alert ids are per rule, so no job here reads (get_alert) what another is about to commit.
                 alerts = self._alerts_for(job, job_new, job_times, set(job_times), checkpoint, watermark)
-            runs.append((RuleCheckpoint(job.id, watermark), alerts))
-        self._commit(runs)
+            built.append((RuleCheckpoint(job.id, watermark), alerts))
+        # The stored revisions of every alert of the round in one read (get_alerts), not one per alert. Alert
+        # ids are per rule, so no job here reads what another is about to commit.
+        stored = self.store.get_alerts([alert.id for _, alerts in built for alert in alerts])
+        runs = [(cp, [m for m in (merge_revision(a, stored.get(a.id)) for a in alerts) if m is not None])
+                for cp, alerts in built]
+        self.store.commit_rule_runs(runs)
         for checkpoint_row, alerts in runs:
             result = results[checkpoint_row.rule_id]
             result.scanned += scanned
@@ -342,16 +347,6 @@ class Evaluator:
             result.seconds += time.monotonic() - started
             log.debug("rule run", rule=result.job_id, scanned=scanned, alerts=len(alerts),
                       seconds=round(result.seconds, 3))
-
-    def _commit(self, runs: Sequence[tuple[RuleCheckpoint, list[Alert]]]) -> None:
-        """Every job's alerts with its checkpoint: in one transaction where the store offers it
-        (``commit_rule_runs``: one commit per scan, not one per rule), else one atomic call per job."""
-        commit_many = getattr(self.store, "commit_rule_runs", None)
-        if commit_many is not None:
-            commit_many(runs)
-            return
-        for checkpoint, alerts in runs:
-            self.store.commit_rule_run(checkpoint, alerts)
 
     def _alerts_for(
         self,
@@ -362,6 +357,8 @@ class Evaluator:
         checkpoint: str | None,
         watermark: str,
     ) -> list[Alert]:
+        """The job's alerts as this run builds them, not yet merged with their stored revisions: the caller
+        reads those for the whole round at once."""
         period = job.suppression.period_ms
         if not job.is_correlation and period <= 0:
             # Each match is its own alert: no context needed.
@@ -414,10 +411,7 @@ class Evaluator:
                 times,
                 self.evidence_cap,
             )
-            stored = self.store.get_alert(alert.id)
-            merged = merge_revision(alert, stored)
-            if merged is not None:
-                alerts.append(merged)
+            alerts.append(alert)
         return alerts
 
 

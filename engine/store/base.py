@@ -170,12 +170,34 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def get_checkpoint(self, rule_id: str) -> RuleCheckpoint: ...
 
+    def get_checkpoints(self, rule_ids: Sequence[str]) -> dict[str, RuleCheckpoint]:
+        """``get_checkpoint`` of many rules. A store overrides it with one query (an evaluation round of the
+        SigmaHQ set asks for ~2,400 checkpoints; one round trip each was most of it on Elasticsearch)."""
+        return {rule_id: self.get_checkpoint(rule_id) for rule_id in rule_ids}
+
     @abc.abstractmethod
     def commit_rule_run(self, checkpoint: RuleCheckpoint, alerts: Sequence[Alert]) -> None:
         """Upsert ``alerts`` (by id) and advance the checkpoint in one atomic step."""
 
+    def commit_rule_runs(self, runs: Sequence[tuple[RuleCheckpoint, Sequence[Alert]]]) -> None:
+        """Several rules' ``commit_rule_run``, in order. Each rule's alerts must still land no later than its
+        checkpoint; a store overrides it to pay one commit (or request) per round instead of one per rule."""
+        for checkpoint, alerts in runs:
+            self.commit_rule_run(checkpoint, alerts)
+
     @abc.abstractmethod
     def get_alert(self, alert_id: str) -> Alert | None: ...
+
+    def get_alerts(self, alert_ids: Sequence[str]) -> dict[str, Alert]:
+        """The stored alerts among ``alert_ids``, by id (absent ids are left out). A store overrides it with
+        one query: the evaluator asks once per round for every alert it is about to revise (issue 10: 6,720
+        single reads were a third of the SigmaHQ evaluate phase)."""
+        found = {}
+        for alert_id in alert_ids:
+            alert = self.get_alert(alert_id)
+            if alert is not None:
+                found[alert_id] = alert
+        return found
 
     @abc.abstractmethod
     def latest_alert(self, rule_id: str, group_key: str) -> Alert | None:

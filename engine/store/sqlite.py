@@ -348,6 +348,24 @@ class SqliteStore(SqliteAuditMixin, SqliteOverviewMixin, SqliteTriageMixin, Stor
             return RuleCheckpoint(rule_id=rule_id)
         return RuleCheckpoint(rule_id=rule_id, watermark=row[0], extra=orjson.loads(row[1]))
 
+    def get_checkpoints(self, rule_ids: Sequence[str]) -> dict[str, RuleCheckpoint]:
+        found = {rule_id: RuleCheckpoint(rule_id=rule_id) for rule_id in rule_ids}
+        rows = self._rows_by_key("SELECT rule_id, watermark, extra FROM checkpoints WHERE rule_id IN ({})",
+                                 list(found))
+        for rule_id, watermark, extra in rows:
+            found[rule_id] = RuleCheckpoint(rule_id=rule_id, watermark=watermark, extra=orjson.loads(extra))
+        return found
+
+    def _rows_by_key(self, sql: str, keys: Sequence[str], chunk: int = 500) -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` (one ``IN ({})`` placeholder) for many keys, ``chunk`` bound parameters a query
+        (SQLite caps the number of parameters per statement)."""
+        rows: list[tuple[Any, ...]] = []
+        for i in range(0, len(keys), chunk):
+            part = keys[i:i + chunk]
+            query = sql.format(", ".join("?" * len(part)))
+            rows.extend(self._read(lambda c, q=query, p=part: c.execute(q, p).fetchall()))
+        return rows
+
     def commit_rule_run(self, checkpoint: RuleCheckpoint, alerts: Sequence[Alert]) -> None:
         self.commit_rule_runs([(checkpoint, alerts)])
 
@@ -389,6 +407,10 @@ class SqliteStore(SqliteAuditMixin, SqliteOverviewMixin, SqliteTriageMixin, Stor
     def get_alert(self, alert_id: str) -> Alert | None:
         row = self._read(lambda c: c.execute("SELECT doc FROM alerts WHERE id = ?", (alert_id,)).fetchone())
         return None if row is None else Alert.from_dict(orjson.loads(row[0]))
+
+    def get_alerts(self, alert_ids: Sequence[str]) -> dict[str, Alert]:
+        rows = self._rows_by_key("SELECT id, doc FROM alerts WHERE id IN ({})", list(dict.fromkeys(alert_ids)))
+        return {alert_id: Alert.from_dict(orjson.loads(doc)) for alert_id, doc in rows}
 
     def latest_alert(self, rule_id: str, group_key: str) -> Alert | None:
         row = self._read(lambda c: c.execute(
