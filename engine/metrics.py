@@ -62,6 +62,9 @@ METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in (
     MetricSpec("wardwatch_connector_up", "gauge",
                "1 when the connector's source could be read on its last poll, 0 when it is unavailable",
                ("connector",)),
+    MetricSpec("wardwatch_incident_deadline_seconds", "gauge",
+               "Seconds left until an incident reporting deadline (negative: overdue); subject is the alert "
+               "or case id", ("subject", "regime", "milestone")),
 )}
 
 

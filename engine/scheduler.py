@@ -34,6 +34,8 @@ from engine.alerts.sinks import deliver_pending
 from engine.store.base import StoreError, StoreUnavailable
 
 log = get_logger("wardwatch.service")
+#: Seconds between incident rounds (deadline gauges, reminders): a reminder is at most this late.
+INCIDENT_INTERVAL = 60.0
 
 
 class Service:
@@ -153,6 +155,11 @@ class Service:
         with self._delivery_lock:
             deliver_pending(self.app.store, self.app.sinks)
 
+    def _incidents(self) -> None:
+        from engine.incidents import service_round
+
+        service_round(self.app.store, self.app.sinks, self.metrics)  # deadline gauges + reminders due
+
     def _retention(self) -> None:
         from engine.retention import run_for_app
 
@@ -207,6 +214,8 @@ class Service:
         self.scheduler.add_job(lambda: self._guard("retention", self._retention),
                                IntervalTrigger(seconds=parse_duration(scheduler_cfg["retention_interval"])),
                                id="retention")
+        self.scheduler.add_job(lambda: self._guard("incidents", self._incidents),
+                               IntervalTrigger(seconds=INCIDENT_INTERVAL), id="incidents", next_run_time=now)
         self.scheduler.start()
         if http["port"] is not None:
             self.http = StatusServer(http["host"], http["port"], self.metrics, self.health, token=token)

@@ -85,7 +85,8 @@ class SinkOptions:
     the site's keyed pseudonym (``alerts.pseudonymise``) before sending; the site's own
     ``alerts.pseudonymise.fields`` always are. ``drop``: fields removed. ``evidence_cap``: at most this many
     evidence event ids are sent (``evidence_total`` still says how many there were); null: all.
-    ``notices``: this sink also receives deadline reminders and assignee updates.
+    ``notices``: this sink also receives deadline reminders and assignee updates. ``remind_before``: lead
+    times (``[24h, 4h]``) before each incident deadline at which it gets a reminder (``engine.incidents``).
     """
 
     #: names the sink's outbox (and its dead letters, ``sink:<name>``): renaming re-sends everything
@@ -96,9 +97,16 @@ class SinkOptions:
     evidence_cap: int | None = None
     notices: bool = False
     retry: dict[str, Any] = field(default_factory=dict)
+    remind_before: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         check_deliver(self.deliver)
+        from engine.config import parse_duration
+
+        try:  # seconds, for engine.incidents.send_reminders
+            self.remind_before_seconds = sorted({parse_duration(v) for v in self.remind_before}, reverse=True)
+        except ValueError as exc:
+            raise InvalidOption("remind_before", f"{exc} (a list of durations like [24h, 4h])") from None
         if self.evidence_cap is not None and self.evidence_cap < 0:
             raise InvalidOption("evidence_cap", "must be >= 0 (or null for no cap)")
         for name in self.drop:
