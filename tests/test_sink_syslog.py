@@ -216,3 +216,38 @@ def test_case_revisions_travel_as_cef_with_record_case(tls_receiver: Receiver, p
     header, ext = parse_cef(msg.text())
     assert header[4:] == ["case", "3 rules about jdoe", "10"] and ext["suser"] == "jdoe" and ext["cat"] == "case"
     sink.close()
+
+
+def test_run_once_delivers_every_alert_to_the_siem_once(tmp_path: Path, capsys):
+    """End to end through the config and the service: the demo sources, the shipped rules, a syslog sink
+    (CEF over TCP) to the project's receiver; a second run sends nothing new."""
+    import yaml
+
+    from engine.cli import main
+    from engine.store import open_store
+    from tests.conftest import ROOT, demo_connectors
+
+    receiver = Receiver(ListenerConfig("tcp", port=0))
+    try:
+        config = tmp_path / "wardwatch.yaml"
+        config.write_text(yaml.safe_dump({
+            "rules": {"paths": [str(ROOT / "rules")]}, "store": {"sqlite": {"path": str(tmp_path / "w.db")}},
+            "connectors": demo_connectors(),
+            "alerts": {"sinks": [{"type": "syslog", "name": "siem", "host": "127.0.0.1", "port": receiver.port,
+                                  "protocol": "tcp", "format": "cef"}]}}))
+        assert main(["--config", str(config), "run", "--once"]) == 0
+        store = open_store("sqlite", path=tmp_path / "w.db")
+        try:
+            alerts = store.list_alerts()
+        finally:
+            store.close()
+        assert alerts, "the demo data should raise alerts"
+        messages = receiver.messages(len(alerts))
+        keys = {(m.structured_data[SD_ID]["id"], m.structured_data[SD_ID]["revision"]) for m in messages}
+        assert keys == {(a.id, str(a.revision)) for a in alerts} and len(messages) == len(alerts)
+        assert main(["--config", str(config), "run", "--once"]) == 0
+        time.sleep(0.3)
+        assert len(receiver.records) == len(alerts)
+    finally:
+        receiver.server.stop()
+    capsys.readouterr()
