@@ -115,7 +115,9 @@ DEFAULTS: dict[str, Any] = {
         "cases": {"enabled": True, "by": None, "period": "24h", "weights": {}},  # by None: user + patient
     },
     "logging": {"level": "info", "format": "auto"},
-    "service": {"http": {"host": "127.0.0.1", "port": None, "token_file": None, "token_env": None}},
+    # the HTTP API (engine/api, docs/api.md): off until a port is set; loopback unless TLS and tokens
+    "service": {"http": {"host": "127.0.0.1", "port": None, "token_file": None, "token_env": None,
+                         "tokens_file": None, "tls": None, "max_hunt_jobs": 2}},
     # GDPR storage limitation; shape and meaning in engine/retention_policy.py (default: keep everything)
     "retention": copy.deepcopy(RETENTION_DEFAULTS),
 }
@@ -253,7 +255,9 @@ SCHEMA: dict[str, Any] = {
     },
     "logging": {"level": _one_of("debug", "info", "warning", "error"), "format": _one_of("auto", "json", "console")},
     "service": {"http": {"host": _type(str), "port": _port,
-                         "token_file": _type(str, nullable=True), "token_env": _type(str, nullable=True)}},
+                         "token_file": _type(str, nullable=True), "token_env": _type(str, nullable=True),
+                         "tokens_file": _type(str, nullable=True), "tls": _type(dict, nullable=True),
+                         "max_hunt_jobs": _type(int)}},  # tls and the host: engine.api.settings.check_http
     "retention": _ANY,  # dataset names are free keys: checked by _validate_retention
 }
 
@@ -420,6 +424,13 @@ def _check_es_credentials(data: Mapping[str, Any], source: str, environ: Mapping
                 raise ConfigError(source, "store.elasticsearch.hosts", str(exc)) from None
 
 
+def _validate_http(section: Mapping[str, Any], source: str) -> None:
+    """The API's TLS block, and no API beyond loopback without TLS and tokens (no FastAPI import here)."""
+    from engine.api.settings import check_http
+
+    check_http(section, source)
+
+
 def _validate_retention(section: Any, source: str) -> None:
     try:
         parse_retention(section)
@@ -540,6 +551,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     _validate_suppression(data["alerts"]["suppression"], source)
     _validate_cases(data["alerts"]["cases"], source)
     _validate_retention(data["retention"], source)
+    _validate_http(data["service"]["http"], source)
     _check_es_credentials(data, source, environ)
     _check_source_store_prefix(data, source)
     return Config(data=data, source=source, base_dir=base_dir)

@@ -12,7 +12,6 @@ connector and ``wardwatch status`` shows the same. A listener that cannot bind i
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from datetime import datetime, timezone
@@ -23,13 +22,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from connectors.base import Connector
 from engine.app import App
-from engine.config import ConfigError, parse_duration
+from engine.config import parse_duration
 from engine.errors import SourceUnavailable
 from engine.evaluation import RuleJob
 from engine.health import HealthBook, scrub_report
 from engine.ingest import ingest_connector
 from engine.logs import get_logger
-from engine.metrics import Metrics, StatusServer
+from engine.metrics import Metrics
 from engine.alerts.sinks import deliver_pending
 from engine.store.base import StoreError, StoreUnavailable
 
@@ -50,7 +49,7 @@ class Service:
         self.metrics = Metrics()
         self.connector_health = HealthBook(app.store)
         self._started: set[str] = set()  # connectors whose start() (listener bind) succeeded
-        self.http: StatusServer | None = None
+        self.http: Any = None  # engine.api.server.ApiServer when service.http.port is set
         self._stopped = threading.Event()
         # Rule jobs deliver right after committing alerts, and so does the delivery job: one at a time, or
         # two threads would hand the same pending revision to a sink twice.
@@ -165,29 +164,12 @@ class Service:
 
         run_for_app(self.app)  # logs a count per dataset (never event content)
 
-    def _http_token(self) -> str | None:
-        """The bearer token for the status endpoint, from ``token_file`` or ``token_env`` (never the YAML)."""
-        http, source = self.app.config["service"]["http"], self.app.config.source
-        if http.get("token_file"):
-            path = self.app.config.resolve_path(http["token_file"])
-            try:
-                token = path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(source, "service.http.token_file", f"cannot read {path}: {exc.strerror}") from None
-            if not token:
-                raise ConfigError(source, "service.http.token_file", f"{path} is empty")
-            return token
-        if http.get("token_env"):
-            token = os.environ.get(http["token_env"], "").strip()
-            if not token:
-                raise ConfigError(source, "service.http.token_env", f"environment variable {http['token_env']} "
-                                  "is not set or empty")
-            return token
-        return None
-
     def start(self) -> None:
         http = self.app.config["service"]["http"]
-        token = self._http_token() if http["port"] is not None else None  # fail before anything runs
+        if http["port"] is not None:  # tokens, TLS files and the port are checked before anything runs
+            from engine.api import build_server
+
+            self.http = build_server(self.app, self.metrics, self.health)
         now = datetime.now(timezone.utc)
         scheduler_cfg = self.app.config["scheduler"]
         self.connectors = self.app.connectors()
@@ -217,10 +199,9 @@ class Service:
         self.scheduler.add_job(lambda: self._guard("incidents", self._incidents),
                                IntervalTrigger(seconds=INCIDENT_INTERVAL), id="incidents", next_run_time=now)
         self.scheduler.start()
-        if http["port"] is not None:
-            self.http = StatusServer(http["host"], http["port"], self.metrics, self.health, token=token)
+        if self.http is not None:
             self.http.start()
-            log.info("status endpoint", listen=f"http://{self.http.address[0]}:{self.http.address[1]}")
+            log.info("status endpoint", listen=self.http.url)  # the API and /health, /metrics
         log.info("service started", store=self.app.store.kind, connectors=len(self.connectors),
                  rules=len(self.app.jobs))
 

@@ -1,5 +1,6 @@
 """The status endpoint as a monitoring system and a security reviewer see it: a real HTTP client talking to
-the real server on 127.0.0.1 (issue 7, item 11)."""
+the real server on 127.0.0.1 (issue 7, item 11). Since issue 12 the server is the API's (engine/api:
+uvicorn); /health and /metrics behave as they did under the stdlib server."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from structlog.testing import capture_logs
 
 from engine.app import build_app
 from engine.config import ConfigError, load_config
-from engine.metrics import Metrics, StatusServer
+from engine.api.auth import TokenBook
+from engine.api.server import ApiServer
+from engine.metrics import Metrics
 from engine.scheduler import Service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,13 +65,23 @@ def service_config(tmp_path: Path, http: dict) -> Path:
     return path
 
 
+def status_server(host: str, metrics: Metrics | None = None, **kwargs) -> ApiServer:
+    """The API server (no tokens configured: status endpoints open) over ``metrics`` and a fixed health."""
+    from engine.api.app import create_app
+    from engine.api.deps import ApiContext
+
+    context = ApiContext(app=None, metrics=metrics or Metrics(), health=lambda: {"status": "ok"},
+                         tokens=TokenBook(), hunts=None)
+    return ApiServer(create_app(context), host, 0, **kwargs)
+
+
 @pytest.fixture
 def server():
-    """A StatusServer on an ephemeral loopback port, over a fresh Metrics and a fixed health report."""
-    started: list[StatusServer] = []
+    """An API server on an ephemeral loopback port, over a fresh Metrics and a fixed health report."""
+    started: list[ApiServer] = []
 
-    def make(metrics: Metrics | None = None, **kwargs) -> StatusServer:
-        srv = StatusServer("127.0.0.1", 0, metrics or Metrics(), lambda: {"status": "ok"}, **kwargs)
+    def make(metrics: Metrics | None = None, **kwargs) -> ApiServer:
+        srv = status_server("127.0.0.1", metrics, **kwargs)
         srv.start()
         started.append(srv)
         return srv
@@ -135,12 +148,11 @@ def test_binding_beyond_loopback_logs_a_warning():
 
     configure_logging("info", "json")  # whatever level an earlier test left behind
     with capture_logs() as logs:
-        srv = StatusServer("0.0.0.0", 0, Metrics(), lambda: {"status": "ok"})
-        srv.server.server_close()
+        status_server("0.0.0.0").socket.close()
     warnings = [e for e in logs if e["log_level"] == "warning"]
     assert warnings and "0.0.0.0" in str(warnings[0])
     with capture_logs() as logs:
-        StatusServer("127.0.0.1", 0, Metrics(), lambda: {"status": "ok"}).server.server_close()
+        status_server("127.0.0.1").socket.close()
     assert not [e for e in logs if e["log_level"] == "warning"]
 
 
