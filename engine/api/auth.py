@@ -62,8 +62,8 @@ class TokenBook:
     def __init__(self, entries: Sequence[tuple[str, str, str]] = ()):
         self._entries = [_Entry(Principal(name, role), bytes.fromhex(digest)) for name, role, digest in entries]
 
-    def __bool__(self) -> bool:
-        return bool(self._entries)
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def authenticate(self, authorization: str | None) -> Principal | None:
         """The principal of an ``Authorization: Bearer <token>`` header, or None."""
