@@ -109,7 +109,12 @@ class ElasticsearchSink(Sink):
             raise SinkUnavailable(f"elasticsearch {self._where}: {type(exc).__name__}") from None
 
     def _ensure(self, record: str) -> None:
-        """Create the index with its mapping once; refuse one that exists but is not this sink's."""
+        """Create the index with its mapping once; refuse one that exists but is not this sink's.
+
+        Every failure here is :class:`SinkUnavailable`, whatever the status: an index that cannot be
+        created or a mapping conflict is the operator's to fix, and the revisions must wait in the outbox
+        meanwhile rather than be dead-lettered one by one as if Elasticsearch had refused each alert.
+        """
         if record in self._ready:
             return
         index = self.indices[record]
@@ -119,16 +124,15 @@ class ElasticsearchSink(Sink):
                 mapping = self.es.indices.get_mapping(index=index)
                 meta = next(iter(mapping.values()), {}).get("mappings", {}).get("_meta", {})
                 if meta.get("wardwatch") != META["wardwatch"]:
-                    raise SinkRejected(f"elasticsearch {self._where}: index {index} exists and is not this "
+                    raise SinkUnavailable(f"elasticsearch {self._where}: index {index} exists and is not this "
                                        "sink's (the store's own index?); choose another index_prefix")
                 self.es.indices.put_mapping(index=index, properties=body["mappings"]["properties"])
             else:
                 self.es.indices.create(index=index, settings=body["settings"], mappings=body["mappings"])
-        except elasticsearch.BadRequestError as exc:
-            if "resource_already_exists" not in str(exc):  # a concurrent create: fine
-                raise self._classify(exc, f"index {index}") from None
         except elasticsearch.ApiError as exc:
-            raise self._classify(exc, f"index {index}") from None
+            if "resource_already_exists" not in str(exc):  # a concurrent create: fine
+                raise SinkUnavailable(f"elasticsearch {self._where}: index {index}: HTTP {exc.meta.status} "
+                                      f"{exc.error}") from None
         except elasticsearch.TransportError as exc:
             raise SinkUnavailable(f"elasticsearch {self._where}: {type(exc).__name__}") from None
         self._ready.add(record)

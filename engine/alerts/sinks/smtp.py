@@ -157,7 +157,7 @@ class EmailSink(Sink):
 
     def send_notice(self, notice: Mapping[str, Any]) -> None:
         opts: EmailOptions = self.settings
-        to = opts.to[0] if len(opts.to) == 1 else ", ".join(opts.to)
+        to = ", ".join(opts.to)
         if notice.get("kind") == "assignee_update" and notice.get("to") in opts.assignees:
             to = opts.assignees[str(notice["to"])]
         key = f"notice:{notice.get('kind')}:{notice.get('subject')}:{notice.get('text')}"
