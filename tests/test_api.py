@@ -106,7 +106,8 @@ def test_alerts_list_filters_like_the_cli(store):
         assert viewer.get("/api/v1/alerts", params={"limit": 0}).status_code == 422
 
 
-def test_the_lifecycle_over_http_records_the_token_name_as_actor(store):
+def test_the_lifecycle_over_http_records_the_token_name_as_actor(sqlite_store):
+    store = sqlite_store
     alert = make_alert()
     commit(store, alert)
     with serving(store=store) as (url, _, _ctx), client(url, "analyst") as analyst:
@@ -126,7 +127,8 @@ def test_the_lifecycle_over_http_records_the_token_name_as_actor(store):
                        ("triage.close", "ann")]
 
 
-def test_close_with_suppress_makes_an_exception_only_an_admin_removes(store):
+def test_close_with_suppress_makes_an_exception_only_an_admin_removes(sqlite_store):
+    store = sqlite_store
     alert = make_alert("rule-a", "user.name=kim")
     commit(store, alert)
     with serving(store=store) as (url, _, _ctx):
@@ -147,6 +149,34 @@ def test_close_with_suppress_makes_an_exception_only_an_admin_removes(store):
             assert admin.delete(f"/api/v1/exceptions/{made['id']}").status_code == 404
             assert admin.get("/api/v1/exceptions").json()["count"] == 0
     assert exceptions.list_exceptions(store) == []
+
+
+@pytest.mark.slow
+@pytest.mark.elasticsearch
+def test_on_elasticsearch_triage_and_exceptions_over_http_land_in_the_cluster(tmp_path):
+    """The same resources on the ES store (each triage write there waits for a refresh: seconds, not ms)."""
+    import uuid
+
+    from tests.conftest import require_elasticsearch
+
+    store = open_store("elasticsearch", hosts=[require_elasticsearch()], index_prefix=f"wwtest-{uuid.uuid4().hex[:12]}")
+    try:
+        alert = make_alert("rule-a", "user.name=kim")
+        commit(store, alert)
+        with serving(store=store) as (url, _, _ctx):
+            with client(url, "analyst") as analyst:
+                assert analyst.post(f"/api/v1/alerts/{alert.id}/ack").json()["status"] == "acknowledged"
+                made = analyst.post(f"/api/v1/alerts/{alert.id}/close", json={
+                    "reason": "benign", "suppress_for": "30d", "justification": "on-call admin"}).json()["exception"]
+                listed = analyst.get("/api/v1/alerts", params={"status": "closed"}).json()
+                assert [a["id"] for a in listed["alerts"]] == [alert.id]
+            with client(url, "admin") as admin:
+                assert admin.delete(f"/api/v1/exceptions/{made['id']}").status_code == 200
+                assert admin.get("/api/v1/audit/verify").json()["ok"] is True
+        assert exceptions.list_exceptions(store) == []
+    finally:
+        store.delete_all()
+        store.close()
 
 
 def test_an_id_of_the_other_kind_or_of_nothing_is_404(sqlite_store):
