@@ -153,3 +153,16 @@ def test_the_tokens_file_example_in_the_api_docs_loads(tmp_path):
     (tmp_path / "tokens.yaml").write_text(block)
     book = load_tokens({"tokens_file": "tokens.yaml"}, _Config(tmp_path))
     assert len(book) == 2
+
+
+def test_a_port_in_use_fails_the_start_before_anything_serves(sqlite_store):
+    import socket
+
+    from engine.api.app import create_app
+    from engine.api.server import ApiServer
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        with pytest.raises(OSError):
+            ApiServer(create_app(None), "127.0.0.1", taken.getsockname()[1])

@@ -5,8 +5,8 @@ started after the scheduler and stopped before the store closes. uvicorn install
 the main thread, so the service keeps its own SIGTERM handling.
 
 Hardening kept from the stdlib server this replaces:
-- the socket is bound here, before uvicorn starts, so "port in use" is one line naming the key and port
-  0 gives a free port the caller can read back (``address``);
+- the socket is bound here, before uvicorn starts, so "port in use" is an ``OSError`` at start (the CLI
+  makes it one line naming ``service.http``, host and port) and port 0 gives a free port (``address``);
 - a connection that stays silent for ``idle_timeout`` seconds is closed, *also before its first request*
   (uvicorn's keep-alive timer starts only after a response; :class:`_IdleClosingH11` starts it on connect);
 - ``Server: wardwatch`` (no uvicorn or Python version), no uvicorn access log (engine.api.access_log logs
@@ -61,7 +61,7 @@ class ApiServer:
         except (OSError, ssl.SSLError) as exc:
             key = "service.http.tls"
             raise ConfigError(source, key, f"cannot load the TLS certificate, key or CA: {exc}") from None
-        self.socket = self._bind(host, port, source)
+        self.socket = self._bind(host, port)
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]},
                                        name="wardwatch-http", daemon=True)
@@ -70,15 +70,15 @@ class ApiServer:
                         host=host or "0.0.0.0", port=port)
 
     @staticmethod
-    def _bind(host: str, port: int, source: str) -> socket.socket:
+    def _bind(host: str, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host or "0.0.0.0", port))
-        except OSError as exc:
+        except OSError:  # `wardwatch run` maps it to SourceUnavailable naming service.http, host and port
             sock.close()
-            raise ConfigError(source, "service.http.port", f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            raise
         sock.listen(128)
         sock.set_inheritable(True)
         return sock
