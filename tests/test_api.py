@@ -151,6 +151,25 @@ def test_close_with_suppress_makes_an_exception_only_an_admin_removes(sqlite_sto
     assert exceptions.list_exceptions(store) == []
 
 
+def test_declaring_an_incident_starts_the_clocks_that_deadlines_and_show_report(sqlite_store):
+    alert = make_alert()
+    commit(sqlite_store, alert)
+    with serving(store=sqlite_store) as (url, _, _ctx):
+        with client(url, "viewer") as viewer:
+            assert viewer.post(f"/api/v1/alerts/{alert.id}/incident").status_code == 403
+        with client(url, "analyst") as analyst:
+            declared = analyst.post(f"/api/v1/alerts/{alert.id}/incident", json={"regimes": ["gdpr"]}).json()
+            assert declared["new"] is True and declared["actor"] == "ann" and declared["regimes"] == ["gdpr"]
+            assert [(d["regime"], d["milestone"]) for d in declared["deadlines"]] == [("gdpr", "authority_notification")]
+            again = analyst.post(f"/api/v1/alerts/{alert.id}/incident").json()
+            assert again["new"] is False and again["declared_at"] == declared["declared_at"]
+            assert analyst.post(f"/api/v1/alerts/{alert.id}/incident", json={"regimes": ["hipaa"]}).status_code == 422
+            due = analyst.get("/api/v1/incidents/deadlines").json()
+            shown = analyst.get(f"/api/v1/alerts/{alert.id}").json()
+    assert due["count"] == 1 and 71 * 3600 < due["deadlines"][0]["remaining_seconds"] <= 72 * 3600
+    assert [d["milestone"] for d in shown["deadlines"]] == ["authority_notification"]
+
+
 @pytest.mark.slow
 @pytest.mark.elasticsearch
 def test_on_elasticsearch_triage_and_exceptions_over_http_land_in_the_cluster(tmp_path):

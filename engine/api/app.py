@@ -18,10 +18,10 @@ from fastapi.routing import APIRoute
 from engine.api.access_log import AccessLog
 from engine.api.deps import ApiContext
 from engine.api.errors import install_error_handlers
-from engine.api.routes import alerts, audit, cases, exceptions, hunts, reports, rules, status
+from engine.api.routes import alerts, audit, cases, exceptions, hunts, incidents, reports, rules, status
 
 API_PREFIX = "/api/v1"
-RESOURCE_ROUTERS = (alerts, cases, rules, exceptions, hunts, reports, audit)
+RESOURCE_ROUTERS = (alerts, cases, incidents, rules, exceptions, hunts, reports, audit)
 
 DESCRIPTION = """\
 The Wardwatch SOC API: alerts and cases with their lifecycle, rules, suppression exceptions, hunts,

@@ -1,4 +1,5 @@
-"""The triage actions alerts and cases share: show, ack, assign, comment, close (engine.alerts.triage).
+"""The triage actions alerts and cases share: show, ack, assign, comment, close (engine.alerts.triage), and
+declaring an incident (engine.incidents).
 
 Each action is the CLI's ``alerts ack|assign|comment|close``: the same functions, the same transitions
 (a closed alert is final: 409), the same audit entries, with the token's name as the actor. An id may be a
@@ -7,7 +8,9 @@ unique prefix of at least 6 characters; an id that names the other kind (a case 
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the local ``SubjectId`` alias at definition time.
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Literal
+
+from datetime import datetime, timezone
 
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field
@@ -32,6 +35,11 @@ class CloseBody(BaseModel):
                                                        "the alert's user for this long (like 30d)")
     justification: str | None = Field(None, description="why the exception is safe (required with suppress_for)")
     field: str | None = Field(None, description="the group field the exception keys on (default: the user field)")
+
+
+class IncidentBody(BaseModel):
+    regimes: list[Literal["gdpr", "nis2"]] = Field(["gdpr", "nis2"], min_length=1,
+                                                    description="whose clocks start: GDPR Art. 33, NIS2 Art. 23")
 
 
 def _subject_id(request: Request, kind: str, ref: str) -> str:
@@ -102,3 +110,17 @@ def add_lifecycle_routes(router: APIRouter, kind: str) -> None:
         return act(request, ref, lambda store, sid: triage.close(
             store, sid, body.reason, actor=principal.name, comment=body.comment, suppress_for=suppress,
             justification=body.justification, field=body.field))
+
+    @router.post(f"{where}/incident", summary=f"Declare a {kind} an incident: starts the reporting clocks")
+    def incident(request: Request, ref: SubjectId, body: IncidentBody | None = None,
+                 principal: Principal = require("analyst")) -> dict[str, Any]:
+        from engine.incidents import declare, incident_deadlines, incidents
+
+        store = context(request).app.store
+        subject_id = _subject_id(request, kind, ref)
+        before = incidents(store, subject_id)
+        regimes = tuple(dict.fromkeys((body or IncidentBody()).regimes))
+        made = declare(store, subject_id, actor=principal.name, regimes=regimes)
+        return {"subject": made.subject, "record": made.record, "declared_at": made.declared_at,
+                "actor": made.actor, "regimes": list(made.regimes), "new": not before,
+                "deadlines": [d.to_dict() for d in incident_deadlines(made, datetime.now(timezone.utc))]}
