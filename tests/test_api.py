@@ -9,6 +9,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from engine.alerts import exceptions
@@ -270,3 +272,32 @@ def test_the_access_log_names_route_templates_never_paths_or_queries(sqlite_stor
     assert {e["route"] for e in lines} == {"/api/v1/alerts", "/api/v1/alerts/{alert_id}"}
     assert all(e["status"] == 200 for e in lines)
     assert "P950123" not in str(logs) and alert.id not in str(logs)
+
+
+def test_an_unexpected_failure_is_a_json_500_whose_log_names_only_the_class(tmp_path):
+    class BrokenStore:
+        def list_alerts(self):
+            raise RuntimeError("row for patient P950123 is corrupt")
+
+    with serving(store=BrokenStore()) as (url, _, _ctx), client(url, "viewer") as viewer:
+        with capture_logs() as logs:
+            response = viewer.get("/api/v1/alerts")
+    assert response.status_code == 500 and response.json()["error"] == "internal"
+    assert "P950123" not in response.text and "P950123" not in str(logs)
+    assert [e["error"] for e in logs if e.get("event") == "API request failed"] == ["RuntimeError"]
+
+
+_segment = st.text(st.characters(codec="ascii", categories=("L", "N"), include_characters="-_.~%"), min_size=1,
+                   max_size=40)
+
+
+@given(alert_id=_segment, action=st.sampled_from(["ack", "assign", "comment", "close", "incident"]))
+def test_route_templates_never_carry_the_ids_of_a_path(alert_id, action):
+    from engine.api.access_log import _route, route_templates
+
+    templates = route_templates(["/api/v1/alerts", "/api/v1/alerts/{alert_id}", "/api/v1/alerts/{alert_id}/ack",
+                                 "/api/v1/alerts/{alert_id}/assign", "/api/v1/alerts/{alert_id}/comment",
+                                 "/api/v1/alerts/{alert_id}/close", "/api/v1/alerts/{alert_id}/incident"])
+    assert _route({"path": f"/api/v1/alerts/{alert_id}"}, templates) == "/api/v1/alerts/{alert_id}"
+    assert _route({"path": f"/api/v1/alerts/{alert_id}/{action}"}, templates) == f"/api/v1/alerts/{{alert_id}}/{action}"
+    assert _route({"path": f"/elsewhere/{alert_id}"}, templates) == "unmatched"

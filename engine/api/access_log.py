@@ -22,6 +22,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+_POLLED = frozenset({"/health", "/metrics", "/api/v1/health", "/api/v1/metrics"})
 _INTERNAL = orjson.dumps({"error": "internal", "message": "internal error (the service log names the class)"})
 
 
@@ -51,8 +52,11 @@ class AccessLog:
                 await send({"type": "http.response.start", "status": 500,
                             "headers": [(b"content-type", b"application/json")]})
                 await send({"type": "http.response.body", "body": _INTERNAL})
-        log.info("api request", method=scope["method"], route=_route(scope, self.templates), status=status[0],
-                 ms=round((time.monotonic() - started) * 1000, 1))
+        route = _route(scope, self.templates)
+        # monitoring polls /health and /metrics every few seconds: those lines only at debug
+        emit = log.debug if route in _POLLED and status[0] < 400 else log.info
+        emit("api request", method=scope["method"], route=route, status=status[0],
+             ms=round((time.monotonic() - started) * 1000, 1))
 
 
 def route_templates(paths: list[str]) -> list[tuple[re.Pattern[str], str]]:
