@@ -50,6 +50,12 @@ PRIVACY_ROLE_PLACEHOLDERS: dict[str, list[str]] = {
     "privacy_emergency_roles": [
         "*emergency*", "ed", "ed *", "* ed", "* ed *", "a&e*", "* a&e*", "er", "er *", "* er",
         "*paramedic*", "*trauma*", "*resuscitation*", "*rapid response*", "*notaufnahme*", "*notarzt*"],
+    # encounter classes (ehr.patient.encounter_class: HL7 v3-ActCode EMER, or a site's ADT code) of an emergency
+    "privacy_emergency_encounter_classes": ["emer", "emergency", "ed", "er", "a&e", "*notfall*"],
+    # roles that print/export records as their job (ROI, HIM, research registries): bulk export at 50/h, not 10/h
+    "privacy_disclosure_roles": [
+        "him", "him *", "* him", "* him *", "*health information*", "*medical record*", "*release of information*",
+        "*research*"],
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -112,7 +118,8 @@ DEFAULTS: dict[str, Any] = {
         "evidence_cap": 100,
         "pseudonymise": {"fields": [], "key_env": "WARDWATCH_PSEUDONYM_KEY", "key_file": None},
         # alerts about one subject in one period -> one case (engine/alerts/cases.py, docs/alerts.md "Cases")
-        "cases": {"enabled": True, "by": None, "period": "24h", "weights": {}},  # by None: user + patient
+        # min_level: alerts of less severe rules (informational review lists) stay out of cases
+        "cases": {"enabled": True, "by": None, "period": "24h", "weights": {}, "min_level": "low"},  # by None: user + patient
     },
     "logging": {"level": "info", "format": "auto"},
     # the HTTP API (engine/api, docs/api.md): off until a port is set; loopback unless TLS and tokens
@@ -251,7 +258,8 @@ SCHEMA: dict[str, Any] = {
             "key_env": _type(str, nullable=True),
             "key_file": _type(str, nullable=True),
         },
-        "cases": {"enabled": _type(bool), "by": _ANY, "period": _duration, "weights": _mapping},
+        "cases": {"enabled": _type(bool), "by": _ANY, "period": _duration, "weights": _mapping,
+                  "min_level": _one_of("informational", "low", "medium", "high", "critical")},
     },
     "logging": {"level": _one_of("debug", "info", "warning", "error"), "format": _one_of("auto", "json", "console")},
     "service": {"http": {"host": _type(str), "port": _port,

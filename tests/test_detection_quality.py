@@ -66,7 +66,7 @@ def test_report_shape(report: dict) -> None:
     assert report["false_alerts"] == sum(r["false"] for r in report["rules"].values())
     cases = report["cases"]
     if cases is not None:
-        assert cases["cases"] >= cases["false"] > 0
+        assert cases["cases"] >= len(incidents.EXPECTED_RULE) - 1 and cases["cases"] >= cases["false"] >= 0
         for rule, n in cases["per_100k_by_rule"].items():
             assert n >= cases["false_per_100k_by_rule"][rule] >= 0, rule
 
@@ -81,10 +81,12 @@ def test_every_incident_kind_is_detected(report: dict, kind: str) -> None:
 
 
 def test_ordinary_life_raises_false_alerts_that_are_counted(report: dict) -> None:
-    """Night shifts and treated colleagues are there: the noise the issue measures is reproduced, and
-    counted as false (no incident event in its evidence), not as detections."""
-    assert report["rules"]["ehr_after_hours_read"]["false"] > 0
-    assert report["false_alerts"] > 0
+    """Ordinary ED and rapid-response overrides are there: each is on the break-the-glass review list and
+    counted as a false alert (no incident event in its evidence), not as a detection; being informational,
+    none of them opens a case (alerts.cases.min_level)."""
+    assert report["rules"]["ehr_break_the_glass"]["false"] > 0
+    assert report["false_alerts"] >= report["rules"]["ehr_break_the_glass"]["false"]
+    assert "ehr_break_the_glass" not in report["cases"]["per_100k_by_rule"]
 
 
 def test_generation_is_deterministic(tmp_path: Path) -> None:

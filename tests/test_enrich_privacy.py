@@ -87,9 +87,30 @@ def test_vip_confidential_deceased(enricher: PrivacyEnricher) -> None:
 
 
 def test_terminated_user_uses_local_date(enricher: PrivacyEnricher) -> None:
-    # end date 2026-02-28 (last working day). 23:30 UTC on the 28th is already March 1st in Berlin.
-    assert enricher.enrich(ev("tbauer", "P940", ts="2026-02-28T12:00:00.000Z"))["ehr.user.terminated"] is False
-    assert enricher.enrich(ev("tbauer", "P940", ts="2026-02-28T23:30:00.000Z"))["ehr.user.terminated"] is True
+    # end date 2026-02-28 (last working day). 23:30 UTC on the 28th is already March 1st in Berlin: with
+    # no grace that is after the end date.
+    strict = PrivacyEnricher.from_config({"roster_csv": str(FIX / "roster.csv"), "timezone": "Europe/Berlin",
+                                          "terminated_grace_hours": 0})
+    assert strict.enrich(ev("tbauer", "P940", ts="2026-02-28T12:00:00.000Z"))["ehr.user.terminated"] is False
+    assert strict.enrich(ev("tbauer", "P940", ts="2026-02-28T23:30:00.000Z"))["ehr.user.terminated"] is True
+
+
+def test_a_night_shift_begun_on_the_last_day_is_in_the_grace_period(enricher: PrivacyEnricher) -> None:
+    """terminated_grace_hours (default 12): until noon local time on the day after the end date."""
+    def terminated(ts: str) -> bool:
+        return enricher.enrich(ev("tbauer", "P940", ts=ts))["ehr.user.terminated"]
+
+    assert terminated("2026-02-28T23:30:00.000Z") is False  # 00:30 on March 1st in Berlin: the night shift
+    assert terminated("2026-03-01T05:30:00.000Z") is False  # 06:30: handing over
+    assert terminated("2026-03-01T11:30:00.000Z") is True   # 12:30: past the grace
+    assert terminated("2026-03-02T01:00:00.000Z") is True   # any time on the days after
+
+
+def test_a_bad_grace_names_the_option() -> None:
+    from engine.plugins import InvalidOption
+
+    with pytest.raises(InvalidOption, match="terminated_grace_hours"):
+        PrivacyEnricher.from_config({"roster_csv": str(FIX / "roster.csv"), "terminated_grace_hours": 30})
 
 
 def test_unknown_user_and_patient_set_no_relationship_flags(enricher: PrivacyEnricher) -> None:

@@ -74,6 +74,14 @@ class CaseSettings:
     period_ms: int = 86_400_000
     weights: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     rule_by: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: alerts of rules below this level never join a case (``alerts.cases.min_level``): an informational
+    #: review list (every break-the-glass) is read as alerts, and would otherwise open a case per override
+    min_level: str = "low"
+
+    def in_cases(self, alert: Alert) -> bool:
+        """Does this alert go into cases at all? (A rule's level is fixed, so the answer never changes
+        between an alert's revisions: membership stays a pure function of the alert.)"""
+        return _level_rank(alert.rule_level) >= LEVELS.index(self.min_level)
 
 
 # --- rule-file defaults ----------------------------------------------------------------------------
@@ -183,7 +191,11 @@ def case_settings(section: Mapping[str, Any], ruleset: Any = None) -> CaseSettin
         raise CaseConfigError(f"alerts.cases.period: {exc}") from None
     if period_ms <= 0:
         raise CaseConfigError("alerts.cases.period: must be longer than 0")
-    return CaseSettings(by=parse_by(section.get("by")), period_ms=period_ms, weights=weights, rule_by=rule_by)
+    min_level = section.get("min_level", "low")
+    if min_level not in LEVELS:
+        raise CaseConfigError(f"alerts.cases.min_level: expected one of {', '.join(LEVELS)}, got {min_level!r}")
+    return CaseSettings(by=parse_by(section.get("by")), period_ms=period_ms, weights=weights, rule_by=rule_by,
+                        min_level=min_level)
 
 
 def parse_by(value: Any) -> dict[str, tuple[str, ...]]:
@@ -365,6 +377,8 @@ class CaseBuilder:
         entry a crash may have lost."""
         fresh: dict[str, Alert] = {}
         for alert in alerts:
+            if not self.settings.in_cases(alert):
+                continue
             if alert.id not in fresh or alert.revision >= fresh[alert.id].revision:
                 fresh[alert.id] = alert
         touched: dict[str, tuple[str, str, int, set[str]]] = {}

@@ -32,7 +32,8 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PREFIX = "wardwatch.baseline."
 #: Every field this step may set (docs/enrichment.md documents each).
 FIELDS = tuple(PREFIX + name for name in (
-    "unusual_hour", "hour_share", "profile", "active_days", "distinct_patients_today",
+    "unusual_hour", "hour_share", "profile", "active_days", "role_hour_share", "role_unusual_hour",
+    "distinct_patients_today",
     "usual_distinct_patients", "distinct_patients_ratio", "distinct_patients_role_ratio"))
 _CACHE_MAX = 4096
 _HASHES_MAX = 200_000
@@ -46,6 +47,9 @@ class BaselineOptions:
     window_days: int = 28
     min_active_days: int = 5
     min_role_days: int = 10
+    #: a day class (weekday / weekend) is judged only when the window holds at least this many days of it
+    #: with any stored activity (anyone's): week one's first Saturday has no weekend history to compare with
+    min_observed_days: int = 2
     unusual_share: float = 0.1
     hour_tolerance: int = 1
     weekend_days: list[str] = dataclasses.field(default_factory=lambda: ["sat", "sun"])
@@ -60,6 +64,7 @@ class BaselineOptions:
         except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
             raise InvalidOption("timezone", f"unknown time zone {self.timezone!r}") from None
         for key, low, high in (("window_days", 1, 366), ("min_active_days", 1, 366), ("min_role_days", 1, 10**6),
+                               ("min_observed_days", 0, 366),
                                ("hour_tolerance", 0, 11)):
             value = getattr(self, key)
             if not low <= value <= high:
@@ -164,12 +169,11 @@ class Baselines:
                 if not CANONICAL_TIMESTAMP.match(ts):
                     continue
                 slot = self._slot(ts)
-            role = ""
-            for f in role_fields:
+            role = ""  # the peer group: every present role field (role / department), so ED night doctors
+            for f in role_fields:  # are compared with ED doctors, not with the day wards' physicians
                 v = event.get(f)
                 if type(v) is str and v:
-                    role = v
-                    break
+                    role = v if not role else role + " / " + v
             group = grouped.get((user, slot.day))
             if group is None:
                 group = grouped[(user, slot.day)] = (set(), {}, set(), [])
@@ -239,7 +243,13 @@ class Baselines:
 
     def _static(self, user: str, role: str, slot: _Slot) -> tuple[dict[str, Any], float | None, float | None]:
         """The flags shared by every event of (user, role, day, hour) and the divisors of the two ratios
-        (None: that ratio is not set)."""
+        (None: that ratio is not set).
+
+        ``unusual_hour`` needs both voices when both can speak: the user's own history (``min_active_days``)
+        says the hour is rare *and* their role's pooled history says so too. Why both: a rotating nurse's
+        first night of the month is new to her but ordinary for nurses; a billing clerk at 02:00 is new to
+        both. A new user is judged by the role alone, never by the hospital clock; a day class the window has
+        not observed yet (``min_observed_days``) is not judged at all."""
         o = self.options
         mine = self._profile(user, slot.day, None)
         theirs = self._profile(role, slot.day, role) if role else None
@@ -247,16 +257,33 @@ class Baselines:
             theirs = None
         fields: dict[str, Any] = {PREFIX + "active_days": mine.active_days}
         role_usual = max(theirs.usual or 0.0, 1.0) if theirs is not None else None
-        basis = mine if mine.active_days >= o.min_active_days else theirs
+        user_ok = mine.active_days >= o.min_active_days
+        basis = mine if user_ok else theirs
         if basis is None:  # no history for the user nor their role: "could not tell" stays absent
             return fields, None, role_usual
-        share = basis.share(slot.day_class, slot.hour)
         usual = basis.usual or 0.0
         fields.update({PREFIX + "profile": "user" if basis is mine else "role",
-                       PREFIX + "hour_share": round(share, 3),
-                       PREFIX + "unusual_hour": share < o.unusual_share,
                        PREFIX + "usual_distinct_patients": usual})
+        if self._observed(slot.day)[slot.day_class] >= o.min_observed_days:
+            share = basis.share(slot.day_class, slot.hour)
+            unusual = share < o.unusual_share
+            fields[PREFIX + "hour_share"] = round(share, 3)
+            if theirs is not None:
+                role_share = share if basis is theirs else theirs.share(slot.day_class, slot.hour)
+                fields[PREFIX + "role_hour_share"] = round(role_share, 3)
+                fields[PREFIX + "role_unusual_hour"] = role_share < o.unusual_share
+                unusual = unusual and role_share < o.unusual_share
+            fields[PREFIX + "unusual_hour"] = unusual
         return fields, max(usual, 1.0), role_usual
+
+    def _observed(self, day: date) -> tuple[int, int]:
+        """(weekdays, weekend days) of the window before ``day`` on which anyone was active (held records)."""
+        counts = [0, 0]
+        by_day = self._by_day
+        for d, day_class in self._window(day):
+            if by_day.get(d):
+                counts[day_class] += 1
+        return counts[0], counts[1]
 
     # --- profiles --------------------------------------------------------------------------------
     def _window(self, day: date) -> list[tuple[date, int]]:

@@ -64,6 +64,7 @@ FIELDS = (
     # care-relationship context (engine/enrich/encounters.py)
     "ehr.patient.department",
     "ehr.patient.encounter_active",
+    "ehr.patient.encounter_class",
     "ehr.patient.days_since_discharge",
     "ehr.relationship.same_department",
     "ehr.relationship.care_team",
@@ -75,6 +76,11 @@ FIELDS = (
 SENSITIVE_FLAGS = (
     "ehr.relationship.patient_is_employee", "ehr.relationship.self", "ehr.relationship.same_last_name",
     "ehr.relationship.same_address", "ehr.patient.vip", "ehr.patient.confidential", "ehr.patient.deceased",
+    # an override is "expected" from the treating team or on the patient's ward (ehr_privacy_btg_outside_emergency)
+    "ehr.break_the_glass",
+    # outside the site's working hours (enrichment.working_hours runs first): ehr_after_hours_read spares the
+    # treating team and the patient's ward
+    "wardwatch.time.after_hours",
 )
 
 
@@ -169,8 +175,13 @@ class PrivacyOptions:
     #: roster departments whose staff work wherever they are sent (float pool): same_department for any
     #: admitted patient; case-insensitive, * and ? wildcards
     encounters_float_departments: list[str] = dataclasses.field(default_factory=lambda: ["*float*"])
+    #: ehr.user.terminated only after this many hours past the end of the roster end date (local time): a night
+    #: shift begun on the last working day ends the next morning (docs/enrichment.md "Fields")
+    terminated_grace_hours: float = 12.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.terminated_grace_hours <= 24.0:
+            raise InvalidOption("terminated_grace_hours", "expected 0..24 hours after the end date")
         if not 0.0 <= self.rare_surname_max_share <= 1.0:
             raise InvalidOption("rare_surname_max_share", "must be a share between 0 and 1 (e.g. 0.0002)")
         if self.rare_surname_max_count < 0:
@@ -245,6 +256,7 @@ class PrivacyEnricher(Enricher):
         grace_after_hours: float = 24.0,
         encounter_flags: str = "sensitive",
         float_departments: Iterable[str] = ("*float*",),
+        terminated_grace_hours: float = 12.0,
     ):
         self.roster = roster
         self.patients = list(patients)
@@ -262,6 +274,7 @@ class PrivacyEnricher(Enricher):
         self.department_map = {fold(k): v for k, v in (department_map or {}).items()}
         self.grace_before_ms = int(grace_before_hours * 3_600_000)
         self.grace_after_ms = int(grace_after_hours * 3_600_000)
+        self.terminated_grace_hours = terminated_grace_hours
         # logins and unit names repeat endlessly: fold each once (fold is ~5 µs, an event has several)
         self._fold = lru_cache(maxsize=65536)(fold)
         self._unit = lru_cache(maxsize=8192)(self._map_unit)
@@ -315,7 +328,8 @@ class PrivacyEnricher(Enricher):
                    encounters=_encounter_sources(opts), department_map=opts.encounters_department_map,
                    grace_before_hours=opts.encounters_grace_before_hours,
                    grace_after_hours=opts.encounters_grace_after_hours, encounter_flags=opts.encounters_flags,
-                   float_departments=opts.encounters_float_departments)
+                   float_departments=opts.encounters_float_departments,
+                   terminated_grace_hours=opts.terminated_grace_hours)
 
     # --- the contract -------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -335,11 +349,19 @@ class PrivacyEnricher(Enricher):
         return event
 
     # --- internals ----------------------------------------------------------------------------
-    def _to_local_date(self, timestamp: str) -> date:
+    def _to_local(self, timestamp: str) -> datetime:
         dt = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=timezone.utc)
-        return dt.astimezone(self.tz).date()
+        return dt.astimezone(self.tz)
+
+    def _to_local_date(self, timestamp: str) -> date:
+        return self._to_local(timestamp).date()
+
+    def _past_grace(self, timestamp: str) -> bool:
+        """On the day after the end date: is the access past the grace hours (local time)? Asked only then."""
+        local = self._to_local(timestamp)
+        return local.hour + local.minute / 60 + local.second / 3600 >= self.terminated_grace_hours
 
     def _member(self, event: Event) -> StaffMember | None:
         if self.roster is None:
@@ -373,7 +395,8 @@ class PrivacyEnricher(Enricher):
                 event["ehr.user.department"] = member.department
                 event["ehr.user.emergency_department"] = fold(member.department) in self.emergency_departments
             if day is not None:
-                event["ehr.user.terminated"] = member.end_date is not None and day > member.end_date
+                event["ehr.user.terminated"] = member.end_date is not None and day > member.end_date and (
+                    (day - member.end_date).days > 1 or self._past_grace(ts))
 
         patient_id = event.get(self.patient_field)
         if not isinstance(patient_id, str) or not patient_id:
@@ -482,6 +505,7 @@ class PrivacyEnricher(Enricher):
                 keys.add(self._fold(value))
         active = same = team = False
         department, department_start = None, -1
+        encounter_class, class_start = None, -1
         for seg in near:
             if seg.department:
                 name, key = self._unit(seg.department)
@@ -490,6 +514,8 @@ class PrivacyEnricher(Enricher):
                 active = True
                 if seg.department and seg.start_ms >= department_start:
                     department, department_start = name, seg.start_ms
+                if seg.encounter_class and seg.start_ms >= class_start:
+                    encounter_class, class_start = seg.encounter_class, seg.start_ms
             team = team or not keys.isdisjoint(seg.participants)
         event["ehr.patient.encounter_active"] = active
         if not active:
@@ -499,6 +525,8 @@ class PrivacyEnricher(Enricher):
                 event["ehr.patient.days_since_discharge"] = (ts_ms - max(ends)) // 86_400_000
         if department is not None:
             event["ehr.patient.department"] = department
+        if encounter_class is not None:
+            event["ehr.patient.encounter_class"] = encounter_class
         if mine is not None:
             event["ehr.relationship.same_department"] = same or (active and self._floats(mine))
         if keys:
