@@ -34,6 +34,7 @@ T = TypeVar("T")
 #: Field metadata keys.
 PATH = "path"  # a filesystem path: relative ones are resolved against the config file
 DURATION = "duration"  # "30s", "5m", "1h", "250ms" or a number of seconds -> float seconds
+KEY = "key"  # the name users write, where the field's own name cannot be it (``from`` is a Python keyword)
 
 _SECRET_NAME = re.compile(r"(^|_)(password|passwd|secret|token|api_key|apikey|client_secret)$")
 
@@ -89,7 +90,7 @@ def parse_options(
     """
     if not isinstance(values, AbcMapping):
         raise InvalidOption("", f"expected a mapping of options, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(options_cls)}  # type: ignore[arg-type]
+    fields = {f.metadata.get(KEY, f.name): f for f in dataclasses.fields(options_cls)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(options_cls)
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
@@ -101,8 +102,8 @@ def parse_options(
                 raise InvalidOption(key, secret_refusal(key))
             raise InvalidOption(key, f"unknown option (known: {', '.join(sorted(fields))})")
         field = fields[key]
-        kwargs[key] = _convert(key, value, hints[key], field.metadata, resolve_path, coerce_strings)
-    missing = [name for name, f in fields.items() if name not in kwargs and _required(f)]
+        kwargs[field.name] = _convert(key, value, hints[field.name], field.metadata, resolve_path, coerce_strings)
+    missing = [name for name, f in fields.items() if f.name not in kwargs and _required(f)]
     if missing:
         raise InvalidOption(missing[0], "required option is missing")
     try:

@@ -92,7 +92,7 @@ def password_file(tmp_path: Path) -> str:
 
 def _options(port: int, pki, password_file: str, **extra: Any) -> dict[str, Any]:
     return {"host": "127.0.0.1", "port": port, "ca_certs": pki["ca_file"], "username": USER,
-            "password_file": password_file, "sender": "wardwatch@hospital.example",
+            "password_file": password_file, "from": "wardwatch@hospital.example",
             "to": ["soc@hospital.example"], **extra}
 
 
@@ -260,3 +260,10 @@ def test_mail_parts_carry_any_value_escaped_and_subject_stays_one_line(user: str
     for value in (user, title):
         assert value in text_part
         assert f"<td>{html_lib.escape(value)}</td>" in html_part  # the cell holds the escaped form only
+
+
+def test_the_config_key_is_from_and_an_unknown_key_lists_it():
+    sink = EmailSink({"host": "127.0.0.1", "to": ["soc@h.example"], "from": "ww@h.example", "tls": "none"})
+    assert sink.settings.sender == "ww@h.example"
+    with pytest.raises(SinkConfigError, match=r"sender: unknown option \(known: .*from"):
+        EmailSink({"host": "127.0.0.1", "to": ["soc@h.example"], "sender": "ww@h.example"})

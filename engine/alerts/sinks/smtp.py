@@ -38,7 +38,7 @@ from engine.alerts.sinks.mail_message import (DEFAULT_DIGEST_SUBJECT, DEFAULT_SU
                                               check_subject, stable_message_id)
 from engine.config import read_secret
 from engine.errors import SinkRejected, SinkUnavailable
-from engine.plugins import InvalidOption, duration_option, path_option
+from engine.plugins import KEY, InvalidOption, duration_option, path_option
 
 DEFAULT_PORTS = {"starttls": 587, "implicit": 465, "none": 25}
 
@@ -55,8 +55,8 @@ class EmailOptions(SinkOptions):
     username: str | None = None
     password_file: str | None = path_option(None)
     password_env: str | None = None
-    #: the envelope and header From (``from`` is a Python keyword, so the option is ``sender``)
-    sender: str = "wardwatch@localhost"
+    #: the envelope and header From; written ``from:`` in the config (a Python keyword cannot be a field)
+    sender: str = field(default="wardwatch@localhost", metadata={KEY: "from"})
     to: list[str] = field(default_factory=list)
     subject: str = DEFAULT_SUBJECT
     digest_subject: str = DEFAULT_DIGEST_SUBJECT
