@@ -166,3 +166,19 @@ def test_a_port_in_use_fails_the_start_before_anything_serves(sqlite_store):
         taken.listen(1)
         with pytest.raises(OSError):
             ApiServer(create_app(None), "127.0.0.1", taken.getsockname()[1])
+
+
+def test_wardwatch_api_token_makes_a_token_its_entry_admits(tmp_path, capsys):
+    from engine.cli import main
+
+    assert main(["api", "token", "kim.jansen", "--role", "analyst"]) == 0
+    out, err = capsys.readouterr()
+    token = out.strip()
+    assert len(token) >= 40 and token not in err  # printed once, on stdout only
+    entry = err[err.index("- name:"):]
+    (tmp_path / "tokens.yaml").write_text(entry)
+    book = load_tokens({"tokens_file": "tokens.yaml"}, _Config(tmp_path))
+    assert book.authenticate(f"Bearer {token}") == Principal("kim.jansen", "analyst")
+    with pytest.raises(SystemExit) as refused:  # argparse: an unknown role is a usage error
+        main(["api", "token", "kim", "--role", "root"])
+    assert refused.value.code == 2
