@@ -126,3 +126,36 @@ def test_a_tokens_file_that_cannot_be_used_stops_the_start_naming_the_key(tmp_pa
             service.start()
         assert message in str(caught.value)
         service.app.close()
+
+
+def test_cases_are_listed_shown_and_triaged_like_alerts(running):
+    url, _ = running
+    with client(url, "analyst") as analyst:
+        deadline = time.monotonic() + 30
+        while (cases := analyst.get("/api/v1/cases").json())["count"] == 0:  # built after delivery
+            assert time.monotonic() < deadline, "no case from the VPN alert"
+            time.sleep(0.1)
+        case = cases["cases"][0]
+        shown = analyst.get(f"/api/v1/cases/{case['id'][:8]}").json()
+        assert shown["kind"] == "case" and shown["case"]["id"] == case["id"] and shown["alert_records"]
+        assert analyst.post(f"/api/v1/cases/{case['id']}/ack").json()["status"] == "acknowledged"
+        closed = analyst.post(f"/api/v1/cases/{case['id']}/close", json={"reason": "true_positive"}).json()
+        again = analyst.post(f"/api/v1/cases/{case['id']}/close", json={"reason": "benign"})
+        suppress = analyst.post(f"/api/v1/cases/{case['id']}/close",
+                                json={"reason": "benign", "suppress_for": "30d", "justification": "x"})
+        listed = analyst.get("/api/v1/cases", params={"status": "closed"}).json()
+    assert closed["status"] == "closed" and closed["kind"] == "case"
+    assert again.status_code == 409 and again.json()["error"] == "invalid_transition"  # closed is final
+    assert suppress.status_code == 400 and "alert ids" in suppress.json()["message"]  # a case spans rules
+    assert case["id"] in [c["id"] for c in listed["cases"]]
+
+
+def test_health_and_metrics_of_the_running_service_need_a_token(running):
+    url, _ = running
+    with client(url) as anonymous:
+        assert anonymous.get("/health").status_code == 401
+    with client(url, "viewer") as viewer:
+        health = viewer.get("/api/v1/health")
+        metrics = viewer.get("/api/v1/metrics").text
+    assert health.status_code == 200 and health.json()["store"]["ok"] is True
+    assert 'wardwatch_events_ingested_total{connector="vpn"}' in metrics
