@@ -184,7 +184,7 @@ def _run_once(app: Any) -> int:
         _alerts_table(_most_severe(alerts, RUN_ONCE_TABLE_ROWS),
                       f"{len(alerts)} new or updated alert(s) in this run"
                       + (f", the {RUN_ONCE_TABLE_ROWS} most severe" if len(alerts) > RUN_ONCE_TABLE_ROWS else ""))
-        total = len(app.store.list_alerts())
+        total = app.store.count_alerts()
         if any(getattr(s, "name", "") == "@cases" for s in app.sinks):
             _print_cases(app.store.list_cases())
         print(f"{total} alert(s) in the store; `wardwatch alerts list` shows the cases, "

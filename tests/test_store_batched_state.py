@@ -140,3 +140,11 @@ def test_a_round_of_many_rules_costs_a_few_state_requests(tmp_path: Path) -> Non
         es.delete_all()  # type: ignore[attr-defined]
         es.close()
         sqlite.close()
+
+
+def test_count_alerts_counts_the_stored_alerts(store: Store) -> None:  # noqa: F811
+    assert store.count_alerts() == 0
+    alerts = [make_alert(f"rule-{i % 3}", f"user.name=u{i}", first=ts(i)) for i in range(7)]
+    store.commit_rule_runs([(RuleCheckpoint("rule-0", "w1"), alerts)])
+    store.commit_rule_runs([(RuleCheckpoint("rule-0", "w2"), alerts[:2])])  # revisions replace, not add
+    assert store.count_alerts() == len(store.list_alerts()) == 7

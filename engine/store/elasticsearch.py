@@ -905,6 +905,12 @@ class ElasticsearchStore(EsAuditMixin, EsOverviewMixin, EsTriageMixin, Store):
         resp = self._get_doc(self.names["alerts"], alert_id, "read alert")
         return None if resp is None else Alert.from_dict(resp["_source"])
 
+    def count_alerts(self) -> int:
+        self._refresh(self.names["alerts"])
+        resp = self._call(lambda: self.es.count(index=self.names["alerts"], allow_no_indices=True,
+                                                ignore_unavailable=True), what="count alerts")
+        return int(resp["count"])
+
     def get_alerts(self, alert_ids: Sequence[str]) -> dict[str, Alert]:
         docs = self._mget(self.names["alerts"], list(dict.fromkeys(alert_ids)), "read alerts")
         return {alert_id: Alert.from_dict(doc["_source"]) for alert_id, doc in docs.items()}

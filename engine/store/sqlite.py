@@ -408,6 +408,9 @@ class SqliteStore(SqliteAuditMixin, SqliteOverviewMixin, SqliteTriageMixin, Stor
         row = self._read(lambda c: c.execute("SELECT doc FROM alerts WHERE id = ?", (alert_id,)).fetchone())
         return None if row is None else Alert.from_dict(orjson.loads(row[0]))
 
+    def count_alerts(self) -> int:
+        return int(self._read(lambda c: c.execute("SELECT count(*) FROM alerts").fetchone()[0]))
+
     def get_alerts(self, alert_ids: Sequence[str]) -> dict[str, Alert]:
         rows = self._rows_by_key("SELECT id, doc FROM alerts WHERE id IN ({})", list(dict.fromkeys(alert_ids)))
         return {alert_id: Alert.from_dict(orjson.loads(doc)) for alert_id, doc in rows}
