@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 
 from engine.api.access_log import AccessLog
 from engine.api.deps import ApiContext
-from engine.api.errors import install_error_handlers
+from engine.api.errors import COMMON_ERRORS, install_error_handlers
 from engine.api.routes import alerts, audit, cases, exceptions, hunts, incidents, reports, rules, status
 
 API_PREFIX = "/api/v1"
@@ -40,7 +40,7 @@ def create_app(context: ApiContext | None) -> FastAPI:
     api.include_router(status.router)
     templates = [route.path for route in status.router.routes if isinstance(route, APIRoute)]
     for module in RESOURCE_ROUTERS:
-        api.include_router(module.router, prefix=API_PREFIX)
+        api.include_router(module.router, prefix=API_PREFIX, responses=COMMON_ERRORS)
         templates += [API_PREFIX + route.path for route in module.router.routes if isinstance(route, APIRoute)]
     api.add_middleware(AccessLog, templates=templates)
     return api

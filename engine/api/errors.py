@@ -20,12 +20,28 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.api.deps import ApiError
 from engine.errors import InvalidTransition, NotFound, UsageError, WardwatchError
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 409: "conflict", 429: "too_many_requests", 501: "not_implemented"}
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: str = Field(description="stable code: unauthorized, forbidden, not_found, invalid_transition, ...")
+    message: str = Field(description="one line for a person")
+
+
+#: Documented on every resource route (OpenAPI); the status table is in docs/api.md.
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "no token, an unknown token, or no tokens configured"},
+    403: {"model": ErrorBody, "description": "the token's role is too small"},
+    422: {"model": ErrorBody, "description": "the request does not fit the schema"},
+}
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
