@@ -251,3 +251,34 @@ def test_run_once_delivers_every_alert_to_the_siem_once(tmp_path: Path, capsys):
     finally:
         receiver.server.stop()
     capsys.readouterr()
+
+
+def test_mutual_tls_presents_the_client_certificate(tmp_path: Path, pki):
+    """A receiver that requires client certificates (``ca_certs`` on the listener) takes the sink's."""
+    client_ca = trustme.CA()
+    client_ca_file = tmp_path / "client-ca.pem"
+    client_ca.cert_pem.write_to_path(str(client_ca_file))
+    client_pem = tmp_path / "client.pem"
+    client_ca.issue_cert("wardwatch.hospital.example").private_key_and_cert_chain_pem.write_to_path(str(client_pem))
+    receiver = Receiver(ListenerConfig("tls", port=0, certfile=pki["certfile"], ca_certs=str(client_ca_file)))
+    try:
+        without = SyslogSink({"host": "127.0.0.1", "port": receiver.port, "ca_certs": pki["ca_file"]})
+        with pytest.raises(SinkUnavailable, match="closed the TLS connection|certificate"):
+            without.deliver([_alert()])  # TLS 1.3 refuses after the handshake: noticed before writing
+        with_cert = SyslogSink({"host": "127.0.0.1", "port": receiver.port, "ca_certs": pki["ca_file"],
+                                "certfile": str(client_pem)})
+        with_cert.deliver([_alert(revision=3)])
+        assert [m.structured_data[SD_ID]["revision"] for m in receiver.messages(1)] == ["3"]
+    finally:
+        receiver.server.stop()
+
+
+def test_one_tls_connection_carries_many_deliveries(tls_receiver: Receiver, pki):
+    """TLS 1.3 session tickets make the socket readable; that must not look like a closed connection."""
+    sink = SyslogSink({"host": "127.0.0.1", "port": tls_receiver.port, "ca_certs": pki["ca_file"]})
+    for revision in (1, 2, 3):
+        sink.deliver([_alert(revision=revision)])
+        time.sleep(0.05)
+    assert len(tls_receiver.messages(3)) == 3
+    assert tls_receiver.server.stats.connections == 1
+    sink.close()

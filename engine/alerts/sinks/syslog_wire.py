@@ -32,6 +32,9 @@ SEVERITIES = {"critical": 2, "high": 3, "medium": 4, "low": 5, "informational": 
 #: The largest payload one UDP/IPv4 datagram can carry (65535 - 8 UDP - 20 IP header octets).
 MAX_UDP_BYTES = 65507
 
+#: Seconds a new TLS connection is given to refuse us before the first write (see ``_open``).
+_SETTLE = 0.2
+
 _SD_ESCAPE = str.maketrans({"\\": "\\\\", '"': '\\"', "]": "\\]"})
 
 
@@ -57,18 +60,33 @@ def format_rfc5424(msg: bytes, *, facility: int, severity: int, msgid: str,
     return head.encode("utf-8") + BOM + msg
 
 
-def _open(sock: socket.socket) -> bool:
-    """False when the receiver has closed (or reset) the connection.
+def _open(sock: socket.socket, wait: float = 0.0) -> bool:
+    """False when the receiver has closed, reset or refused the connection.
 
     Why: a receiver closes idle connections (ours after ``idle_timeout``), and the first ``send`` on such
     a socket still succeeds - the bytes are lost and only the next call fails. A syslog receiver never
-    sends data, so a readable socket means end of stream: reconnect *before* sending.
+    sends application data, so a readable socket means end of stream, an error, or TLS housekeeping
+    (TLS 1.3 session tickets, read and dropped here). ``wait``: how long to give a fresh TLS connection to
+    say no - under TLS 1.3 a server refuses a client certificate only *after* the client's handshake
+    finished, and a message written before that alert arrives would be lost.
     """
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        readable, _, _ = select.select([sock], [], [], wait)
     except (OSError, ValueError):
         return False
-    return not readable
+    if not readable:
+        return True
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        data = sock.recv(1) if isinstance(sock, ssl.SSLSocket) else sock.recv(1, socket.MSG_PEEK)
+    except (ssl.SSLWantReadError, BlockingIOError, InterruptedError):
+        return True  # only TLS records without application data were waiting
+    except OSError:  # ssl.SSLError included: an alert from the receiver
+        return False
+    finally:
+        sock.settimeout(timeout)
+    return bool(data)
 
 
 @dataclass(frozen=True)
@@ -134,6 +152,10 @@ class SyslogConnection:
             except BaseException:
                 raw.close()
                 raise
+            if not _open(raw, wait=min(_SETTLE, ep.timeout)):
+                raw.close()
+                raise ConnectionRefusedError("the receiver closed the TLS connection after the handshake "
+                                             "(client certificate refused?)")
         self._sock = raw
         return raw
 
