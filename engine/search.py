@@ -169,12 +169,16 @@ class CompiledQuery:
 
 
 def compile_query(text: str) -> CompiledQuery:
+    """QUERY compiled by the rule engine's detection compiler; QueryError for anything it cannot take."""
+    return _compile(query_detection(text))
+
+
+def _compile(detection: dict[str, Any]) -> CompiledQuery:
     from sigma.exceptions import SigmaError
     from sigma.rule import SigmaDetections
 
     from engine.sigma.compiler import CompileError, DetectionCompiler
 
-    detection = query_detection(text)
     try:
         compiled = DetectionCompiler(SigmaDetections.from_dict(detection), {}).compile()
     except CompileError as exc:
@@ -185,6 +189,16 @@ def compile_query(text: str) -> CompiledQuery:
         raise QueryError(f"QUERY: not a valid Sigma detection: {exc}") from None
     fields = None if compiled.reads_every_field else frozenset(compiled.fields)
     return CompiledQuery(detection, fields, compiled.fn)
+
+
+def sigma_literal(value: str) -> str:
+    """``value`` as a Sigma string that matches only itself (its wildcards and backslashes escaped)."""
+    return value.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
+
+
+def compile_detection(detection: dict[str, Any]) -> CompiledQuery:
+    """A detection mapping built by code (reports) compiled like a typed query."""
+    return _compile(detection)
 
 
 # --- running it -----------------------------------------------------------------------------------------
@@ -200,13 +214,14 @@ def _project(event: Mapping[str, Any], fields: Sequence[str] | None) -> dict[str
 
 def search_page(store: Store, query: CompiledQuery, start: str | None, end: str | None, *,
                 fields: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
-                page_size: int = 500, after: tuple[str, str] | None = None
+                page_size: int = 500, after: tuple[str, str] | None = None, prefilter: Any = None
                 ) -> tuple[list[dict[str, Any]], tuple[str, str] | None]:
     """One page of at most ``page_size`` matches after the ``after`` key ``(@timestamp, event.id)``, and the
-    key to pass for the next page (None: this was the last page)."""
+    key to pass for the next page (None: this was the last page). ``prefilter`` is a store-side narrowing
+    query (a superset of the matches, as :class:`SearchQuery` has it); the compiled query still decides."""
     read = None if query.fields is None or fields is None else sorted(query.fields | set(fields))
     lo = start if after is None or (start is not None and start > after[0]) else after[0]
-    search = SearchQuery(datasets=datasets, start=lo, end=end, fields=read)
+    search = SearchQuery(datasets=datasets, start=lo, end=end, fields=read, prefilter=prefilter)
     page: list[dict[str, Any]] = []
     stream = store.search(search)
     try:
@@ -227,7 +242,7 @@ def search_page(store: Store, query: CompiledQuery, start: str | None, end: str 
 
 def search_events(store: Store, query: str | CompiledQuery, start: str | None, end: str | None, *,
                   fields: Sequence[str] | None = None, page_size: int = 500,
-                  datasets: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+                  datasets: Sequence[str] | None = None, prefilter: Any = None) -> Iterator[dict[str, Any]]:
     """Every stored event matching ``query`` with ``start <= @timestamp < end``, in (@timestamp, event.id)
     order, ``fields`` only (plus @timestamp, event.id, event.dataset) when given. Streams page by page."""
     if page_size < 1:
@@ -236,7 +251,7 @@ def search_events(store: Store, query: str | CompiledQuery, start: str | None, e
     after: tuple[str, str] | None = None
     while True:
         page, after = search_page(store, compiled, start, end, fields=fields, datasets=datasets,
-                                  page_size=page_size, after=after)
+                                  page_size=page_size, after=after, prefilter=prefilter)
         yield from page
         if after is None:
             return

@@ -38,6 +38,11 @@ class Site:
         """``wardwatch --config SITE/wardwatch.yaml ARGV...`` in this process."""
         return main(["--config", str(self.path / "wardwatch.yaml"), *argv])
 
+    def add_config(self, text: str) -> None:
+        """Append top-level sections to the site's config (same store, same indices)."""
+        self.config_text += text
+        (self.path / "wardwatch.yaml").write_text(self.config_text)
+
     def ingest_ehr(self) -> None:
         assert self.cli("ingest", "fhir-auditevent-file", str(ROOT / "fixtures/ehr/auditevents.ndjson")) == 0
 

@@ -53,6 +53,7 @@ def test_hunt_without_alert_leaves_the_store_untouched(ehr_site, capsys):
         before.close()
 
 
+@pytest.mark.slow  # two fresh sites (one on the cluster)
 def test_hunt_results_are_the_same_on_both_stores(tmp_path, capsys):
     found = {}
     for kind in ("sqlite", "elasticsearch"):

@@ -15,7 +15,7 @@ import importlib
 from typing import Mapping
 
 #: Modules under engine.commands that register sub-commands, in help order. Add yours here.
-COMMAND_MODULES: list[str] = ["hunt", "search", "rules_overview", "triage", "exceptions", "audit", "api"]
+COMMAND_MODULES: list[str] = ["hunt", "search", "rules_overview", "reports", "triage", "exceptions", "audit", "api"]
 
 
 def register_all(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
