@@ -50,7 +50,6 @@ class EsAuditMixin:
     _audit_index_name: str | None = None
     #: (seq, hash) of the last entry this process saw; a stale value only costs a 409 and a re-read.
     _audit_known_tail: tuple[int, str | None] | None = None
-    _audit_lock = threading.Lock()
 
     def _audit_index(self) -> str:
         if self._audit_index_name is None:
@@ -92,7 +91,9 @@ class EsAuditMixin:
         and leave our later entries linked to one that lost (a fork)."""
         index = self._audit_index()
         rows: list[dict[str, Any]] = []
-        with self._audit_lock:
+        # one append at a time per store object (threads of one service); other objects and processes are
+        # kept apart by the create-only seq ids alone
+        with self.__dict__.setdefault("_audit_lock", threading.Lock()):
             seq, prev = self._audit_current_tail()
             for body in bodies:
                 while True:
