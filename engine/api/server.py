@@ -54,7 +54,8 @@ class ApiServer:
             if tls.client_ca:
                 ssl_options.update(ssl_ca_certs=str(resolve(tls.client_ca)), ssl_cert_reqs=ssl.CERT_REQUIRED)
         self.config = uvicorn.Config(app, http=_IdleClosingH11, lifespan="off", access_log=False,
-                                     log_config=None, log_level="warning",  # start/stop: the service logs them server_header=False, headers=[("server", "wardwatch")],
+                                     log_config=None, log_level="warning",  # start/stop: the service logs them
+                                     server_header=False, headers=[("server", "wardwatch")],
                                      timeout_keep_alive=idle_timeout, **ssl_options)
         try:
             self.config.load()  # reads the certificate and key now: a bad file is a start-up error
