@@ -108,4 +108,4 @@ def test_rfc5424_messages_parse_back_with_the_receiver_parser(value: str, hostna
     assert msg.structured_data[SD_ID] == {"id": value, "revision": "7"}
     assert msg.bom and msg.msg == body
     printable = "".join(c for c in hostname if 33 <= ord(c) <= 126)  # RFC 5424 PRINTUSASCII; NIL if none
-    assert msg.hostname == (printable or None)
+    assert msg.hostname == (None if printable in ("", "-") else printable)  # "-" is the NILVALUE
