@@ -149,34 +149,36 @@ def send_reminders(store: Any, sinks: Sequence[Any], now: datetime | str,
     """For every milestone due within a sink's ``remind_before`` lead time, hand one notice to the sinks
     with that lead time, once per (subject, regime, milestone, lead) ever; returns the notices sent.
 
-    A reminder is marked sent (an ``incident.reminder`` entry) only when at least one sink took it, so a
-    sink that was down gets it on the next run. A lead time already passed when the incident was declared
-    (a 4 h reminder for a milestone that was 2 h away) is sent once too: late is better than silent."""
+    Several lead times passed at once (the service was down, or the incident was declared late: a 24 h and a
+    4 h reminder for a milestone 3 h away) give one notice, for the shortest of them, to every sink that has
+    any of them; all of them count as sent. A reminder is marked sent (an ``incident.reminder`` entry) only
+    when at least one sink took it, so a sink that was down gets it on the next run."""
     if send is None:
         from engine.alerts.sinks import send_notice as send
-    leads: dict[float, list[Any]] = {}
+    leads: dict[int, list[Any]] = {}
     for sink in sinks:
         settings = getattr(sink, "settings", None)
         if getattr(settings, "notices", False):
             for lead in getattr(settings, "remind_before_seconds", ()):
-                leads.setdefault(lead, []).append(sink)
+                leads.setdefault(int(round(lead)), []).append(sink)
     if not leads:
         return 0
-    sent = {(e.subject, e.detail.get("regime"), e.detail.get("milestone"), e.detail.get("lead_seconds"))
-            for e in audit.entries(store, kinds=["incident.reminder"])}
+    sent = {(e.subject, e.detail.get("regime"), e.detail.get("milestone"), lead)
+            for e in audit.entries(store, kinds=["incident.reminder"]) for lead in e.detail.get("leads", ())}
     count = 0
     for deadline in deadlines(store, now):
-        for lead, targets in sorted(leads.items(), reverse=True):
-            key = (deadline.subject, deadline.regime, deadline.milestone, int(round(lead)))
-            if key in sent or deadline.remaining_seconds > lead:
-                continue
-            if send(targets, reminder_notice(deadline, lead)) > 0:
-                audit.record(store, "incident.reminder", actor=audit.ENGINE_ACTOR, subject=deadline.subject,
-                             detail={"regime": deadline.regime, "milestone": deadline.milestone,
-                                     "lead_seconds": int(round(lead)), "due": deadline.due,
-                                     "sinks": [getattr(s, "name", "") for s in targets]})
-                sent.add(key)
-                count += 1
+        due = sorted(lead for lead in leads if deadline.remaining_seconds <= lead
+                     and (deadline.subject, deadline.regime, deadline.milestone, lead) not in sent)
+        if not due:
+            continue
+        targets = list({id(s): s for lead in due for s in leads[lead]}.values())
+        if send(targets, reminder_notice(deadline, due[0])) == 0:
+            continue
+        audit.record(store, "incident.reminder", actor=audit.ENGINE_ACTOR, subject=deadline.subject,
+                     detail={"regime": deadline.regime, "milestone": deadline.milestone, "due": deadline.due,
+                             "leads": due, "sinks": [getattr(s, "name", "") for s in targets]})
+        sent.update((deadline.subject, deadline.regime, deadline.milestone, lead) for lead in due)
+        count += 1
     return count
 
 

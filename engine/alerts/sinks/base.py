@@ -106,7 +106,7 @@ class SinkOptions:
         try:  # seconds, for engine.incidents.send_reminders
             self.remind_before_seconds = sorted({parse_duration(v) for v in self.remind_before}, reverse=True)
         except ValueError as exc:
-            raise InvalidOption("remind_before", f"{exc} (a list of durations like [24h, 4h])") from None
+            raise InvalidOption("remind_before", f"{exc}; a list of lead times, like [24h, 4h]") from None
         if self.evidence_cap is not None and self.evidence_cap < 0:
             raise InvalidOption("evidence_cap", "must be >= 0 (or null for no cap)")
         for name in self.drop:
