@@ -27,7 +27,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 from connectors.syslog.server import is_loopback
 from connectors.syslog.tls import client_context, ssl_reason
@@ -97,7 +97,8 @@ class EmailSink(Sink):
     Options = EmailOptions
     batch_size = 1
 
-    def __init__(self, options: EmailOptions | Mapping[str, Any] | None = None, *, clock: Any = time.time,
+    def __init__(self, options: EmailOptions | Mapping[str, Any] | None = None, *,
+                 clock: Callable[[], float] = time.time,
                  **kwargs: Any):
         super().__init__(options, **kwargs)
         opts: EmailOptions = self.settings
