@@ -162,6 +162,7 @@ def _run_once(app: Any) -> int:
     from engine.health import HealthBook
     from engine.ingest import ingest_once
     from engine.alerts.sinks import deliver_pending
+    from engine.demo_hint import next_steps
     from engine.logs import get_logger
 
     log = get_logger("wardwatch.run")
@@ -189,6 +190,8 @@ def _run_once(app: Any) -> int:
             _print_cases(app.store.list_cases())
         print(f"{total} alert(s) in the store; `wardwatch alerts list` shows the cases, "
               "`wardwatch alerts list --alerts` every alert.")
+        for line in next_steps(app.store, alerts):  # the two commands to try next, with ids from this run
+            print(line)
     finally:
         app.close()
     for problem in problems:
@@ -420,16 +423,10 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     alerts = alerts_over_sample(ruleset, events(), batch_size=config["scheduler"]["batch_size"])
     alerts.sort(key=lambda a: (a.first_trigger, a.rule_id, a.group_key))
     if args.format == "json":
+        from engine.hunt import contract_line  # `wardwatch hunt` prints the same lines
+
         for alert in alerts:
-            line = {
-                "rule_id": alert.rule_id,
-                "title": alert.rule_title,
-                "kind": alert.kind,
-                "event_ids": alert.evidence,
-                "group": alert.group,
-                "window": {"start": alert.window_start, "end": alert.window_end},
-            }
-            sys.stdout.write(orjson.dumps(line).decode() + "\n")
+            sys.stdout.write(orjson.dumps(contract_line(alert)).decode() + "\n")
     else:
         _alerts_table(alerts, f"{len(alerts)} result(s) on {read[0]} event(s)")
     return EXIT_OK
