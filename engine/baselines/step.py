@@ -122,6 +122,7 @@ class Baselines:
         self._role_days: dict[str, set[date]] = {}
         self._store: Store | None = None
         self._newest: date | None = None
+        self._observed_days: dict[date, tuple[int, int]] = {}  # memo of _observed; cleared when a day first has data
 
     # --- time ------------------------------------------------------------------------------------
     def _slot(self, ts: str) -> _Slot:
@@ -233,7 +234,10 @@ class Baselines:
         record = self.records.get((user, day))
         if record is None:
             record = self.records[(user, day)] = DayRecord()
-            self._by_day.setdefault(day, set()).add(user)
+            users = self._by_day.setdefault(day, set())
+            if not users:
+                self._observed_days.clear()  # a day has its first data: the observed counts after it change
+            users.add(user)
         new = record.merge(hours, patients, roles)
         if new is not None:
             for role in new.roles:
@@ -278,12 +282,15 @@ class Baselines:
 
     def _observed(self, day: date) -> tuple[int, int]:
         """(weekdays, weekend days) of the window before ``day`` on which anyone was active (held records)."""
-        counts = [0, 0]
-        by_day = self._by_day
-        for d, day_class in self._window(day):
-            if by_day.get(d):
-                counts[day_class] += 1
-        return counts[0], counts[1]
+        known = self._observed_days.get(day)
+        if known is None:
+            counts = [0, 0]
+            by_day = self._by_day
+            for d, day_class in self._window(day):
+                if by_day.get(d):
+                    counts[day_class] += 1
+            known = self._observed_days[day] = (counts[0], counts[1])
+        return known
 
     # --- profiles --------------------------------------------------------------------------------
     def _window(self, day: date) -> list[tuple[date, int]]:
@@ -362,6 +369,7 @@ class Baselines:
                 for role in record.roles if record is not None else ():
                     self._by_role_day.pop((role, d), None)
         if old:
+            self._observed_days.clear()
             self._user_profiles = {k: v for k, v in self._user_profiles.items() if k[1] >= horizon}
             self._role_profiles = {k: v for k, v in self._role_profiles.items() if k[1] >= horizon}
             for index in (self._user_days, self._role_days):
