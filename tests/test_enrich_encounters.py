@@ -205,6 +205,25 @@ def test_sensitive_mode_sets_the_flags_only_where_a_rule_can_alert() -> None:
     assert "ehr.relationship.related_person" not in ordinary
 
 
+def test_overrides_and_after_hours_reads_get_the_care_context_and_the_encounter_class(tmp_path: Path) -> None:
+    """Sensitive mode also covers break-the-glass and after-hours (clock) reads: the rules that spare the
+    treating team and the patient's ward need the flags there; an emergency encounter's class is on the event."""
+    roster = tmp_path / "roster.csv"
+    roster.write_text("user_id,login,department,role\nU1,wnurse,Cardiology,Nurse\n", encoding="utf-8")
+    adt = tmp_path / "adt.csv"
+    adt.write_text("patient_id,department,class,start,end\nP7,Emergency,EMER,2026-03-03 08:00,2026-03-03 12:00\n"
+                   "P8,Cardiology,IMP,2026-03-01 08:00,2026-03-09 12:00\n", encoding="utf-8")
+    enricher = PrivacyEnricher.from_config({"roster_csv": str(roster), "encounters_csv": str(adt),
+                                            "timezone": "Europe/Berlin"})
+    btg = enricher.enrich({**ev("wnurse", "P7", "2026-03-03T09:00:00.000Z"), "ehr.break_the_glass": True})
+    assert btg["ehr.patient.encounter_class"] == "EMER" and btg["ehr.patient.department"] == "Emergency"
+    night = enricher.enrich({**ev("wnurse", "P8", "2026-03-04T01:00:00.000Z"), "wardwatch.time.after_hours": True})
+    assert night["ehr.relationship.same_department"] is True and night["ehr.patient.encounter_active"] is True
+    assert night["ehr.patient.encounter_class"] == "IMP"
+    day = enricher.enrich({**ev("wnurse", "P8", "2026-03-04T09:00:00.000Z"), "wardwatch.time.after_hours": False})
+    assert "ehr.relationship.same_department" not in day and "ehr.patient.encounter_class" not in day
+
+
 def test_privacy_fixture_positives_still_fire_with_encounters(ruleset: Any) -> None:
     """The encounters are consistent with fixtures/privacy: with them loaded, no positive is lost."""
     enricher = PrivacyEnricher.from_config({
