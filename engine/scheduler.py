@@ -214,7 +214,8 @@ class Service:
     def stop(self) -> None:
         """Let running jobs finish (their commits are atomic), then close sources and the store."""
         log.info("service stopping")
-        self.scheduler.shutdown(wait=True)
+        if self.scheduler.running:  # a start that failed early (the API port in use) never started it
+            self.scheduler.shutdown(wait=True)
         if self.http is not None:
             self.http.stop()
         for _, connector in self.connectors:
