@@ -22,7 +22,7 @@ from engine.alerts.sinks.base import Sink, SinkOptions, options_with
 from engine.alerts.triage import AlertFilter, find_alerts
 from engine.errors import InvalidTransition, NotFound, UsageError
 from engine.store.base import RuleCheckpoint, StoreConflict
-from tests.store_fixtures import make_alert, store, ts  # noqa: F401 - fixture
+from tests.store_fixtures import ehr_event, make_alert, store, ts  # noqa: F401 - fixture
 
 DAY = 86400.0
 
@@ -128,6 +128,20 @@ def test_find_alerts_filters(store):
     assert found(patient="P0001") == []  # no patient field in the group, none in the (absent) evidence events
     with pytest.raises(UsageError, match="--status 'open'"):
         AlertFilter(status="open")
+
+
+def test_user_and_patient_match_the_listed_evidence_when_the_group_has_no_such_field(store):
+    events = [ehr_event(n, user="kim") for n in (1, 2)] + [ehr_event(3, user="lee")]
+    store.write(events)
+    by_ip = dataclasses.replace(make_alert("r1", "source.ip=10.0.0.1", first=ts(1), last=ts(2)),
+                                group={"source.ip": "10.0.0.1"}, evidence=[e["event.id"] for e in events[:2]])
+    commit(store, by_ip)
+
+    def found(**kw: Any) -> list[str]:
+        return [x.id for x in find_alerts(store, AlertFilter(**kw))]
+
+    assert found(user="kim") == [by_ip.id] and found(patient=events[1]["ehr.patient.id"]) == [by_ip.id]
+    assert found(user="lee") == []  # lee's event is in the window but not in the alert's evidence
 
 
 # --- exceptions -------------------------------------------------------------------------------------------
