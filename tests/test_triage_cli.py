@@ -183,3 +183,15 @@ def test_time_arg_reads_a_duration_as_that_long_ago(amount, unit):
     now = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
     seconds = amount * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
     assert time_arg(f"{amount}{unit}", "--since", now=now) == format_timestamp(now - timedelta(seconds=seconds))
+
+
+def test_alerts_show_has_the_incident_deadlines(two_alerts, capsys, tmp_path):
+    from engine import incidents
+
+    config, (a, _) = two_alerts
+    with open_store("sqlite", path=tmp_path / "w.db") as store:
+        incidents.declare(store, a.id, actor="kim")
+    code, out, _ = run(capsys, "--config", str(config), "alerts", "show", a.id[:8])
+    assert code == 0 and "incident deadlines:" in out and "gdpr" in out and "nis2" in out
+    code, out, _ = run(capsys, "--config", str(config), "alerts", "show", a.id, "--format", "json")
+    assert {d["regime"] for d in orjson.loads(out)["deadlines"]} == {"gdpr", "nis2"}
