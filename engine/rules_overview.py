@@ -37,8 +37,21 @@ def _lag(store: Any, newest: str | None, checkpoint: str | None) -> float | None
 
 
 def _status(ruleset: Any, rule_id: str) -> str | None:
+    """Sigma's ``status``: compiled rules carry it; a correlation only in its YAML text (few, parsed here)."""
     rule = ruleset.rules.get(rule_id)
-    return getattr(rule, "status", None)
+    if rule is not None:
+        return rule.status
+    correlation = ruleset.correlations.get(rule_id)
+    if correlation is None or not correlation.source:
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(correlation.source)
+    except yaml.YAMLError:
+        return None
+    status = data.get("status") if isinstance(data, dict) else None
+    return None if status is None else str(status)
 
 
 def rules_overview(app: Any, now: datetime) -> list[dict[str, Any]]:

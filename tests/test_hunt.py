@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,19 @@ def test_hunt_bad_rule_path_is_one_line(tmp_path, capsys):
     empty.mkdir()
     assert site.cli("hunt", str(empty)) == 2
     assert capsys.readouterr().err == f"error: {empty}: no rules found\n"
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_line_only_on_a_tty(ehr_site, capsys, monkeypatch):
+    """A terminal sees "hunting: N events read" on stderr; a pipe or log file sees nothing extra."""
+    _hunt(ehr_site, capsys)
+    assert capsys.readouterr().err == ""
+    fake = _Tty()
+    monkeypatch.setattr(sys, "stderr", fake)
+    monkeypatch.setattr("engine.hunt.PROGRESS_EVERY", 100)
+    assert ehr_site.cli("hunt", RULES, "--format", "json") == 0
+    assert "hunting" in fake.getvalue()

@@ -31,6 +31,7 @@ def test_rules_list_tracks_runs_lag_alerts_and_coverage(tmp_path, capsys, kind):
         assert rows[BULK]["last_run"] is None and rows[BULK]["lag_seconds"] is None
         assert rows[BULK]["data_seen"] is True and rows[VPN]["data_seen"] is False  # no VPN data: a gap
         assert rows["EHR break-the-glass access"]["status"] == "experimental"
+        assert rows[BULK]["status"] == "experimental"  # a correlation's, from its YAML
 
         assert site.cli("run", "--once") == 0
         rows = _rows(site, capsys)
