@@ -110,6 +110,29 @@ def test_a_new_revision_keeps_the_triage_state(store):
     assert store.get_alert(first.id).status == "new"  # the stored alert is the evaluator's; triage is overlaid
 
 
+def test_two_analysts_at_once_keep_both_comments(store):
+    """A write conditional on a version someone else has already replaced is retried on the new state."""
+    alert = make_alert()
+    commit(store, alert)
+    put = store.put_triage_record
+    raced = []
+
+    def racing_put(record: dict[str, Any], expected: int) -> int:
+        if not raced:  # the other analyst's comment lands between our read and our write
+            raced.append(True)
+            triage.comment(store, alert.id, "from lee", actor="lee")
+        return put(record, expected)
+
+    store.put_triage_record = racing_put
+    try:
+        state = triage.comment(store, alert.id, "from kim", actor="kim")
+    finally:
+        del store.put_triage_record
+    assert [c["text"] for c in state.comments] == ["from lee", "from kim"]
+    assert [c["text"] for c in triage.get_state(store, alert.id).comments] == ["from lee", "from kim"]
+    assert kinds(store, alert.id) == ["triage.comment", "triage.comment"]  # one entry each, no lost write
+
+
 def test_find_alerts_filters(store):
     a = make_alert("r1", "user.name=kim", first=ts(0))
     b = dataclasses.replace(make_alert("r2", "user.name=lee", first=ts(0, hour=11)), rule_level="low")
