@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -59,7 +58,8 @@ def test_hunt_without_alert_leaves_the_store_untouched(ehr_site, capsys):
 def test_hunt_results_are_the_same_on_both_stores(tmp_path, capsys):
     found = {}
     for kind in ("sqlite", "elasticsearch"):
-        site = write_site(tmp_path / kind, kind) if (tmp_path / kind).mkdir() is None else None
+        (tmp_path / kind).mkdir()
+        site = write_site(tmp_path / kind, kind)
         try:
             site.ingest_ehr()
             found[kind] = _hunt(site, capsys)
