@@ -221,7 +221,11 @@ def _show_lines(view: dict[str, Any]) -> Iterator[str]:
         yield f"case {record['id']}  [{record['level']}] risk {record['score']:g}"
         yield f"subject: {record['subject_kind']} {record['subject_field']}={record['subject']}"
         yield f"period: {record['first_trigger']} .. {record['last_trigger']}, revision {record['revision']}"
-        yield "alerts: " + " ".join(record["alerts"])
+        yield "alerts:"
+        for a in view.get("alert_records", []):
+            group = ", ".join(f"{k}={v}" for k, v in a["group"].items()) or "-"
+            yield (f"  [{a['rule_level']}] {a['rule_title']} | {group} | {a['first_trigger']} .. {a['last_trigger']}"
+                   f" | {a['status']}, {a['assignee'] or '-'} | id {a['id']}")
     reason = f", close reason {triage['close_reason']}" if triage.get("close_reason") else ""
     yield f"status: {triage['status']}, assignee: {triage['assignee'] or '-'}{reason}"
     if view.get("suppressed_revisions"):
