@@ -65,6 +65,18 @@ def test_marks_keep_their_first_value_and_exceptions_round_trip(store):
     assert store.list_exception_records() == []
 
 
+def test_ids_resolve_by_unique_prefix_of_at_least_six_characters(store):
+    one, two = (dataclasses.replace(make_alert(first=ts(i)), id=f"abcdef00{i}{i}" + "0" * 22) for i in (1, 2))
+    commit(store, one, two)
+    assert [a.id for a in store.records_with_id_prefix("alert", "abcdef00")] == [one.id, two.id]
+    assert triage.resolve(store, "abcdef001").id == one.id and triage.resolve(store, two.id).id == two.id
+    with pytest.raises(UsageError, match="alert id prefix 'abcdef00' matches 2 records"):
+        triage.resolve(store, "abcdef00")
+    with pytest.raises(NotFound):
+        triage.resolve(store, "abcde")  # too short to stand for an id
+    assert store.records_with_id_prefix("case", "abcdef") == []
+
+
 # --- the lifecycle ----------------------------------------------------------------------------------------
 
 def test_lifecycle_transitions_and_their_audit_history(store):

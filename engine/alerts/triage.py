@@ -107,10 +107,10 @@ def by_id_or_prefix(ref: str, get: Callable[[str], _T | None], candidates: Calla
 
 def resolve(store: Any, ref: str) -> Subject:
     """The alert or case named by ``ref`` (an id or a unique prefix), or ``NotFound``."""
-    alert = by_id_or_prefix(ref, store.get_alert, store.list_alerts, "alert id")
+    alert = by_id_or_prefix(ref, store.get_alert, lambda: store.records_with_id_prefix("alert", ref), "alert id")
     if alert is not None:
         return Subject("alert", alert.id, alert)
-    case = by_id_or_prefix(ref, store.get_case, store.list_cases, "case id")
+    case = by_id_or_prefix(ref, store.get_case, lambda: store.records_with_id_prefix("case", ref), "case id")
     if case is not None:
         return Subject("case", case.id, case)
     raise NotFound(f"no alert or case with id {ref!r} (`wardwatch alerts list` shows the ids)")

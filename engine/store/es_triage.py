@@ -125,6 +125,21 @@ class EsTriageMixin:
             raise StoreConflict(f"triage state of {body['subject_id']} changed concurrently") from None
         return new
 
+    # --- id prefixes (``alerts ack 3f2a9c01``) ------------------------------------------------------------
+    def records_with_id_prefix(self, kind: str, prefix: str, limit: int = 2) -> list[Any]:
+        """Up to ``limit`` alerts (``kind="alert"``) or cases whose id starts with ``prefix`` (a ``prefix``
+        query on the keyword ``id``), instead of paging through every record."""
+        from engine.alerts.case_model import Case
+        from engine.alerts.model import Alert
+
+        index, build = ((self.names["alerts"], Alert.from_dict) if kind == "alert"  # type: ignore[attr-defined]
+                        else (self.names["cases"], Case.from_dict))  # type: ignore[attr-defined]
+        self._refresh(index)  # type: ignore[attr-defined]
+        resp = self._call(lambda: self.es.search(  # type: ignore[attr-defined]
+            index=index, size=int(limit), query={"prefix": {"id": prefix}}, sort=[{"id": "asc"}],
+            track_total_hits=False, ignore_unavailable=True), what=f"find {kind} by id prefix")
+        return [build(h["_source"]) for h in resp["hits"]["hits"]]
+
     # --- marks ----------------------------------------------------------------------------------------
     def put_triage_marks(self, mark: str, rows: Sequence[tuple[str, int, str]]) -> None:
         if not rows:

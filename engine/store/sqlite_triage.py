@@ -112,6 +112,19 @@ class SqliteTriageMixin:
 
         return self._transaction(run)  # type: ignore[attr-defined]
 
+    # --- id prefixes (``alerts ack 3f2a9c01``) ------------------------------------------------------------
+    def records_with_id_prefix(self, kind: str, prefix: str, limit: int = 2) -> list[Any]:
+        """Up to ``limit`` alerts (``kind="alert"``) or cases whose id starts with ``prefix``: a range scan of
+        the primary key, not a listing of every record."""
+        from engine.alerts.case_model import Case
+        from engine.alerts.model import Alert
+
+        table, build = ("alerts", Alert.from_dict) if kind == "alert" else ("cases", Case.from_dict)
+        rows = self._read(lambda c: c.execute(  # type: ignore[attr-defined]
+            f"SELECT doc FROM {table} WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+            (prefix, prefix + "\U0010ffff", int(limit))).fetchall())
+        return [build(orjson.loads(r[0])) for r in rows]
+
     # --- marks ----------------------------------------------------------------------------------------
     def put_triage_marks(self, mark: str, rows: Sequence[tuple[str, int, str]]) -> None:
         """Record ``mark`` for (subject id, revision, value) rows; a row already marked keeps its value."""
