@@ -557,7 +557,7 @@ def cmd_cases_show(args: argparse.Namespace) -> int:
     store = open_configured_store(config, reader=True)
     _warn_refusal(store)
     try:
-        case = by_id_or_prefix(args.id, store.get_case, store.list_cases, "case id")
+        case = by_id_or_prefix(args.id, store.get_case, lambda: store.records_with_id_prefix("case", args.id), "case id")
         alerts = [a for a in (store.get_alert(aid) for aid in case.alerts) if a is not None] if case else []
     finally:
         store.close()
