@@ -15,15 +15,17 @@ Expression grammar (parsed with pyparsing, which pySigma already depends on)::
     and     := not ("AND"? not)*          -- two terms side by side mean AND
     not     := "NOT" not | "(" query ")" | term
     term    := FIELD ":" VALUE
-    FIELD   := letters, digits and "._-@" (a dotted ECS name such as ehr.patient.id)
+    FIELD   := letters, digits and "._-@|" (a dotted ECS name such as ehr.patient.id, with Sigma
+               modifiers if wanted: user.name|contains, event.code|gte)
     VALUE   := a bare word (no blanks, parentheses or quotes) | "a quoted string" (\\" and \\\\ inside)
 
 ``AND``/``OR``/``NOT`` are case-insensitive; NOT binds tighter than AND, AND tighter than OR. A value is a
 Sigma string: ``*`` matches any run of characters, ``?`` one character, ``\\*`` a literal star.
 
-Why the store does not decide: it is only asked for the time range and the datasets (``--dataset``); the
-compiled detection decides each event in the engine, so SQLite and Elasticsearch return the same events in
-the same ``(@timestamp, event.id)`` order. Results come in pages of ``page_size`` matches, each page a new
+Why the store does not decide: it is asked for the time range, the datasets (``--dataset``) and, on
+Elasticsearch, the detection as a Lucene query that returns a superset of the matches (``store_prefilter``,
+the same pySigma conversion rules are pushed down with); the compiled detection decides each event in the
+engine, so SQLite and Elasticsearch return the same events in the same ``(@timestamp, event.id)`` order. Results come in pages of ``page_size`` matches, each page a new
 store search resumed after the last event returned (a keyset), so memory is bounded by the page and a
 caller (the HTTP API) can resume a search from the ``after`` key of its last page.
 """
@@ -71,7 +73,7 @@ Expr = Term | Not | BoolOp
 def _grammar() -> Any:
     import pyparsing as pp
 
-    field = pp.Word(pp.alphanums + "._-@")
+    field = pp.Word(pp.alphanums + "._-@|")
     quoted = pp.QuotedString('"', esc_char="\\", unquote_results=True)
     keyword = pp.CaselessKeyword("AND") | pp.CaselessKeyword("OR") | pp.CaselessKeyword("NOT")
     bare = ~keyword + pp.Regex(r'[^\s()"]+')
@@ -166,6 +168,8 @@ class CompiledQuery:
     detection: dict[str, Any]
     fields: frozenset[str] | None
     matches: Any
+    #: the detection as pySigma parsed it (for the Elasticsearch narrowing query)
+    sigma: Any = None
 
 
 def compile_query(text: str) -> CompiledQuery:
@@ -180,7 +184,8 @@ def _compile(detection: dict[str, Any]) -> CompiledQuery:
     from engine.sigma.compiler import CompileError, DetectionCompiler
 
     try:
-        compiled = DetectionCompiler(SigmaDetections.from_dict(detection), {}).compile()
+        parsed = SigmaDetections.from_dict(detection)
+        compiled = DetectionCompiler(parsed, {}).compile()
     except CompileError as exc:
         raise QueryError(f"QUERY: {exc}") from None
     except SigmaError as exc:
@@ -188,7 +193,35 @@ def _compile(detection: dict[str, Any]) -> CompiledQuery:
     except (TypeError, ValueError, AttributeError, KeyError) as exc:  # pySigma on odd shapes (a list as a map)
         raise QueryError(f"QUERY: not a valid Sigma detection: {exc}") from None
     fields = None if compiled.reads_every_field else frozenset(compiled.fields)
-    return CompiledQuery(detection, fields, compiled.fn)
+    return CompiledQuery(detection, fields, compiled.fn, parsed)
+
+
+def store_prefilter(store: Store, query: CompiledQuery, datasets: Sequence[str] | None = None) -> Any:
+    """The store-side narrowing query for ``query``: on Elasticsearch, the detection as Lucene (pySigma's
+    backend, as rules are pushed down: ``engine.sigma.convert_rule``), so the cluster returns candidates
+    instead of every event of the range; None elsewhere, or whenever that could miss a match (keywords,
+    unindexed fields, ``|re``/``|cidr``, a conversion the backend refuses). Only narrows: the compiled
+    query still decides each event, so the results stay those of SQLite."""
+    if getattr(store, "kind", "") != "elasticsearch" or query.fields is None:
+        return None
+    if query.fields & getattr(store, "unindexed_fields", frozenset()):
+        return None
+    import yaml
+    from sigma.rule import SigmaRule
+
+    from engine.sigma import convert_rule
+    from engine.sigma.model import CompiledRule
+
+    scope = list(datasets) if datasets else store.event_datasets()
+    if not scope:
+        return None
+    source = yaml.safe_dump({"title": "events search", "id": "00000000-0000-4000-8000-000000005ea5",
+                             "logsource": {"product": "wardwatch-search"}, "detection": query.detection},
+                            sort_keys=False)
+    rule = CompiledRule(id="events-search", name=None, title="events search", level="informational",
+                        status=None, description="", tags=[], path="<QUERY>", datasets=tuple(scope),
+                        fields=query.fields, sigma=SigmaRule.from_yaml(source), source=source)
+    return convert_rule(rule, "elasticsearch").query
 
 
 def sigma_literal(value: str) -> str:
@@ -248,6 +281,8 @@ def search_events(store: Store, query: str | CompiledQuery, start: str | None, e
     if page_size < 1:
         raise UsageError("page size must be at least 1")
     compiled = compile_query(query) if isinstance(query, str) else query
+    if prefilter is None:
+        prefilter = store_prefilter(store, compiled, datasets)
     after: tuple[str, str] | None = None
     while True:
         page, after = search_page(store, compiled, start, end, fields=fields, datasets=datasets,

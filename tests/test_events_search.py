@@ -120,6 +120,7 @@ def test_a_search_streams_page_by_page(store):
 # --- the CLI on both stores: the same results --------------------------------------------------------------
 
 QUERIES = [
+    "user.name|contains:kell AND ehr.action:R",
     "ehr.break_the_glass:true",
     "user.name:mkeller AND ehr.action:R",
     "user.name:j* AND NOT event.action:read",
@@ -161,6 +162,26 @@ def test_sqlite_and_elasticsearch_return_the_same_events(both, capsys, query):
     assert lite and [_stable(e) for e in lite] == [_stable(e) for e in elastic]
     assert all("2026-11-02" <= e["@timestamp"] < "2026-11-03" for e in lite)
     assert [(e["@timestamp"], e["event.id"]) for e in lite] == sorted((e["@timestamp"], e["event.id"]) for e in lite)
+
+
+class _CountingStore(_Counting):
+    """The counting store with what the search asks an Elasticsearch store for its narrowing query."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_elasticsearch_narrows_on_the_cluster(both):
+    """On ES the query is pushed down: the cluster hands over only candidates, not the whole range."""
+    for kind, expect_all in (("sqlite", True), ("elasticsearch", False)):
+        store = both[kind].open_store()
+        try:
+            counting = _CountingStore(store)
+            found = list(search_events(counting, "ehr.break_the_glass:true", None, None))  # type: ignore[arg-type]
+        finally:
+            store.close()
+        assert len(found) == 1
+        assert (counting.handed > 1000) if expect_all else (counting.handed == 1), (kind, counting.handed)
 
 
 def test_break_the_glass_is_found_with_its_fields(ehr_site, capsys):
