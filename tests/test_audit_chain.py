@@ -275,3 +275,24 @@ def test_a_rule_file_is_recorded_when_its_hash_changes(tmp_path):
     assert got[-1] == {"path": str(rule), "sha256": hashlib.sha256(b"title: two\n").hexdigest()}
     assert len(got) == 2 and got[0]["sha256"] != got[1]["sha256"]
     s.close()
+
+
+def test_elasticsearch_appends_wait_for_the_write_lease_and_take_over_a_crashed_writers(monkeypatch):
+    from engine.store import es_audit
+    from engine.store.base import StoreUnavailable
+
+    s = open_store("elasticsearch", hosts=[require_elasticsearch()], index_prefix=f"wwtest-{uuid.uuid4().hex[:12]}")
+    try:
+        index = f"{s.prefix}-audit"
+        audit.record(s, "triage.comment", actor="kim", subject="a", detail={})
+        s.es.create(index=index, id="lease", document={"owner": "another-host", "expires_ms": 2**62})
+        monkeypatch.setattr(es_audit, "_LEASE_WAIT_S", 0.3)
+        with pytest.raises(StoreUnavailable, match="locked by another writer"):
+            audit.record(s, "triage.comment", actor="kim", subject="b", detail={})
+        s.es.index(index=index, id="lease", document={"owner": "crashed-host", "expires_ms": 1})
+        audit.record_many(s, [("triage.comment", "kim", f"c{i}", {}, None) for i in range(1200)])  # 3 bulks
+        assert audit.verify(s) == audit.VerifyResult(True, 1201)
+        assert s.es.exists(index=index, id="lease").body is False  # released
+    finally:
+        s.delete_all()
+        s.close()

@@ -1,10 +1,11 @@
 """The audit chain on the Elasticsearch store (same methods as ``engine.store.sqlite_audit``).
 
-One index, ``<prefix>-audit``, one document per entry with ``_id`` = its seq. Why that makes appends safe
-without a lock: an entry is written with ``op_type=create``, which Elasticsearch refuses (409) when that
-``_id`` exists. Two writers that read the same tail both try seq N+1; exactly one wins, the other re-reads
-the winner (a realtime GET, no refresh needed), re-links its entry after it and tries N+2. So the chain
-cannot fork, whichever process writes.
+One index, ``<prefix>-audit``, one document per entry with ``_id`` = its seq. Appends are conditional on the
+tail in two ways. Every writer (the service, a CLI command, another host) first takes the chain's write
+lease, a ``lease`` document that can only be *created* while absent, so one writer appends at a time and
+may send its entries as bulk requests. And each entry is itself written with ``op_type=create``, so even a
+writer that lost its lease (expired during a stall) can never overwrite an entry: its write is refused, it
+raises, and nothing is linked behind the refusal.
 
 A 409 can also be our own write: a request that timed out after it landed and was retried. The document
 then holds exactly our hash, and is adopted instead of being written again.
@@ -16,20 +17,32 @@ back is byte for byte what was hashed, whatever the mapping would do to an objec
 from __future__ import annotations
 
 import threading
+import time
+import uuid
+from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Sequence
 
 import orjson
 
 from engine.audit.chain import link
-from engine.store.base import StoreConflict, StoreError
+from engine.store.base import StoreConflict, StoreError, StoreUnavailable
 
 _EXACT = {"type": "keyword"}
 _MAPPING = {"dynamic": False, "properties": {
     "seq": {"type": "long"}, "at": _EXACT, "kind": _EXACT, "actor": _EXACT, "subject": _EXACT,
     "detail_json": {"type": "keyword", "index": False, "doc_values": False}, "prev_hash": _EXACT,
     "hash": _EXACT}}
-#: Entries read per search while iterating.
+#: Entries read per search while iterating, and written per bulk request.
 _PAGE = 1000
+_BULK = 500
+#: The write lease: its document id, how long it holds without being released, how long a writer waits.
+_LEASE_ID = "lease"
+_LEASE_MS = 60_000
+_LEASE_WAIT_S = 120.0
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _doc(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -75,7 +88,8 @@ class EsAuditMixin:
         index = self._audit_index()
         self._refresh(index)  # type: ignore[attr-defined]
         hits = self._call(lambda: self.es.search(  # type: ignore[attr-defined]
-            index=index, size=1, sort=[{"seq": "desc"}], track_total_hits=False), what="read audit")["hits"]["hits"]
+            index=index, size=1, query={"exists": {"field": "seq"}}, sort=[{"seq": "desc"}],
+            track_total_hits=False), what="read audit")["hits"]["hits"]
         return (0, None) if not hits else (int(hits[0]["_source"]["seq"]), hits[0]["_source"]["hash"])
 
     def _audit_current_tail(self) -> tuple[int, str | None]:
@@ -85,32 +99,82 @@ class EsAuditMixin:
             seq, digest = seq + 1, nxt["hash"]
         return seq, digest
 
+    @contextmanager
+    def _audit_lease(self) -> Iterator[None]:
+        """Hold the chain's write lease (the ``lease`` document, created only if absent) while appending.
+
+        Why a lease and not just create-only ids: a bulk of creates is not atomic. Had another writer won one
+        seq in the middle of our bulk, our later entries would still land, linked to the entry that lost: a
+        fork. Under the lease nobody else appends, so one bulk per 500 entries is safe (one request per
+        entry cost ~15 ms each on a busy cluster: minutes for a SigmaHQ backlog). A lease left by a crashed
+        writer expires after ``_LEASE_MS`` and is taken over, conditional on its version."""
+        index, owner = self._audit_index(), uuid.uuid4().hex
+        give_up = time.monotonic() + _LEASE_WAIT_S
+        while True:
+            try:
+                held = self._call(lambda: self.es.create(  # type: ignore[attr-defined]
+                    index=index, id=_LEASE_ID, document={"owner": owner, "expires_ms": _now_ms() + _LEASE_MS}),
+                    what="lock audit")
+                break
+            except StoreConflict:
+                current = self._get_doc(index, _LEASE_ID, "lock audit")  # type: ignore[attr-defined]
+                if current is not None and current["_source"].get("owner") == owner:
+                    held = current  # our create landed; its retry after a time-out conflicted with it
+                    break
+                if current is not None and current["_source"].get("expires_ms", 0) < _now_ms():
+                    self._audit_drop_lease(current)  # a crashed writer's: take it over
+                    continue
+                if time.monotonic() > give_up:
+                    raise StoreUnavailable(f"the audit chain of {self.prefix} is locked by another writer "  # type: ignore[attr-defined]
+                                           f"for more than {_LEASE_WAIT_S:.0f} s") from None
+                time.sleep(0.02)
+        try:
+            yield
+        finally:
+            self._audit_drop_lease(held)
+
+    def _audit_drop_lease(self, held: Mapping[str, Any]) -> None:
+        """Delete the lease if it is still the version ``held`` (else someone took an expired one over)."""
+        try:
+            self._call(lambda: self.es.delete(  # type: ignore[attr-defined]
+                index=self._audit_index(), id=_LEASE_ID, if_seq_no=held["_seq_no"],
+                if_primary_term=held["_primary_term"]), what="unlock audit")
+        except StoreError:
+            pass  # gone or replaced: nothing of ours to release
+
     def append_audit(self, bodies: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Append one entry per body, each created at seq = tail + 1 or re-linked after whoever got there
-        first. One request per entry: a bulk of creates could half-succeed around another writer's entry
-        and leave our later entries linked to one that lost (a fork)."""
+        """Append one entry per body after the current tail, under the write lease, 500 entries a bulk."""
         index = self._audit_index()
         rows: list[dict[str, Any]] = []
-        # one append at a time per store object (threads of one service); other objects and processes are
-        # kept apart by the create-only seq ids alone
-        with self.__dict__.setdefault("_audit_lock", threading.Lock()):
+        with self.__dict__.setdefault("_audit_lock", threading.Lock()), self._audit_lease():
             seq, prev = self._audit_current_tail()
-            for body in bodies:
-                while True:
+            for start in range(0, len(bodies), _BULK):
+                chunk = []
+                for body in bodies[start:start + _BULK]:
                     row = link(seq, prev, body)
-                    try:
-                        self._call(lambda r=row: self.es.create(index=index, id=str(r["seq"]), document=_doc(r)),  # type: ignore[attr-defined]
-                                   what="write audit")
-                        break
-                    except StoreConflict:
-                        theirs = self._audit_get(row["seq"])
-                        if theirs is not None and theirs["hash"] == row["hash"]:
-                            break  # our own write, retried after a time-out: it landed
-                        seq, prev = self._audit_current_tail()
-                rows.append(row)
-                seq, prev = row["seq"], row["hash"]
-            self._audit_known_tail = (seq, prev)
+                    chunk.append(row)
+                    seq, prev = row["seq"], row["hash"]
+                self._audit_bulk(index, chunk)
+                rows.extend(chunk)
+                self._audit_known_tail = (seq, prev)
         return rows
+
+    def _audit_bulk(self, index: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        lines: list[bytes] = []
+        for row in rows:
+            lines.append(orjson.dumps({"create": {"_index": index, "_id": str(row["seq"])}}))
+            lines.append(orjson.dumps(_doc(row)))
+        resp = self._call(lambda: self.es.bulk(operations=b"\n".join(lines) + b"\n"), what="write audit")  # type: ignore[attr-defined]
+        for row, item in zip(rows, resp["items"]):
+            status = item["create"].get("status")
+            if status in (200, 201):
+                continue
+            theirs = self._audit_get(row["seq"]) if status == 409 else None
+            if theirs is not None and theirs["hash"] == row["hash"]:
+                continue  # our own write, from a bulk retried after a time-out
+            self._audit_known_tail = None
+            raise StoreError(f"write audit: seq {row['seq']} refused ({status}: {item['create'].get('error')}); "
+                             "another writer appended without the lease")
 
     def audit_rows(self, *, subject: str | None = None, kinds: Sequence[str] | None = None, after_seq: int = 0,
                    limit: int | None = None, subjects: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
