@@ -187,13 +187,17 @@ def _compile(detection: dict[str, Any]) -> CompiledQuery:
         parsed = SigmaDetections.from_dict(detection)
         compiled = DetectionCompiler(parsed, {}).compile()
     except CompileError as exc:
-        raise QueryError(f"QUERY: {exc}") from None
+        raise QueryError(f"QUERY: {_one_line(exc)}") from None
     except SigmaError as exc:
-        raise QueryError(f"QUERY: not a valid Sigma detection: {exc}") from None
+        raise QueryError(f"QUERY: not a valid Sigma detection: {_one_line(exc)}") from None
     except (TypeError, ValueError, AttributeError, KeyError) as exc:  # pySigma on odd shapes (a list as a map)
-        raise QueryError(f"QUERY: not a valid Sigma detection: {exc}") from None
+        raise QueryError(f"QUERY: not a valid Sigma detection: {_one_line(exc)}") from None
     fields = None if compiled.reads_every_field else frozenset(compiled.fields)
     return CompiledQuery(detection, fields, compiled.fn, parsed)
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def store_prefilter(store: Store, query: CompiledQuery, datasets: Sequence[str] | None = None) -> Any:
