@@ -2,7 +2,7 @@
 
 What a user relies on: ``alerts incident ID`` records who declared what and when (in the audit chain), the
 deadlines are the legal ones (72 h; 24 h / 72 h / one calendar month), time left goes negative when overdue,
-``/metrics`` carries the same numbers, and a sink with ``remind_before`` gets each reminder once, also
+``/metrics`` (over HTTP, the real API server) carries the same numbers, and a sink with ``remind_before`` gets each reminder once, also
 across a restart. Reminders go to a real SMTP server (aiosmtpd).
 """
 
@@ -237,3 +237,16 @@ def test_remind_before_must_be_durations():
 
     with pytest.raises(SinkConfigError, match=r"sink email: remind_before: not a duration: 'soon' .*\[24h, 4h\]"):
         _mail_sink(25, remind_before=["soon"])
+
+
+def test_metrics_over_http_show_the_time_left(one_alert):
+    from tests.api_peer import client, serving
+
+    s, alert = one_alert
+    declare(s, alert.id, actor="kim", regimes=("gdpr",), at=DECLARED)
+    metrics = Metrics()
+    service_round(s, [], metrics, now="2026-11-05T12:00:00.000Z")  # two hours overdue
+    with serving(store=s, metrics=metrics) as (url, _, _), client(url, "viewer") as viewer:
+        text = viewer.get("/metrics").text
+    assert (f'wardwatch_incident_deadline_seconds{{milestone="authority_notification",regime="gdpr",'
+            f'subject="{alert.id}"}} -7200.0') in text

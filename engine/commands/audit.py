@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from engine.audit import KINDS
 from engine.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -21,7 +22,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", groups:
     verify.set_defaults(func=cmd_audit_verify)
     listing = commands.add_parser("list", help="entries in chain order")
     listing.add_argument("--subject", help="only entries about this alert, case, rule or exception id")
-    listing.add_argument("--kind", action="append", help="only this kind (repeatable), e.g. triage.close")
+    listing.add_argument("--kind", action="append", choices=KINDS, metavar="KIND",
+                         help=f"only this kind (repeatable): {', '.join(KINDS)}")
     listing.add_argument("--limit", type=int)
     listing.add_argument("--format", choices=("table", "json"), default="table")
     listing.set_defaults(func=cmd_audit_list)
