@@ -113,7 +113,8 @@ def _short(record_id: str) -> str:
 # --- list ---------------------------------------------------------------------------------------------
 
 def cmd_alerts_list(args: argparse.Namespace) -> int:
-    from engine.alerts.triage import SUPPRESSED, AlertFilter, find_alerts, find_cases
+    from engine.alerts.triage import SUPPRESSED
+    from engine.alerts.triage_query import AlertFilter, find_alerts, find_cases
 
     flt = AlertFilter(status=args.status, level=args.level, since=time_arg(args.since, "--since"),
                       until=time_arg(args.until, "--until"), rule=args.rule, user=args.user, patient=args.patient)
@@ -190,7 +191,7 @@ def _cases_table(cases: Sequence[Any], title: str) -> None:
 # --- show ---------------------------------------------------------------------------------------------
 
 def cmd_alerts_show(args: argparse.Namespace) -> int:
-    from engine.alerts.triage import describe
+    from engine.alerts.triage_query import describe
 
     with opened_store(args, reader=True) as store:
         view = describe(store, args.id)
