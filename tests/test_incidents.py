@@ -2,8 +2,9 @@
 
 What a user relies on: ``alerts incident ID`` records who declared what and when (in the audit chain), the
 deadlines are the legal ones (72 h; 24 h / 72 h / one calendar month), time left goes negative when overdue,
-``/metrics`` (over HTTP, the real API server) carries the same numbers, and a sink with ``remind_before`` gets each reminder once, also
-across a restart. Reminders go to a real SMTP server (aiosmtpd).
+``/metrics`` (read over HTTP from the real API server) carries the same numbers, and a sink with
+``remind_before`` gets each reminder once, also across a restart. Reminders go to a real SMTP server
+(aiosmtpd).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Iterator
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import audit
