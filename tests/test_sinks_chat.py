@@ -16,7 +16,7 @@ from engine.alerts.case_model import Case
 from engine.alerts.sinks import build_sinks, deliver_pending
 from engine.config import ConfigError, load_config
 from engine.store.base import RuleCheckpoint
-from tests.store_fixtures import make_alert, store  # noqa: F401 - fixture (SQLite and Elasticsearch)
+from tests.store_fixtures import make_alert, store, store_factory  # noqa: F401 - fixture (SQLite and Elasticsearch)
 from tests.webhook_peer import Receiver
 
 
@@ -69,7 +69,8 @@ def test_slack_alert_is_block_kit_with_escaped_values(store, tmp_path):  # noqa:
     assert receiver.requests[0].path == "/hook/T000/SECRETPATH"
 
 
-def test_slack_invalid_blocks_is_dead_lettered_naming_slacks_error(store, tmp_path):  # noqa: F811
+def test_slack_invalid_blocks_is_dead_lettered_naming_slacks_error(store_factory, tmp_path):  # noqa: F811
+    store = store_factory()
     store.commit_rule_run(RuleCheckpoint("rule-1", None), [make_alert()])
     with Receiver(script=[400]) as receiver:
         deliver_pending(store, [chat_sink("slack", receiver, tmp_path)])

@@ -16,7 +16,7 @@ from engine.alerts.sinks import build_sinks, deliver_pending
 from engine.alerts.sinks.webhook import WebhookSink
 from engine.config import ConfigError, load_config
 from engine.store.base import RuleCheckpoint
-from tests.store_fixtures import make_alert, store, ts  # noqa: F401 - fixture (SQLite and Elasticsearch)
+from tests.store_fixtures import make_alert, store, store_factory, ts  # noqa: F401 - fixtures (SQLite and Elasticsearch)
 from tests.webhook_peer import Receiver
 
 SECRET = b"s3cret-shared-with-the-receiver"
@@ -28,6 +28,12 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+@pytest.fixture
+def sqlite_store(store_factory):  # noqa: F811
+    """For what is the sink's own behaviour (signature, TLS, connection refused), not the outbox's."""
+    return store_factory()
 
 
 def webhook(receiver: Receiver, monkeypatch: pytest.MonkeyPatch, **options: object) -> WebhookSink:
@@ -65,7 +71,8 @@ def test_each_revision_is_one_signed_post_with_its_idempotency_key(store, monkey
     assert store.pending_deliveries("hooks") == []
 
 
-def test_a_wrong_secret_is_refused_by_the_receiver_and_the_revision_dead_lettered(store, monkeypatch):  # noqa: F811
+def test_a_wrong_secret_is_refused_by_the_receiver_and_the_revision_dead_lettered(sqlite_store, monkeypatch):  # noqa: F811
+    store = sqlite_store
     commit(store, make_alert())
     with Receiver(secret=b"another-secret") as receiver:
         sink = webhook(receiver, monkeypatch)
@@ -141,7 +148,8 @@ def test_a_crash_between_send_and_acknowledge_resends_the_same_idempotency_key(s
     assert store.pending_deliveries("hooks") == []
 
 
-def test_an_unreachable_receiver_keeps_the_revision_in_the_outbox(store, monkeypatch):  # noqa: F811
+def test_an_unreachable_receiver_keeps_the_revision_in_the_outbox(sqlite_store, monkeypatch):  # noqa: F811
+    store = sqlite_store
     commit(store, make_alert())
     receiver = Receiver(secret=SECRET)
     receiver.stop()  # nothing listens on that port any more
@@ -151,7 +159,8 @@ def test_an_unreachable_receiver_keeps_the_revision_in_the_outbox(store, monkeyp
     assert sink.retry_state["alert"].failures == 1
 
 
-def test_https_receiver_with_the_hospital_ca(store, monkeypatch, tmp_path):  # noqa: F811
+def test_https_receiver_with_the_hospital_ca(sqlite_store, monkeypatch, tmp_path):  # noqa: F811
+    store = sqlite_store
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))

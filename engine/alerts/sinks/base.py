@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Sequence
 
 from engine.alerts.case_model import Case
+from engine.alerts.episodes import group_key_of
 from engine.alerts.model import Alert
 from engine.alerts.pseudonymise import PREFIX, Pseudonymiser
 from engine.errors import EXIT_USAGE, SinkError, SinkRejected, SinkUnavailable
@@ -146,6 +147,8 @@ class FieldPolicy:
         group = out.get("group")
         if isinstance(group, Mapping):
             out["group"] = {k: self._value(k, v) for k, v in group.items() if k not in self.drop}
+            if out["group"] != group and out.get("group_key") == group_key_of(group):
+                out["group_key"] = group_key_of(out["group"])  # the key spells the group out: it follows it
         subject_of = {str(out.get("subject_field") or ""), str(out.get("subject_kind") or "")}
         if "subject" in out and subject_of & self.drop:
             del out["subject"]

@@ -38,7 +38,7 @@ def alert_line(alert: dict[str, Any]) -> str:
             f"{alert.get('evidence_total', 0)} events{update}")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ConsoleOptions(SinkOptions):
     """``alerts.sinks[]`` options of ``type: console``."""
 

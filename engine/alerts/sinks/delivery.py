@@ -58,10 +58,21 @@ def _streams(store: Store, sink: Any, record: str) -> tuple[Callable[[int], list
     """(fetch, hand over, acknowledge) of one outbox stream."""
     name = sink.name
     if record == "alert":
-        return (lambda limit: store.pending_deliveries(name, limit=limit), deliverable(store, name, sink.deliver),
-                lambda done: store.mark_delivered(name, done))
+        return (lambda limit: store.pending_deliveries(name, limit=limit),
+                deliverable(store, name, _with_triage(store, sink.deliver)), lambda done: store.mark_delivered(name, done))
     return (lambda limit: store.pending_case_deliveries(name, limit=limit),
-            deliverable(store, name, sink.deliver_cases), lambda done: store.mark_cases_delivered(name, done))
+            deliverable(store, name, _with_triage(store, sink.deliver_cases)),
+            lambda done: store.mark_cases_delivered(name, done))
+
+
+def _with_triage(store: Store, hand: Callable[[list[Any]], None]) -> Callable[[list[Any]], None]:
+    """Revisions carry their triage ``status`` and ``assignee`` (engine/alerts/triage.py), so a ticket or a
+    chat message says who has it; the stored revision is not changed."""
+    if not hasattr(store, "get_triage_records"):
+        return hand
+    from engine.alerts.triage import overlay
+
+    return lambda records: hand(overlay(store, records))
 
 
 def _drain(store: Store, sink: Any, record: str, batch: int, now: float) -> int:

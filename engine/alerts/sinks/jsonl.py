@@ -19,7 +19,7 @@ from engine.plugins import path_option
 from engine.private_files import open_private, private_dir
 
 
-@dataclass
+@dataclass(kw_only=True)
 class JsonlOptions(SinkOptions):
     """``alerts.sinks[]`` options of ``type: jsonl``."""
 
