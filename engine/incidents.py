@@ -134,12 +134,20 @@ def _lead_text(seconds: float) -> str:
     return f"{int(seconds)}s"
 
 
+def left_text(seconds: float) -> str:
+    """``2d 03h left`` / ``5h 12m overdue``: what an analyst reads at a glance (rounded down)."""
+    span = abs(int(seconds))
+    days, rest = divmod(span, 86400)
+    hours, rest = divmod(rest, 3600)
+    text = f"{days}d {hours:02d}h" if days else f"{hours}h {rest // 60:02d}m"
+    return f"{text} {'left' if seconds >= 0 else 'overdue'}"
+
+
 def reminder_notice(deadline: Deadline, lead_seconds: float) -> dict[str, Any]:
     """The notice a sink gets (S1's notice shape). Ids and times only: no record contents."""
-    when = "overdue" if deadline.remaining_seconds < 0 else f"due in {_lead_text(max(0, round(deadline.remaining_seconds)))}"
     return {"kind": "deadline_reminder", "subject": deadline.subject, "to": None,
-            "text": f"incident {deadline.subject[:12]}: {deadline.regime} {deadline.milestone.replace('_', ' ')} "
-                    f"{when} (at {deadline.due})",
+            "text": f"incident {deadline.subject[:12]}: {deadline.regime} {deadline.milestone.replace('_', ' ')}, "
+                    f"{left_text(deadline.remaining_seconds)} (due {deadline.due})",
             "regime": deadline.regime, "milestone": deadline.milestone, "due": deadline.due,
             "remaining_seconds": deadline.remaining_seconds, "lead": _lead_text(lead_seconds)}
 

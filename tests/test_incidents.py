@@ -205,7 +205,7 @@ def test_each_reminder_is_sent_once_even_across_a_restart(one_alert, smtp):
     assert send_reminders(s, sinks, at_21h + timedelta(minutes=5)) == 0
     assert len(inbox.messages) == 1
     [text] = _texts(inbox)
-    assert f"incident {alert.id[:12]}: nis2 early warning due in 3h" in text
+    assert f"incident {alert.id[:12]}: nis2 early warning, 3h 00m left (due 2026-11-03T10:00:00.000Z)" in text
 
     restarted = [_mail_sink(port, remind_before=["24h", "4h"])]
     at_50h = declared + timedelta(hours=50)  # the 72 h notification is 22 h away; early warning overdue
@@ -214,7 +214,7 @@ def test_each_reminder_is_sent_once_even_across_a_restart(one_alert, smtp):
     at_69h = declared + timedelta(hours=69)
     assert send_reminders(s, restarted, at_69h) == 1
     texts = _texts(inbox)
-    assert len(texts) == 3 and "nis2 notification due in 22h" in texts[1] and "due in 3h" in texts[2]
+    assert len(texts) == 3 and "nis2 notification, 22h 00m left" in texts[1] and "3h 00m left" in texts[2]
     sent = [(e.detail["milestone"], e.detail["leads"]) for e in audit.entries(s, kinds=["incident.reminder"])]
     assert sent == [("early_warning", [14400, 86400]), ("notification", [86400]), ("notification", [14400])]
     assert audit.verify(s).ok
@@ -230,7 +230,7 @@ def test_a_reminder_no_sink_took_is_tried_again(one_alert, smtp):
     now = "2026-11-05T09:00:00.000Z"
     assert send_reminders(s, [_mail_sink(dead, remind_before=["4h"], timeout=2)], now) == 0
     assert send_reminders(s, [_mail_sink(port, remind_before=["4h"])], now) == 1
-    assert "gdpr authority notification due in 1h" in _texts(inbox)[0]
+    assert "gdpr authority notification, 1h 00m left" in _texts(inbox)[0]
 
 
 def test_remind_before_must_be_durations():
@@ -251,3 +251,41 @@ def test_metrics_over_http_show_the_time_left(one_alert):
         text = viewer.get("/metrics").text
     assert (f'wardwatch_incident_deadline_seconds{{milestone="authority_notification",regime="gdpr",'
             f'subject="{alert.id}"}} -7200.0') in text
+
+
+def test_a_case_can_be_declared_too(one_alert):
+    from engine.alerts.cases import CaseBuilder, case_settings
+
+    s, alert = one_alert
+    [case] = CaseBuilder(s, case_settings({})).update([alert])
+    s.put_cases([case])
+    incident = declare(s, case.id[:10], actor="kim", regimes=("gdpr",), at=DECLARED)
+    assert (incident.subject, incident.record) == (case.id, "case")
+    assert [d.milestone for d in deadlines(s, DECLARED, subject=case.id)] == ["authority_notification"]
+
+
+@given(st.floats(min_value=-1e8, max_value=1e8, allow_nan=False))
+def test_time_left_reads_as_days_or_hours_and_says_which_side_of_the_deadline(seconds):
+    from engine.incidents import left_text
+
+    text = left_text(seconds)
+    assert text.endswith(" left" if seconds >= 0 else " overdue")
+    first, second = text.split()[:2]
+    if first.endswith("d"):
+        shown = int(first[:-1]) * 86400 + int(second[:-1]) * 3600
+        assert 0 <= abs(seconds) - shown < 3600
+    else:
+        shown = int(first[:-1]) * 3600 + int(second[:-1]) * 60
+        assert 0 <= abs(seconds) - shown < 60 and abs(seconds) < 86400
+
+
+@given(st.floats(min_value=-1e7, max_value=1e7, allow_nan=False), st.sampled_from([60, 3600, 4 * 3600, 86400]))
+def test_a_reminder_names_the_subject_milestone_and_due_time_and_nothing_else(remaining, lead):
+    from engine.incidents import Deadline, reminder_notice
+
+    deadline = Deadline("0123456789abcdef", "nis2", "early_warning", "2026-11-03T10:00:00.000Z", remaining)
+    notice = reminder_notice(deadline, lead)
+    assert notice["kind"] == "deadline_reminder" and notice["subject"] == deadline.subject and notice["to"] is None
+    assert notice["text"].startswith("incident 0123456789ab: nis2 early warning, ")
+    assert notice["text"].endswith("(due 2026-11-03T10:00:00.000Z)")
+    assert ("overdue" in notice["text"]) == (remaining < 0)

@@ -151,16 +151,9 @@ def cmd_alerts_deadlines(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def left_text(seconds: float) -> str:
-    """``2d 03h left`` / ``5h 12m overdue``: what an analyst reads at a glance."""
-    span = abs(int(seconds))
-    days, rest = divmod(span, 86400)
-    hours, rest = divmod(rest, 3600)
-    text = f"{days}d {hours:02d}h" if days else f"{hours}h {rest // 60:02d}m"
-    return f"{text} {'left' if seconds >= 0 else 'overdue'}"
-
-
 def _deadline_rows(due: list[Any], *, with_subject: bool) -> None:
+    from engine.incidents import left_text
+
     header = ("REGIME", "MILESTONE", "DUE", "TIME")
     rows = [(d.regime, d.milestone, d.due, left_text(d.remaining_seconds)) for d in due]
     if with_subject:
