@@ -282,3 +282,21 @@ def test_an_exception_applies_exactly_within_its_window_rule_and_value(start, le
     alert = make_alert(rule, f"user.name={value}", first=ts(at))
     expected = rule == "r1" and value.casefold() == "kim" and start <= at < start + length
     assert exception_applies(exc, alert) is expected
+
+
+def test_a_store_file_from_before_triage_gains_the_tables(tmp_path):
+    import sqlite3
+
+    from engine.store import open_store
+
+    path = tmp_path / "old.db"
+    with open_store("sqlite", path=path) as old:
+        old.commit_rule_run(RuleCheckpoint("rule-1"), [make_alert()])
+    conn = sqlite3.connect(path)  # what a file written before the lifecycle existed looks like
+    assert not conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'triage%'").fetchall()
+    conn.close()
+    with open_store("sqlite", path=path) as store:
+        [alert] = store.list_alerts()
+        assert triage.acknowledge(store, alert.id, actor="kim").status == "acknowledged"
+    with open_store("sqlite", path=path) as store:
+        assert triage.get_state(store, alert.id).status == "acknowledged"
