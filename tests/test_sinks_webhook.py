@@ -194,3 +194,28 @@ def _config(tmp_path: Path, sink: str) -> Path:
 def test_config_errors_name_the_sink_key(tmp_path, sink, error):
     with pytest.raises(ConfigError, match=error):
         load_config(_config(tmp_path, sink), environ={})
+
+
+def test_run_once_on_the_demo_posts_every_alert_and_case_once(tmp_path, monkeypatch):
+    import yaml
+
+    from engine.cli import main
+    from tests.conftest import demo_connectors
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("WW_TEST_HOOK_SECRET", SECRET.decode())
+    with Receiver(secret=SECRET) as receiver:
+        config = {"rules": {"paths": [str(root / "rules")]}, "store": {"sqlite": {"path": str(tmp_path / "w.db")}},
+                  "connectors": demo_connectors(),
+                  "alerts": {"sinks": [{"type": "webhook", "url": receiver.url, "secret_env": "WW_TEST_HOOK_SECRET",
+                                        "deliver": "both"}]}}
+        path = tmp_path / "wardwatch.yaml"
+        path.write_text(yaml.safe_dump(config))
+        assert main(["--config", str(path), "run", "--once"]) == 0
+        first = len(receiver.requests)
+        assert main(["--config", str(path), "run", "--once"]) == 0  # nothing new: nothing re-sent
+    types = [r.json["type"] for r in receiver.requests]
+    assert first == len(receiver.requests) and "alert" in types and "case" in types
+    assert all(r.signature_ok and r.status == 200 for r in receiver.requests)
+    assert len(receiver.accepted) == first  # every Idempotency-Key once
+    assert all(len(r.json["data"]["evidence"]) <= 10 for r in receiver.requests)  # the HTTP sinks' default cap
