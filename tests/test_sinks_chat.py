@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.alerts.case_model import Case
 from engine.alerts.sinks import build_sinks, deliver_pending
@@ -134,3 +137,37 @@ def test_a_plain_http_url_beyond_loopback_in_the_url_file_fails_the_start(tmp_pa
 
     with pytest.raises(SinkConfigError, match=r"sink slack: url_file: http://hooks\.example\.org is plain http://"):
         build_sinks([{"type": "slack", "url_file": str(tmp_path / "u")}])
+
+
+_text = st.text(max_size=400)
+
+
+@settings(max_examples=200, deadline=None)
+@given(title=_text, level=st.sampled_from(["low", "high", "critical", ""]), description=st.text(max_size=5000),
+       group=st.dictionaries(st.text(min_size=1, max_size=60), _text, max_size=15))
+def test_any_alert_formats_within_the_documented_limits(title, level, description, group):
+    from engine.alerts.sinks.chat import message
+    from engine.alerts.sinks.slack import blocks
+    from engine.alerts.sinks.teams import workflow_message
+
+    payload = {"id": "a" * 32, "revision": 3, "rule_title": title, "rule_level": level, "rule_id": "r",
+               "rule_description": description, "group": group, "window_start": "s", "window_end": "e",
+               "evidence_total": 4}
+    slack = blocks(message("alert", payload))
+    check_block_kit(slack)
+    for block in slack["blocks"]:
+        texts = [f["text"] for f in block.get("fields", [])] + [block.get("text", {}).get("text", "")]
+        if block["type"] == "section":
+            assert all("<" not in t and ">" not in t for t in texts)  # escaped: no mention, no link
+    check_adaptive_card(workflow_message(message("alert", payload)))
+    orjson.dumps(slack)  # always serialisable
+
+
+def test_a_case_without_its_subject_still_formats():
+    from engine.alerts.sinks.chat import message
+    from engine.alerts.sinks.slack import blocks
+
+    payload = {k: v for k, v in _case().to_dict().items() if k != "subject"}  # drop: [user.name]
+    body = blocks(message("case", payload))
+    check_block_kit(body)
+    assert "jdoe" not in str(body)
