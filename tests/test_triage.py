@@ -49,6 +49,9 @@ def test_triage_records_are_conditional_on_the_version_read(store):
     got = store.get_triage_record("a1")
     assert got["status"] == "closed" and got["version"] == 2
     assert set(store.get_triage_records()) == {"a1"} and store.get_triage_records(["zz"]) == {}
+    store.put_triage_record({**record, "subject_id": "a2", "assignee": "lee"}, 0)
+    store.put_triage_record({**record, "subject_id": "a3", "assignee": "lee", "status": "closed"}, 0)
+    assert set(store.open_assigned_triage_records()) == {"a2"}  # who may hear about a new revision
 
 
 def test_marks_keep_their_first_value_and_exceptions_round_trip(store):

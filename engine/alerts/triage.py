@@ -291,8 +291,7 @@ def notify_assignees(store: Any, sinks: Sequence[Any]) -> int:
     not news. Returns how many notices went out."""
     from engine.alerts.sinks import send_notice
 
-    open_assigned = {sid: TriageState.from_record(r) for sid, r in store.get_triage_records().items()
-                     if r.get("assignee") and r.get("status") != "closed"}
+    open_assigned = {sid: TriageState.from_record(r) for sid, r in store.open_assigned_triage_records().items()}
     if not open_assigned:
         return 0
     told = store.get_triage_marks("notified", list(open_assigned))

@@ -112,6 +112,20 @@ class EsTriageMixin:
             out[record["subject_id"]] = record
         return out
 
+    def open_assigned_triage_records(self) -> dict[str, dict[str, Any]]:
+        """Records with an assignee that are not closed (who may hear about a new revision), by subject id."""
+        index = self._triage_read_index("triage")
+        if index is None:
+            return {}
+        query = {"bool": {"filter": [{"exists": {"field": "assignee"}}],
+                          "must_not": [{"term": {"status": "closed"}}]}}
+        out = {}
+        for source in self._search_all(index, query, "subject_id", "read triage"):
+            record = orjson.loads(source["doc_json"])
+            record["version"] = source.get("version", 0)
+            out[record["subject_id"]] = record
+        return out
+
     def put_triage_record(self, record: dict[str, Any], expected_version: int) -> int:
         index = self._triage_index("triage")
         new = expected_version + 1

@@ -92,6 +92,19 @@ class SqliteTriageMixin:
             out[record["subject_id"]] = record
         return out
 
+    def open_assigned_triage_records(self) -> dict[str, dict[str, Any]]:
+        """Records with an assignee that are not closed (who may hear about a new revision), by subject id."""
+        self._triage_schema()
+        rows = self._read(lambda c: c.execute(  # type: ignore[attr-defined]
+            "SELECT version, doc FROM triage WHERE json_extract(doc, '$.assignee') IS NOT NULL "
+            "AND json_extract(doc, '$.status') != 'closed'").fetchall())
+        out = {}
+        for version, doc in rows:
+            record = orjson.loads(doc)
+            record["version"] = version
+            out[record["subject_id"]] = record
+        return out
+
     def put_triage_record(self, record: dict[str, Any], expected_version: int) -> int:
         """Write ``record`` if the stored version is still ``expected_version`` (0: none stored yet);
         returns the new version, or raises ``StoreConflict`` (someone else changed it: re-read and retry)."""
