@@ -24,11 +24,11 @@ def parse_bound(value: str | None, option: str, now: datetime | None = None) -> 
         return None
     now = now or datetime.now(timezone.utc)
     ago = _AGO.match(value)
-    if ago:
-        return format_timestamp(now - timedelta(seconds=float(ago.group(1)) * _UNIT_SECONDS[ago.group(2)]))
     try:
+        if ago:
+            return format_timestamp(now - timedelta(seconds=float(ago.group(1)) * _UNIT_SECONDS[ago.group(2)]))
         return format_timestamp(parse_timestamp(value))
-    except (ValueError, OverflowError):
+    except (ValueError, OverflowError):  # not a time, or a duration reaching before year 1
         raise UsageError(f"{option}: not a time: {value!r} (use ISO 8601 like 2026-11-02T09:00:00Z, "
                          "or a duration back from now like 24h or 7d)") from None
 
