@@ -230,10 +230,17 @@ def test_audit_verify_list_and_head_on_the_command_line(configured, capsys):
     code, out, _ = run(capsys, *c, "audit", "list", "--kind", "triage.comment")
     assert code == 0 and "triage.comment" in out and out.rstrip().endswith("5 entries")
 
+    kept = run(capsys, *c, "audit", "head")[1].strip()  # kept off the machine
+    Tamper(s).delete(5)  # the newest entry cut off: the links alone cannot show it
+    assert run(capsys, *c, "audit", "verify")[1] == "ok: 4 entries, chain intact\n"
+    code, out, _ = run(capsys, *c, "audit", "verify", "--expect-head", kept)
+    assert code == 1 and out.startswith("broken at seq 5: truncated: seq 5 (the kept head) is gone")
+
     Tamper(s).set(2, detail={"record": "alert", "length": 1000})
     code, out, err = run(capsys, *c, "audit", "verify")
     assert code == 1 and err == ""
     assert out == "broken at seq 2: hash mismatch: the entry's contents were altered (1 entries before it hold)\n"
+    assert run(capsys, *c, "audit", "verify", "--expect-head", "5 nothex")[0] == 2
     code, out, _ = run(capsys, *c, "audit", "verify", "--format", "json")
     assert code == 1 and orjson.loads(out)["first_broken"] == 2
 
@@ -296,3 +303,19 @@ def test_elasticsearch_appends_wait_for_the_write_lease_and_take_over_a_crashed_
     finally:
         s.delete_all()
         s.close()
+
+
+@given(st.integers(1, 10**12), st.text("0123456789abcdef", min_size=64, max_size=64), st.sampled_from([" ", ":", "  "]),
+       st.booleans())
+def test_a_kept_head_reads_back_as_audit_head_printed_it(seq, digest, sep, upper):
+    text = f"{seq}{sep}{digest.upper() if upper else digest}"
+    assert audit.parse_head(text) == (seq, digest)
+
+
+@given(st.text(max_size=80))
+def test_anything_else_is_refused_with_a_value_error(text):
+    try:
+        seq, digest = audit.parse_head(text)
+    except ValueError:
+        return
+    assert seq >= 1 and len(digest) == 64

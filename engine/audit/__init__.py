@@ -20,8 +20,8 @@ from typing import Any, Iterator, Mapping, Sequence
 from engine.audit.chain import GENESIS, AuditEntry, VerifyResult, verify_rows
 from engine.events import format_timestamp
 
-__all__ = ["AuditEntry", "GENESIS", "KINDS", "VerifyResult", "entries", "head", "record", "record_many",
-           "verify"]
+__all__ = ["AuditEntry", "GENESIS", "KINDS", "VerifyResult", "entries", "head", "parse_head", "record",
+           "record_many", "verify"]
 
 #: Every kind an entry may have (a typo raises instead of starting a kind nobody lists).
 KINDS = ("alert.revision", "case.revision", "triage.acknowledge", "triage.assign", "triage.comment",
@@ -71,6 +71,32 @@ def head(store: Any) -> AuditEntry | None:
     return None if row is None else AuditEntry.from_dict(row)
 
 
-def verify(store: Any) -> VerifyResult:
-    """Recompute the whole chain and report the first entry that does not hold (see ``chain.verify_rows``)."""
-    return verify_rows(store.audit_rows(), find_hash=store.audit_seq_of_hash)
+def verify(store: Any, expect_head: tuple[int, str] | None = None) -> VerifyResult:
+    """Recompute the whole chain and report the first entry that does not hold (see ``chain.verify_rows``).
+
+    ``expect_head``: a (seq, hash) that ``head`` printed earlier and that was kept off the machine. The chain
+    must still hold that entry with that hash; this is what shows entries cut off the end (*truncated*) or
+    a chain rebuilt from some point on (*rewritten*), which the links alone cannot."""
+    result = verify_rows(store.audit_rows(), find_hash=store.audit_seq_of_hash)
+    if not result.ok or expect_head is None:
+        return result
+    seq, digest = expect_head
+    kept = next(iter(store.audit_rows(after_seq=seq - 1, limit=1)), None)
+    if kept is None or int(kept["seq"]) != seq:
+        return VerifyResult(False, result.checked, seq,
+                            f"truncated: seq {seq} (the kept head) is gone; the chain ends at seq {result.checked}")
+    if kept["hash"] != digest:
+        return VerifyResult(False, result.checked, seq,
+                            f"rewritten: seq {seq} no longer has the kept head's hash")
+    return result
+
+
+def parse_head(text: str) -> tuple[int, str]:
+    """``"SEQ HASH"`` (what ``audit head`` prints) or ``"SEQ:HASH"``; ValueError naming what is wrong."""
+    parts = text.replace(":", " ").split()
+    if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) < 1:
+        raise ValueError(f"{text!r}: expected SEQ HASH as `audit head` prints it")
+    digest = parts[1].lower()
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"{text!r}: the hash must be 64 hex digits")
+    return int(parts[0]), digest

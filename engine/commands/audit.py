@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from engine.audit import KINDS
-from engine.errors import EXIT_FAILED, EXIT_OK
+from engine.errors import EXIT_FAILED, EXIT_OK, UsageError
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", groups: dict[str, Any]) -> None:
@@ -19,6 +19,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", groups:
     commands = group.add_subparsers(dest="audit_command", required=True)
     verify = commands.add_parser("verify", help="recompute the whole chain; exit 1 naming the first broken link")
     verify.add_argument("--format", choices=("text", "json"), default="text")
+    verify.add_argument("--expect-head", metavar="'SEQ HASH'",
+                        help="a head printed earlier and kept off the machine: it must still be in the chain "
+                             "(catches entries cut off the end)")
     verify.set_defaults(func=cmd_audit_verify)
     listing = commands.add_parser("list", help="entries in chain order")
     listing.add_argument("--subject", help="only entries about this alert, case, rule or exception id")
@@ -56,8 +59,14 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from engine import audit
     from engine.commands.triage import opened_store
 
+    expected = None
+    if args.expect_head is not None:
+        try:
+            expected = audit.parse_head(args.expect_head)
+        except ValueError as exc:
+            raise UsageError(f"--expect-head {exc}") from None
     with opened_store(args, reader=True) as store:
-        result = audit.verify(store)
+        result = audit.verify(store, expect_head=expected)
     if args.format == "json":
         _json({"ok": result.ok, "checked": result.checked, "first_broken": result.first_broken,
                "reason": result.reason})
