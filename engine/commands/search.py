@@ -51,6 +51,8 @@ def cmd_events_search(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 0:
         raise UsageError("--limit must not be negative")
+    if args.page_size < 1:
+        raise UsageError("--page-size must be at least 1")
     start, end = parse_range(args.start, args.end)
     query = compile_query(args.query)  # a bad query is one line before the store is opened
     fields = _fields(args.fields)
