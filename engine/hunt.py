@@ -59,6 +59,14 @@ def _clip(query: SearchQuery, start: str | None, end: str | None) -> SearchQuery
     return dataclasses.replace(query, start=lo, end=hi)
 
 
+def _covers(stored: Alert, found: Alert) -> bool:
+    """Whether the stored alert already holds everything the hunt found: its window spans the hunt's, with at
+    least as many events. A hunt whose ``--from`` falls inside an episode sees only its end; storing that as
+    the next revision would replace the complete alert with a smaller one (and deliver it again)."""
+    return (stored.window_start <= found.window_start and found.window_end <= stored.window_end
+            and found.evidence_total <= stored.evidence_total)
+
+
 @dataclass
 class HuntView:
     """The store as a hunt's evaluator sees it: clipped searches, private checkpoints, alerts kept aside.
@@ -133,7 +141,10 @@ class HuntView:
         nothing for an alert the store already holds unchanged (so no second delivery either)."""
         out = []
         for alert in alerts:
-            merged = merge_revision(Alert.from_dict(alert.to_dict()), self.store.get_alert(alert.id))
+            stored = self.store.get_alert(alert.id)
+            if stored is not None and _covers(stored, alert):
+                continue  # a hunt over part of an episode must not shrink the alert the store holds
+            merged = merge_revision(Alert.from_dict(alert.to_dict()), stored)
             if merged is not None:
                 out.append(merged)
         return out

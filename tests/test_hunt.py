@@ -86,6 +86,11 @@ def test_hunt_alert_twice_then_scheduler_never_duplicates(tmp_path, capsys, kind
             assert "0 new or updated alert(s)" in capsys.readouterr().out
             assert sorted((a.id, a.revision) for a in store.list_alerts()) == stored
             assert len(store.pending_deliveries("jsonl")) == 3
+            # a hunt starting inside the bulk-access episode sees only its end: it must not shrink the alert
+            partial = _hunt(site, capsys, "--alert", "--from", "2026-11-02T13:04:00Z", "--to", "2026-11-02T14:00:00Z")
+            assert partial and all(len(r["event_ids"]) < 65 for r in partial)
+            assert sorted((a.id, a.revision) for a in store.list_alerts()) == stored
+            assert max(a.evidence_total for a in store.list_alerts()) == 65
         finally:
             store.close()
     finally:
