@@ -35,6 +35,8 @@ _MAPPING = {"dynamic": False, "properties": {
 #: Entries read per search while iterating, and written per bulk request.
 _PAGE = 1000
 _BULK = 500
+#: Realtime GETs past a known tail before the tail is searched for instead.
+_PROBE = 16
 #: The write lease: its document id, how long it holds without being released, how long a writer waits.
 _LEASE_ID = "lease"
 _LEASE_MS = 60_000
@@ -95,8 +97,11 @@ class EsAuditMixin:
     def _audit_current_tail(self) -> tuple[int, str | None]:
         """The tail as known, moved forward past entries other writers appended (realtime GETs)."""
         seq, digest = self._audit_known_tail or self._audit_search_tail()
+        steps = 0
         while (nxt := self._audit_get(seq + 1)) is not None:
-            seq, digest = seq + 1, nxt["hash"]
+            seq, digest, steps = seq + 1, nxt["hash"], steps + 1
+            if steps == _PROBE:  # another writer appended a lot: one search instead of a GET per entry
+                seq, digest = max((seq, digest), self._audit_search_tail())
         return seq, digest
 
     @contextmanager
