@@ -45,6 +45,8 @@ REGIMES: dict[str, tuple[tuple[str, timedelta | str], ...]] = {
 
 @dataclass(frozen=True)
 class Incident:
+    """A declared incident, as its ``incident.declare`` entry holds it (``declared_at`` starts the clocks)."""
+
     subject: str
     record: str  # "alert" | "case"
     declared_at: str
@@ -54,6 +56,8 @@ class Incident:
 
 @dataclass(frozen=True)
 class Deadline:
+    """One milestone of one incident; ``remaining_seconds`` is negative once it is overdue."""
+
     subject: str
     regime: str
     milestone: str
@@ -101,6 +105,7 @@ def declare(store: Any, subject_id: str, *, actor: str, regimes: Sequence[str] =
     if unknown or not regimes:
         raise UsageError(f"unknown regime {', '.join(unknown) or '(none given)'} (known: {', '.join(REGIMES)})")
     subject = resolve(store, subject_id)
+    at = format_timestamp(parse_timestamp(at)) if at is not None else None  # the canonical UTC text
     existing = incidents(store, subject.id)
     if existing:
         return existing[0]
