@@ -157,7 +157,8 @@ class Service:
     def _incidents(self) -> None:
         from engine.incidents import service_round
 
-        service_round(self.app.store, self.app.sinks, self.metrics)  # deadline gauges + reminders due
+        with self._delivery_lock:  # reminders use the sinks' connections too: never beside a delivery round
+            service_round(self.app.store, self.app.sinks, self.metrics)  # deadline gauges + reminders due
 
     def _retention(self) -> None:
         from engine.retention import run_for_app
