@@ -99,6 +99,20 @@ def test_500_is_retried_after_its_backoff_and_delivered_once(store, monkeypatch)
     assert store.pending_deliveries("hooks") == [] and dead_letters(store) == []
 
 
+def test_429_waits_for_the_receivers_retry_after(sqlite_store, monkeypatch):
+    store = sqlite_store
+    commit(store, make_alert())
+    clock = Clock()
+    with Receiver(secret=SECRET, script=[429], error_headers={"Retry-After": "120"}) as receiver:
+        sink = webhook(receiver, monkeypatch, retry={"backoff": "1s", "max_backoff": "10m"})
+        assert deliver_pending(store, [sink], clock=clock) == 0
+        clock.now += 61  # the backoff alone (1 s) has passed; the receiver's 120 s have not
+        assert deliver_pending(store, [sink], clock=clock) == 0 and len(receiver.requests) == 1
+        clock.now += 60
+        assert deliver_pending(store, [sink], clock=clock) == 1
+    assert [r.status for r in receiver.requests] == [429, 200]
+
+
 def test_400_is_dead_lettered_without_patient_data_and_the_outbox_moves_on(store, monkeypatch):  # noqa: F811
     refused = make_alert("rule-1", "ehr.patient.id=P-4711", first=ts(0))
     fine = make_alert("rule-1", "user.name=jdoe", first=ts(5))

@@ -36,6 +36,7 @@ class Receiver:
     script: list[int] = field(default_factory=list)
     answer: Callable[[Received], int] | None = None
     tls: Any = None  # a trustme CA
+    error_headers: dict[str, str] = field(default_factory=dict)  # sent with every non-2xx (Retry-After)
     requests: list[Received] = field(default_factory=list)
     accepted: dict[str, Any] = field(default_factory=dict)  # Idempotency-Key (or n) -> body JSON
 
@@ -103,6 +104,8 @@ class Receiver:
                 reply = receiver.ok_body if 200 <= status < 300 else b"invalid_payload"
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(reply)))
+                for name, value in ({} if 200 <= status < 300 else receiver.error_headers).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(reply)
 

@@ -126,7 +126,8 @@ def _failed(store: Store, sink: Any, record: str, head: Any, exc: Exception, sta
         acknowledge([head])
         state.head, state.failures, state.not_before = None, 0, 0.0
         return
-    delay = sink.retry.delay(state.failures)
+    asked = getattr(exc, "retry_after", None) or 0.0  # the peer's Retry-After, where it gave one
+    delay = min(max(sink.retry.delay(state.failures), asked), sink.retry.max_backoff)
     state.not_before = now + delay
     log.warning("sink delivery failed; will retry", sink=sink.name, error=str(exc), attempt=state.failures,
                 retry_in_seconds=round(delay, 3))

@@ -6,7 +6,7 @@ Slack or Teams webhook URL *is* its credential) must be the same for all of them
 
 * ``https://`` is required unless the host is loopback: an alert names staff and patients.
 * 2xx: delivered. 408, 425, 429 and 5xx, timeouts, refused connections: :class:`SinkUnavailable`
-  (retried with backoff). Any other answer, redirects included (a signed POST is not re-sent elsewhere):
+  (retried with backoff, at least the answer's ``Retry-After``, capped at ``retry.max_backoff``). Any other answer, redirects included (a signed POST is not re-sent elsewhere):
   :class:`SinkRejected` (dead-lettered).
 """
 
@@ -23,6 +23,7 @@ import httpx
 import orjson
 
 from connectors.fhir_auth import insecure_url
+from connectors.fhir_rest import retry_after_seconds
 from engine.alerts.sinks.base import Sink, SinkConfigError, SinkOptions
 from engine.config import read_secret
 from engine.errors import SinkRejected, SinkUnavailable
@@ -113,7 +114,10 @@ class HttpSink(Sink):
         detail = f" ({text})" if _SHORT_TOKEN.match(text) else ""  # Slack's "invalid_blocks", not a page
         reason = f"HTTP {status} from {origin(url)}{detail}"
         if status in RETRY_STATUSES or status >= 500:
-            raise SinkUnavailable(reason)
+            unavailable = SinkUnavailable(reason)
+            # the peer says when to come back (Slack's and Teams' rate limits do): the backoff honours it
+            unavailable.retry_after = retry_after_seconds(response.headers.get("Retry-After"))  # type: ignore[attr-defined]
+            raise unavailable
         raise SinkRejected(reason)
 
     def close(self) -> None:
