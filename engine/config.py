@@ -341,6 +341,7 @@ def _validate_connectors(connectors: list[Any], source: str) -> None:
 def _validate_sinks(sinks: list[Any], source: str) -> None:
     from engine.alerts.sinks import sink_class
 
+    names: set[str] = set()
     for i, sink in enumerate(sinks):
         where = f"alerts.sinks[{i}]"
         if not isinstance(sink, dict) or not isinstance(sink.get("type"), str):
@@ -350,6 +351,10 @@ def _validate_sinks(sinks: list[Any], source: str) -> None:
         except LookupError as exc:
             raise ConfigError(source, f"{where}.type", str(exc)) from None
         _check_plugin_options(cls, sink, where, source, SINK_META_KEYS)
+        if isinstance(sink.get("name"), str):  # the name is the sink's outbox: two sinks cannot share one
+            if sink["name"] in names:
+                raise ConfigError(source, f"{where}.name", f"duplicate sink name {sink['name']!r}")
+            names.add(sink["name"])
 
 
 def _validate_enrichment(section: Mapping[str, Any], source: str) -> None:

@@ -233,3 +233,12 @@ def test_run_once_on_the_demo_posts_every_alert_and_case_once(tmp_path, monkeypa
     assert all(r.signature_ok and r.status == 200 for r in receiver.requests)
     assert len(receiver.accepted) == first  # every Idempotency-Key once
     assert all(len(r.json["data"]["evidence"]) <= 10 for r in receiver.requests)  # the HTTP sinks' default cap
+
+
+def test_two_sinks_with_one_name_are_refused_when_the_config_loads(tmp_path):
+    path = tmp_path / "wardwatch.yaml"
+    path.write_text("alerts:\n  sinks:\n"
+                    "    - {type: webhook, name: soar, url: 'https://a.example.org/h', secret_env: S}\n"
+                    "    - {type: webhook, name: soar, url: 'https://b.example.org/h', secret_env: S}\n")
+    with pytest.raises(ConfigError, match=r"alerts\.sinks\[1\]\.name: duplicate sink name 'soar'"):
+        load_config(path, environ={})
