@@ -1,0 +1,366 @@
+"""A frozen copy of engine/baselines/step.py as of commit 5c38df5 (the oracle of
+tests/test_baselines_differential.py; see tests/baselines_reference/model.py for why it is a copy)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any, Iterable, Mapping, NamedTuple
+from zoneinfo import ZoneInfo
+
+from engine.baselines.facts import fact_event, patient_hash, read_facts
+from tests.baselines_reference.model import DayRecord, Profile, summarise
+from engine.events import CANONICAL_TIMESTAMP, DATASET, TIMESTAMP, Event, format_timestamp
+from engine.plugins import InvalidOption, parse_options
+from engine.store.base import Store
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+PREFIX = "wardwatch.baseline."
+#: Every field this step may set (docs/enrichment.md documents each).
+FIELDS = tuple(PREFIX + name for name in (
+    "unusual_hour", "hour_share", "profile", "active_days", "role_hour_share", "role_unusual_hour",
+    "distinct_patients_today",
+    "usual_distinct_patients", "distinct_patients_ratio", "distinct_patients_role_ratio"))
+_CACHE_MAX = 4096
+_HASHES_MAX = 200_000
+
+
+@dataclass
+class BaselineOptions:
+    """``enrichment.baselines`` (docs/enrichment.md, "Per-user baselines")."""
+
+    timezone: str = "UTC"
+    window_days: int = 28
+    min_active_days: int = 5
+    min_role_days: int = 10
+    #: a day class (weekday / weekend) is judged only when the window holds at least this many days of it
+    #: with any stored activity (anyone's): week one's first Saturday has no weekend history to compare with
+    min_observed_days: int = 2
+    unusual_share: float = 0.1
+    hour_tolerance: int = 1
+    weekend_days: list[str] = dataclasses.field(default_factory=lambda: ["sat", "sun"])
+    user_fields: list[str] = dataclasses.field(default_factory=lambda: ["user.name", "user.id"])
+    patient_field: str = "ehr.patient.id"
+    role_fields: list[str] = dataclasses.field(default_factory=lambda: ["ehr.user.role", "ehr.user.department"])
+    datasets: list[str] = dataclasses.field(default_factory=lambda: ["ehr.audit"])
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+            raise InvalidOption("timezone", f"unknown time zone {self.timezone!r}") from None
+        for key, low, high in (("window_days", 1, 366), ("min_active_days", 1, 366), ("min_role_days", 1, 10**6),
+                               ("min_observed_days", 0, 366),
+                               ("hour_tolerance", 0, 11)):
+            value = getattr(self, key)
+            if not low <= value <= high:
+                raise InvalidOption(key, f"expected {low}..{high}, got {value}")
+        if not 0.0 <= self.unusual_share <= 1.0:
+            raise InvalidOption("unusual_share", f"expected a share between 0 and 1, got {self.unusual_share}")
+        unknown = [d for d in self.weekend_days if d not in WEEKDAYS]
+        if unknown:
+            raise InvalidOption("weekend_days", f"unknown day(s) {unknown}; use {list(WEEKDAYS)}")
+        if not self.user_fields:
+            raise InvalidOption("user_fields", "name at least one field")
+
+
+class _Slot(NamedTuple):
+    """Where one event falls: local day, hour and day class (a tuple: hashed in C, it keys hot dicts)."""
+
+    day: date
+    hour: int
+    day_class: int
+
+
+class Baselines:
+    """Per-user and per-role profiles over the store's fact events; one instance per engine process."""
+
+    name = "baselines"
+
+    def __init__(self, options: BaselineOptions):
+        self.options = options
+        self.zone = ZoneInfo(options.timezone)
+        self._weekend = frozenset(WEEKDAYS.index(d) for d in options.weekend_days)
+        self._datasets = frozenset(options.datasets)
+        self._minutes: dict[str, _Slot] = {}
+        self._hashes: dict[str | int, str] = {}
+        self._windows: dict[date, list[tuple[date, int]]] = {}
+        self._user_fields = tuple(options.user_fields)
+        self._role_fields = tuple(options.role_fields)
+        self.reset()
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any] | BaselineOptions) -> "Baselines":
+        if not isinstance(options, BaselineOptions):
+            options = parse_options(BaselineOptions, dict(options))
+        return cls(options)
+
+    def reset(self) -> None:
+        """Forget everything held in memory; the next batch reloads from the store (after a failed write,
+        whose facts never reached the store, or when handed a different store)."""
+        self.records: dict[tuple[str, date], DayRecord] = {}
+        self._by_day: dict[date, set[str]] = {}
+        self._by_role_day: dict[tuple[str, date], set[str]] = {}  # (role, day) -> users whose record has it
+        self._loaded: set[date] = set()
+        self._user_profiles: dict[tuple[str, date], Profile] = {}
+        self._role_profiles: dict[tuple[str, date], Profile] = {}
+        self._user_days: dict[str, set[date]] = {}  # which (key, day) profiles are cached, for _invalidate
+        self._role_days: dict[str, set[date]] = {}
+        self._store: Store | None = None
+        self._newest: date | None = None
+        self._observed_days: dict[date, tuple[int, int]] = {}  # memo of _observed; cleared when a day first has data
+
+    # --- time ------------------------------------------------------------------------------------
+    def _slot(self, ts: str) -> _Slot:
+        """The local slot of a canonical timestamp, cached per UTC minute (offsets are whole minutes)."""
+        key = ts[:16]
+        slot = self._minutes.get(key)
+        if slot is None:
+            local = datetime.fromisoformat(key + ":00+00:00").astimezone(self.zone)
+            slot = _Slot(local.date(), local.hour, 1 if local.weekday() in self._weekend else 0)
+            if len(self._minutes) >= _CACHE_MAX:
+                self._minutes.clear()
+            self._minutes[key] = slot
+        return slot
+
+    def _day_start(self, day: date) -> str:
+        return format_timestamp(datetime.combine(day, time(0), tzinfo=self.zone).astimezone(timezone.utc))
+
+    # --- the batch -------------------------------------------------------------------------------
+    def apply(self, events: list[Event], store: Store) -> list[Event]:
+        """Merge ``events`` into the profiles, flag them in place, and return the fact events to write
+        with them (in the same ``store.write`` call)."""
+        if store is not self._store:
+            self.reset()
+            self._store = store
+        # (user, local day) -> (hours, raw patient id -> first time, roles, [(event, ts, slot, role)])
+        grouped: dict[tuple[str, date], tuple[set[int], dict[Any, str], set[str], list[Any]]] = {}
+        datasets, user_fields, role_fields = self._datasets, self._user_fields, self._role_fields
+        patient_field, minutes, hashes = self.options.patient_field, self._minutes, self._hashes
+        for event in events:  # the hot loop: plain lookups, no helper calls on the common path
+            if event.get(DATASET) not in datasets:
+                continue
+            user = None
+            for f in user_fields:
+                v = event.get(f)
+                if type(v) is str and v:
+                    user = v
+                    break
+            if user is None:
+                continue
+            ts = event.get(TIMESTAMP)
+            if type(ts) is not str:
+                continue
+            slot = minutes.get(ts[:16])
+            if slot is None:
+                if not CANONICAL_TIMESTAMP.match(ts):
+                    continue
+                slot = self._slot(ts)
+            role = ""  # the peer group: every present role field (role / department), so ED night doctors
+            for f in role_fields:  # are compared with ED doctors, not with the day wards' physicians
+                v = event.get(f)
+                if type(v) is str and v:
+                    role = v if not role else role + " / " + v
+            group = grouped.get((user, slot.day))
+            if group is None:
+                group = grouped[(user, slot.day)] = (set(), {}, set(), [])
+            group[3].append((event, ts, slot, role))
+            group[0].add(slot.hour)
+            value = event.get(patient_field)
+            if value is not None and value != "":
+                first = group[1].get(value)  # raw id here; hashed once per (user, day, patient) below
+                if first is None or ts < first:
+                    group[1][value] = ts
+            if role:
+                group[2].add(role)
+        if not grouped:
+            return []
+        self._load(store, {day for _user, day in grouped})
+        learnt: dict[date, dict[str, DayRecord]] = {}
+        for (user, day), (hours, raw, roles, _members) in grouped.items():
+            patients: dict[str, str] = {}
+            for value, ts in raw.items():
+                if not isinstance(value, (str, int)):
+                    continue
+                patient = hashes.get(value)
+                if patient is None:
+                    if len(hashes) >= _HASHES_MAX:
+                        hashes.clear()
+                    patient = hashes[value] = patient_hash(str(value))
+                if patient not in patients or ts < patients[patient]:
+                    patients[patient] = ts
+            new = self._learn(user, day, hours, patients, roles)
+            if new is not None:
+                learnt.setdefault(day, {})[user] = new
+        facts = [fact_event(day.isoformat(), self._day_start(day), new) for day, new in sorted(learnt.items())]
+        # Flags: everything but the distinct-patient count is the same for one (user, role, day, hour)
+        today_key, ratio_key, role_ratio_key = (PREFIX + "distinct_patients_today", PREFIX + "distinct_patients_ratio",
+                                                PREFIX + "distinct_patients_role_ratio")
+        for (user, day), (_hours, _raw, _roles, members) in grouped.items():
+            upto = self.records[(user, day)].patients_upto
+            static: dict[tuple[str, int], tuple[dict[str, Any], float | None, float | None]] = {}
+            for event, ts, slot, role in members:
+                known = static.get((role, slot.hour))
+                if known is None:
+                    known = static[(role, slot.hour)] = self._static(user, role, slot)
+                fields, usual, role_usual = known
+                event.update(fields)
+                today = upto(ts)
+                event[today_key] = today
+                if usual is not None:
+                    event[ratio_key] = round(today / usual, 3)
+                if role_usual is not None:
+                    event[role_ratio_key] = round(today / role_usual, 3)
+        self._evict()
+        return facts
+
+    def _learn(self, user: str, day: date, hours: set[int], patients: dict[str, str],
+               roles: set[str]) -> DayRecord | None:
+        """Merge facts into the user's record of ``day``; return what was new (None: nothing)."""
+        record = self.records.get((user, day))
+        if record is None:
+            record = self.records[(user, day)] = DayRecord()
+            users = self._by_day.setdefault(day, set())
+            if not users:
+                self._observed_days.clear()  # a day has its first data: the observed counts after it change
+            users.add(user)
+        new = record.merge(hours, patients, roles)
+        if new is not None:
+            for role in new.roles:
+                self._by_role_day.setdefault((role, day), set()).add(user)
+            self._invalidate(user, day, record.roles)
+        return new
+
+    def _static(self, user: str, role: str, slot: _Slot) -> tuple[dict[str, Any], float | None, float | None]:
+        """The flags shared by every event of (user, role, day, hour) and the divisors of the two ratios
+        (None: that ratio is not set).
+
+        ``unusual_hour`` needs both voices when both can speak: the user's own history (``min_active_days``)
+        says the hour is rare *and* their role's pooled history says so too. Why both: a rotating nurse's
+        first night of the month is new to her but ordinary for nurses; a billing clerk at 02:00 is new to
+        both. A new user is judged by the role alone, never by the hospital clock; a day class the window has
+        not observed yet (``min_observed_days``) is not judged at all."""
+        o = self.options
+        mine = self._profile(user, slot.day, None)
+        theirs = self._profile(role, slot.day, role) if role else None
+        if theirs is not None and theirs.active_days < o.min_role_days:
+            theirs = None
+        fields: dict[str, Any] = {PREFIX + "active_days": mine.active_days}
+        role_usual = max(theirs.usual or 0.0, 1.0) if theirs is not None else None
+        user_ok = mine.active_days >= o.min_active_days
+        basis = mine if user_ok else theirs
+        if basis is None:  # no history for the user nor their role: "could not tell" stays absent
+            return fields, None, role_usual
+        usual = basis.usual or 0.0
+        fields.update({PREFIX + "profile": "user" if basis is mine else "role",
+                       PREFIX + "usual_distinct_patients": usual})
+        if self._observed(slot.day)[slot.day_class] >= o.min_observed_days:
+            share = basis.share(slot.day_class, slot.hour)
+            unusual = share < o.unusual_share
+            fields[PREFIX + "hour_share"] = round(share, 3)
+            if theirs is not None:
+                role_share = share if basis is theirs else theirs.share(slot.day_class, slot.hour)
+                fields[PREFIX + "role_hour_share"] = round(role_share, 3)
+                fields[PREFIX + "role_unusual_hour"] = role_share < o.unusual_share
+                unusual = unusual and role_share < o.unusual_share
+            fields[PREFIX + "unusual_hour"] = unusual
+        return fields, max(usual, 1.0), role_usual
+
+    def _observed(self, day: date) -> tuple[int, int]:
+        """(weekdays, weekend days) of the window before ``day`` on which anyone was active (held records)."""
+        known = self._observed_days.get(day)
+        if known is None:
+            counts = [0, 0]
+            by_day = self._by_day
+            for d, day_class in self._window(day):
+                if by_day.get(d):
+                    counts[day_class] += 1
+            known = self._observed_days[day] = (counts[0], counts[1])
+        return known
+
+    # --- profiles --------------------------------------------------------------------------------
+    def _window(self, day: date) -> list[tuple[date, int]]:
+        """(day, day class) of the window before ``day``, newest first (memoised: every profile asks)."""
+        window = self._windows.get(day)
+        if window is None:
+            if len(self._windows) >= _CACHE_MAX:
+                self._windows.clear()
+            days = [day - timedelta(days=k) for k in range(1, self.options.window_days + 1)]
+            window = self._windows[day] = [(d, 1 if d.weekday() in self._weekend else 0) for d in days]
+        return window
+
+    def _profile(self, key: str, day: date, role: str | None) -> Profile:
+        """The user's (``role`` None) or the role's profile for ``day``: the window's days before it."""
+        cache = self._user_profiles if role is None else self._role_profiles
+        profile = cache.get((key, day))
+        if profile is None:
+            pairs: list[tuple[int, DayRecord]] = []
+            for d, day_class in self._window(day):
+                if role is None:
+                    record = self.records.get((key, d))
+                    if record is not None:
+                        pairs.append((day_class, record))
+                else:
+                    for user in self._by_role_day.get((role, d), ()):  # sums and a median: order-free
+                        pairs.append((day_class, self.records[(user, d)]))
+            profile = cache[(key, day)] = summarise(pairs, self.options.hour_tolerance)
+            index = self._user_days if role is None else self._role_days
+            index.setdefault(key, set()).add(day)
+        return profile
+
+    def _invalidate(self, user: str, day: date, roles: Iterable[str]) -> None:
+        """A record of ``day`` changed: cached profiles of the following window days are stale. Usually
+        the change is to today, and only today's profile is cached: nothing to do."""
+        last = day + timedelta(days=self.options.window_days)
+        for key, index, cache in ((user, self._user_days, self._user_profiles),
+                                  *((role, self._role_days, self._role_profiles) for role in roles)):
+            days = index.get(key)
+            if days:
+                stale = [d for d in days if day < d <= last]
+                for d in stale:
+                    days.discard(d)
+                    cache.pop((key, d), None)
+
+    # --- the store -------------------------------------------------------------------------------
+    def _load(self, store: Store, days: set[date]) -> None:
+        """Read the facts of every day the batch's profiles need (its days and the windows before them)
+        that this process has not read yet, in one range search."""
+        needed = {d - timedelta(days=k) for d in days for k in range(self.options.window_days + 1)}
+        missing = needed - self._loaded
+        if not missing:
+            return
+        first, last = min(missing), max(missing)
+        store.watermark()  # Elasticsearch: refresh, so facts written before a restart are visible
+        for user, day_text, facts in read_facts(store, self._day_start(first), self._day_start(last + timedelta(1))):
+            day = date.fromisoformat(day_text)
+            if day in self._loaded:
+                continue  # already held (and possibly newer) in memory
+            self._learn(user, day, facts.hours, facts.patients, facts.roles)
+        day = first
+        while day <= last:
+            self._loaded.add(day)
+            day += timedelta(days=1)
+        self._newest = max(days) if self._newest is None else max(self._newest, max(days))
+
+    def _evict(self) -> None:
+        """Drop days no longer needed by the newest day's window (a late event reloads them)."""
+        if self._newest is None:
+            return
+        horizon = self._newest - timedelta(days=self.options.window_days + 2)
+        old = [d for d in self._loaded if d < horizon]
+        for d in old:
+            self._loaded.discard(d)
+            for user in self._by_day.pop(d, ()):
+                record = self.records.pop((user, d), None)
+                for role in record.roles if record is not None else ():
+                    self._by_role_day.pop((role, d), None)
+        if old:
+            self._observed_days.clear()
+            self._user_profiles = {k: v for k, v in self._user_profiles.items() if k[1] >= horizon}
+            self._role_profiles = {k: v for k, v in self._role_profiles.items() if k[1] >= horizon}
+            for index in (self._user_days, self._role_days):
+                for key in list(index):
+                    index[key] = {d for d in index[key] if d >= horizon}
+                    if not index[key]:
+                        del index[key]

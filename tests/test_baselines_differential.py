@@ -1,0 +1,124 @@
+"""The faster baseline step sets exactly the fields the step it replaced set (issue 11, ingest cost).
+
+The oracle is a frozen copy of the step before the cost work (tests/baselines_reference). Both run side
+by side, each against its own real SQLite store, over the same batches; every event's
+``wardwatch.baseline.*`` fields and every fact event must be identical. Inputs: random users, roles, hours,
+patients, event orders and batch cuts (hypothesis), with a restart (``reset``: a new process's memory) in
+the middle, and the four-week hospital fixture of tests/test_baselines.py.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.baselines import FIELDS, BaselineOptions, Baselines
+from engine.events import Event, format_timestamp
+from engine.store import open_store
+from engine.store.base import Store
+from tests.baselines_reference.step import BaselineOptions as ReferenceOptions
+from tests.baselines_reference.step import Baselines as ReferenceBaselines
+from tests.test_baselines import day29, hospital
+
+START = datetime(2026, 10, 19, tzinfo=timezone.utc)  # spans the end of European summer time (Oct 25)
+
+
+def side_by_side(tmp_path: Path, batches: list[list[Event]], options: dict[str, Any],
+                 restart_at: int | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(new, reference) fields of every event, in batch order, plus the fact events as the last rows."""
+    stores: list[Store] = [open_store("sqlite", path=tmp_path / f"{name}.db") for name in ("new", "ref")]
+    steps = [Baselines(BaselineOptions(**options)), ReferenceBaselines(ReferenceOptions(**options))]
+    out: list[list[dict[str, Any]]] = [[], []]
+    try:
+        for n, batch in enumerate(batches):
+            for side, (step, store) in enumerate(zip(steps, stores)):
+                if n == restart_at:
+                    step.reset()  # what a new process knows: only the store
+                events = [dict(e) for e in batch]
+                facts = step.apply(events, store)
+                store.write(events + facts)
+                out[side].extend({k: e[k] for k in FIELDS if k in e} for e in events)
+                out[side].extend(facts)
+    finally:
+        for store in stores:
+            store.close()
+    return out[0], out[1]
+
+
+def cut(events: list[Event], sizes: list[int]) -> list[list[Event]]:
+    batches, pos, i = [], 0, 0
+    while pos < len(events):
+        size = sizes[i % len(sizes)]
+        batches.append(events[pos:pos + size])
+        pos, i = pos + size, i + 1
+    return batches
+
+
+def random_events(seed: int, users: int, count: int, days: int) -> list[Event]:
+    """Events of a few users over ``days``, with odd hours, missing roles, repeated patients, departments,
+    non-EHR events and events without a user: every path of the step."""
+    rng = random.Random(seed)
+    roles = [None, "nurse", "physician", "billing"]
+    events: list[Event] = []
+    for n in range(count):
+        user = rng.randrange(users)
+        kind = user % 3
+        day = rng.randrange(days)
+        hour = rng.uniform(8, 16) if kind == 0 else rng.uniform(22, 30) if kind == 1 else rng.uniform(0, 24)
+        when = START + timedelta(days=day, hours=hour)
+        event: Event = {"@timestamp": format_timestamp(when), "event.id": f"e{n}",
+                        "event.dataset": "ehr.audit" if rng.random() < 0.95 else "vpn.log",
+                        "ehr.patient.id": f"P{rng.randrange(1, 40)}"}
+        if rng.random() < 0.97:
+            event["user.name" if rng.random() < 0.9 else "user.id"] = f"u{user}"
+        role = roles[(user + (rng.random() < 0.05)) % len(roles)]
+        if role:
+            event["ehr.user.role"] = role
+        if rng.random() < 0.1:
+            event["ehr.user.department"] = "ED"
+        if rng.random() < 0.03:
+            del event["ehr.patient.id"]
+        events.append(event)
+    return events
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32), users=st.integers(1, 12), count=st.integers(1, 1500),
+       days=st.integers(1, 45), shuffled=st.booleans(), sizes=st.lists(st.integers(1, 600), min_size=1, max_size=4),
+       restart=st.integers(0, 6),
+       options=st.fixed_dictionaries({
+           "timezone": st.sampled_from(["UTC", "Europe/Berlin", "America/New_York"]),
+           "window_days": st.integers(1, 30), "min_active_days": st.integers(1, 6),
+           "min_role_days": st.integers(1, 12), "min_observed_days": st.integers(0, 3),
+           "hour_tolerance": st.integers(0, 3), "unusual_share": st.sampled_from([0.0, 0.1, 0.25, 1.0])}))
+def test_random_streams_get_the_same_fields_as_the_reference(tmp_path: Path, seed: int, users: int, count: int,
+                                                             days: int, shuffled: bool, sizes: list[int],
+                                                             restart: int, options: dict[str, Any]) -> None:
+    events = random_events(seed, users, count, days)
+    if not shuffled:
+        events.sort(key=lambda e: (e["@timestamp"], e["event.id"]))
+    batches = cut(events, sizes)
+    with tempfile.TemporaryDirectory(dir=tmp_path) as run_dir:  # one fresh pair of stores per example
+        new, reference = side_by_side(Path(run_dir), batches, options, restart_at=restart)
+    assert new == reference
+
+
+def test_the_fixture_month_gets_the_same_fields_as_the_reference(tmp_path: Path) -> None:
+    events = hospital() + day29()
+    new, reference = side_by_side(tmp_path, cut(events, [5000]), {})
+    assert any("wardwatch.baseline.unusual_hour" in fields for fields in new)  # the month really is judged
+    assert new == reference
+
+
+def test_the_fixture_month_shuffled_in_small_batches_gets_the_same_fields(tmp_path: Path) -> None:
+    events = hospital(seed=3) + day29()
+    random.Random(5).shuffle(events)
+    new, reference = side_by_side(tmp_path, cut(events, [700, 130, 2900]), {"timezone": "Europe/Berlin"},
+                                  restart_at=3)
+    assert new == reference
