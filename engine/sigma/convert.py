@@ -64,29 +64,40 @@ def _fresh_rule(rule: CompiledRule) -> SigmaRule:
     return fresh
 
 
-def _uses_regex(rule: CompiledRule) -> bool:
-    from sigma.modifiers import SigmaRegularExpressionModifier
-
+def _uses_modifier(rule: CompiledRule, modifier: type) -> bool:
     def walk(items: object) -> bool:
         for item in items:  # type: ignore[attr-defined]
             nested = getattr(item, "detection_items", None)
             if nested is not None:
                 if walk(nested):
                     return True
-            elif SigmaRegularExpressionModifier in getattr(item, "modifiers", ()):
+            elif modifier in getattr(item, "modifiers", ()):
                 return True
         return False
 
     return any(walk(d.detection_items) for d in rule.sigma.detection.detections.values())
 
 
+def _not_on_elasticsearch(rule: CompiledRule) -> str | None:
+    """Why ``rule`` must not be pushed down to Elasticsearch (a query that could miss a true match), or
+    None. Keyword fields are indexed lowercased (Sigma's default case-insensitivity): Lucene regexps are not
+    normalised, so a case-sensitive ``|re`` could miss; and addresses are keywords, not ``ip`` fields, so the
+    Lucene backend's CIDR term (``DestinationIp:10.0.0.0/8``) matches nothing (issue 10,
+    tests/test_es_pushdown_exact.py)."""
+    from sigma.modifiers import SigmaCIDRModifier, SigmaRegularExpressionModifier
+
+    if _uses_modifier(rule, SigmaRegularExpressionModifier):
+        return "|re values are matched by the engine (regexps are not normalised on lowercased keyword fields)"
+    if _uses_modifier(rule, SigmaCIDRModifier):
+        return "|cidr values are matched by the engine (addresses are keyword fields, not ip: a CIDR term matches none)"
+    return None
+
+
 def convert_rule(rule: CompiledRule, store: Literal["sqlite", "elasticsearch"]) -> ConvertedQuery:
     """The narrowing query for ``store``; on any conversion failure, ``pushdown=False`` with the reason."""
-    if store == "elasticsearch" and _uses_regex(rule):
-        # Keyword fields are indexed lowercased (Sigma's default case-insensitivity), and Lucene regexps are
-        # not normalised: a case-sensitive |re pushed down could miss true matches. Scan instead.
-        return ConvertedQuery(store, None, False, "falls back to dataset + time-range scan: |re values are "
-                              "matched by the engine (regexps are not normalised on lowercased keyword fields)")
+    refusal = _not_on_elasticsearch(rule) if store == "elasticsearch" else None
+    if refusal is not None:
+        return ConvertedQuery(store, None, False, f"falls back to dataset + time-range scan: {refusal}")
     try:
         pipeline = dataset_pipeline(rule) + ProcessingPipeline(
             items=[ProcessingItem(ValueListPlaceholderTransformation(), identifier="wardwatch_placeholders")],

@@ -110,6 +110,8 @@ class ElasticsearchStore(EsAuditMixin, EsOverviewMixin, EsTriageMixin, Store):
     #: Kept in ``_source`` but not indexed (es_layout ``_OPAQUE``): a query on them matches nothing, so a
     #: rule that reads one must not be narrowed by a pushed-down query.
     unindexed_fields: frozenset[str] = frozenset({"event.original"})
+    #: A rule's narrowing query longer than this (characters) is not sent: the store reads dataset + range.
+    prefilter_max_chars: int = 16_384
 
     def __init__(
         self,
@@ -164,6 +166,8 @@ class ElasticsearchStore(EsAuditMixin, EsOverviewMixin, EsTriageMixin, Store):
         self._last_ordinal = 0
         self._versions: dict[str, tuple[int, int] | None] = {}
         self._has_events = False
+        #: (dataset, field) pairs (and their "*" rollups) known to have held a value too long to index
+        self._long_known: set[tuple[str, str]] = set()
         self._known_indices: set[str] = set()
         self._pit_supported = True
         self.monthly = True  # layout 2; False for a store created with one plain index per dataset (_install)
@@ -352,13 +356,18 @@ class ElasticsearchStore(EsAuditMixin, EsOverviewMixin, EsTriageMixin, Store):
         try:
             ingested = _ts(ms)
             pending: list[tuple[bytes, bytes, Event]] = []
+            long_valued: set[tuple[str, str]] = set()
             for event in batch:
                 doc = dict(event)
                 doc[INGESTED] = ingested
                 index = self._event_index(event)
                 action = b'{"create":{"_index":' + orjson.dumps(index) + b',"_id":' + orjson.dumps(
                     event[EVENT_ID]) + b"}}\n"
-                pending.append((action, orjson.dumps(doc) + b"\n", event))
+                body = orjson.dumps(doc)
+                if len(body) > layout.IGNORE_ABOVE:  # no string is longer than the document that holds it
+                    long_valued.update(_long_fields(event))
+                pending.append((action, body + b"\n", event))
+            self._note_long_values(long_valued)
             rejected: list[tuple[Event, str, str]] = []
             for chunk in self._chunks(pending):
                 self._bulk_chunk(chunk, result, rejected)
@@ -378,6 +387,44 @@ class ElasticsearchStore(EsAuditMixin, EsOverviewMixin, EsTriageMixin, Store):
             with self._lock:
                 self._inflight.pop(token, None)
         return result
+
+    # --- values too long to index ------------------------------------------------------------------------
+    # A keyword value longer than ``ignore_above`` stays in ``_source`` but is not indexed, so no query on its
+    # field can find it: a pushed-down prefilter would drop an event the rule matches (a SigmaHQ
+    # ScriptBlockText of 13-20k characters, issue 10). The store records, before such an event is written,
+    # which (dataset, field) held one; a search whose fields include one runs without its prefilter.
+    def _note_long_values(self, pairs: set[tuple[str, str]]) -> None:
+        """Persist the new (dataset, field) pairs with their rollups (dataset, *), (*, field), (*, *): every
+        engine on this prefix sees them, also one that evaluates while another ingests."""
+        rolled = {p for dataset, name in pairs for p in ((dataset, name), (dataset, "*"), ("*", name), ("*", "*"))}
+        with self._lock:
+            new = rolled - self._long_known
+        if not new:
+            return
+        lines: list[dict[str, Any]] = []
+        for doc_id, (dataset, name) in self._long_ids_of(new).items():
+            lines.append({"index": {"_index": self.names["state"], "_id": doc_id}})
+            lines.append({"kind": "long_values", "key": [dataset, name], "updated": _ts(_now_ms())})
+        self._bulk_simple(lines, "record long values")
+        with self._lock:
+            self._long_known |= new
+
+    def _long_ids_of(self, pairs: set[tuple[str, str]]) -> dict[str, tuple[str, str]]:
+        return {self._state_id("long_values", orjson.dumps(list(pair)).decode()): pair for pair in sorted(pairs)}
+
+    def _has_long_values(self, datasets: Sequence[str] | None, fields: Sequence[str] | None) -> bool:
+        """Whether any of ``fields`` (None: any field) of ``datasets`` (None: any) ever held an unindexed
+        value. Known pairs are answered from memory; the rest with one ``_mget`` (realtime, no refresh)."""
+        wanted = {(d, f) for d in (datasets or ("*",)) for f in (fields or ("*",))}
+        with self._lock:
+            if wanted & self._long_known:
+                return True
+        found = self._mget(self.names["state"], list(self._long_ids_of(wanted)), "read long values")
+        if not found:
+            return False
+        with self._lock:
+            self._long_known |= {tuple(doc["_source"]["key"]) for doc in found.values()}  # type: ignore[misc]
+        return True
 
     def _event_index(self, event: Event) -> str:
         if self.monthly:
@@ -530,11 +577,19 @@ class ElasticsearchStore(EsAuditMixin, EsOverviewMixin, EsTriageMixin, Store):
         source: Any = True
         if query.fields is not None:
             source = sorted(set(query.fields).union(ALWAYS_RETURNED))
-        if query.prefilter is not None:
+        if query.prefilter is not None and self._has_long_values(datasets if query.datasets is not None else None,
+                                                                 None if query.fields is None else list(query.fields)):
+            pass  # the prefilter could miss an event by its unindexed value: dataset + range, the engine decides
+        elif query.prefilter is not None:
             if isinstance(query.prefilter, dict):
                 filters.append(query.prefilter)
             else:
                 parts = split_or(str(query.prefilter))
+                if max(map(len, parts)) > self.prefilter_max_chars:
+                    # One rule's query of thousands of leading wildcards (SigmaHQ "Vulnerable Driver Load":
+                    # 250k characters, 8,864 hashes) trips the cluster's memory breaker on every shard (429
+                    # after retries): reading the dataset + range is exact and cheaper than never answering.
+                    return self._stream(index, {"bool": {"filter": filters}}, source)
                 if self.prefilter_max_rules > 0 and len(parts) > self.prefilter_max_rules:
                     # Past a few dozen rules the narrowing queries cost the cluster more than reading the
                     # dataset + range (evtx-samples: 25 SigmaHQ rules 17 s batched vs all 23,222 events in
@@ -547,6 +602,19 @@ class ElasticsearchStore(EsAuditMixin, EsOverviewMixin, EsTriageMixin, Store):
                     return self._stream_batches(index, filters, batches, source)
                 filters.append(_query_string(str(query.prefilter)))
         return self._stream(index, {"bool": {"filter": filters}}, source)
+
+    def _check_complete(self, resp: Mapping[str, Any], index: str) -> None:
+        """Refuse a page some shards did not answer. By default Elasticsearch answers a search whose shards
+        partly failed (rejected under load, a query one index's mapping cannot run) with the others' hits
+        and no error: the evaluator would then checkpoint past events it never saw (issue 10: SigmaHQ
+        matches went missing on a loaded cluster). Searches ask ``allow_partial_search_results: false``;
+        this catches a server that answers partially anyway."""
+        shards = resp.get("_shards") or {}
+        if resp.get("timed_out") or shards.get("failed"):
+            failures = shards.get("failures") or [{}]
+            raise StoreUnavailable(f"Elasticsearch at {self._where} answered a search of {index} from only "
+                                   f"{shards.get('successful')} of {shards.get('total')} shards: "
+                                   f"{_item_reason({'error': failures[0].get('reason')})}"[:600])
 
     def _stream_batches(self, index: str, filters: list[dict[str, Any]], batches: list[list[str]],
                         source: Any) -> Iterator[Event]:
@@ -585,9 +653,10 @@ class ElasticsearchStore(EsAuditMixin, EsOverviewMixin, EsTriageMixin, Store):
                             body["search_after"] = after[i]
                         if pit_id is not None:
                             body["pit"] = {"id": pit_id, "keep_alive": "2m"}
-                            lines.append({})
+                            lines.append({"allow_partial_search_results": False})
                         else:
-                            lines.append({"index": index, "ignore_unavailable": True, "allow_no_indices": True})
+                            lines.append({"index": index, "ignore_unavailable": True, "allow_no_indices": True,
+                                          "allow_partial_search_results": False})
                         lines.append(body)
                     resp = self._call(lambda: self.es.msearch(searches=lines), what="search")
                     for i, answer in zip(need, resp["responses"]):
@@ -596,6 +665,7 @@ class ElasticsearchStore(EsAuditMixin, EsOverviewMixin, EsTriageMixin, Store):
                             reason = err.get("reason", "") if isinstance(err, dict) else str(err)
                             raise StoreError(f"Elasticsearch at {self._where} rejected a batched search of "
                                              f"index {index}: {reason}"[:600])
+                        self._check_complete(answer, index)
                         hits = answer["hits"]["hits"]
                         buffers[i] = deque(hits)
                         if len(hits) < self.search_page_size:
@@ -661,7 +731,9 @@ class ElasticsearchStore(EsAuditMixin, EsOverviewMixin, EsTriageMixin, Store):
                     kwargs["index"] = index
                     kwargs["ignore_unavailable"] = True
                     kwargs["allow_no_indices"] = True
+                kwargs["allow_partial_search_results"] = False
                 resp = self._call(lambda: self.es.search(**kwargs), what="search")
+                self._check_complete(resp, index)
                 if pit_id is not None and resp.get("pit_id"):
                     pit_id = resp["pit_id"]
                 hits = resp["hits"]["hits"]
@@ -1281,6 +1353,15 @@ def _error_type(exc: Exception) -> str:
         if isinstance(err, dict):
             return str(err.get("type", ""))
     return ""
+
+
+def _long_fields(event: Event) -> Iterator[tuple[str, str]]:
+    """(dataset, field) of each string (or string in a list) longer than the keyword ``ignore_above``."""
+    limit = layout.IGNORE_ABOVE
+    for name, value in event.items():
+        if (type(value) is str and len(value) > limit) or (
+                type(value) is list and any(type(v) is str and len(v) > limit for v in value)):
+            yield event[DATASET], name
 
 
 def _checkpoint(rule_id: str, value: Mapping[str, Any] | None) -> RuleCheckpoint:
