@@ -53,12 +53,17 @@ class DayRecord:
         self.roles |= new_roles
         return DayRecord(new_hours, new_patients, new_roles)
 
-    def patients_upto(self, ts: str) -> int:
-        """Distinct patients first opened at or before ``ts`` (canonical timestamps compare as text)."""
+    def firsts(self) -> list[str]:
+        """The sorted first-access times: ``bisect_right(firsts, ts)`` is the distinct patients first
+        opened at or before ``ts`` (canonical timestamps compare as text). Memoised until patients change."""
         firsts = self._firsts
         if firsts is None:
             firsts = self._firsts = sorted(self.patients.values())
-        return bisect_right(firsts, ts)
+        return firsts
+
+    def patients_upto(self, ts: str) -> int:
+        """Distinct patients first opened at or before ``ts``."""
+        return bisect_right(self.firsts(), ts)
 
 
 def near(hours: set[int], hour: int, tolerance: int) -> bool:
@@ -91,16 +96,32 @@ class Profile:
         self.days = days
         self.masks = masks
         self.usual = usual
-        self._shares: dict[tuple[int, int], float] = {}
+        self._shares: dict[int, tuple[float, float]] = {}
 
     def share(self, day_class: int, hour: int) -> float:
-        share = self._shares.get((day_class, hour))
-        if share is None:
+        return self.shares(day_class, hour)[0]
+
+    def shares(self, day_class: int, hour: int) -> tuple[float, float]:
+        """(share, share rounded to 3 places): the rounded one is what events carry, and a role profile is
+        asked by every user of the role, so both are memoised."""
+        key = day_class * 24 + hour
+        known = self._shares.get(key)
+        if known is None:
             total = self.days[day_class]
             bit = 1 << hour
-            hits = sum(1 for mask in self.masks[day_class] if mask & bit)
-            share = self._shares[(day_class, hour)] = hits / total if total else 0.0
-        return share
+            # sum of the masks' ``bit`` values, in C: ``hits << hour``
+            hits = sum(map(bit.__and__, self.masks[day_class])) >> hour
+            share = hits / total if total else 0.0
+            known = self._shares[key] = (share, round(share, 3))
+        return known
+
+
+def hour_mask(record: DayRecord, tolerance: int) -> int:
+    """The 24-bit mask of the record's hours widened by ``tolerance`` (memoised on the record)."""
+    memo = record._spread
+    if memo is None or memo[0] != tolerance:
+        memo = record._spread = (tolerance, sum(1 << h for h in spread(record.hours, tolerance)))
+    return memo[1]
 
 
 def summarise(records: Iterable[tuple[int, DayRecord]], tolerance: int) -> Profile:
@@ -110,9 +131,35 @@ def summarise(records: Iterable[tuple[int, DayRecord]], tolerance: int) -> Profi
     for day_class, record in records:
         if not record.hours:
             continue
-        memo = record._spread
-        if memo is None or memo[0] != tolerance:
-            memo = record._spread = (tolerance, sum(1 << h for h in spread(record.hours, tolerance)))
-        masks[day_class].append(memo[1])
+        masks[day_class].append(hour_mask(record, tolerance))
         daily.append(len(record.patients))
+    return Profile(len(daily), (len(masks[0]), len(masks[1])), masks, float(median(daily)) if daily else None)
+
+
+#: one day's contribution to a pooled profile: (hour masks, daily distinct-patient counts) of its records
+DayPart = tuple[list[int], list[int]]
+
+
+def day_part(records: Iterable[DayRecord], tolerance: int) -> DayPart:
+    """The active records of one day as a :data:`DayPart`.
+
+    Why parts: a role profile pools thousands of user-days (every physician, 28 days), and the profiles of
+    consecutive days share 27 of those days. Cached per (role, day), a profile is a concatenation of parts,
+    and only the part of a day whose records changed is rebuilt."""
+    masks: list[int] = []
+    daily: list[int] = []
+    for record in records:
+        if record.hours:
+            masks.append(hour_mask(record, tolerance))
+            daily.append(len(record.patients))
+    return masks, daily
+
+
+def combine(parts: Iterable[tuple[int, DayPart]]) -> Profile:
+    """The profile of (day class, part) pairs: the same as :func:`summarise` of the parts' records."""
+    masks: tuple[list[int], list[int]] = ([], [])
+    daily: list[int] = []
+    for day_class, (day_masks, day_daily) in parts:
+        masks[day_class].extend(day_masks)
+        daily.extend(day_daily)
     return Profile(len(daily), (len(masks[0]), len(masks[1])), masks, float(median(daily)) if daily else None)

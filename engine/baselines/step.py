@@ -17,13 +17,14 @@ that day at or before the event's time. Field reference and formulas: docs/enric
 from __future__ import annotations
 
 import dataclasses
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Iterable, Mapping, NamedTuple
 from zoneinfo import ZoneInfo
 
 from engine.baselines.facts import fact_event, patient_hash, read_facts
-from engine.baselines.model import DayRecord, Profile, summarise
+from engine.baselines.model import DayPart, DayRecord, Profile, combine, day_part, summarise
 from engine.events import CANONICAL_TIMESTAMP, DATASET, TIMESTAMP, Event, format_timestamp
 from engine.plugins import InvalidOption, parse_options
 from engine.store.base import Store
@@ -99,6 +100,7 @@ class Baselines:
         self._minutes: dict[str, _Slot] = {}
         self._hashes: dict[str | int, str] = {}
         self._windows: dict[date, list[tuple[date, int]]] = {}
+        self._ratios: dict[float, dict[int, float]] = {}
         self._user_fields = tuple(options.user_fields)
         self._role_fields = tuple(options.role_fields)
         self.reset()
@@ -115,6 +117,7 @@ class Baselines:
         self.records: dict[tuple[str, date], DayRecord] = {}
         self._by_day: dict[date, set[str]] = {}
         self._by_role_day: dict[tuple[str, date], set[str]] = {}  # (role, day) -> users whose record has it
+        self._role_parts: dict[tuple[str, date], DayPart] = {}  # (role, day) -> its records' part, see day_part
         self._loaded: set[date] = set()
         self._user_profiles: dict[tuple[str, date], Profile] = {}
         self._role_profiles: dict[tuple[str, date], Profile] = {}
@@ -143,14 +146,17 @@ class Baselines:
     # --- the batch -------------------------------------------------------------------------------
     def apply(self, events: list[Event], store: Store) -> list[Event]:
         """Merge ``events`` into the profiles, flag them in place, and return the fact events to write
-        with them (in the same ``store.write`` call)."""
+        with them (in the same ``store.write`` call).
+
+        Why the events are grouped by *cell* (user, local slot, peer group): every flag but the
+        distinct-patient count is the same for all events of a cell, so the per-event work is one dict
+        append here and one ``update`` plus a bisect below; everything else is per cell or per user-day."""
         if store is not self._store:
             self.reset()
             self._store = store
-        # (user, local day) -> (hours, raw patient id -> first time, roles, [(event, ts, slot, role)])
-        grouped: dict[tuple[str, date], tuple[set[int], dict[Any, str], set[str], list[Any]]] = {}
+        cells: dict[tuple[str, _Slot, str], list[Event]] = {}
         datasets, user_fields, role_fields = self._datasets, self._user_fields, self._role_fields
-        patient_field, minutes, hashes = self.options.patient_field, self._minutes, self._hashes
+        minutes = self._minutes
         for event in events:  # the hot loop: plain lookups, no helper calls on the common path
             if event.get(DATASET) not in datasets:
                 continue
@@ -175,27 +181,37 @@ class Baselines:
                 v = event.get(f)
                 if type(v) is str and v:
                     role = v if not role else role + " / " + v
+            members = cells.get((user, slot, role))
+            if members is None:
+                cells[(user, slot, role)] = [event]
+            else:
+                members.append(event)
+        if not cells:
+            return []
+        # (user, local day) -> (hours, raw patient id -> first time, roles)
+        grouped: dict[tuple[str, date], tuple[set[int], dict[Any, str], set[str]]] = {}
+        patient_field = self.options.patient_field
+        for (user, slot, role), members in cells.items():
             group = grouped.get((user, slot.day))
             if group is None:
-                group = grouped[(user, slot.day)] = (set(), {}, set(), [])
-            group[3].append((event, ts, slot, role))
+                group = grouped[(user, slot.day)] = (set(), {}, set())
             group[0].add(slot.hour)
-            value = event.get(patient_field)
-            if value is not None and value != "":
-                first = group[1].get(value)  # raw id here; hashed once per (user, day, patient) below
-                if first is None or ts < first:
-                    group[1][value] = ts
             if role:
                 group[2].add(role)
-        if not grouped:
-            return []
+            raw = group[1]
+            for event in members:
+                value = event.get(patient_field)
+                if value is not None and value != "" and isinstance(value, (str, int)):
+                    ts = event[TIMESTAMP]
+                    first = raw.get(value)  # raw id here; hashed once per (user, day, patient) below
+                    if first is None or ts < first:
+                        raw[value] = ts
         self._load(store, {day for _user, day in grouped})
         learnt: dict[date, dict[str, DayRecord]] = {}
-        for (user, day), (hours, raw, roles, _members) in grouped.items():
+        hashes = self._hashes
+        for (user, day), (hours, raw, roles) in grouped.items():
             patients: dict[str, str] = {}
             for value, ts in raw.items():
-                if not isinstance(value, (str, int)):
-                    continue
                 patient = hashes.get(value)
                 if patient is None:
                     if len(hashes) >= _HASHES_MAX:
@@ -207,24 +223,31 @@ class Baselines:
             if new is not None:
                 learnt.setdefault(day, {})[user] = new
         facts = [fact_event(day.isoformat(), self._day_start(day), new) for day, new in sorted(learnt.items())]
-        # Flags: everything but the distinct-patient count is the same for one (user, role, day, hour)
         today_key, ratio_key, role_ratio_key = (PREFIX + "distinct_patients_today", PREFIX + "distinct_patients_ratio",
                                                 PREFIX + "distinct_patients_role_ratio")
-        for (user, day), (_hours, _raw, _roles, members) in grouped.items():
-            upto = self.records[(user, day)].patients_upto
-            static: dict[tuple[str, int], tuple[dict[str, Any], float | None, float | None]] = {}
-            for event, ts, slot, role in members:
-                known = static.get((role, slot.hour))
-                if known is None:
-                    known = static[(role, slot.hour)] = self._static(user, role, slot)
-                fields, usual, role_usual = known
+        records, ratios = self.records, self._ratios
+        if len(ratios) >= _CACHE_MAX:
+            ratios.clear()
+        for (user, slot, role), members in cells.items():
+            fields, usual, role_usual = self._static(user, role, slot)
+            firsts = records[(user, slot.day)].firsts()
+            # round(today / divisor, 3) memoised per divisor: divisors are a few medians, counts small ints
+            mine = None if usual is None else ratios.setdefault(usual, {})
+            peers = None if role_usual is None else ratios.setdefault(role_usual, {})
+            for event in members:
                 event.update(fields)
-                today = upto(ts)
+                today = bisect_right(firsts, event[TIMESTAMP])
                 event[today_key] = today
-                if usual is not None:
-                    event[ratio_key] = round(today / usual, 3)
-                if role_usual is not None:
-                    event[role_ratio_key] = round(today / role_usual, 3)
+                if mine is not None:
+                    ratio = mine.get(today)
+                    if ratio is None:
+                        ratio = mine[today] = round(today / usual, 3)  # type: ignore[operator]
+                    event[ratio_key] = ratio
+                if peers is not None:
+                    ratio = peers.get(today)
+                    if ratio is None:
+                        ratio = peers[today] = round(today / role_usual, 3)  # type: ignore[operator]
+                    event[role_ratio_key] = ratio
         self._evict()
         return facts
 
@@ -242,6 +265,8 @@ class Baselines:
         if new is not None:
             for role in new.roles:
                 self._by_role_day.setdefault((role, day), set()).add(user)
+            for role in record.roles:  # the user's part of every role-day it is in changed
+                self._role_parts.pop((role, day), None)
             self._invalidate(user, day, record.roles)
         return new
 
@@ -255,8 +280,9 @@ class Baselines:
         both. A new user is judged by the role alone, never by the hospital clock; a day class the window has
         not observed yet (``min_observed_days``) is not judged at all."""
         o = self.options
-        mine = self._profile(user, slot.day, None)
-        theirs = self._profile(role, slot.day, role) if role else None
+        day = slot.day
+        mine = self._user_profiles.get((user, day)) or self._profile(user, day, None)
+        theirs = (self._role_profiles.get((role, day)) or self._profile(role, day, role)) if role else None
         if theirs is not None and theirs.active_days < o.min_role_days:
             theirs = None
         fields: dict[str, Any] = {PREFIX + "active_days": mine.active_days}
@@ -266,15 +292,15 @@ class Baselines:
         if basis is None:  # no history for the user nor their role: "could not tell" stays absent
             return fields, None, role_usual
         usual = basis.usual or 0.0
-        fields.update({PREFIX + "profile": "user" if basis is mine else "role",
-                       PREFIX + "usual_distinct_patients": usual})
-        if self._observed(slot.day)[slot.day_class] >= o.min_observed_days:
-            share = basis.share(slot.day_class, slot.hour)
+        fields[PREFIX + "profile"] = "user" if basis is mine else "role"
+        fields[PREFIX + "usual_distinct_patients"] = usual
+        if self._observed(day)[slot.day_class] >= o.min_observed_days:
+            share, rounded = basis.shares(slot.day_class, slot.hour)
             unusual = share < o.unusual_share
-            fields[PREFIX + "hour_share"] = round(share, 3)
+            fields[PREFIX + "hour_share"] = rounded
             if theirs is not None:
-                role_share = share if basis is theirs else theirs.share(slot.day_class, slot.hour)
-                fields[PREFIX + "role_hour_share"] = round(role_share, 3)
+                role_share, rounded = (share, rounded) if basis is theirs else theirs.shares(slot.day_class, slot.hour)
+                fields[PREFIX + "role_hour_share"] = rounded
                 fields[PREFIX + "role_unusual_hour"] = role_share < o.unusual_share
                 unusual = unusual and role_share < o.unusual_share
             fields[PREFIX + "unusual_hour"] = unusual
@@ -308,16 +334,22 @@ class Baselines:
         cache = self._user_profiles if role is None else self._role_profiles
         profile = cache.get((key, day))
         if profile is None:
-            pairs: list[tuple[int, DayRecord]] = []
-            for d, day_class in self._window(day):
-                if role is None:
-                    record = self.records.get((key, d))
-                    if record is not None:
-                        pairs.append((day_class, record))
-                else:
-                    for user in self._by_role_day.get((role, d), ()):  # sums and a median: order-free
-                        pairs.append((day_class, self.records[(user, d)]))
-            profile = cache[(key, day)] = summarise(pairs, self.options.hour_tolerance)
+            window, tolerance = self._window(day), self.options.hour_tolerance
+            if role is None:
+                records = self.records
+                pairs = [(day_class, record) for d, day_class in window
+                         if (record := records.get((key, d))) is not None]
+                profile = summarise(pairs, tolerance)
+            else:
+                parts, pieces = self._role_parts, []
+                for d, day_class in window:
+                    part = parts.get((key, d))
+                    if part is None:  # sums and a median: the order of users does not matter
+                        part = parts[(key, d)] = day_part(
+                            (self.records[(user, d)] for user in self._by_role_day.get((key, d), ())), tolerance)
+                    pieces.append((day_class, part))
+                profile = combine(pieces)
+            cache[(key, day)] = profile
             index = self._user_days if role is None else self._role_days
             index.setdefault(key, set()).add(day)
         return profile
@@ -372,6 +404,7 @@ class Baselines:
             self._observed_days.clear()
             self._user_profiles = {k: v for k, v in self._user_profiles.items() if k[1] >= horizon}
             self._role_profiles = {k: v for k, v in self._role_profiles.items() if k[1] >= horizon}
+            self._role_parts = {k: v for k, v in self._role_parts.items() if k[1] >= horizon}
             for index in (self._user_days, self._role_days):
                 for key in list(index):
                     index[key] = {d for d in index[key] if d >= horizon}
