@@ -87,6 +87,18 @@ class _Slot(NamedTuple):
     day_class: int
 
 
+class _Basis(NamedTuple):
+    """The hour-independent part of the flags of one (user, peer group, local day); see ``_basis``."""
+
+    fields: dict[str, Any]
+    profile: Profile | None  #: the profile the user is judged by (theirs or their role's); None: no history
+    peers: Profile | None  #: the role's profile when it is a second voice next to the user's own
+    day_class: int
+    judged: bool  #: the day class has enough observed days for an hour verdict
+    usual: float | None  #: divisor of distinct_patients_ratio
+    role_usual: float | None  #: divisor of distinct_patients_role_ratio (None: no usable role profile)
+
+
 class Baselines:
     """Per-user and per-role profiles over the store's fact events; one instance per engine process."""
 
@@ -188,9 +200,9 @@ class Baselines:
                 members.append(event)
         if not cells:
             return []
-        # (user, local day) -> (hours, raw patient id -> first time, roles)
-        grouped: dict[tuple[str, date], tuple[set[int], dict[Any, str], set[str]]] = {}
-        patient_field = self.options.patient_field
+        # (user, local day) -> (hours, patient hash -> first time, roles)
+        grouped: dict[tuple[str, date], tuple[set[int], dict[str, str], set[str]]] = {}
+        patient_field, hashes = self.options.patient_field, self._hashes
         for (user, slot, role), members in cells.items():
             group = grouped.get((user, slot.day))
             if group is None:
@@ -198,27 +210,24 @@ class Baselines:
             group[0].add(slot.hour)
             if role:
                 group[2].add(role)
-            raw = group[1]
+            patients = group[1]
             for event in members:
                 value = event.get(patient_field)
-                if value is not None and value != "" and isinstance(value, (str, int)):
-                    ts = event[TIMESTAMP]
-                    first = raw.get(value)  # raw id here; hashed once per (user, day, patient) below
-                    if first is None or ts < first:
-                        raw[value] = ts
-        self._load(store, {day for _user, day in grouped})
-        learnt: dict[date, dict[str, DayRecord]] = {}
-        hashes = self._hashes
-        for (user, day), (hours, raw, roles) in grouped.items():
-            patients: dict[str, str] = {}
-            for value, ts in raw.items():
+                if not (value and isinstance(value, (str, int))):  # the common case is one test
+                    if value is None or value == "" or not isinstance(value, (str, int)):
+                        continue  # absent, empty or not an id (patient 0, an int, still counts)
                 patient = hashes.get(value)
                 if patient is None:
                     if len(hashes) >= _HASHES_MAX:
                         hashes.clear()
                     patient = hashes[value] = patient_hash(str(value))
-                if patient not in patients or ts < patients[patient]:
+                ts = event[TIMESTAMP]
+                first = patients.get(patient)
+                if first is None or ts < first:
                     patients[patient] = ts
+        self._load(store, {day for _user, day in grouped})
+        learnt: dict[date, dict[str, DayRecord]] = {}
+        for (user, day), (hours, patients, roles) in grouped.items():
             new = self._learn(user, day, hours, patients, roles)
             if new is not None:
                 learnt.setdefault(day, {})[user] = new
@@ -228,8 +237,12 @@ class Baselines:
         records, ratios = self.records, self._ratios
         if len(ratios) >= _CACHE_MAX:
             ratios.clear()
+        bases: dict[tuple[str, date, str], _Basis] = {}
         for (user, slot, role), members in cells.items():
-            fields, usual, role_usual = self._static(user, role, slot)
+            basis = bases.get((user, slot.day, role))
+            if basis is None:
+                basis = bases[(user, slot.day, role)] = self._basis(user, role, slot.day, slot.day_class)
+            fields, usual, role_usual = self._static(basis, slot.hour)
             firsts = records[(user, slot.day)].firsts()
             # round(today / divisor, 3) memoised per divisor: divisors are a few medians, counts small ints
             mine = None if usual is None else ratios.setdefault(usual, {})
@@ -270,9 +283,8 @@ class Baselines:
             self._invalidate(user, day, record.roles)
         return new
 
-    def _static(self, user: str, role: str, slot: _Slot) -> tuple[dict[str, Any], float | None, float | None]:
-        """The flags shared by every event of (user, role, day, hour) and the divisors of the two ratios
-        (None: that ratio is not set).
+    def _basis(self, user: str, role: str, day: date, day_class: int) -> "_Basis":
+        """What the flags of (user, peer group, local day) rest on, whatever the hour.
 
         ``unusual_hour`` needs both voices when both can speak: the user's own history (``min_active_days``)
         says the hour is rare *and* their role's pooled history says so too. Why both: a rotating nurse's
@@ -280,31 +292,39 @@ class Baselines:
         both. A new user is judged by the role alone, never by the hospital clock; a day class the window has
         not observed yet (``min_observed_days``) is not judged at all."""
         o = self.options
-        day = slot.day
         mine = self._user_profiles.get((user, day)) or self._profile(user, day, None)
         theirs = (self._role_profiles.get((role, day)) or self._profile(role, day, role)) if role else None
         if theirs is not None and theirs.active_days < o.min_role_days:
             theirs = None
         fields: dict[str, Any] = {PREFIX + "active_days": mine.active_days}
         role_usual = max(theirs.usual or 0.0, 1.0) if theirs is not None else None
-        user_ok = mine.active_days >= o.min_active_days
-        basis = mine if user_ok else theirs
+        basis = mine if mine.active_days >= o.min_active_days else theirs
         if basis is None:  # no history for the user nor their role: "could not tell" stays absent
-            return fields, None, role_usual
+            return _Basis(fields, None, None, day_class, False, None, role_usual)
         usual = basis.usual or 0.0
         fields[PREFIX + "profile"] = "user" if basis is mine else "role"
         fields[PREFIX + "usual_distinct_patients"] = usual
-        if self._observed(day)[slot.day_class] >= o.min_observed_days:
-            share, rounded = basis.shares(slot.day_class, slot.hour)
-            unusual = share < o.unusual_share
-            fields[PREFIX + "hour_share"] = rounded
-            if theirs is not None:
-                role_share, rounded = (share, rounded) if basis is theirs else theirs.shares(slot.day_class, slot.hour)
-                fields[PREFIX + "role_hour_share"] = rounded
-                fields[PREFIX + "role_unusual_hour"] = role_share < o.unusual_share
-                unusual = unusual and role_share < o.unusual_share
-            fields[PREFIX + "unusual_hour"] = unusual
-        return fields, max(usual, 1.0), role_usual
+        judged = self._observed(day)[day_class] >= o.min_observed_days
+        return _Basis(fields, basis, None if basis is theirs else theirs, day_class, judged, max(usual, 1.0),
+                      role_usual)
+
+    def _static(self, b: "_Basis", hour: int) -> tuple[dict[str, Any], float | None, float | None]:
+        """The flags shared by every event of (user, peer group, local day, hour) and the divisors of the
+        two ratios (None: that ratio is not set)."""
+        if b.profile is None or not b.judged:
+            return b.fields, b.usual, b.role_usual
+        fields = dict(b.fields)
+        cut = self.options.unusual_share
+        share, rounded = b.profile.shares(b.day_class, hour)
+        unusual = share < cut
+        fields[PREFIX + "hour_share"] = rounded
+        if b.role_usual is not None:  # a peer profile that can speak: the basis itself or a second voice
+            role_share, rounded = (share, rounded) if b.peers is None else b.peers.shares(b.day_class, hour)
+            fields[PREFIX + "role_hour_share"] = rounded
+            fields[PREFIX + "role_unusual_hour"] = role_share < cut
+            unusual = unusual and role_share < cut
+        fields[PREFIX + "unusual_hour"] = unusual
+        return fields, b.usual, b.role_usual
 
     def _observed(self, day: date) -> tuple[int, int]:
         """(weekdays, weekend days) of the window before ``day`` on which anyone was active (held records)."""
@@ -361,7 +381,7 @@ class Baselines:
         for key, index, cache in ((user, self._user_days, self._user_profiles),
                                   *((role, self._role_days, self._role_profiles) for role in roles)):
             days = index.get(key)
-            if days:
+            if days and max(days) > day:  # usually today changed and nothing later is cached
                 stale = [d for d in days if day < d <= last]
                 for d in stale:
                     days.discard(d)
