@@ -15,10 +15,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.baselines import FIELDS, BaselineOptions, Baselines
+from engine.baselines.facts import FACT, fact_event
+from engine.baselines.model import DayRecord
 from engine.events import Event, format_timestamp
 from engine.store import open_store
 from engine.store.base import Store
@@ -122,3 +125,19 @@ def test_the_fixture_month_shuffled_in_small_batches_gets_the_same_fields(tmp_pa
     new, reference = side_by_side(tmp_path, cut(events, [700, 130, 2900]), {"timezone": "Europe/Berlin"},
                                   restart_at=3)
     assert new == reference
+
+
+def reference_fact_payload(day: str, new: dict[str, DayRecord]) -> bytes:
+    """How facts.fact_event encoded a fact before it let orjson sort the keys (frozen, the oracle)."""
+    return orjson.dumps({"day": day, "users": {
+        user: {"hours": sorted(r.hours), "patients": dict(sorted(r.patients.items())), "roles": sorted(r.roles)}
+        for user, r in sorted(new.items())}})
+
+
+@given(new=st.dictionaries(st.text(), st.builds(
+    DayRecord, st.sets(st.integers(0, 23)), st.dictionaries(st.text(), st.text()), st.sets(st.text())), max_size=6))
+def test_fact_events_are_byte_for_byte_the_reference_encoding(new: dict[str, DayRecord]) -> None:
+    """Any user names, patient hashes and roles (non-ASCII included): same payload, so the same fact id and
+    a store written before the change deduplicates facts the same way."""
+    event = fact_event("2026-11-02", "2026-11-02T00:00:00.000Z", new)
+    assert event[FACT].encode() == reference_fact_payload("2026-11-02", new)

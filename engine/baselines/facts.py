@@ -34,9 +34,11 @@ def fact_event(day: str, day_start_utc: str, new: dict[str, DayRecord]) -> Event
 
     One fact per local day a batch touched (a time-ordered batch touches one or two), so facts add a few
     rows per batch, not one per user."""
+    # keys sorted by orjson (in C; UTF-8 byte order is code-point order, so the bytes are those of sorting
+    # in Python): the payload, and so the fact's id, depends only on what was learnt, not on dict order
     payload = orjson.dumps({"day": day, "users": {
-        user: {"hours": sorted(r.hours), "patients": dict(sorted(r.patients.items())), "roles": sorted(r.roles)}
-        for user, r in sorted(new.items())}})
+        user: {"hours": sorted(r.hours), "patients": r.patients, "roles": sorted(r.roles)}
+        for user, r in new.items()}}, option=orjson.OPT_SORT_KEYS)
     digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
     return {"@timestamp": day_start_utc, "event.id": f"baseline-{digest}", "event.dataset": DATASET,
             "event.kind": "state", FACT: payload.decode()}
