@@ -96,13 +96,15 @@ def test_terminated_user_uses_local_date(enricher: PrivacyEnricher) -> None:
 
 
 def test_a_night_shift_begun_on_the_last_day_is_in_the_grace_period(enricher: PrivacyEnricher) -> None:
-    """terminated_grace_hours (default 12): until noon local time on the day after the end date."""
+    """terminated_grace_hours (default 8): until 08:00 local time on the day after the end date; the next
+    working morning is flagged (a terminated user back at 08:30 is what the rule is for)."""
     def terminated(ts: str) -> bool:
         return enricher.enrich(ev("tbauer", "P940", ts=ts))["ehr.user.terminated"]
 
     assert terminated("2026-02-28T23:30:00.000Z") is False  # 00:30 on March 1st in Berlin: the night shift
     assert terminated("2026-03-01T05:30:00.000Z") is False  # 06:30: handing over
-    assert terminated("2026-03-01T11:30:00.000Z") is True   # 12:30: past the grace
+    assert terminated("2026-03-01T06:59:00.000Z") is False  # 07:59: still the grace
+    assert terminated("2026-03-01T07:30:00.000Z") is True   # 08:30: past the grace, the next morning
     assert terminated("2026-03-02T01:00:00.000Z") is True   # any time on the days after
 
 

@@ -177,7 +177,7 @@ class PrivacyOptions:
     encounters_float_departments: list[str] = dataclasses.field(default_factory=lambda: ["*float*"])
     #: ehr.user.terminated only after this many hours past the end of the roster end date (local time): a night
     #: shift begun on the last working day ends the next morning (docs/enrichment.md "Fields")
-    terminated_grace_hours: float = 12.0
+    terminated_grace_hours: float = 8.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.terminated_grace_hours <= 24.0:
@@ -256,7 +256,7 @@ class PrivacyEnricher(Enricher):
         grace_after_hours: float = 24.0,
         encounter_flags: str = "sensitive",
         float_departments: Iterable[str] = ("*float*",),
-        terminated_grace_hours: float = 12.0,
+        terminated_grace_hours: float = 8.0,
     ):
         self.roster = roster
         self.patients = list(patients)
