@@ -55,24 +55,16 @@ def deliver_pending(store: Store, sinks: Sequence[Any], batch: int = 1000,
 
 def _streams(store: Store, sink: Any, record: str) -> tuple[Callable[[int], list[Any]], Callable[[list[Any]], None],
                                                           Callable[[list[Any]], None]]:
-    """(fetch, hand over, acknowledge) of one outbox stream."""
+    """(fetch, hand over, acknowledge) of one outbox stream. The hand-over goes through the triage
+    exceptions (engine/alerts/exceptions.py), which also give each revision its current ``status`` and
+    ``assignee`` so a ticket or a chat message says who has it (the stored revision is not changed)."""
     name = sink.name
     if record == "alert":
         return (lambda limit: store.pending_deliveries(name, limit=limit),
-                deliverable(store, name, _with_triage(store, sink.deliver)), lambda done: store.mark_delivered(name, done))
+                deliverable(store, name, sink.deliver), lambda done: store.mark_delivered(name, done))
     return (lambda limit: store.pending_case_deliveries(name, limit=limit),
-            deliverable(store, name, _with_triage(store, sink.deliver_cases)),
+            deliverable(store, name, sink.deliver_cases),
             lambda done: store.mark_cases_delivered(name, done))
-
-
-def _with_triage(store: Store, hand: Callable[[list[Any]], None]) -> Callable[[list[Any]], None]:
-    """Revisions carry their triage ``status`` and ``assignee`` (engine/alerts/triage.py), so a ticket or a
-    chat message says who has it; the stored revision is not changed."""
-    if not hasattr(store, "get_triage_records"):
-        return hand
-    from engine.alerts.triage import overlay
-
-    return lambda records: hand(overlay(store, records))
 
 
 def _drain(store: Store, sink: Any, record: str, batch: int, now: float) -> int:
