@@ -205,6 +205,22 @@ def comment(store: Any, subject_id: str, text: str, *, actor: str, at: str | Non
     return _change(store, subject_id, "triage.comment", actor, when, apply)
 
 
+def suppression_seconds(suppress: str | None, justification: str | None, field: str | None, *,
+                        names: tuple[str, str, str] = ("--suppress", "--justification", "--field")) -> float | None:
+    """The ``suppress`` duration of a close as the CLI (``--suppress 30d``) and the API (``suppress_for``)
+    take it: one parse and one set of messages, naming the option as the caller spells it."""
+    from engine.config import parse_duration
+
+    if suppress is None:
+        if justification or field:
+            raise UsageError(f"{names[1]} and {names[2]} only go with {names[0]} DURATION")
+        return None
+    try:
+        return parse_duration(suppress)
+    except ValueError as exc:
+        raise UsageError(f"{names[0]} {suppress!r}: {exc}") from None
+
+
 def close(store: Any, subject_id: str, reason: str, *, actor: str, comment: str | None = None,
           suppress_for: float | None = None, justification: str | None = None, field: str | None = None,
           at: str | None = None) -> tuple[TriageState, Any]:

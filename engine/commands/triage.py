@@ -284,17 +284,9 @@ def cmd_alerts_comment(args: argparse.Namespace) -> int:
 
 
 def cmd_alerts_close(args: argparse.Namespace) -> int:
-    from engine.alerts.triage import close
-    from engine.config import parse_duration
+    from engine.alerts.triage import close, suppression_seconds
 
-    suppress = None
-    if args.suppress is not None:
-        try:
-            suppress = parse_duration(args.suppress)
-        except ValueError as exc:
-            raise UsageError(f"--suppress {args.suppress!r}: {exc}") from None
-    elif args.justification or args.field:
-        raise UsageError("--justification and --field only go with --suppress DURATION")
+    suppress = suppression_seconds(args.suppress, args.justification, args.field)
     return _act(args, lambda store, actor: close(store, args.id, args.reason, actor=actor, comment=args.comment,
                                                  suppress_for=suppress, justification=args.justification,
                                                  field=args.field))

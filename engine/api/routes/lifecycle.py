@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from engine.api.auth import Principal
 from engine.api.deps import context, require
-from engine.errors import NotFound, UsageError
+from engine.errors import NotFound
 
 
 class AssignBody(BaseModel):
@@ -97,16 +97,9 @@ def add_lifecycle_routes(router: APIRouter, kind: str) -> None:
     def close(body: CloseBody, request: Request, ref: SubjectId,
               principal: Principal = require("analyst")) -> dict[str, Any]:
         from engine.alerts import triage
-        from engine.config import parse_duration
 
-        suppress = None
-        if body.suppress_for is not None:
-            try:
-                suppress = parse_duration(body.suppress_for)
-            except ValueError as exc:
-                raise UsageError(f"suppress_for {body.suppress_for!r}: {exc}") from None
-        elif body.justification or body.field:
-            raise UsageError("justification and field only go with suppress_for")
+        suppress = triage.suppression_seconds(body.suppress_for, body.justification, body.field,
+                                              names=("suppress_for", "justification", "field"))
         return act(request, ref, lambda store, sid: triage.close(
             store, sid, body.reason, actor=principal.name, comment=body.comment, suppress_for=suppress,
             justification=body.justification, field=body.field))
