@@ -85,12 +85,7 @@ class SqliteTriageMixin:
                 rows += self._read(lambda c: c.execute(  # type: ignore[attr-defined]
                     f"SELECT version, doc FROM triage WHERE subject_id IN ({','.join('?' * len(part))})",
                     part).fetchall())
-        out = {}
-        for version, doc in rows:
-            record = orjson.loads(doc)
-            record["version"] = version
-            out[record["subject_id"]] = record
-        return out
+        return _records_by_subject(rows)
 
     def open_assigned_triage_records(self) -> dict[str, dict[str, Any]]:
         """Records with an assignee that are not closed (who may hear about a new revision), by subject id."""
@@ -98,12 +93,7 @@ class SqliteTriageMixin:
         rows = self._read(lambda c: c.execute(  # type: ignore[attr-defined]
             "SELECT version, doc FROM triage WHERE json_extract(doc, '$.assignee') IS NOT NULL "
             "AND json_extract(doc, '$.status') != 'closed'").fetchall())
-        out = {}
-        for version, doc in rows:
-            record = orjson.loads(doc)
-            record["version"] = version
-            out[record["subject_id"]] = record
-        return out
+        return _records_by_subject(rows)
 
     def put_triage_record(self, record: dict[str, Any], expected_version: int) -> int:
         """Write ``record`` if the stored version is still ``expected_version`` (0: none stored yet);
@@ -185,3 +175,13 @@ class SqliteTriageMixin:
         self._triage_schema()
         return bool(self._transaction(lambda conn: conn.execute(  # type: ignore[attr-defined]
             "DELETE FROM suppression_exceptions WHERE id = ?", (exception_id,)).rowcount))
+
+
+def _records_by_subject(rows: Any) -> dict[str, dict[str, Any]]:
+    """(version, doc) rows as records by subject id, each carrying the version a conditional write needs."""
+    out = {}
+    for version, doc in rows:
+        record = orjson.loads(doc)
+        record["version"] = version
+        out[record["subject_id"]] = record
+    return out
