@@ -61,6 +61,31 @@ def store_factory(tmp_path: Path) -> Iterator[Callable[..., Store]]:
         s.close()
 
 
+#: The rest of a minimal site config for command-line tests: no rules, sources or sinks.
+QUIET_SITE = "rules:\n  paths: []\nconnectors: []\nalerts:\n  sinks: []\nlogging:\n  level: warning\n"
+
+
+@pytest.fixture(params=STORE_KINDS)
+def configured_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[list[str], Store]]:
+    """``(["--config", FILE], store)``: a config file naming a fresh store of each kind, and that store
+    open, so a test can seed it directly and then drive ``engine.cli.main`` against the same data."""
+    config = tmp_path / "wardwatch.yaml"
+    if request.param == "sqlite":
+        config.write_text(f"store:\n  sqlite:\n    path: {tmp_path / 'w.db'}\n{QUIET_SITE}")
+        s = open_store("sqlite", path=tmp_path / "w.db")
+    else:
+        url, prefix = require_elasticsearch(), f"wwtest-{uuid.uuid4().hex[:12]}"
+        config.write_text(f"store:\n  kind: elasticsearch\n  elasticsearch:\n    hosts: [{url}]\n"
+                          f"    index_prefix: {prefix}\n{QUIET_SITE}")
+        s = open_store("elasticsearch", hosts=[url], index_prefix=prefix)
+    try:
+        yield ["--config", str(config)], s
+    finally:
+        if s.kind == "elasticsearch":
+            s.delete_all()  # type: ignore[attr-defined]
+        s.close()
+
+
 # --- builders -----------------------------------------------------------------------------------------
 def ts(seconds: int, minute: int = 15, hour: int = 9, day: int = 2) -> str:
     """A canonical timestamp on 2026-11-<day> (seconds may exceed 59: they roll into minutes)."""

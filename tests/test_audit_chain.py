@@ -13,8 +13,7 @@ import json
 import sqlite3
 import threading
 import uuid
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -30,7 +29,7 @@ from engine.cli import main
 from engine.store import open_store
 from engine.store.base import RuleCheckpoint
 from tests.conftest import require_elasticsearch
-from tests.store_fixtures import make_alert, store, ts  # noqa: F401 - fixture
+from tests.store_fixtures import configured_store, make_alert, store, ts  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -191,37 +190,14 @@ def test_any_single_change_is_caught_at_that_entry(items, data):
 
 
 # --- the command line -------------------------------------------------------------------------------------
-def _config(tmp_path: Path, kind: str) -> tuple[Path, Any]:
-    config = tmp_path / "wardwatch.yaml"
-    tail = "rules:\n  paths: []\nconnectors: []\nalerts:\n  sinks: []\nlogging:\n  level: warning\n"
-    if kind == "sqlite":
-        config.write_text(f"store:\n  sqlite:\n    path: {tmp_path / 'w.db'}\n{tail}")
-        return config, open_store("sqlite", path=tmp_path / "w.db")
-    url, prefix = require_elasticsearch(), f"wwtest-{uuid.uuid4().hex[:12]}"
-    config.write_text(f"store:\n  kind: elasticsearch\n  elasticsearch:\n    hosts: [{url}]\n"
-                      f"    index_prefix: {prefix}\n{tail}")
-    return config, open_store("elasticsearch", hosts=[url], index_prefix=prefix)
-
-
-@pytest.fixture(params=["sqlite", "elasticsearch"])
-def configured(request, tmp_path) -> Iterator[tuple[list[str], Any]]:
-    config, s = _config(tmp_path, request.param)
-    try:
-        yield ["--config", str(config)], s
-    finally:
-        if s.kind == "elasticsearch":
-            s.delete_all()
-        s.close()
-
-
 def run(capsys: Any, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
 
-def test_audit_verify_list_and_head_on_the_command_line(configured, capsys):
-    c, s = configured
+def test_audit_verify_list_and_head_on_the_command_line(configured_store, capsys):
+    c, s = configured_store
     entries = _fill(s)
     assert run(capsys, *c, "audit", "verify") == (0, "ok: 5 entries, chain intact\n", "")
     assert run(capsys, *c, "audit", "head")[1] == f"5 {entries[-1].hash}\n"

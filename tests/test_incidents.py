@@ -14,7 +14,6 @@ import re
 import email
 import email.policy
 import socket
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -32,8 +31,7 @@ from engine.incidents import add_month, deadlines, declare, send_reminders, serv
 from engine.metrics import Metrics
 from engine.store import open_store
 from engine.store.base import RuleCheckpoint
-from tests.conftest import require_elasticsearch
-from tests.store_fixtures import make_alert, ts
+from tests.store_fixtures import configured_store, make_alert, ts  # noqa: F401 - fixture
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 
@@ -115,34 +113,14 @@ def test_the_deadline_gauge_counts_down_and_goes_negative(one_alert):
 
 
 # --- the command line on both stores ----------------------------------------------------------------------
-@pytest.fixture(params=["sqlite", "elasticsearch"])
-def configured(request, tmp_path) -> Iterator[tuple[list[str], Any]]:
-    config = tmp_path / "wardwatch.yaml"
-    tail = "rules:\n  paths: []\nconnectors: []\nalerts:\n  sinks: []\nlogging:\n  level: warning\n"
-    if request.param == "sqlite":
-        config.write_text(f"store:\n  sqlite:\n    path: {tmp_path / 'w.db'}\n{tail}")
-        s = open_store("sqlite", path=tmp_path / "w.db")
-    else:
-        url, prefix = require_elasticsearch(), f"wwtest-{uuid.uuid4().hex[:12]}"
-        config.write_text(f"store:\n  kind: elasticsearch\n  elasticsearch:\n    hosts: [{url}]\n"
-                          f"    index_prefix: {prefix}\n{tail}")
-        s = open_store("elasticsearch", hosts=[url], index_prefix=prefix)
-    try:
-        yield ["--config", str(config)], s
-    finally:
-        if s.kind == "elasticsearch":
-            s.delete_all()
-        s.close()
-
-
 def run(capsys: Any, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
 
-def test_alerts_incident_and_deadlines_on_the_command_line(configured, capsys):
-    c, s = configured
+def test_alerts_incident_and_deadlines_on_the_command_line(configured_store, capsys):
+    c, s = configured_store
     alert = make_alert("r1", "user.name=kim", first=ts(0))
     s.commit_rule_run(RuleCheckpoint("r1"), [alert])
     code, out, err = run(capsys, *c, "alerts", "incident", alert.id[:8], "--actor", "kim")
