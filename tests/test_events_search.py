@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.search import (BoolOp, Not, QueryError, Term, compile_query, expression_text, parse_expression,
-                           query_detection, search_events)
+                           search_events)
 from engine.store.base import SearchQuery
 from tests.history_site import drop_site, ehr_site, json_lines, write_site  # noqa: F401
 from tests.store_fixtures import covering_watermark, ehr_event, ids, store  # noqa: F401

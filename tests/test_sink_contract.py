@@ -13,7 +13,6 @@ import io
 import uuid
 from importlib.metadata import entry_points
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

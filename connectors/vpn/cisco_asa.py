@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Callable
 
 from connectors.vpn.contract import Event, ParseContext, VpnParseError
 from connectors.vpn.users import split_user
