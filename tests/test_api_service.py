@@ -4,10 +4,13 @@ hunt, verify the audit chain."""
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 
@@ -16,7 +19,7 @@ from engine.app import build_app
 from engine.config import ConfigError, load_config
 from engine.scheduler import Service
 from tests.api_peer import NAMES, TOKENS, client
-from tests.test_http_endpoints import free_port
+from tests.test_http_endpoints import ROOT, free_port
 from tests.test_service import vpn_service_config
 
 
@@ -27,13 +30,27 @@ def tokens_file(tmp_path: Path) -> Path:
     return path
 
 
+#: Two accesses to one patient's record, for the access report (ECS + our ehr.* fields, docs/schema.md).
+PATIENT = "PX-4711"
+EHR_EVENTS = [
+    {"@timestamp": "2026-11-02T10:00:00.000Z", "user.name": "mkeller", "user.id": "U1042",
+     "ehr.patient.id": PATIENT, "event.action": "read", "ehr.purpose_of_use": ["TREAT"], "ehr.break_the_glass": False},
+    {"@timestamp": "2026-11-02T23:30:00.000Z", "user.name": "tbauer", "user.id": "U1007",
+     "ehr.patient.id": PATIENT, "event.action": "read", "ehr.purpose_of_use": ["ETREAT"], "ehr.break_the_glass": True},
+]
+
+
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One service for the module (ingest + rules take a moment); yields its base URL and the service."""
     tmp_path = tmp_path_factory.mktemp("api-service")
+    (tmp_path / "ehr").mkdir()
+    (tmp_path / "ehr" / "access.ndjson").write_text("".join(orjson.dumps(e).decode() + "\n" for e in EHR_EVENTS))
     http = {"host": "127.0.0.1", "port": free_port(), "tokens_file": str(tokens_file(tmp_path))}
-    service = Service(build_app(load_config(vpn_service_config(tmp_path, service={"http": http}), environ={}),
-                                console=False))
+    connectors = [{"name": "vpn", "type": "ndjson", "path": str(ROOT / "fixtures/vpn"), "dataset": "vpn.auth"},
+                  {"name": "ehr", "type": "ndjson", "path": str(tmp_path / "ehr"), "dataset": "ehr.audit"}]
+    config = vpn_service_config(tmp_path, service={"http": http}, connectors=connectors)
+    service = Service(build_app(load_config(config, environ={}), console=False))
     service.start()
     try:
         url = service.http.url
@@ -99,16 +116,26 @@ def test_the_audit_chain_verifies_over_http_for_an_admin_only(running):
     assert 1 <= entries["count"] <= 5
 
 
-def test_reports_answer_or_say_they_are_not_built(running):
+def test_the_patient_access_report_in_each_format_and_never_by_get(running):
     url, _ = running
     with client(url, "analyst") as analyst:
-        response = analyst.post("/api/v1/reports/user", json={"id": "jdoe", "format": "csv"})
-    try:
-        import engine.reports  # noqa: F401
-    except ImportError:
-        assert response.status_code == 501 and "engine.reports" in response.json()["message"]
-    else:
-        assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+        deadline = time.monotonic() + 30
+        while not (report := analyst.post("/api/v1/reports/patient", json={"id": PATIENT}).json())["rows"]:
+            assert time.monotonic() < deadline, "the EHR accesses were not ingested"
+            time.sleep(0.1)
+        as_csv = analyst.post("/api/v1/reports/patient", json={"id": PATIENT, "format": "csv"})
+        as_html = analyst.post("/api/v1/reports/patient", json={"id": PATIENT, "format": "html", "from": "2026-11-02T12:00:00Z"})
+        by_user = analyst.post("/api/v1/reports/user", json={"id": "tbauer"}).json()
+        assert analyst.get(f"/api/v1/reports/patient?id={PATIENT}").status_code == 405
+        assert analyst.post("/api/v1/reports/patient", json={"id": PATIENT, "format": "pdf"}).status_code == 422
+    assert report["kind"] == "patient" and report["subject"] == PATIENT
+    assert [(r["user"], r["break_the_glass"]) for r in report["rows"]] == [("mkeller", False), ("tbauer", True)]
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(as_csv.text)))
+    assert len(rows) == 2
+    assert as_html.headers["content-type"].startswith("text/html") and "tbauer" in as_html.text
+    assert "mkeller" not in as_html.text  # before "from"
+    assert [r["patient"] for r in by_user["rows"]] == [PATIENT]
 
 
 def test_a_tokens_file_that_cannot_be_used_stops_the_start_naming_the_key(tmp_path):
