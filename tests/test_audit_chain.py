@@ -25,6 +25,7 @@ from engine.alerts.sinks import deliver_pending
 from engine.audit.chain import GENESIS, link, verify_rows
 from engine.audit.recorder import AuditRecorder
 from engine.audit.rules import record_rule_loads
+from engine.sigma.loader import load_rules
 from engine.cli import main
 from engine.store import open_store
 from engine.store.base import RuleCheckpoint
@@ -239,24 +240,39 @@ def test_every_alert_revision_is_recorded_exactly_once(store):
     assert "evidence" not in detail  # ids of events are in the alert, not in the chain
 
 
+RULE_ID = "aaaaaaaa-0000-4000-8000-000000000001"
+
+
+def _rule_text(title: str) -> str:
+    return (f"title: {title}\nid: {RULE_ID}\nlogsource: {{product: ehr}}\n"
+            "detection:\n  sel:\n    ehr.action: read\n  condition: sel\n")
+
+
 def test_a_rule_file_is_recorded_when_its_hash_changes(tmp_path):
     rule = tmp_path / "rule.yml"
-    rule.write_text("title: one\n")
-
-    class Rule:
-        id, path = "rule-1", str(rule)
-
-    class RuleSet:
-        rules, correlations = {"rule-1": Rule()}, {}
-
+    rule.write_text(_rule_text("one"))
     s = open_store("sqlite", path=tmp_path / "w.db")
-    assert record_rule_loads(s, RuleSet()) == 1
-    assert record_rule_loads(s, RuleSet()) == 0  # a restart with the same file
-    rule.write_text("title: two\n")
-    assert record_rule_loads(s, RuleSet()) == 1
+    assert record_rule_loads(s, load_rules([rule])) == 1
+    assert record_rule_loads(s, load_rules([rule])) == 0  # a restart with the same file
+    rule.write_text(_rule_text("two"))
+    assert record_rule_loads(s, load_rules([rule])) == 1
     got = [e.detail for e in audit.entries(s, kinds=["rule.loaded"])]
-    assert got[-1] == {"path": str(rule), "sha256": hashlib.sha256(b"title: two\n").hexdigest()}
+    assert got[-1] == {"path": str(rule), "sha256": hashlib.sha256(_rule_text("two").encode()).hexdigest()}
     assert len(got) == 2 and got[0]["sha256"] != got[1]["sha256"]
+    s.close()
+
+
+def test_the_recorded_hash_is_of_the_bytes_loaded_not_of_a_later_edit(tmp_path):
+    """The entry says which version ran: a file edited after loading (before recording) must not be
+    recorded under the new bytes while the old rule is what evaluates."""
+    rule = tmp_path / "rule.yml"
+    rule.write_text(_rule_text("loaded"))
+    ruleset = load_rules([rule])
+    rule.write_text(_rule_text("edited afterwards"))
+    s = open_store("sqlite", path=tmp_path / "w.db")
+    assert record_rule_loads(s, ruleset) == 1
+    [entry] = audit.entries(s, kinds=["rule.loaded"])
+    assert entry.detail["sha256"] == hashlib.sha256(_rule_text("loaded").encode()).hexdigest()
     s.close()
 
 

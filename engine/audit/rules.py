@@ -7,31 +7,23 @@ restart adds nothing and a changed rule adds exactly one entry. Read-only comman
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import Any
 
 from engine import audit
 
 
-def _file_sha256(path: str, cache: dict[str, str | None]) -> str | None:
-    if path not in cache:
-        try:
-            cache[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        except OSError:
-            cache[path] = None  # gone since it was loaded: the next load records it
-    return cache[path]
-
-
 def record_rule_loads(store: Any, ruleset: Any) -> int:
-    """Record every loaded rule and correlation whose file hash is new for it; returns how many."""
+    """Record every loaded rule and correlation whose file hash is new for it; returns how many.
+
+    The hash is the loader's (``RuleSet.file_digests``: the bytes the rules were parsed from), so the entry
+    names the version that runs even if the file is edited between loading and recording, and no rule file
+    is read a second time at start-up."""
     last: dict[str, str] = {}
     for row in store.audit_rows(kinds=["rule.loaded"]):
         last[row["subject"]] = row["detail"].get("sha256", "")
-    hashes: dict[str, str | None] = {}
     items = []
     for rule in [*ruleset.rules.values(), *ruleset.correlations.values()]:
-        digest = _file_sha256(rule.path, hashes)
+        digest = ruleset.file_digests.get(rule.path)
         if digest is not None and last.get(rule.id) != digest:
             items.append(("rule.loaded", audit.ENGINE_ACTOR, rule.id, {"path": rule.path, "sha256": digest}, None))
     audit.record_many(store, items)

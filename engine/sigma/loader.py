@@ -90,9 +90,10 @@ def _load_rules(
     placeholders = {k: tuple(str(x) for x in v) for k, v in (placeholders or {}).items()}
     errors: list[RuleLoadError] = []
     docs: list[RuleDocument] = []
+    digests: dict[str, str] = {}
     cache = RuleCache.open(cache_dir)
     for path in rule_files(paths):
-        docs.extend(_read(path, errors, cache))
+        docs.extend(_read(path, errors, cache, digests))
     cache.save()
 
     seen_ids: dict[str, str] = {}
@@ -160,7 +161,7 @@ def _load_rules(
             continue
         rules[rule.id] = rule
     compiled_correlations = _resolve_correlations(correlations, rules, errors)
-    return RuleSet(rules, compiled_correlations, errors)
+    return RuleSet(rules, compiled_correlations, errors, file_digests=digests)
 
 
 def _message(e: Exception) -> str:
@@ -168,10 +169,10 @@ def _message(e: Exception) -> str:
     return text.split(" in ", 1)[0] if isinstance(e, SigmaError) and " in /" in text else text
 
 
-def _read(path: Path, errors: list[RuleLoadError], cache: RuleCache) -> list[RuleDocument]:
+def _read(path: Path, errors: list[RuleLoadError], cache: RuleCache, digests: dict[str, str]) -> list[RuleDocument]:
     try:
         raw = path.read_bytes()
-        file_digest = digest(raw)
+        file_digest = digests[str(path)] = digest(raw)
         cached = cache.get(str(path), file_digest)
         if cached is not None:
             return cached

@@ -29,8 +29,11 @@ class _DatasetIndex:
 
 class RuleSet:
     def __init__(self, rules: dict[str, CompiledRule], correlations: dict[str, CompiledCorrelation],
-                 errors: list[RuleLoadError]) -> None:
+                 errors: list[RuleLoadError], file_digests: Mapping[str, str] | None = None) -> None:
         self.rules = rules
+        #: rule file path -> SHA-256 of the bytes these rules were parsed from (the audit chain's
+        #: ``rule.loaded`` entries name the version that ran, not what the file holds later)
+        self.file_digests: dict[str, str] = dict(file_digests or {})
         self.correlations = correlations
         self.errors = errors
         self.prefilter = Prefilter(rules.values())
