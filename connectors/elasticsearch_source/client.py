@@ -10,7 +10,9 @@ store's transport that talks to 8.x and 9.x servers alike.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from elasticsearch import Elasticsearch
@@ -18,8 +20,28 @@ from elasticsearch.serializer import OrjsonSerializer
 
 from connectors.fhir_auth import AuthError, InsecureTransportError, check_credentials_transport
 from connectors.fhir_auth import read_secret_option
-from engine.plugins import InvalidOption
+from engine.plugins import InvalidOption, duration_option, path_option
 from engine.store.elasticsearch import _CompatTransport, _redact
+
+
+@dataclass(kw_only=True)
+class ConnectionOptions:
+    """The connection keys of every plug-in that talks to an Elasticsearch cluster of its own (the
+    ``elasticsearch-source`` connector, the ``elasticsearch`` sink): one schema, checked by
+    :func:`check_connection_options` and used by :func:`build_client`."""
+
+    hosts: list[str] = dataclasses.field(default_factory=lambda: ["http://127.0.0.1:9200"])
+    username: str | None = None
+    password_file: str | None = path_option(None)
+    password_env: str | None = None
+    api_key_file: str | None = path_option(None)
+    api_key_env: str | None = None
+    ca_certs: str | None = path_option(None)
+    ssl_assert_fingerprint: str | None = None
+    verify_certs: bool = True
+    request_timeout: float = duration_option(30.0)
+    #: send credentials over http:// to a non-loopback host anyway (never across a network)
+    allow_insecure_http: bool = False
 
 
 def check_connection_options(opts: Any) -> None:

@@ -30,7 +30,7 @@ from connectors.elasticsearch_source.query import resolve_names, search_page
 from connectors.vpn.base import parse_timezone
 from engine.events import Event, format_timestamp
 from engine.logs import get_logger
-from engine.plugins import InvalidOption, duration_option, path_option
+from engine.plugins import InvalidOption, duration_option
 from engine.store.base import DeadLetter
 
 log = get_logger("wardwatch.connectors.elasticsearch_source")
@@ -39,23 +39,12 @@ MAX_DEAD_LETTER_RAW = 65536
 
 
 @dataclass
-class ElasticsearchSourceOptions:
-    """Options of ``elasticsearch-source`` (docs/connectors/elasticsearch-source.md)."""
+class ElasticsearchSourceOptions(es_client.ConnectionOptions):
+    """Options of ``elasticsearch-source`` (docs/connectors/elasticsearch-source.md); the connection keys
+    (hosts, credentials, TLS) are :class:`~connectors.elasticsearch_source.client.ConnectionOptions`."""
 
     #: index, alias, data stream or pattern, comma-separated (``logs-system.security-*``)
     index: str = dataclasses.field(default=dataclasses.MISSING)  # type: ignore[assignment]
-    hosts: list[str] = dataclasses.field(default_factory=lambda: ["http://127.0.0.1:9200"])
-    username: str | None = None
-    password_file: str | None = path_option(None)
-    password_env: str | None = None
-    api_key_file: str | None = path_option(None)
-    api_key_env: str | None = None
-    ca_certs: str | None = path_option(None)
-    ssl_assert_fingerprint: str | None = None
-    verify_certs: bool = True
-    request_timeout: float = duration_option(30.0)
-    #: send credentials over http:// to a non-loopback host anyway (never across a network)
-    allow_insecure_http: bool = False
     #: fields (wildcards allowed) fetched from ``_source``; None: the whole document
     fields: list[str] | None = None
     #: ``event.dataset`` of documents that name none (no ``data_stream.dataset``/``event.dataset``)

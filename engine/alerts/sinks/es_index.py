@@ -17,7 +17,6 @@ its own ``<prefix>-alerts`` with another mapping, and the sink refuses an index 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
@@ -29,29 +28,19 @@ from engine.alerts.sinks.base import Sink, SinkOptions
 from engine.alerts.sinks.es_documents import ALERT_PROPERTIES, CASE_PROPERTIES, META, document, index_body
 from engine.errors import SinkRejected, SinkUnavailable
 from engine.events import format_timestamp
-from engine.plugins import InvalidOption, duration_option, path_option
+from engine.plugins import InvalidOption
 
 _TRANSIENT = frozenset({401, 403, 408, 429, 500, 502, 503, 504})
 
 
 @dataclass(kw_only=True)
-class ElasticsearchSinkOptions(SinkOptions):
-    """``alerts.sinks[]`` options of ``type: elasticsearch`` (docs/alerts.md)."""
+class ElasticsearchSinkOptions(SinkOptions, es_client.ConnectionOptions):
+    """``alerts.sinks[]`` options of ``type: elasticsearch`` (docs/alerts.md); the connection keys are the
+    ``elasticsearch-source`` connector's (:class:`~connectors.elasticsearch_source.client.ConnectionOptions`)."""
 
     deliver: str = "both"
-    hosts: list[str] = dataclasses.field(default_factory=lambda: ["http://127.0.0.1:9200"])
     #: indices ``<index_prefix>-alerts`` and ``<index_prefix>-cases``; not the store's prefix
     index_prefix: str = "wardwatch-soc"
-    username: str | None = None
-    password_file: str | None = path_option(None)
-    password_env: str | None = None
-    api_key_file: str | None = path_option(None)
-    api_key_env: str | None = None
-    ca_certs: str | None = path_option(None)
-    ssl_assert_fingerprint: str | None = None
-    verify_certs: bool = True
-    request_timeout: float = duration_option(30.0)
-    allow_insecure_http: bool = False
     #: make each document searchable before the call returns (tests, tiny sites); costs a refresh per write
     refresh: bool = False
 
