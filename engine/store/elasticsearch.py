@@ -44,9 +44,9 @@ from engine.alerts.model import Alert
 from engine.events import DATASET, EVENT_ID, INGESTED, TIMESTAMP, Event, format_timestamp, from_timestamp_ms
 from engine.events import parse_timestamp, timestamp_ms
 from engine.store import es_layout as layout
-from engine.store.es_triage import EsTriageMixin
 from engine.store.es_audit import EsAuditMixin
 from engine.store.es_overview import EsOverviewMixin
+from engine.store.es_triage import EsTriageMixin
 from engine.store.base import (
     CursorUpdate,
     DeadLetter,
@@ -265,17 +265,25 @@ class ElasticsearchStore(EsAuditMixin, EsOverviewMixin, EsTriageMixin, Store):
                             "to delete-by-query there, see docs/elasticsearch.md", len(legacy))
         for key, mapping in layout.state_mappings().items():
             name = self.names[key]
-            if self._call(lambda: self.es.indices.exists(index=name), what="install"):
+            if self._ensure_index(name, mapping):
                 self._call(lambda: self.es.indices.put_mapping(index=name, **mapping), what="install")
-                continue
-            try:
-                self.es.indices.create(index=name, mappings=mapping, settings={
-                    "index": {"number_of_shards": 1, "number_of_replicas": self.replicas}})
-            except elasticsearch.ApiError as exc:
-                if _error_type(exc) != "resource_already_exists_exception":
-                    raise self._translate(exc, "install") from None
-            except elasticsearch.TransportError as exc:
+
+    def _ensure_index(self, name: str, mapping: Mapping[str, Any]) -> bool:
+        """Create the one-shard state index ``name`` unless it exists; True when it was there already
+        (also when another process created it at the same moment). Shared by the store's own state indices
+        and the triage and audit mixins."""
+        if self._call(lambda: self.es.indices.exists(index=name), what="install"):
+            return True
+        try:
+            self.es.indices.create(index=name, mappings=mapping, settings={
+                "index": {"number_of_shards": 1, "number_of_replicas": self.replicas}})
+        except elasticsearch.ApiError as exc:
+            if _error_type(exc) != "resource_already_exists_exception":
                 raise self._translate(exc, "install") from None
+            return True
+        except elasticsearch.TransportError as exc:
+            raise self._translate(exc, "install") from None
+        return False
 
     def _check_event_id_scheme(self) -> None:
         """Record ``event_id_scheme`` in a cluster without events; refuse events that predate it (their

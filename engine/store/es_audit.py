@@ -70,15 +70,7 @@ class EsAuditMixin:
         if self._audit_index_name is None:
             index = f"{self.prefix}-audit"  # type: ignore[attr-defined]
             self.names["audit"] = index  # type: ignore[attr-defined]  # so delete_all removes it
-            if not self._call(lambda: self.es.indices.exists(index=index), what="install"):  # type: ignore[attr-defined]
-                try:
-                    self._call(lambda: self.es.indices.create(  # type: ignore[attr-defined]
-                        index=index, mappings=_MAPPING,
-                        settings={"index": {"number_of_shards": 1, "number_of_replicas": self.replicas}}),  # type: ignore[attr-defined]
-                        what="install")
-                except StoreError as exc:
-                    if "resource_already_exists" not in str(exc):  # another process created it just now
-                        raise
+            self._ensure_index(index, _MAPPING)  # type: ignore[attr-defined]
             self._audit_index_name = index
         return self._audit_index_name
 

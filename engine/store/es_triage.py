@@ -62,16 +62,7 @@ class EsTriageMixin:
                  "exceptions": f"{prefix}-exceptions"}
         self.names.update(names)  # type: ignore[attr-defined]
         for key, index in names.items():
-            if self._call(lambda: self.es.indices.exists(index=index), what="install"):  # type: ignore[attr-defined]
-                continue
-            try:
-                self._call(lambda: self.es.indices.create(  # type: ignore[attr-defined]
-                    index=index, mappings=_MAPPINGS[key],
-                    settings={"index": {"number_of_shards": 1, "number_of_replicas": self.replicas}}),  # type: ignore[attr-defined]
-                    what="install")
-            except StoreError as exc:
-                if "resource_already_exists" not in str(exc):  # another process created it just now
-                    raise
+            self._ensure_index(index, _MAPPINGS[key])  # type: ignore[attr-defined]
         self._triage_ready = True
 
     def _search_all(self, index: str, query: dict[str, Any], sort_field: str, what: str) -> Iterator[dict[str, Any]]:
