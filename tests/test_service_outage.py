@@ -76,8 +76,13 @@ def test_service_survives_an_elasticsearch_outage(tmp_path):
     try:
         time.sleep(1.5)
         proxy.cut()  # mid-ingest: batches of 25 at 10/s cannot have finished 900 events yet
-        time.sleep(3)
+        # A job fails only when its request times out (request_timeout 3 s, one retry): on a loaded machine
+        # that is later than any fixed pause, so wait for the first failing job (bounded), then restore.
+        until = time.monotonic() + 30
         degraded = service.health()
+        while not degraded["failing_jobs"] and time.monotonic() < until:
+            time.sleep(0.5)
+            degraded = service.health()
         proxy.restore()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # recovered = every event in and every alert raised
