@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any, Collection, Iterable, Iterator, Mapping
+from types import MappingProxyType
+from typing import Any, Collection, Iterable, Iterator, Mapping, NamedTuple
 
 from engine.correlation.expr import compile_extended_condition
 from engine.correlation.spec import CORRELATION_TYPES, CorrelationSpec
@@ -55,15 +56,22 @@ VALUE_TYPES = ("value_count",) + NUMERIC_TYPES
 TEMPORAL_TYPES = ("temporal", "temporal_ordered")
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
-    """One event matched by one referenced rule (or one inner-correlation trigger, for chaining)."""
+#: the default ``Match.fields``: empty and read-only, so no two matches share a mutable dict
+_NO_FIELDS: Mapping[str, Any] = MappingProxyType({})
+
+
+class Match(NamedTuple):
+    """One event matched by one referenced rule (or one inner-correlation trigger, for chaining).
+
+    A named tuple, not a frozen dataclass: a scan builds one per matched (event, rule) pair (~200k in the
+    100k-event rules window) and a tuple is built about four times faster (~0.3 against ~1.1 us).
+    """
 
     rule_id: str
     ts_ms: int
     event_id: str
     #: flat event fields (dotted keys); at least the group-by, alias and condition fields
-    fields: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    fields: Mapping[str, Any] = _NO_FIELDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,54 +211,102 @@ def _new_aggregate(spec: CorrelationSpec) -> Aggregate:
 def _group_entries(spec: CorrelationSpec, matches: Iterable[Match]) -> dict[tuple[str, ...], list[Entry]]:
     """Group matches, merge them per event id, drop non-contributing events, sort by (ts, event_id).
 
-    Groups that cannot trigger (``_cannot_trigger``) are dropped before their entries are sorted. This loop
-    meets every match of every referenced rule (~70k EHR reads per correlation in the rules window), so
-    the group-by values and the common case of ``_add_value`` are computed inline: a ``str`` value is its own
-    canonical form, anything else goes through ``canonical_value`` as before.
+    This loop meets every match of every referenced rule (~70k EHR reads per correlation in the rules
+    window, most of them in groups far below the threshold), so it runs in two passes: the matches are
+    first put in per-group lists (the group-by values computed inline: a ``str`` is its own canonical
+    form), then only groups whose match count can still meet a ``gt``/``gte`` condition get ``Entry``
+    objects (a group's distinct events and distinct values are both at most its number of matches), and
+    groups that then cannot trigger (``_cannot_trigger``) are dropped before their entries are sorted.
     """
     positions = {rule: index for index, rule in reversed(list(enumerate(spec.rules)))}
     layouts = {rule: _field_layout(spec, rule) for rule in positions}
-    kind = spec.type
-    counts_values = kind == "value_count"
     canonical = canonical_value
-    groups: dict[tuple[str, ...], dict[str, Entry]] = {}
+    grouped: dict[Any, list[Match]] = {}
+    single = len(spec.group_by) == 1
     for match in matches:
         layout = layouts.get(match.rule_id)
         if layout is None:
             continue  # not a referenced rule: not part of this correlation
-        group_fields, value_field = layout
         fields = match.fields
-        values_list = []
-        for name in group_fields:
-            value = fields.get(name)
-            if type(value) is not str:
-                value = canonical(value)
-                if value is None:
-                    break
-            values_list.append(value)
+        if single:  # the common case: one group-by field, the value itself is the key
+            key = fields.get(layout[0][0])
+            if type(key) is not str:
+                key = canonical(key)
+                if key is None:
+                    continue
         else:
-            values = tuple(values_list)
-            events = groups.get(values)
-            if events is None:
-                events = groups[values] = {}
-            entry = events.get(match.event_id)
-            if entry is None:
-                entry = events[match.event_id] = Entry(match.ts_ms, match.event_id, {match.rule_id})
+            values_list = []
+            for name in layout[0]:
+                value = fields.get(name)
+                if type(value) is not str:
+                    value = canonical(value)
+                    if value is None:
+                        break
+                values_list.append(value)
             else:
-                if match.ts_ms < entry.ts:
-                    entry.ts = match.ts_ms
-                entry.rules.add(match.rule_id)
-            if value_field is not None:
-                raw = fields.get(value_field)
-                if counts_values and type(raw) is str:
-                    if entry.value is None:
-                        entry.value = {raw}
-                    else:
-                        entry.value.add(raw)  # type: ignore[attr-defined]
+                key = tuple(values_list)
+                mine = grouped.get(key)
+                if mine is None:
+                    grouped[key] = [match]
                 else:
-                    _add_value(entry, kind, positions[match.rule_id], raw)
-    return {values: _entries(kind, events) for values, events in groups.items()
-            if not _cannot_trigger(spec, events.values())}
+                    mine.append(match)
+            continue
+        mine = grouped.get(key)
+        if mine is None:
+            grouped[key] = [match]
+        else:
+            mine.append(match)
+    bound = _match_count_bound(spec)
+    out: dict[tuple[str, ...], list[Entry]] = {}
+    for key, group_matches in grouped.items():
+        if bound is not None and not condition_holds(bound, len(group_matches)):
+            continue
+        events = _merge_events(spec, group_matches, layouts, positions)
+        if not _cannot_trigger(spec, events.values()):
+            out[(key,) if single else key] = _entries(spec.type, events)
+    return out
+
+
+def _match_count_bound(spec: CorrelationSpec) -> Mapping[str, float] | None:
+    """The condition a group's *number of matches* must meet for any window of it to trigger, or None.
+
+    For event_count and value_count with only ``gt``/``gte``: a window's count (distinct events, or
+    distinct values) is at most the group's number of matches, so a group below the bound is skipped before
+    any ``Entry`` is built. Other types and bounded-above conditions have no such bound.
+    """
+    if spec.type not in ("event_count", "value_count") or not spec.condition:
+        return None
+    if not set(spec.condition) <= {"gt", "gte"}:
+        return None
+    return spec.condition
+
+
+def _merge_events(spec: CorrelationSpec, group_matches: list[Match],
+                  layouts: Mapping[str, tuple[tuple[str, ...], str | None]],
+                  positions: Mapping[str, int]) -> dict[str, Entry]:
+    """One group's matches merged per event id (earliest time, every rule, the event's value)."""
+    kind = spec.type
+    counts_values = kind == "value_count"
+    events: dict[str, Entry] = {}
+    for match in group_matches:
+        entry = events.get(match.event_id)
+        if entry is None:
+            entry = events[match.event_id] = Entry(match.ts_ms, match.event_id, {match.rule_id})
+        else:
+            if match.ts_ms < entry.ts:
+                entry.ts = match.ts_ms
+            entry.rules.add(match.rule_id)
+        value_field = layouts[match.rule_id][1]
+        if value_field is not None:
+            raw = match.fields.get(value_field)
+            if counts_values and type(raw) is str:
+                if entry.value is None:
+                    entry.value = {raw}
+                else:
+                    entry.value.add(raw)  # type: ignore[attr-defined]
+            else:
+                _add_value(entry, kind, positions[match.rule_id], raw)
+    return events
 
 
 def _field_layout(spec: CorrelationSpec, rule: str) -> tuple[tuple[str, ...], str | None]:
