@@ -168,6 +168,9 @@ def _run_once(app: Any) -> int:
     log = get_logger("wardwatch.run")
     problems = []  # sources that could not be read: reported after the healthy ones ran (exit 1)
     try:
+        from engine.gc_pause import freeze_long_lived
+
+        freeze_long_lived()  # the rule set lives until exit: full collections need not walk it (issue 10)
         health = HealthBook(app.store)
         for entry, connector in app.connectors():
             _read_to_end(connector)
