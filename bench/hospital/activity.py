@@ -16,6 +16,10 @@ from datetime import timedelta
 from bench.hospital.population import EMERGENCY, FLOAT_POOL, WARDS, Encounter, Hospital, Staff, local_ts
 
 
+#: share of physicians' consults whose request names the consultant in the encounter (the rest: nobody)
+CONSULT_RECORDED = 0.7
+
+
 @dataclasses.dataclass
 class Access:
     ts: float                      # epoch seconds, UTC
@@ -135,13 +139,27 @@ def _shift(s: Staff, start: float, end: float, index: ActiveIndex, depts: list[s
                     add("read", enc.patient_id, ts)
         for _ in range(rng.randint(0, 3)):
             add("search-type", None)
-        if s.role != "student" and rng.random() < 0.2:   # consult on another department's patient
+        if s.role == "physician" and rng.random() < 0.2:   # consult on another department's patient
             other = index.active(rng.choice(depts), start, end)
             if other:
-                add("read", rng.choice(other).patient_id)
+                enc = rng.choice(other)
+                # the ward's consult request names the consultant (FHIR Encounter.participant, type CON) on
+                # most consults; a curbside look or a read before the request is filed names nobody
+                if rng.random() < CONSULT_RECORDED:
+                    enc.participants.append(s.login)
+                add("read", enc.patient_id)
+        elif s.role == "nurse" and rng.random() < 0.2:   # sent to help another ward for part of the shift
+            help_start = rng.uniform(start, max(start, end - 4 * 3600))
+            help_end = help_start + rng.uniform(2, 4) * 3600
+            other = [e for e in index.active(rng.choice(depts), help_start, help_end) if e.patient_id != s.patient_id]
+            for enc in rng.sample(other, min(len(other), rng.randint(3, 6))):
+                for _ in range(rng.randint(1, 3)):
+                    lo, hi = max(help_start, enc.start), min(help_end, enc.end)
+                    add("read", enc.patient_id, rng.uniform(lo, hi) if hi > lo else rng.uniform(help_start, help_end))
         if active and s.role == "physician" and rng.random() < 0.3:   # discharge letters
             for enc in rng.sample(active, min(len(active), rng.randint(1, 4))):
-                add("print", enc.patient_id)
+                lo, hi = max(start, enc.start), min(end, enc.end)   # while the patient is on the ward
+                add("print", enc.patient_id, rng.uniform(lo, hi) if hi > lo else None)
     else:
         pool = index.recently_discharged(start)
         if s.role == "research":   # a study cohort: past stays; a deceased patient's chart only now and then
@@ -149,6 +167,7 @@ def _shift(s: Staff, start: float, end: float, index: ActiveIndex, depts: list[s
                     (not h.patients[e.patient_id].deceased_date or rng.random() < 0.05)][-3000:]
         k = {"billing": rng.randint(40, 70), "him": rng.randint(25, 45), "coding": rng.randint(40, 70),
              "research": rng.randint(15, 40)}[s.role]
+        pool = [e for e in pool if e.patient_id != s.patient_id]   # nobody's work queue holds their own chart
         picks = rng.sample(pool, min(k, len(pool)))
         if s.role in ("him", "billing"):   # deceased patients' charts are closed and billed too
             dead = [e for e in pool if h.patients[e.patient_id].deceased_date]

@@ -360,6 +360,22 @@ class EncounterIndex:
         hi = bisect.bisect_right(starts, ts_ms + before_ms)
         return [s for s in segments[:hi] if s.end_ms + after_ms > ts_ms or s.end_ms == s.start_ms == ts_ms]
 
+    def department_at(self, patient_id: str, ts_ms: int) -> tuple[int, str] | None:
+        """(start, department) of the latest-started stay segment with a department covering ``ts_ms``
+        exactly (no grace, CareTeams aside): where the patient is. For the ward-work memory, asked on every
+        access, so no list is built."""
+        if self._stale:
+            self._rebuild()
+        entry = self._by_patient.get(patient_id)
+        if entry is None:
+            return None
+        starts, segments = entry
+        for i in range(bisect.bisect_right(starts, ts_ms) - 1, -1, -1):   # latest start first
+            seg = segments[i]
+            if seg.end_ms > ts_ms and seg.department and not seg.care_team_only:
+                return seg.start_ms, seg.department
+        return None
+
     def last_end(self, patient_id: str, ts_ms: int) -> int | None:
         """When the patient's latest encounter that ended at or before ``ts_ms`` ended (CareTeams aside)."""
         if self._stale:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import deque
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import lru_cache
@@ -69,6 +70,7 @@ FIELDS = (
     "ehr.relationship.same_department",
     "ehr.relationship.care_team",
     "ehr.relationship.related_person",
+    "ehr.relationship.worked_department",
 )
 
 #: ``encounters_flags: sensitive`` computes the care-relationship flags only on accesses carrying one of these
@@ -175,6 +177,10 @@ class PrivacyOptions:
     #: roster departments whose staff work wherever they are sent (float pool): same_department for any
     #: admitted patient; case-insensitive, * and ? wildcards
     encounters_float_departments: list[str] = dataclasses.field(default_factory=lambda: ["*float*"])
+    #: ehr.relationship.worked_department: the user opened at least this many *other* patients of the patient's
+    #: current department in the last ``encounters_ward_work_hours`` (0 turns the flag off)
+    encounters_ward_work_min_patients: int = 1
+    encounters_ward_work_hours: float = 8.0
     #: ehr.user.terminated only after this many hours past the end of the roster end date (local time): a night
     #: shift begun on the last working day ends the next morning (docs/enrichment.md "Fields")
     terminated_grace_hours: float = 8.0
@@ -221,6 +227,10 @@ class PrivacyOptions:
         if wrong:
             raise InvalidOption("encounters_fhir_department_from",
                                 f"unknown element {wrong[0]!r} (known: {', '.join(DEFAULT_DEPARTMENT_FROM)})")
+        if self.encounters_ward_work_min_patients < 0:
+            raise InvalidOption("encounters_ward_work_min_patients", "must not be negative (0 turns it off)")
+        if not 0.0 <= self.encounters_ward_work_hours <= 24.0:
+            raise InvalidOption("encounters_ward_work_hours", "expected 0..24 hours")
         for key in ("encounters_grace_before_hours", "encounters_grace_after_hours"):
             if getattr(self, key) < 0:
                 raise InvalidOption(key, "must not be negative")
@@ -257,6 +267,8 @@ class PrivacyEnricher(Enricher):
         encounter_flags: str = "sensitive",
         float_departments: Iterable[str] = ("*float*",),
         terminated_grace_hours: float = 8.0,
+        ward_work_min_patients: int = 1,
+        ward_work_hours: float = 8.0,
     ):
         self.roster = roster
         self.patients = list(patients)
@@ -282,6 +294,9 @@ class PrivacyEnricher(Enricher):
         self.encounter_flags_all = encounter_flags == "all"
         self.float_departments = tuple(fold(d) for d in float_departments)
         self._floats = lru_cache(maxsize=1024)(self._is_float)
+        self.ward_work_min_patients = ward_work_min_patients
+        self.ward_work_ms = int(ward_work_hours * 3_600_000)
+        self._ward_work = WardWork(self.ward_work_ms) if ward_work_min_patients > 0 and self.ward_work_ms > 0 else None
 
     @classmethod
     def from_config(cls, options: "Mapping[str, Any] | PrivacyOptions") -> "PrivacyEnricher":
@@ -329,7 +344,9 @@ class PrivacyEnricher(Enricher):
                    grace_before_hours=opts.encounters_grace_before_hours,
                    grace_after_hours=opts.encounters_grace_after_hours, encounter_flags=opts.encounters_flags,
                    float_departments=opts.encounters_float_departments,
-                   terminated_grace_hours=opts.terminated_grace_hours)
+                   terminated_grace_hours=opts.terminated_grace_hours,
+                   ward_work_min_patients=opts.encounters_ward_work_min_patients,
+                   ward_work_hours=opts.encounters_ward_work_hours)
 
     # --- the contract -------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -432,8 +449,14 @@ class PrivacyEnricher(Enricher):
                 event["ehr.relationship.same_postcode"] = member.postal_code == facts.postal_code
             if member.address and facts.address:
                 event["ehr.relationship.same_address"] = member.address == facts.address
-        if self.encounters and isinstance(ts, str) and ts and (self.encounter_flags_all or _sensitive(event)):
-            self._care_context(event, patient_id, ts, member)
+        if self.encounters and isinstance(ts, str) and ts:
+            user = member.keys[0] if member is not None and member.keys else self._user_key(event)
+            if self.encounter_flags_all or _sensitive(event):
+                self._care_context(event, patient_id, ts, member, user)
+            elif self._ward_work is not None and user:
+                # every access of a roster user feeds the ward-work memory, flagged or not
+                ts_ms = self._timestamp_ms(ts)
+                self._ward_work.add(user, ts_ms, self._current_department(patient_id, ts_ms), patient_id)
 
     def _surname_flags(self, event: Event, member: StaffMember, facts: PatientFacts) -> None:
         """``same_last_name`` as before, and ``same_last_name_rare`` when counts are known: the rarest name
@@ -482,7 +505,26 @@ class PrivacyEnricher(Enricher):
         name = self.department_map.get(fold(unit), unit)
         return name, fold(name)
 
-    def _care_context(self, event: Event, patient_id: str, ts: str, member: StaffMember | None) -> None:
+    def _user_key(self, event: Event) -> str | None:
+        """The event's user (first of ``user_fields``), folded: the ward-work memory's key off the roster."""
+        for f in self.user_fields:
+            value = event.get(f)
+            if isinstance(value, str) and value:
+                return self._fold(value)
+        return None
+
+    def _current_department(self, patient_id: str, ts_ms: int) -> str | None:
+        """The (mapped, folded) department of the patient's latest-started segment covering ``ts_ms``."""
+        best = None
+        for source in self.encounters:
+            if source.loaded:
+                found = source.index.department_at(patient_id, ts_ms)
+                if found is not None and (best is None or found[0] >= best[0]):
+                    best = found
+        return self._unit(best[1])[1] if best is not None else None
+
+    def _care_context(self, event: Event, patient_id: str, ts: str, member: StaffMember | None,
+                      user: str | None = None) -> None:
         """Encounter flags: where the patient is, and whether the user treats them (docs/enrichment.md).
 
         One pass over the patient's segments near the access (plain loops: this runs for every access)."""
@@ -504,7 +546,7 @@ class PrivacyEnricher(Enricher):
             if isinstance(value, str) and value:
                 keys.add(self._fold(value))
         active = same = team = False
-        department, department_start = None, -1
+        department, department_key, department_start = None, None, -1
         encounter_class, class_start = None, -1
         for seg in near:
             if seg.department:
@@ -513,7 +555,7 @@ class PrivacyEnricher(Enricher):
             if not seg.care_team_only and (seg.start_ms <= ts_ms < seg.end_ms or seg.start_ms == seg.end_ms == ts_ms):
                 active = True
                 if seg.department and seg.start_ms >= department_start:
-                    department, department_start = name, seg.start_ms
+                    department, department_key, department_start = name, key, seg.start_ms
                 if seg.encounter_class and seg.start_ms >= class_start:
                     encounter_class, class_start = seg.encounter_class, seg.start_ms
             team = team or not keys.isdisjoint(seg.participants)
@@ -525,6 +567,11 @@ class PrivacyEnricher(Enricher):
                 event["ehr.patient.days_since_discharge"] = (ts_ms - max(ends)) // 86_400_000
         if department is not None:
             event["ehr.patient.department"] = department
+        if self._ward_work is not None and user:
+            if department_key is not None:
+                event["ehr.relationship.worked_department"] = self._ward_work.others(
+                    user, ts_ms, department_key, patient_id, self.ward_work_min_patients) >= self.ward_work_min_patients
+            self._ward_work.add(user, ts_ms, department_key, patient_id)
         if encounter_class is not None:
             event["ehr.patient.encounter_class"] = encounter_class
         if mine is not None:
@@ -537,6 +584,51 @@ class PrivacyEnricher(Enricher):
                 event["ehr.relationship.related_person"] = any(
                     not keys.isdisjoint(source.index.related_keys(patient_id)) for source in self.encounters
                     if source.loaded)
+
+
+class WardWork:
+    """Which departments' patients each user opened in the last ``window_ms``: the memory behind
+    ``ehr.relationship.worked_department``.
+
+    Why: staff work on wards other than their roster department (a nurse sent to help another ward, a
+    resident covering two wards on a late shift); the patients they open there are their work, while a
+    snooper opens the one chart and nothing else there. Only the past is known at ingest, so an access counts
+    the user's accesses *before* it (never after): a restart or an out-of-order backfill loses context and
+    gives more alerts, never fewer. Memory: one entry per access in the window, per user."""
+
+    def __init__(self, window_ms: int):
+        self.window_ms = window_ms
+        self._by_user: dict[str, deque[tuple[int, str | None, str]]] = {}
+        self._adds = 0
+
+    def add(self, user: str, ts_ms: int, department: str | None, patient_id: str) -> None:
+        recent = self._by_user.get(user)
+        if recent is None:
+            recent = self._by_user[user] = deque()
+        recent.append((ts_ms, department, patient_id))
+        horizon = ts_ms - self.window_ms
+        while recent and recent[0][0] < horizon:
+            recent.popleft()
+        self._adds += 1
+        if self._adds >= 200_000:   # forget users who have been idle for a whole window
+            self._adds = 0
+            for name in [u for u, r in self._by_user.items() if not r or r[-1][0] < horizon]:
+                del self._by_user[name]
+
+    def others(self, user: str, ts_ms: int, department: str, patient_id: str, enough: int) -> int:
+        """Distinct other patients of ``department`` the user opened in ``[ts_ms - window, ts_ms]``, counted
+        up to ``enough`` (newest first: the answer is usually found in the last few accesses)."""
+        recent = self._by_user.get(user)
+        if not recent:
+            return 0
+        horizon = ts_ms - self.window_ms
+        seen: set[str] = set()
+        for t, d, p in reversed(recent):
+            if d == department and p != patient_id and horizon <= t <= ts_ms:
+                seen.add(p)
+                if len(seen) >= enough:
+                    break
+        return len(seen)
 
 
 def _surname_frequency_source(opts: PrivacyOptions,
