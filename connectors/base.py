@@ -68,6 +68,10 @@ class Connector(abc.ABC):
     source_option: ClassVar[str] = "path"
     #: The declared options (a dataclass; see :mod:`engine.plugins`). None: the connector checks its own.
     Options: ClassVar[type | None] = None
+    #: True when ``read`` depends only on the cursor and the source (no state that must survive the call, no
+    #: ``acknowledge``): ingest may then run it in a forked worker process (engine/ingest_worker.py). Not
+    #: inherited: each class that says so sets it itself, since a subclass may add such state.
+    reads_in_worker: ClassVar[bool] = False
 
     def __init__(self, name: str, options: Mapping[str, Any]):
         self.name = name

@@ -67,6 +67,7 @@ class FhirAuditEventFileConnector(Connector):
     summary = "FHIR R4/R5 AuditEvent files: JSON resources, Bundles, NDJSON bulk exports"
 
     Options: ClassVar[type] = FhirFileOptions
+    reads_in_worker: ClassVar[bool] = True  # state: file handles and a parse cache, rebuilt from the cursor
 
     def __init__(self, name: str, options: Mapping[str, Any]):
         super().__init__(name, options)

@@ -148,6 +148,7 @@ class NdjsonFileConnector(Connector):
     type_name = "ndjson"
     summary = "Newline-delimited JSON files (follows appends, rotation, truncation)"
     Options: ClassVar[type] = NdjsonOptions
+    reads_in_worker: ClassVar[bool] = True  # state: file handles, rebuilt from the cursor
 
     def __init__(self, name: str, options: Mapping[str, Any]):
         super().__init__(name, options)

@@ -21,6 +21,7 @@ from engine.enrich import EnrichmentChain
 from engine.errors import SourceUnavailable, WardwatchError
 from engine.gc_pause import cyclic_gc_paused
 from engine.health import HealthBook
+from engine.ingest_worker import run_worker_pipeline, worker_refusal
 from engine.logs import get_logger
 from engine.store.base import CursorUpdate, Store, StoreError
 
@@ -51,11 +52,26 @@ def ingest_connector(
     batch_size: int,
     max_batches: int | None = None,
     on_batch: Callable[[IngestStats], Any] | None = None,
+    *,
+    workers: int | None = 0,
 ) -> IngestStats:
-    """Read until the connector is exhausted (or ``max_batches``); return what happened."""
+    """Read until the connector is exhausted (or ``max_batches``); return what happened.
+
+    ``workers``: 0 reads in this process; 1 (or more: one is all that helps, the store is the other
+    core) reads, maps, enriches and encodes in a forked worker process where that is safe
+    (engine/ingest_worker.py); None chooses (a worker when safe, with 2+ CPUs and no other threads)."""
     stats = IngestStats(connector.name)
     started = time.monotonic()
     cursor = store.get_cursor(connector.name)
+    if workers != 0:
+        refusal = worker_refusal(store, connector, enrichment, auto=workers is None)
+        if refusal is None:
+            run_worker_pipeline(store, connector, enrichment, batch_size, cursor, stats, max_batches,
+                                commit_batch, on_batch)
+            stats.seconds = time.monotonic() - started
+            return stats
+        if workers is not None:
+            log.info("ingest worker not used", connector=connector.name, reason=refusal)
     while max_batches is None or stats.batches < max_batches:
         with cyclic_gc_paused():  # one batch: ~13% of the pipeline's CPU went to collections freeing nothing
             batch = _ingest_batch(store, connector, enrichment, batch_size, cursor, stats)
@@ -73,16 +89,12 @@ def _ingest_batch(store: Store, connector: Connector, enrichment: EnrichmentChai
                   cursor: Any, stats: IngestStats) -> Any:
     """Read, enrich and write one batch with its cursor; ``stats`` is updated. Returns the batch read."""
     batch = connector.read(cursor, batch_size)
-    update = CursorUpdate(connector.name, batch.cursor) if batch.cursor is not None else None
     events = enrichment.enrich_all(batch.events)
     # per-user baselines (engine.baselines): flags from store-held history, facts committed with the batch
     baselines = enrichment.baselines
     facts = baselines.apply(events, store) if baselines is not None and events else []
-    if batch.dead_letters:
-        store.dead_letter(batch.dead_letters, None if events else update)
-        for letter in batch.dead_letters:
-            log.warning("dead letter", connector=connector.name, location=letter.location, reason=letter.reason)
-    if events:
+
+    def write(update: CursorUpdate | None) -> tuple[int, int]:
         try:
             result = store.write(events + facts if facts else events, update)
         except BaseException:
@@ -91,21 +103,36 @@ def _ingest_batch(store: Store, connector: Connector, enrichment: EnrichmentChai
             raise
         if facts:  # facts hold only new knowledge: count them as written, never as duplicates
             written = max(0, result.written - len(facts))
-            stats.written += written
-            stats.duplicates += len(events) - written
-        else:
-            stats.written += result.written
-            stats.duplicates += result.duplicates
-    elif update is not None and not batch.dead_letters and batch.cursor != cursor:
-        store.write([], update)
+            return written, len(events) - written
+        return result.written, result.duplicates
+
+    commit_batch(store, connector.name, batch, len(events), write, cursor, stats)
     acknowledge = getattr(connector, "acknowledge", None)
     if callable(acknowledge) and batch.cursor is not None:
         acknowledge(batch.cursor)
-    stats.events += len(events)
+    return batch
+
+
+def commit_batch(store: Store, connector_name: str, batch: Any, events: int,
+                 write: Callable[[CursorUpdate | None], tuple[int, int]], cursor: Any, stats: IngestStats) -> None:
+    """Store one read batch: its dead letters, then ``write(cursor update)`` of its ``events`` events
+    (returns written, duplicates). One function for the in-process and the worker-process pipeline
+    (engine/ingest_worker.py), so both commit a cursor with exactly the same data."""
+    update = CursorUpdate(connector_name, batch.cursor) if batch.cursor is not None else None
+    if batch.dead_letters:
+        store.dead_letter(batch.dead_letters, None if events else update)
+        for letter in batch.dead_letters:
+            log.warning("dead letter", connector=connector_name, location=letter.location, reason=letter.reason)
+    if events:
+        written, duplicates = write(update)
+        stats.written += written
+        stats.duplicates += duplicates
+    elif update is not None and not batch.dead_letters and batch.cursor != cursor:
+        store.write([], update)
+    stats.events += events
     stats.dead_letters += len(batch.dead_letters)
     stats.batches += 1
     stats.unavailable = batch.unavailable
-    return batch
 
 
 @dataclass(frozen=True)
@@ -126,14 +153,17 @@ def ingest_once(
     batch_size: int,
     health: HealthBook,
     on_batch: Callable[[IngestStats], Any] | None = None,
+    *,
+    workers: int | None = None,
 ) -> tuple[IngestStats, SourceProblem | None]:
     """Read a source to the end once; a source that cannot be read is a problem, not zero events.
 
     Store errors propagate (the store, not the source, failed); connector errors and I/O errors become the
     returned problem, as do an unreachable source and a run where every record was a dead letter.
+    ``workers`` as for ``ingest_connector``; by default chosen (a one-shot run reads a whole source).
     """
     try:
-        stats = ingest_connector(store, connector, enrichment, batch_size, on_batch=on_batch)
+        stats = ingest_connector(store, connector, enrichment, batch_size, on_batch=on_batch, workers=workers)
     except StoreError:
         raise
     except (ConnectorError, WardwatchError, OSError) as exc:

@@ -48,6 +48,9 @@ class WorkingHoursOptions:
 
 class TimeContextEnricher(Enricher):
     name = "time_context"
+    #: a function of the event and the configuration (its only state is a cache): the ingest worker may
+    #: run a copy of it (engine/ingest_worker.py)
+    runs_in_worker = True
 
     def __init__(self, timezone: str, start: str, end: str, days: Sequence[str]):
         try:

@@ -52,7 +52,7 @@ from engine.store.sqlite_triage import SqliteTriageMixin
 from engine.store.sqlite_schema import (SCHEMA_VERSION, EventIdSchemeError, SchemaVersionError, apply_pragmas,
                                         ensure_schema, event_id_scheme_problem)
 
-__all__ = ["SqliteStore", "SchemaVersionError", "SCHEMA_VERSION"]
+__all__ = ["SqliteStore", "SchemaVersionError", "SCHEMA_VERSION", "EventRow", "encode_rows"]
 
 _T = TypeVar("_T")
 
@@ -178,8 +178,13 @@ class SqliteStore(SqliteAuditMixin, SqliteOverviewMixin, SqliteTriageMixin, Stor
     # --- events -----------------------------------------------------------------------------------
     def write(self, batch: Sequence[Event], cursor: CursorUpdate | None = None) -> WriteResult:
         ingested = _now()
-        rows = [_event_row(event, ingested) for event in batch]  # validate + encode before taking the lock
-        cursor_row = _cursor_row(cursor, ingested) if cursor is not None else None
+        return self.write_rows(encode_rows(batch, ingested), cursor, ingested)  # encoded before the lock
+
+    def write_rows(self, rows: Sequence[EventRow], cursor: CursorUpdate | None = None,
+                   now: str | None = None) -> WriteResult:
+        """``write`` of rows already validated and encoded by :func:`encode_rows`, possibly in another
+        process (engine/ingest_worker.py): the part of a write that needs the database."""
+        cursor_row = _cursor_row(cursor, now or _now()) if cursor is not None else None
 
         def run(conn: sqlite3.Connection) -> int:
             written = conn.executemany(_INSERT_EVENT, rows).rowcount if rows else 0
@@ -617,8 +622,23 @@ class SqliteStore(SqliteAuditMixin, SqliteOverviewMixin, SqliteTriageMixin, Stor
 
 
 # --- helpers ----------------------------------------------------------------------------------------
-def _event_row(event: Event, ingested: str) -> tuple[str, str, str, str, bytes]:
-    """Validate one event (``check_event``) and encode its row."""
+#: One ``events`` row before its insert: (id, ts, dataset, ingested, doc).
+EventRow = tuple[str, str, str, str, bytes]
+
+
+def encode_rows(batch: Iterable[Event], ingested: str) -> list[EventRow]:
+    """Validate (``check_event``) and encode a batch, ``event.ingested`` set to ``ingested``.
+
+    Split from the insert because it is pure and is about half of a write's CPU (orjson of ~2 KB
+    documents): the ingest worker process runs it while the main process inserts the previous batch."""
+    return [_event_row(event, ingested) for event in batch]
+
+
+def _event_row(event: Event, ingested: str) -> EventRow:
+    """Validate one event (``check_event``) and encode its row.
+
+    The dict copy stays: splicing ``event.ingested`` into the encoded bytes instead was measured slower
+    (two more copies of a ~2 KB bytes object per event cost more than copying a 26-key dict)."""
     ts, eid, dataset = check_event(event)
     doc = dict(event)  # the caller's dict is left as it was
     doc[INGESTED] = ingested
