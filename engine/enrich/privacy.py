@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections import deque
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -600,34 +601,36 @@ class WardWork:
         self.window_ms = window_ms
         self._by_user: dict[str, deque[tuple[int, str | None, str]]] = {}
         self._adds = 0
+        # the service's connectors share one enrichment chain from scheduler threads: a deque iterated while
+        # another thread appends raises, and the enricher would then skip the whole event
+        self._lock = threading.Lock()
 
     def add(self, user: str, ts_ms: int, department: str | None, patient_id: str) -> None:
-        recent = self._by_user.get(user)
-        if recent is None:
-            recent = self._by_user[user] = deque()
-        recent.append((ts_ms, department, patient_id))
         horizon = ts_ms - self.window_ms
-        while recent and recent[0][0] < horizon:
-            recent.popleft()
-        self._adds += 1
-        if self._adds >= 200_000:   # forget users who have been idle for a whole window
-            self._adds = 0
-            for name in [u for u, r in self._by_user.items() if not r or r[-1][0] < horizon]:
-                del self._by_user[name]
+        with self._lock:
+            recent = self._by_user.get(user)
+            if recent is None:
+                recent = self._by_user[user] = deque()
+            recent.append((ts_ms, department, patient_id))
+            while recent and recent[0][0] < horizon:
+                recent.popleft()
+            self._adds += 1
+            if self._adds >= 200_000:   # forget users who have been idle for a whole window
+                self._adds = 0
+                for name in [u for u, r in self._by_user.items() if not r or r[-1][0] < horizon]:
+                    del self._by_user[name]
 
     def others(self, user: str, ts_ms: int, department: str, patient_id: str, enough: int) -> int:
         """Distinct other patients of ``department`` the user opened in ``[ts_ms - window, ts_ms]``, counted
         up to ``enough`` (newest first: the answer is usually found in the last few accesses)."""
-        recent = self._by_user.get(user)
-        if not recent:
-            return 0
         horizon = ts_ms - self.window_ms
         seen: set[str] = set()
-        for t, d, p in reversed(recent):
-            if d == department and p != patient_id and horizon <= t <= ts_ms:
-                seen.add(p)
-                if len(seen) >= enough:
-                    break
+        with self._lock:
+            for t, d, p in reversed(self._by_user.get(user, ())):
+                if d == department and p != patient_id and horizon <= t <= ts_ms:
+                    seen.add(p)
+                    if len(seen) >= enough:
+                        break
         return len(seen)
 
 
