@@ -160,7 +160,7 @@ def _most_severe(alerts: Sequence[Any], limit: int) -> list[Any]:
 def _run_once(app: Any) -> int:
     from engine.evaluation import iter_alerts, run_all
     from engine.health import HealthBook
-    from engine.ingest import ingest_once
+    from engine.ingest import ingest_once, ingest_workers
     from engine.alerts.sinks import deliver_pending
     from engine.demo_hint import next_steps
     from engine.logs import get_logger
@@ -176,7 +176,8 @@ def _run_once(app: Any) -> int:
             _read_to_end(connector)
             with _progress(entry["name"]) as on_batch:
                 stats, problem = ingest_once(app.store, connector, app.enrichment,
-                                             app.config["scheduler"]["batch_size"], health, on_batch=on_batch)
+                                             app.config["scheduler"]["batch_size"], health, on_batch=on_batch,
+                                             workers=ingest_workers(app.config["scheduler"]["ingest_workers"]))
             connector.close()
             if problem is not None:
                 problems.append(problem)
@@ -233,7 +234,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from connectors.base import connector_class
     from engine.app import build_enrichment, open_configured_store
     from engine.health import HealthBook
-    from engine.ingest import ingest_once
+    from engine.ingest import ingest_once, ingest_workers
 
     config = _config(args)
     _setup_logging(config, args)
@@ -261,7 +262,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     try:
         with _progress(name) as on_batch:
             stats, problem = ingest_once(store, connector, build_enrichment(config),
-                                         config["scheduler"]["batch_size"], HealthBook(store), on_batch=on_batch)
+                                         config["scheduler"]["batch_size"], HealthBook(store), on_batch=on_batch,
+                                         workers=ingest_workers(config["scheduler"]["ingest_workers"]))
     finally:
         connector.close()
         store.close()

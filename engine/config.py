@@ -90,6 +90,8 @@ DEFAULTS: dict[str, Any] = {
         "ingest_interval": "10s",
         "batch_size": 5000,
         "ingest_batches_per_run": 100,
+        # one-shot ingest (ingest, run --once): 1 parses in a worker process, "auto" when 2+ CPUs (engine/ingest_worker.py)
+        "ingest_workers": 0,
         "delivery_interval": "5s",
         "enrichment_refresh_interval": "60s",
         "retention_interval": "1h",
@@ -186,6 +188,11 @@ def _one_of(*choices: str) -> Callable[[Any], None]:
     return check
 
 
+def _ingest_workers(value: Any) -> None:
+    if value not in ("auto", 0, 1) or isinstance(value, bool):
+        raise ValueError(f"must be 0, 1 or \"auto\", got {value!r}")
+
+
 def _port(value: Any) -> None:
     """A TCP port, 0 (any free port) or None (off): anything else would only fail later, at bind time."""
     _type(int, nullable=True)(value)
@@ -237,6 +244,7 @@ SCHEMA: dict[str, Any] = {
         "ingest_interval": _duration,
         "batch_size": _type(int),
         "ingest_batches_per_run": _type(int),
+        "ingest_workers": _ingest_workers,
         "delivery_interval": _duration,
         "enrichment_refresh_interval": _duration,
         "retention_interval": _duration,

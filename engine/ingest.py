@@ -45,6 +45,14 @@ class IngestStats:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
+def ingest_workers(option: int | str) -> int | None:
+    """``scheduler.ingest_workers`` (0, 1 or "auto") as ``ingest_connector``'s ``workers`` argument.
+
+    0 by default, by measurement: on the shared 2-core machine the worker was slower (docs/benchmarks.md,
+    "Embedded pipeline"): it costs ~25% more CPU in all (the hand-over), which only pays when a core is free."""
+    return None if option == "auto" else int(option)
+
+
 def ingest_connector(
     store: Store,
     connector: Connector,
@@ -154,13 +162,13 @@ def ingest_once(
     health: HealthBook,
     on_batch: Callable[[IngestStats], Any] | None = None,
     *,
-    workers: int | None = None,
+    workers: int | None = 0,
 ) -> tuple[IngestStats, SourceProblem | None]:
     """Read a source to the end once; a source that cannot be read is a problem, not zero events.
 
     Store errors propagate (the store, not the source, failed); connector errors and I/O errors become the
     returned problem, as do an unreachable source and a run where every record was a dead letter.
-    ``workers`` as for ``ingest_connector``; by default chosen (a one-shot run reads a whole source).
+    ``workers`` as for ``ingest_connector`` (the CLI passes ``scheduler.ingest_workers``).
     """
     try:
         stats = ingest_connector(store, connector, enrichment, batch_size, on_batch=on_batch, workers=workers)

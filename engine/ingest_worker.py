@@ -46,7 +46,11 @@ from engine.store.base import CursorUpdate, DeadLetter, Store
 
 @dataclass
 class PreparedBatch:
-    """What the worker sends per batch: ``Batch`` with its events already encoded as store rows."""
+    """What the worker sends per batch: ``Batch`` with its events already encoded as store rows.
+
+    ``rows`` hold each document's length instead of the document: the documents (~2 KB each, most of the
+    bytes) follow the pickled message raw, written with one ``writev`` and read into one buffer, so they are
+    neither pickled nor unpickled (measured: ~7 µs of the ~45 µs per event the worker had, pickle + pipe)."""
 
     rows: list[Any]
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -60,6 +64,9 @@ class WorkerFailed:
     """The exception the worker's read, mapping, enrichment or encoding raised (re-raised here)."""
 
     error: BaseException
+
+
+_IOV_MAX = 1024  # buffers per writev (Linux's IOV_MAX)
 
 
 class IngestWorkerError(ConnectorError):
@@ -96,6 +103,12 @@ def run_worker_pipeline(store: Store, connector: Connector, enrichment: Enrichme
 
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
+    try:  # a 1 MiB pipe: a 10 MB batch crosses in ~10 wake-ups instead of ~160
+        import fcntl
+
+        fcntl.fcntl(send.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except OSError:
+        pass  # pipe-max-size lower here: the default works, a little slower
     worker = context.Process(target=_work, args=(send, receive, connector, enrichment, batch_size, cursor,
                                                  encode_rows),
                              name=f"wardwatch-ingest-{connector.name}", daemon=True)
@@ -115,7 +128,7 @@ def run_worker_pipeline(store: Store, connector: Connector, enrichment: Enrichme
                 finished = True
                 raise message.error
             with cyclic_gc_paused():
-                rows = message.rows
+                rows = _with_documents(message.rows, receive, connector.name)
                 commit(store, connector.name, message, len(rows), lambda update: _write(store, rows, update),
                        cursor, stats)
             if message.cursor is not None:
@@ -130,6 +143,37 @@ def run_worker_pipeline(store: Store, connector: Connector, enrichment: Enrichme
         if not finished:
             worker.kill()  # stopped early (max_batches, an error here): what it prepared is read again
         worker.join()
+
+
+def _with_documents(rows: list[Any], receive: Connection, name: str) -> list[Any]:
+    """The rows, each with its document: a view into one buffer read from the pipe (SQLite binds any
+    buffer as a BLOB, so the documents are never copied into objects of their own here)."""
+    buffer = bytearray(sum(row[4] for row in rows))
+    view, fd, at = memoryview(buffer), receive.fileno(), 0
+    while at < len(buffer):
+        got = os.readv(fd, [view[at:]])
+        if not got:
+            raise IngestWorkerError(f"connector {name!r}: the ingest worker process ended mid-batch")
+        at += got
+    out, at = [], 0
+    for eid, ts, dataset, ingested, size in rows:
+        out.append((eid, ts, dataset, ingested, view[at:at + size]))
+        at += size
+    return out
+
+
+def _send_documents(fd: int, documents: list[bytes]) -> None:
+    """Write every document to the pipe, in order, without joining them first (``writev``)."""
+    pending = documents
+    while pending:
+        written = os.writev(fd, pending[:_IOV_MAX])
+        index = 0
+        while index < len(pending) and written >= len(pending[index]):
+            written -= len(pending[index])
+            index += 1
+        pending = pending[index:]
+        if written:  # a partial write inside one document (a signal): send the rest of it first
+            pending[0] = memoryview(pending[0])[written:]
 
 
 def _write(store: Any, rows: list[Any], update: CursorUpdate | None) -> tuple[int, int]:
@@ -147,22 +191,26 @@ def _work(send: Connection, receive: Connection, connector: Connector, enrichmen
             try:
                 batch = connector.read(cursor, batch_size)
                 events = enrichment.enrich_all(batch.events)
-                message: PreparedBatch | WorkerFailed = PreparedBatch(
-                    encode(events, format_timestamp(datetime.now(timezone.utc))), batch.dead_letters,
-                    batch.cursor, batch.exhausted, batch.unavailable)
+                rows = encode(events, format_timestamp(datetime.now(timezone.utc)))
                 del events
+                documents = [row[4] for row in rows]
+                message: PreparedBatch | WorkerFailed = PreparedBatch(
+                    [(eid, ts, dataset, ingested, len(doc)) for eid, ts, dataset, ingested, doc in rows],
+                    batch.dead_letters, batch.cursor, batch.exhausted, batch.unavailable)
+                del rows
             except Exception as exc:  # noqa: BLE001 - re-raised in the main process, where it belongs
-                message = WorkerFailed(_portable(exc))
+                message, documents = WorkerFailed(_portable(exc)), []
             data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         try:
             send.send_bytes(data)
+            _send_documents(send.fileno(), documents)
         except OSError:
             return  # the main process is gone (killed or stopped early): nothing here is committed
         if not isinstance(message, PreparedBatch) or message.exhausted:
             return
         if message.cursor is not None:
             cursor = message.cursor
-        del data, message, batch
+        del data, message, batch, documents
 
 
 def _portable(exc: Exception) -> BaseException:

@@ -263,16 +263,17 @@ def _stored(db: Path) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists() or (os.cpu_count() or 1) < 2,
-                    reason="needs /proc and 2 CPUs (the worker is chosen automatically)")
+                    reason="needs /proc (to find the worker) and 2 CPUs")
 def test_kill_minus_nine_during_a_worker_ingest_loses_nothing(tmp_path: Path) -> None:
-    """`wardwatch ingest` (worker chosen automatically), killed -9 mid-run, run again: every event once;
-    the orphaned worker exits instead of running on."""
+    """`wardwatch ingest` with ``scheduler.ingest_workers: 1``, killed -9 mid-run, run again: every event
+    once; the orphaned worker exits instead of running on."""
     source = tmp_path / "in.ndjson"
     write_fhir(source, 40_000)
     db = tmp_path / "w.db"
     config = tmp_path / "wardwatch.yaml"
     config.write_text(yaml.safe_dump({"store": {"kind": "sqlite", "sqlite": {"path": str(db)}},
-                                      "scheduler": {"batch_size": 500}, "logging": {"level": "warning"}}))
+                                      "scheduler": {"batch_size": 500, "ingest_workers": 1},
+                                      "logging": {"level": "warning"}}))
     command = [sys.executable, "-m", "engine.cli", "--config", str(config), "ingest", "fhir-auditevent-file",
                str(source), "--name", "src"]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -304,3 +305,22 @@ def test_kill_minus_nine_during_a_worker_ingest_loses_nothing(tmp_path: Path) ->
     store = SqliteStore(db)
     got = [e["event.id"] for e in store.search(SearchQuery(fields=["event.id"]))]
     assert got == expected and _stored(db) == len(expected)
+
+
+@pytest.mark.parametrize("value, expected", [(None, 0), (0, 0), (1, 1), ("auto", None)])
+def test_scheduler_ingest_workers_option(tmp_path: Path, value: Any, expected: int | None) -> None:
+    from engine.config import load_config
+    from engine.ingest import ingest_workers
+
+    config = tmp_path / "wardwatch.yaml"
+    config.write_text(yaml.safe_dump({} if value is None else {"scheduler": {"ingest_workers": value}}))
+    assert ingest_workers(load_config(config)["scheduler"]["ingest_workers"]) == expected
+
+
+def test_scheduler_ingest_workers_refuses_other_values(tmp_path: Path) -> None:
+    from engine.config import ConfigError, load_config
+
+    config = tmp_path / "wardwatch.yaml"
+    config.write_text(yaml.safe_dump({"scheduler": {"ingest_workers": 2}}))
+    with pytest.raises(ConfigError, match="scheduler.ingest_workers"):
+        load_config(config)
