@@ -23,6 +23,7 @@ from engine.gc_pause import cyclic_gc_paused
 from engine.health import HealthBook
 from engine.ingest_worker import run_worker_pipeline, worker_refusal
 from engine.logs import get_logger
+from engine.malloc_tuning import keep_heap_between_batches
 from engine.store.base import CursorUpdate, Store, StoreError
 
 log = get_logger("wardwatch.ingest")
@@ -70,6 +71,7 @@ def ingest_connector(
     (engine/ingest_worker.py); None chooses (a worker when safe, with 2+ CPUs and no other threads)."""
     stats = IngestStats(connector.name)
     started = time.monotonic()
+    keep_heap_between_batches()  # each batch re-faulted the memory the last one freed (engine/malloc_tuning.py)
     cursor = store.get_cursor(connector.name)
     if workers != 0:
         refusal = worker_refusal(store, connector, enrichment, auto=workers is None)

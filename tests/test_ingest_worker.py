@@ -324,3 +324,26 @@ def test_scheduler_ingest_workers_refuses_other_values(tmp_path: Path) -> None:
     config.write_text(yaml.safe_dump({"scheduler": {"ingest_workers": 2}}))
     with pytest.raises(ConfigError, match="scheduler.ingest_workers"):
         load_config(config)
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="glibc only")
+def test_ingest_keeps_the_heap_top_mapped_between_batches(tmp_path: Path) -> None:
+    """After an ingest, glibc keeps freed memory for the next batch (engine/malloc_tuning.py); checked in a
+    fresh process, since the setting is per process and sticky."""
+    script = f"""
+import ctypes, sys
+sys.path.insert(0, {str(ROOT)!r})
+from engine.malloc_tuning import keep_heap_between_batches, TOP_PAD_BYTES
+import engine.malloc_tuning as tuning
+assert not tuning._applied
+from connectors.ndjson import NdjsonFileConnector
+from engine.enrich import EnrichmentChain
+from engine.ingest import ingest_connector
+from engine.store.sqlite import SqliteStore
+open({str(tmp_path / 'in.jsonl')!r}, 'w').write('{{"@timestamp": 1793613600, "n": 1}}\\n')
+store = SqliteStore({str(tmp_path / 'w.db')!r})
+ingest_connector(store, NdjsonFileConnector('s', {{'path': {str(tmp_path / 'in.jsonl')!r}}}), EnrichmentChain(), 10)
+assert tuning._applied and keep_heap_between_batches()
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
