@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from engine import audit
 from engine.alerts.cases import CASE_BUILDER
-from engine.alerts.model import canonical_json
+from engine.alerts.model import Alert, canonical_json
 
 #: The outbox consumer name (no configured sink can be named with an ``@``).
 AUDIT_RECORDER = "@audit"
@@ -29,9 +29,20 @@ AUDIT_RECORDER = "@audit"
 _OVERLAY = ("status", "assignee")
 
 
+#: An alert's ``to_dict`` keys without the overlay: its body is read straight off the fields.
+_ALERT_BODY = tuple(name for name in Alert.__dataclass_fields__ if name not in _OVERLAY)
+
+
 def content_sha256(obj: Any) -> str:
-    """SHA-256 of the revision's canonical JSON, without the triage overlay."""
-    body = {k: v for k, v in obj.to_dict().items() if k not in _OVERLAY}
+    """SHA-256 of the revision's canonical JSON, without the triage overlay.
+
+    An ``Alert``'s body is taken from its fields without ``to_dict``'s copies (the same keys and values,
+    so the same bytes: orjson encodes the lists and dicts in place); anything else goes through its
+    ``to_dict`` (a case adds ``record``)."""
+    if type(obj) is Alert:
+        body = {name: getattr(obj, name) for name in _ALERT_BODY}
+    else:
+        body = {k: v for k, v in obj.to_dict().items() if k not in _OVERLAY}
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
@@ -71,7 +82,7 @@ class AuditRecorder:
             if (item.id, item.revision) not in seen:
                 seen.add((item.id, item.revision))
                 fresh.append((kind, audit.ENGINE_ACTOR, item.id, detail(item), None))
-        audit.record_many(self.store, fresh)
+        audit.append_many(self.store, fresh)  # the stored entries are not needed back
 
     def close(self) -> None:
         pass
