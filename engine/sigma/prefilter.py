@@ -153,7 +153,7 @@ class Prefilter:
         for rule in rules:
             reqs = rule_requirements(rule)
             discriminators = rule.discriminators()
-            if not reqs or _index_suffices(reqs, discriminators):
+            if not _anchors(reqs, discriminators):
                 continue
             self.anchored.add(rule.id)
             anchor = max(reqs, key=score)
@@ -233,6 +233,15 @@ class Prefilter:
                             continue
                     out.append(rule)
         return out
+
+
+def is_anchored(rule: "CompiledRule") -> bool:
+    """Whether :class:`Prefilter` serves ``rule`` (it has necessary literals the index does not cover)."""
+    return _anchors(rule_requirements(rule), rule.discriminators())
+
+
+def _anchors(reqs: list[Requirement], discriminators: Mapping[str, Any]) -> bool:
+    return bool(reqs) and not _index_suffices(reqs, discriminators)
 
 
 def _index_suffices(reqs: list[Requirement], discriminators: Mapping[str, Any]) -> bool:

@@ -15,10 +15,14 @@ from engine.sigma import values as V
 from engine.sigma.errors import RuleLoadError
 from engine.sigma.model import CompiledCorrelation, CompiledRule
 from engine.sigma.prefilter import Prefilter
+from engine.sigma.scan import ScanMatcher
 
 
 #: scoped candidate functions kept (each holds its own automata)
 _SCOPED_KEPT = 8
+
+#: scan matchers kept: one per distinct set of scanned rules (a round's scan, each job's context scan)
+_MATCHERS_KEPT = 64
 
 
 class _DatasetIndex:
@@ -40,6 +44,7 @@ class RuleSet:
         self._index = _build_index(rules.values())
         self._rest = _build_index(r for r in rules.values() if r.id not in self.prefilter.anchored)
         self._scoped: dict[frozenset[str], Callable[[Mapping[str, Any]], list[CompiledRule]]] = {}
+        self._matchers: dict[frozenset[str], ScanMatcher] = {}
 
     def candidates(self, event: Mapping[str, Any]) -> list[CompiledRule]:
         """The few rules that could match ``event``: the prefilter's, plus the index's for the others."""
@@ -60,6 +65,20 @@ class RuleSet:
                 del self._scoped[next(iter(self._scoped))]
             sub = RuleSet({rid: self.rules[rid] for rid in sorted(rule_ids) if rid in self.rules}, {}, [])
             found = self._scoped[rule_ids] = sub.candidates
+        return found
+
+    def matcher(self, rule_ids: frozenset[str]) -> ScanMatcher:
+        """The rules of ``rule_ids`` as one function, event -> the rules that match it exactly
+        (engine/sigma/scan.py). A scan of every rule reuses this set's prefilter; a few are kept."""
+        found = self._matchers.get(rule_ids)
+        if found is None:
+            if len(self._matchers) >= _MATCHERS_KEPT:
+                del self._matchers[next(iter(self._matchers))]
+            if rule_ids >= self.rules.keys():
+                found = ScanMatcher(self.rules.values(), self.prefilter)
+            else:
+                found = ScanMatcher([self.rules[rid] for rid in sorted(rule_ids) if rid in self.rules])
+            self._matchers[rule_ids] = found
         return found
 
     def index_candidates(self, event: Mapping[str, Any]) -> list[CompiledRule]:

@@ -1,0 +1,105 @@
+"""A rule's predicate on one dataset as one generated Python function (the scan's fast path).
+
+Why: the compiled tree (engine/sigma/compiler.py) is a closure per node, so one check of a small rule is
+five to fifteen Python calls: the AND/OR lambdas, each item's field lookup, its value predicate. Calls are
+most of the cost of matching. Here the whole tree becomes one expression in one function: AND/OR/NOT are
+Python's own operators, and the common item shapes are inlined --
+
+* ``Field: [a, b]`` (plain strings, no wildcards): a ``str`` value is lower-cased and looked up in a set;
+* ``Field: true`` / ``Field: 4624`` / ``Field: [4624, 4625]``: a ``bool``/``int`` value is compared directly;
+* ``Field|exists: true|false``, ``Field: null``: ``get(field) is (not) None``.
+
+Any other value type of the event (a list, a number for a string item, ...) and every other item shape
+call the item's compiled closure, which stays the definition: the inlined test is only the closure's own
+first branch written out (tests/test_scan_matcher.py holds the two equal on random rules and events).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+from sigma.types import SigmaBool, SigmaExists, SigmaNull, SigmaNumber, SigmaString
+
+from engine.sigma import values as V
+from engine.sigma.compiler import BoolNode, IdentifierNode, ItemNode, Node, TrueNode
+
+Predicate = Callable[[Mapping[str, Any]], bool]
+
+
+class _Source:
+    """The expression text of one predicate and the constants it names."""
+
+    def __init__(self) -> None:
+        self.constants: dict[str, Any] = {}
+
+    def const(self, value: Any) -> str:
+        name = f"_c{len(self.constants)}"
+        self.constants[name] = value
+        return name
+
+    def expr(self, node: Node) -> str:
+        kind = type(node)
+        if kind is IdentifierNode:
+            return self.expr(node.child)  # type: ignore[attr-defined]
+        if kind is TrueNode:
+            return "True"
+        if kind is BoolNode:
+            parts = [self.expr(c) for c in node.children]  # type: ignore[attr-defined]
+            if node.op == "not":  # type: ignore[attr-defined]
+                return f"(not {parts[0]})"
+            return "(" + f" {node.op} ".join(parts) + ")"  # type: ignore[attr-defined]
+        if kind is ItemNode:
+            return self.item(node)  # type: ignore[arg-type]
+        return f"{self.const(node.fn)}(ev)"
+
+    def item(self, node: ItemNode) -> str:
+        """One item: an inlined first branch for the common shapes, else (and for other value types) the
+        item's own closure."""
+        closure = f"{self.const(node.fn)}(ev)"
+        if node.field is None or node.negated or len(node.groups) != 1:
+            return closure
+        group = node.groups[0]
+        name = repr(node.field)
+        fallback = f"(v is not None and {closure})"
+        if len(group) == 1 and type(group[0]) is SigmaExists:
+            return f"(get({name}) is {'not ' if group[0].exists else ''}None)"
+        if len(group) == 1 and type(group[0]) is SigmaNull:
+            return f"(get({name}) is None)"
+        if len(group) == 1 and type(group[0]) is SigmaBool:
+            flag = "True" if group[0].boolean else "False"
+            return f"(v is {flag} if (v := get({name})).__class__ is bool else {fallback})"
+        if group and all(type(v) is SigmaNumber and type(v.number) is int for v in group):
+            numbers = self.const(frozenset(v.number for v in group))
+            return f"(v in {numbers} if (v := get({name})).__class__ is int else {fallback})"
+        literals = _plain_literals(group)
+        if literals is not None:
+            texts = self.const(literals)
+            return f"(v.lower() in {texts} if (v := get({name})).__class__ is str else {fallback})"
+        return closure
+
+
+def _plain_literals(group: Sequence[Any]) -> frozenset[str] | None:
+    """The lower-cased texts of a group of uncased strings without wildcards (what ``string_group``
+    compares with ``==``), or None when the group has anything else."""
+    if not group or any(type(v) is not SigmaString for v in group):
+        return None
+    shapes = [V.string_shape(v, lower=True) for v in group]
+    if any(shape.kind != "eq" for shape in shapes):
+        return None
+    return frozenset(shape.literal for shape in shapes)
+
+
+def generate(conditions: Sequence[Node], scope: Node | None) -> Predicate:
+    """``scope and (condition 1 or condition 2 ...)`` as one function of the event.
+
+    Raises (SyntaxError, RecursionError, MemoryError...) for a tree too deep for Python's parser: the
+    caller then keeps the closures.
+    """
+    source = _Source()
+    body = " or ".join(source.expr(c) for c in conditions) or "False"
+    if scope is not None:
+        body = f"{source.expr(scope)} and ({body})"
+    text = f"def predicate(ev):\n    get = ev.get\n    return {body}\n"
+    namespace: dict[str, Any] = dict(source.constants)
+    exec(compile(text, "<sigma rule>", "exec"), namespace)  # noqa: S102 - our own text, no user code
+    return namespace["predicate"]  # type: ignore[no-any-return]

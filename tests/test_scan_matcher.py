@@ -1,0 +1,131 @@
+"""The scan matcher (engine/sigma/scan.py + codegen.py) matches exactly what the plain evaluator matches.
+
+"Plain" is ``CompiledRule.matches`` over every rule. The fast path is ``RuleSet.matcher``: memoised index
+lookups, the literal prefilter only where the index offers many checks, one check for rules with the same
+detection, and each check's predicate generated as one function. Random rule sets reuse the prefilter
+test's rule generator (wildcards, modifiers, keywords, null/exists, negations) and add what only the
+matcher cares about: identical detections under other ids, index fields (``c: [x, y]``, numbers,
+booleans), a logsource with an EventID condition on two datasets, and both prefilter decisions.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.sigma import load_rules, scan
+from tests.test_prefilter_exact import _literals_of, events_for, rule_text
+
+INDEXED = ["  sel: {c: [x, 'Y']}\n  condition: sel\n", "  sel: {c: 5}\n  condition: sel\n",
+           "  sel: {c: true}\n  f: {a|contains: b}\n  condition: sel and not f\n",
+           "  sel: {c: [5, 7], b|exists: true}\n  condition: sel\n", "  sel: {a: null}\n  condition: sel\n",
+           "  sel: {b|exists: false, c: 'x'}\n  condition: sel\n"]
+PROCESS = ("title: P{n}\nid: 00000000-0000-4000-9000-{n:012d}\nlogsource: {{category: process_creation, "
+           "product: windows}}\ndetection:\n{body}")
+
+
+def _ruleset(directory, docs: list[str]):
+    (directory / "rules.yml").write_text("---\n".join(docs))
+    return load_rules([directory])
+
+
+def _with_id(doc: str, n: int) -> str:
+    """The same detection under another title and id (its check is shared)."""
+    head, _, rest = doc.partition("logsource:")
+    return f"title: D{n}\nid: 00000000-0000-4000-a000-{n:012d}\nlogsource:{rest}"
+
+
+def assert_exact(ruleset, matcher, event) -> None:
+    plain = sorted(rule.id for rule in ruleset.rules.values() if rule.matches(event))
+    fast = sorted(rule.id for rule in matcher(event))
+    assert fast == plain, event  # the same rules, each once
+
+
+def windows_event(draw, fragments: list[str]) -> dict:
+    event = draw(events_for(fragments))
+    event["event.dataset"] = draw(st.sampled_from(["windows.sysmon", "windows.security", "ehr.audit"]))
+    event["EventID"] = draw(st.sampled_from([1, 4688, "1", "4688", 1.0, 2, [1, 3], None, True]))
+    return event
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(data=st.data(), count=st.integers(1, 6), copies=st.integers(0, 3), offered=st.sampled_from([0, 8, 1000]),
+       generate_after=st.sampled_from([1, 5, 10_000]))
+def test_the_matcher_matches_exactly_what_the_plain_evaluator_matches(tmp_path_factory, monkeypatch, data,
+                                                                     count, copies, offered, generate_after):
+    monkeypatch.setattr(scan, "PREFILTER_MIN_OFFERED", offered)
+    monkeypatch.setattr(scan, "GENERATE_AFTER", generate_after)  # generated functions, closures, both
+    docs = [data.draw(rule_text(n)) for n in range(count)]
+    docs += [_with_id(data.draw(st.sampled_from(docs)), n) for n in range(copies)]
+    for n, body in enumerate(data.draw(st.lists(st.sampled_from(INDEXED), max_size=4))):
+        docs.append(f"title: I{n}\nid: 00000000-0000-4000-b000-{n:012d}\nlogsource: {{product: ehr}}\n"
+                    f"detection:\n{body}")
+    bodies = data.draw(st.lists(st.sampled_from(INDEXED + ["  sel: {a|endswith: 'b'}\n  condition: sel\n"]),
+                                max_size=3))
+    docs += [PROCESS.format(n=n, body=body) for n, body in enumerate(bodies)]
+    ruleset = _ruleset(tmp_path_factory.mktemp("rules"), docs)
+    matcher = ruleset.matcher(frozenset(ruleset.rules))
+    part = ruleset.matcher(frozenset(sorted(ruleset.rules)[::2]))
+    fragments = _literals_of(docs)
+    for _ in range(12):
+        event = windows_event(data.draw, fragments)
+        assert_exact(ruleset, matcher, event)
+        assert {r.id for r in part(event)} <= set(sorted(ruleset.rules)[::2])
+        assert {r.id for r in part(event)} == {r.id for r in matcher(event)} & set(sorted(ruleset.rules)[::2])
+        assert_exact(ruleset, matcher, event)  # again: the memoised lookup and the generated predicates
+
+
+def test_a_generated_predicate_equals_the_closures(tmp_path, monkeypatch):
+    monkeypatch.setattr(scan, "GENERATE_AFTER", 1)
+    ruleset = _ruleset(tmp_path, [PROCESS.format(n=0, body="  sel: {c: [x, 'Y'], b: true, a: [5, 7]}\n"
+                                                           "  f: {d|exists: false}\n  condition: sel and f\n")])
+    matcher = ruleset.matcher(frozenset(ruleset.rules))
+    base = {"event.dataset": "windows.sysmon", "EventID": 1, "c": "y", "b": True, "a": 7}
+    variants = [{}, {"EventID": "1"}, {"EventID": 2}, {"c": ["q", "X"]}, {"c": "xx"}, {"b": "TRUE"}, {"b": 1},
+                {"a": "7"}, {"a": 7.0}, {"a": True}, {"d": None}, {"d": 0}, {"event.dataset": "windows.security"}]
+    for variant in variants:
+        for _ in range(2):  # the first call builds the generated function, the second runs it
+            assert_exact(ruleset, matcher, {**base, **variant})
+    assert matcher._plans["windows.sysmon"].checks[0][0].__name__ == "predicate"
+
+
+def test_rules_with_one_detection_share_one_check(tmp_path):
+    body = "logsource: {product: ehr}\ndetection:\n  sel: {event.action: [read, vread], p|exists: true}\n" \
+           "  condition: sel\n"
+    docs = [f"title: R{n}\nid: 00000000-0000-4000-8000-{n:012d}\n{body}" for n in range(3)]
+    docs.append("title: other\nid: 00000000-0000-4000-8000-000000000009\nlogsource: {product: ehr}\n"
+                "detection:\n  sel: {event.action: read, p|exists: false}\n  condition: sel\n")
+    ruleset = _ruleset(tmp_path, docs)
+    plan = ruleset.matcher(frozenset(ruleset.rules))._plans["ehr.audit"]
+    assert len(plan.checks) == 2
+    event = {"event.dataset": "ehr.audit", "event.action": "READ", "p": "P1"}
+    assert sorted(r.title for r in ruleset.matcher(frozenset(ruleset.rules))(event)) == ["R0", "R1", "R2"]
+
+
+def test_the_literal_scan_serves_a_dataset_only_when_the_index_offers_many_checks(tmp_path):
+    few = [f"title: R{n}\nid: 00000000-0000-4000-8000-{n:012d}\nlogsource: {{product: ehr}}\n"
+           f"detection:\n  sel: {{a|contains: 'x{n}'}}\n  condition: sel\n" for n in range(scan.PREFILTER_MIN_OFFERED)]
+    ruleset = _ruleset(tmp_path, few)
+    assert not ruleset.matcher(frozenset(ruleset.rules)).uses_prefilter("ehr.audit")
+    many = few + [few[0].replace("R0", "R99").replace("8000-000000000000", "8000-000000000099")
+                  .replace("'x0'", "'y'")]
+    (tmp_path / "more").mkdir()
+    ruleset = _ruleset(tmp_path / "more", many)
+    matcher = ruleset.matcher(frozenset(ruleset.rules))
+    assert matcher.uses_prefilter("ehr.audit")
+    assert [r.title for r in matcher({"event.dataset": "ehr.audit", "a": "--Y--"})] == ["R99"]
+
+
+@pytest.mark.parametrize("value", [True, 1, "true", "1", 1.0, [True], ["x", 1]])
+def test_the_memoised_lookup_tells_true_from_one(tmp_path, value):
+    ruleset = _ruleset(tmp_path, [
+        "title: T\nid: 00000000-0000-4000-8000-000000000001\nlogsource: {product: ehr}\n"
+        "detection:\n  sel: {c: true}\n  condition: sel\n",
+        "title: O\nid: 00000000-0000-4000-8000-000000000002\nlogsource: {product: ehr}\n"
+        "detection:\n  sel: {c: 1}\n  condition: sel\n"])
+    matcher = ruleset.matcher(frozenset(ruleset.rules))
+    for first in (1, True, "1", "true"):
+        matcher({"event.dataset": "ehr.audit", "c": first})  # fill the memo with a look-alike first
+        assert_exact(ruleset, matcher, {"event.dataset": "ehr.audit", "c": value})
