@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 from contextlib import redirect_stderr, redirect_stdout
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from connectors.base import Batch, connector_class
 from connectors.windows.evtx import EvtxConnector
 from connectors.windows.evtx_records import EvtxRecordError, record_from_evtx
 from connectors.windows.record import WindowsRecord, normalise_record
+from engine.events import format_timestamp, parse_timestamp
 from engine.identity import windows_id
 from tests.conftest import read_all
 
@@ -156,6 +158,24 @@ def test_record_shapes_flatten_as_sigmahq_tooling_does():
 ])
 def test_records_without_a_usable_system_part_name_the_key(doc: Any, key: str):
     with pytest.raises(EvtxRecordError, match=f"^{key}: "):
+        record_from_evtx(doc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(), st.sampled_from(["", " UTC"]))
+def test_pyevtx_time_text_gives_the_general_paths_timestamp(when: datetime, suffix: str):
+    """pyevtx-rs's ``...ffffffZ`` text skips the datetime round trip (evtx_records.py); same text as parsing."""
+    text = f"{when.year:04d}-{when.month:02d}-{when.day:02d}T{when:%H:%M:%S}.{when.microsecond:06d}Z"
+    doc = {"Event": {"System": system_part(4624, TimeCreated={"#attributes": {"SystemTime": text + suffix}})}}
+    expected = format_timestamp(parse_timestamp(text))
+    assert normalise_record(record_from_evtx(doc))["@timestamp"] == expected
+
+
+@pytest.mark.parametrize("text", ["2026-02-30T07:15:02.123456Z", "2026-12-01T24:00:00.000000Z",
+                                  "2026-13-01T07:15:02.123456Z"])
+def test_pyevtx_time_text_of_no_real_time_is_a_named_error(text: str):
+    doc = {"Event": {"System": system_part(4624, TimeCreated={"#attributes": {"SystemTime": text}})}}
+    with pytest.raises(EvtxRecordError, match="^System.TimeCreated.SystemTime: "):
         record_from_evtx(doc)
 
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Mapping
 
 from connectors.windows.aliases import add_aliases
-from engine.events import DATASET, TIMESTAMP, Event, format_timestamp, parse_timestamp
+from engine.events import DATASET, TIMESTAMP, Event, format_timestamp, normalise_timestamp
 
 #: Channel (case-insensitive) -> ``event.dataset``: ``windows.`` + the Sigma ``service`` of the channel
 #: (pySigma's ``windows_logsource_mapping`` / SigmaHQ's THOR config), so a rule's service names its dataset.
@@ -146,8 +146,10 @@ def normalise_record(record: WindowsRecord) -> Event:
         if value is None:
             continue
         event[name] = value if type(value) is str else data_text(value)
-    ts = record.time if isinstance(record.time, datetime) else parse_timestamp(record.time)
-    event[TIMESTAMP] = format_timestamp(ts)
+    # text already in the canonical form (the EVTX transport's, evtx_records.py) is only checked, not
+    # parsed to a datetime and formatted back: same text either way (engine.events.normalise_timestamp)
+    ts = record.time
+    event[TIMESTAMP] = format_timestamp(ts) if isinstance(ts, datetime) else normalise_timestamp(ts)
     event[DATASET] = dataset_for_channel(record.channel)
     event["EventID"] = record.event_id
     event["Channel"] = record.channel
@@ -161,8 +163,10 @@ def normalise_record(record: WindowsRecord) -> Event:
                        ("UserID", record.user_sid), ("Provider_Guid", record.provider_guid)):
         if value is not None:
             # text, as EventData: a data item may share the name (RDP events carry a ``Version`` item
-            # "0xa0301"), and one field must have one type in every event (an Elasticsearch mapping)
-            event.setdefault(key, data_text(value))
+            # "0xa0301"), and one field must have one type in every event (an Elasticsearch mapping).
+            # ``data_text`` of an int or a str, inline: nine fields of every event
+            if key not in event:
+                event[key] = value if type(value) is str else str(value) if type(value) is int else data_text(value)
     # ECS, as Winlogbeat / Elastic Agent set it
     event["event.code"] = str(record.event_id)
     event["event.provider"] = record.provider
