@@ -657,3 +657,41 @@ def test_a_file_still_being_copied_in_waits_instead_of_a_dead_letter(tmp_path: P
     part.write_bytes(data)  # the copy finished
     done = drain(conn, got.cursor)
     assert len(done.events) == items_of(DEEPBLUE / "eventlog-dac.evtx") and not done.dead_letters
+
+
+# --- the ingest worker (engine/ingest_worker.py) -----------------------------------------------------------
+
+
+@needs_samples
+def test_a_forked_worker_stores_what_one_process_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``scheduler.ingest_workers: 1`` over EVTX: the same events, dead letters and cursor, batch cuts crossing
+    files (30 sample files, a copy of one with a damaged chunk for dead letters, batches of 250)."""
+    import engine.ingest_worker as ingest_worker
+    from engine.enrich import EnrichmentChain
+    from engine.ingest import ingest_connector
+    from engine.store.base import SearchQuery
+    from engine.store.sqlite import SqliteStore
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for n, path in enumerate(sorted(SAMPLES.rglob("*.evtx"))[:30]):
+        shutil.copy(path, folder / f"{n:02d}_{path.name}")
+    damaged = bytearray(APPLICATION.read_bytes()[:HEADER + 3 * CHUNK])
+    damaged[HEADER + CHUNK + 700:HEADER + CHUNK + 900] = bytes(200)  # the second chunk's records
+    (folder / "zz_damaged.evtx").write_bytes(bytes(damaged))
+    runs: list[int] = []
+    real = ingest_worker.run_worker_pipeline
+    monkeypatch.setattr("engine.ingest.run_worker_pipeline", lambda *a, **k: (runs.append(1), real(*a, **k)))
+    results = {}
+    for workers in (0, 1):
+        store = SqliteStore(tmp_path / f"w{workers}.db")
+        connector = EvtxConnector("src", {"path": str(folder)})
+        connector.read_to_end()
+        stats = ingest_connector(store, connector, EnrichmentChain([]), 250, workers=workers)
+        docs = [{k: v for k, v in e.items() if k != "event.ingested"} for e in store.search(SearchQuery())]
+        letters = sorted((d.reason, d.location) for d in store.list_dead_letters(limit=10_000))
+        results[workers] = (docs, letters, store.get_cursor("src"), stats.events, stats.dead_letters)
+        store.close()
+    assert runs == [1]  # the worker ran (the equality below cannot pass by never using it)
+    assert results[1] == results[0]
+    assert len(results[0][0]) > 500 and results[0][1]

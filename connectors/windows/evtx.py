@@ -169,6 +169,7 @@ class EvtxConnector(Connector):
     type_name = "evtx"
     summary = "Windows .evtx files and drop-in directories (pyevtx-rs), all channels"
     Options: ClassVar[type] = EvtxOptions
+    reads_in_worker: ClassVar[bool] = True  # state: open pyevtx-rs iterators, re-walked to the cursor's tips
 
     def __init__(self, name: str, options: Mapping[str, Any]):
         super().__init__(name, options)
