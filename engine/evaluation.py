@@ -25,9 +25,6 @@ from engine.store.base import RuleCheckpoint, SearchQuery, Store
 log = get_logger("wardwatch.evaluation")
 
 
-#: A scan for at most this many leaf rules offers each event the rules of its dataset (no rule index).
-SCOPE_MIN_LEAVES = 8
-
 #: Fields shown with a single-event alert (when present) so an analyst sees who and where at a glance.
 ENTITY_FIELDS = ("user.name", "source.ip", "host.name", "Computer", "TargetUserName")
 
@@ -185,37 +182,34 @@ class Evaluator:
                             | {f for job in jobs for f in self._extra_fields(job)})
         query = SearchQuery(datasets=tuple(sorted(by_dataset)), fields=fields,
                             prefilter=self._prefilter(leaves.values()), **bounds)
-        candidates, exact = self._candidates_for(leaves)
+        match = self._matcher_for(leaves)
         for event in self.store.search(query):
             scanned += 1
-            if exact:
-                rules = candidates(event)  # type: ignore[misc]
-            elif candidates is not None:
-                rules = [r for r in candidates(event) if r.id in leaves]
+            if match is not None:
+                matched = match(event)
             else:
-                rules = by_dataset.get(event.get(DATASET), ())
-            for leaf in rules:
-                if leaf.matches(event):
-                    eid = event[EVENT_ID]
-                    ts = times.get(eid)
-                    if ts is None:
-                        ts = times[eid] = timestamp_ms(event[TIMESTAMP])
+                matched = [r for r in by_dataset.get(event.get(DATASET), ()) if r.matches(event)]
+            if matched:
+                eid = event[EVENT_ID]
+                ts = times.get(eid)
+                if ts is None:
+                    ts = times[eid] = timestamp_ms(event[TIMESTAMP])
+                for leaf in matched:
                     by_rule[leaf.id].append(Match(leaf.id, ts, eid, event))
         return by_rule, times, scanned
 
-    def _candidates_for(
-        self, leaves: Mapping[str, Any]
-    ) -> tuple[Callable[[Mapping[str, Any]], Sequence[Any]] | None, bool]:
-        """The candidate function for one scan, and whether it offers only ``leaves`` already. A rule set's
-        ``candidates`` is narrowed to the scan's leaves (``RuleSet.scoped``: the literal scan then looks only
-        for theirs); a few leaves need none at all, the dataset split is as cheap."""
+    def _matcher_for(self, leaves: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], Sequence[Any]] | None:
+        """The function event -> the leaves it matches, for one scan; None: every leaf of the event's
+        dataset is checked (no rule index). With a rule set's ``candidates``, its ``matcher`` over these
+        leaves (engine/sigma/scan.py: memoised index lookups, the literal scan only where it pays, one
+        check for rules with the same detection)."""
         candidates = self.candidates
-        scoped = getattr(getattr(candidates, "__self__", None), "scoped", None)
-        if scoped is None:
-            return candidates, False
-        if len(leaves) <= SCOPE_MIN_LEAVES:
-            return None, False
-        return scoped(frozenset(leaves)), True
+        if candidates is None:
+            return None
+        matcher = getattr(getattr(candidates, "__self__", None), "matcher", None)
+        if matcher is not None:
+            return matcher(frozenset(leaves))
+        return lambda event: [r for r in candidates(event) if r.id in leaves and r.matches(event)]
 
     def _prefilter(self, leaves: Iterable[Any]) -> str | None:
         """The store-side narrowing query for these rules (their OR), or None when any cannot be pushed

@@ -41,6 +41,7 @@ class CompiledRule:
     #: True when the detection has keywords ("any string field contains"): a search must then return
     #: whole events, because ``fields`` cannot name what the rule reads
     reads_every_field: bool = False
+    _discriminators: dict[str, "Discriminator | None"] | None = field(default=None, repr=False)
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         """Exact Sigma semantics; never raises on odd field types. Events of other datasets never match."""
@@ -71,7 +72,15 @@ class CompiledRule:
         return Explanation(self.id, self.title, matched, scope, conditions)
 
     def discriminators(self) -> dict[str, "Discriminator | None"]:
-        """Per dataset: a (field, values) the event must have for this rule to match, if any."""
+        """Per dataset: a (field, values) the event must have for this rule to match, if any.
+
+        Computed once (the index, the prefilter and every scan matcher ask; 2,400 SigmaHQ rules took
+        ~0.1 CPU-s a time), a fresh dict each call."""
+        if self._discriminators is None:
+            self._discriminators = self._compute_discriminators()
+        return dict(self._discriminators)
+
+    def _compute_discriminators(self) -> dict[str, "Discriminator | None"]:
         from engine.sigma.compiler import best_discriminator
 
         found: list[Discriminator | None] = [c.discriminator() for c in self._conditions]
