@@ -89,7 +89,8 @@ def run(store: Store, events: list[Event], batch_size: int = 500, baselines: Bas
         name: str = "ehr") -> list[Event]:
     """Ingest ``events`` with baselines; return the stored ehr.audit events (the flags a rule sees)."""
     chain = EnrichmentChain([])
-    chain.baselines = baselines or Baselines(BaselineOptions())  # type: ignore[attr-defined]
+    # explain: the tests read the explanation fields too (test_explain_off_stores_only_what_rules_read)
+    chain.baselines = baselines or Baselines(BaselineOptions(explain=True))  # type: ignore[attr-defined]
     ingest_connector(store, ListConnector(name, events), chain, batch_size)
     return stored(store)
 
@@ -261,7 +262,7 @@ def test_failed_write_relearns_from_the_store(sqlite_store: Store, monkeypatch: 
     """A write that fails after the baseline learnt from the batch (the kill -9 case): the retry must not
     think it already knows that batch, or its facts would never reach the store."""
     history, today = hospital(days=28), day29()
-    baselines = Baselines(BaselineOptions())
+    baselines = Baselines(BaselineOptions(explain=True))
     real_write, calls = sqlite_store.write, {"n": 0}
 
     def flaky(batch: Any, cursor: Any = None) -> Any:
@@ -275,7 +276,7 @@ def test_failed_write_relearns_from_the_store(sqlite_store: Store, monkeypatch: 
         run(sqlite_store, history, batch_size=400, baselines=baselines)
     monkeypatch.setattr(sqlite_store, "write", real_write)
     run(sqlite_store, history, batch_size=400, baselines=baselines)  # resumes from the committed cursor
-    got = flags(run(sqlite_store, today, baselines=Baselines(BaselineOptions()), name="today"))
+    got = flags(run(sqlite_store, today, baselines=Baselines(BaselineOptions(explain=True)), name="today"))
     with open_store("sqlite", path=Path(str(sqlite_store.path)).with_name("ref.db")) as reference:
         expected = flags(run(reference, history + today))
     assert {e["event.id"]: got[e["event.id"]] for e in today} == \
@@ -349,6 +350,22 @@ def test_configured_baselines_reach_ingest(tmp_path: Path) -> None:
     chain = build_enrichment(load_config(path))
     assert isinstance(chain.baselines, Baselines)  # type: ignore[attr-defined]
     assert chain.baselines.options.window_days == 14  # type: ignore[attr-defined]
+
+
+def test_explain_off_stores_only_what_rules_read(tmp_path: Path) -> None:
+    """The default (``explain: false``) stores the five fields the shipped rules read, with the values the
+    explaining run stores; ``explain: true`` adds the explanations (hour shares, profile, usual day)."""
+    from engine.baselines.step import RULE_FIELDS
+
+    events = hospital() + day29()
+    runs = {}
+    for explain in (False, True):
+        with open_store("sqlite", path=tmp_path / f"e{explain}.db") as store:
+            runs[explain] = flags(run(store, events, baselines=Baselines(BaselineOptions(explain=explain))))
+    stored_names = {k for fields in runs[False].values() for k in fields}
+    assert stored_names == set(RULE_FIELDS)
+    assert {k for fields in runs[True].values() for k in fields} == set(FIELDS)
+    assert runs[False] == {i: {k: v for k, v in f.items() if k in RULE_FIELDS} for i, f in runs[True].items()}
 
 
 AFTER_HOURS = "37d94d69-2010-4a4d-a460-739bd2f0aa6e"

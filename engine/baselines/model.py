@@ -38,6 +38,13 @@ class DayRecord:
 
     def merge(self, hours: Iterable[int], patients: dict[str, str], roles: Iterable[str]) -> "DayRecord | None":
         """Merge facts in; return the part that was new (None when nothing changed)."""
+        if not (self.hours or self.patients or self.roles):  # a fresh record (the common case): all is new
+            new = DayRecord(set(hours), dict(patients), set(roles))
+            if not (new.hours or new.patients or new.roles):
+                return None
+            self.hours, self.patients, self.roles = set(new.hours), dict(new.patients), set(new.roles)
+            self._spread = self._firsts = None
+            return new
         new_hours = {h for h in hours if h not in self.hours}
         new_patients = {p: ts for p, ts in patients.items()
                         if p not in self.patients or ts < self.patients[p]}

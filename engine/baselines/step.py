@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import dataclasses
 from bisect import bisect_right
+from collections import deque
 from dataclasses import dataclass
+from itertools import compress, islice, repeat
+from operator import add, getitem, is_, is_not, itemgetter, le
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Iterable, Mapping, NamedTuple
 from zoneinfo import ZoneInfo
 
 from engine.baselines.facts import fact_event, patient_hash, read_facts
-from engine.baselines.model import DayPart, DayRecord, Profile, combine, day_part, summarise
+from engine.baselines.model import DayPart, DayRecord, Profile, combine, day_part, hour_mask
 from engine.events import CANONICAL_TIMESTAMP, DATASET, TIMESTAMP, Event, format_timestamp
 from engine.plugins import InvalidOption, parse_options
 from engine.store.base import Store
@@ -36,8 +39,15 @@ FIELDS = tuple(PREFIX + name for name in (
     "unusual_hour", "hour_share", "profile", "active_days", "role_hour_share", "role_unusual_hour",
     "distinct_patients_today",
     "usual_distinct_patients", "distinct_patients_ratio", "distinct_patients_role_ratio"))
+#: The fields the shipped rules read; without ``explain`` only these are stored (the others explain them).
+RULE_FIELDS = tuple(PREFIX + name for name in (
+    "unusual_hour", "active_days", "profile", "distinct_patients_today", "distinct_patients_ratio",
+    "distinct_patients_role_ratio"))
 _CACHE_MAX = 4096
 _HASHES_MAX = 200_000
+_HOUR = itemgetter(slice(0, 13))  # "YYYY-MM-DDTHH" of a canonical timestamp
+_MINUTE = itemgetter(slice(0, 16))
+_NOT_UNIFORM = None  # an hour-prefix cache value: the UTC hour spans two local hours (a :30 or :45 zone)
 
 
 @dataclass
@@ -58,6 +68,9 @@ class BaselineOptions:
     patient_field: str = "ehr.patient.id"
     role_fields: list[str] = dataclasses.field(default_factory=lambda: ["ehr.user.role", "ehr.user.department"])
     datasets: list[str] = dataclasses.field(default_factory=lambda: ["ehr.audit"])
+    #: also store the explanation fields (hour_share, role_hour_share, role_unusual_hour, profile,
+    #: usual_distinct_patients); off, events carry only what the rules read (RULE_FIELDS)
+    explain: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -110,9 +123,11 @@ class Baselines:
         self._weekend = frozenset(WEEKDAYS.index(d) for d in options.weekend_days)
         self._datasets = frozenset(options.datasets)
         self._minutes: dict[str, _Slot] = {}
+        self._hours: dict[str, _Slot | None] = {}
+        self._shared: dict[tuple[int, str, bool], dict[str, Any]] = {}  # see _static
         self._hashes: dict[str | int, str] = {}
         self._windows: dict[date, list[tuple[date, int]]] = {}
-        self._ratios: dict[float, dict[int, float]] = {}
+        self._ratios: dict[float, list[float]] = {}
         self._user_fields = tuple(options.user_fields)
         self._role_fields = tuple(options.role_fields)
         self.reset()
@@ -160,16 +175,210 @@ class Baselines:
         """Merge ``events`` into the profiles, flag them in place, and return the fact events to write
         with them (in the same ``store.write`` call).
 
-        Why the events are grouped by *cell* (user, local slot, peer group): every flag but the
-        distinct-patient count is the same for all events of a cell, so the per-event work is one dict
-        append here and one ``update`` plus a bisect below; everything else is per cell or per user-day."""
+        Why it is written as column operations (``map`` over parallel lists, ``dict.update`` applied by
+        ``deque(map(...))``): the step's work per event must stay a small fraction of a whole plain ingest
+        (issue 11: within 10 %), and a Python loop body per event alone costs that much. So the per-event
+        work runs in C; Python loops run once per *cell* (user, local hour, peer group: every flag but the
+        distinct-patient count is the same for all its events) and per user-day."""
         if store is not self._store:
             self.reset()
             self._store = store
-        cells: dict[tuple[str, _Slot, str], list[Event]] = {}
+        columns = self._columns(events)
+        if columns is None:
+            return []
+        evs, users, tss, roles, phs, slots, cut = columns
+        keys = list(zip(users, map(cut, tss), roles))
+        # per cell: its user-day's group (hours, patient hash -> first time, roles)
+        grouped: dict[tuple[str, date], tuple[set[int], dict[str, str], set[str]]] = {}
+        cells: dict[tuple[str, str, str], tuple[tuple[str, date], _Slot]] = {}
+        cell_patients: dict[tuple[str, str, str], dict[str, str]] = {}
+        for key in dict.fromkeys(keys):
+            user, prefix, role = key
+            slot = slots[prefix]
+            ud = (user, slot.day)
+            group = grouped.get(ud)
+            if group is None:
+                group = grouped[ud] = (set(), {}, set())
+            group[0].add(slot.hour)
+            if role:
+                group[2].add(role)
+            cells[key] = (ud, slot)
+            cell_patients[key] = group[1]
+        # earliest time per (user-day, patient): setdefault in time order keeps the first, in C
+        if None in phs:
+            keep = list(map(is_not, phs, repeat(None)))
+            p_keys, p_hashes, p_tss = list(compress(keys, keep)), list(compress(phs, keep)), list(compress(tss, keep))
+        else:
+            p_keys, p_hashes, p_tss = keys, phs, tss
+        if not all(map(le, p_tss, islice(p_tss, 1, None))):  # not in time order: visit it sorted
+            order = sorted(range(len(p_tss)), key=p_tss.__getitem__)
+            p_keys = [p_keys[i] for i in order]
+            p_hashes = [p_hashes[i] for i in order]
+            p_tss = [p_tss[i] for i in order]
+        deque(map(dict.setdefault, map(cell_patients.__getitem__, p_keys), p_hashes, p_tss), 0)
+        self._load(store, {day for _user, day in grouped})
+        learnt: dict[date, dict[str, DayRecord]] = {}
+        for (user, day), (hours, patients, group_roles) in grouped.items():
+            new = self._learn(user, day, hours, patients, group_roles)
+            if new is not None:
+                learnt.setdefault(day, {})[user] = new
+        facts = [fact_event(day.isoformat(), self._day_start(day), new) for day, new in sorted(learnt.items())]
+        self._flag(evs, keys, tss, cells)
+        self._evict()
+        return facts
+
+    def _flag(self, evs: list[Event], keys: list[tuple[str, str, str]], tss: list[str],
+              cells: dict[tuple[str, str, str], tuple[tuple[str, date], _Slot]]) -> None:
+        """Set the flags: per cell its shared fields and ratio tables, then per event in C."""
+        records = self.records
+        bases: dict[tuple[tuple[str, date], str], _Basis] = {}
+        cell_fields: dict[tuple[str, str, str], dict[str, Any]] = {}
+        cell_firsts: dict[tuple[str, str, str], list[str]] = {}
+        cell_mine: dict[tuple[str, str, str], list[float] | None] = {}
+        cell_peers: dict[tuple[str, str, str], list[float] | None] = {}
+        tables = self._ratios
+        if len(tables) >= _CACHE_MAX:
+            tables.clear()
+        static = self._static
+        last_ud: tuple[str, date] | None = None
+        firsts: list[str] = []
+        most = 0
+        for key, (ud, slot) in cells.items():  # cells of one user-day are mostly adjacent: memo the last
+            if ud != last_ud:
+                last_ud, firsts = ud, records[ud].firsts()
+                most = len(firsts)
+            role = key[2]
+            basis = bases.get((ud, role))
+            if basis is None:
+                basis = bases[(ud, role)] = self._basis(ud[0], role, slot.day, slot.day_class)
+            fields, usual, role_usual = static(basis, slot.hour)
+            cell_firsts[key] = firsts
+            cell_fields[key] = fields
+            # round(today / divisor, 3) as a table indexed by today (today <= len(firsts))
+            if usual is None:
+                cell_mine[key] = None
+            else:
+                table = tables.get(usual)
+                cell_mine[key] = table if table is not None and len(table) > most else self._table(usual, most)
+            if role_usual is None:
+                cell_peers[key] = None
+            else:
+                table = tables.get(role_usual)
+                cell_peers[key] = (table if table is not None and len(table) > most
+                                   else self._table(role_usual, most))
+        deque(map(dict.update, evs, map(cell_fields.__getitem__, keys)), 0)
+        todays = list(map(bisect_right, map(cell_firsts.__getitem__, keys), tss))
+        deque(map(dict.__setitem__, evs, repeat(PREFIX + "distinct_patients_today"), todays), 0)
+        for name, per_cell in (("distinct_patients_ratio", cell_mine), ("distinct_patients_role_ratio", cell_peers)):
+            cell_tables = list(map(per_cell.__getitem__, keys))
+            targets, counts = evs, todays
+            if None in cell_tables:
+                keep = list(map(is_not, cell_tables, repeat(None)))
+                targets, counts = list(compress(evs, keep)), list(compress(todays, keep))
+                cell_tables = list(compress(cell_tables, keep))
+            deque(map(dict.__setitem__, targets, repeat(PREFIX + name), map(getitem, cell_tables, counts)), 0)
+
+    def _table(self, divisor: float, most: int) -> list[float]:
+        """``[round(k / divisor, 3) for k in 0..most]`` (at least), memoised per divisor and grown in place."""
+        table = self._ratios.get(divisor)
+        if table is None:
+            table = self._ratios[divisor] = []
+        if len(table) <= most:
+            table.extend(round(k / divisor, 3) for k in range(len(table), most + 1))
+        return table
+
+    # --- the batch as columns --------------------------------------------------------------------
+    def _columns(self, events: list[Event]) -> tuple[Any, ...] | None:
+        """The batch's events this step reads, as parallel lists (events, users, timestamps, peer groups,
+        patient hashes or None) plus prefix -> local slot and the prefix cutter; None: nothing to do.
+
+        The common batch (one dataset, every event with a string user, a 24-character timestamp, string
+        roles present on all events or on none, string patients) is cut into columns in C; any other batch
+        goes event by event (``_columns_slowly``), with the same result."""
+        n = len(events)
+        if not n:
+            return None
+        get = dict.get
+        first = events[0]
+        present = [f for f in self._role_fields if f in first]
+        absent = [f for f in self._role_fields if f not in first]
+        try:  # one pass over the events (each is touched once: they are cold in the CPU cache), then columns
+            rows = list(map(itemgetter(DATASET, self._user_fields[0], TIMESTAMP, self.options.patient_field,
+                                       *present), events))
+        except KeyError:  # a field missing on some event
+            return self._columns_slowly(events)
+        columns = list(zip(*rows))
+        users, tss, patients = list(columns[1]), list(columns[2]), list(columns[3])
+        try:
+            clean = (set(columns[0]) <= self._datasets and set(map(type, users)) == {str} and "" not in users
+                     and set(map(type, tss)) == {str} and set(map(len, tss)) == {24}
+                     and set(map(type, patients)) <= {str, type(None)})
+        except TypeError:  # an unhashable dataset value
+            clean = False
+        roles: list[str] | None = None
+        for values in columns[4:] if clean else ():
+            if set(map(type, values)) != {str} or "" in values:
+                clean = False
+                break
+            roles = list(values) if roles is None else list(map(add, map(add, roles, repeat(" / ")), values))
+        if clean and absent and set(map(get, events, repeat(absent[0])) if len(absent) == 1 else
+                                    (e.get(f) for f in absent for e in events)) != {None}:
+            clean = False  # a role field the first event lacks is on a later one
+        if not clean:
+            return self._columns_slowly(events)
+        found = self._hour_slots(dict.fromkeys(map(_HOUR, tss)))
+        if found is None:  # a bad timestamp or a UTC hour spanning two local hours: event by event
+            return self._columns_slowly(events)
+        return (events, users, tss, roles if roles is not None else [""] * n, self._hash_all(patients),
+                found, _HOUR)
+
+    def _hash_all(self, values: list[Any]) -> list[str | None]:
+        """The patient hash of every value (None for absent or empty), through the cache."""
+        hashes = self._hashes
+        found = list(map(hashes.get, values))
+        if None in found:
+            missing = set(compress(values, map(is_, found, repeat(None))))
+            missing.discard(None)
+            missing.discard("")
+            if missing:
+                if len(hashes) + len(missing) > _HASHES_MAX:
+                    hashes.clear()
+                    missing = {v for v in values if v is not None and v != ""}
+                for value in missing:
+                    hashes[value] = patient_hash(str(value))
+                found = list(map(hashes.get, values))
+        return found
+
+    def _hour_slots(self, prefixes: Iterable[str]) -> dict[str, _Slot] | None:
+        """UTC hour prefix -> local slot, when every UTC hour of the batch is one local hour (zones with
+        whole-hour offsets); None otherwise, or when a prefix is not a timestamp's."""
+        cache, out = self._hours, {}
+        for prefix in prefixes:
+            slot = cache.get(prefix, False)
+            if slot is False:
+                slot = None
+                if CANONICAL_TIMESTAMP.match(prefix + ":00:00.000Z"):
+                    first, last = self._slot(prefix + ":00"), self._slot(prefix + ":59")
+                    slot = first if first == last else _NOT_UNIFORM
+                if len(cache) >= _CACHE_MAX:
+                    cache.clear()
+                cache[prefix] = slot
+            if slot is None:
+                return None
+            out[prefix] = slot
+        return out
+
+    def _columns_slowly(self, events: list[Event]) -> tuple[Any, ...] | None:
+        """``_columns`` one event at a time: mixed datasets, missing users or roles, odd values."""
+        evs: list[Event] = []
+        users: list[str] = []
+        tss: list[str] = []
+        roles: list[str] = []
+        patients: list[Any] = []
+        slots: dict[str, _Slot] = {}
         datasets, user_fields, role_fields = self._datasets, self._user_fields, self._role_fields
-        minutes = self._minutes
-        for event in events:  # the hot loop: plain lookups, no helper calls on the common path
+        patient_field = self.options.patient_field
+        for event in events:
             if event.get(DATASET) not in datasets:
                 continue
             user = None
@@ -183,86 +392,30 @@ class Baselines:
             ts = event.get(TIMESTAMP)
             if type(ts) is not str:
                 continue
-            slot = minutes.get(ts[:16])
-            if slot is None:
-                if not CANONICAL_TIMESTAMP.match(ts):
-                    continue
-                slot = self._slot(ts)
+            key = ts[:16]
+            if key not in slots:
+                slot = self._minutes.get(key)
+                if slot is None:
+                    if not CANONICAL_TIMESTAMP.match(ts):
+                        continue
+                    slot = self._slot(ts)
+                slots[key] = slot
             role = ""  # the peer group: every present role field (role / department), so ED night doctors
             for f in role_fields:  # are compared with ED doctors, not with the day wards' physicians
                 v = event.get(f)
                 if type(v) is str and v:
                     role = v if not role else role + " / " + v
-            members = cells.get((user, slot, role))
-            if members is None:
-                cells[(user, slot, role)] = [event]
-            else:
-                members.append(event)
-        if not cells:
-            return []
-        # (user, local day) -> (hours, patient hash -> first time, roles)
-        grouped: dict[tuple[str, date], tuple[set[int], dict[str, str], set[str]]] = {}
-        patient_field, hashes = self.options.patient_field, self._hashes
-        for (user, slot, role), members in cells.items():
-            group = grouped.get((user, slot.day))
-            if group is None:
-                group = grouped[(user, slot.day)] = (set(), {}, set())
-            group[0].add(slot.hour)
-            if role:
-                group[2].add(role)
-            patients = group[1]
-            for event in members:
-                value = event.get(patient_field)
-                if not (value and isinstance(value, (str, int))):  # the common case is one test
-                    if value is None or value == "" or not isinstance(value, (str, int)):
-                        continue  # absent, empty or not an id (patient 0, an int, still counts)
-                patient = hashes.get(value)
-                if patient is None:
-                    if len(hashes) >= _HASHES_MAX:
-                        hashes.clear()
-                    patient = hashes[value] = patient_hash(str(value))
-                ts = event[TIMESTAMP]
-                first = patients.get(patient)
-                if first is None or ts < first:
-                    patients[patient] = ts
-        self._load(store, {day for _user, day in grouped})
-        learnt: dict[date, dict[str, DayRecord]] = {}
-        for (user, day), (hours, patients, roles) in grouped.items():
-            new = self._learn(user, day, hours, patients, roles)
-            if new is not None:
-                learnt.setdefault(day, {})[user] = new
-        facts = [fact_event(day.isoformat(), self._day_start(day), new) for day, new in sorted(learnt.items())]
-        today_key, ratio_key, role_ratio_key = (PREFIX + "distinct_patients_today", PREFIX + "distinct_patients_ratio",
-                                                PREFIX + "distinct_patients_role_ratio")
-        records, ratios = self.records, self._ratios
-        if len(ratios) >= _CACHE_MAX:
-            ratios.clear()
-        bases: dict[tuple[str, date, str], _Basis] = {}
-        for (user, slot, role), members in cells.items():
-            basis = bases.get((user, slot.day, role))
-            if basis is None:
-                basis = bases[(user, slot.day, role)] = self._basis(user, role, slot.day, slot.day_class)
-            fields, usual, role_usual = self._static(basis, slot.hour)
-            firsts = records[(user, slot.day)].firsts()
-            # round(today / divisor, 3) memoised per divisor: divisors are a few medians, counts small ints
-            mine = None if usual is None else ratios.setdefault(usual, {})
-            peers = None if role_usual is None else ratios.setdefault(role_usual, {})
-            for event in members:
-                event.update(fields)
-                today = bisect_right(firsts, event[TIMESTAMP])
-                event[today_key] = today
-                if mine is not None:
-                    ratio = mine.get(today)
-                    if ratio is None:
-                        ratio = mine[today] = round(today / usual, 3)  # type: ignore[operator]
-                    event[ratio_key] = ratio
-                if peers is not None:
-                    ratio = peers.get(today)
-                    if ratio is None:
-                        ratio = peers[today] = round(today / role_usual, 3)  # type: ignore[operator]
-                    event[role_ratio_key] = ratio
-        self._evict()
-        return facts
+            value = event.get(patient_field)
+            if value is None or value == "" or not isinstance(value, (str, int)):
+                value = None  # absent, empty or not an id (patient 0, an int, still counts)
+            evs.append(event)
+            users.append(user)
+            tss.append(ts)
+            roles.append(role)
+            patients.append(value)
+        if not evs:
+            return None
+        return evs, users, tss, roles, self._hash_all(patients), slots, _MINUTE
 
     def _learn(self, user: str, day: date, hours: set[int], patients: dict[str, str],
                roles: set[str]) -> DayRecord | None:
@@ -303,7 +456,8 @@ class Baselines:
             return _Basis(fields, None, None, day_class, False, None, role_usual)
         usual = basis.usual or 0.0
         fields[PREFIX + "profile"] = "user" if basis is mine else "role"
-        fields[PREFIX + "usual_distinct_patients"] = usual
+        if o.explain:
+            fields[PREFIX + "usual_distinct_patients"] = usual
         judged = self._observed(day)[day_class] >= o.min_observed_days
         return _Basis(fields, basis, None if basis is theirs else theirs, day_class, judged, max(usual, 1.0),
                       role_usual)
@@ -313,10 +467,18 @@ class Baselines:
         two ratios (None: that ratio is not set)."""
         if b.profile is None or not b.judged:
             return b.fields, b.usual, b.role_usual
-        fields = dict(b.fields)
         cut = self.options.unusual_share
         share, rounded = b.profile.shares(b.day_class, hour)
         unusual = share < cut
+        if not self.options.explain:  # the rules' fields: one shared dict per (active days, profile, verdict)
+            if b.role_usual is not None:
+                unusual = unusual and (share if b.peers is None else b.peers.shares(b.day_class, hour)[0]) < cut
+            key = (b.fields[PREFIX + "active_days"], b.fields[PREFIX + "profile"], unusual)
+            fields = self._shared.get(key)
+            if fields is None:
+                fields = self._shared[key] = {**b.fields, PREFIX + "unusual_hour": unusual}
+            return fields, b.usual, b.role_usual
+        fields = dict(b.fields)
         fields[PREFIX + "hour_share"] = rounded
         if b.role_usual is not None:  # a peer profile that can speak: the basis itself or a second voice
             role_share, rounded = (share, rounded) if b.peers is None else b.peers.shares(b.day_class, hour)
@@ -356,10 +518,7 @@ class Baselines:
         if profile is None:
             window, tolerance = self._window(day), self.options.hour_tolerance
             if role is None:
-                records = self.records
-                pairs = [(day_class, record) for d, day_class in window
-                         if (record := records.get((key, d))) is not None]
-                profile = summarise(pairs, tolerance)
+                profile = self._user_summary(key, window, tolerance)
             else:
                 parts, pieces = self._role_parts, []
                 for d, day_class in window:
@@ -373,6 +532,27 @@ class Baselines:
             index = self._user_days if role is None else self._role_days
             index.setdefault(key, set()).add(day)
         return profile
+
+    def _user_summary(self, user: str, window: list[tuple[date, int]], tolerance: int) -> Profile:
+        """``summarise`` of the user's records in ``window``, inlined: one per user-day, a hot path."""
+        records = self.records
+        masks: tuple[list[int], list[int]] = ([], [])
+        daily: list[int] = []
+        for d, day_class in window:
+            record = records.get((user, d))
+            if record is None or not record.hours:
+                continue
+            memo = record._spread
+            masks[day_class].append(memo[1] if memo is not None and memo[0] == tolerance
+                                    else hour_mask(record, tolerance))
+            daily.append(len(record.patients))
+        n = len(daily)
+        usual = None
+        if n:  # statistics.median of ints, as a float
+            daily.sort()
+            half = n // 2
+            usual = float(daily[half]) if n % 2 else (daily[half - 1] + daily[half]) / 2
+        return Profile(n, (len(masks[0]), len(masks[1])), masks, usual)
 
     def _invalidate(self, user: str, day: date, roles: Iterable[str]) -> None:
         """A record of ``day`` changed: cached profiles of the following window days are stale. Usually
