@@ -180,7 +180,7 @@ class Evaluator:
         if not any(job.reads_every_field for job in jobs):
             fields = sorted({f for leaf in leaves.values() for f in leaf.fields}
                             | {f for job in jobs for f in self._extra_fields(job)})
-        query = SearchQuery(datasets=tuple(sorted(by_dataset)), fields=fields,
+        query = SearchQuery(datasets=tuple(sorted(by_dataset)), fields=fields, fields_at_least=True,
                             prefilter=self._prefilter(leaves.values()), **bounds)
         match = self._matcher_for(leaves)
         for event in self.store.search(query):

@@ -140,6 +140,17 @@ def test_fields_projection(store: Store) -> None:
     assert set(bare) == {"@timestamp", "event.id", "event.dataset"}
 
 
+def test_fields_at_least_returns_every_asked_field_unchanged(store: Store) -> None:
+    # the evaluator's query: a store may return more than asked (SQLite: the whole event), never less or other
+    written = ehr_event(1, **{"source.ip": "10.1.2.3"})
+    store.write([written])
+    (event,) = search_all(store, fields=["user.name", "source.ip", "not.there"], fields_at_least=True)
+    for key in ("@timestamp", "event.id", "event.dataset", "user.name", "source.ip"):
+        assert event[key] == written[key]
+    assert "not.there" not in event
+    assert set(event) <= set(written) | {"event.ingested"}
+
+
 def test_ingested_window_with_watermarks(store: Store) -> None:
     first = [ehr_event(i) for i in range(5)]
     second = [ehr_event(i) for i in range(5, 12)]

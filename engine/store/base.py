@@ -70,6 +70,9 @@ class SearchQuery:
     ``prefilter`` is a store-specific narrowing query (a superset of the true matches) or None.
     ``fields`` limits the returned fields (``None``: all); ``@timestamp``, ``event.id`` and
     ``event.dataset`` are always returned.
+    ``fields_at_least``: the caller reads only ``fields`` and does not mind more (the evaluator): a store
+    may then skip trimming each event when trimming costs more than it saves (the embedded store: a dict
+    copy per event, more than its decode). Searches shown to people (hunt, search) keep the exact set.
     """
 
     datasets: Sequence[str] | None = None
@@ -79,6 +82,7 @@ class SearchQuery:
     ingested_upto: Watermark | None = None
     prefilter: Any = None
     fields: Sequence[str] | None = None
+    fields_at_least: bool = False
 
 
 @dataclass

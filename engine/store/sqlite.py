@@ -226,7 +226,9 @@ class SqliteStore(SqliteAuditMixin, SqliteOverviewMixin, SqliteTriageMixin, Stor
         after = _parse_watermark(query.ingested_after, "ingested_after")
         upto = _parse_watermark(query.ingested_upto, "ingested_upto")
         datasets = None if query.datasets is None else sorted(set(query.datasets))
-        keep = None if query.fields is None else frozenset(query.fields).union(ALWAYS_RETURNED)
+        # fields_at_least: whole events, the one decode and no copy (SearchQuery docstring)
+        keep = (None if query.fields is None or query.fields_at_least
+                else frozenset(query.fields).union(ALWAYS_RETURNED))
         # query.prefilter is deliberately ignored: the engine re-checks every candidate (module docstring)
         return self._search(datasets, query.start, query.end, after, upto, keep)
 
