@@ -154,6 +154,24 @@ def test_keywords_are_found_in_any_string_value(tmp_path):
     assert [r.title for r in rs.candidates(event) if r.matches(event)] == ["R0"]
 
 
+@pytest.mark.parametrize("memo_max", [1, 2, 8192])
+def test_remembered_field_scans_answer_per_field_and_value(tmp_path, monkeypatch, memo_max):
+    """The per-field memo of scans (``Prefilter.seen``): one value seen in two fields meets each field's
+    own literals, a value's case variants meet them alike, and a memo that fills and clears changes
+    nothing."""
+    import engine.sigma.prefilter as prefilter
+
+    monkeypatch.setattr(prefilter, "_MEMO_MAX", memo_max)
+    rs = _ruleset(tmp_path, "  sel: {a|contains: cmd}\n  condition: sel\n",
+                  "  sel: {b|contains: exe}\n  condition: sel\n")
+    stream = [({"a": "cmd.exe"}, ["R0"]), ({"b": "cmd.exe"}, ["R1"]), ({"a": "CMD.EXE", "b": "CMD.EXE"}, ["R0", "R1"]),
+              ({"a": "exe", "b": "cmd"}, []), ({"a": "cmd.exe"}, ["R0"]), ({"b": "x"}, []), ({"b": "cmd.exe"}, ["R1"])]
+    for _ in range(2):
+        for fields, titles in stream:
+            event = {"event.dataset": "ehr.audit", **fields}
+            assert sorted(r.title for r in rs.candidates(event) if r.matches(event)) == titles, event
+
+
 def test_context_dependent_lower_case_is_exact(tmp_path):
     """``"ΑΣ".lower()`` ends in final sigma ``ς``: a rule on ``σ`` must not match it, one on ``ς`` must."""
     rs = _ruleset(tmp_path, "  sel: {a|endswith: 'σ'}\n  condition: sel\n",

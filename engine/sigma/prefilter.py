@@ -15,6 +15,7 @@ narrows; ``CompiledRule.matches`` still decides (tests/test_prefilter_exact.py c
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import ahocorasick
@@ -133,6 +134,12 @@ def _string_values(event: Mapping[str, Any]) -> list[str]:
     return out
 
 
+#: the literal id of an automaton hit ``(end, id)``: mapped in C, no Python frame per scanned field
+_hit_id = itemgetter(1)
+#: distinct values remembered per scanned field (then forgotten at once: no LRU bookkeeping per event)
+_MEMO_MAX = 8192
+
+
 class _DatasetScan:
     def __init__(self) -> None:
         self.literals: dict[str | None, dict[str, int]] = {}  # field (None: keywords) -> literal -> id
@@ -141,6 +148,8 @@ class _DatasetScan:
         #: field -> its automaton's ``iter``; ``keywords``: the one over all string values
         self.fields: dict[str, Any] = {}
         self.keywords: Any = None
+        #: field -> {value: the literal ids its scan finds}; see Prefilter.seen
+        self.memos: dict[str, dict[str, tuple[int, ...]]] = {}
 
 
 class Prefilter:
@@ -176,6 +185,7 @@ class Prefilter:
                     scan.keywords = automaton.iter
                 else:
                     scan.fields[name] = automaton.iter
+                    scan.memos[name] = {}
 
     def _id(self, pair: tuple[str | None, str]) -> int:
         return self._ids.setdefault(pair, len(self._ids))
@@ -188,22 +198,32 @@ class Prefilter:
         if scan is None:
             return seen
         fields = scan.fields
+        memos = scan.memos
         for name in fields.keys() & event.keys():
             value = event[name]
             if value is None:
                 continue
             scan_iter = fields[name]
             if type(value) is str:
-                seen.update([lit for _, lit in scan_iter(value.lower())])
+                # Field values repeat (evtx-samples: 171k scans of 16k distinct values): a value's hits are
+                # the same every time, so each distinct value is scanned once until the memo fills.
+                memo = memos[name]
+                hits = memo.get(value)
+                if hits is None:
+                    if len(memo) >= _MEMO_MAX:
+                        memo.clear()
+                    hits = memo[value] = tuple(map(_hit_id, scan_iter(value.lower())))
+                if hits:
+                    seen.update(hits)
             else:
                 for text in _texts(value):
-                    seen.update([lit for _, lit in scan_iter(text)])
+                    seen.update(map(_hit_id, scan_iter(text)))
         if scan.keywords is not None:
             # Keywords: every string value, as ItemNode searches them, in one scan. The NUL separator can
             # only add matches spanning two values (more candidates), never hide one; it is neither cased
             # nor case-ignorable, so lower() of the whole equals lower() of each value (final sigma).
             text = "\x00".join(_string_values(event)).lower()
-            seen.update([lit for _, lit in scan.keywords(text)])
+            seen.update(map(_hit_id, scan.keywords(text)))
         return seen
 
     def candidates(self, event: Mapping[str, Any]) -> list["CompiledRule"]:
