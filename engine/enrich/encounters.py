@@ -349,11 +349,15 @@ class EncounterIndex:
                 acc.setdefault(patient, set()).update(keys)
             self._related_by_patient = {p: frozenset(k) for p, k in acc.items()}
 
-    def active(self, patient_id: str, ts_ms: int, before_ms: int = 0, after_ms: int = 0) -> list[Segment]:
-        """Segments of the patient that cover ``ts_ms`` (widened by the grace periods)."""
+    def _segments_of(self, patient_id: str) -> tuple[list[int], list[Segment]] | None:
+        """(sorted starts, segments) of the patient, the index rebuilt first when a reload made it stale."""
         if self._stale:
             self._rebuild()
-        entry = self._by_patient.get(patient_id)
+        return self._by_patient.get(patient_id)
+
+    def active(self, patient_id: str, ts_ms: int, before_ms: int = 0, after_ms: int = 0) -> list[Segment]:
+        """Segments of the patient that cover ``ts_ms`` (widened by the grace periods)."""
+        entry = self._segments_of(patient_id)
         if entry is None:
             return []
         starts, segments = entry
@@ -364,9 +368,7 @@ class EncounterIndex:
         """(start, department) of the latest-started stay segment with a department covering ``ts_ms``
         exactly (no grace, CareTeams aside): where the patient is. For the ward-work memory, asked on every
         access, so no list is built."""
-        if self._stale:
-            self._rebuild()
-        entry = self._by_patient.get(patient_id)
+        entry = self._segments_of(patient_id)
         if entry is None:
             return None
         starts, segments = entry
@@ -378,9 +380,7 @@ class EncounterIndex:
 
     def last_end(self, patient_id: str, ts_ms: int) -> int | None:
         """When the patient's latest encounter that ended at or before ``ts_ms`` ended (CareTeams aside)."""
-        if self._stale:
-            self._rebuild()
-        entry = self._by_patient.get(patient_id)
+        entry = self._segments_of(patient_id)
         if entry is None:
             return None
         starts, segments = entry
