@@ -91,6 +91,23 @@ def test_a_generated_predicate_equals_the_closures(tmp_path, monkeypatch):
     assert matcher._plans["windows.sysmon"].checks[0][0].__name__ == "predicate"
 
 
+def test_field_names_that_look_like_code_stay_names(tmp_path, monkeypatch):
+    """Generated predicates quote field names from rule files as literals: a quote, a newline or Python in a
+    field name is a name to look up, never code."""
+    monkeypatch.setattr(scan, "GENERATE_AFTER", 1)
+    field = "a') or 1 / 0 or ('\\n\\\"b"  # as code: ZeroDivisionError on every event
+    ruleset = _ruleset(tmp_path, [PROCESS.format(n=0, body=f"  sel:\n    '{field.replace(chr(39), chr(39) * 2)}': x\n"
+                                                           "  condition: sel\n")])
+    (rule,) = ruleset.rules.values()
+    matcher = ruleset.matcher(frozenset(ruleset.rules))
+    hit = {"event.dataset": "windows.sysmon", "EventID": 1, field: "X"}
+    for event in (hit, {**hit, field: "y"}, {"event.dataset": "windows.sysmon", "EventID": 1, "a": "x"}):
+        for _ in range(2):
+            assert_exact(ruleset, matcher, event)
+    assert matcher(hit) == [rule]
+    assert matcher._plans["windows.sysmon"].checks[0][0].__name__ == "predicate"
+
+
 def test_rules_with_one_detection_share_one_check(tmp_path):
     body = "logsource: {product: ehr}\ndetection:\n  sel: {event.action: [read, vread], p|exists: true}\n" \
            "  condition: sel\n"

@@ -56,10 +56,10 @@ class _Source:
         """One item: an inlined first branch for the common shapes, else (and for other value types) the
         item's own closure."""
         closure = f"{self.const(node.fn)}(ev)"
-        if node.field is None or node.negated or len(node.groups) != 1:
+        if type(node.field) is not str or node.negated or len(node.groups) != 1:
             return closure
         group = node.groups[0]
-        name = repr(node.field)
+        name = repr(node.field)  # a str's repr is a Python string literal: rule text never becomes code
         fallback = f"(v is not None and {closure})"
         if len(group) == 1 and type(group[0]) is SigmaExists:
             return f"(get({name}) is {'not ' if group[0].exists else ''}None)"
