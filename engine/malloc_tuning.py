@@ -21,14 +21,20 @@ import platform
 _M_TOP_PAD = -2
 TOP_PAD_BYTES = 64 << 20
 
-_applied = False
+_applied: bool | None = None  # None: not tried yet in this process
 
 
 def keep_heap_between_batches() -> bool:
-    """Set glibc's top pad once per process; True when it is in effect (also after an earlier call)."""
+    """Set glibc's top pad once per process; True when it is in effect (also after an earlier call).
+
+    Tried once: ``platform.libc_ver`` reads the interpreter binary, too slow to repeat per ingest call."""
     global _applied
-    if _applied:
-        return True
+    if _applied is None:
+        _applied = _set_top_pad()
+    return _applied
+
+
+def _set_top_pad() -> bool:
     if platform.libc_ver()[0] != "glibc":
         return False
     try:
@@ -37,5 +43,4 @@ def keep_heap_between_batches() -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    _applied = mallopt(_M_TOP_PAD, TOP_PAD_BYTES) == 1
-    return _applied
+    return bool(mallopt(_M_TOP_PAD, TOP_PAD_BYTES) == 1)
