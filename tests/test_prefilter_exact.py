@@ -214,7 +214,7 @@ def test_a_scoped_scan_offers_only_its_rules_and_misses_none(tmp_path):
                   "  kw: [cmd]\n  condition: kw\n", "  sel: {a: x}\n  condition: sel\n")
     event = {"event.dataset": "ehr.audit", "a": "run CMD"}
     ids = sorted(rs.rules)
-    scoped = rs.scoped(frozenset(ids[1:]))
+    scoped = rs.matcher(frozenset(ids[1:]))
     assert {r.id for r in scoped(event)} == {ids[1]}
     assert {r.id for r in rs.candidates(event) if r.matches(event)} == set(ids[:2])
-    assert rs.scoped(frozenset(ids)) == rs.candidates
+    assert {r.id for r in rs.matcher(frozenset(ids))(event)} == set(ids[:2])

@@ -8,7 +8,7 @@ Aho-Corasick prefilter instead (engine/sigma/prefilter.py); the index keeps the 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from engine.events import DATASET
 from engine.sigma import values as V
@@ -17,9 +17,6 @@ from engine.sigma.model import CompiledCorrelation, CompiledRule
 from engine.sigma.prefilter import Prefilter
 from engine.sigma.scan import ScanMatcher
 
-
-#: scoped candidate functions kept (each holds its own automata)
-_SCOPED_KEPT = 8
 
 #: scan matchers kept: one per distinct set of scanned rules (a round's scan, each job's context scan)
 _MATCHERS_KEPT = 64
@@ -43,7 +40,6 @@ class RuleSet:
         self.prefilter = Prefilter(rules.values())
         self._index = _build_index(rules.values())
         self._rest = _build_index(r for r in rules.values() if r.id not in self.prefilter.anchored)
-        self._scoped: dict[frozenset[str], Callable[[Mapping[str, Any]], list[CompiledRule]]] = {}
         self._matchers: dict[frozenset[str], ScanMatcher] = {}
 
     def candidates(self, event: Mapping[str, Any]) -> list[CompiledRule]:
@@ -52,19 +48,6 @@ class RuleSet:
         found.extend(self.prefilter.candidates(event))
         if len(found) > 1:
             found = list(dict.fromkeys(found))
-        return found
-
-    def scoped(self, rule_ids: frozenset[str]) -> Callable[[Mapping[str, Any]], list[CompiledRule]]:
-        """``candidates`` over these rules only: a scan for some jobs (the keyword jobs' whole-event scan,
-        a slice of jobs at one checkpoint) then scans for their literals alone. A few are kept."""
-        if rule_ids >= self.rules.keys():
-            return self.candidates
-        found = self._scoped.get(rule_ids)
-        if found is None:
-            if len(self._scoped) >= _SCOPED_KEPT:
-                del self._scoped[next(iter(self._scoped))]
-            sub = RuleSet({rid: self.rules[rid] for rid in sorted(rule_ids) if rid in self.rules}, {}, [])
-            found = self._scoped[rule_ids] = sub.candidates
         return found
 
     def matcher(self, rule_ids: frozenset[str]) -> ScanMatcher:
