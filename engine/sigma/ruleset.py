@@ -11,21 +11,15 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from engine.events import DATASET
-from engine.sigma import values as V
 from engine.sigma.errors import RuleLoadError
 from engine.sigma.model import CompiledCorrelation, CompiledRule
 from engine.sigma.prefilter import Prefilter
+from engine.sigma.rule_index import DiscriminatorIndex
 from engine.sigma.scan import ScanMatcher
 
 
 #: scan matchers kept: one per distinct set of scanned rules (a round's scan, each job's context scan)
 _MATCHERS_KEPT = 64
-
-
-class _DatasetIndex:
-    def __init__(self) -> None:
-        self.unindexed: list[CompiledRule] = []
-        self.by_field: dict[str, dict[str, list[CompiledRule]]] = {}
 
 
 class RuleSet:
@@ -109,32 +103,17 @@ class RuleSet:
         return tuple(out)
 
 
-def _build_index(rules: Iterable[CompiledRule]) -> dict[str, _DatasetIndex]:
-    index: dict[str, _DatasetIndex] = {}
+def _build_index(rules: Iterable[CompiledRule]) -> dict[str, DiscriminatorIndex[CompiledRule]]:
+    index: dict[str, DiscriminatorIndex[CompiledRule]] = {}
     for rule in rules:
         for dataset, disc in rule.discriminators().items():
-            entry = index.setdefault(dataset, _DatasetIndex())
-            if disc is None:
-                entry.unindexed.append(rule)
-            else:
-                table = entry.by_field.setdefault(disc[0], {})
-                for key in disc[1]:
-                    table.setdefault(key, []).append(rule)
+            index.setdefault(dataset, DiscriminatorIndex()).add(disc, rule)
     return index
 
 
-def _lookup(index: dict[str, _DatasetIndex], event: Mapping[str, Any]) -> list[CompiledRule]:
+def _lookup(index: dict[str, DiscriminatorIndex[CompiledRule]], event: Mapping[str, Any]) -> list[CompiledRule]:
     dataset = event.get(DATASET)
     entry = index.get(dataset) if type(dataset) is str else None
     if entry is None:
         return []
-    found = list(entry.unindexed)
-    for name, table in entry.by_field.items():
-        value = event.get(name)
-        if value is None:
-            continue
-        for item in (value if type(value) is list else (value,)):
-            key = V.index_key(item)
-            if key is not None and key in table:
-                found.extend(table[key])
-    return found
+    return entry.lookup(event.get)

@@ -38,10 +38,10 @@ from sigma.types import (
 )
 
 from engine.events import DATASET
-from engine.sigma import values as V
 from engine.sigma.codegen import generate
 from engine.sigma.compiler import BoolNode, IdentifierNode, ItemNode, Node, TrueNode
 from engine.sigma.prefilter import Prefilter, is_anchored
+from engine.sigma.rule_index import DiscriminatorIndex
 
 if TYPE_CHECKING:
     from engine.sigma.model import CompiledRule
@@ -168,8 +168,8 @@ class _DatasetPlan:
             self.checks[index][1].append(rule)
             self.check_of[rule.id] = index
         self.prefilter: Prefilter | None = None
-        self.unindexed, self.tables = self._index(indexed)
-        self.fields = tuple(self.tables)
+        self.index = self._index(indexed)
+        self.fields = tuple(self.index.tables)
         self.memo: dict[Any, tuple[int, ...]] = {}
 
     def _keys(self, rules: Sequence["CompiledRule"]) -> dict[str, tuple[Any, ...]]:
@@ -212,39 +212,21 @@ class _DatasetPlan:
             return closure(event)
         return counted
 
-    def _index(self, rules: Iterable["CompiledRule"]) -> tuple[list[int], dict[str, dict[str, list[int]]]]:
-        """(unindexed checks, index field -> key -> checks) of these rules, each check listed once."""
-        unindexed: list[int] = []
-        tables: dict[str, dict[str, list[int]]] = {}
+    def _index(self, rules: Iterable["CompiledRule"]) -> DiscriminatorIndex[int]:
+        """These rules' checks by discriminator, each check listed once."""
+        index: DiscriminatorIndex[int] = DiscriminatorIndex()
         seen: set[int] = set()
         for rule in rules:
             check = self.check_of[rule.id]
             if check in seen:
                 continue  # its check is indexed already (same detection, same discriminator)
             seen.add(check)
-            disc = self.disc[rule.id]
-            if disc is None:
-                unindexed.append(check)
-            else:
-                table = tables.setdefault(disc[0], {})
-                for key in disc[1]:
-                    table.setdefault(key, []).append(check)
-        return unindexed, tables
+            index.add(self.disc[rule.id], check)
+        return index
 
     def lookup(self, values: tuple[Any, ...]) -> tuple[int, ...]:
         """The checks the index offers for these values of ``self.fields`` (as ``RuleSet`` looks up)."""
-        found = list(self.unindexed)
-        for name, value in zip(self.fields, values):
-            if value is None:
-                continue
-            table = self.tables[name]
-            for item in (value if type(value) is list else (value,)):
-                key = V.index_key(item)
-                if key is not None:
-                    hit = table.get(key)
-                    if hit is not None:
-                        found.extend(hit)
-        return tuple(dict.fromkeys(found))
+        return tuple(dict.fromkeys(self.index.lookup(dict(zip(self.fields, values)).get)))
 
     def match(self, event: Mapping[str, Any]) -> list["CompiledRule"]:
         values = tuple(map(event.get, self.fields))
