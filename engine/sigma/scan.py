@@ -185,17 +185,10 @@ class _DatasetPlan:
     def _most_offered(self, rules: Sequence["CompiledRule"]) -> int:
         """An upper bound of the rules the index offers one event if it holds all of these: the unindexed
         ones, plus the largest bucket of each index field (a rule is in one field's table only)."""
-        unindexed = 0
-        tables: dict[str, dict[str, int]] = {}
+        probe: DiscriminatorIndex[str] = DiscriminatorIndex()
         for rule in rules:
-            disc = self.disc[rule.id]
-            if disc is None:
-                unindexed += 1
-            else:
-                table = tables.setdefault(disc[0], {})
-                for key in disc[1]:
-                    table[key] = table.get(key, 0) + 1
-        return unindexed + sum(max(t.values(), default=0) for t in tables.values())
+            probe.add(self.disc[rule.id], rule.id)
+        return len(probe.unindexed) + sum(max(map(len, t.values()), default=0) for t in probe.tables.values())
 
     def _first_call(self, index: int, rule: "CompiledRule") -> Predicate:
         """A stand-in that runs the closures for the check's first ``GENERATE_AFTER`` events, then puts
