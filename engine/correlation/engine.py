@@ -235,22 +235,9 @@ def _group_entries(spec: CorrelationSpec, matches: Iterable[Match]) -> dict[tupl
                 if key is None:
                     continue
         else:
-            values_list = []
-            for name in layout[0]:
-                value = fields.get(name)
-                if type(value) is not str:
-                    value = canonical(value)
-                    if value is None:
-                        break
-                values_list.append(value)
-            else:
-                key = tuple(values_list)
-                mine = grouped.get(key)
-                if mine is None:
-                    grouped[key] = [match]
-                else:
-                    mine.append(match)
-            continue
+            key = _group_values(fields, layout[0])
+            if key is None:
+                continue
         mine = grouped.get(key)
         if mine is None:
             grouped[key] = [match]
@@ -265,6 +252,19 @@ def _group_entries(spec: CorrelationSpec, matches: Iterable[Match]) -> dict[tupl
         if not _cannot_trigger(spec, events.values()):
             out[(key,) if single else key] = _entries(spec.type, events)
     return out
+
+
+def _group_values(fields: Mapping[str, Any], names: Iterable[str]) -> tuple[str, ...] | None:
+    """The canonical values of several group-by fields, or None when one is missing (no group)."""
+    values = []
+    for name in names:
+        value = fields.get(name)
+        if type(value) is not str:
+            value = canonical_value(value)
+            if value is None:
+                return None
+        values.append(value)
+    return tuple(values)
 
 
 def _match_count_bound(spec: CorrelationSpec) -> Mapping[str, float] | None:
