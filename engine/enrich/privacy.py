@@ -384,13 +384,16 @@ class PrivacyEnricher(Enricher):
     def _member(self, event: Event) -> StaffMember | None:
         if self.roster is None:
             return None
-        for f in self.user_fields:
-            value = event.get(f)
-            if isinstance(value, str) and value:
-                member = self.roster.member(value)
-                if member is not None:
-                    return member
+        for value in self._user_values(event):
+            member = self.roster.member(value)
+            if member is not None:
+                return member
         return None
+
+    def _user_values(self, event: Event) -> list[str]:
+        """The event's user: its non-empty string ``user_fields``, in their order (roster lookup, ward-work
+        key, care-team keys all read the same)."""
+        return [value for f in self.user_fields if isinstance(value := event.get(f), str) and value]
 
     def _patient(self, patient_id: str) -> PatientFacts | None:
         for source in self.patients:
@@ -403,7 +406,7 @@ class PrivacyEnricher(Enricher):
         ts = event.get("@timestamp")
         day = self._local_date(ts) if isinstance(ts, str) and ts else None
         member = self._member(event)
-        has_user = any(isinstance(event.get(f), str) and event.get(f) for f in self.user_fields)
+        has_user = bool(self._user_values(event))
         if self.roster is not None and self.roster.loaded and has_user:
             event["ehr.user.on_roster"] = member is not None
         if member is not None:
@@ -508,11 +511,8 @@ class PrivacyEnricher(Enricher):
 
     def _user_key(self, event: Event) -> str | None:
         """The event's user (first of ``user_fields``), folded: the ward-work memory's key off the roster."""
-        for f in self.user_fields:
-            value = event.get(f)
-            if isinstance(value, str) and value:
-                return self._fold(value)
-        return None
+        values = self._user_values(event)
+        return self._fold(values[0]) if values else None
 
     def _current_department(self, patient_id: str, ts_ms: int) -> str | None:
         """The (mapped, folded) department of the patient's latest-started segment covering ``ts_ms``."""
@@ -542,10 +542,7 @@ class PrivacyEnricher(Enricher):
         user_dept = (member.department if member is not None else None) or event.get("wardwatch.user.department")
         mine = self._fold(user_dept) if isinstance(user_dept, str) and user_dept else None
         keys = set(member.keys) if member is not None else set()
-        for f in self.user_fields:
-            value = event.get(f)
-            if isinstance(value, str) and value:
-                keys.add(self._fold(value))
+        keys.update(map(self._fold, self._user_values(event)))
         active = same = team = False
         department, department_key, department_start = None, None, -1
         encounter_class, class_start = None, -1
