@@ -311,3 +311,22 @@ def test_anything_else_is_refused_with_a_value_error(text):
     except ValueError:
         return
     assert seq >= 1 and len(digest) == 64
+
+
+def test_an_alerts_content_hash_is_the_hash_of_its_stored_form_without_the_overlay():
+    """``content_sha256`` reads an Alert's fields directly (no ``to_dict`` copies): the bytes must stay those
+    of the stored form, tuples and all, so a verifier hashing the stored alert gets the same digest."""
+    import dataclasses
+    import hashlib
+
+    from engine.alerts.model import canonical_json
+    from engine.audit.recorder import content_sha256
+    from tests.store_fixtures import make_alert
+
+    plain = make_alert(triggers=3)
+    odd = dataclasses.replace(plain, rule_tags=("attack.t1078", "wardwatch.privacy"), evidence=("e0", "e1"),
+                              status="closed", assignee="dpo")
+    for alert in (plain, odd):
+        stored = {k: v for k, v in alert.to_dict().items() if k not in ("status", "assignee")}
+        assert content_sha256(alert) == hashlib.sha256(canonical_json(stored).encode()).hexdigest()
+    assert content_sha256(odd) == content_sha256(dataclasses.replace(odd, status="open", assignee=None))
