@@ -57,11 +57,7 @@ def _attributes(value: Any) -> Mapping[str, Any]:
 
 def attribute(value: Any, name: str) -> Any:
     """``{"#attributes": {name: v}}`` -> ``v`` (None when absent or not that shape)."""
-    if type(value) is dict:
-        attrs = value.get("#attributes")
-        if type(attrs) is dict:
-            return attrs.get(name)
-    return None
+    return _attributes(value).get(name)
 
 
 def as_int(value: Any, key: str | None = None) -> int | None:
