@@ -10,6 +10,9 @@ rule job the oldest event time it may still read is::
 The pass never deletes events, or alerts (episode merging reads the latest alert of a group), at or after the
 oldest such time over every configured rule; the report names the rule that held a cut-off back.
 
+The audit chain (``retention.audit``) is pruned from its oldest end only, with the prune recorded in the
+chain so that ``audit verify`` still checks every entry kept (``engine.audit.retention``).
+
 Stores do the deleting in bounded units (``Store.purge_*``); this module only decides the cut-offs, so both
 stores apply one policy. Reports carry counts and dataset names only, never event content (PHI).
 """
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from engine.audit.retention import prune_audit
 from engine.events import format_timestamp, from_timestamp_ms, timestamp_ms
 from engine.logs import get_logger
 from engine.retention_policy import RetentionPolicy
@@ -157,6 +161,10 @@ def run_retention(store: Store, policy: RetentionPolicy, needs: Sequence[RuleNee
         for directory in spool_dirs:
             add(f"spool {directory.name}", policy.spool, before_ms, None,
                 prune_spool(directory, before_ms, dry_run=dry_run))
+    if policy.audit is not None:
+        before_ms, _ = cutoff(policy.audit, guarded=False)
+        add("audit entries", policy.audit, before_ms, None,
+            prune_audit(store, _ts(before_ms), dry_run=dry_run, batch_size=policy.batch_size))
     if not dry_run and any(line.deleted for line in report.lines):
         report.space = store.reclaim_space()
     for line in report.lines:

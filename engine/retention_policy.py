@@ -10,6 +10,7 @@ Shape (every value a whole number of days ``400d`` or hours ``36h``, or ``null``
       alerts: 730d          # by the alert's last trigger
       dead_letters: 30d     # by the time the record was dead-lettered
       spool: 7d             # syslog spool segments not yet ingested, by last write
+      audit: 2190d          # audit chain entries, by when they were appended (the chain stays verifiable)
       batch_size: 5000      # rows per delete transaction (SQLite) / docs per delete-by-query (Elasticsearch)
 
 Kept apart from ``engine.config`` (which only calls ``parse_retention`` to validate) so the retention pass and
@@ -24,13 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 _RETENTION = re.compile(r"^([1-9][0-9]{0,5})(d|h)$")
-_KEYS = ("events", "alerts", "dead_letters", "spool", "batch_size")
+_KEYS = ("events", "alerts", "dead_letters", "spool", "audit", "batch_size")
 
 DEFAULT_SECTION: dict[str, Any] = {
     "events": {"default": None},
     "alerts": None,
     "dead_letters": None,
     "spool": None,
+    "audit": None,
     "batch_size": 5000,
 }
 
@@ -64,6 +66,7 @@ class RetentionPolicy:
     alerts: int | None = None
     dead_letters: int | None = None
     spool: int | None = None
+    audit: int | None = None
     batch_size: int = 5000
 
     def for_dataset(self, dataset: str) -> int | None:
@@ -72,7 +75,7 @@ class RetentionPolicy:
     @property
     def enabled(self) -> bool:
         return any(v is not None for v in (self.events_default, self.alerts, self.dead_letters, self.spool,
-                                           *self.events.values()))
+                                           self.audit, *self.events.values()))
 
 
 def parse_retention(section: Any) -> RetentionPolicy:
@@ -109,5 +112,6 @@ def parse_retention(section: Any) -> RetentionPolicy:
         alerts=parse_retention_duration(section.get("alerts"), "alerts"),
         dead_letters=parse_retention_duration(section.get("dead_letters"), "dead_letters"),
         spool=parse_retention_duration(section.get("spool"), "spool"),
+        audit=parse_retention_duration(section.get("audit"), "audit"),
         batch_size=batch,
     )

@@ -7,17 +7,19 @@ service and a CLI command never fork the chain.
 
 What goes in (``KINDS``): every alert and case revision (the ``@audit`` outbox consumer,
 ``engine.audit.recorder``), every triage change and exception (``engine.alerts.triage``/``exceptions``),
-incident declarations and the reminders sent for them (``engine.incidents``), and rule files as loaded
-(``engine.audit.rules``). Entries carry ids, rule ids, hashes and group values as the alert holds them
+incident declarations and the reminders sent for them (``engine.incidents``), rule files as loaded
+(``engine.audit.rules``), and each retention prune of the chain's oldest entries (``engine.audit.retention``). Entries carry ids, rule ids, hashes and group values as the alert holds them
 (pseudonymised where the site says so), never event contents.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping, Sequence
 
 from engine.audit.chain import GENESIS, AuditEntry, VerifyResult, verify_rows
+from engine.audit.retention import latest_prune
 from engine.events import format_timestamp
 
 __all__ = ["AuditEntry", "GENESIS", "KINDS", "VerifyResult", "append_many", "entries", "head", "parse_head",
@@ -26,7 +28,7 @@ __all__ = ["AuditEntry", "GENESIS", "KINDS", "VerifyResult", "append_many", "ent
 #: Every kind an entry may have (a typo raises instead of starting a kind nobody lists).
 KINDS = ("alert.revision", "case.revision", "triage.acknowledge", "triage.assign", "triage.comment",
          "triage.close", "exception.add", "exception.remove", "incident.declare", "incident.reminder",
-         "rule.loaded")
+         "rule.loaded", "audit.pruned")
 #: The actor of what the engine does by itself (revisions, rule loads, reminders).
 ENGINE_ACTOR = "wardwatch"
 
@@ -84,18 +86,28 @@ def verify(store: Any, expect_head: tuple[int, str] | None = None) -> VerifyResu
 
     ``expect_head``: a (seq, hash) that ``head`` printed earlier and that was kept off the machine. The chain
     must still hold that entry with that hash; this is what shows entries cut off the end (*truncated*) or
-    a chain rebuilt from some point on (*rewritten*), which the links alone cannot."""
-    result = verify_rows(store.audit_rows(), find_hash=store.audit_seq_of_hash)
+    a chain rebuilt from some point on (*rewritten*), which the links alone cannot.
+
+    After a retention prune the walk starts at the last removed entry as the chain's newest ``audit.pruned``
+    entry recorded it (``engine.audit.retention``); ``pruned_through`` in the result says where."""
+    pruned = latest_prune(store)
+    start = (int(pruned["through_seq"]), str(pruned["through_hash"])) if pruned else (0, GENESIS)
+    result = verify_rows(store.audit_rows(after_seq=start[0]), find_hash=store.audit_seq_of_hash, start=start)
+    result = dataclasses.replace(result, pruned_through=start[0])
     if not result.ok or expect_head is None:
         return result
     seq, digest = expect_head
+    if seq <= start[0]:
+        return dataclasses.replace(result, ok=False, first_broken=seq, reason=(
+            f"cannot confirm the kept head: seq {seq} was removed by retention (entries up to seq {start[0]} "
+            "are pruned); keep a newer `audit head`"))
     kept = next(iter(store.audit_rows(after_seq=seq - 1, limit=1)), None)
     if kept is None or int(kept["seq"]) != seq:
-        return VerifyResult(False, result.checked, seq,
-                            f"truncated: seq {seq} (the kept head) is gone; the chain ends at seq {result.checked}")
+        return dataclasses.replace(result, ok=False, first_broken=seq, reason=(
+            f"truncated: seq {seq} (the kept head) is gone; the chain ends at seq {start[0] + result.checked}"))
     if kept["hash"] != digest:
-        return VerifyResult(False, result.checked, seq,
-                            f"rewritten: seq {seq} no longer has the kept head's hash")
+        return dataclasses.replace(result, ok=False, first_broken=seq,
+                                   reason=f"rewritten: seq {seq} no longer has the kept head's hash")
     return result
 
 

@@ -81,9 +81,12 @@ class VerifyResult:
     checked: int
     first_broken: int | None = None
     reason: str = ""
+    #: entries up to this seq were removed by retention (0: none); the walk started after it
+    pruned_through: int = 0
 
 
-def verify_rows(rows: Iterable[Mapping[str, Any]], find_hash: Any = None) -> VerifyResult:
+def verify_rows(rows: Iterable[Mapping[str, Any]], find_hash: Any = None,
+                start: tuple[int, str] = (0, GENESIS)) -> VerifyResult:
     """Walk stored rows in seq order and stop at the first that does not hold.
 
     Checked per entry, in this order: its seq follows the previous one (else *gap*: entries removed); its
@@ -91,8 +94,11 @@ def verify_rows(rows: Iterable[Mapping[str, Any]], find_hash: Any = None) -> Ver
     with ``find_hash(hash) -> seq | None``, or *broken link* when it is nobody's: an entry was removed and
     the rest renumbered, or one was rewritten with a fresh hash); its own hash recomputes (else *hash
     mismatch*: its contents were altered). What it cannot see: entries cut off the end of the chain, since
-    nothing after them links to them (keep ``audit head`` off the machine for that)."""
-    prev_seq, prev_hash, checked = 0, GENESIS, 0
+    nothing after them links to them (keep ``audit head`` off the machine for that).
+
+    ``start`` is the (seq, hash) the first row links to: the genesis, or the last entry a retention prune
+    removed, as the chain itself recorded it (``engine.audit.retention``)."""
+    (prev_seq, prev_hash), checked = start, 0
     for row in rows:
         seq = int(row["seq"])
         if seq != prev_seq + 1:

@@ -69,7 +69,10 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         result = audit.verify(store, expect_head=expected)
     if args.format == "json":
         _json({"ok": result.ok, "checked": result.checked, "first_broken": result.first_broken,
-               "reason": result.reason})
+               "reason": result.reason, "pruned_through": result.pruned_through})
+    elif result.ok and result.pruned_through:
+        print(f"ok: {result.checked} entries from seq {result.pruned_through + 1}, chain intact; "
+              f"seq 1..{result.pruned_through} removed by retention")
     elif result.ok:
         print(f"ok: {result.checked} entries, chain intact")
     else:

@@ -25,7 +25,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import orjson
 
 from engine.audit.chain import link
-from engine.store.base import StoreConflict, StoreError, StoreUnavailable
+from engine.store.base import PurgeResult, StoreConflict, StoreError, StoreUnavailable
 
 _EXACT = {"type": "keyword"}
 _MAPPING = {"dynamic": False, "properties": {
@@ -215,3 +215,26 @@ class EsAuditMixin:
             index=index, size=1, query={"term": {"hash": digest}}, track_total_hits=False),
             what="read audit")["hits"]["hits"]
         return None if not hits else int(hits[0]["_source"]["seq"])
+
+    # --- retention (engine.audit.retention decides what may go; these only count and delete) ---------
+
+    def audit_prunable_through(self, before: str) -> int:
+        """The largest seq N such that every entry up to N is older than ``before`` (0: none is)."""
+        index = self._audit_index()
+        self._refresh(index)  # type: ignore[attr-defined]
+        hits = self._call(lambda: self.es.search(  # type: ignore[attr-defined]
+            index=index, size=1, query={"range": {"at": {"gte": before}}}, sort=[{"seq": "asc"}],
+            track_total_hits=False), what="read audit")["hits"]["hits"]
+        if hits:
+            return int(hits[0]["_source"]["seq"]) - 1
+        return self._audit_search_tail()[0]
+
+    def audit_count_through(self, seq: int) -> int:
+        """How many entries with seq <= ``seq`` are still stored (a dry run's count)."""
+        return self._delete_by_query(self._audit_index(), {"range": {"seq": {"lte": seq}}},  # type: ignore[attr-defined]
+                                     True, 1).deleted
+
+    def delete_audit_through(self, seq: int, *, batch_size: int = 5000) -> PurgeResult:
+        """Delete the entries with seq <= ``seq`` (never the lease: it has no seq), ``batch_size`` a bulk."""
+        return self._delete_by_query(self._audit_index(), {"range": {"seq": {"lte": seq}}},  # type: ignore[attr-defined]
+                                     False, batch_size)

@@ -18,6 +18,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import orjson
 
 from engine.audit.chain import link
+from engine.store.base import PurgeResult
 from engine.store.sqlite_schema import _statements
 
 AUDIT_DDL = """
@@ -136,3 +137,41 @@ class SqliteAuditMixin:
         row = self._read(lambda c: c.execute("SELECT seq FROM audit_log WHERE hash = ? LIMIT 1",  # type: ignore[attr-defined]
                                              (digest,)).fetchone())
         return None if row is None else int(row[0])
+
+    # --- retention (engine.audit.retention decides what may go; these only count and delete) ---------
+
+    def audit_prunable_through(self, before: str) -> int:
+        """The largest seq N such that every entry up to N is older than ``before`` (0: none is)."""
+        self._audit_schema()
+
+        def read(c: sqlite3.Connection) -> int:
+            first_kept = c.execute("SELECT min(seq) FROM audit_log WHERE at >= ?", (before,)).fetchone()[0]
+            if first_kept is not None:
+                return int(first_kept) - 1
+            tail = c.execute("SELECT max(seq) FROM audit_log").fetchone()[0]
+            return int(tail or 0)
+
+        return self._read(read)  # type: ignore[attr-defined]
+
+    def audit_count_through(self, seq: int) -> int:
+        """How many entries with seq <= ``seq`` are still stored (a dry run's count)."""
+        self._audit_schema()
+        return int(self._read(lambda c: c.execute(  # type: ignore[attr-defined]
+            "SELECT count(*) FROM audit_log WHERE seq <= ?", (seq,)).fetchone()[0]))
+
+    def delete_audit_through(self, seq: int, *, batch_size: int = 5000) -> PurgeResult:
+        """Delete the entries with seq <= ``seq``, oldest first, ``batch_size`` per transaction."""
+        self._audit_schema()
+        result, batch = PurgeResult(), max(1, int(batch_size))
+
+        def one_batch(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM audit_log WHERE seq IN (SELECT seq FROM audit_log WHERE seq <= ? "
+                                "ORDER BY seq LIMIT ?)", (seq, batch)).rowcount
+
+        while True:
+            n = self._transaction(one_batch)  # type: ignore[attr-defined]
+            if n:
+                result.deleted += n
+                result.transactions += 1
+            if n < batch:
+                return result
