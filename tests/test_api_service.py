@@ -136,6 +136,12 @@ def test_the_patient_access_report_in_each_format_and_never_by_get(running):
     assert as_html.headers["content-type"].startswith("text/html") and "tbauer" in as_html.text
     assert "mkeller" not in as_html.text  # before "from"
     assert [r["patient"] for r in by_user["rows"]] == [PATIENT]
+    with client(url, "admin") as admin:  # every report served is in the audit chain under the token's name
+        trail = [e for e in admin.get("/api/v1/audit/entries", params={"subject": PATIENT}).json()["entries"]
+                 if e["kind"] == "report.run"]
+    assert [(e["actor"], e["detail"]["format"], e["detail"]["rows"]) for e in trail[-3:]] == [
+        (NAMES["analyst"], "json", 2), (NAMES["analyst"], "csv", 2), (NAMES["analyst"], "html", 1)]
+    assert all(e["detail"]["rows"] == 0 for e in trail[:-3])  # the polling loop's early, empty asks
 
 
 def test_a_tokens_file_that_cannot_be_used_stops_the_start_naming_the_key(tmp_path):

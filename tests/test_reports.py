@@ -76,6 +76,20 @@ def test_patient_report_lists_every_access_with_who_why_and_alerts(site, capsys)
     assert all(alert["id"] not in r["alerts"] for r in rows if r is not btg[0])
 
 
+def test_every_report_handed_out_is_in_the_audit_chain(site, capsys):
+    rows = _csv(site, capsys, "patient", BTG_PATIENT, "--actor", "privacy.officer", "--from", "2026-11-01",
+                "--to", "2026-11-04")
+    capsys.readouterr()
+    assert site.cli("audit", "list", "--kind", "report.run", "--subject", BTG_PATIENT, "--format", "json") == 0
+    entry = json_lines(capsys.readouterr().out)[-1]
+    assert (entry["actor"], entry["subject"]) == ("privacy.officer", BTG_PATIENT)
+    alerts = entry["detail"].pop("alerts")
+    assert alerts >= 1  # the break-the-glass alert at least
+    assert entry["detail"] == {"report": "patient", "from": "2026-11-01T00:00:00.000Z",
+                               "to": "2026-11-04T00:00:00.000Z", "rows": len(rows), "format": "csv"}
+    assert site.cli("audit", "verify") == 0
+
+
 def test_user_report_links_the_bulk_alert(site, capsys):
     rows = _csv(site, capsys, "user", BULK_USER)
     bulk = _alerts(site, capsys)["Bulk patient-record access"]

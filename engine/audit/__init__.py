@@ -8,7 +8,8 @@ service and a CLI command never fork the chain.
 What goes in (``KINDS``): every alert and case revision (the ``@audit`` outbox consumer,
 ``engine.audit.recorder``), every triage change and exception (``engine.alerts.triage``/``exceptions``),
 incident declarations and the reminders sent for them (``engine.incidents``), rule files as loaded
-(``engine.audit.rules``), and each retention prune of the chain's oldest entries (``engine.audit.retention``). Entries carry ids, rule ids, hashes and group values as the alert holds them
+(``engine.audit.rules``), every access report handed out (``engine.reports.accountability``), and each
+retention prune of the chain's oldest entries (``engine.audit.retention``). Entries carry ids, rule ids, hashes and group values as the alert holds them
 (pseudonymised where the site says so), never event contents.
 """
 
@@ -28,7 +29,7 @@ __all__ = ["AuditEntry", "GENESIS", "KINDS", "VerifyResult", "append_many", "ent
 #: Every kind an entry may have (a typo raises instead of starting a kind nobody lists).
 KINDS = ("alert.revision", "case.revision", "triage.acknowledge", "triage.assign", "triage.comment",
          "triage.close", "exception.add", "exception.remove", "incident.declare", "incident.reminder",
-         "rule.loaded", "audit.pruned")
+         "rule.loaded", "audit.pruned", "report.run")
 #: The actor of what the engine does by itself (revisions, rule loads, reminders).
 ENGINE_ACTOR = "wardwatch"
 

@@ -1,7 +1,8 @@
 """``wardwatch report patient ID | user ID --from --to --format csv|html [-o FILE]`` (engine.reports).
 
 A report is PHI: it is written to ``-o FILE`` as a private file (0600, its directory 0700 when created) or to
-stdout; nothing of it is logged.
+stdout; nothing of it is logged, and that it was produced, by whom, is recorded in the audit chain
+(``engine.reports.accountability``).
 """
 
 from __future__ import annotations
@@ -26,14 +27,17 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", groups:
         add_range_arguments(parser)
         parser.add_argument("--format", choices=("csv", "html"), default="csv")
         parser.add_argument("-o", "--output", metavar="FILE", help="write here (a private 0600 file), not stdout")
+        parser.add_argument("--actor", help="who runs it, recorded in the audit chain (default: $WARDWATCH_ACTOR, "
+                                            "else the OS user)")
         parser.set_defaults(func=cmd_report, report_kind=kind)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from engine.app import build_app
     from engine.cli import _config, _warn_refusal
+    from engine.commands.triage import actor_of
     from engine.private_files import open_private
-    from engine.reports import patient_report, render_csv, render_html, user_report
+    from engine.reports import patient_report, record_report, render_csv, render_html, user_report
     from engine.time_bounds import parse_range
 
     start, end = parse_range(args.start, args.end)
@@ -44,6 +48,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         build = patient_report if args.report_kind == "patient" else user_report
         report = build(app, args.id, start, end)
+        record_report(app.store, report, actor=actor_of(args), output=args.format)
     finally:
         app.close()
     text = render_csv(report) if args.format == "csv" else render_html(report)

@@ -1,7 +1,8 @@
 """``/api/v1/reports``: the per-patient access report (GDPR Art. 15, NEN 7513) and the per-user report.
 
 POST, not GET: the patient or user id goes in the body, so it never appears in a URL that proxies, browser
-histories or access logs keep. Analyst role: the report lists every access to one person's record.
+histories or access logs keep. Analyst role: the report lists every access to one person's record, and each
+report served is recorded in the audit chain under the token's name (``report.run``).
 """
 
 from __future__ import annotations
@@ -43,21 +44,24 @@ def _render(report: Any, fmt: str) -> Response:
     return Response(body, media_type=_MEDIA[fmt])
 
 
-def _report(request: Request, body: ReportBody, which: str) -> Response:
+def _report(request: Request, body: ReportBody, which: str, principal: Principal) -> Response:
     reports = optional_module("engine.reports", "access reports")
     bounds = optional_module("engine.time_bounds", "access reports")
     start, end = bounds.parse_range(body.start, body.end)
     make = reports.patient_report if which == "patient" else reports.user_report
-    return _render(make(context(request).app, body.id, start, end), body.format)
+    app = context(request).app
+    report = make(app, body.id, start, end)
+    reports.record_report(app.store, report, actor=principal.name, output=body.format)  # before it leaves
+    return _render(report, body.format)
 
 
 @router.post("/patient", summary="Every access to one patient's record, with who, when, why, and alerts",
              response_class=Response, responses=_RESPONSES)
-def patient_report(body: ReportBody, request: Request, _: Principal = require("analyst")) -> Response:
-    return _report(request, body, "patient")
+def patient_report(body: ReportBody, request: Request, who: Principal = require("analyst")) -> Response:
+    return _report(request, body, "patient", who)
 
 
 @router.post("/user", summary="Every record one user accessed, with the alerts it took part in",
              response_class=Response, responses=_RESPONSES)
-def user_report(body: ReportBody, request: Request, _: Principal = require("analyst")) -> Response:
-    return _report(request, body, "user")
+def user_report(body: ReportBody, request: Request, who: Principal = require("analyst")) -> Response:
+    return _report(request, body, "user", who)
