@@ -167,6 +167,42 @@ def test_delivery_builds_cases_first_and_writes_each_case_revision_once(store, t
     assert [(c["subject"], c["revision"]) for c in lines[2:]] == [("jdoe", 2)]
 
 
+def test_one_delivery_round_makes_one_revision_of_a_case_however_many_alerts_it_has(tmp_path):
+    """1,500 alerts about one user in one round: one case revision, not one per 1,000 alerts fetched (the
+    intermediate revision was never the case's state at the end of a round, only a batch boundary's)."""
+    store = open_store("sqlite", path=tmp_path / "w.db")  # noqa: F811
+    commit(store, [alert(f"r{i}", {"user.name": "jdoe"}, at(9, i % 60)) for i in range(1500)])
+    sink = JsonlSink(tmp_path / "a.jsonl")
+    deliver_pending(store, [CaseBuilder(store, SETTINGS), sink])
+    lines = [orjson.loads(line) for line in (tmp_path / "a.cases.jsonl").read_bytes().splitlines()]
+    assert [(c["subject"], c["revision"], len(c["alerts"])) for c in lines] == [("jdoe", 1, 1500)]
+    assert len((tmp_path / "a.jsonl").read_bytes().splitlines()) == 1500  # every alert still delivered
+    assert store.pending_deliveries(CASE_BUILDER) == []
+    store.close()
+
+
+def test_a_case_does_not_depend_on_its_members_triage_state():
+    """The case builder is handed revisions without the triage overlay (TRIAGE_BLIND_CONSUMERS): that is
+    only right while a case reads nothing of its members' status and assignee."""
+    from dataclasses import replace
+
+    from engine.alerts.exceptions import TRIAGE_BLIND_CONSUMERS
+
+    assert CASE_BUILDER in TRIAGE_BLIND_CONSUMERS
+    members = [alert("a", {"user.name": "jdoe"}, at(9)), alert("b", {"user.name": "jdoe"}, at(11), events=3)]
+    triaged = [replace(members[0], status="closed", assignee="ann"), replace(members[1], status="acknowledged")]
+
+    class NoStore:
+        def get_case(self, case_id):
+            return None
+
+        def get_alerts(self, ids):
+            return {}
+
+    plain = [c.to_dict() for c in CaseBuilder(NoStore(), SETTINGS).update(members)]
+    assert plain == [c.to_dict() for c in CaseBuilder(NoStore(), SETTINGS).update(triaged)]
+
+
 def test_a_crash_before_acknowledging_repeats_nothing(tmp_path, monkeypatch):
     store = open_store("sqlite", path=tmp_path / "w.db")  # noqa: F811
     commit(store, [alert("a", {"user.name": "jdoe"}, at(9))])

@@ -24,6 +24,10 @@ from engine.errors import NotFound, UsageError
 
 #: Consumers that must see every revision, suppressed or not (the audit chain records what happened).
 UNFILTERED_CONSUMERS = frozenset({"@audit"})
+#: Consumers that never read a revision's triage state (the case builder reads rules, groups, times and
+#: evidence: a case's status is its own): they get the kept revisions as stored, without the overlay's copy of
+#: each one (issue 10: 6,720 copies and a triage read per batch in the SigmaHQ first run).
+TRIAGE_BLIND_CONSUMERS = frozenset({"@cases"})
 
 
 @dataclass(frozen=True)
@@ -113,8 +117,8 @@ def filter_deliverable(store: Any, records: Sequence[Any], *, sink: str | None =
     """What a sink (or the case builder) may be handed of ``records`` (pending alert or case revisions):
     alert revisions an exception applies to are left out and marked ``suppressed`` (the caller still
     acknowledges every record it fetched, so a suppressed revision is never retried or delivered later).
-    The rest carry the current triage ``status`` and ``assignee``. ``sink``: consumers in
-    ``UNFILTERED_CONSUMERS`` get everything, unchanged."""
+    The rest carry the current triage ``status`` and ``assignee`` (for ``TRIAGE_BLIND_CONSUMERS``: as
+    stored). ``sink``: consumers in ``UNFILTERED_CONSUMERS`` get everything, unchanged."""
     from engine.alerts.triage import overlay
 
     if not records or sink in UNFILTERED_CONSUMERS:
@@ -133,7 +137,7 @@ def filter_deliverable(store: Any, records: Sequence[Any], *, sink: str | None =
     store.put_triage_marks("suppressed", held)
     skip = {(sid, rev) for sid, rev, _ in held}
     kept = [r for r in records if not (isinstance(r, Alert) and (r.id, int(r.revision)) in skip)]
-    return overlay(store, kept)
+    return kept if sink in TRIAGE_BLIND_CONSUMERS else overlay(store, kept)
 
 
 def deliverable(store: Any, sink: str, hand: Callable[[Sequence[Any]], None]) -> Callable[[Sequence[Any]], None]:

@@ -77,10 +77,13 @@ def _drain(store: Store, sink: Any, record: str, batch: int, now: float) -> int:
     if ready is not None and not ready(record):
         return 0  # a digest sink's period is still open: its revisions wait, unacknowledged, in the outbox
     fetch, hand, acknowledge = _streams(store, sink, record)
-    size = max(1, min(batch, getattr(sink, "batch_size", batch)))
+    # ``fetch_size``: an internal consumer that works per fetched batch (the case builder rebuilds every case
+    # a batch touches from all its members) reads more at once; it still hands over and acknowledges per fetch
+    fetched = max(batch, int(getattr(sink, "fetch_size", batch)))
+    size = max(1, min(fetched, getattr(sink, "batch_size", fetched)))
     delivered = 0
     while True:
-        pending = fetch(batch)
+        pending = fetch(fetched)
         if not pending:
             break
         for start in range(0, len(pending), size):
@@ -98,7 +101,7 @@ def _drain(store: Store, sink: Any, record: str, batch: int, now: float) -> int:
             delivered += len(chunk)
             if state is not None:
                 state.head, state.failures, state.not_before = None, 0, 0.0
-        if len(pending) < batch:
+        if len(pending) < fetched:
             break
     return delivered
 
