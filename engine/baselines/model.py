@@ -36,15 +36,17 @@ class DayRecord:
     #: sorted first-access times for patients_upto; reset when the patients change
     _firsts: list[str] | None = field(default=None, repr=False, compare=False)
 
-    def merge(self, hours: Iterable[int], patients: dict[str, str], roles: Iterable[str]) -> "DayRecord | None":
-        """Merge facts in; return the part that was new (None when nothing changed)."""
+    def merge(self, hours: set[int], patients: dict[str, str], roles: set[str]) -> "DayRecord | None":
+        """Merge facts in; return the part that was new (None when nothing changed). The new part may be
+        made of the given collections themselves: the caller must not change them while it uses it."""
         if not (self.hours or self.patients or self.roles):  # a fresh record (the common case): all is new
-            new = DayRecord(set(hours), dict(patients), set(roles))
-            if not (new.hours or new.patients or new.roles):
+            if not (hours or patients or roles):
                 return None
-            self.hours, self.patients, self.roles = set(new.hours), dict(new.patients), set(new.roles)
+            self.hours, self.patients, self.roles = set(hours), dict(patients), set(roles)
             self._spread = self._firsts = None
-            return new
+            # the new part is all of the record: the given collections themselves (one copy, not two: a
+            # record is merged once per user-day and batch, ~600 times a batch)
+            return DayRecord(hours, patients, roles)
         new_hours = {h for h in hours if h not in self.hours}
         new_patients = {p: ts for p, ts in patients.items()
                         if p not in self.patients or ts < self.patients[p]}

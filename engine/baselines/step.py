@@ -48,6 +48,9 @@ _HASHES_MAX = 200_000
 _HOUR = itemgetter(slice(0, 13))  # "YYYY-MM-DDTHH" of a canonical timestamp
 _MINUTE = itemgetter(slice(0, 16))
 _NOT_UNIFORM = None  # an hour-prefix cache value: the UTC hour spans two local hours (a :30 or :45 zone)
+_SLOT_DAY, _SLOT_HOUR = itemgetter(0), itemgetter(1)
+_GROUP_HOURS, _GROUP_PATIENTS = itemgetter(0), itemgetter(1)
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
 
 @dataclass
@@ -110,6 +113,8 @@ class _Basis(NamedTuple):
     judged: bool  #: the day class has enough observed days for an hour verdict
     usual: float | None  #: divisor of distinct_patients_ratio
     role_usual: float | None  #: divisor of distinct_patients_role_ratio (None: no usable role profile)
+    #: local hour -> the flags shared by the basis's events of that hour (``_static``), filled on first use
+    verdicts: list[dict[str, Any] | None]
 
 
 class Baselines:
@@ -128,6 +133,7 @@ class Baselines:
         self._hashes: dict[str | int, str] = {}
         self._windows: dict[date, list[tuple[date, int]]] = {}
         self._ratios: dict[float, list[float]] = {}
+        self._rows: dict[tuple[float | None, float | None], list[dict[str, Any]]] = {}  # see _counts
         self._user_fields = tuple(options.user_fields)
         self._role_fields = tuple(options.role_fields)
         self.reset()
@@ -150,9 +156,13 @@ class Baselines:
         self._role_profiles: dict[tuple[str, date], Profile] = {}
         self._user_days: dict[str, set[date]] = {}  # which (key, day) profiles are cached, for _invalidate
         self._role_days: dict[str, set[date]] = {}
+        self._latest: date | None = None  # no profile of a day after this one is cached (see _invalidate)
         self._store: Store | None = None
         self._newest: date | None = None
-        self._observed_days: dict[date, tuple[int, int]] = {}  # memo of _observed; cleared when a day first has data
+        self._observed_days: dict[date, tuple[int, int]] = {}  # memo of _observed; see _forget_after
+        #: local day -> (user, peer group) -> its _Basis, kept across batches: it rests only on profiles and
+        #: observed counts of the days before it, so it is dropped with them (``_forget_after``, ``_evict``)
+        self._bases: dict[date, dict[tuple[str, str], _Basis]] = {}
 
     # --- time ------------------------------------------------------------------------------------
     def _slot(self, ts: str) -> _Slot:
@@ -178,8 +188,9 @@ class Baselines:
         Why it is written as column operations (``map`` over parallel lists, ``dict.update`` applied by
         ``deque(map(...))``): the step's work per event must stay a small fraction of a whole plain ingest
         (issue 11: within 10 %), and a Python loop body per event alone costs that much. So the per-event
-        work runs in C; Python loops run once per *cell* (user, local hour, peer group: every flag but the
-        distinct-patient count is the same for all its events) and per user-day."""
+        work runs in C; Python loops run once per *basis* of the batch (user, local day, peer group: every
+        flag but the distinct-patient count is the same for all its events of one local hour) and per
+        user-day, and what they compute is kept across batches (``_bases``)."""
         if store is not self._store:
             self.reset()
             self._store = store
@@ -187,96 +198,98 @@ class Baselines:
         if columns is None:
             return []
         evs, users, tss, roles, phs, slots, cut = columns
-        keys = list(zip(users, map(cut, tss), roles))
-        # per cell: its user-day's group (hours, patient hash -> first time, roles)
+        slot_of = list(map(slots.__getitem__, map(cut, tss)))
+        hours = list(map(_SLOT_HOUR, slot_of))
+        keys = list(zip(users, map(_SLOT_DAY, slot_of), roles))
+        # each distinct (user, day, peer group) gets an id; per id: its user-day's group (hours, patient hash
+        # -> first time, roles), so the per-event passes below index lists, in C
+        index: dict[tuple[str, date, str], int] = dict.fromkeys(keys)  # type: ignore[arg-type]
         grouped: dict[tuple[str, date], tuple[set[int], dict[str, str], set[str]]] = {}
-        cells: dict[tuple[str, str, str], tuple[tuple[str, date], _Slot]] = {}
-        cell_patients: dict[tuple[str, str, str], dict[str, str]] = {}
-        for key in dict.fromkeys(keys):
-            user, prefix, role = key
-            slot = slots[prefix]
-            ud = (user, slot.day)
-            group = grouped.get(ud)
+        groups: list[tuple[set[int], dict[str, str], set[str]]] = []
+        for i, key in enumerate(index):
+            index[key] = i
+            ud = key[:2]
+            group = grouped.get(ud)  # type: ignore[call-overload]
             if group is None:
-                group = grouped[ud] = (set(), {}, set())
-            group[0].add(slot.hour)
-            if role:
-                group[2].add(role)
-            cells[key] = (ud, slot)
-            cell_patients[key] = group[1]
+                group = grouped[ud] = (set(), {}, set())  # type: ignore[index]
+            if key[2]:
+                group[2].add(key[2])
+            groups.append(group)
+        ids = list(map(index.__getitem__, keys))
+        deque(map(set.add, map(list(map(_GROUP_HOURS, groups)).__getitem__, ids), hours), 0)
         # earliest time per (user-day, patient): setdefault in time order keeps the first, in C
         if None in phs:
             keep = list(map(is_not, phs, repeat(None)))
-            p_keys, p_hashes, p_tss = list(compress(keys, keep)), list(compress(phs, keep)), list(compress(tss, keep))
+            p_ids, p_hashes, p_tss = list(compress(ids, keep)), list(compress(phs, keep)), list(compress(tss, keep))
         else:
-            p_keys, p_hashes, p_tss = keys, phs, tss
+            p_ids, p_hashes, p_tss = ids, phs, tss
         if not all(map(le, p_tss, islice(p_tss, 1, None))):  # not in time order: visit it sorted
             order = sorted(range(len(p_tss)), key=p_tss.__getitem__)
-            p_keys = [p_keys[i] for i in order]
+            p_ids = [p_ids[i] for i in order]
             p_hashes = [p_hashes[i] for i in order]
             p_tss = [p_tss[i] for i in order]
-        deque(map(dict.setdefault, map(cell_patients.__getitem__, p_keys), p_hashes, p_tss), 0)
+        deque(map(dict.setdefault, map(list(map(_GROUP_PATIENTS, groups)).__getitem__, p_ids), p_hashes, p_tss), 0)
         self._load(store, {day for _user, day in grouped})
         learnt: dict[date, dict[str, DayRecord]] = {}
-        for (user, day), (hours, patients, group_roles) in grouped.items():
-            new = self._learn(user, day, hours, patients, group_roles)
+        for (user, day), (group_hours, patients, group_roles) in grouped.items():
+            new = self._learn(user, day, group_hours, patients, group_roles)
             if new is not None:
                 learnt.setdefault(day, {})[user] = new
         facts = [fact_event(day.isoformat(), self._day_start(day), new) for day, new in sorted(learnt.items())]
-        self._flag(evs, keys, tss, cells)
+        self._flag(evs, index, groups, ids, hours, tss)
         self._evict()
         return facts
 
-    def _flag(self, evs: list[Event], keys: list[tuple[str, str, str]], tss: list[str],
-              cells: dict[tuple[str, str, str], tuple[tuple[str, date], _Slot]]) -> None:
-        """Set the flags: per cell its shared fields and ratio tables, then per event in C."""
-        records = self.records
-        bases: dict[tuple[tuple[str, date], str], _Basis] = {}
-        cell_fields: dict[tuple[str, str, str], dict[str, Any]] = {}
-        cell_firsts: dict[tuple[str, str, str], list[str]] = {}
-        cell_mine: dict[tuple[str, str, str], list[float] | None] = {}
-        cell_peers: dict[tuple[str, str, str], list[float] | None] = {}
-        tables = self._ratios
-        if len(tables) >= _CACHE_MAX:
-            tables.clear()
-        static = self._static
-        last_ud: tuple[str, date] | None = None
-        firsts: list[str] = []
-        most = 0
-        for key, (ud, slot) in cells.items():  # cells of one user-day are mostly adjacent: memo the last
-            if ud != last_ud:
-                last_ud, firsts = ud, records[ud].firsts()
-                most = len(firsts)
-            role = key[2]
-            basis = bases.get((ud, role))
+    def _flag(self, evs: list[Event], index: dict[tuple[str, date, str], int],
+              groups: list[tuple[set[int], dict[str, str], set[str]]], ids: list[int], hours: list[int],
+              tss: list[str]) -> None:
+        """Set the flags: per basis id its verdict per local hour, first-access times and count rows, then
+        per event in C (two ``dict.update`` and one bisect per event)."""
+        records, bases = self.records, self._bases
+        if len(self._ratios) >= _CACHE_MAX:
+            self._ratios.clear()
+        if len(self._rows) >= _CACHE_MAX:
+            self._rows.clear()
+        verdicts_of: list[list[dict[str, Any] | None]] = []
+        firsts_of: list[list[str]] = []
+        rows_of: list[list[dict[str, Any]]] = []
+        for (user, day, role), group in zip(index, groups):
+            firsts = records[(user, day)].firsts()
+            day_bases = bases.get(day)
+            if day_bases is None:
+                day_bases = bases[day] = {}
+            basis = day_bases.get((user, role))
             if basis is None:
-                basis = bases[(ud, role)] = self._basis(ud[0], role, slot.day, slot.day_class)
-            fields, usual, role_usual = static(basis, slot.hour)
-            cell_firsts[key] = firsts
-            cell_fields[key] = fields
-            # round(today / divisor, 3) as a table indexed by today (today <= len(firsts))
-            if usual is None:
-                cell_mine[key] = None
-            else:
-                table = tables.get(usual)
-                cell_mine[key] = table if table is not None and len(table) > most else self._table(usual, most)
-            if role_usual is None:
-                cell_peers[key] = None
-            else:
-                table = tables.get(role_usual)
-                cell_peers[key] = (table if table is not None and len(table) > most
-                                   else self._table(role_usual, most))
-        deque(map(dict.update, evs, map(cell_fields.__getitem__, keys)), 0)
-        todays = list(map(bisect_right, map(cell_firsts.__getitem__, keys), tss))
-        deque(map(dict.__setitem__, evs, repeat(PREFIX + "distinct_patients_today"), todays), 0)
-        for name, per_cell in (("distinct_patients_ratio", cell_mine), ("distinct_patients_role_ratio", cell_peers)):
-            cell_tables = list(map(per_cell.__getitem__, keys))
-            targets, counts = evs, todays
-            if None in cell_tables:
-                keep = list(map(is_not, cell_tables, repeat(None)))
-                targets, counts = list(compress(evs, keep)), list(compress(todays, keep))
-                cell_tables = list(compress(cell_tables, keep))
-            deque(map(dict.__setitem__, targets, repeat(PREFIX + name), map(getitem, cell_tables, counts)), 0)
+                basis = day_bases[(user, role)] = self._basis(user, role, day)
+            verdicts = basis.verdicts
+            for hour in group[0]:  # the user-day's hours in this batch (those of this basis among them)
+                if verdicts[hour] is None:
+                    verdicts[hour] = self._static(basis, hour)
+            verdicts_of.append(verdicts)
+            firsts_of.append(firsts)
+            rows_of.append(self._counts(basis.usual, basis.role_usual, len(firsts)))
+        deque(map(dict.update, evs, map(getitem, map(verdicts_of.__getitem__, ids), hours)), 0)
+        todays = map(bisect_right, map(firsts_of.__getitem__, ids), tss)
+        deque(map(dict.update, evs, map(getitem, map(rows_of.__getitem__, ids), todays)), 0)
+
+    def _counts(self, usual: float | None, role_usual: float | None, most: int) -> list[dict[str, Any]]:
+        """Rows indexed by today's distinct-patient count ``k`` (``0..most`` at least): the count fields
+        of an event, ``distinct_patients_today`` and the two ratios (left out when their divisor is None).
+        Shared by every basis with the same divisors, and grown in place."""
+        rows = self._rows.get((usual, role_usual))
+        if rows is None:
+            rows = self._rows[(usual, role_usual)] = []
+        if len(rows) <= most:
+            mine = self._table(usual, most) if usual is not None else None
+            peers = self._table(role_usual, most) if role_usual is not None else None
+            for k in range(len(rows), most + 1):
+                row: dict[str, Any] = {PREFIX + "distinct_patients_today": k}
+                if mine is not None:
+                    row[PREFIX + "distinct_patients_ratio"] = mine[k]
+                if peers is not None:
+                    row[PREFIX + "distinct_patients_role_ratio"] = peers[k]
+                rows.append(row)
+        return rows
 
     def _table(self, divisor: float, most: int) -> list[float]:
         """``[round(k / divisor, 3) for k in 0..most]`` (at least), memoised per divisor and grown in place."""
@@ -343,10 +356,10 @@ class Baselines:
             if missing:
                 if len(hashes) + len(missing) > _HASHES_MAX:
                     hashes.clear()
-                    missing = {v for v in values if v is not None and v != ""}
-                for value in missing:
-                    hashes[value] = patient_hash(str(value))
-                found = list(map(hashes.get, values))
+                new = {value: patient_hash(str(value)) for value in missing}
+                hashes.update(new)
+                # fill in the gaps from the small dict of new hashes, not a second pass over the big cache
+                found = list(map(new.get, values, found))
         return found
 
     def _hour_slots(self, prefixes: Iterable[str]) -> dict[str, _Slot] | None:
@@ -424,8 +437,8 @@ class Baselines:
         if record is None:
             record = self.records[(user, day)] = DayRecord()
             users = self._by_day.setdefault(day, set())
-            if not users:
-                self._observed_days.clear()  # a day has its first data: the observed counts after it change
+            if not users:  # a day has its first data: the observed counts of the days after it change
+                self._forget_after(day, day + timedelta(days=self.options.window_days))
             users.add(user)
         new = record.merge(hours, patients, roles)
         if new is not None:
@@ -436,7 +449,7 @@ class Baselines:
             self._invalidate(user, day, record.roles)
         return new
 
-    def _basis(self, user: str, role: str, day: date, day_class: int) -> "_Basis":
+    def _basis(self, user: str, role: str, day: date) -> "_Basis":
         """What the flags of (user, peer group, local day) rest on, whatever the hour.
 
         ``unusual_hour`` needs both voices when both can speak: the user's own history (``min_active_days``)
@@ -445,6 +458,7 @@ class Baselines:
         both. A new user is judged by the role alone, never by the hospital clock; a day class the window has
         not observed yet (``min_observed_days``) is not judged at all."""
         o = self.options
+        day_class = 1 if day.weekday() in self._weekend else 0
         mine = self._user_profiles.get((user, day)) or self._profile(user, day, None)
         theirs = (self._role_profiles.get((role, day)) or self._profile(role, day, role)) if role else None
         if theirs is not None and theirs.active_days < o.min_role_days:
@@ -453,20 +467,20 @@ class Baselines:
         role_usual = max(theirs.usual or 0.0, 1.0) if theirs is not None else None
         basis = mine if mine.active_days >= o.min_active_days else theirs
         if basis is None:  # no history for the user nor their role: "could not tell" stays absent
-            return _Basis(fields, None, None, day_class, False, None, role_usual)
+            return _Basis(fields, None, None, day_class, False, None, role_usual, [None] * 24)
         usual = basis.usual or 0.0
         fields[PREFIX + "profile"] = "user" if basis is mine else "role"
         if o.explain:
             fields[PREFIX + "usual_distinct_patients"] = usual
         judged = self._observed(day)[day_class] >= o.min_observed_days
         return _Basis(fields, basis, None if basis is theirs else theirs, day_class, judged, max(usual, 1.0),
-                      role_usual)
+                      role_usual, [None] * 24)
 
-    def _static(self, b: "_Basis", hour: int) -> tuple[dict[str, Any], float | None, float | None]:
-        """The flags shared by every event of (user, peer group, local day, hour) and the divisors of the
-        two ratios (None: that ratio is not set)."""
+    def _static(self, b: "_Basis", hour: int) -> dict[str, Any]:
+        """The flags shared by every event of (user, peer group, local day, hour); the count fields and
+        ratios are ``_counts``'."""
         if b.profile is None or not b.judged:
-            return b.fields, b.usual, b.role_usual
+            return b.fields
         cut = self.options.unusual_share
         share, rounded = b.profile.shares(b.day_class, hour)
         unusual = share < cut
@@ -477,7 +491,7 @@ class Baselines:
             fields = self._shared.get(key)
             if fields is None:
                 fields = self._shared[key] = {**b.fields, PREFIX + "unusual_hour": unusual}
-            return fields, b.usual, b.role_usual
+            return fields
         fields = dict(b.fields)
         fields[PREFIX + "hour_share"] = rounded
         if b.role_usual is not None:  # a peer profile that can speak: the basis itself or a second voice
@@ -486,7 +500,7 @@ class Baselines:
             fields[PREFIX + "role_unusual_hour"] = role_share < cut
             unusual = unusual and role_share < cut
         fields[PREFIX + "unusual_hour"] = unusual
-        return fields, b.usual, b.role_usual
+        return fields
 
     def _observed(self, day: date) -> tuple[int, int]:
         """(weekdays, weekend days) of the window before ``day`` on which anyone was active (held records)."""
@@ -529,18 +543,19 @@ class Baselines:
                     pieces.append((day_class, part))
                 profile = combine(pieces)
             cache[(key, day)] = profile
+            if self._latest is None or day > self._latest:
+                self._latest = day
             index = self._user_days if role is None else self._role_days
             index.setdefault(key, set()).add(day)
         return profile
 
     def _user_summary(self, user: str, window: list[tuple[date, int]], tolerance: int) -> Profile:
         """``summarise`` of the user's records in ``window``, inlined: one per user-day, a hot path."""
-        records = self.records
+        found = list(map(self.records.get, zip(repeat(user), map(_FIRST, window))))  # the lookups in C
         masks: tuple[list[int], list[int]] = ([], [])
         daily: list[int] = []
-        for d, day_class in window:
-            record = records.get((user, d))
-            if record is None or not record.hours:
+        for record, day_class in compress(zip(found, map(_SECOND, window)), found):  # held days only
+            if not record.hours:
                 continue
             memo = record._spread
             masks[day_class].append(memo[1] if memo is not None and memo[0] == tolerance
@@ -557,15 +572,27 @@ class Baselines:
     def _invalidate(self, user: str, day: date, roles: Iterable[str]) -> None:
         """A record of ``day`` changed: cached profiles of the following window days are stale. Usually
         the change is to today, and only today's profile is cached: nothing to do."""
+        if self._latest is None or day >= self._latest:  # no profile of a later day is cached
+            return
         last = day + timedelta(days=self.options.window_days)
         for key, index, cache in ((user, self._user_days, self._user_profiles),
                                   *((role, self._role_days, self._role_profiles) for role in roles)):
             days = index.get(key)
             if days and max(days) > day:  # usually today changed and nothing later is cached
                 stale = [d for d in days if day < d <= last]
+                if stale:
+                    self._forget_after(day, last)
                 for d in stale:
                     days.discard(d)
                     cache.pop((key, d), None)
+
+    def _forget_after(self, day: date, last: date) -> None:
+        """Drop the observed counts and the bases of the days ``day < d <= last``: their windows hold ``day``,
+        whose records changed. In a time-ordered stream the changed day is the newest: nothing to drop."""
+        for memo in (self._observed_days, self._bases):
+            if memo and max(memo) > day:
+                for d in [d for d in memo if day < d <= last]:
+                    del memo[d]
 
     # --- the store -------------------------------------------------------------------------------
     def _load(self, store: Store, days: set[date]) -> None:
@@ -602,6 +629,7 @@ class Baselines:
                     self._by_role_day.pop((role, d), None)
         if old:
             self._observed_days.clear()
+            self._bases = {d: v for d, v in self._bases.items() if d >= horizon}
             self._user_profiles = {k: v for k, v in self._user_profiles.items() if k[1] >= horizon}
             self._role_profiles = {k: v for k, v in self._role_profiles.items() if k[1] >= horizon}
             self._role_parts = {k: v for k, v in self._role_parts.items() if k[1] >= horizon}
