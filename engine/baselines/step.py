@@ -20,7 +20,7 @@ import dataclasses
 from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
-from itertools import compress, islice, repeat
+from itertools import compress, count, islice, repeat
 from operator import add, getitem, is_, is_not, itemgetter, le
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Iterable, Mapping, NamedTuple
@@ -49,7 +49,6 @@ _HOUR = itemgetter(slice(0, 13))  # "YYYY-MM-DDTHH" of a canonical timestamp
 _MINUTE = itemgetter(slice(0, 16))
 _NOT_UNIFORM = None  # an hour-prefix cache value: the UTC hour spans two local hours (a :30 or :45 zone)
 _SLOT_DAY, _SLOT_HOUR = itemgetter(0), itemgetter(1)
-_GROUP_HOURS, _GROUP_PATIENTS = itemgetter(0), itemgetter(1)
 _FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
 
@@ -152,10 +151,10 @@ class Baselines:
         self._by_role_day: dict[tuple[str, date], set[str]] = {}  # (role, day) -> users whose record has it
         self._role_parts: dict[tuple[str, date], DayPart] = {}  # (role, day) -> its records' part, see day_part
         self._loaded: set[date] = set()
-        self._user_profiles: dict[tuple[str, date], Profile] = {}
-        self._role_profiles: dict[tuple[str, date], Profile] = {}
-        self._user_days: dict[str, set[date]] = {}  # which (key, day) profiles are cached, for _invalidate
-        self._role_days: dict[str, set[date]] = {}
+        #: local day -> user (or peer group) -> its profile; by day, so that evicting a day and invalidating
+        #: the days after a changed one touch those days only
+        self._user_profiles: dict[date, dict[str, Profile]] = {}
+        self._role_profiles: dict[date, dict[str, Profile]] = {}
         self._latest: date | None = None  # no profile of a day after this one is cached (see _invalidate)
         self._store: Store | None = None
         self._newest: date | None = None
@@ -201,22 +200,23 @@ class Baselines:
         slot_of = list(map(slots.__getitem__, map(cut, tss)))
         hours = list(map(_SLOT_HOUR, slot_of))
         keys = list(zip(users, map(_SLOT_DAY, slot_of), roles))
-        # each distinct (user, day, peer group) gets an id; per id: its user-day's group (hours, patient hash
-        # -> first time, roles), so the per-event passes below index lists, in C
-        index: dict[tuple[str, date, str], int] = dict.fromkeys(keys)  # type: ignore[arg-type]
+        # each distinct (user, day, peer group) gets an id, the position of its first event (one setdefault
+        # per event, in C); lists indexed by id (n long, filled at the ids) hold what the per-event passes
+        # below need: first its user-day's group (hours, patient hash -> first time, roles)
+        index: dict[tuple[str, date, str], int] = {}
+        ids = list(map(index.setdefault, keys, count()))  # type: ignore[arg-type]
         grouped: dict[tuple[str, date], tuple[set[int], dict[str, str], set[str]]] = {}
-        groups: list[tuple[set[int], dict[str, str], set[str]]] = []
-        for i, key in enumerate(index):
-            index[key] = i
-            ud = key[:2]
-            group = grouped.get(ud)  # type: ignore[call-overload]
+        groups: list[Any] = [None] * len(ids)
+        group_hours: list[Any] = [None] * len(ids)
+        group_patients: list[Any] = [None] * len(ids)
+        for (user, day, role), i in index.items():
+            group = grouped.get((user, day))
             if group is None:
-                group = grouped[ud] = (set(), {}, set())  # type: ignore[index]
-            if key[2]:
-                group[2].add(key[2])
-            groups.append(group)
-        ids = list(map(index.__getitem__, keys))
-        deque(map(set.add, map(list(map(_GROUP_HOURS, groups)).__getitem__, ids), hours), 0)
+                group = grouped[(user, day)] = (set(), {}, set())
+            if role:
+                group[2].add(role)
+            groups[i], group_hours[i], group_patients[i] = group, group[0], group[1]
+        deque(map(set.add, map(group_hours.__getitem__, ids), hours), 0)
         # earliest time per (user-day, patient): setdefault in time order keeps the first, in C
         if None in phs:
             keep = list(map(is_not, phs, repeat(None)))
@@ -228,7 +228,7 @@ class Baselines:
             p_ids = [p_ids[i] for i in order]
             p_hashes = [p_hashes[i] for i in order]
             p_tss = [p_tss[i] for i in order]
-        deque(map(dict.setdefault, map(list(map(_GROUP_PATIENTS, groups)).__getitem__, p_ids), p_hashes, p_tss), 0)
+        deque(map(dict.setdefault, map(group_patients.__getitem__, p_ids), p_hashes, p_tss), 0)
         self._load(store, {day for _user, day in grouped})
         learnt: dict[date, dict[str, DayRecord]] = {}
         for (user, day), (group_hours, patients, group_roles) in grouped.items():
@@ -241,8 +241,7 @@ class Baselines:
         return facts
 
     def _flag(self, evs: list[Event], index: dict[tuple[str, date, str], int],
-              groups: list[tuple[set[int], dict[str, str], set[str]]], ids: list[int], hours: list[int],
-              tss: list[str]) -> None:
+              groups: list[Any], ids: list[int], hours: list[int], tss: list[str]) -> None:
         """Set the flags: per basis id its verdict per local hour, first-access times and count rows, then
         per event in C (two ``dict.update`` and one bisect per event)."""
         records, bases = self.records, self._bases
@@ -250,10 +249,12 @@ class Baselines:
             self._ratios.clear()
         if len(self._rows) >= _CACHE_MAX:
             self._rows.clear()
-        verdicts_of: list[list[dict[str, Any] | None]] = []
-        firsts_of: list[list[str]] = []
-        rows_of: list[list[dict[str, Any]]] = []
-        for (user, day, role), group in zip(index, groups):
+        n = len(ids)
+        verdicts_of: list[Any] = [None] * n  # indexed by id, as groups
+        firsts_of: list[Any] = [None] * n
+        rows_of: list[Any] = [None] * n
+        for (user, day, role), i in index.items():
+            group = groups[i]
             firsts = records[(user, day)].firsts()
             day_bases = bases.get(day)
             if day_bases is None:
@@ -265,9 +266,8 @@ class Baselines:
             for hour in group[0]:  # the user-day's hours in this batch (those of this basis among them)
                 if verdicts[hour] is None:
                     verdicts[hour] = self._static(basis, hour)
-            verdicts_of.append(verdicts)
-            firsts_of.append(firsts)
-            rows_of.append(self._counts(basis.usual, basis.role_usual, len(firsts)))
+            verdicts_of[i], firsts_of[i] = verdicts, firsts
+            rows_of[i] = self._counts(basis.usual, basis.role_usual, len(firsts))
         deque(map(dict.update, evs, map(getitem, map(verdicts_of.__getitem__, ids), hours)), 0)
         todays = map(bisect_right, map(firsts_of.__getitem__, ids), tss)
         deque(map(dict.update, evs, map(getitem, map(rows_of.__getitem__, ids), todays)), 0)
@@ -459,8 +459,8 @@ class Baselines:
         not observed yet (``min_observed_days``) is not judged at all."""
         o = self.options
         day_class = 1 if day.weekday() in self._weekend else 0
-        mine = self._user_profiles.get((user, day)) or self._profile(user, day, None)
-        theirs = (self._role_profiles.get((role, day)) or self._profile(role, day, role)) if role else None
+        mine = self._profile(user, day, None)
+        theirs = self._profile(role, day, role) if role else None
         if theirs is not None and theirs.active_days < o.min_role_days:
             theirs = None
         fields: dict[str, Any] = {PREFIX + "active_days": mine.active_days}
@@ -527,8 +527,11 @@ class Baselines:
 
     def _profile(self, key: str, day: date, role: str | None) -> Profile:
         """The user's (``role`` None) or the role's profile for ``day``: the window's days before it."""
-        cache = self._user_profiles if role is None else self._role_profiles
-        profile = cache.get((key, day))
+        by_day = self._user_profiles if role is None else self._role_profiles
+        cache = by_day.get(day)
+        if cache is None:
+            cache = by_day[day] = {}
+        profile = cache.get(key)
         if profile is None:
             window, tolerance = self._window(day), self.options.hour_tolerance
             if role is None:
@@ -542,11 +545,9 @@ class Baselines:
                             (self.records[(user, d)] for user in self._by_role_day.get((key, d), ())), tolerance)
                     pieces.append((day_class, part))
                 profile = combine(pieces)
-            cache[(key, day)] = profile
+            cache[key] = profile
             if self._latest is None or day > self._latest:
                 self._latest = day
-            index = self._user_days if role is None else self._role_days
-            index.setdefault(key, set()).add(day)
         return profile
 
     def _user_summary(self, user: str, window: list[tuple[date, int]], tolerance: int) -> Profile:
@@ -575,16 +576,15 @@ class Baselines:
         if self._latest is None or day >= self._latest:  # no profile of a later day is cached
             return
         last = day + timedelta(days=self.options.window_days)
-        for key, index, cache in ((user, self._user_days, self._user_profiles),
-                                  *((role, self._role_days, self._role_profiles) for role in roles)):
-            days = index.get(key)
-            if days and max(days) > day:  # usually today changed and nothing later is cached
-                stale = [d for d in days if day < d <= last]
-                if stale:
-                    self._forget_after(day, last)
-                for d in stale:
-                    days.discard(d)
-                    cache.pop((key, d), None)
+        stale = False
+        for by_day, keys in ((self._user_profiles, (user,)), (self._role_profiles, roles)):
+            for d, cache in by_day.items():
+                if day < d <= last:
+                    for key in keys:
+                        if cache.pop(key, None) is not None:
+                            stale = True
+        if stale:
+            self._forget_after(day, last)
 
     def _forget_after(self, day: date, last: date) -> None:
         """Drop the observed counts and the bases of the days ``day < d <= last``: their windows hold ``day``,
@@ -629,12 +629,7 @@ class Baselines:
                     self._by_role_day.pop((role, d), None)
         if old:
             self._observed_days.clear()
-            self._bases = {d: v for d, v in self._bases.items() if d >= horizon}
-            self._user_profiles = {k: v for k, v in self._user_profiles.items() if k[1] >= horizon}
-            self._role_profiles = {k: v for k, v in self._role_profiles.items() if k[1] >= horizon}
+            for by_day in (self._bases, self._user_profiles, self._role_profiles):
+                for d in [d for d in by_day if d < horizon]:
+                    del by_day[d]
             self._role_parts = {k: v for k, v in self._role_parts.items() if k[1] >= horizon}
-            for index in (self._user_days, self._role_days):
-                for key in list(index):
-                    index[key] = {d for d in index[key] if d >= horizon}
-                    if not index[key]:
-                        del index[key]
