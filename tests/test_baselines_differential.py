@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from engine.baselines import FIELDS, BaselineOptions, Baselines
 from engine.baselines.step import RULE_FIELDS
 from engine.baselines.facts import FACT, fact_event
-from engine.baselines.model import DayRecord
+from engine.baselines.model import DayRecord, Profile
 from engine.events import Event, format_timestamp
 from engine.store import open_store
 from engine.store.base import Store
@@ -154,3 +154,18 @@ def test_fact_events_are_byte_for_byte_the_reference_encoding(new: dict[str, Day
     a store written before the change deduplicates facts the same way."""
     event = fact_event("2026-11-02", "2026-11-02T00:00:00.000Z", new)
     assert event[FACT].encode() == reference_fact_payload("2026-11-02", new)
+
+
+@given(sizes=st.tuples(st.integers(0, 300), st.integers(0, 300)), distinct=st.integers(1, 40),
+       seed=st.integers(0, 2**32), hour=st.integers(0, 23), day_class=st.integers(0, 1))
+def test_profile_shares_over_distinct_masks_are_the_plain_count(sizes: tuple[int, int], distinct: int, seed: int,
+                                                                hour: int, day_class: int) -> None:
+    """A role's pooled profile counts a share over its distinct masks (model._TALLY_FROM): the same share
+    as counting every user-day's mask, for pools below and above that size."""
+    rng = random.Random(seed)
+    pool = [rng.randrange(2**24) for _ in range(distinct)]  # a role's user-days repeat a few shift patterns
+    masks = ([rng.choice(pool) for _ in range(sizes[0])], [rng.choice(pool) for _ in range(sizes[1])])
+    profile = Profile(sum(sizes), sizes, masks, None)
+    total = sizes[day_class]
+    plain = sum(1 for m in masks[day_class] if m >> hour & 1) / total if total else 0.0
+    assert profile.shares(day_class, hour) == (plain, round(plain, 3))

@@ -18,9 +18,14 @@ The derivations (documented in docs/enrichment.md, "Per-user baselines"):
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import Counter
 from dataclasses import dataclass, field
+from itertools import compress
 from statistics import median
 from typing import Iterable
+
+
+_TALLY_FROM = 64  # a profile of more masks than this counts shares over its distinct masks
 
 
 @dataclass
@@ -97,7 +102,7 @@ class Profile:
     ``usual`` is the median daily distinct-patient count over all active user-days (None without any).
     Shares are computed on first use and memoised: a profile is asked about a few hours only."""
 
-    __slots__ = ("active_days", "days", "masks", "usual", "_shares")
+    __slots__ = ("active_days", "days", "masks", "usual", "_shares", "_tallies")
 
     def __init__(self, active_days: int, days: tuple[int, int], masks: tuple[list[int], list[int]],
                  usual: float | None):
@@ -106,6 +111,7 @@ class Profile:
         self.masks = masks
         self.usual = usual
         self._shares: dict[int, tuple[float, float]] = {}
+        self._tallies: list[tuple[list[int], list[int]] | None] = [None, None]
 
     def share(self, day_class: int, hour: int) -> float:
         return self.shares(day_class, hour)[0]
@@ -118,8 +124,16 @@ class Profile:
         if known is None:
             total = self.days[day_class]
             bit = 1 << hour
-            # sum of the masks' ``bit`` values, in C: ``hits << hour``
-            hits = sum(map(bit.__and__, self.masks[day_class])) >> hour
+            masks = self.masks[day_class]
+            if len(masks) > _TALLY_FROM:  # a role's pool: thousands of user-days, a few hundred distinct masks
+                tally = self._tallies[day_class]
+                if tally is None:
+                    counted = Counter(masks)
+                    tally = self._tallies[day_class] = (list(counted), list(counted.values()))
+                # the counts of the distinct masks with ``bit`` set, in C
+                hits = sum(compress(tally[1], map(bit.__and__, tally[0])))
+            else:  # sum of the masks' ``bit`` values, in C: ``hits << hour``
+                hits = sum(map(bit.__and__, masks)) >> hour
             share = hits / total if total else 0.0
             known = self._shares[key] = (share, round(share, 3))
         return known
