@@ -21,7 +21,7 @@ from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
 from itertools import compress, count, islice, repeat
-from operator import add, getitem, is_, is_not, itemgetter, le
+from operator import add, getitem, is_, is_not, itemgetter, le, not_
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Iterable, Mapping, NamedTuple
 from zoneinfo import ZoneInfo
@@ -49,7 +49,6 @@ _HOUR = itemgetter(slice(0, 13))  # "YYYY-MM-DDTHH" of a canonical timestamp
 _MINUTE = itemgetter(slice(0, 16))
 _NOT_UNIFORM = None  # an hour-prefix cache value: the UTC hour spans two local hours (a :30 or :45 zone)
 _SLOT_DAY, _SLOT_HOUR = itemgetter(0), itemgetter(1)
-_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
 
 @dataclass
@@ -155,6 +154,8 @@ class Baselines:
         #: the days after a changed one touch those days only
         self._user_profiles: dict[date, dict[str, Profile]] = {}
         self._role_profiles: dict[date, dict[str, Profile]] = {}
+        #: user -> (day, profile, its entries: days, day classes, masks, daily counts), see _user_summary
+        self._summaries: dict[str, tuple[date, Profile, tuple[list[date], list[int], list[int], list[int]]]] = {}
         self._latest: date | None = None  # no profile of a day after this one is cached (see _invalidate)
         self._store: Store | None = None
         self._newest: date | None = None
@@ -535,7 +536,7 @@ class Baselines:
         if profile is None:
             window, tolerance = self._window(day), self.options.hour_tolerance
             if role is None:
-                profile = self._user_summary(key, window, tolerance)
+                profile = self._user_summary(key, day, window, tolerance)
             else:
                 parts, pieces = self._role_parts, []
                 for d, day_class in window:
@@ -550,25 +551,52 @@ class Baselines:
                 self._latest = day
         return profile
 
-    def _user_summary(self, user: str, window: list[tuple[date, int]], tolerance: int) -> Profile:
-        """``summarise`` of the user's records in ``window``, inlined: one per user-day, a hot path."""
-        found = list(map(self.records.get, zip(repeat(user), map(_FIRST, window))))  # the lookups in C
-        masks: tuple[list[int], list[int]] = ([], [])
-        daily: list[int] = []
-        for record, day_class in compress(zip(found, map(_SECOND, window)), found):  # held days only
-            if not record.hours:
+    def _user_summary(self, user: str, day: date, window: list[tuple[date, int]], tolerance: int) -> Profile:
+        """``summarise`` of the user's records in ``window`` (the days before ``day``): one per user-day, a
+        hot path.
+
+        Why incremental: the user's previous profile (``_summaries``) covers most of this window. While it is
+        still cached, no record of its window changed since it was built (``_invalidate`` would have dropped
+        it), so its entries of the days both windows share are still the records' entries; only the days in
+        between are read. Masks and counts are sums and a median: the order of entries does not matter."""
+        last = self._summaries.get(user)
+        if (last is not None and last[0] < day and (day - last[0]).days <= len(window)
+                and self._user_profiles.get(last[0], {}).get(user) is last[1]):
+            fresh = (day - last[0]).days  # the window's newest ``fresh`` days are not in the last one's
+            old_days, old_classes, old_masks, old_daily = last[2]
+            keep = len(old_days) - sum(map(window[-1][0].__gt__, old_days))  # old entries are newest first
+        else:
+            fresh, keep = len(window), 0
+            old_days, old_classes, old_masks, old_daily = [], [], [], []
+        records = self.records
+        e_days: list[date] = []
+        e_classes: list[int] = []
+        e_masks: list[int] = []
+        e_daily: list[int] = []
+        for d, day_class in islice(window, fresh):
+            record = records.get((user, d))
+            if record is None or not record.hours:
                 continue
             memo = record._spread
-            masks[day_class].append(memo[1] if memo is not None and memo[0] == tolerance
-                                    else hour_mask(record, tolerance))
-            daily.append(len(record.patients))
-        n = len(daily)
+            e_days.append(d)
+            e_classes.append(day_class)
+            e_masks.append(memo[1] if memo is not None and memo[0] == tolerance else hour_mask(record, tolerance))
+            e_daily.append(len(record.patients))
+        if keep:
+            e_days += old_days[:keep]
+            e_classes += old_classes[:keep]
+            e_masks += old_masks[:keep]
+            e_daily += old_daily[:keep]
+        masks = (list(compress(e_masks, map(not_, e_classes))), list(compress(e_masks, e_classes)))
+        n = len(e_daily)
         usual = None
         if n:  # statistics.median of ints, as a float
-            daily.sort()
+            daily = sorted(e_daily)
             half = n // 2
             usual = float(daily[half]) if n % 2 else (daily[half - 1] + daily[half]) / 2
-        return Profile(n, (len(masks[0]), len(masks[1])), masks, usual)
+        profile = Profile(n, (len(masks[0]), len(masks[1])), masks, usual)
+        self._summaries[user] = (day, profile, (e_days, e_classes, e_masks, e_daily))
+        return profile
 
     def _invalidate(self, user: str, day: date, roles: Iterable[str]) -> None:
         """A record of ``day`` changed: cached profiles of the following window days are stale. Usually
