@@ -111,7 +111,7 @@ class _Basis(NamedTuple):
     judged: bool  #: the day class has enough observed days for an hour verdict
     usual: float | None  #: divisor of distinct_patients_ratio
     role_usual: float | None  #: divisor of distinct_patients_role_ratio (None: no usable role profile)
-    #: local hour -> the flags shared by the basis's events of that hour (``_static``), filled on first use
+    #: local hour -> the flags shared by the basis's events of that hour (``_verdicts``), filled on first use
     verdicts: list[dict[str, Any] | None]
 
 
@@ -127,7 +127,7 @@ class Baselines:
         self._datasets = frozenset(options.datasets)
         self._minutes: dict[str, _Slot] = {}
         self._hours: dict[str, _Slot | None] = {}
-        self._shared: dict[tuple[int, str, bool], dict[str, Any]] = {}  # see _static
+        self._shared: dict[tuple[int, str, bool], dict[str, Any]] = {}  # see _shared_fields
         self._hashes: dict[str | int, str] = {}
         self._windows: dict[date, list[tuple[date, int]]] = {}
         self._ratios: dict[float, list[float]] = {}
@@ -263,11 +263,8 @@ class Baselines:
             basis = day_bases.get((user, role))
             if basis is None:
                 basis = day_bases[(user, role)] = self._basis(user, role, day)
-            verdicts = basis.verdicts
-            for hour in group[0]:  # the user-day's hours in this batch (those of this basis among them)
-                if verdicts[hour] is None:
-                    verdicts[hour] = self._static(basis, hour)
-            verdicts_of[i], firsts_of[i] = verdicts, firsts
+            # the user-day's hours in this batch (those of this basis among them)
+            verdicts_of[i], firsts_of[i] = self._verdicts(basis, group[0]), firsts
             rows_of[i] = self._counts(basis.usual, basis.role_usual, len(firsts))
         deque(map(dict.update, evs, map(getitem, map(verdicts_of.__getitem__, ids), hours)), 0)
         todays = map(bisect_right, map(firsts_of.__getitem__, ids), tss)
@@ -477,22 +474,47 @@ class Baselines:
         return _Basis(fields, basis, None if basis is theirs else theirs, day_class, judged, max(usual, 1.0),
                       role_usual, [None] * 24)
 
-    def _static(self, b: "_Basis", hour: int) -> dict[str, Any]:
-        """The flags shared by every event of (user, peer group, local day, hour); the count fields and
-        ratios are ``_counts``'."""
-        if b.profile is None or not b.judged:
-            return b.fields
+    def _verdicts(self, b: "_Basis", hours: Iterable[int]) -> list[dict[str, Any] | None]:
+        """``b.verdicts`` with every hour of ``hours`` filled in: the flags shared by every event of (user,
+        peer group, local day, hour); the count fields and ratios are ``_counts``'. Without ``explain``
+        (the rules' fields only) a basis has two possible dicts, shared; only the verdict is per hour."""
+        verdicts = b.verdicts
+        todo = [hour for hour in hours if verdicts[hour] is None]
+        if not todo:
+            return verdicts
+        if b.profile is None or not b.judged:  # could not tell: no verdict, whatever the hour
+            for hour in todo:
+                verdicts[hour] = b.fields
+            return verdicts
+        if self.options.explain:
+            for hour in todo:
+                verdicts[hour] = self._explained(b, hour)
+            return verdicts
+        cut, day_class = self.options.unusual_share, b.day_class
+        mine, peers = b.profile.shares, (b.peers.shares if b.peers is not None else None)
+        shared = (self._shared_fields(b, False), self._shared_fields(b, True))
+        for hour in todo:  # unusual to the user, and to the peer group when it is a second voice
+            unusual = mine(day_class, hour)[0] < cut
+            if unusual and peers is not None:
+                unusual = peers(day_class, hour)[0] < cut
+            verdicts[hour] = shared[unusual]
+        return verdicts
+
+    def _shared_fields(self, b: "_Basis", unusual: bool) -> dict[str, Any]:
+        """The rules' fields of a judged basis with this verdict: one dict per (active days, profile, verdict)
+        shared by every event that has them."""
+        key = (b.fields[PREFIX + "active_days"], b.fields[PREFIX + "profile"], unusual)
+        fields = self._shared.get(key)
+        if fields is None:
+            fields = self._shared[key] = {**b.fields, PREFIX + "unusual_hour": unusual}
+        return fields
+
+    def _explained(self, b: "_Basis", hour: int) -> dict[str, Any]:
+        """With ``explain``: the flags shared by every event of a judged basis's hour, with the shares that
+        explain the verdict (one dict per basis and hour); the count fields and ratios are ``_counts``'."""
         cut = self.options.unusual_share
-        share, rounded = b.profile.shares(b.day_class, hour)
+        share, rounded = b.profile.shares(b.day_class, hour)  # type: ignore[union-attr]
         unusual = share < cut
-        if not self.options.explain:  # the rules' fields: one shared dict per (active days, profile, verdict)
-            if b.role_usual is not None:
-                unusual = unusual and (share if b.peers is None else b.peers.shares(b.day_class, hour)[0]) < cut
-            key = (b.fields[PREFIX + "active_days"], b.fields[PREFIX + "profile"], unusual)
-            fields = self._shared.get(key)
-            if fields is None:
-                fields = self._shared[key] = {**b.fields, PREFIX + "unusual_hour": unusual}
-            return fields
         fields = dict(b.fields)
         fields[PREFIX + "hour_share"] = rounded
         if b.role_usual is not None:  # a peer profile that can speak: the basis itself or a second voice
