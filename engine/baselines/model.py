@@ -52,10 +52,13 @@ class DayRecord:
             # the new part is all of the record: the given collections themselves (one copy, not two: a
             # record is merged once per user-day and batch, ~600 times a batch)
             return DayRecord(hours, patients, roles)
-        new_hours = {h for h in hours if h not in self.hours}
-        new_patients = {p: ts for p, ts in patients.items()
-                        if p not in self.patients or ts < self.patients[p]}
-        new_roles = {r for r in roles if r not in self.roles}
+        new_hours = hours - self.hours  # set operations in C; the given sets are not changed
+        known = self.patients
+        if known.keys().isdisjoint(patients):  # only patients new to the day (usual in time order): all new
+            new_patients = patients
+        else:
+            new_patients = {p: ts for p, ts in patients.items() if p not in known or ts < known[p]}
+        new_roles = roles - self.roles
         if not (new_hours or new_patients or new_roles):
             return None
         if new_hours:
