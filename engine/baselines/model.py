@@ -176,7 +176,8 @@ def day_part(records: Iterable[DayRecord], tolerance: int) -> DayPart:
     daily: list[int] = []
     for record in records:
         if record.hours:
-            masks.append(hour_mask(record, tolerance))
+            memo = record._spread  # hour_mask, inlined: a role-day pools hundreds of records
+            masks.append(memo[1] if memo is not None and memo[0] == tolerance else hour_mask(record, tolerance))
             daily.append(len(record.patients))
     return masks, daily
 

@@ -564,8 +564,8 @@ class Baselines:
                 for d, day_class in window:
                     part = parts.get((key, d))
                     if part is None:  # sums and a median: the order of users does not matter
-                        part = parts[(key, d)] = day_part(
-                            (self.records[(user, d)] for user in self._by_role_day.get((key, d), ())), tolerance)
+                        part = parts[(key, d)] = day_part(map(self.records.__getitem__, zip(
+                            self._by_role_day.get((key, d), ()), repeat(d))), tolerance)
                     pieces.append((day_class, part))
                 profile = combine(pieces)
             cache[key] = profile
