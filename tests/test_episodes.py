@@ -97,3 +97,14 @@ def test_timestamp_ms_fast_path_round_trips(ms):
 
     text = format_timestamp(from_timestamp_ms(ms))
     assert timestamp_ms(text) == ms == (parse_timestamp(text) - _EPOCH) // timedelta(milliseconds=1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(-62_135_596_800_000, 253_402_300_799_999), min_size=1, max_size=20))
+def test_iso_is_the_canonical_text_of_each_time_also_when_asked_again(times):
+    """``iso`` is cached: asked twice, in any order, it gives the canonical form of that very time."""
+    from engine.alerts.episodes import iso
+    from engine.events import format_timestamp, from_timestamp_ms
+
+    for ms in times + times[::-1]:
+        assert iso(ms) == format_timestamp(from_timestamp_ms(ms))

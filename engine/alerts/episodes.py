@@ -20,6 +20,7 @@ from *all* triggers of its episode each time it changes, so it does not depend o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 
 from engine.alerts.model import Alert, alert_id, canonical_json
@@ -54,7 +55,10 @@ class RuleInfo:
     condition: Mapping[str, float] = field(default_factory=dict)
 
 
+@lru_cache(maxsize=16384)
 def iso(ms: int) -> str:
+    """The canonical text of an epoch-millisecond time. Cached: an alert formats its anchor, window and
+    triggers, mostly the same instant (issue 10: 41k calls for 6,720 SigmaHQ alerts); a str is immutable."""
     return format_timestamp(from_timestamp_ms(ms))
 
 
