@@ -146,6 +146,19 @@ def test_cases_are_stored_with_one_outbox_entry_per_revision(store):  # noqa: F8
     assert store.get_case("nope") is None
 
 
+def test_get_cases_is_get_case_for_each_id(store):  # noqa: F811
+    builder = CaseBuilder(store, SETTINGS)
+    alerts = [alert("a", {"user.name": u}, at(9)) for u in ("u1", "u2", "u3")]
+    commit(store, alerts)
+    cases = builder.update(alerts)
+    store.put_cases(cases[:2])
+    asked = [cases[2].id, cases[1].id, "nope", cases[0].id, cases[1].id]
+    got = store.get_cases(asked)
+    assert {cid: c.to_dict() for cid, c in got.items()} == {
+        cid: store.get_case(cid).to_dict() for cid in asked if store.get_case(cid) is not None}
+    assert set(got) == {cases[0].id, cases[1].id}
+
+
 def test_delivery_builds_cases_first_and_writes_each_case_revision_once(store, tmp_path):  # noqa: F811
     sink = JsonlSink(tmp_path / "alerts.jsonl")
     console = io.StringIO()
@@ -193,8 +206,8 @@ def test_a_case_does_not_depend_on_its_members_triage_state():
     triaged = [replace(members[0], status="closed", assignee="ann"), replace(members[1], status="acknowledged")]
 
     class NoStore:
-        def get_case(self, case_id):
-            return None
+        def get_cases(self, case_ids):
+            return {}
 
         def get_alerts(self, ids):
             return {}

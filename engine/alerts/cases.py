@@ -410,7 +410,8 @@ class CaseBuilder:
             for kind, subject, anchor, cid, _ in member_of(alert):
                 touched.setdefault(cid, (kind, subject, anchor, set()))[3].add(alert.id)
         out: list[Case] = []
-        stored_cases = {cid: self.store.get_case(cid) for cid in sorted(touched)}
+        found = self.store.get_cases(sorted(touched))  # one read for the batch (818 queries in a SigmaHQ run)
+        stored_cases = {cid: found.get(cid) for cid in sorted(touched)}
         # A member of this batch is taken as handed over (a newer revision of it, if any, is still in the
         # outbox and updates the case in its turn, so the final content is the same); the members this batch
         # did not hand over are read from the store, all in one ``get_alerts`` (issue 10: a SigmaHQ first

@@ -234,6 +234,11 @@ class Store(abc.ABC):
     def get_case(self, case_id: str) -> Case | None:
         raise StoreError(f"the {self.kind} store does not support cases")
 
+    def get_cases(self, case_ids: Sequence[str]) -> dict[str, Case]:
+        """The stored cases of ``case_ids`` (id -> case; unknown ids left out). A store may read them at once:
+        the case builder asks for every case a delivery batch touches."""
+        return {cid: case for cid in dict.fromkeys(case_ids) if (case := self.get_case(cid)) is not None}
+
     def list_cases(self, limit: int | None = None) -> list[Case]:
         """Cases ordered by (first_trigger, id)."""
         raise StoreError(f"the {self.kind} store does not support cases")

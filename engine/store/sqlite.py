@@ -478,6 +478,10 @@ class SqliteStore(SqliteAuditMixin, SqliteOverviewMixin, SqliteTriageMixin, Stor
         row = self._read(lambda c: c.execute("SELECT doc FROM cases WHERE id = ?", (case_id,)).fetchone())
         return None if row is None else Case.from_dict(orjson.loads(row[0]))
 
+    def get_cases(self, case_ids: Sequence[str]) -> dict[str, Case]:
+        rows = self._rows_by_key("SELECT id, doc FROM cases WHERE id IN ({})", list(dict.fromkeys(case_ids)))
+        return {case_id: Case.from_dict(orjson.loads(doc)) for case_id, doc in rows}
+
     def list_cases(self, limit: int | None = None) -> list[Case]:
         sql, params = "SELECT doc FROM cases ORDER BY first_trigger, id", []
         if limit is not None:
