@@ -185,6 +185,9 @@ def _run_once(app: Any) -> int:
                      dead_letters=stats.dead_letters, events_per_s=round(stats.rate))
         results = run_all(app.evaluator, app.jobs)
         deliver_pending(app.store, app.sinks)
+        for sink in app.sinks:   # held alerts (engine/alerts/hold.py): decided with the events there are
+            getattr(sink, "decide_held", lambda: None)()
+        deliver_pending(app.store, app.sinks)
         alerts = sorted(iter_alerts(results), key=lambda a: (a.first_trigger, a.rule_title))
         _alerts_table(_most_severe(alerts, RUN_ONCE_TABLE_ROWS),
                       f"{len(alerts)} new or updated alert(s) in this run"

@@ -98,7 +98,7 @@ def rule_defaults(ruleset: Any) -> dict[str, dict[str, Any]]:
         if custom is None:
             continue
         where = f"{getattr(obj, 'path', '?')}: rule {obj.id}: wardwatch"
-        if not isinstance(custom, dict) or set(custom) - {"case_by", "suppress"}:
+        if not isinstance(custom, dict) or set(custom) - {"case_by", "suppress", "hold"}:  # hold: engine/alerts/hold.py
             raise CaseConfigError(f"{where}: expected {{case_by: [fields], suppress: {{by: [fields], for: 1h}}}}")
         entry: dict[str, Any] = {}
         if "case_by" in custom:
@@ -450,4 +450,7 @@ def with_case_builder(config: Mapping[str, Any], store: Store, ruleset: Any, sin
     section = config["alerts"].get("cases") or {}
     if not section.get("enabled", True):
         return sinks
-    return [CaseBuilder(store, case_settings(section, ruleset)), *sinks]
+    from engine.alerts.hold import HoldingCaseBuilder, hold_specs
+
+    settings, holds = case_settings(section, ruleset), hold_specs(ruleset)
+    return [HoldingCaseBuilder(store, settings, holds) if holds else CaseBuilder(store, settings), *sinks]

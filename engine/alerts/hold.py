@@ -1,0 +1,189 @@
+"""Held alerts: look-ahead for rules whose false positives are only explained by what the user does next.
+
+A nurse sent to help on another ward opens a co-worker's or a VIP's chart there first: at ingest only the
+past is known, so ``ehr.relationship.worked_department`` is false and the rule fires. A rule that declares
+``wardwatch: {hold: {for: 2h, min_patients: 2}}`` has its alerts *held* out of cases until the store's
+event time has passed the alert's last trigger by ``for``; then each is decided on the stored events:
+*spared* (kept out of cases) when, after every evidence access, the same user opened at least
+``min_patients`` other patients of that access's ``ehr.patient.department`` within ``for``; released into
+its cases otherwise. Why here and not at ingest: enrichment flows one way and cannot wait for the future;
+the alert is already stored, so holding it loses nothing.
+
+Guarantees. The alert itself is stored, in ``alerts list`` and in every alert sink as before; only case
+membership waits. The held ids live in the store (checkpoint row ``@hold``) and are written before the
+delivery loop acknowledges them, so a restart decides them later. "Event time has passed" means the store
+holds an event at or after ``last_trigger + for`` (never wall time): the same events give the same
+decisions. ``run --once`` decides the rest with the events it has (``decide_held``). Anything uncertain is
+released, never spared: no department, capped evidence, an evidence event not found, an alert already in a
+case. Spared alerts stay out of cases unless a later revision (new evidence) is decided otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+from engine.alerts.cases import CaseBuilder, CaseConfigError, CaseSettings, _custom_field, memberships
+from engine.alerts.model import Alert
+from engine.events import format_timestamp, from_timestamp_ms, timestamp_ms
+from engine.logs import get_logger
+from engine.store.base import RuleCheckpoint, SearchQuery, Store
+
+log = get_logger("wardwatch.cases")
+
+#: the checkpoint row that keeps the held alert ids (no rule has this id)
+HOLD_ROW = "@hold"
+USER, PATIENT, DEPARTMENT = "user.name", "ehr.patient.id", "ehr.patient.department"
+
+
+@dataclass(frozen=True)
+class HoldSpec:
+    """A rule's ``wardwatch.hold``: how long after the last trigger, how many other patients spare it."""
+
+    for_ms: int
+    min_patients: int
+
+
+def hold_specs(ruleset: Any) -> dict[str, HoldSpec]:
+    """Rule id -> its hold, from the rule files' ``wardwatch: {hold: {for: 2h, min_patients: 2}}``."""
+    from engine.config import parse_duration
+
+    found: dict[str, HoldSpec] = {}
+    for obj in list(getattr(ruleset, "rules", {}).values()) + list(getattr(ruleset, "correlations", {}).values()):
+        custom = _custom_field(obj)
+        if not isinstance(custom, dict) or "hold" not in custom:
+            continue
+        where = f"{getattr(obj, 'path', '?')}: rule {obj.id}: wardwatch.hold"
+        spec = custom["hold"]
+        if not isinstance(spec, dict) or set(spec) - {"for", "min_patients"}:
+            raise CaseConfigError(f"{where}: expected {{for: 2h, min_patients: 2}}")
+        try:
+            for_ms = int(parse_duration(spec.get("for", "2h")) * 1000)
+        except ValueError as exc:
+            raise CaseConfigError(f"{where}.for: {exc}") from None
+        n = spec.get("min_patients", 2)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1 or for_ms <= 0:
+            raise CaseConfigError(f"{where}: for must be longer than 0 and min_patients an integer >= 1")
+        found[obj.id] = HoldSpec(for_ms, n)
+    return found
+
+
+class HoldingCaseBuilder(CaseBuilder):
+    """The case builder with held rules: their alerts reach cases only once decided (module docstring)."""
+
+    def __init__(self, store: Store, settings: CaseSettings, holds: Mapping[str, HoldSpec]):
+        super().__init__(store, settings)
+        self.holds = dict(holds)
+        self._held: set[str] | None = None   # loaded from the store on first use
+
+    # -- persistence -------------------------------------------------------------------------------
+    def _held_ids(self) -> set[str]:
+        if self._held is None:
+            row = self.store.get_checkpoints([HOLD_ROW]).get(HOLD_ROW)
+            self._held = set((row.extra or {}).get("held", [])) if row is not None else set()
+        return self._held
+
+    def _save(self) -> None:
+        self.store.commit_rule_runs([(RuleCheckpoint(HOLD_ROW, None, {"held": sorted(self._held_ids())}), [])])
+
+    # -- the delivery loop's hooks -----------------------------------------------------------------
+    def deliver(self, alerts: Sequence[Alert]) -> None:
+        held = self._held_ids()
+        passed: list[Alert] = []
+        changed = False
+        for alert in alerts:
+            if alert.rule_id in self.holds and self.settings.in_cases(alert) and not self._in_a_case(alert):
+                if alert.id not in held:
+                    held.add(alert.id)
+                    changed = True
+            else:
+                passed.append(alert)
+        if changed:
+            self._save()   # before the loop acknowledges: a crash now re-delivers, never drops
+        super().deliver(passed)
+        self._decide(final=False)
+
+    def ready(self, record: str) -> bool:
+        """Called by the delivery loop every round before it fetches: decides the held alerts whose hold
+        has passed even when no new alert arrives. Never blocks the outbox (always True)."""
+        if record == "alert" and self._held_ids():
+            self._decide(final=False)
+        return True
+
+    def decide_held(self) -> None:
+        """``run --once``: decide every held alert with the events the store has now."""
+        self._decide(final=True)
+
+    # -- decisions -----------------------------------------------------------------------------------
+    def _decide(self, final: bool) -> None:
+        held = self._held_ids()
+        if not held:
+            return
+        latest = self.store.get_alerts(sorted(held))
+        release: list[Alert] = []
+        done: set[str] = set()
+        spared = 0
+        for aid in sorted(held):
+            alert = latest.get(aid)
+            if alert is None:            # purged by retention: nothing left to decide
+                done.add(aid)
+                continue
+            spec = self.holds.get(alert.rule_id)
+            if spec is None:             # the rule lost its hold: release
+                release.append(alert)
+                done.add(aid)
+                continue
+            if not final and not self._passed(alert, spec):
+                continue
+            done.add(aid)
+            if self._spare(alert, spec):
+                spared += 1
+            else:
+                release.append(alert)
+        if not done:
+            return
+        if release:
+            super().deliver(release)
+        held -= done
+        self._save()
+        log.info("held alerts decided", released=len(release), spared=spared, still_held=len(held))
+
+    def _in_a_case(self, alert: Alert) -> bool:
+        for _kind, _subject, _anchor, cid, _name in memberships(alert, self.settings):
+            case = self.store.get_case(cid)
+            if case is not None and alert.id in case.alerts:
+                return True
+        return False
+
+    def _passed(self, alert: Alert, spec: HoldSpec) -> bool:
+        """Has the store's event time passed the hold? (an event at or after last trigger + for)"""
+        after = format_timestamp(from_timestamp_ms(timestamp_ms(alert.last_trigger) + spec.for_ms))
+        return next(iter(self.store.search(SearchQuery(start=after, fields=[]))), None) is not None
+
+    def _spare(self, alert: Alert, spec: HoldSpec) -> bool:
+        if not alert.evidence or alert.evidence_total > len(alert.evidence):
+            return False
+        end = format_timestamp(from_timestamp_ms(timestamp_ms(alert.last_trigger) + spec.for_ms + 1))
+        evidence = set(alert.evidence)
+        found: dict[str, tuple[int, Any, Any, Any]] = {}
+        reads: list[tuple[int, Any, Any, Any]] = []    # (ms, user, department, patient)
+        for event in self.store.search(SearchQuery(start=alert.first_trigger, end=end,
+                                                   fields=[USER, PATIENT, DEPARTMENT], fields_at_least=True)):
+            row = (timestamp_ms(event["@timestamp"]), event.get(USER), event.get(DEPARTMENT), event.get(PATIENT))
+            if event.get("event.id") in evidence:
+                found[event["event.id"]] = row
+            if row[1] and row[2]:
+                reads.append(row)
+        if len(found) < len(evidence):
+            return False
+        return all(_worked_after(row, reads, spec) for row in found.values())
+
+
+def _worked_after(access: tuple[int, Any, Any, Any], reads: Iterable[tuple[int, Any, Any, Any]],
+                  spec: HoldSpec) -> bool:
+    """Did the user open ``min_patients`` other patients of the access's department within the hold after it?"""
+    ts, user, dept, patient = access
+    if not user or not dept:
+        return False
+    others = {p for t, u, d, p in reads if u == user and d == dept and p != patient and ts < t <= ts + spec.for_ms}
+    return len(others) >= spec.min_patients
