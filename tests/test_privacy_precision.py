@@ -92,6 +92,9 @@ class NoCases:
     def get_case(self, cid: str) -> None:
         return None
 
+    def get_cases(self, cids: list[str]) -> dict:
+        return {}
+
     def get_alert(self, aid: str) -> None:
         return None
 
