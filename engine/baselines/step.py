@@ -46,7 +46,6 @@ RULE_FIELDS = tuple(PREFIX + name for name in (
 _CACHE_MAX = 4096
 _HASHES_MAX = 200_000
 _HOUR = itemgetter(slice(0, 13))  # "YYYY-MM-DDTHH" of a canonical timestamp
-_MINUTE = itemgetter(slice(0, 16))
 _NOT_UNIFORM = None  # an hour-prefix cache value: the UTC hour spans two local hours (a :30 or :45 zone)
 _SLOT_DAY, _SLOT_HOUR = itemgetter(0), itemgetter(1)
 
@@ -197,8 +196,7 @@ class Baselines:
         columns = self._columns(events)
         if columns is None:
             return []
-        evs, users, tss, roles, phs, slots, cut = columns
-        slot_of = list(map(slots.__getitem__, map(cut, tss)))
+        evs, users, tss, roles, phs, slot_of = columns
         hours = list(map(_SLOT_HOUR, slot_of))
         keys = list(zip(users, map(_SLOT_DAY, slot_of), roles))
         # each distinct (user, day, peer group) gets an id, the position of its first event (one setdefault
@@ -301,7 +299,7 @@ class Baselines:
     # --- the batch as columns --------------------------------------------------------------------
     def _columns(self, events: list[Event]) -> tuple[Any, ...] | None:
         """The batch's events this step reads, as parallel lists (events, users, timestamps, peer groups,
-        patient hashes or None) plus prefix -> local slot and the prefix cutter; None: nothing to do.
+        patient hashes or None, local slots); None: nothing to do.
 
         The common batch (one dataset, every event with a string user, a 24-character timestamp, string
         roles present on all events or on none, string patients) is cut into columns in C; any other batch
@@ -337,11 +335,12 @@ class Baselines:
             clean = False  # a role field the first event lacks is on a later one
         if not clean:
             return self._columns_slowly(events)
-        found = self._hour_slots(dict.fromkeys(map(_HOUR, tss)))
+        prefixes = list(map(_HOUR, tss))
+        found = self._hour_slots(dict.fromkeys(prefixes))
         if found is None:  # a bad timestamp or a UTC hour spanning two local hours: event by event
             return self._columns_slowly(events)
         return (events, users, tss, roles if roles is not None else [""] * n, self._hash_all(patients),
-                found, _HOUR)
+                list(map(found.__getitem__, prefixes)))
 
     def _hash_all(self, values: list[Any]) -> list[str | None]:
         """The patient hash of every value (None for absent or empty), through the cache."""
@@ -386,6 +385,7 @@ class Baselines:
         tss: list[str] = []
         roles: list[str] = []
         patients: list[Any] = []
+        slot_of: list[_Slot] = []
         slots: dict[str, _Slot] = {}
         datasets, user_fields, role_fields = self._datasets, self._user_fields, self._role_fields
         patient_field = self.options.patient_field
@@ -404,7 +404,8 @@ class Baselines:
             if type(ts) is not str:
                 continue
             key = ts[:16]
-            if key not in slots:
+            slot = slots.get(key)
+            if slot is None:
                 slot = self._minutes.get(key)
                 if slot is None:
                     if not CANONICAL_TIMESTAMP.match(ts):
@@ -424,9 +425,10 @@ class Baselines:
             tss.append(ts)
             roles.append(role)
             patients.append(value)
+            slot_of.append(slot)
         if not evs:
             return None
-        return evs, users, tss, roles, self._hash_all(patients), slots, _MINUTE
+        return evs, users, tss, roles, self._hash_all(patients), slot_of
 
     def _learn(self, user: str, day: date, hours: set[int], patients: dict[str, str],
                roles: set[str]) -> DayRecord | None:
