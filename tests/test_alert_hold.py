@@ -140,8 +140,8 @@ def test_the_shipped_co_worker_and_vip_rules_declare_a_hold_and_a_bad_one_names_
     ruleset = load_rules([str(root / "rules" / "privacy")], placeholders=DEFAULTS["rules"]["placeholders"])
     names = {r.id: r.name for r in ruleset.rules.values()}
     held = {names[rid]: spec for rid, spec in hold_specs(ruleset).items()}
-    assert held == {"ehr_privacy_coworker_record": HoldSpec(7_200_000, 2),
-                    "ehr_privacy_vip_record": HoldSpec(7_200_000, 2)}
+    assert held == {"ehr_privacy_coworker_record": HoldSpec(7_200_000, 1),
+                    "ehr_privacy_vip_record": HoldSpec(7_200_000, 1)}
     bad = SimpleNamespace(id="r1", path="r.yml", sigma=SimpleNamespace(
         custom_attributes={"wardwatch": {"hold": {"for": "2h", "min_patients": 0}}}))
     with pytest.raises(CaseConfigError, match="wardwatch.hold"):

@@ -2,7 +2,7 @@
 
 A nurse sent to help on another ward opens a co-worker's or a VIP's chart there first: at ingest only the
 past is known, so ``ehr.relationship.worked_department`` is false and the rule fires. A rule that declares
-``wardwatch: {hold: {for: 2h, min_patients: 2}}`` has its alerts *held* out of cases until the store's
+``wardwatch: {hold: {for: 2h, min_patients: 1}}`` has its alerts *held* out of cases until the store's
 event time has passed the alert's last trigger by ``for``; then each is decided on the stored events:
 *spared* (kept out of cases) when, after every evidence access, the same user opened at least
 ``min_patients`` other patients of that access's ``ehr.patient.department`` within ``for``; released into
@@ -45,7 +45,7 @@ class HoldSpec:
 
 
 def hold_specs(ruleset: Any) -> dict[str, HoldSpec]:
-    """Rule id -> its hold, from the rule files' ``wardwatch: {hold: {for: 2h, min_patients: 2}}``."""
+    """Rule id -> its hold, from the rule files' ``wardwatch: {hold: {for: 2h, min_patients: 1}}``."""
     from engine.config import parse_duration
 
     found: dict[str, HoldSpec] = {}
@@ -56,12 +56,12 @@ def hold_specs(ruleset: Any) -> dict[str, HoldSpec]:
         where = f"{getattr(obj, 'path', '?')}: rule {obj.id}: wardwatch.hold"
         spec = custom["hold"]
         if not isinstance(spec, dict) or set(spec) - {"for", "min_patients"}:
-            raise CaseConfigError(f"{where}: expected {{for: 2h, min_patients: 2}}")
+            raise CaseConfigError(f"{where}: expected {{for: 2h, min_patients: 1}}")
         try:
             for_ms = int(parse_duration(spec.get("for", "2h")) * 1000)
         except ValueError as exc:
             raise CaseConfigError(f"{where}.for: {exc}") from None
-        n = spec.get("min_patients", 2)
+        n = spec.get("min_patients", 1)
         if not isinstance(n, int) or isinstance(n, bool) or n < 1 or for_ms <= 0:
             raise CaseConfigError(f"{where}: for must be longer than 0 and min_patients an integer >= 1")
         found[obj.id] = HoldSpec(for_ms, n)
