@@ -1,6 +1,6 @@
 """Cost of per-user baselines at ingest, by hand:
 
-    .venv/bin/python bench/bench_baselines.py [--users 600] [--days 35] [--batch 1000] [--repeat 2]
+    .venv/bin/python bench/bench_baselines.py [--users 600] [--days 35] [--batch 1000] [--repeat 2] [--ref REV]
 
 A generated hospital (fixed seed: day staff Mon-Fri, rotating night nurses, billing with many patients;
 flat audit records) is written to an NDJSON file and ingested the way ``wardwatch ingest`` does it (the
@@ -8,14 +8,18 @@ flat audit records) is written to an NDJSON file and ingested the way ``wardwatc
 baselines (the baseline) and with ``enrichment.baselines`` (engine/baselines). ``--source list`` hands the
 parsed events over directly instead (the store write alone as the denominator: the harshest ratio).
 Reports events/s per CPU second of the process (best of ``--repeat``; wall clock on a shared machine
-is noise), the ratio, the fact events written, and peak RSS.
+is noise), the ratio, the fact events written, and peak RSS. ``--ref REV`` also runs the baseline step of
+git revision REV (its engine/baselines/ files, loaded as a separate package), interleaved with the other two:
+a before/after of the step in one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import random
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +34,6 @@ import orjson  # noqa: E402
 
 from connectors.base import Batch, Connector  # noqa: E402
 from connectors.ndjson import NdjsonFileConnector  # noqa: E402
-from engine.baselines import BaselineOptions, Baselines  # noqa: E402
 from engine.baselines.facts import DATASET  # noqa: E402
 from engine.enrich import EnrichmentChain  # noqa: E402
 from engine.events import format_timestamp  # noqa: E402
@@ -89,12 +92,26 @@ def hospital(users: int, days: int, seed: int = 11) -> list[dict[str, Any]]:
     return events
 
 
-def ingest(events: list[dict[str, Any]], baselines: bool, batch: int, source: Path | None) -> tuple[float, int]:
+def reference_step(rev: str, work: Path) -> Any:
+    """The ``engine.baselines`` step module of git revision ``rev``, importable next to the current one."""
+    package = work / "_ref_baselines"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in ("facts", "model", "step"):
+        text = subprocess.run(["git", "show", f"{rev}:engine/baselines/{name}.py"], cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout
+        (package / f"{name}.py").write_text(text.replace("from engine.baselines.", "from _ref_baselines."))
+    sys.path.insert(0, str(work))
+    return importlib.import_module("_ref_baselines.step")
+
+
+def ingest(events: list[dict[str, Any]], step: Any, batch: int, source: Path | None) -> tuple[float, int]:
+    """CPU seconds and fact events of one ingest; ``step``: None (plain) or a module with the step classes."""
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store("sqlite", path=Path(tmp) / "bench.db")
         chain = EnrichmentChain([])
-        if baselines:
-            chain.baselines = Baselines(BaselineOptions())  # type: ignore[attr-defined]
+        if step is not None:
+            chain.baselines = step.Baselines(step.BaselineOptions())  # type: ignore[attr-defined]
         connector: Connector = (ListConnector("ehr", events) if source is None else
                                 NdjsonFileConnector("ehr", {"path": str(source), "dataset": "ehr.audit"}))
         t = time.process_time()  # CPU time of this process: robust on a shared machine; the store is local
@@ -112,6 +129,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5000)  # the engine's default batch_size
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--source", choices=["ndjson", "list"], default="ndjson")
+    parser.add_argument("--ref", help="also run the baseline step of this git revision (before/after)")
     args = parser.parse_args()
     events = hospital(args.users, args.days)
     work = tempfile.TemporaryDirectory()
@@ -122,17 +140,22 @@ def main() -> None:
             for e in events:
                 fh.write(orjson.dumps(e) + b"\n")
     print(f"{len(events):,} events, {args.users} users, {args.days} days, batch {args.batch}, source {args.source}")
-    best = {False: float("inf"), True: float("inf")}
+    steps: dict[str, Any] = {"without": None, "with": importlib.import_module("engine.baselines.step")}
+    if args.ref:
+        steps[f"with {args.ref}"] = reference_step(args.ref, Path(work.name))
+    best = dict.fromkeys(steps, float("inf"))
     facts = 0
     for _ in range(args.repeat):
-        for with_baselines in (False, True):  # interleaved: both see the same machine state
-            seconds, n = ingest(events, with_baselines, args.batch, source)
-            best[with_baselines] = min(best[with_baselines], seconds)
+        for name, step in steps.items():  # interleaved: all see the same machine state
+            seconds, n = ingest(events, step, args.batch, source)
+            best[name] = min(best[name], seconds)
             facts = max(facts, n)
-    plain, based = len(events) / best[False], len(events) / best[True]
+    plain = len(events) / best["without"]
     print(f"without baselines: {plain:,.0f} events/s (CPU time)")
-    print(f"with baselines:    {based:,.0f} events/s  ({based / plain:.1%} of the baseline; "
-          f"{facts:,} fact events = {facts / len(events):.1%} of the events)")
+    for name in list(steps)[1:]:
+        based = len(events) / best[name]
+        print(f"{name} baselines: {based:,.0f} events/s  ({based / plain:.1%} of the baseline)")
+    print(f"{facts:,} fact events = {facts / len(events):.1%} of the events")
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
