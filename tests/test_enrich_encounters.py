@@ -196,13 +196,20 @@ def test_rules_alert_on_snooping_not_on_the_treating_team(ruleset: Any, flags: s
 
 
 def test_sensitive_mode_sets_the_flags_only_where_a_rule_can_alert() -> None:
-    """The default: ordinary accesses (most of them) cost no encounter lookup and carry no care flags."""
+    """The default: ordinary accesses (most of them) carry no care flags. Only where the patient is
+    (``ehr.patient.department``), which the ward-work memory looks up on every access anyway: held alerts
+    (engine/alerts/hold.py) read where the user worked next from it. Without ward work, not even that."""
     enricher = PrivacyEnricher.from_config({**config(encounters_ndjson=str(ENC)), "encounters_flags": "sensitive"})
     coworker = enricher.enrich(ev("jmeyer", "P903"))  # lschulz's own record: patient_is_employee
     assert coworker["ehr.relationship.care_team"] is True and coworker["ehr.patient.encounter_active"] is True
     ordinary = enricher.enrich(ev("akoch", "P940"))
-    assert not set(CARE) & set(ordinary)
+    assert set(CARE) & set(ordinary) == {"ehr.patient.department"}
+    every = PrivacyEnricher.from_config({**config(encounters_ndjson=str(ENC)), "encounters_flags": "all"})
+    assert ordinary["ehr.patient.department"] == every.enrich(ev("akoch", "P940"))["ehr.patient.department"]
     assert "ehr.relationship.related_person" not in ordinary
+    no_ward_work = PrivacyEnricher.from_config({**config(encounters_ndjson=str(ENC)), "encounters_flags": "sensitive",
+                                                "encounters_ward_work_min_patients": 0})
+    assert not set(CARE) & set(no_ward_work.enrich(ev("akoch", "P940")))
 
 
 def test_overrides_and_after_hours_reads_get_the_care_context_and_the_encounter_class(tmp_path: Path) -> None:

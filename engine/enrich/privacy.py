@@ -458,9 +458,13 @@ class PrivacyEnricher(Enricher):
             if self.encounter_flags_all or _sensitive(event):
                 self._care_context(event, patient_id, ts, member, user)
             elif self._ward_work is not None and user:
-                # every access of a roster user feeds the ward-work memory, flagged or not
+                # every access of a roster user feeds the ward-work memory, flagged or not; the department
+                # found for it is written too (held alerts look at where the user worked next: hold.py)
                 ts_ms = self._timestamp_ms(ts)
-                self._ward_work.add(user, ts_ms, self._current_department(patient_id, ts_ms), patient_id)
+                unit = self._current_unit(patient_id, ts_ms)
+                if unit is not None:
+                    event["ehr.patient.department"] = unit[0]
+                self._ward_work.add(user, ts_ms, unit[1] if unit is not None else None, patient_id)
 
     def _surname_flags(self, event: Event, member: StaffMember, facts: PatientFacts) -> None:
         """``same_last_name`` as before, and ``same_last_name_rare`` when counts are known: the rarest name
@@ -516,13 +520,18 @@ class PrivacyEnricher(Enricher):
 
     def _current_department(self, patient_id: str, ts_ms: int) -> str | None:
         """The (mapped, folded) department of the patient's latest-started segment covering ``ts_ms``."""
+        unit = self._current_unit(patient_id, ts_ms)
+        return unit[1] if unit is not None else None
+
+    def _current_unit(self, patient_id: str, ts_ms: int) -> tuple[str, str] | None:
+        """(mapped name, folded key) of the patient's latest-started segment covering ``ts_ms``."""
         best = None
         for source in self.encounters:
             if source.loaded:
                 found = source.index.department_at(patient_id, ts_ms)
                 if found is not None and (best is None or found[0] >= best[0]):
                     best = found
-        return self._unit(best[1])[1] if best is not None else None
+        return self._unit(best[1]) if best is not None else None
 
     def _care_context(self, event: Event, patient_id: str, ts: str, member: StaffMember | None,
                       user: str | None = None) -> None:
