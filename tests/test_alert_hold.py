@@ -149,3 +149,16 @@ def test_the_shipped_co_worker_and_vip_rules_declare_a_hold_and_a_bad_one_names_
     good = SimpleNamespace(id="r2", path="r.yml", sigma=SimpleNamespace(
         custom_attributes={"wardwatch": {"hold": {"for": "90m", "min_patients": 3}}}))
     assert hold_specs(SimpleNamespace(rules={"r2": good}, correlations={})) == {"r2": HoldSpec(5_400_000, 3)}
+
+
+def test_only_the_alerts_whose_hold_has_passed_are_decided(store):  # noqa: F811
+    early, late = read("e1", 0, "nurse", "P-colleague"), read("e2", 60, "clerk", "P-vip")
+    store.write([early, late, read("e3", 150, "other", "P9", "Cardiology")])   # past early's hold, not late's
+    store.commit_rule_run(RuleCheckpoint("cw", None), [alert_for(late), alert_for(early)])
+    b = builder(store)
+    deliver_pending(store, [b])
+    assert in_cases(store, alert_for(early)) and not in_cases(store, alert_for(late))
+    assert b._held_ids() == {alert_for(late).id}
+    store.write([read("e4", 181, "other", "P9", "Cardiology")])
+    deliver_pending(store, [b])
+    assert in_cases(store, alert_for(late)) and b._held_ids() == set()

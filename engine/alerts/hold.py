@@ -123,7 +123,15 @@ class HoldingCaseBuilder(CaseBuilder):
         release: list[Alert] = []
         done: set[str] = set()
         spared = 0
-        for aid in sorted(held):
+        not_before: int | None = None   # a hold end the store has not reached: none later is reached either
+
+        def end_of(aid: str) -> int:
+            alert, spec = latest.get(aid), None
+            if alert is not None:
+                spec = self.holds.get(alert.rule_id)
+            return timestamp_ms(alert.last_trigger) + spec.for_ms if alert is not None and spec else 0
+
+        for aid in sorted(held, key=lambda a: (end_of(a), a)):   # earliest hold end first
             alert = latest.get(aid)
             if alert is None:            # purged by retention: nothing left to decide
                 done.add(aid)
@@ -133,8 +141,11 @@ class HoldingCaseBuilder(CaseBuilder):
                 release.append(alert)
                 done.add(aid)
                 continue
-            if not final and not self._passed(alert, spec):
-                continue
+            if not final:
+                end = timestamp_ms(alert.last_trigger) + spec.for_ms
+                if not_before is not None and end >= not_before or not self._passed(alert, spec):
+                    not_before = end if not_before is None else min(not_before, end)
+                    continue
             done.add(aid)
             if self._spare(alert, spec):
                 spared += 1
