@@ -1,5 +1,6 @@
-"""What-if for a co-worker/VIP *hold* (issue 11, not built in the engine): how many false cases of a finished
-``detection_quality`` run would look-ahead spare, and which true incidents would it lose?
+"""What-if for the co-worker/VIP *hold* (engine/alerts/hold.py, issue 11) at other settings: how many false
+cases of a finished ``detection_quality`` run would look-ahead spare, and which true incidents would it lose?
+(It spares from the cases the run made, so replay a run made without the hold, or with a shorter one.)
 
 A helper's first chart on another ward fires the co-worker or VIP rule because at ingest only the past is
 known (``ehr.relationship.worked_department`` looks back). A hold would decide such an alert once the events
