@@ -231,6 +231,7 @@ def main() -> None:
           f"pipeline/baseline {r['pipeline_vs_baseline']:.2f} (CPU time: {r['pipeline_vs_baseline_cpu']:.2f})  "
           f"pipeline_worker/baseline {r['pipeline_worker_vs_baseline']:.2f} "
           f"(CPU time: {r['pipeline_worker_vs_baseline_cpu']:.2f})  (pipeline target: >= 25,000 events/s/core)")
+    (ROOT / "bench" / "out").mkdir(exist_ok=True)  # absent in a fresh clone when --work-dir is elsewhere
     (ROOT / "bench" / "out" / f"pipeline-{args.events}.json").write_bytes(
         orjson.dumps(results, option=orjson.OPT_INDENT_2))
     if not args.keep:
