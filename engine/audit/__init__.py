@@ -9,8 +9,9 @@ What goes in (``KINDS``): every alert and case revision (the ``@audit`` outbox c
 ``engine.audit.recorder``), every triage change and exception (``engine.alerts.triage``/``exceptions``),
 incident declarations and the reminders sent for them (``engine.incidents``), rule files as loaded
 (``engine.audit.rules``), every access report handed out (``engine.reports.accountability``), and each
-retention prune of the chain's oldest entries (``engine.audit.retention``). Entries carry ids, rule ids, hashes and group values as the alert holds them
-(pseudonymised where the site says so), never event contents.
+retention prune of the chain's oldest entries (``engine.audit.retention``). Entries carry ids, rule ids,
+hashes and group values as the alert holds them (pseudonymised where the site says so), never event
+contents.
 """
 
 from __future__ import annotations
