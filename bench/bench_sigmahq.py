@@ -24,6 +24,7 @@ Usage (needs ``pip install -e '.[bench]'`` and ../shared/datasets/{sigmahq,evtx-
 from __future__ import annotations
 
 import argparse
+import importlib
 import contextlib
 import io
 import json
@@ -316,12 +317,11 @@ def main() -> None:
         return
     if not sigmahq_data.available():
         raise SystemExit("needs ../shared/datasets/sigmahq and ../shared/datasets/evtx-samples")
-    try:  # the baseline's converter: say so at once, not as a point's traceback minutes into the run
-        import sigma.backends.sqlite  # noqa: F401
-        import sigma.pipelines.sysmon  # noqa: F401
-        import sigma.pipelines.windows  # noqa: F401
-    except ImportError as exc:
-        raise SystemExit(f"the baseline needs {exc.name}: .venv/bin/pip install -e '.[bench]'") from None
+    for module in ("sigma.backends.sqlite", "sigma.pipelines.sysmon", "sigma.pipelines.windows"):
+        try:  # the baseline's converter: say so at once, not as a point's traceback minutes into the run
+            importlib.import_module(module)
+        except ImportError:
+            raise SystemExit(f"the baseline needs {module}: .venv/bin/pip install -e '.[bench]'") from None
     work = Path(tempfile.mkdtemp(prefix="wardwatch-bench-sigmahq-"))
     try:
         total_rules = _loadable_rules_dir(work)
