@@ -117,3 +117,41 @@ def test_informational_alerts_stay_out_of_cases_in_any_order(order: list[int]) -
 def test_a_bad_min_level_names_the_key() -> None:
     with pytest.raises(CaseConfigError, match="alerts.cases.min_level"):
         case_settings({"min_level": "urgent"})
+
+
+# --- relationship rules: one matter per user and patient ---------------------------------------------------
+@pytest.mark.parametrize("rule, flag", [("ehr_privacy_same_last_name", "ehr.relationship.same_last_name_rare"),
+                                        ("ehr_privacy_same_address", "ehr.relationship.same_address")])
+def test_rereading_a_relatives_record_is_one_alert_a_week_in_the_users_case(tmp_path: Path, capsys: Any,
+                                                                            rule: str, flag: str) -> None:
+    """A billing clerk who opens a rare-named namesake's chart on three days raised three alerts in three
+    cases (issue 11 generator, seed 1); the question for the privacy officer is one."""
+    import yaml
+
+    from engine.cli import main
+
+    reads = [("2026-11-02T10:00:00Z", "P1"), ("2026-11-02T11:00:00Z", "P2"), ("2026-11-03T10:00:00Z", "P1"),
+             ("2026-11-04T10:00:00Z", "P1"),
+             ("2026-11-05T10:00:00Z", "P1")]  # Thursday: the next 7-day clock period (from the epoch's Thursday)
+    flags = {"ehr.relationship.same_last_name": True, flag: True}
+    events = [{"@timestamp": ts, "event.dataset": "ehr.audit", "event.action": "read", "event.id": f"r{i}",
+               "user.name": "julkamp", "ehr.patient.id": patient, **flags} for i, (ts, patient) in enumerate(reads)]
+    (tmp_path / "ehr.ndjson").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    config = tmp_path / "wardwatch.yaml"
+    config.write_text(yaml.safe_dump({
+        "store": {"sqlite": {"path": str(tmp_path / "data" / "w.db")}},
+        "rules": {"paths": [str(ROOT / "rules/privacy" / f"{rule}.yml")]},
+        "connectors": [{"name": "ehr", "type": "ndjson", "path": str(tmp_path / "ehr.ndjson")}],
+        "alerts": {"sinks": [{"type": "jsonl", "path": str(tmp_path / "data" / "alerts.jsonl")}]},
+        "logging": {"level": "warning"},
+    }))
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(config), "alerts", "list", "--alerts", "--format", "json"]) == 0
+    alerts = sorted((a["group"]["ehr.patient.id"], a["first_trigger"][:10], a["evidence_total"])
+                    for a in map(orjson.loads, capsys.readouterr().out.splitlines()))
+    assert alerts == [("P1", "2026-11-02", 3), ("P1", "2026-11-05", 1), ("P2", "2026-11-02", 1)]
+    assert main(["--config", str(config), "alerts", "list", "--format", "json"]) == 0
+    cases = sorted((c["subject"], c["period_start"][:10], len(c["alerts"]))
+                   for c in map(orjson.loads, capsys.readouterr().out.splitlines()))
+    assert cases == [("julkamp", "2026-11-02", 2), ("julkamp", "2026-11-05", 1)]  # no patient cases
