@@ -242,15 +242,28 @@ class SqliteStore(SqliteAuditMixin, SqliteOverviewMixin, SqliteTriageMixin, Stor
         if hi <= lo or (start is not None and end is not None and end <= start):
             return
         if self._choose_seq_plan(datasets, start, end, after, upto, lo, hi):
-            keys: Iterator[tuple[str, str, int]] = self._keys(None, datasets, start, end, lo, hi, by_seq=True)
-        elif datasets is None:
-            keys = self._keys(None, None, start, end, lo, hi, by_seq=False)
-        elif len(datasets) == 1:
-            keys = self._keys(datasets[0], None, start, end, lo, hi, by_seq=False)
-        else:
+            keys = self._keys(None, datasets, start, end, lo, hi, by_seq=True)
+            yield from self._documents(keys, keep)
+            return
+        # The time plan walks an index in (ts, id) order, so each page carries its documents: one statement
+        # per page instead of a key page plus a ``seq IN (...)`` read per ``doc_chunk`` (issue 10).
+        if datasets is not None and len(datasets) > 1 and not set(self.event_datasets()) <= set(datasets):
             # one index-ordered stream per dataset, merged: each stays an index range scan, no sorting
-            keys = heapq.merge(*(self._keys(ds, None, start, end, lo, hi, by_seq=False) for ds in datasets))
-        yield from self._documents(keys, keep)
+            rows: Iterator[tuple[str, str, bytes]] = heapq.merge(
+                *(self._keys(ds, None, start, end, lo, hi, by_seq=False, docs=True) for ds in datasets))
+        else:
+            # one dataset, all, or every dataset the store holds: one stream over (ts, id); the dataset
+            # filter stays (a dataset first written meanwhile is not returned) but drops no row here
+            rows = self._keys(None if datasets is None or len(datasets) > 1 else datasets[0],
+                              None if datasets is None or len(datasets) == 1 else datasets,
+                              start, end, lo, hi, by_seq=False, docs=True)
+        loads = orjson.loads
+        if keep is None:
+            for row in rows:
+                yield loads(row[2])
+        else:
+            for row in rows:
+                yield {k: v for k, v in loads(row[2]).items() if k in keep}
 
     def _choose_seq_plan(self, datasets: list[str] | None, start: str | None, end: str | None,
                          after: int | None, upto: int | None, lo: int, hi: int) -> bool:
@@ -272,29 +285,32 @@ class SqliteStore(SqliteAuditMixin, SqliteOverviewMixin, SqliteTriageMixin, Stor
         return candidates > seq_cost
 
     def _keys(self, dataset: str | None, datasets: list[str] | None, start: str | None, end: str | None,
-              lo: int, hi: int, *, by_seq: bool) -> Iterator[tuple[str, str, int]]:
-        """Yield (ts, id, seq) in (ts, id) order, one keyset page at a time."""
+              lo: int, hi: int, *, by_seq: bool, docs: bool = False) -> Iterator[tuple[Any, ...]]:
+        """Yield (ts, id, seq) -- with ``docs``, (ts, id, doc) -- in (ts, id) order, one keyset page at a
+        time. Pages carrying documents hold at most ``doc_chunk`` rows (the memory bound of a doc read)."""
         if by_seq:
             source = "events NOT INDEXED"  # rowid range (lo, hi] + sort; see _choose_seq_plan
         else:
             source = "events INDEXED BY " + ("events_dataset_ts" if dataset is not None else "events_ts")
+        columns = "ts, id, doc" if docs else "ts, id, seq"
+        size = min(self.page_size, self.doc_chunk) if docs else self.page_size
         where, params = _time_where(dataset, datasets, start, end)
-        first = f"SELECT ts, id, seq FROM {source} WHERE {where} AND seq > ? AND seq <= ? ORDER BY ts, id LIMIT ?"
+        first = f"SELECT {columns} FROM {source} WHERE {where} AND seq > ? AND seq <= ? ORDER BY ts, id LIMIT ?"
         # Later pages start from the last key instead of `start`: the planner then seeks straight to the
         # row value (ts, id) in the index instead of re-walking from `start` (which made paging quadratic).
         where, params = _time_where(dataset, datasets, None, end)
-        following = (f"SELECT ts, id, seq FROM {source} WHERE {where} AND seq > ? AND seq <= ? "
+        following = (f"SELECT {columns} FROM {source} WHERE {where} AND seq > ? AND seq <= ? "
                      "AND (ts, id) > (?, ?) ORDER BY ts, id LIMIT ?")
         first_params = _time_where(dataset, datasets, start, end)[1]
-        page: list[tuple[str, str, int]] = self._read(
-            lambda c: c.execute(first, (*first_params, lo, hi, self.page_size)).fetchall())
+        page: list[tuple[Any, ...]] = self._read(
+            lambda c: c.execute(first, (*first_params, lo, hi, size)).fetchall())
         while page:
             yield from page
-            if len(page) < self.page_size:
+            if len(page) < size:
                 return
             last_ts, last_id, _ = page[-1]
             page = self._read(lambda c: c.execute(
-                following, (*params, lo, hi, last_ts, last_id, self.page_size)).fetchall())
+                following, (*params, lo, hi, last_ts, last_id, size)).fetchall())
 
     def _documents(self, keys: Iterable[tuple[str, str, int]], keep: frozenset[str] | None) -> Iterator[Event]:
         chunk: list[int] = []
