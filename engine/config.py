@@ -121,7 +121,8 @@ DEFAULTS: dict[str, Any] = {
         "pseudonymise": {"fields": [], "key_env": "WARDWATCH_PSEUDONYM_KEY", "key_file": None},
         # alerts about one subject in one period -> one case (engine/alerts/cases.py, docs/alerts.md "Cases")
         # min_level: alerts of less severe rules (informational review lists) stay out of cases
-        "cases": {"enabled": True, "by": None, "period": "24h", "weights": {}, "min_level": "low"},  # by None: user + patient
+        "cases": {"enabled": True, "by": None, "period": "24h", "weights": {}, "min_level": "low",  # by None: user + patient
+                  "hold": {}},  # rule id or name -> {for, min_patients} or false: over the rule files' wardwatch.hold
     },
     "logging": {"level": "info", "format": "auto"},
     # the HTTP API (engine/api, docs/api.md): off until a port is set; loopback unless TLS and tokens
@@ -267,7 +268,7 @@ SCHEMA: dict[str, Any] = {
             "key_file": _type(str, nullable=True),
         },
         "cases": {"enabled": _type(bool), "by": _ANY, "period": _duration, "weights": _mapping,
-                  "min_level": _one_of("informational", "low", "medium", "high", "critical")},
+                  "min_level": _one_of("informational", "low", "medium", "high", "critical"), "hold": _mapping},
     },
     "logging": {"level": _one_of("debug", "info", "warning", "error"), "format": _one_of("auto", "json", "console")},
     "service": {"http": {"host": _type(str), "port": _port,
@@ -462,9 +463,11 @@ def _validate_retention(section: Any, source: str) -> None:
 
 def _validate_cases(section: Mapping[str, Any], source: str) -> None:
     from engine.alerts.cases import CaseConfigError, case_settings
+    from engine.alerts.hold import site_holds
 
     try:
         case_settings(section)
+        site_holds(section.get("hold") or {})
     except CaseConfigError as exc:
         key, _, message = str(exc).partition(": ")
         raise ConfigError(source, key, message) from None

@@ -162,3 +162,68 @@ def test_only_the_alerts_whose_hold_has_passed_are_decided(store):  # noqa: F811
     store.write([read("e4", 181, "other", "P9", "Cardiology")])
     deliver_pending(store, [b])
     assert in_cases(store, alert_for(late)) and b._held_ids() == set()
+
+
+# --- the site's say, and why an alert was spared ---------------------------------------------------------
+def _shipped_rules():
+    from engine.config import DEFAULTS
+    from engine.sigma import load_rules
+
+    root = Path(__file__).resolve().parents[1]
+    return load_rules([str(root / "rules" / "privacy")], placeholders=DEFAULTS["rules"]["placeholders"])
+
+
+def test_the_site_config_tunes_or_switches_off_a_shipped_hold_by_rule_name_or_id():
+    ruleset = _shipped_rules()
+    ids = {r.name: r.id for r in ruleset.rules.values()}
+    site = {"ehr_privacy_vip_record": False, ids["ehr_privacy_coworker_record"]: {"for": "4h", "min_patients": 2}}
+    assert hold_specs(ruleset, site) == {ids["ehr_privacy_coworker_record"]: HoldSpec(4 * 3_600_000, 2)}
+    # a rule without a hold in its file can be given one
+    assert hold_specs(ruleset, {"ehr_privacy_same_address": {"for": "1h"}})[ids["ehr_privacy_same_address"]] == \
+        HoldSpec(3_600_000, 1)
+    with pytest.raises(CaseConfigError, match=r"alerts\.cases\.hold\.ehr_privacy_vip_recrod: no loaded rule"):
+        hold_specs(ruleset, {"ehr_privacy_vip_recrod": False})   # a typo never leaves the hold silently on
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"for": "2h", "min_patients": 0}, "alerts.cases.hold.r: for must be longer than 0"),
+    ({"for": "soon"}, "alerts.cases.hold.r.for"),
+    ({"until": "2h"}, "alerts.cases.hold.r: expected {for: 2h, min_patients: 1}"),
+    (True, "alerts.cases.hold.r: expected"),
+])
+def test_a_bad_site_hold_is_a_config_error_naming_the_key(tmp_path, value, message):
+    import yaml
+
+    from engine.config import ConfigError, load_config
+
+    path = tmp_path / "wardwatch.yaml"
+    path.write_text(yaml.safe_dump({"alerts": {"cases": {"hold": {"r": value}}}}))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert message.split(": ", 1)[0] in str(err.value) and "wardwatch.yaml" in str(err.value)
+
+
+def test_alerts_show_says_why_an_alert_is_in_no_case(tmp_path, capsys):
+    import yaml
+
+    from engine.cli import main
+
+    db = tmp_path / "w.db"
+    config = tmp_path / "wardwatch.yaml"
+    config.write_text(yaml.safe_dump({"store": {"sqlite": {"path": str(db)}}, "logging": {"level": "warning"}}))
+    st_ = open_store("sqlite", path=db)
+    spared, waiting = read("e1", 0, "nurse", "P-colleague"), read("e5", 150, "clerk", "P-vip")
+    st_.write([spared, read("e2", 20, "nurse", "P2"), read("e3", 45, "nurse", "P3"), waiting,
+               read("e4", 200, "other", "P9", "Cardiology")])
+    st_.commit_rule_run(RuleCheckpoint("cw", None), [alert_for(spared), alert_for(waiting)])
+    deliver_pending(st_, [builder(st_)])
+    st_.close()
+
+    assert main(["--config", str(config), "alerts", "show", "cw-e1"]) == 0
+    out = capsys.readouterr().out
+    assert ("cases: none, spared at revision 1: after each of its 1 access(es) the same user opened at least 2 "
+            "other patient(s) of that patient's department within 120 min") in out
+    assert main(["--config", str(config), "alerts", "show", "cw-e5", "--format", "json"]) == 0
+    import json
+
+    assert json.loads(capsys.readouterr().out)["hold"] == {"state": "held"}   # 150 + 120 min not reached yet

@@ -452,5 +452,5 @@ def with_case_builder(config: Mapping[str, Any], store: Store, ruleset: Any, sin
         return sinks
     from engine.alerts.hold import HoldingCaseBuilder, hold_specs
 
-    settings, holds = case_settings(section, ruleset), hold_specs(ruleset)
+    settings, holds = case_settings(section, ruleset), hold_specs(ruleset, section.get("hold"))
     return [HoldingCaseBuilder(store, settings, holds) if holds else CaseBuilder(store, settings), *sinks]

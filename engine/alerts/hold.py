@@ -44,27 +44,60 @@ class HoldSpec:
     min_patients: int
 
 
-def hold_specs(ruleset: Any) -> dict[str, HoldSpec]:
-    """Rule id -> its hold, from the rule files' ``wardwatch: {hold: {for: 2h, min_patients: 1}}``."""
+def _parse_spec(spec: Any, where: str) -> HoldSpec:
+    """One ``{for: 2h, min_patients: 1}``, from a rule file or the site config; ``where`` names it in errors."""
     from engine.config import parse_duration
 
+    if not isinstance(spec, dict) or set(spec) - {"for", "min_patients"}:
+        raise CaseConfigError(f"{where}: expected {{for: 2h, min_patients: 1}}")
+    try:
+        for_ms = int(parse_duration(spec.get("for", "2h")) * 1000)
+    except ValueError as exc:
+        raise CaseConfigError(f"{where}.for: {exc}") from None
+    n = spec.get("min_patients", 1)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1 or for_ms <= 0:
+        raise CaseConfigError(f"{where}: for must be longer than 0 and min_patients an integer >= 1")
+    return HoldSpec(for_ms, n)
+
+
+def site_holds(section: Mapping[str, Any]) -> dict[str, HoldSpec | None]:
+    """``alerts.cases.hold``: rule id or name -> its hold, or None for ``false`` (no hold for that rule).
+
+    Why in the site config as well as in the rule file: a site tunes or switches off a shipped rule's hold
+    without editing (and then maintaining) its own copy of the rule, as ``alerts.suppression`` does for
+    ``wardwatch.suppress``."""
+    found: dict[str, HoldSpec | None] = {}
+    for key, spec in section.items():
+        where = f"alerts.cases.hold.{key}"
+        if spec is False or spec is None:
+            found[str(key)] = None
+        elif spec is True:
+            raise CaseConfigError(f"{where}: expected {{for: 2h, min_patients: 1}} or false")
+        else:
+            found[str(key)] = _parse_spec(spec, where)
+    return found
+
+
+def hold_specs(ruleset: Any, site: Mapping[str, Any] | None = None) -> dict[str, HoldSpec]:
+    """Rule id -> its hold: the rule files' ``wardwatch: {hold: {for: 2h, min_patients: 1}}``, under the
+    site's ``alerts.cases.hold`` (the site wins; it names a rule by id or by name). A site entry naming no
+    loaded rule is an error: a typo must not leave a hold silently on (or off)."""
     found: dict[str, HoldSpec] = {}
-    for obj in list(getattr(ruleset, "rules", {}).values()) + list(getattr(ruleset, "correlations", {}).values()):
+    objects = list(getattr(ruleset, "rules", {}).values()) + list(getattr(ruleset, "correlations", {}).values())
+    for obj in objects:
         custom = _custom_field(obj)
         if not isinstance(custom, dict) or "hold" not in custom:
             continue
-        where = f"{getattr(obj, 'path', '?')}: rule {obj.id}: wardwatch.hold"
-        spec = custom["hold"]
-        if not isinstance(spec, dict) or set(spec) - {"for", "min_patients"}:
-            raise CaseConfigError(f"{where}: expected {{for: 2h, min_patients: 1}}")
-        try:
-            for_ms = int(parse_duration(spec.get("for", "2h")) * 1000)
-        except ValueError as exc:
-            raise CaseConfigError(f"{where}.for: {exc}") from None
-        n = spec.get("min_patients", 1)
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1 or for_ms <= 0:
-            raise CaseConfigError(f"{where}: for must be longer than 0 and min_patients an integer >= 1")
-        found[obj.id] = HoldSpec(for_ms, n)
+        found[obj.id] = _parse_spec(custom["hold"], f"{getattr(obj, 'path', '?')}: rule {obj.id}: wardwatch.hold")
+    ids = {obj.id: obj.id for obj in objects}
+    ids.update({obj.name: obj.id for obj in objects if getattr(obj, "name", None)})
+    for key, spec in site_holds(site or {}).items():
+        if key not in ids:
+            raise CaseConfigError(f"alerts.cases.hold.{key}: no loaded rule or correlation has this id or name")
+        if spec is None:
+            found.pop(ids[key], None)
+        else:
+            found[ids[key]] = spec
     return found
 
 
@@ -75,16 +108,20 @@ class HoldingCaseBuilder(CaseBuilder):
         super().__init__(store, settings)
         self.holds = dict(holds)
         self._held: set[str] | None = None   # loaded from the store on first use
+        self._spared: dict[str, dict[str, Any]] = {}   # alert id -> why it was spared (``alerts show``)
 
     # -- persistence -------------------------------------------------------------------------------
     def _held_ids(self) -> set[str]:
         if self._held is None:
             row = self.store.get_checkpoints([HOLD_ROW]).get(HOLD_ROW)
-            self._held = set((row.extra or {}).get("held", [])) if row is not None else set()
+            extra = (row.extra or {}) if row is not None else {}
+            self._held = set(extra.get("held", []))
+            self._spared = dict(extra.get("spared", {}))
         return self._held
 
     def _save(self) -> None:
-        self.store.commit_rule_runs([(RuleCheckpoint(HOLD_ROW, None, {"held": sorted(self._held_ids())}), [])])
+        extra = {"held": sorted(self._held_ids()), "spared": dict(sorted(self._spared.items()))}
+        self.store.commit_rule_runs([(RuleCheckpoint(HOLD_ROW, None, extra), [])])
 
     # -- the delivery loop's hooks -----------------------------------------------------------------
     def deliver(self, alerts: Sequence[Alert]) -> None:
@@ -147,15 +184,22 @@ class HoldingCaseBuilder(CaseBuilder):
                     not_before = end if not_before is None else min(not_before, end)
                     continue
             done.add(aid)
-            if self._spare(alert, spec):
+            accesses = self._spare(alert, spec)
+            if accesses:
                 spared += 1
+                self._spared[aid] = {"revision": alert.revision, "hold_seconds": spec.for_ms // 1000,
+                                     "min_patients": spec.min_patients, "accesses": accesses}
             else:
+                self._spared.pop(aid, None)
                 release.append(alert)
         if not done:
             return
         if release:
             super().deliver(release)
         held -= done
+        if self._spared:   # forget the reasons of alerts retention has removed since
+            kept = self.store.get_alerts(sorted(self._spared))
+            self._spared = {aid: why for aid, why in self._spared.items() if aid in kept}
         self._save()
         log.info("held alerts decided", released=len(release), spared=spared, still_held=len(held))
 
@@ -171,9 +215,10 @@ class HoldingCaseBuilder(CaseBuilder):
         after = format_timestamp(from_timestamp_ms(timestamp_ms(alert.last_trigger) + spec.for_ms))
         return next(iter(self.store.search(SearchQuery(start=after, fields=[]))), None) is not None
 
-    def _spare(self, alert: Alert, spec: HoldSpec) -> bool:
+    def _spare(self, alert: Alert, spec: HoldSpec) -> int:
+        """How many accesses the user's later ward work explains: all of the alert's, or 0 (release it)."""
         if not alert.evidence or alert.evidence_total > len(alert.evidence):
-            return False
+            return 0
         end = format_timestamp(from_timestamp_ms(timestamp_ms(alert.last_trigger) + spec.for_ms + 1))
         evidence = set(alert.evidence)
         found: dict[str, tuple[int, Any, Any, Any]] = {}
@@ -186,8 +231,21 @@ class HoldingCaseBuilder(CaseBuilder):
             if row[1] and row[2]:
                 reads.append(row)
         if len(found) < len(evidence):
-            return False
-        return all(_worked_after(row, reads, spec) for row in found.values())
+            return 0
+        return len(found) if all(_worked_after(row, reads, spec) for row in found.values()) else 0
+
+
+def hold_state(store: Store, alert_id: str) -> dict[str, Any] | None:
+    """What the hold did with an alert, for ``alerts show``: ``{"state": "held"}`` while it waits, ``{"state":
+    "spared", "revision", "hold_seconds", "min_patients", "accesses"}`` once kept out of cases, else None
+    (released into its cases, or never held). A decision explains itself: a privacy officer must be able to
+    ask why an alert about a colleague's chart is in no case."""
+    row = store.get_checkpoints([HOLD_ROW]).get(HOLD_ROW)
+    extra = (row.extra or {}) if row is not None else {}
+    if alert_id in set(extra.get("held", [])):
+        return {"state": "held"}
+    why = extra.get("spared", {}).get(alert_id)
+    return {"state": "spared", **why} if why else None
 
 
 def _worked_after(access: tuple[int, Any, Any, Any], reads: Iterable[tuple[int, Any, Any, Any]],

@@ -146,6 +146,9 @@ def describe(store: Any, ref: str, now: str | None = None) -> dict[str, Any]:
                         "tags": list(record.rule_tags), "description": record.rule_description}  # type: ignore[union-attr]
         marks = store.get_triage_marks("suppressed", [subject.id]).get(subject.id, {})
         view["suppressed_revisions"] = {str(rev): exc for rev, exc in sorted(marks.items())}
+        from engine.alerts.hold import hold_state
+
+        view["hold"] = hold_state(store, subject.id)
     else:
         members = [a for a in (store.get_alert(aid) for aid in record.alerts) if a is not None]  # type: ignore[union-attr]
         view["alert_records"] = [a.to_dict() for a in overlay(store, members)]

@@ -218,6 +218,13 @@ def _show_lines(view: dict[str, Any]) -> Iterator[str]:
         more = record["evidence_total"] - len(record["evidence"])
         yield (f"evidence ({record['evidence_total']} events" + (f", {more} not listed" if more > 0 else "") + "): "
                + " ".join(record["evidence"]))
+        hold = view.get("hold")
+        if hold and hold["state"] == "held":
+            yield "cases: held by its rule's hold (wardwatch.hold): decided once the events pass the hold"
+        elif hold:
+            yield (f"cases: none, spared at revision {hold['revision']}: after each of its {hold['accesses']} "
+                   f"access(es) the same user opened at least {hold['min_patients']} other patient(s) of that "
+                   f"patient's department within {hold['hold_seconds'] // 60} min (wardwatch.hold)")
     else:
         yield f"case {record['id']}  [{record['level']}] risk {record['score']:g}"
         yield f"subject: {record['subject_kind']} {record['subject_field']}={record['subject']}"
