@@ -227,3 +227,25 @@ def test_alerts_show_says_why_an_alert_is_in_no_case(tmp_path, capsys):
     import json
 
     assert json.loads(capsys.readouterr().out)["hold"] == {"state": "held"}   # 150 + 120 min not reached yet
+
+
+def test_another_feed_running_ahead_does_not_end_the_hold(store):  # noqa: F811
+    """The VPN feed is hours ahead of a lagging EHR feed: the hold waits for the EHR's own clock, so the
+    helper's ward work, still to arrive, can spare the alert."""
+    holds = {"cw": HoldSpec(2 * 3_600_000, 1, ("ehr.audit",))}
+    first = read("e1", 0, "nurse", "P-colleague")
+    vpn = {"@timestamp": at(300), "event.id": "v1", "event.dataset": "vpn.fortigate", "user.name": "nurse"}
+    store.write([first, vpn])
+    store.commit_rule_run(RuleCheckpoint("cw", None), [alert_for(first)])
+    b = HoldingCaseBuilder(store, SETTINGS, holds)
+    deliver_pending(store, [b])
+    assert b._held_ids() == {"cw-e1"}             # any-dataset time (300 min) would have released it here
+    store.write([read("e2", 30, "nurse", "P2"), read("e9", 200, "other", "P9", "Cardiology")])  # the EHR catches up
+    deliver_pending(store, [b])
+    assert b._held_ids() == set() and store.list_cases() == []   # spared: she worked that ward
+
+
+def test_the_shipped_holds_wait_for_the_ehr_clock():
+    ruleset = _shipped_rules()
+    specs = hold_specs(ruleset)
+    assert specs and all(spec.datasets and all(d.startswith("ehr") for d in spec.datasets) for spec in specs.values())

@@ -12,15 +12,15 @@ the alert is already stored, so holding it loses nothing.
 Guarantees. The alert itself is stored, in ``alerts list`` and in every alert sink as before; only case
 membership waits. The held ids live in the store (checkpoint row ``@hold``) and are written before the
 delivery loop acknowledges them, so a restart decides them later. "Event time has passed" means the store
-holds an event at or after ``last_trigger + for`` (never wall time): the same events give the same
-decisions. ``run --once`` decides the rest with the events it has (``decide_held``). Anything uncertain is
+holds an event of the rule's datasets at or after ``last_trigger + for`` (never wall time): the same events
+give the same decisions. ``run --once`` decides the rest with the events it has (``decide_held``). Anything uncertain is
 released, never spared: no department, capped evidence, an evidence event not found, an alert already in a
 case. Spared alerts stay out of cases unless a later revision (new evidence) is decided otherwise.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from engine.alerts.cases import CaseBuilder, CaseConfigError, CaseSettings, _custom_field, memberships
@@ -42,6 +42,8 @@ class HoldSpec:
 
     for_ms: int
     min_patients: int
+    #: the rule's datasets: whose event time decides that the hold has passed (empty: any dataset's)
+    datasets: tuple[str, ...] = field(default=(), compare=False)
 
 
 def _parse_spec(spec: Any, where: str) -> HoldSpec:
@@ -98,6 +100,9 @@ def hold_specs(ruleset: Any, site: Mapping[str, Any] | None = None) -> dict[str,
             found.pop(ids[key], None)
         else:
             found[ids[key]] = spec
+    datasets_for = getattr(ruleset, "datasets_for", None)
+    if datasets_for is not None:   # a lagging EHR feed must not be overtaken by the VPN feed's clock
+        found = {rid: HoldSpec(spec.for_ms, spec.min_patients, tuple(datasets_for(rid))) for rid, spec in found.items()}
     return found
 
 
@@ -211,9 +216,11 @@ class HoldingCaseBuilder(CaseBuilder):
         return False
 
     def _passed(self, alert: Alert, spec: HoldSpec) -> bool:
-        """Has the store's event time passed the hold? (an event at or after last trigger + for)"""
+        """Has the store's event time passed the hold? (an event of the rule's datasets at or after last
+        trigger + for: another feed running ahead says nothing about the accesses still to come)"""
         after = format_timestamp(from_timestamp_ms(timestamp_ms(alert.last_trigger) + spec.for_ms))
-        return next(iter(self.store.search(SearchQuery(start=after, fields=[]))), None) is not None
+        query = SearchQuery(datasets=spec.datasets or None, start=after, fields=[])
+        return next(iter(self.store.search(query)), None) is not None
 
     def _spare(self, alert: Alert, spec: HoldSpec) -> int:
         """How many accesses the user's later ward work explains: all of the alert's, or 0 (release it)."""
@@ -223,8 +230,9 @@ class HoldingCaseBuilder(CaseBuilder):
         evidence = set(alert.evidence)
         found: dict[str, tuple[int, Any, Any, Any]] = {}
         reads: list[tuple[int, Any, Any, Any]] = []    # (ms, user, department, patient)
-        for event in self.store.search(SearchQuery(start=alert.first_trigger, end=end,
-                                                   fields=[USER, PATIENT, DEPARTMENT], fields_at_least=True)):
+        query = SearchQuery(datasets=spec.datasets or None, start=alert.first_trigger, end=end,
+                            fields=[USER, PATIENT, DEPARTMENT], fields_at_least=True)
+        for event in self.store.search(query):
             row = (timestamp_ms(event["@timestamp"]), event.get(USER), event.get(DEPARTMENT), event.get(PATIENT))
             if event.get("event.id") in evidence:
                 found[event["event.id"]] = row
