@@ -458,14 +458,30 @@ class SqliteStore(SqliteAuditMixin, SqliteOverviewMixin, SqliteTriageMixin, Stor
         return [Alert.from_dict(orjson.loads(r[0])) for r in rows]
 
     # --- sink outbox ------------------------------------------------------------------------------
-    def pending_deliveries(self, sink: str, limit: int = 1000) -> list[Alert]:
+    #: ``pending_deliveries`` takes ``decoded=`` (engine/alerts/sinks/delivery.py SHARED_DECODE_CONSUMERS)
+    reuses_decoded_alerts = True
+
+    def pending_deliveries(self, sink: str, limit: int = 1000,
+                           decoded: dict[str, Alert] | None = None) -> list[Alert]:
         """Every committed alert revision ``sink`` has not acknowledged, in commit order. A sink seen for the
-        first time gets the whole history; sinks deduplicate on (id, revision)."""
+        first time gets the whole history; sinks deduplicate on (id, revision).
+
+        ``decoded``: stored JSON text -> its decoded alert, filled and reused, so read-only consumers of one
+        delivery round share one decode per revision. Keyed by the text itself, not (id, revision): a
+        re-run may refresh a revision's stored content, and different text is never taken for the same."""
         rows = self._read(lambda c: c.execute(
             "SELECT o.doc FROM outbox AS o WHERE NOT EXISTS (SELECT 1 FROM deliveries AS d "
             "WHERE d.sink = ? AND d.alert_id = o.alert_id AND d.revision = o.revision) ORDER BY o.seq LIMIT ?",
             (sink, int(limit))).fetchall())
-        return [Alert.from_dict(orjson.loads(r[0])) for r in rows]
+        if decoded is None:
+            return [Alert.from_dict(orjson.loads(r[0])) for r in rows]
+        out = []
+        for (doc,) in rows:
+            alert = decoded.get(doc)
+            if alert is None:
+                alert = decoded[doc] = Alert.from_dict(orjson.loads(doc))
+            out.append(alert)
+        return out
 
     def mark_delivered(self, sink: str, alerts: Sequence[Alert]) -> None:
         rows = [(sink, a.id, int(a.revision)) for a in alerts]
