@@ -10,6 +10,9 @@ deterministic alert ids make the repeat land on the same alerts.
 from __future__ import annotations
 
 import time
+from functools import partial
+from itertools import chain
+from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -27,6 +30,9 @@ log = get_logger("wardwatch.evaluation")
 
 #: Fields shown with a single-event alert (when present) so an analyst sees who and where at a glance.
 ENTITY_FIELDS = ("user.name", "source.ip", "host.name", "Computer", "TargetUserName")
+
+#: (event_id, ts_ms) of a ``Match``, for the event times of a job built in C
+_ID_AND_TIME = itemgetter(2, 1)
 
 
 @dataclass(frozen=True)
@@ -183,19 +189,21 @@ class Evaluator:
         query = SearchQuery(datasets=tuple(sorted(by_dataset)), fields=fields, fields_at_least=True,
                             prefilter=self._prefilter(leaves.values()), **bounds)
         match = self._matcher_for(leaves)
+        if match is None:
+            match = partial(_every_leaf_of_dataset, by_dataset)
+        # ~130k matches in the rules window: the tuple is built without the named tuple's Python-level
+        # __new__ (as ``Match._make`` does), and each leaf's list append is bound once
+        new, add = tuple.__new__, {rule_id: ms.append for rule_id, ms in by_rule.items()}
         for event in self.store.search(query):
             scanned += 1
-            if match is not None:
-                matched = match(event)
-            else:
-                matched = [r for r in by_dataset.get(event.get(DATASET), ()) if r.matches(event)]
+            matched = match(event)
             if matched:
                 eid = event[EVENT_ID]
                 ts = times.get(eid)
                 if ts is None:
                     ts = times[eid] = timestamp_ms(event[TIMESTAMP])
                 for leaf in matched:
-                    by_rule[leaf.id].append(Match(leaf.id, ts, eid, event))
+                    add[leaf.id](new(Match, (leaf.id, ts, eid, event)))
         return by_rule, times, scanned
 
     def _matcher_for(self, leaves: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], Sequence[Any]] | None:
@@ -332,7 +340,7 @@ class Evaluator:
         built: list[tuple[RuleCheckpoint, list[Alert]]] = []
         for job in group:
             job_new = {leaf.id: new_by_rule[leaf.id] for leaf in job.leaves}
-            job_times = {m.event_id: m.ts_ms for ms in job_new.values() for m in ms}
+            job_times = dict(map(_ID_AND_TIME, chain.from_iterable(job_new.values())))  # event id -> ms
             results[job.id].matched += len(job_times)
             alerts: list[Alert] = []
             if job_times:
@@ -417,6 +425,11 @@ class Evaluator:
             )
             alerts.append(alert)
         return alerts
+
+
+def _every_leaf_of_dataset(by_dataset: Mapping[str, Sequence[Any]], event: Mapping[str, Any]) -> list[Any]:
+    """The leaves of the event's dataset that match it (the scan without a rule index)."""
+    return [r for r in by_dataset.get(event.get(DATASET), ()) if r.matches(event)]
 
 
 def run_all(evaluator: Evaluator, jobs: Sequence[RuleJob]) -> list[RunResult]:
