@@ -695,3 +695,79 @@ def test_a_forked_worker_stores_what_one_process_stores(tmp_path: Path, monkeypa
     assert runs == [1]  # the worker ran (the equality below cannot pass by never using it)
     assert results[1] == results[0]
     assert len(results[0][0]) > 500 and results[0][1]
+
+
+# --- one hash per tip, not per record (issue 10) ------------------------------------------------------------
+
+
+class _Every:
+    def __contains__(self, position: object) -> bool:
+        return True
+
+
+def _steps(folder: Path, budgets: list[int], fresh: list[bool]) -> list[Any]:
+    """What a user's runs see: events, dead letters and the committed cursor after each read."""
+    out: list[Any] = []
+    conn, cursor = connector(folder), None
+    for budget, new in zip(budgets, fresh):
+        if new:
+            conn = connector(folder)  # a restart: nothing held in memory survives
+        got = conn.read(cursor, budget)
+        cursor = json.loads(json.dumps(got.cursor))
+        out.append(([e["event.id"] for e in got.events], [(d.location, d.reason) for d in got.dead_letters],
+                     cursor, got.exhausted))
+    return out
+
+
+@needs_samples
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(exports=st.lists(st.lists(st.integers(2, 6), max_size=3), min_size=1, max_size=3),
+       broken=st.booleans(), budgets=st.lists(st.integers(1, 400), min_size=1, max_size=8),
+       fresh=st.lists(st.booleans(), min_size=8, max_size=8))
+def test_tips_hashed_lazily_equal_one_hash_per_record(tmp_path_factory: pytest.TempPathFactory,
+                                                       monkeypatch: pytest.MonkeyPatch, exports: list[list[int]],
+                                                       broken: bool, budgets: list[int], fresh: list[bool]):
+    """Exports of one log sharing their first chunk (same identity, so their tips share one list), copies,
+    a broken chunk, random batch sizes and restarts: the lazily hashed read gives the same events, dead
+    letters and cursors (tips, their order, positions and digests) as hashing every record."""
+    data = APPLICATION.read_bytes()
+    folder = tmp_path_factory.mktemp("lazy")
+    for n, chunks in enumerate(exports):
+        body = data[:HEADER + CHUNK] + b"".join(data[HEADER + (c - 1) * CHUNK:HEADER + c * CHUNK] for c in chunks)
+        if broken and n == 0 and chunks:
+            body = bytearray(body)
+            body[HEADER + CHUNK + 600:HEADER + CHUNK + 800] = b"A" * 200
+            body = bytes(body)
+        (folder / f"export-{n}.evtx").write_bytes(body)
+    (folder / "copy.evtx").write_bytes((folder / "export-0.evtx").read_bytes())
+    budgets = budgets + [100_000]
+    lazy = _steps(folder, budgets, fresh + [False])
+    monkeypatch.setattr("connectors.windows.evtx._hash_stops", lambda tips: _Every())
+    eager = _steps(folder, budgets, fresh + [False])
+    assert lazy == eager
+    assert lazy[-1][3]  # the last read reached the end of every file
+
+
+@needs_samples
+def test_a_mapping_error_mid_batch_leaves_the_parser_where_its_records_went(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch):
+    """An unexpected error out of one record's mapping ends the read; the held parser must still know how far
+    its iterator went (the unhashed records settled on the way out), or the next read would skip records."""
+    shutil.copy(APPLICATION, tmp_path / "app.evtx")
+    whole = [e["event.id"] for e in drain(connector(tmp_path)).events]
+    conn = connector(tmp_path)
+    first = conn.read(None, 10)
+    real, calls = EvtxConnector._to_event, {"n": 0}
+
+    def flaky(self: EvtxConnector, path: str, record: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise MemoryError("boom")
+        return real(self, path, record)
+
+    monkeypatch.setattr(EvtxConnector, "_to_event", flaky)
+    with pytest.raises(MemoryError):
+        conn.read(first.cursor, 10)
+    monkeypatch.setattr(EvtxConnector, "_to_event", real)
+    rest = drain(conn, first.cursor)
+    assert [e["event.id"] for e in first.events] + [e["event.id"] for e in rest.events] == whole

@@ -17,11 +17,14 @@ be proven to be (or not to be) what was stored at that revision, without the cha
 from __future__ import annotations
 
 import hashlib
+from operator import attrgetter
 from typing import Any, Sequence
+
+import orjson
 
 from engine import audit
 from engine.alerts.cases import CASE_BUILDER
-from engine.alerts.model import Alert, canonical_json
+from engine.alerts.model import Alert
 
 #: The outbox consumer name (no configured sink can be named with an ``@``).
 AUDIT_RECORDER = "@audit"
@@ -31,6 +34,7 @@ _OVERLAY = ("status", "assignee")
 
 #: An alert's ``to_dict`` keys without the overlay: its body is read straight off the fields.
 _ALERT_BODY = tuple(name for name in Alert.__dataclass_fields__ if name not in _OVERLAY)
+_alert_body = attrgetter(*_ALERT_BODY)
 
 
 def content_sha256(obj: Any) -> str:
@@ -40,10 +44,11 @@ def content_sha256(obj: Any) -> str:
     so the same bytes: orjson encodes the lists and dicts in place); anything else goes through its
     ``to_dict`` (a case adds ``record``)."""
     if type(obj) is Alert:
-        body = {name: getattr(obj, name) for name in _ALERT_BODY}
+        body = dict(zip(_ALERT_BODY, _alert_body(obj)))
     else:
         body = {k: v for k, v in obj.to_dict().items() if k not in _OVERLAY}
-    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+    # the bytes of ``canonical_json(body).encode()``, without the str round trip (~1 KB per alert revision)
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def alert_detail(alert: Any) -> dict[str, Any]:
