@@ -146,3 +146,39 @@ def test_the_memoised_lookup_tells_true_from_one(tmp_path, value):
     for first in (1, True, "1", "true"):
         matcher({"event.dataset": "ehr.audit", "c": first})  # fill the memo with a look-alike first
         assert_exact(ruleset, matcher, {"event.dataset": "ehr.audit", "c": value})
+
+
+EHR_CHECKS = [  # three checks the index offers every read (as the shipped EHR pack does), one shared
+    "title: R\nid: 00000000-0000-4000-8000-000000000011\nlogsource: {product: ehr}\n"
+    "detection:\n  sel: {event.action: read, ehr.action: R}\n  condition: sel\n",
+    "title: R2\nid: 00000000-0000-4000-8000-000000000012\nlogsource: {product: ehr}\n"
+    "detection:\n  sel: {event.action: read, ehr.action: R}\n  condition: sel\n",
+    "title: H\nid: 00000000-0000-4000-8000-000000000013\nlogsource: {product: ehr}\n"
+    "detection:\n  sel: {event.action: read, wardwatch.time.after_hours: true}\n  condition: sel\n",
+    "title: N\nid: 00000000-0000-4000-8000-000000000014\nlogsource: {product: ehr}\n"
+    "detection:\n  sel: {event.action: [read, vread]}\n  f: {user.name|endswith: svc}\n  condition: sel and not f\n",
+]
+
+
+@pytest.mark.parametrize("generated", [True, False])
+def test_the_offered_checks_run_as_one_generated_function_or_the_loop(tmp_path, monkeypatch, generated):
+    """After ``GENERATE_AFTER`` events with the same offered checks, one generated function runs them all
+    (or, where it cannot be built, the loop stays): the same rules either way."""
+    monkeypatch.setattr(scan, "GENERATE_AFTER", 2)
+    if not generated:
+        def refuse(*args):
+            raise SyntaxError("too deep")
+        monkeypatch.setattr(scan, "generate_checks", refuse)
+    ruleset = _ruleset(tmp_path, EHR_CHECKS)
+    matcher = ruleset.matcher(frozenset(ruleset.rules))
+    base = {"event.dataset": "ehr.audit", "event.action": "read", "ehr.action": "R", "user.name": "ann",
+            "wardwatch.time.after_hours": False}
+    variants = [{}, {"ehr.action": "r"}, {"wardwatch.time.after_hours": True}, {"user.name": "app-svc"},
+                {"ehr.action": None, "wardwatch.time.after_hours": 1}, {"user.name": ["x", "svc"]},
+                {"event.action": "READ"}, {"event.action": "vread", "ehr.action": "R"}, {"ehr.action": 7}]
+    for _ in range(3):
+        for variant in variants:
+            assert_exact(ruleset, matcher, {**base, **variant})
+    assert sorted(r.title for r in matcher(base)) == ["N", "R", "R2"]
+    names = {cell[0].__name__ for cell in matcher._plans["ehr.audit"].runners.values()}
+    assert names == ({"checks"} if generated else {"loop"})

@@ -89,6 +89,19 @@ def _plain_literals(group: Sequence[Any]) -> frozenset[str] | None:
     return frozenset(shape.literal for shape in shapes)
 
 
+def _body(source: _Source, conditions: Sequence[Node], scope: Node | None) -> str:
+    body = " or ".join(source.expr(c) for c in conditions) or "False"
+    if scope is not None:
+        body = f"{source.expr(scope)} and ({body})"
+    return body
+
+
+def _function(text: str, source: _Source, name: str) -> Any:
+    namespace: dict[str, Any] = dict(source.constants)
+    exec(compile(text, "<sigma rule>", "exec"), namespace)  # noqa: S102 - our own text, no user code
+    return namespace[name]
+
+
 def generate(conditions: Sequence[Node], scope: Node | None) -> Predicate:
     """``scope and (condition 1 or condition 2 ...)`` as one function of the event.
 
@@ -96,10 +109,23 @@ def generate(conditions: Sequence[Node], scope: Node | None) -> Predicate:
     caller then keeps the closures.
     """
     source = _Source()
-    body = " or ".join(source.expr(c) for c in conditions) or "False"
-    if scope is not None:
-        body = f"{source.expr(scope)} and ({body})"
-    text = f"def predicate(ev):\n    get = ev.get\n    return {body}\n"
-    namespace: dict[str, Any] = dict(source.constants)
-    exec(compile(text, "<sigma rule>", "exec"), namespace)  # noqa: S102 - our own text, no user code
-    return namespace["predicate"]  # type: ignore[no-any-return]
+    text = f"def predicate(ev):\n    get = ev.get\n    return {_body(source, conditions, scope)}\n"
+    return _function(text, source, "predicate")  # type: ignore[no-any-return]
+
+
+def generate_checks(checks: Sequence[Any], results: Sequence[Sequence[Any]]) -> Callable[[Mapping[str, Any]], list[Any]]:
+    """One function for several checks in a row: ``[*results[0] if check 0 holds, *results[1] if ...]``.
+
+    Why: the index offers an EHR read the same two or three checks every time; called one by one that is
+    a Python call, a tuple unpack and a ``get`` binding per check. Here they are one call, in the same
+    order, each check's test written as :func:`generate` writes it (or its predicate called, where it
+    cannot be inlined). A check is ``(conditions, scope)`` to inline or a predicate to call. Raises as
+    :func:`generate` does.
+    """
+    source = _Source()
+    lines = ["def checks(ev):", "    get = ev.get", "    out = []"]
+    for check, result in zip(checks, results, strict=True):
+        test = f"{source.const(check)}(ev)" if callable(check) else _body(source, *check)
+        lines += [f"    if {test}:", f"        out += {source.const(tuple(result))}"]
+    lines.append("    return out\n")
+    return _function("\n".join(lines), source, "checks")  # type: ignore[no-any-return]

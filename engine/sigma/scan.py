@@ -12,7 +12,9 @@ patient", one per correlation) are evaluated once each. Here, per dataset of the
 * the literal prefilter (engine/sigma/prefilter.py) serves the dataset only where the index could offer an
   event more than ``PREFILTER_MIN_OFFERED`` checks; below that its scan costs more than it saves;
 * rules whose detection and logsource condition are the same (:func:`fingerprint`) share one check, and
-  the check is bound to the dataset (no per-call dataset and scope lookups).
+  the check is bound to the dataset (no per-call dataset and scope lookups);
+* the checks one memoised lookup offers run, once it has served ``GENERATE_AFTER`` events, as one
+  generated function (``codegen.generate_checks``): one call per event instead of one per check.
 
 Exactness: the index and the prefilter are superset filters, and a check stands for rules with the same
 predicate, so the rules returned are exactly those whose ``matches`` holds (tests/test_scan_matcher.py:
@@ -38,7 +40,7 @@ from sigma.types import (
 )
 
 from engine.events import DATASET
-from engine.sigma.codegen import generate
+from engine.sigma.codegen import generate, generate_checks
 from engine.sigma.compiler import BoolNode, IdentifierNode, ItemNode, Node, TrueNode
 from engine.sigma.prefilter import Prefilter, is_anchored
 from engine.sigma.rule_index import DiscriminatorIndex
@@ -170,7 +172,10 @@ class _DatasetPlan:
         self.prefilter: Prefilter | None = None
         self.index = self._index(indexed)
         self.fields = tuple(self.index.tables)
-        self.memo: dict[Any, tuple[int, ...]] = {}
+        #: index key -> [the function running the offered checks]; one list per offered tuple, so the
+        #: keys offering the same checks share it and see it replaced by the generated one
+        self.memo: dict[Any, list[Callable[[Mapping[str, Any]], list["CompiledRule"]]]] = {}
+        self.runners: dict[tuple[int, ...], list[Callable[[Mapping[str, Any]], list["CompiledRule"]]]] = {}
 
     def _keys(self, rules: Sequence["CompiledRule"]) -> dict[str, tuple[Any, ...]]:
         """Each rule's check key: its :func:`fingerprint` where another rule reads the same fields with the
@@ -221,28 +226,63 @@ class _DatasetPlan:
         """The checks the index offers for these values of ``self.fields`` (as ``RuleSet`` looks up)."""
         return tuple(dict.fromkeys(self.index.lookup(dict(zip(self.fields, values)).get)))
 
+    def runner(self, offered: tuple[int, ...]) -> list[Callable[[Mapping[str, Any]], list["CompiledRule"]]]:
+        """The cell holding the function that runs these checks in order: a loop over the checks first,
+        after ``GENERATE_AFTER`` events one generated function (:func:`generate_checks`) doing the same."""
+        cell = self.runners.get(offered)
+        if cell is not None:
+            return cell
+        if len(self.runners) >= MEMO_MAX:
+            self.runners.clear()
+            self.memo.clear()
+        checks, calls = self.checks, 0
+
+        def loop(event: Mapping[str, Any]) -> list["CompiledRule"]:
+            nonlocal calls
+            calls += 1
+            if calls == GENERATE_AFTER and offered:
+                self._generate_runner(offered, cell)
+            out: list[CompiledRule] = []
+            for index in offered:
+                predicate, rules = checks[index]
+                if predicate(event):
+                    out.extend(rules)
+            return out
+
+        cell = self.runners[offered] = [loop]
+        return cell
+
+    def _generate_runner(self, offered: tuple[int, ...], cell: list[Any]) -> None:
+        """Put one generated function for ``offered`` in ``cell``; keep the loop if it cannot be built."""
+        parts: list[Any] = []
+        for index in offered:
+            rule = self.checks[index][1][0]  # every rule of a check has the same predicate here
+            if rule._conditions:
+                parts.append((rule._conditions, rule._scope_nodes.get(self.dataset)))
+            else:
+                parts.append(closure_predicate(rule, self.dataset))
+        try:
+            cell[0] = generate_checks(parts, [self.checks[index][1] for index in offered])
+        except (SyntaxError, RecursionError, MemoryError, ValueError):
+            pass
+
     def match(self, event: Mapping[str, Any]) -> list["CompiledRule"]:
         values = tuple(map(event.get, self.fields))
         try:
             # The types are part of the key: True == 1 and hash alike, but index as "true" and "1".
             key: Any = (values, tuple(map(type, values)))
-            offered = self.memo.get(key)
+            cell = self.memo.get(key)
         except TypeError:  # a list value: not hashable, looked up each time
-            key = offered = None
-        if offered is None:
-            offered = self.lookup(values)
+            key = cell = None
+        if cell is None:
+            cell = self.runner(self.lookup(values))
             if key is not None:
                 if len(self.memo) >= MEMO_MAX:
                     self.memo.clear()
-                self.memo[key] = offered
-        out: list[CompiledRule] = []
-        checks = self.checks
-        for index in offered:
-            predicate, rules = checks[index]
-            if predicate(event):
-                out.extend(rules)
+                self.memo[key] = cell
+        out = cell[0](event)
         if self.prefilter is not None:
-            check_of = self.check_of
+            checks, check_of = self.checks, self.check_of
             for index in dict.fromkeys([check_of[r.id] for r in self.prefilter.candidates(event)]):
                 predicate, rules = checks[index]
                 if predicate(event):
