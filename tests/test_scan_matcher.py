@@ -182,3 +182,21 @@ def test_the_offered_checks_run_as_one_generated_function_or_the_loop(tmp_path, 
     assert sorted(r.title for r in matcher(base)) == ["N", "R", "R2"]
     names = {cell[0].__name__ for cell in matcher._plans["ehr.audit"].runners.values()}
     assert names == ({"checks"} if generated else {"loop"})
+
+
+def test_an_absent_field_short_cuts_only_items_of_value_predicates(tmp_path, monkeypatch):
+    """``|gte``, ``|contains``, wildcards, ``|re`` are False on an absent field without their closure; an
+    item with ``null`` among its values is not one of those (absent matches it)."""
+    monkeypatch.setattr(scan, "GENERATE_AFTER", 1)
+    bodies = ["  sel: {a: [null, 'x*']}\n  condition: sel\n", "  sel: {b|gte: 3}\n  condition: sel\n",
+              "  sel: {c|contains: q}\n  condition: sel\n", "  sel: {d|re: '^z'}\n  condition: not sel\n",
+              "  sel: {a: ['x*', 5]}\n  n: {b|lt: 1}\n  condition: sel and not n\n"]
+    ruleset = _ruleset(tmp_path, [PROCESS.format(n=n, body=body) for n, body in enumerate(bodies)])
+    matcher = ruleset.matcher(frozenset(ruleset.rules))
+    base = {"event.dataset": "windows.sysmon", "EventID": 1}
+    variants = [{}, {"a": None}, {"a": "xy"}, {"a": 5}, {"a": [None, "x"]}, {"b": 3}, {"b": "4"}, {"b": None},
+                {"b": [1, 5]}, {"c": "aQb"}, {"c": None}, {"d": "zz"}, {"d": None}, {"a": "X", "b": 0}]
+    for variant in variants:
+        for _ in range(2):
+            assert_exact(ruleset, matcher, {**base, **variant})
+    assert sorted(r.title for r in matcher(base)) == ["P0", "P3"]  # null matches absent; not-re holds

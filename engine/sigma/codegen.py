@@ -7,7 +7,9 @@ Python's own operators, and the common item shapes are inlined --
 
 * ``Field: [a, b]`` (plain strings, no wildcards): a ``str`` value is lower-cased and looked up in a set;
 * ``Field: true`` / ``Field: 4624`` / ``Field: [4624, 4625]``: a ``bool``/``int`` value is compared directly;
-* ``Field|exists: true|false``, ``Field: null``: ``get(field) is (not) None``.
+* ``Field|exists: true|false``, ``Field: null``: ``get(field) is (not) None``;
+* any other item of value predicates only (``|gte: 3``, ``|contains``, ``|re``...): an absent field is
+  False without calling the item's closure.
 
 Any other value type of the event (a list, a number for a string item, ...) and every other item shape
 call the item's compiled closure, which stays the definition: the inlined test is only the closure's own
@@ -18,7 +20,18 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-from sigma.types import SigmaBool, SigmaExists, SigmaNull, SigmaNumber, SigmaString
+from sigma.types import (
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaExists,
+    SigmaNull,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaString,
+    SigmaTimestampPart,
+)
 
 from engine.sigma import values as V
 from engine.sigma.compiler import BoolNode, IdentifierNode, ItemNode, Node, TrueNode
@@ -75,7 +88,16 @@ class _Source:
         if literals is not None:
             texts = self.const(literals)
             return f"(v.lower() in {texts} if (v := get({name})).__class__ is str else {fallback})"
+        if group and all(type(v) in _SCALAR_VALUES for v in group):
+            # only value predicates (compiler._scalar_fn): an absent field is False without the call
+            return f"(get({name}) is not None and {closure})"
         return closure
+
+
+#: value types the compiler turns into value predicates only (``ItemNode._compile_group``: no item-level
+#: test such as null, exists or a field reference), so the item is False on an absent field
+_SCALAR_VALUES = frozenset({SigmaString, SigmaCasedString, SigmaNumber, SigmaBool, SigmaRegularExpression,
+                            SigmaCIDRExpression, SigmaCompareExpression, SigmaTimestampPart})
 
 
 def _plain_literals(group: Sequence[Any]) -> frozenset[str] | None:
