@@ -169,3 +169,34 @@ def test_profile_shares_over_distinct_masks_are_the_plain_count(sizes: tuple[int
     total = sizes[day_class]
     plain = sum(1 for m in masks[day_class] if m >> hour & 1) / total if total else 0.0
     assert profile.shares(day_class, hour) == (plain, round(plain, 3))
+
+
+@given(sizes=st.tuples(st.integers(0, 40), st.integers(0, 40)), seed=st.integers(0, 2**32),
+       cut=st.sampled_from([0.0, 0.1, 0.25, 0.5, 1.0]), day_class=st.integers(0, 1))
+def test_rare_hours_are_the_hours_whose_share_is_below_the_cut(sizes: tuple[int, int], seed: int, cut: float,
+                                                               day_class: int) -> None:
+    """``Profile.rare`` (every hour's verdict of a basis at once, step._basis) says exactly what comparing each
+    hour's share with the cut says, with the plain count as the share."""
+    rng = random.Random(seed)
+    masks = ([rng.randrange(2**24) for _ in range(sizes[0])], [rng.randrange(2**24) for _ in range(sizes[1])])
+    profile = Profile(sum(sizes), sizes, masks, None)
+    total = sizes[day_class]
+    for hour in range(24):
+        plain = sum(1 for m in masks[day_class] if m >> hour & 1) / total if total else 0.0
+        assert bool(profile.rare(day_class, cut) >> hour & 1) == (plain < cut)
+
+
+@given(merges=st.lists(st.dictionaries(st.sampled_from([f"p{i}" for i in range(12)]),
+                                       st.sampled_from([f"2026-11-02T{h:02d}:00:00.000Z" for h in range(24)]),
+                                       max_size=5), max_size=8),
+       asked=st.lists(st.booleans(), min_size=8, max_size=8))
+def test_first_access_times_kept_across_merges_are_the_sorted_times(merges: list[dict[str, str]],
+                                                                    asked: list[bool]) -> None:
+    """``DayRecord.firsts`` grown in place by ``merge`` (patients new to the day, at or after the last time)
+    is always ``sorted(patients.values())``, whether or not it was asked between merges."""
+    record = DayRecord()
+    for patients, ask in zip(merges, asked):
+        record.merge({1}, dict(patients), set())
+        if ask:
+            assert record.firsts() == sorted(record.patients.values())
+    assert record.firsts() == sorted(record.patients.values())

@@ -18,14 +18,11 @@ The derivations (documented in docs/enrichment.md, "Per-user baselines"):
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections import Counter
 from dataclasses import dataclass, field
-from itertools import compress
 from statistics import median
 from typing import Iterable
 
 
-_TALLY_FROM = 64  # a profile of more masks than this counts shares over its distinct masks
 
 
 @dataclass
@@ -54,10 +51,17 @@ class DayRecord:
             return DayRecord(hours, patients, roles)
         new_hours = hours - self.hours  # set operations in C; the given sets are not changed
         known = self.patients
+        firsts = self._firsts
         if known.keys().isdisjoint(patients):  # only patients new to the day (usual in time order): all new
             new_patients = patients
+            if firsts is not None and patients:  # no old time changes: the sorted times only grow
+                added = sorted(patients.values())
+                # all at or after the last known: sorted(every time) is the old list then these (a sort of
+                # the whole day's patients per batch saved); otherwise firsts() sorts again
+                firsts = firsts + added if not firsts or added[0] >= firsts[-1] else None
         else:
             new_patients = {p: ts for p, ts in patients.items() if p not in known or ts < known[p]}
+            firsts = None
         new_roles = roles - self.roles
         if not (new_hours or new_patients or new_roles):
             return None
@@ -66,7 +70,7 @@ class DayRecord:
             self._spread = None
         if new_patients:
             self.patients.update(new_patients)
-            self._firsts = None
+            self._firsts = firsts
         self.roles |= new_roles
         return DayRecord(new_hours, new_patients, new_roles)
 
@@ -97,49 +101,103 @@ def spread(hours: set[int], tolerance: int) -> set[int]:
     return {(h + d) % 24 for h in hours for d in range(-tolerance, tolerance + 1)}
 
 
+#: bits per hour in a lane sum (see :func:`lane_sum`): a class of up to 2**32 - 1 user-days
+_LANE = 32
+_LANE_MASK = (1 << _LANE) - 1
+_LANES: dict[int, int] = {}  # 24-bit hour mask -> its lanes (memo; a site has a few hundred distinct masks)
+_LANES_MAX = 1 << 16
+
+
+def lanes(mask: int) -> int:
+    """``mask`` with bit ``h`` moved to bit ``32 * h``: summing the lanes of many masks counts, for every
+    hour at once, the masks that have it (each hour's count in its own 32-bit lane, no carry between)."""
+    known = _LANES.get(mask)
+    if known is None:
+        known = 0
+        bit, h = mask, 0
+        while bit:
+            if bit & 1:
+                known |= 1 << (_LANE * h)
+            bit >>= 1
+            h += 1
+        if len(_LANES) >= _LANES_MAX:
+            _LANES.clear()
+        _LANES[mask] = known
+    return known
+
+
+def lane_sum(masks: Iterable[int]) -> int:
+    """The sum of the masks' :func:`lanes`: per hour ``h``, ``lane_sum >> 32h & 0xffffffff`` masks have it.
+
+    Why: a share is "masks with the hour / masks"; counted per hour that is a pass over the masks for every
+    hour asked (a role's pool holds thousands). One C-level ``sum`` counts all 24 hours, and sums add: a
+    profile's counts are the sum of its days' counts."""
+    masks = list(masks)
+    try:
+        return sum(map(_LANES.__getitem__, masks))
+    except KeyError:
+        return sum(map(lanes, masks))
+
+
 class Profile:
-    """A summary of user-days in a window: per day class, the active user-days as hour masks.
+    """A summary of user-days in a window: per day class, the active user-days as hour counts.
 
-    ``days[c]`` counts the active user-days of class ``c`` (0 weekday, 1 weekend); ``masks[c]`` holds one
-    24-bit mask per such day, bit ``h`` set when there was activity within the tolerance of hour ``h``;
-    ``usual`` is the median daily distinct-patient count over all active user-days (None without any).
-    Shares are computed on first use and memoised: a profile is asked about a few hours only."""
+    ``days[c]`` counts the active user-days of class ``c`` (0 weekday, 1 weekend); ``counts[c]`` is the
+    :func:`lane_sum` of their 24-bit hour masks (bit ``h`` set when there was activity within the tolerance
+    of hour ``h``), computed from ``masks[c]`` when not given; ``usual`` is the median daily distinct-patient
+    count over all active user-days (None without any). Shares are computed on first use and memoised."""
 
-    __slots__ = ("active_days", "days", "masks", "usual", "_shares", "_tallies")
+    __slots__ = ("active_days", "days", "masks", "usual", "counts", "_shares", "_rare")
 
-    def __init__(self, active_days: int, days: tuple[int, int], masks: tuple[list[int], list[int]],
-                 usual: float | None):
+    def __init__(self, active_days: int, days: tuple[int, int], masks: tuple[list[int], list[int]] | None,
+                 usual: float | None, counts: tuple[int, int] | None = None):
         self.active_days = active_days
         self.days = days
         self.masks = masks
         self.usual = usual
-        self._shares: dict[int, tuple[float, float]] = {}
-        self._tallies: list[tuple[list[int], list[int]] | None] = [None, None]
+        if counts is None:
+            assert masks is not None, "a profile needs its masks or their lane sums"
+            counts = (lane_sum(masks[0]), lane_sum(masks[1]))
+        self.counts = counts
+        self._shares: dict[int, tuple[float, float]] | None = None  # created on first use: fewer GC objects
+        self._rare: tuple[float, int, int] | None = None  # (cut, weekday rare hours, weekend rare hours)
 
     def share(self, day_class: int, hour: int) -> float:
         return self.shares(day_class, hour)[0]
 
+    def _share(self, day_class: int, hour: int) -> float:
+        total = self.days[day_class]
+        hits = self.counts[day_class] >> (_LANE * hour) & _LANE_MASK
+        return hits / total if total else 0.0
+
     def shares(self, day_class: int, hour: int) -> tuple[float, float]:
         """(share, share rounded to 3 places): the rounded one is what events carry, and a role profile is
         asked by every user of the role, so both are memoised."""
+        memo = self._shares
+        if memo is None:
+            memo = self._shares = {}
         key = day_class * 24 + hour
-        known = self._shares.get(key)
+        known = memo.get(key)
         if known is None:
-            total = self.days[day_class]
-            bit = 1 << hour
-            masks = self.masks[day_class]
-            if len(masks) > _TALLY_FROM:  # a role's pool: thousands of user-days, a few hundred distinct masks
-                tally = self._tallies[day_class]
-                if tally is None:
-                    counted = Counter(masks)
-                    tally = self._tallies[day_class] = (list(counted), list(counted.values()))
-                # the counts of the distinct masks with ``bit`` set, in C
-                hits = sum(compress(tally[1], map(bit.__and__, tally[0])))
-            else:  # sum of the masks' ``bit`` values, in C: ``hits << hour``
-                hits = sum(map(bit.__and__, masks)) >> hour
-            share = hits / total if total else 0.0
-            known = self._shares[key] = (share, round(share, 3))
+            share = self._share(day_class, hour)
+            known = memo[key] = (share, round(share, 3))
         return known
+
+    def rare(self, day_class: int, cut: float) -> int:
+        """The 24-bit mask of the hours whose share is below ``cut`` (``share(day_class, h) < cut``, the same
+        division): one verdict per hour of a basis in a shift and an ``and``, not a share per hour asked."""
+        memo = self._rare
+        if memo is None or memo[0] != cut:
+            masks = [0, 0]
+            for c in (0, 1):
+                total, counts, bits = self.days[c], self.counts[c], 0
+                for hour in range(24):
+                    share = (counts >> (_LANE * hour) & _LANE_MASK) / total if total else 0.0
+                    if share < cut:
+                        bits |= 1 << hour
+                masks[c] = bits
+            memo = self._rare = (cut, masks[0], masks[1])
+        return memo[1 + day_class]
 
 
 def hour_mask(record: DayRecord, tolerance: int) -> int:
@@ -162,16 +220,17 @@ def summarise(records: Iterable[tuple[int, DayRecord]], tolerance: int) -> Profi
     return Profile(len(daily), (len(masks[0]), len(masks[1])), masks, float(median(daily)) if daily else None)
 
 
-#: one day's contribution to a pooled profile: (hour masks, daily distinct-patient counts) of its records
-DayPart = tuple[list[int], list[int]]
+#: one day's contribution to a pooled profile: (weekday-or-weekend hour masks' lane sum, daily distinct-patient
+#: counts) of its records
+DayPart = tuple[int, list[int]]
 
 
 def day_part(records: Iterable[DayRecord], tolerance: int) -> DayPart:
     """The active records of one day as a :data:`DayPart`.
 
     Why parts: a role profile pools thousands of user-days (every physician, 28 days), and the profiles of
-    consecutive days share 27 of those days. Cached per (role, day), a profile is a concatenation of parts,
-    and only the part of a day whose records changed is rebuilt."""
+    consecutive days share 27 of those days. Cached per (role, day), a profile is a sum of parts (lane sums
+    add), and only the part of a day whose records changed is rebuilt."""
     masks: list[int] = []
     daily: list[int] = []
     for record in records:
@@ -179,14 +238,17 @@ def day_part(records: Iterable[DayRecord], tolerance: int) -> DayPart:
             memo = record._spread  # hour_mask, inlined: a role-day pools hundreds of records
             masks.append(memo[1] if memo is not None and memo[0] == tolerance else hour_mask(record, tolerance))
             daily.append(len(record.patients))
-    return masks, daily
+    return lane_sum(masks), daily
 
 
 def combine(parts: Iterable[tuple[int, DayPart]]) -> Profile:
     """The profile of (day class, part) pairs: the same as :func:`summarise` of the parts' records."""
-    masks: tuple[list[int], list[int]] = ([], [])
+    counts = [0, 0]
+    days = [0, 0]
     daily: list[int] = []
-    for day_class, (day_masks, day_daily) in parts:
-        masks[day_class].extend(day_masks)
+    for day_class, (day_counts, day_daily) in parts:
+        counts[day_class] += day_counts
+        days[day_class] += len(day_daily)
         daily.extend(day_daily)
-    return Profile(len(daily), (len(masks[0]), len(masks[1])), masks, float(median(daily)) if daily else None)
+    return Profile(len(daily), (days[0], days[1]), None, float(median(daily)) if daily else None,
+                   (counts[0], counts[1]))

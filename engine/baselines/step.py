@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping, NamedTuple
 from zoneinfo import ZoneInfo
 
 from engine.baselines.facts import fact_event, patient_hash, read_facts
-from engine.baselines.model import DayPart, DayRecord, Profile, combine, day_part, hour_mask
+from engine.baselines.model import DayPart, DayRecord, Profile, combine, day_part, hour_mask, lanes
 from engine.events import CANONICAL_TIMESTAMP, DATASET, TIMESTAMP, Event, format_timestamp
 from engine.plugins import InvalidOption, parse_options
 from engine.store.base import Store
@@ -44,6 +44,7 @@ RULE_FIELDS = tuple(PREFIX + name for name in (
     "unusual_hour", "active_days", "profile", "distinct_patients_today", "distinct_patients_ratio",
     "distinct_patients_role_ratio"))
 _CACHE_MAX = 4096
+_CACHED_DAYS = 2  # profiles and bases are kept for the newest day and this many before it (see _evict)
 _HASHES_MAX = 200_000
 _HOUR = itemgetter(slice(0, 13))  # "YYYY-MM-DDTHH" of a canonical timestamp
 _NOT_UNIFORM = None  # an hour-prefix cache value: the UTC hour spans two local hours (a :30 or :45 zone)
@@ -149,6 +150,7 @@ class Baselines:
         self._by_role_day: dict[tuple[str, date], set[str]] = {}  # (role, day) -> users whose record has it
         self._role_parts: dict[tuple[str, date], DayPart] = {}  # (role, day) -> its records' part, see day_part
         self._loaded: set[date] = set()
+        self._trimmed: set[date] = set()  # days whose records' firsts memos _evict dropped
         #: local day -> user (or peer group) -> its profile; by day, so that evicting a day and invalidating
         #: the days after a changed one touch those days only
         self._user_profiles: dict[date, dict[str, Profile]] = {}
@@ -243,7 +245,7 @@ class Baselines:
               groups: list[Any], ids: list[int], hours: list[int], tss: list[str]) -> None:
         """Set the flags: per basis id its verdict per local hour, first-access times and count rows, then
         per event in C (two ``dict.update`` and one bisect per event)."""
-        records, bases = self.records, self._bases
+        records, bases, explain = self.records, self._bases, self.options.explain
         if len(self._ratios) >= _CACHE_MAX:
             self._ratios.clear()
         if len(self._rows) >= _CACHE_MAX:
@@ -261,8 +263,10 @@ class Baselines:
             basis = day_bases.get((user, role))
             if basis is None:
                 basis = day_bases[(user, role)] = self._basis(user, role, day)
-            # the user-day's hours in this batch (those of this basis among them)
-            verdicts_of[i], firsts_of[i] = self._verdicts(basis, group[0]), firsts
+            # explain: the user-day's hours in this batch (those of this basis among them) filled in; else
+            # the basis has all 24 (``_basis``)
+            verdicts_of[i] = self._verdicts(basis, group[0]) if explain else basis.verdicts
+            firsts_of[i] = firsts
             rows_of[i] = self._counts(basis.usual, basis.role_usual, len(firsts))
         deque(map(dict.update, evs, map(getitem, map(verdicts_of.__getitem__, ids), hours)), 0)
         todays = map(bisect_right, map(firsts_of.__getitem__, ids), tss)
@@ -467,39 +471,35 @@ class Baselines:
         role_usual = max(theirs.usual or 0.0, 1.0) if theirs is not None else None
         basis = mine if mine.active_days >= o.min_active_days else theirs
         if basis is None:  # no history for the user nor their role: "could not tell" stays absent
-            return _Basis(fields, None, None, day_class, False, None, role_usual, [None] * 24)
+            return _Basis(fields, None, None, day_class, False, None, role_usual, [fields] * 24)
         usual = basis.usual or 0.0
         fields[PREFIX + "profile"] = "user" if basis is mine else "role"
         if o.explain:
             fields[PREFIX + "usual_distinct_patients"] = usual
         judged = self._observed(day)[day_class] >= o.min_observed_days
-        return _Basis(fields, basis, None if basis is theirs else theirs, day_class, judged, max(usual, 1.0),
-                      role_usual, [None] * 24)
+        peers = None if basis is theirs else theirs
+        b = _Basis(fields, basis, peers, day_class, judged, max(usual, 1.0), role_usual,
+                   [None] * 24 if judged else [fields] * 24)  # not judged: no verdict, whatever the hour
+        if judged and not o.explain:
+            # every hour's verdict at once (two dicts shared by all; unusual to the user, and to the peer group
+            # when it is a second voice): a basis is judged in one pass, not per hour of every batch
+            cut = o.unusual_share
+            rare = basis.rare(day_class, cut)
+            if peers is not None:
+                rare &= peers.rare(day_class, cut)
+            shared = (self._shared_fields(b, False), self._shared_fields(b, True))
+            b.verdicts[:] = [shared[rare >> hour & 1] for hour in range(24)]
+        return b
 
     def _verdicts(self, b: "_Basis", hours: Iterable[int]) -> list[dict[str, Any] | None]:
-        """``b.verdicts`` with every hour of ``hours`` filled in: the flags shared by every event of (user,
-        peer group, local day, hour); the count fields and ratios are ``_counts``'. Without ``explain``
-        (the rules' fields only) a basis has two possible dicts, shared; only the verdict is per hour."""
+        """With ``explain``: ``b.verdicts`` with every hour of ``hours`` filled in, the flags shared by every
+        event of (user, peer group, local day, hour) with the shares that explain them (one dict per basis
+        and hour, so filled on first use); the count fields and ratios are ``_counts'``. Without ``explain``
+        ``_basis`` fills all 24 hours at once."""
         verdicts = b.verdicts
-        todo = [hour for hour in hours if verdicts[hour] is None]
-        if not todo:
-            return verdicts
-        if b.profile is None or not b.judged:  # could not tell: no verdict, whatever the hour
-            for hour in todo:
-                verdicts[hour] = b.fields
-            return verdicts
-        if self.options.explain:
-            for hour in todo:
+        for hour in hours:
+            if verdicts[hour] is None:  # judged (an unjudged basis has b.fields at every hour)
                 verdicts[hour] = self._explained(b, hour)
-            return verdicts
-        cut, day_class = self.options.unusual_share, b.day_class
-        mine, peers = b.profile.shares, (b.peers.shares if b.peers is not None else None)
-        shared = (self._shared_fields(b, False), self._shared_fields(b, True))
-        for hour in todo:  # unusual to the user, and to the peer group when it is a second voice
-            unusual = mine(day_class, hour)[0] < cut
-            if unusual and peers is not None:
-                unusual = peers(day_class, hour)[0] < cut
-            verdicts[hour] = shared[unusual]
         return verdicts
 
     def _shared_fields(self, b: "_Basis", unusual: bool) -> dict[str, Any]:
@@ -579,23 +579,23 @@ class Baselines:
         """``summarise`` of the user's records in ``window`` (the days before ``day``): one per user-day, a
         hot path.
 
-        Why incremental: the user's previous profile (``_summaries``) covers most of this window. While it is
-        still cached, no record of its window changed since it was built (``_invalidate`` would have dropped
-        it), so its entries of the days both windows share are still the records' entries; only the days in
-        between are read. Masks and counts are sums and a median: the order of entries does not matter."""
+        Why incremental: the user's previous summary (``_summaries``) covers most of this window, and while it
+        is kept no record of its window changed since it was built (``_invalidate`` drops it), so its entries
+        of the days both windows share are still the records' entries; only the days in between are read.
+        Hour counts are lane sums (``model.lane_sum``) and daily counts a median: the order of entries does not
+        matter."""
         last = self._summaries.get(user)
-        if (last is not None and last[0] < day and (day - last[0]).days <= len(window)
-                and self._user_profiles.get(last[0], {}).get(user) is last[1]):
+        if last is not None and last[0] < day and (day - last[0]).days <= len(window):
             fresh = (day - last[0]).days  # the window's newest ``fresh`` days are not in the last one's
-            old_days, old_classes, old_masks, old_daily = last[2]
+            old_days, old_classes, old_lanes, old_daily = last[2]
             keep = len(old_days) - sum(map(window[-1][0].__gt__, old_days))  # old entries are newest first
         else:
             fresh, keep = len(window), 0
-            old_days, old_classes, old_masks, old_daily = [], [], [], []
+            old_days, old_classes, old_lanes, old_daily = [], [], [], []
         records = self.records
         e_days: list[date] = []
         e_classes: list[int] = []
-        e_masks: list[int] = []
+        e_lanes: list[int] = []
         e_daily: list[int] = []
         for d, day_class in islice(window, fresh):
             record = records.get((user, d))
@@ -604,22 +604,23 @@ class Baselines:
             memo = record._spread
             e_days.append(d)
             e_classes.append(day_class)
-            e_masks.append(memo[1] if memo is not None and memo[0] == tolerance else hour_mask(record, tolerance))
+            e_lanes.append(lanes(memo[1] if memo is not None and memo[0] == tolerance else hour_mask(record, tolerance)))
             e_daily.append(len(record.patients))
         if keep:
             e_days += old_days[:keep]
             e_classes += old_classes[:keep]
-            e_masks += old_masks[:keep]
+            e_lanes += old_lanes[:keep]
             e_daily += old_daily[:keep]
-        masks = (list(compress(e_masks, map(not_, e_classes))), list(compress(e_masks, e_classes)))
         n = len(e_daily)
         usual = None
+        weekend = sum(e_classes)
         if n:  # statistics.median of ints, as a float
             daily = sorted(e_daily)
             half = n // 2
             usual = float(daily[half]) if n % 2 else (daily[half - 1] + daily[half]) / 2
-        profile = Profile(n, (len(masks[0]), len(masks[1])), masks, usual)
-        self._summaries[user] = (day, profile, (e_days, e_classes, e_masks, e_daily))
+        profile = Profile(n, (n - weekend, weekend), None, usual,
+                          (sum(compress(e_lanes, map(not_, e_classes))), sum(compress(e_lanes, e_classes))))
+        self._summaries[user] = (day, profile, (e_days, e_classes, e_lanes, e_daily))
         return profile
 
     def _invalidate(self, user: str, day: date, roles: Iterable[str]) -> None:
@@ -628,6 +629,9 @@ class Baselines:
         if self._latest is None or day >= self._latest:  # no profile of a later day is cached
             return
         last = day + timedelta(days=self.options.window_days)
+        summary = self._summaries.get(user)
+        if summary is not None and day < summary[0] <= last:  # its window holds the changed day
+            del self._summaries[user]
         stale = False
         for by_day, keys in ((self._user_profiles, (user,)), (self._role_profiles, roles)):
             for d, cache in by_day.items():
@@ -672,9 +676,24 @@ class Baselines:
         if self._newest is None:
             return
         horizon = self._newest - timedelta(days=self.options.window_days + 2)
+        # profiles and bases of the days before the last two: only a late event asks for them again (and
+        # gets them rebuilt from the records); kept, they were most of the step's objects the cyclic GC
+        # walks (~150,000 at 600 staff). Always together: a basis rests on that day's cached profiles, and
+        # _invalidate drops a stale basis only when it finds a cached profile to pop.
+        recent = self._newest - timedelta(days=_CACHED_DAYS)
+        for by_day in (self._bases, self._user_profiles, self._role_profiles):
+            if len(by_day) > _CACHED_DAYS + 1:
+                for d in [d for d in by_day if d < recent]:
+                    del by_day[d]
+        # the same for the records' sorted first-access times (DayRecord.firsts): only today's events ask
+        for d in [d for d in self._by_day if d < recent and d not in self._trimmed]:
+            self._trimmed.add(d)
+            for user in self._by_day[d]:
+                self.records[(user, d)]._firsts = None
         old = [d for d in self._loaded if d < horizon]
         for d in old:
             self._loaded.discard(d)
+            self._trimmed.discard(d)
             for user in self._by_day.pop(d, ()):
                 record = self.records.pop((user, d), None)
                 for role in record.roles if record is not None else ():
