@@ -152,4 +152,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                            epilog="Elasticsearch: WARDWATCH_TEST_ES_URL (default http://127.0.0.1:9200)"
+                            ).parse_args()   # --help, and a stray argument is refused instead of ignored
     main()
