@@ -121,8 +121,9 @@ DEFAULTS: dict[str, Any] = {
         "pseudonymise": {"fields": [], "key_env": "WARDWATCH_PSEUDONYM_KEY", "key_file": None},
         # alerts about one subject in one period -> one case (engine/alerts/cases.py, docs/alerts.md "Cases")
         # min_level: alerts of less severe rules (informational review lists) stay out of cases
-        "cases": {"enabled": True, "by": None, "period": "24h", "weights": {}, "min_level": "low",  # by None: user + patient
-                  "hold": {}},  # rule id or name -> {for, min_patients} or false: over the rule files' wardwatch.hold
+        # by None: user + patient; hold: rule id or name -> {for, min_patients} or false, over the rule files'
+        # wardwatch.hold (engine/alerts/hold.py)
+        "cases": {"enabled": True, "by": None, "period": "24h", "weights": {}, "min_level": "low", "hold": {}},
     },
     "logging": {"level": "info", "format": "auto"},
     # the HTTP API (engine/api, docs/api.md): off until a port is set; loopback unless TLS and tokens

@@ -13,9 +13,9 @@ Guarantees. The alert itself is stored, in ``alerts list`` and in every alert si
 membership waits. The held ids live in the store (checkpoint row ``@hold``) and are written before the
 delivery loop acknowledges them, so a restart decides them later. "Event time has passed" means the store
 holds an event of the rule's datasets at or after ``last_trigger + for`` (never wall time): the same events
-give the same decisions. ``run --once`` decides the rest with the events it has (``decide_held``). Anything uncertain is
-released, never spared: no department, capped evidence, an evidence event not found, an alert already in a
-case. Spared alerts stay out of cases unless a later revision (new evidence) is decided otherwise.
+give the same decisions. ``run --once`` decides the rest with the events it has (``decide_held``). Anything
+uncertain is released, never spared: no department, capped evidence, an evidence event not found, an alert
+already in a case. Spared alerts stay out of cases unless a later revision (new evidence) is decided otherwise.
 """
 
 from __future__ import annotations
