@@ -409,3 +409,47 @@ def test_retention_removes_cases_with_their_alerts(store):  # noqa: F811
     [kept] = store.list_cases()
     assert kept.period_start.startswith("2026-11-20")
     assert [c.id for c in store.pending_case_deliveries("s")] == [kept.id]
+
+
+def _memberships_reference(a: Alert, s) -> list:
+    """memberships() as first written (one generator per kind, no cached case ids): the plain path."""
+    from engine.alerts.case_model import case_id
+    from engine.alerts.cases import GROUP_SUBJECT, _period, _subject
+    from engine.alerts.model import canonical_json
+
+    anchor, start = _period(a.first_trigger, s.period_ms)
+    kinds = s.by
+    if a.rule_id in s.rule_by:
+        kind_of = {f: kind for kind, fields in s.by.items() for f in fields}
+        kinds = {}
+        for f in s.rule_by[a.rule_id]:
+            kinds.setdefault(kind_of.get(f, f), ())
+            kinds[kind_of.get(f, f)] += (f,)
+    found = []
+    for kind, fields in kinds.items():
+        name = next((f for f in fields if a.group.get(f) not in (None, "")), None)
+        if name is not None:
+            subject = _subject(a.group[name])
+            found.append((kind, subject, anchor, case_id(kind, subject, start), name))
+    if not found:
+        subject = canonical_json(a.group) if a.group else "-"
+        found = [(GROUP_SUBJECT, subject, anchor, case_id(f"{GROUP_SUBJECT}:{a.rule_id}", subject, start),
+                  GROUP_SUBJECT)]
+    return found
+
+
+_values = st.one_of(st.none(), st.just(""), st.just(0), st.booleans(), st.text(max_size=4),
+                    st.lists(st.integers(0, 3), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(-2**53, 2**53), max_size=2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(group=st.dictionaries(st.sampled_from(["user.name", "wardwatch.identity", "SubjectUserName", "ehr.patient.id",
+                                              "source.ip"]), _values, max_size=5),
+       rule=st.sampled_from(["a", "b"]), hour=st.integers(0, 23), by_rule=st.booleans())
+def test_memberships_equal_the_plain_path_for_any_group(group, rule, hour, by_rule):
+    settings_ = SETTINGS if not by_rule else case_settings({})
+    if by_rule:
+        settings_ = type(SETTINGS)(by=SETTINGS.by, period_ms=SETTINGS.period_ms, weights=SETTINGS.weights,
+                                   rule_by={"a": ("source.ip", "ehr.patient.id")}, min_level=SETTINGS.min_level)
+    a = alert(rule, group, at(hour))
+    assert memberships(a, settings_) == _memberships_reference(a, settings_)
