@@ -21,6 +21,7 @@ INDEXED = ["  sel: {c: [x, 'Y']}\n  condition: sel\n", "  sel: {c: 5}\n  conditi
            "  sel: {c: true}\n  f: {a|contains: b}\n  condition: sel and not f\n",
            "  sel: {c: [5, 7], b|exists: true}\n  condition: sel\n", "  sel: {a: null}\n  condition: sel\n",
            "  sel: {b|exists: false, c: 'x'}\n  condition: sel\n"]
+INDEXED_RULE = "title: I{n}\nid: 00000000-0000-4000-b000-{n:012d}\nlogsource: {{product: ehr}}\ndetection:\n{body}"
 PROCESS = ("title: P{n}\nid: 00000000-0000-4000-9000-{n:012d}\nlogsource: {{category: process_creation, "
            "product: windows}}\ndetection:\n{body}")
 
@@ -200,3 +201,18 @@ def test_an_absent_field_short_cuts_only_items_of_value_predicates(tmp_path, mon
         for _ in range(2):
             assert_exact(ruleset, matcher, {**base, **variant})
     assert sorted(r.title for r in matcher(base)) == ["P0", "P3"]  # null matches absent; not-re holds
+
+
+@pytest.mark.parametrize("memo_max", [1, 2, 4096])
+def test_the_generated_memo_probe_stays_exact_when_the_memo_starts_again(tmp_path, monkeypatch, memo_max):
+    """The memo probe is generated per dataset (``lookup``) and holds the memo itself: a memo cleared
+    when full (``MEMO_MAX``) must still serve, and look-alike values (1, True, "1", a list) stay apart."""
+    monkeypatch.setattr(scan, "MEMO_MAX", memo_max)
+    monkeypatch.setattr(scan, "GENERATE_AFTER", 2)
+    ruleset = _ruleset(tmp_path, [INDEXED_RULE.format(n=n, body=body) for n, body in enumerate(INDEXED)])
+    matcher = ruleset.matcher(frozenset(ruleset.rules))
+    assert matcher._match["ehr.audit"].__name__ == "lookup"
+    for _ in range(3):
+        for c in ["x", "Y", 5, 7, True, 1, "1", "true", 5.0, None, ["x", 5], [True]]:
+            for extra in ({}, {"b": "q"}, {"a": "cb", "b": 1}):
+                assert_exact(ruleset, matcher, {"event.dataset": "ehr.audit", "c": c, **extra})

@@ -151,3 +151,25 @@ def generate_checks(checks: Sequence[Any], results: Sequence[Sequence[Any]]) -> 
         lines += [f"    if {test}:", f"        out += {source.const(tuple(result))}"]
     lines.append("    return out\n")
     return _function("\n".join(lines), source, "checks")  # type: ignore[no-any-return]
+
+
+def generate_lookup(fields: Sequence[str], memo: Mapping[Any, Any], slow: Callable[[Mapping[str, Any]], Any]
+                    ) -> Callable[[Mapping[str, Any]], Any]:
+    """``memo[key](event)`` with the key read inline: the values of ``fields`` and their types, flat.
+
+    Why: the scan looks its memo up for every event; ``tuple(map(event.get, fields))`` and the tuple of
+    their types cost as much as running the checks of an EHR read. Here the reads are local variables and
+    one tuple. A key not in the memo, or not hashable (a list value), goes to ``slow(event)``, which must
+    compute the same key (``values + types``), fill the memo and return the result.
+    """
+    source = _Source()
+    names = [f"v{i}" for i in range(len(fields))]
+    lines = ["def lookup(ev):", "    get = ev.get"]
+    lines += [f"    {name} = get({field!r})" for name, field in zip(names, fields)]
+    parts = names + [f"_type({name})" for name in names]
+    key = "(" + "".join(f"{part}, " for part in parts) + ")"
+    memo_name, slow_name = source.const(memo), source.const(slow)
+    lines += ["    try:", f"        cell = {memo_name}[{key}]", "    except (KeyError, TypeError):",
+              f"        return {slow_name}(ev)", "    return cell[0](ev)\n"]
+    source.constants["_type"] = type
+    return _function("\n".join(lines), source, "lookup")  # type: ignore[no-any-return]

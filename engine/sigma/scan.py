@@ -40,7 +40,7 @@ from sigma.types import (
 )
 
 from engine.events import DATASET
-from engine.sigma.codegen import generate, generate_checks
+from engine.sigma.codegen import generate, generate_checks, generate_lookup
 from engine.sigma.compiler import BoolNode, IdentifierNode, ItemNode, Node, TrueNode
 from engine.sigma.prefilter import Prefilter, is_anchored
 from engine.sigma.rule_index import DiscriminatorIndex
@@ -266,11 +266,21 @@ class _DatasetPlan:
         except (SyntaxError, RecursionError, MemoryError, ValueError):
             pass
 
+    def matcher(self) -> Callable[[Mapping[str, Any]], list["CompiledRule"]]:
+        """``match``, with the memo probe generated (codegen.generate_lookup) where no literal scan follows
+        it; ``match`` itself handles every key the memo does not hold yet."""
+        if self.prefilter is not None:
+            return self.match
+        try:
+            return generate_lookup(self.fields, self.memo, self.match)
+        except (SyntaxError, RecursionError, MemoryError, ValueError):
+            return self.match
+
     def match(self, event: Mapping[str, Any]) -> list["CompiledRule"]:
         values = tuple(map(event.get, self.fields))
         try:
             # The types are part of the key: True == 1 and hash alike, but index as "true" and "1".
-            key: Any = (values, tuple(map(type, values)))
+            key: Any = values + tuple(map(type, values))
             cell = self.memo.get(key)
         except TypeError:  # a list value: not hashable, looked up each time
             key = cell = None
@@ -315,13 +325,14 @@ class ScanMatcher:
                 prefilter = Prefilter({r.id: r for p in scanned for r in p.anchored_rules}.values())
             for plan in scanned:
                 plan.prefilter = prefilter
+        self._match = {dataset: plan.matcher() for dataset, plan in self._plans.items()}
 
     def __call__(self, event: Mapping[str, Any]) -> list["CompiledRule"]:
         dataset = event.get(DATASET)
-        plan = self._plans.get(dataset) if type(dataset) is str else None
-        if plan is None:
+        match = self._match.get(dataset) if type(dataset) is str else None
+        if match is None:
             return []
-        return plan.match(event)
+        return match(event)
 
     def uses_prefilter(self, dataset: str) -> bool:
         """Whether events of ``dataset`` go through the literal scan (for tests and benchmarks)."""
