@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from engine.baselines import FIELDS, BaselineOptions, Baselines
 from engine.baselines.step import RULE_FIELDS
 from engine.baselines.facts import FACT, fact_event
-from engine.baselines.model import DayRecord, Profile
+from engine.baselines.model import DayRecord, Profile, unusual_hours
 from engine.events import Event, format_timestamp
 from engine.store import open_store
 from engine.store.base import Store
@@ -171,19 +171,27 @@ def test_profile_shares_over_distinct_masks_are_the_plain_count(sizes: tuple[int
     assert profile.shares(day_class, hour) == (plain, round(plain, 3))
 
 
-@given(sizes=st.tuples(st.integers(0, 40), st.integers(0, 40)), seed=st.integers(0, 2**32),
-       cut=st.sampled_from([0.0, 0.1, 0.25, 0.5, 1.0]), day_class=st.integers(0, 1))
-def test_rare_hours_are_the_hours_whose_share_is_below_the_cut(sizes: tuple[int, int], seed: int, cut: float,
-                                                               day_class: int) -> None:
-    """``Profile.rare`` (every hour's verdict of a basis at once, step._basis) says exactly what comparing each
-    hour's share with the cut says, with the plain count as the share."""
+@given(sizes=st.lists(st.integers(0, 300), min_size=4, max_size=4), seed=st.integers(0, 2**32),
+       cut=st.sampled_from([0.0, 0.001, 0.1, 0.25, 1 / 3, 0.5, 0.9, 1.0]), day_class=st.integers(0, 1),
+       voices=st.integers(1, 2))
+def test_unusual_hours_are_the_hours_whose_shares_are_below_the_cut(sizes: list[int], seed: int, cut: float,
+                                                                    day_class: int, voices: int) -> None:
+    """``model.unusual_hours`` (every hour's verdict of a basis at once, step._basis, by lane arithmetic)
+    says exactly what comparing each hour's share with the cut says, for the user's voice alone and with
+    the peer group's as a second voice; the share is the plain count over the masks."""
     rng = random.Random(seed)
-    masks = ([rng.randrange(2**24) for _ in range(sizes[0])], [rng.randrange(2**24) for _ in range(sizes[1])])
-    profile = Profile(sum(sizes), sizes, masks, None)
-    total = sizes[day_class]
-    for hour in range(24):
-        plain = sum(1 for m in masks[day_class] if m >> hour & 1) / total if total else 0.0
-        assert bool(profile.rare(day_class, cut) >> hour & 1) == (plain < cut)
+    pool = [rng.randrange(2**24) for _ in range(rng.randint(1, 30))]
+    profiles, plain = [], []
+    for n in range(voices):
+        masks = ([rng.choice(pool) for _ in range(sizes[2 * n])], [rng.choice(pool) for _ in range(sizes[2 * n + 1])])
+        profiles.append(Profile(sizes[2 * n] + sizes[2 * n + 1], (sizes[2 * n], sizes[2 * n + 1]), masks, None))
+        total = len(masks[day_class])
+        plain.append([(sum(1 for m in masks[day_class] if m >> h & 1) / total if total else 0.0) < cut
+                      for h in range(24)])
+    expected = [all(p[h] for p in plain) for h in range(24)]
+    flags = unusual_hours(profiles[0], profiles[1] if voices == 2 else None, day_class, cut)
+    assert list(flags) == [int(e) for e in expected]
+    assert profiles[0].rare(day_class, cut) == sum(1 << h for h in range(24) if plain[0][h])
 
 
 @given(merges=st.lists(st.dictionaries(st.sampled_from([f"p{i}" for i in range(12)]),

@@ -160,7 +160,7 @@ class Profile:
             counts = (lane_sum(masks[0]), lane_sum(masks[1]))
         self.counts = counts
         self._shares: dict[int, tuple[float, float]] | None = None  # created on first use: fewer GC objects
-        self._rare: tuple[float, int, int] | None = None  # (cut, weekday rare hours, weekend rare hours)
+        self._rare: tuple[float, int | None, int | None] | None = None  # (cut, at_least per day class)
 
     def share(self, day_class: int, hour: int) -> float:
         return self.shares(day_class, hour)[0]
@@ -183,21 +183,66 @@ class Profile:
             known = memo[key] = (share, round(share, 3))
         return known
 
-    def rare(self, day_class: int, cut: float) -> int:
-        """The 24-bit mask of the hours whose share is below ``cut`` (``share(day_class, h) < cut``, the same
-        division): one verdict per hour of a basis in a shift and an ``and``, not a share per hour asked."""
+    def at_least(self, day_class: int, cut: float) -> int:
+        """The lanes (``lane_sum`` layout) with their top bit set for the hours whose share is *not* below
+        ``cut``, every hour in one addition (see :func:`unusual_hours`); memoised per day class."""
         memo = self._rare
         if memo is None or memo[0] != cut:
-            masks = [0, 0]
-            for c in (0, 1):
-                total, counts, bits = self.days[c], self.counts[c], 0
-                for hour in range(24):
-                    share = (counts >> (_LANE * hour) & _LANE_MASK) / total if total else 0.0
-                    if share < cut:
-                        bits |= 1 << hour
-                masks[c] = bits
-            memo = self._rare = (cut, masks[0], masks[1])
-        return memo[1 + day_class]
+            memo = self._rare = (cut, None, None)
+        known = memo[1 + day_class]
+        if known is None:
+            # share = hits / total < cut  <=>  hits < t: true division is monotone in hits
+            t = _threshold(self.days[day_class], cut)
+            # lane h holds 2**31 - t + hits: its top bit is set exactly when hits >= t (hits < 2**31, no carry)
+            known = (self.counts[day_class] + (_TOP - t) * _REPEAT) & (_REPEAT << (_LANE - 1))
+            memo = self._rare = (cut, known, memo[2]) if day_class == 0 else (cut, memo[1], known)
+        return known
+
+    def rare(self, day_class: int, cut: float) -> int:
+        """The 24-bit mask of the hours whose share is below ``cut`` (``share(day_class, h) < cut``)."""
+        flags = unusual_hours(self, None, day_class, cut)
+        return sum(flag << hour for hour, flag in enumerate(flags))
+
+
+_TOP = 1 << (_LANE - 1)
+_REPEAT = sum(1 << (_LANE * hour) for hour in range(24))  # 1 in every hour's lane
+_UNUSUAL = bytes(0 if b & 0x80 else 1 for b in range(256))  # a lane's top byte -> 1 when its top bit is clear
+_THRESHOLDS: dict[tuple[int, float], int] = {}
+
+
+def _threshold(total: int, cut: float) -> int:
+    """The least ``hits`` with ``(hits / total if total else 0.0) >= cut`` (``total + 1`` if none): the share
+    formula's own division, searched (it is monotone in ``hits``), so the verdict is bit for bit the same."""
+    key = (total, cut)
+    t = _THRESHOLDS.get(key)
+    if t is None:
+        if not total:
+            t = 0 if 0.0 >= cut else 1
+        else:
+            low, high = 0, total + 1  # the answer is in [low, high]
+            while low < high:
+                mid = (low + high) // 2
+                if mid / total >= cut:
+                    high = mid
+                else:
+                    low = mid + 1
+            t = low
+        if len(_THRESHOLDS) >= 4096:
+            _THRESHOLDS.clear()
+        _THRESHOLDS[key] = t
+    return t
+
+
+def unusual_hours(profile: Profile, peers: Profile | None, day_class: int, cut: float) -> bytes:
+    """24 bytes, byte ``h`` 1 when hour ``h`` is unusual: its share in ``profile`` is below ``cut`` and, when
+    ``peers`` (a second voice) is given, its share there too; else 0.
+
+    Why bytes: a basis's 24 verdicts come from two big-int additions and one ``translate`` (in C), not from a
+    share per hour; the bytes index the two shared flag dicts directly (``map(shared.__getitem__, ...)``)."""
+    common = profile.at_least(day_class, cut)
+    if peers is not None:
+        common |= peers.at_least(day_class, cut)  # usual to either voice: not unusual
+    return common.to_bytes(_LANE * 3, "little")[3::4].translate(_UNUSUAL)
 
 
 def hour_mask(record: DayRecord, tolerance: int) -> int:

@@ -27,7 +27,8 @@ from typing import Any, Iterable, Mapping, NamedTuple
 from zoneinfo import ZoneInfo
 
 from engine.baselines.facts import fact_event, patient_hash, read_facts
-from engine.baselines.model import DayPart, DayRecord, Profile, combine, day_part, hour_mask, lanes
+from engine.baselines.model import (DayPart, DayRecord, Profile, combine, day_part, hour_mask, lanes,
+                                    unusual_hours)
 from engine.events import CANONICAL_TIMESTAMP, DATASET, TIMESTAMP, Event, format_timestamp
 from engine.plugins import InvalidOption, parse_options
 from engine.store.base import Store
@@ -483,12 +484,8 @@ class Baselines:
         if judged and not o.explain:
             # every hour's verdict at once (two dicts shared by all; unusual to the user, and to the peer group
             # when it is a second voice): a basis is judged in one pass, not per hour of every batch
-            cut = o.unusual_share
-            rare = basis.rare(day_class, cut)
-            if peers is not None:
-                rare &= peers.rare(day_class, cut)
             shared = (self._shared_fields(b, False), self._shared_fields(b, True))
-            b.verdicts[:] = [shared[rare >> hour & 1] for hour in range(24)]
+            b.verdicts[:] = map(shared.__getitem__, unusual_hours(basis, peers, day_class, o.unusual_share))
         return b
 
     def _verdicts(self, b: "_Basis", hours: Iterable[int]) -> list[dict[str, Any] | None]:
