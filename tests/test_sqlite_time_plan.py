@@ -73,13 +73,13 @@ def test_a_query_of_every_stored_dataset_reads_one_stream_and_others_merge(tmp_p
     events = [ehr_event(i, at=ts(i % 5), dataset=DATASETS[i % 3]) for i in range(30)]
     store.write(events)
     streams: list[str | None] = []
-    keys = store._keys
+    pages = store._pages
 
     def spy(dataset, datasets, *args, **kwargs):  # type: ignore[no-untyped-def]
         streams.append(dataset if datasets is None else ",".join(datasets))
-        return keys(dataset, datasets, *args, **kwargs)
+        return pages(dataset, datasets, *args, **kwargs)
 
-    store._keys = spy  # type: ignore[method-assign]
+    store._pages = spy  # type: ignore[method-assign]
     try:
         every = list(store.search(SearchQuery(datasets=DATASETS)))
         assert streams == [",".join(sorted(DATASETS))]

@@ -249,21 +249,20 @@ class SqliteStore(SqliteAuditMixin, SqliteOverviewMixin, SqliteTriageMixin, Stor
         # per page instead of a key page plus a ``seq IN (...)`` read per ``doc_chunk`` (issue 10).
         if datasets is not None and len(datasets) > 1 and not set(self.event_datasets()) <= set(datasets):
             # one index-ordered stream per dataset, merged: each stays an index range scan, no sorting
-            rows: Iterator[tuple[str, str, bytes]] = heapq.merge(
-                *(self._keys(ds, None, start, end, lo, hi, by_seq=False, docs=True) for ds in datasets))
+            pages: Iterable[list[tuple[Any, ...]]] = _one_page(heapq.merge(
+                *(self._keys(ds, None, start, end, lo, hi, by_seq=False, docs=True) for ds in datasets)))
         else:
             # one dataset, all, or every dataset the store holds: one stream over (ts, id); the dataset
             # filter stays (a dataset first written meanwhile is not returned) but drops no row here
-            rows = self._keys(None if datasets is None or len(datasets) > 1 else datasets[0],
-                              None if datasets is None or len(datasets) == 1 else datasets,
-                              start, end, lo, hi, by_seq=False, docs=True)
+            pages = self._pages(None if datasets is None or len(datasets) > 1 else datasets[0],
+                                None if datasets is None or len(datasets) == 1 else datasets,
+                                start, end, lo, hi, by_seq=False, docs=True)
         loads = orjson.loads
-        if keep is None:
-            for row in rows:
-                yield loads(row[2])
-        else:
-            for row in rows:
-                yield {k: v for k, v in loads(row[2]).items() if k in keep}
+        for page in pages:  # decoded a page at a time: a comprehension, not a generator step per row
+            if keep is None:
+                yield from [loads(row[2]) for row in page]
+            else:
+                yield from [{k: v for k, v in loads(row[2]).items() if k in keep} for row in page]
 
     def _choose_seq_plan(self, datasets: list[str] | None, start: str | None, end: str | None,
                          after: int | None, upto: int | None, lo: int, hi: int) -> bool:
@@ -286,8 +285,14 @@ class SqliteStore(SqliteAuditMixin, SqliteOverviewMixin, SqliteTriageMixin, Stor
 
     def _keys(self, dataset: str | None, datasets: list[str] | None, start: str | None, end: str | None,
               lo: int, hi: int, *, by_seq: bool, docs: bool = False) -> Iterator[tuple[Any, ...]]:
-        """Yield (ts, id, seq) -- with ``docs``, (ts, id, doc) -- in (ts, id) order, one keyset page at a
-        time. Pages carrying documents hold at most ``doc_chunk`` rows (the memory bound of a doc read)."""
+        """Yield (ts, id, seq) -- with ``docs``, (ts, id, doc) -- in (ts, id) order (``_pages``, flat)."""
+        for page in self._pages(dataset, datasets, start, end, lo, hi, by_seq=by_seq, docs=docs):
+            yield from page
+
+    def _pages(self, dataset: str | None, datasets: list[str] | None, start: str | None, end: str | None,
+               lo: int, hi: int, *, by_seq: bool, docs: bool = False) -> Iterator[list[tuple[Any, ...]]]:
+        """Yield the keyset pages of (ts, id, seq) -- with ``docs``, (ts, id, doc) -- in (ts, id) order.
+        Pages carrying documents hold at most ``doc_chunk`` rows (the memory bound of a doc read)."""
         if by_seq:
             source = "events NOT INDEXED"  # rowid range (lo, hi] + sort; see _choose_seq_plan
         else:
@@ -305,7 +310,7 @@ class SqliteStore(SqliteAuditMixin, SqliteOverviewMixin, SqliteTriageMixin, Stor
         page: list[tuple[Any, ...]] = self._read(
             lambda c: c.execute(first, (*first_params, lo, hi, size)).fetchall())
         while page:
-            yield from page
+            yield page
             if len(page) < size:
                 return
             last_ts, last_id, _ = page[-1]
@@ -685,6 +690,18 @@ def _event_row(event: Event, ingested: str) -> EventRow:
 
 def _cursor_row(cursor: CursorUpdate, now: str) -> tuple[str, str, str]:
     return (cursor.connector_id, _dumps(cursor.value), now)
+
+
+def _one_page(rows: Iterable[tuple[Any, ...]], size: int = 500) -> Iterator[list[tuple[Any, ...]]]:
+    """Rows in lists of ``size`` (a merged stream, decoded like the pages of one)."""
+    page: list[tuple[Any, ...]] = []
+    for row in rows:
+        page.append(row)
+        if len(page) >= size:
+            yield page
+            page = []
+    if page:
+        yield page
 
 
 def _parse_watermark(value: Watermark | None, name: str) -> int | None:
