@@ -292,7 +292,7 @@ def _groups_by_count(matches: list[Match], layouts: Mapping[str, tuple[tuple[str
     except TypeError:  # a list value (unhashable): its canonical form is JSON, the general loop's job
         return None
     counts.pop(None, None)
-    if not all(type(key) is str for key in counts):
+    if not set(map(type, counts)) <= {str}:  # the types of the distinct keys, in C
         return None
     holds = {n: condition_holds(bound, n) for n in set(counts.values())}
     keep = {key for key, n in counts.items() if holds[n]}
