@@ -312,7 +312,6 @@ class Baselines:
         n = len(events)
         if not n:
             return None
-        get = dict.get
         first = events[0]
         present = [f for f in self._role_fields if f in first]
         absent = [f for f in self._role_fields if f not in first]
@@ -335,9 +334,9 @@ class Baselines:
                 clean = False
                 break
             roles = list(values) if roles is None else list(map(add, map(add, roles, repeat(" / ")), values))
-        if clean and absent and set(map(get, events, repeat(absent[0])) if len(absent) == 1 else
-                                    (e.get(f) for f in absent for e in events)) != {None}:
-            clean = False  # a role field the first event lacks is on a later one
+        # a role field the first event lacks is on a later one (even as None: the slow path tells)
+        if clean and any(any(map(dict.__contains__, events, repeat(f))) for f in absent):
+            clean = False
         if not clean:
             return self._columns_slowly(events)
         prefixes = list(map(_HOUR, tss))
