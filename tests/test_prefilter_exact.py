@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 from engine.sigma import load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
-ALPHABET = "abAB.\\*?ΣσςİiIß "
+ALPHABET = "abAB.\\*?ΣσςİiIßsSſı "
 FIELDS = ["a", "b", "c"]
 MODIFIERS = ["", "|contains", "|contains", "|startswith", "|endswith", "|contains|all", "|cased",
-             "|contains|cased", "|endswith|windash", "|re", "|base64offset|contains", "|neq", "|wide|contains"]
+             "|contains|cased", "|endswith|windash", "|re", "|re", "|re|i", "|base64offset|contains", "|neq",
+             "|wide|contains"]
 CONDITIONS = ["sel", "sel", "sel and not f", "sel or f", "1 of s*", "1 of s*", "all of them", "kw and sel",
               "(sel or kw) and not f", "kw", "not f", "sel and sel2 or f and kw", "1 of s* and not f"]
 
@@ -36,11 +37,26 @@ def _quote(text: str) -> str:
 
 
 @st.composite
+def regex_value(draw: st.DrawFn) -> str:
+    """Regexes with literals long enough to anchor a rule (engine/sigma/regex_literals.py), among the
+    constructs that end or join a literal run, with scoped and global case flags."""
+    lit = st.text(ALPHABET, min_size=1, max_size=5).map(re.escape)
+    other = st.sampled_from([".", ".*", r"\s?", "[aA]", "[sſ]", "(?:ab|Σσ)", "b+", "^", "$", "(?i:a)",
+                             "(?-i:sa)", "(?:ab){2}", r"\b", "(?=a)", "a{0,2}"])
+    pattern = "".join(draw(st.lists(lit | lit | other, min_size=1, max_size=4)))
+    if draw(st.booleans()):
+        pattern = f"(?:{pattern})|{draw(lit)}"
+    return draw(st.sampled_from(["", "(?i)"])) + pattern
+
+
+@st.composite
 def detection_item(draw: st.DrawFn) -> str:
     name = draw(st.sampled_from(FIELDS))
     mod = draw(st.sampled_from(MODIFIERS))
-    if mod == "|re":
-        return f"{name}|re: {_quote(draw(st.sampled_from(['a', 'b+', '^A', 'σ$', '.'])))}"
+    if mod.startswith("|re"):
+        if draw(st.booleans()):
+            return f"{name}{mod}: {_quote(draw(st.sampled_from(['a', 'b+', '^A', 'σ$', '.'])))}"
+        return f"{name}{mod}: {_quote(draw(regex_value()))}"
     kind = draw(st.integers(0, 15))
     if kind == 0 and not mod:
         return f"{name}: {draw(st.integers(-2, 12))}"
@@ -182,6 +198,34 @@ def test_context_dependent_lower_case_is_exact(tmp_path):
         assert_same_matches(rs, {"event.dataset": "ehr.audit", "a": text})
         assert_same_matches(kw, {"event.dataset": "ehr.audit", "a": text, "b": ["Σ", "ΑΣ"]})
         assert_same_matches(kw, {"event.dataset": "ehr.audit", "a": text, "b": "Β"})
+
+
+def test_regex_and_cased_rules_are_anchored_on_their_literals(tmp_path):
+    rs = _ruleset(tmp_path, "  sel: {a|re: '\\\\Temp\\\\[a-z]{8}\\.exe$'}\n  condition: sel\n",
+                  "  sel: {a|re|i: '(?:procdump|whoami)\\.exe'}\n  condition: sel\n",
+                  "  sel: {a|contains|cased: 'Invoke-Mimikatz'}\n  condition: sel\n")
+    assert len(rs.prefilter.anchored) == 3
+    assert rs.candidates({"event.dataset": "ehr.audit", "a": "C:\\Windows\\cmd.exe"}) == []
+    for value, titles in (("C:\\Temp\\abcdefgh.exe", ["R0"]), ("C:\\TEMP\\abcdefgh.exe", []),
+                          ("C:\\x\\WHOAMI.EXE", ["R1"]), ("Invoke-Mimikatz -x", ["R2"]), ("invoke-mimikatz", [])):
+        event = {"event.dataset": "ehr.audit", "a": value}
+        assert [r.title for r in rs.candidates(event) if r.matches(event)] == titles, value
+        assert_same_matches(rs, event)
+
+
+def test_case_folding_traps_of_re_i_still_match(tmp_path):
+    """``re.I`` matches ``ſ`` for ``s`` and ``İ``/``ı`` for ``i``, whose ``lower()`` differ: the literal of
+    ``isolated`` must not be ``isolated``, and these events must still match. The Kelvin sign ``K``, which
+    ``re.I`` matches for ``k``, lowers to ``k``: ``kelvin`` stays whole."""
+    rs = _ruleset(tmp_path, "  sel: {a|re|i: 'isolated'}\n  condition: sel\n",
+                  "  sel: {a|re|i: 'kelvin'}\n  condition: sel\n")
+    assert len(rs.prefilter.anchored) == 2
+    hits = 0
+    for value in ("İſOLATED", "ıſolated", "ISOLATED", "isolated", "\u212aELVIN", "Kelvin", "olated", "elvin"):
+        event = {"event.dataset": "ehr.audit", "a": value}
+        assert_same_matches(rs, event)
+        hits += any(r.matches(event) for r in rs.rules.values())
+    assert hits == 6
 
 
 # --- the whole SigmaHQ Windows set over evtx-samples ----------------------------------------------------

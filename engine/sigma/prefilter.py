@@ -8,8 +8,9 @@ event's value of that field is lower-cased once and scanned once, and a rule is 
 evaluator only when every one of its requirements saw a literal -- the way YARA and Hyperscan prefilter.
 
 Exactness: a requirement is derived only where the compiled matcher provably cannot match without it (see
-:func:`requirements`); anything else (numbers, regexes, ``|cased``, keywords, negations, null/exists/
-fieldref) yields no requirement, and a rule without any stays on the index path. The prefilter only
+:func:`requirements`; regexes: engine/sigma/regex_literals.py); anything else (numbers, regexes without a
+literal every match contains, negations, null/exists/fieldref) yields no requirement, and a rule without
+any stays on the index path. The prefilter only
 narrows; ``CompiledRule.matches`` still decides (tests/test_prefilter_exact.py checks both claims).
 """
 
@@ -19,11 +20,12 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import ahocorasick
-from sigma.types import SigmaString
+from sigma.types import SigmaCasedString, SigmaRegularExpression, SigmaString
 
 from engine.events import DATASET
 from engine.sigma.compiler import BoolNode, IdentifierNode, ItemNode, Node
-from engine.sigma.values import as_text, index_key
+from engine.sigma.regex_literals import required_literals
+from engine.sigma.values import as_text, compile_regex, index_key
 
 if TYPE_CHECKING:
     from engine.sigma.model import CompiledRule
@@ -31,27 +33,47 @@ if TYPE_CHECKING:
 #: "field contains (lower-cased) one of these literals"; field ``None``: some string value of the event
 #: does (a keyword item)
 Requirement = frozenset[tuple[str | None, str]]
+_SIGMA = "\u03a3"  # the one char whose lower() depends on its neighbours (final sigma)
 
 
-def value_literal(value: Any) -> str | None:
-    """The longest literal run of an uncased wildcard string, lower-cased as ``values.string_shape`` does.
+def value_literals(value: Any) -> frozenset[str] | None:
+    """Lower-cased literals one of which every event text matching ``value`` contains, or None.
 
-    Every match of the value has that run as a substring of the lower-cased event text: ``eq`` matches the
-    whole literal, and startswith/endswith/contains/regex shapes are the literal runs in order with
-    wildcards between. ``None`` for anything else (so the value's group yields no requirement).
+    An uncased wildcard string: its longest literal run, lower-cased as ``values.string_shape`` does
+    (``eq`` matches the whole literal; the other shapes are the runs in order with wildcards between). A
+    ``|cased`` string: its longest run without ``Σ``, lower-cased -- the value matched case-sensitively, so
+    the event text holds the run and ``str.lower()``, char-wise but for ``Σ``, maps it into the lowered
+    text. A regex: :func:`regex_literals.required_literals` (an any-of set). None for anything else
+    (numbers, CIDR, ...), so the value's group yields no requirement.
     """
-    if type(value) is not SigmaString:  # |cased strings, numbers, regexes ...: no requirement
-        return None
+    kind = type(value)
+    if kind is SigmaString:
+        return _longest_run(value, cased=False)
+    if kind is SigmaCasedString:
+        return _longest_run(value, cased=True)
+    if kind is SigmaRegularExpression:
+        pattern = compile_regex(value)
+        return required_literals(pattern.pattern, pattern.flags)
+    return None
+
+
+def _longest_run(value: SigmaString, cased: bool) -> frozenset[str] | None:
     runs, current = [], ""
     for part in value.s:
         if isinstance(part, str):
-            current += part.lower()  # part-wise, exactly as string_shape lowers the literal
+            if cased and _SIGMA in part:
+                pieces = part.split(_SIGMA)
+                runs.append(current + pieces[0].lower())
+                runs.extend(piece.lower() for piece in pieces[1:-1])
+                current = pieces[-1].lower()
+            else:
+                current += part.lower()  # part-wise, exactly as string_shape lowers the literal
         else:
             runs.append(current)
             current = ""
     runs.append(current)
     best = max(runs, key=len)
-    return best or None
+    return frozenset((best,)) if best else None
 
 
 def _item_requirements(node: ItemNode) -> list[Requirement]:
@@ -59,9 +81,9 @@ def _item_requirements(node: ItemNode) -> list[Requirement]:
         return []
     per_group: list[Requirement | None] = []
     for group in node.groups:
-        literals = [value_literal(v) for v in group]
+        literals = [value_literals(v) for v in group]
         per_group.append(None if not literals or None in literals
-                         else frozenset((node.field, lit) for lit in literals))  # type: ignore[misc]
+                         else frozenset((node.field, lit) for lits in literals for lit in lits))  # type: ignore[union-attr]
     if node.linking == "and":  # |all: each value is needed
         return [g for g in per_group if g is not None]
     if not per_group or None in per_group:
