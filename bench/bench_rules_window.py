@@ -6,9 +6,8 @@ SigmaHQ-style Windows Security rules generated to bring the count to 30 (the pac
 slice below takes WINDOWS_RULES[:-2]: 13 of them, 45 jobs in all; kept so runs stay comparable).
 Reports CPU seconds (``time.process_time``: the machine is shared, wall time swings) and events/s, best of
 ``--repeat`` runs on a fresh copy of the store each (and their median), the alerts and a digest of their
-documents (the same
-digest = the same alerts), peak RSS, and the same run with the rule index switched off (every rule meets
-every event of its dataset) as the baseline that shows what the index buys.
+documents (the same digest = the same alerts), peak RSS, and the same run with the rule index switched off
+(every rule meets every event of its dataset) as the baseline that shows what the index buys.
 
 Usage:  .venv/bin/python bench/bench_rules_window.py [--events 100000] [--repeat 3]
 """
