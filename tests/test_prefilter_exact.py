@@ -213,6 +213,17 @@ def test_regex_and_cased_rules_are_anchored_on_their_literals(tmp_path):
         assert_same_matches(rs, event)
 
 
+def test_a_lone_regex_requires_all_its_literals(tmp_path):
+    """``powershell`` *and* one of ``input``/``noexit`` (Invoke-Obfuscation STDIN+): an event with only the
+    first is not offered, one with both is and matches."""
+    rs = _ruleset(tmp_path, "  sel: {a|re: 'cmd.{0,5}(?:/c|/r).+powershell.+(?:input|noexit).+x'}\n"
+                            "  condition: sel\n")
+    assert rs.prefilter.anchored
+    assert rs.candidates({"event.dataset": "ehr.audit", "a": "cmd /c powershell -nop x"}) == []
+    event = {"event.dataset": "ehr.audit", "a": "cmd /c powershell -noexit x"}
+    assert [r.title for r in rs.candidates(event) if r.matches(event)] == ["R0"]
+
+
 def test_case_folding_traps_of_re_i_still_match(tmp_path):
     """``re.I`` matches ``ſ`` for ``s`` and ``İ``/``ı`` for ``i``, whose ``lower()`` differ: the literal of
     ``isolated`` must not be ``isolated``, and these events must still match. The Kelvin sign ``K``, which

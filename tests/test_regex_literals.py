@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from engine.sigma.regex_literals import ICASE_UNSAFE, required_literals
+from engine.sigma.regex_literals import ICASE_UNSAFE, required_literal_sets, required_literals
 
 CHARS = "abcsikSIKΣσςİıſK$`-. \\"
 #: a char and what it may be swapped for in a drawn string: the case-folding traps of ``lower()``/``re.I``
@@ -151,3 +151,11 @@ def test_icase_unsafe_is_every_ascii_char_some_other_char_folds_to():
     unsafe = {chr(c) for c in range(128)
               if any(x.lower() != chr(c).lower() for x in re.findall(re.escape(chr(c)), everything, re.I))}
     assert unsafe == set(ICASE_UNSAFE)
+
+
+def test_several_and_linked_sets_best_first():
+    pattern = r'cmd.{0,5}(?:/c|/r).+powershell.+(?:\$?\{?input\}?|noexit).+"'
+    assert required_literal_sets(pattern) == [frozenset({"powershell"}), frozenset({"input", "noexit"}),
+                                              frozenset({"cmd"})]
+    assert required_literal_sets(pattern, limit=1) == [frozenset({"powershell"})]
+    assert required_literal_sets(r"^[a-z]{8}$") == []

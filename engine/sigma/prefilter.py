@@ -24,7 +24,7 @@ from sigma.types import SigmaCasedString, SigmaRegularExpression, SigmaString
 
 from engine.events import DATASET
 from engine.sigma.compiler import BoolNode, IdentifierNode, ItemNode, Node
-from engine.sigma.regex_literals import required_literals
+from engine.sigma.regex_literals import required_literal_sets, required_literals
 from engine.sigma.values import as_text, compile_regex, index_key
 
 if TYPE_CHECKING:
@@ -79,16 +79,24 @@ def _longest_run(value: SigmaString, cased: bool) -> frozenset[str] | None:
 def _item_requirements(node: ItemNode) -> list[Requirement]:
     if node.negated:
         return []
-    per_group: list[Requirement | None] = []
+    per_group: list[list[Requirement] | None] = []  # each group: AND-linked requirements, or None
     for group in node.groups:
+        if len(group) == 1 and type(group[0]) is SigmaRegularExpression:
+            # a lone regex may need several literals at once (regex_literals.required_literal_sets)
+            pattern = compile_regex(group[0])
+            sets = required_literal_sets(pattern.pattern, pattern.flags)
+            per_group.append([frozenset((node.field, lit) for lit in s) for s in sets] or None)
+            continue
         literals = [value_literals(v) for v in group]
         per_group.append(None if not literals or None in literals
-                         else frozenset((node.field, lit) for lits in literals for lit in lits))  # type: ignore[union-attr]
+                         else [frozenset((node.field, lit) for lits in literals for lit in lits)])  # type: ignore[union-attr]
     if node.linking == "and":  # |all: each value is needed
-        return [g for g in per_group if g is not None]
+        return [req for g in per_group if g is not None for req in g]
     if not per_group or None in per_group:
         return []
-    return [frozenset().union(*per_group)]  # type: ignore[arg-type]
+    if len(per_group) == 1:
+        return per_group[0]  # type: ignore[return-value]
+    return [frozenset().union(*(max(g, key=score) for g in per_group))]  # type: ignore[arg-type]
 
 
 def score(requirement: Requirement) -> tuple[int, int]:

@@ -65,18 +65,27 @@ def required_literals(pattern: str, flags: int = 0) -> AnyOf | None:
 
     ``flags`` as passed to ``re.compile`` (inline ``(?i)``/``(?x)`` in the pattern are read by the parser).
     """
+    found = required_literal_sets(pattern, flags, limit=1)
+    return found[0] if found else None
+
+
+def required_literal_sets(pattern: str, flags: int = 0, limit: int = 3) -> list[AnyOf]:
+    """Up to ``limit`` any-of sets every match meets all of (AND-linked), best first.
+
+    Why several: ``cmd.{0,5}/c.+powershell.+(?:input|noexit)`` needs ``powershell`` *and* one of ``input``
+    / ``noexit``: a rule whose regex is its only value can require both."""
     try:
         parsed = _parser.parse(pattern, flags)
     except (re.error, RecursionError, OverflowError):  # pragma: no cover - values compiled before
-        return None
+        return []
     all_flags = parsed.state.flags | flags
     unsafe = frozenset() if all_flags & re.ASCII else ICASE_UNSAFE
     walk = _Walk(unsafe)
     try:
         found = walk.analyse(walk.flatten(parsed, bool(all_flags & re.IGNORECASE)))
     except RecursionError:  # pragma: no cover - absurdly nested pattern: no requirement
-        return None
-    return max(found, key=score) if found else None
+        return []
+    return sorted(dict.fromkeys(found), key=score, reverse=True)[:limit]
 
 
 #: one item of a flattened sequence: ``(opcode, argument, IGNORECASE in force)``; ``_RUN_END``: a pseudo
