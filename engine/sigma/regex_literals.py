@@ -19,7 +19,8 @@ Case: ``str.lower()`` is character-wise except for ``Σ`` (final sigma depends o
 never contains ``Σ``; a case-sensitive literal char ``c`` is then in ``t.lower()`` as ``c.lower()``. Under
 ``IGNORECASE`` a literal matches other chars too, and for ASCII ``i`` and ``s`` some of those lower to
 something else (``İ`` -> ``i̇``, dotless ``ı``, long ``ſ``): those chars, and every non-ASCII char, end the
-run (the ASCII table is checked against every code point in the tests). A class such as ``[Kk]`` counts as
+run (the ASCII table is checked against every code point in the tests), also under ``re.ASCII``, which a
+scoped ``(?u:...)`` can undo. A class such as ``[Kk]`` counts as
 one char when all of its members lower to the same one.
 """
 
@@ -79,8 +80,8 @@ def required_literal_sets(pattern: str, flags: int = 0, limit: int = 3) -> list[
     except (re.error, RecursionError, OverflowError):  # pragma: no cover - values compiled before
         return []
     all_flags = parsed.state.flags | flags
-    unsafe = frozenset() if all_flags & re.ASCII else ICASE_UNSAFE
-    walk = _Walk(unsafe)
+    # ICASE_UNSAFE even under re.ASCII: a scoped (?u:...) turns Unicode folding back on (ſ matches s)
+    walk = _Walk(ICASE_UNSAFE)
     try:
         found = walk.analyse(walk.flatten(parsed, bool(all_flags & re.IGNORECASE)))
     except RecursionError:  # pragma: no cover - absurdly nested pattern: no requirement
