@@ -43,8 +43,9 @@ _RARE = frozenset("`~!@#$^&*+[]{}|;<>?")
 #: at most this many alternatives in an any-of set (a wider alternation is not worth scanning for)
 MAX_ALTERNATIVES = 16
 
-#: ASCII chars that, under IGNORECASE (also with re.ASCII: see required_literal_sets), also match a char whose ``lower()`` is different:
-#: ``i``/``I`` match U+0130 (lower ``i̇``) and U+0131, ``s``/``S`` match U+017F (tests recompute this)
+#: ASCII chars that, under IGNORECASE (re.ASCII too: a scoped ``(?u:)`` undoes it), also match a char whose
+#: ``lower()`` differs: ``i``/``I`` match U+0130 (lower ``i̇``) and U+0131, ``s``/``S`` match U+017F (tests
+#: recompute this)
 ICASE_UNSAFE = frozenset("iIsS")
 _SIGMA = "\u03a3"  # lower() of Σ depends on what follows it
 _BREAK = None
