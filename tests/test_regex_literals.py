@@ -20,7 +20,7 @@ from engine.sigma.regex_literals import ICASE_UNSAFE, required_literal_sets, req
 
 CHARS = "abcsikSIKΣσςİıſK$`-. \\"
 #: a char and what it may be swapped for in a drawn string: the case-folding traps of ``lower()``/``re.I``
-TRAPS = {"s": "Sſ", "S": "sſ", "i": "IİI", "I": "iİı", "k": "KK", "K": "kK", "σ": "Σς", "ς": "Σσ", "Σ": "σς"}
+TRAPS = {"s": "Sſ", "S": "sſ", "i": "Iİı", "I": "iİı", "k": "KK", "K": "kK", "σ": "Σς", "ς": "Σσ", "Σ": "σς"}
 
 
 def _literal(draw: st.DrawFn) -> tuple[str, str]:

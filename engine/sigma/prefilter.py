@@ -88,8 +88,10 @@ def _item_requirements(node: ItemNode) -> list[Requirement]:
             per_group.append([frozenset((node.field, lit) for lit in s) for s in sets] or None)
             continue
         literals = [value_literals(v) for v in group]
-        per_group.append(None if not literals or None in literals
-                         else [frozenset((node.field, lit) for lits in literals for lit in lits)])  # type: ignore[union-attr]
+        if not literals or None in literals:
+            per_group.append(None)
+        else:
+            per_group.append([frozenset((node.field, lit) for lits in literals for lit in lits)])  # type: ignore[union-attr]
     if node.linking == "and":  # |all: each value is needed
         return [req for g in per_group if g is not None for req in g]
     if not per_group or None in per_group:
