@@ -7,9 +7,12 @@ of ``wardwatch`` with a throw-away config and data dir:
   2. rules test ``wardwatch rules test rules/healthcare --events <parse output>``
   3. run --once ``wardwatch run --once`` with that file as the only connector, embedded SQLite store,
                 the whole rule pack (rules/)
+  4. hunt       ``wardwatch hunt rules/healthcare --from 1970-01-01T00:00:00Z --format json`` over the
+                store 3 filled (every stored event, the results to /dev/null)
 and reports wall seconds and the child's own peak RSS (``os.wait4``). A baseline in the same run:
 ``python -c "import engine.cli"`` (the interpreter + imports, the floor no command goes below).
-``hunt`` (issue 12) does not exist yet: when it does, add it to COMMANDS.
+The evaluator works in slices of 200k events (``Evaluator.slice_events``), so below that RSS grows with
+the input: compare sizes from one slice up (``--sizes 200000 1000000``) to see whether it is bounded.
 
 Usage:  .venv/bin/python bench/bench_memory.py [--sizes 100000 1000000]
 Writes bench/out/memory.json and prints a table; "growth" is peak RSS at the largest size / at the smallest.
@@ -84,6 +87,8 @@ def main() -> None:
                                                       str(ROOT / "rules" / "healthcare"), "--events", str(flat),
                                                       "--format", "json"], work)
             runs["run --once"] = measure(WARDWATCH + ["--config", cfg, "run", "--once"], work)
+            runs["hunt"] = measure(WARDWATCH + ["--config", cfg, "hunt", str(ROOT / "rules" / "healthcare"),
+                                                "--from", "1970-01-01T00:00:00Z", "--format", "json"], work)
             for name, run in runs.items():
                 results.setdefault(name, {})[size] = run
                 note = f"  FAILED rc={run['rc']}: {run.get('stderr', '').strip().splitlines()[-1:]}" if run["rc"] else ""
