@@ -85,6 +85,19 @@ class CaseSettings:
 
 
 # --- rule-file defaults ----------------------------------------------------------------------------
+def rule_objects(ruleset: Any) -> list[Any]:
+    """Every rule and correlation of a rule set (or of a stand-in with only some of the two)."""
+    return list(getattr(ruleset, "rules", {}).values()) + list(getattr(ruleset, "correlations", {}).values())
+
+
+def ids_by_reference(ruleset: Any) -> dict[str, str]:
+    """Rule id or name -> rule id: how the site config names a rule (``alerts.suppression``, weights, holds)."""
+    objects = rule_objects(ruleset)
+    ids = {obj.id: obj.id for obj in objects}
+    ids.update({obj.name: obj.id for obj in objects if getattr(obj, "name", None)})
+    return ids
+
+
 def rule_defaults(ruleset: Any) -> dict[str, dict[str, Any]]:
     """``wardwatch:`` custom fields of every rule and correlation: rule id -> {case_by, suppress}.
 
@@ -92,8 +105,7 @@ def rule_defaults(ruleset: Any) -> dict[str, dict[str, Any]]:
     [fields], for: 1h}}``. A malformed one is an error naming the rule file, never silently ignored.
     """
     found: dict[str, dict[str, Any]] = {}
-    objects = list(getattr(ruleset, "rules", {}).values()) + list(getattr(ruleset, "correlations", {}).values())
-    for obj in objects:
+    for obj in rule_objects(ruleset):
         custom = _custom_field(obj)
         if custom is None:
             continue
@@ -151,8 +163,7 @@ def merged_suppression(ruleset: Any, configured: Mapping[str, Mapping[str, Any]]
     """Rule-file ``wardwatch.suppress`` defaults under the site's ``alerts.suppression`` (the site wins: it
     may name a rule by id or by name)."""
     merged: dict[str, Any] = {}
-    names = {obj.id: getattr(obj, "name", None) for obj in
-             list(getattr(ruleset, "rules", {}).values()) + list(getattr(ruleset, "correlations", {}).values())}
+    names = {obj.id: getattr(obj, "name", None) for obj in rule_objects(ruleset)}
     for rule_id, entry in rule_defaults(ruleset).items():
         if "suppress" in entry and rule_id not in configured and names.get(rule_id) not in configured:
             merged[rule_id] = entry["suppress"]
@@ -180,9 +191,8 @@ def case_settings(section: Mapping[str, Any], ruleset: Any = None) -> CaseSettin
                               f"(levels: {', '.join(LEVELS)})")
     rule_by: dict[str, tuple[str, ...]] = {}
     if ruleset is not None:
-        names = {getattr(o, "name", None): o.id for o in
-                 list(ruleset.rules.values()) + list(ruleset.correlations.values()) if getattr(o, "name", None)}
-        weights["rules"] = {names.get(k, k): v for k, v in weights["rules"].items()}
+        ids = ids_by_reference(ruleset)
+        weights["rules"] = {ids.get(k, k): v for k, v in weights["rules"].items()}
         rule_by = {rid: e["case_by"] for rid, e in rule_defaults(ruleset).items() if "case_by" in e}
     period = section.get("period", "24h")
     try:

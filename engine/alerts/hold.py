@@ -23,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from engine.alerts.cases import CaseBuilder, CaseConfigError, CaseSettings, _custom_field, memberships
+from engine.alerts.cases import (CaseBuilder, CaseConfigError, CaseSettings, _custom_field, ids_by_reference,
+                                 memberships, rule_objects)
 from engine.alerts.model import Alert
 from engine.events import format_timestamp, from_timestamp_ms, timestamp_ms
 from engine.logs import get_logger
@@ -85,14 +86,12 @@ def hold_specs(ruleset: Any, site: Mapping[str, Any] | None = None) -> dict[str,
     site's ``alerts.cases.hold`` (the site wins; it names a rule by id or by name). A site entry naming no
     loaded rule is an error: a typo must not leave a hold silently on (or off)."""
     found: dict[str, HoldSpec] = {}
-    objects = list(getattr(ruleset, "rules", {}).values()) + list(getattr(ruleset, "correlations", {}).values())
-    for obj in objects:
+    for obj in rule_objects(ruleset):
         custom = _custom_field(obj)
         if not isinstance(custom, dict) or "hold" not in custom:
             continue
         found[obj.id] = _parse_spec(custom["hold"], f"{getattr(obj, 'path', '?')}: rule {obj.id}: wardwatch.hold")
-    ids = {obj.id: obj.id for obj in objects}
-    ids.update({obj.name: obj.id for obj in objects if getattr(obj, "name", None)})
+    ids = ids_by_reference(ruleset)
     for key, spec in site_holds(site or {}).items():
         if key not in ids:
             raise CaseConfigError(f"alerts.cases.hold.{key}: no loaded rule or correlation has this id or name")
