@@ -316,12 +316,13 @@ class Baselines:
         present = [f for f in self._role_fields if f in first]
         absent = [f for f in self._role_fields if f not in first]
         try:  # one pass over the events (each is touched once: they are cold in the CPU cache), then columns
-            rows = list(map(itemgetter(DATASET, self._user_fields[0], TIMESTAMP, self.options.patient_field,
-                                       *present), events))
+            rows = list(map(itemgetter(DATASET, self._user_fields[0], TIMESTAMP, *present), events))
         except KeyError:  # a field missing on some event
             return self._columns_slowly(events)
         columns = list(zip(*rows))
-        users, tss, patients = list(columns[1]), list(columns[2]), list(columns[3])
+        users, tss = list(columns[1]), list(columns[2])
+        # an access without a patient (a login, a search) has no patient field at all: None, as the slow path
+        patients = list(map(dict.get, events, repeat(self.options.patient_field)))
         try:
             clean = (set(columns[0]) <= self._datasets and set(map(type, users)) == {str} and "" not in users
                      and set(map(type, tss)) == {str} and set(map(len, tss)) == {24}
@@ -329,7 +330,7 @@ class Baselines:
         except TypeError:  # an unhashable dataset value
             clean = False
         roles: list[str] | None = None
-        for values in columns[4:] if clean else ():
+        for values in columns[3:] if clean else ():
             if set(map(type, values)) != {str} or "" in values:
                 clean = False
                 break
