@@ -20,8 +20,7 @@ from engine.alerts.model import Alert
 from engine.correlation import Match, Trigger, evaluate_correlation, trigger_as_match
 from engine.alerts.episodes import Hit, RuleInfo, assign_anchors, build_alert, group_key_of, merge_revision
 from engine.gc_pause import cyclic_gc_paused
-from engine.events import (CANONICAL_TIMESTAMP, DATASET, EVENT_ID, TIMESTAMP, format_timestamp, from_timestamp_ms,
-                           timestamp_ms)
+from engine.events import DATASET, EVENT_ID, TIMESTAMP, format_timestamp, from_timestamp_ms, timestamp_clock
 from engine.logs import get_logger
 from engine.alerts.pseudonymise import Pseudonymiser
 from engine.store.base import RuleCheckpoint, SearchQuery, Store
@@ -195,7 +194,7 @@ class Evaluator:
         # ~130k matches in the rules window: the tuple is built without the named tuple's Python-level
         # __new__ (as ``Match._make`` does), and each leaf's list append is bound once
         new, add = tuple.__new__, {rule_id: ms.append for rule_id, ms in by_rule.items()}
-        clock = scan_clock()
+        clock = timestamp_clock()
         for event in self.store.search(query):
             scanned += 1
             matched = match(event)
@@ -427,33 +426,6 @@ class Evaluator:
             )
             alerts.append(alert)
         return alerts
-
-
-def scan_clock() -> Callable[[Any], int]:
-    """``timestamp_ms`` for one scan's events, which a store returns in time order.
-
-    Why: ~70k matched events a scan in the rules window, and ``timestamp_ms`` matches the whole canonical
-    pattern each time. Consecutive events mostly share their second, so the clock keeps the last
-    ``YYYY-MM-DDTHH:MM:SS.`` it validated (with the pattern, on ``head + "000Z"``) and its milliseconds;
-    an event of the same second only has its three millisecond characters checked (ASCII digits, as the
-    pattern's ``[0-9]{3}``) and its ``Z``. A canonical stamp is the concatenation of a canonical head and
-    such a tail, so the result is ``timestamp_ms``'s; anything else goes to ``timestamp_ms`` itself.
-    """
-    head, base = "", 0
-
-    def ms(stamp: Any) -> int:
-        nonlocal head, base
-        if stamp.__class__ is str and len(stamp) == 24 and stamp[23] == "Z":
-            tail = stamp[20:23]
-            if tail.isdigit() and tail.isascii():
-                if stamp[:20] == head:
-                    return base + int(tail)
-                start = stamp[:20] + "000Z"
-                if CANONICAL_TIMESTAMP.match(start):
-                    head, base = stamp[:20], timestamp_ms(start)
-                    return base + int(tail)
-        return timestamp_ms(stamp)
-    return ms
 
 
 def _every_leaf_of_dataset(by_dataset: Mapping[str, Sequence[Any]], event: Mapping[str, Any]) -> list[Any]:

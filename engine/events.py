@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 Event = dict[str, Any]
 
@@ -113,16 +113,61 @@ def timestamp_ms(value: str | datetime) -> int:
     Called for every matched event: a canonical timestamp reuses the parsed minute it starts with.
     """
     if type(value) is str and len(value) == 24 and CANONICAL_TIMESTAMP.match(value):
-        minute = _MINUTE_MS.get(value[:16])
-        if minute is None:
-            if len(_MINUTE_MS) > 100_000:
-                _MINUTE_MS.clear()
-            minute = _MINUTE_MS[value[:16]] = timestamp_ms(parse_timestamp(value[:16] + ":00Z"))
-        return minute + int(value[17:19]) * 1000 + int(value[20:23])
+        return _canonical_ms(value)
     return (parse_timestamp(value) - _EPOCH) // timedelta(milliseconds=1)
 
 
+def _canonical_ms(value: str) -> int:
+    """``timestamp_ms`` of a stamp already matched against ``CANONICAL_TIMESTAMP``: the minute it starts
+    with is parsed once and kept."""
+    minute = _MINUTE_MS.get(value[:16])
+    if minute is None:
+        if len(_MINUTE_MS) > 100_000:
+            _MINUTE_MS.clear()
+        minute = _MINUTE_MS[value[:16]] = timestamp_ms(parse_timestamp(value[:16] + ":00Z"))
+    return minute + int(value[17:19]) * 1000 + int(value[20:23])
+
+
 _MINUTE_MS: dict[str, int] = {}
+
+
+def timestamp_clock(*, canonical_only: bool = False) -> Callable[[Any], Any]:
+    """``timestamp_ms`` for a stream of events whose stamps mostly repeat their minute: one scan's events
+    (a store returns them in time order), one ingest batch's accesses.
+
+    Why: ``timestamp_ms`` matches the whole canonical pattern for every value. The clock keeps the last
+    ``YYYY-MM-DDTHH:MM:`` it validated (with the pattern, on ``head + "00.000Z"``) and its milliseconds;
+    a stamp of the same minute only has its second and millisecond digits checked (ASCII, as the pattern's
+    ``[0-9]``), its ``.`` and its ``Z``. A canonical stamp is the concatenation of a canonical head and such
+    a tail, so the result is ``timestamp_ms``'s; anything else goes to ``timestamp_ms`` itself. The last
+    minute is one tuple, replaced in one assignment: threads sharing a clock (the service's connectors
+    share one enrichment chain) never see one minute's head with another's milliseconds.
+
+    ``canonical_only``: None for a stamp that is not canonical, instead of ``timestamp_ms``'s answer (a
+    caller with its own path for other forms, e.g. the privacy enricher's local dates).
+    """
+    last = ("", 0)
+    other: Callable[[Any], Any] = _not_canonical if canonical_only else timestamp_ms
+
+    def ms(stamp: Any) -> int:
+        nonlocal last
+        if stamp.__class__ is str and len(stamp) == 24 and stamp[19] == "." and stamp[23] == "Z":
+            tail = stamp[17:19] + stamp[20:23]  # "SSmmm": as a number, seconds x 1000 + milliseconds
+            if tail.isdigit() and tail.isascii():
+                head, base = last
+                if stamp[:17] != head:
+                    start = stamp[:17] + "00.000Z"
+                    if not CANONICAL_TIMESTAMP.match(start):
+                        return other(stamp)
+                    base = _canonical_ms(start)
+                    last = (stamp[:17], base)
+                return base + int(tail)
+        return other(stamp)
+    return ms
+
+
+def _not_canonical(_stamp: Any) -> None:
+    return None
 
 
 def from_timestamp_ms(ms: int) -> datetime:

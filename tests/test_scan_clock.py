@@ -1,9 +1,10 @@
-"""The scan's clock (``engine.evaluation.scan_clock``) gives ``timestamp_ms``'s result for every value.
+"""The stream clock (``engine.events.timestamp_clock``: the rule scan's and the privacy enricher's) gives
+``timestamp_ms``'s result for every value.
 
-It remembers the last validated second and checks only the millisecond characters of a stamp in the same
-second, so the cases that matter are stamps that share a head with the previous one but are not canonical
-(other scripts' digits, a missing ``Z``), heads that are not canonical, dates that do not exist, and
-values that are not strings at all. Results and errors must be those of ``timestamp_ms``, in any order.
+It remembers the last validated minute and checks only the second and millisecond characters of a stamp in
+the same minute, so the cases that matter are stamps that share a head with the previous one but are not
+canonical (other scripts' digits in the seconds or milliseconds, a comma for the dot, a missing ``Z``),
+heads that are not canonical, dates that do not exist, and values that are not strings at all. Results and errors must be those of ``timestamp_ms``, in any order.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.evaluation import scan_clock
-from engine.events import timestamp_ms
+from engine.events import timestamp_clock, timestamp_ms
 
 HEADS = ["2026-11-02T10:00:00.", "2026-11-02T10:00:01.", "2026-11-02T10:59:59.", "2026-13-02T10:00:00.",
          "2026-02-30T10:00:00.", "2026-11-02 10:00:00.", "0999-11-02T10:00:00.", "2026-11-02T10:00:0٣.",
          "2026-11-02T24:00:00.", "2026-11-02T10:00:99.", "2026-11-02T10:00:00,", "2026-11-02T10:00:00:",
-         "2026-11-02T10:00:001"]
+         "2026-11-02T10:00:001", "2026-11-02T10:00:5 .", "2026-11-02T10:01:30.", "2026-11-02T10:01:3a."]
 TAILS = ["000Z", "123Z", "999Z", "12٣Z", "123z", "12aZ", "1234", "123+", " 12Z"]
 
 
@@ -46,7 +46,7 @@ values = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(values, min_size=1, max_size=30))
 def test_the_clock_equals_timestamp_ms_in_any_order(stamps: list[Any]) -> None:
-    clock = scan_clock()
+    clock = timestamp_clock()
     for stamp in stamps:
         assert _outcome(clock, stamp) == _outcome(timestamp_ms, stamp), stamp
 
@@ -54,6 +54,17 @@ def test_the_clock_equals_timestamp_ms_in_any_order(stamps: list[Any]) -> None:
 @pytest.mark.parametrize("after", ["2026-11-02T10:00:00.12٣Z", "2026-11-02T10:00:00.123z",
                                    "2026-11-02T10:00:00.1234"])
 def test_a_stamp_of_the_remembered_second_is_still_checked(after: str) -> None:
-    clock = scan_clock()
+    clock = timestamp_clock()
     assert clock("2026-11-02T10:00:00.001Z") == timestamp_ms("2026-11-02T10:00:00.001Z")
     assert _outcome(clock, after) == _outcome(timestamp_ms, after)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(values, min_size=1, max_size=30))
+def test_the_canonical_only_clock_answers_canonical_stamps_alone(stamps: list[Any]) -> None:
+    from engine.events import CANONICAL_TIMESTAMP
+
+    clock = timestamp_clock(canonical_only=True)
+    for value in stamps:
+        canonical = type(value) is str and bool(CANONICAL_TIMESTAMP.match(value))
+        assert _outcome(clock, value) == (_outcome(timestamp_ms, value) if canonical else ("ok", None))

@@ -22,6 +22,13 @@ class Enricher(abc.ABC):
     def enrich(self, event: Event) -> Event:
         """Add fields to ``event`` (in place) and return it."""
 
+    def enrich_many(self, events: list[Event]) -> list[Event]:
+        """A batch, in order. A step that decides the same thing for many events of a batch overrides this
+        to remember it for the batch (``PrivacyEnricher``); the events must come out as ``enrich`` would
+        have left them, one by one."""
+        enrich = self.enrich
+        return [enrich(event) for event in events]
+
     def refresh(self) -> None:  # noqa: B027 - optional hook
         """Reload lookup sources if they changed; called periodically by the service."""
 
@@ -34,12 +41,11 @@ class EnrichmentChain:
         self.baselines: Any = None
 
     def enrich_all(self, events: Iterable[Event]) -> list[Event]:
-        steps = self.enrichers
-        out = []
-        for event in events:
-            for step in steps:
-                event = step.enrich(event)
-            out.append(event)
+        """Every step over the whole batch, one step after the other (each step sees the fields the steps
+        before it added, as event by event)."""
+        out = list(events)
+        for step in self.enrichers:
+            out = step.enrich_many(out)
         return out
 
     def refresh(self) -> None:

@@ -308,6 +308,8 @@ class EncounterIndex:
         self._related_by_patient: dict[str, frozenset[str]] = {}
         self._dirty: set[str] = set()
         self._stale = False  # anything to rebuild before the next lookup
+        #: counts every change: the enricher's care moments (engine/enrich/care_context.py) hold until it moves
+        self.version = 0
 
     def put(self, encounter: Encounter) -> None:
         old = self.encounters.get(encounter.encounter_id)
@@ -316,17 +318,20 @@ class EncounterIndex:
         self.encounters[encounter.encounter_id] = encounter
         self._dirty.add(encounter.patient_id)
         self._stale = True
+        self.version += 1
 
     def remove(self, encounter_id: str) -> None:
         old = self.encounters.pop(encounter_id, None)
         if old is not None:
             self._dirty.add(old.patient_id)
             self._stale = True
+            self.version += 1
 
     def put_related(self, rid: str, patient: str, keys: frozenset[str]) -> None:
         self.related[rid] = (patient, keys)
         self._related_by_patient = {}
         self._stale = True
+        self.version += 1
 
     def _rebuild(self) -> None:
         """Re-sort the segments of the patients changed since the last lookup (one pass per refresh)."""
@@ -354,6 +359,11 @@ class EncounterIndex:
         if self._stale:
             self._rebuild()
         return self._by_patient.get(patient_id)
+
+    def segments_of(self, patient_id: str) -> Sequence[Segment]:
+        """Every segment of the patient, start-sorted (where the enricher's care moments find their bounds)."""
+        entry = self._segments_of(patient_id)
+        return entry[1] if entry is not None else ()
 
     def active(self, patient_id: str, ts_ms: int, before_ms: int = 0, after_ms: int = 0) -> list[Segment]:
         """Segments of the patient that cover ``ts_ms`` (widened by the grace periods)."""

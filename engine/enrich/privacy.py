@@ -38,7 +38,8 @@ from engine.enrich.lookups import (
     VipList,
     fold,
 )
-from engine.events import Event, timestamp_ms
+from engine.enrich.care_context import CareMoments
+from engine.events import Event, timestamp_clock
 from engine.plugins import InvalidOption, options_dict, parse_options, path_option
 
 if TYPE_CHECKING:
@@ -291,7 +292,11 @@ class PrivacyEnricher(Enricher):
         # logins and unit names repeat endlessly: fold each once (fold is ~5 µs, an event has several)
         self._fold = lru_cache(maxsize=65536)(fold)
         self._unit = lru_cache(maxsize=8192)(self._map_unit)
-        self._minute_ms: dict[str, int] = {}
+        self._timestamp_ms = timestamp_clock()
+        self._canonical_ms = timestamp_clock(canonical_only=True)
+        self._minute_days: dict[int, date] = {}
+        self._moments: CareMoments | None = None
+        self._moments_stamp: tuple[Any, ...] = ()
         self.encounter_flags_all = encounter_flags == "all"
         self.float_departments = tuple(fold(d) for d in float_departments)
         self._floats = lru_cache(maxsize=1024)(self._is_float)
@@ -356,17 +361,50 @@ class PrivacyEnricher(Enricher):
                 source.refresh()
         if isinstance(self.surname_frequencies, SurnameFrequencyFile):
             self.surname_frequencies.refresh()
+        self._moments = None  # after the sources changed: the next batch starts a new memory of them
 
     def enrich(self, event: Event) -> Event:
-        if self.datasets is not None and event.get("event.dataset") not in self.datasets:
-            return event
-        try:
-            self._enrich(event)
-        except Exception as exc:  # noqa: BLE001 - an enricher never drops an event; the type only, no PHI
-            log.warning("privacy enrichment skipped an event: %s", type(exc).__name__)
-        return event
+        """One event on its own: no memory of other accesses but the ward work (see :meth:`enrich_many`)."""
+        return self.enrich_many([event])[0]
+
+    def enrich_many(self, events: list[Event]) -> list[Event]:
+        """A batch, with memories of its users and patients that live as long as it does.
+
+        Why: this runs for every access, and most of what it decides repeats. A user opens a few dozen
+        records a day (nine in ten accesses of a batch are by a user-day already seen in it), and a record
+        is opened in several audit events (eight in ten are of a patient-day already seen). So the user's
+        flags are decided once per (user, local day) of the batch, and the patient's once per (patient,
+        local day); only the relationship of the two is worked out per access. The care context is
+        remembered per patient for as long as it holds (``engine.enrich.care_context``), until a source
+        refreshes. A batch's memories are its own: a FHIR patient lookup's TTL and a refresh between
+        batches work as they did before, and connectors sharing this enricher from several threads never
+        share a memory one of them is filling.
+        """
+        users: dict[Any, _User] = {}
+        patients: dict[Any, _Patient] = {}
+        moments = self._care_moments() if self.encounters else None
+        datasets = self.datasets
+        for event in events:
+            if datasets is not None and event.get("event.dataset") not in datasets:
+                continue
+            try:
+                self._enrich(event, users, patients, moments)
+            except Exception as exc:  # noqa: BLE001 - an enricher never drops an event; the type only, no PHI
+                log.warning("privacy enrichment skipped an event: %s", type(exc).__name__)
+        return events
 
     # --- internals ----------------------------------------------------------------------------
+    def _care_moments(self) -> CareMoments:
+        """The care-context memory, new when any encounter source was reloaded or pulled since the last one
+        (a FHIR pull changes its index in place; a reloaded file is a new index)."""
+        stamp = tuple((id(s.index), s.index.version, s.loaded) for s in self.encounters)
+        moments = self._moments
+        if moments is None or stamp != self._moments_stamp:
+            moments = self._moments = CareMoments(self.encounters, self._unit, self.grace_before_ms,
+                                                  self.grace_after_ms)
+            self._moments_stamp = stamp
+        return moments
+
     def _to_local(self, timestamp: str) -> datetime:
         dt = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
         if dt.tzinfo is None:
@@ -376,15 +414,34 @@ class PrivacyEnricher(Enricher):
     def _to_local_date(self, timestamp: str) -> date:
         return self._to_local(timestamp).date()
 
+    def _day(self, ts: str, ts_ms: int | None) -> date:
+        """The access's local calendar date; ``ts_ms`` is the canonical clock's reading of ``ts`` (None: not
+        canonical). A canonical stamp's minute is converted once: a minute whose first and last millisecond
+        fall on the same local date (every minute but a zone change's, if one ever fell inside a minute) is
+        all that date. Seconds 60-99 match the pattern but are no time: the general path says so."""
+        if ts_ms is not None and ts[17] < "6":
+            minute = ts_ms // 60_000
+            day = self._minute_days.get(minute)
+            if day is None:
+                day = self._to_local_date(ts)
+                first = datetime.fromtimestamp(minute * 60, timezone.utc).astimezone(self.tz).date()
+                last = datetime.fromtimestamp(minute * 60 + 59.999, timezone.utc).astimezone(self.tz).date()
+                if first == day == last:
+                    if len(self._minute_days) >= 100_000:
+                        self._minute_days.clear()
+                    self._minute_days[minute] = day
+            return day
+        return self._local_date(ts)
+
     def _past_grace(self, timestamp: str) -> bool:
         """On the day after the end date: is the access past the grace hours (local time)? Asked only then."""
         local = self._to_local(timestamp)
         return local.hour + local.minute / 60 + local.second / 3600 >= self.terminated_grace_hours
 
-    def _member(self, event: Event) -> StaffMember | None:
+    def _member(self, values: Sequence[str]) -> StaffMember | None:
         if self.roster is None:
             return None
-        for value in self._user_values(event):
+        for value in values:
             member = self.roster.member(value)
             if member is not None:
                 return member
@@ -402,50 +459,88 @@ class PrivacyEnricher(Enricher):
                 return facts
         return None
 
-    def _enrich(self, event: Event) -> None:
-        ts = event.get("@timestamp")
-        day = self._local_date(ts) if isinstance(ts, str) and ts else None
-        member = self._member(event)
-        has_user = bool(self._user_values(event))
-        if self.roster is not None and self.roster.loaded and has_user:
-            event["ehr.user.on_roster"] = member is not None
+    def _user(self, event: Event, ts: Any, day: date | None) -> _User:
+        """The user's side of an access on ``day``: who they are to the roster and their flags (written in
+        the order they always were: a stored document reads the same)."""
+        values = self._user_values(event)
+        member = self._member(values)
+        flags: Event = {}
+        lasts = True
+        if self.roster is not None and self.roster.loaded and values:
+            flags["ehr.user.on_roster"] = member is not None
         if member is not None:
             if member.role:
-                event["ehr.user.role"] = member.role
+                flags["ehr.user.role"] = member.role
             if member.department:
-                event["ehr.user.department"] = member.department
-                event["ehr.user.emergency_department"] = fold(member.department) in self.emergency_departments
+                flags["ehr.user.department"] = member.department
+                flags["ehr.user.emergency_department"] = self._fold(member.department) in self.emergency_departments
             if day is not None:
-                event["ehr.user.terminated"] = member.end_date is not None and day > member.end_date and (
-                    (day - member.end_date).days > 1 or self._past_grace(ts))
+                after = member.end_date is not None and day > member.end_date
+                if after and (day - member.end_date).days == 1:  # type: ignore[operator]
+                    lasts = False  # the day after the end date: the hour of the access decides
+                flags["ehr.user.terminated"] = after and ((day - member.end_date).days > 1  # type: ignore[operator]
+                                                          or self._past_grace(ts))
+        keys = frozenset({*(member.keys if member is not None else ()), *map(self._fold, values)})
+        ward_key = member.keys[0] if member is not None and member.keys else (self._fold(values[0]) if values else None)
+        related = keys | {self._fold(member.patient_id)} if member is not None and member.patient_id else keys
+        return _User(flags, lasts, member, ward_key, keys, related,
+                     member.department if member is not None and member.department else None)
 
-        patient_id = event.get(self.patient_field)
-        if not isinstance(patient_id, str) or not patient_id:
-            return
+    def _patient_day(self, patient_id: str, day: date | None) -> _Patient:
+        """The patient's side of an access on ``day``."""
         facts = self._patient(patient_id) if self.patients else None
+        flags: Event = {}
         vip = facts.vip if facts else False
         if self.vip_list is not None and patient_id in self.vip_list:
             vip = True
         if facts is not None or self.vip_list is not None:
-            event["ehr.patient.vip"] = vip
+            flags["ehr.patient.vip"] = vip
         if facts is not None:
-            event["ehr.patient.confidential"] = facts.confidential
+            flags["ehr.patient.confidential"] = facts.confidential
             if facts.deceased_date is not None and day is not None:
-                event["ehr.patient.deceased"] = day > facts.deceased_date
+                flags["ehr.patient.deceased"] = day > facts.deceased_date
                 if day > facts.deceased_date:
-                    event["ehr.patient.days_since_death"] = (day - facts.deceased_date).days
+                    flags["ehr.patient.days_since_death"] = (day - facts.deceased_date).days
             elif facts.deceased:
-                event["ehr.patient.deceased"] = True
+                flags["ehr.patient.deceased"] = True
             else:
-                event["ehr.patient.deceased"] = False
+                flags["ehr.patient.deceased"] = False
+        roster = self.roster
+        knows = roster is not None and roster.loaded and getattr(roster, "knows_patients", True)
+        return _Patient(flags, facts, knows, knows and roster.is_employee_patient(patient_id))  # type: ignore[union-attr]
 
-        if self.roster is not None and self.roster.loaded and getattr(self.roster, "knows_patients", True):
+    def _enrich(self, event: Event, users: dict[Any, _User], patients: dict[Any, _Patient],
+                moments: CareMoments | None) -> None:
+        ts = event.get("@timestamp")
+        if isinstance(ts, str) and ts:
+            ts_ms = self._canonical_ms(ts)
+            day = self._day(ts, ts_ms)
+        else:
+            ts_ms = day = None
+        key: Any = (day, *map(event.get, self.user_fields))
+        try:
+            user = users.get(key)
+        except TypeError:  # a list or an object where a name was expected: decided without the memory
+            user, key = None, None
+        if user is None:
+            user = self._user(event, ts, day)
+            if key is not None and user.lasts:
+                users[key] = user
+        event.update(user.flags)
+
+        patient_id = event.get(self.patient_field)
+        if not isinstance(patient_id, str) or not patient_id:
+            return
+        patient = patients.get((day, patient_id))
+        if patient is None:
+            patient = patients[(day, patient_id)] = self._patient_day(patient_id, day)
+        event.update(patient.flags)
+        member, facts = user.member, patient.facts
+        if patient.knows_employees:
             is_self = member is not None and member.patient_id == patient_id
             if member is not None:
                 event["ehr.relationship.self"] = is_self
-            event["ehr.relationship.patient_is_employee"] = (
-                not is_self and self.roster.is_employee_patient(patient_id)
-            )
+            event["ehr.relationship.patient_is_employee"] = not is_self and patient.employee
         if member is not None and facts is not None:
             if member.family_name and facts.family_name:
                 self._surname_flags(event, member, facts)
@@ -453,18 +548,20 @@ class PrivacyEnricher(Enricher):
                 event["ehr.relationship.same_postcode"] = member.postal_code == facts.postal_code
             if member.address and facts.address:
                 event["ehr.relationship.same_address"] = member.address == facts.address
-        if self.encounters and isinstance(ts, str) and ts:
-            user = member.keys[0] if member is not None and member.keys else self._user_key(event)
-            if self.encounter_flags_all or _sensitive(event):
-                self._care_context(event, patient_id, ts, member, user)
-            elif self._ward_work is not None and user:
-                # every access of a roster user feeds the ward-work memory, flagged or not; the department
-                # found for it is written too (held alerts look at where the user worked next: hold.py)
-                ts_ms = self._timestamp_ms(ts)
-                unit = self._current_unit(patient_id, ts_ms)
-                if unit is not None:
-                    event["ehr.patient.department"] = unit[0]
-                self._ward_work.add(user, ts_ms, unit[1] if unit is not None else None, patient_id)
+
+        if moments is None or not isinstance(ts, str) or not ts:
+            return
+        if ts_ms is None:
+            ts_ms = self._timestamp_ms(ts)  # not canonical: the general reading (or its error)
+        if self.encounter_flags_all or _sensitive(event):
+            self._care_context(event, patient_id, ts_ms, user, moments)
+        elif self._ward_work is not None and user.ward_key:
+            # every access of a roster user feeds the ward-work memory, flagged or not; the department
+            # found for it is written too (held alerts look at where the user worked next: hold.py)
+            unit = moments.at(patient_id, ts_ms).unit_at
+            if unit is not None:
+                event["ehr.patient.department"] = unit[0]
+            self._ward_work.add(user.ward_key, ts_ms, unit[1] if unit is not None else None, patient_id)
 
     def _surname_flags(self, event: Event, member: StaffMember, facts: PatientFacts) -> None:
         """``same_last_name`` as before, and ``same_last_name_rare`` when counts are known: the rarest name
@@ -487,21 +584,6 @@ class PrivacyEnricher(Enricher):
         limit = max(self.rare_surname_max_count, self.rare_surname_max_share * freq.total)
         event["ehr.relationship.same_last_name_rare"] = min(freq.count(k) for k in shared) <= limit
 
-    def _timestamp_ms(self, ts: str) -> int:
-        """``engine.events.timestamp_ms`` for the canonical form ingest gives every event, minus its regex check
-        (a third of the encounter lookup's cost); anything else takes the general path."""
-        if len(ts) == 24 and ts[19] == "." and ts[23] == "Z":
-            minute = self._minute_ms.get(ts[:16])
-            if minute is None:
-                if len(self._minute_ms) > 100_000:
-                    self._minute_ms.clear()
-                minute = self._minute_ms[ts[:16]] = timestamp_ms(ts[:16] + ":00.000Z")
-            try:
-                return minute + int(ts[17:19]) * 1000 + int(ts[20:23])
-            except ValueError:
-                pass
-        return timestamp_ms(ts)
-
     def _is_float(self, department: str) -> bool:
         """A (folded) roster department of staff sent to any ward (``encounters_float_departments``)."""
         from fnmatch import fnmatchcase
@@ -513,84 +595,64 @@ class PrivacyEnricher(Enricher):
         name = self.department_map.get(fold(unit), unit)
         return name, fold(name)
 
-    def _user_key(self, event: Event) -> str | None:
-        """The event's user (first of ``user_fields``), folded: the ward-work memory's key off the roster."""
-        values = self._user_values(event)
-        return self._fold(values[0]) if values else None
-
-    def _current_department(self, patient_id: str, ts_ms: int) -> str | None:
-        """The (mapped, folded) department of the patient's latest-started segment covering ``ts_ms``."""
-        unit = self._current_unit(patient_id, ts_ms)
-        return unit[1] if unit is not None else None
-
-    def _current_unit(self, patient_id: str, ts_ms: int) -> tuple[str, str] | None:
-        """(mapped name, folded key) of the patient's latest-started segment covering ``ts_ms``."""
-        best = None
-        for source in self.encounters:
-            if source.loaded:
-                found = source.index.department_at(patient_id, ts_ms)
-                if found is not None and (best is None or found[0] >= best[0]):
-                    best = found
-        return self._unit(best[1]) if best is not None else None
-
-    def _care_context(self, event: Event, patient_id: str, ts: str, member: StaffMember | None,
-                      user: str | None = None) -> None:
+    def _care_context(self, event: Event, patient_id: str, ts_ms: int, user: _User, moments: CareMoments) -> None:
         """Encounter flags: where the patient is, and whether the user treats them (docs/enrichment.md).
 
-        One pass over the patient's segments near the access (plain loops: this runs for every access)."""
-        ts_ms = self._timestamp_ms(ts)
-        near: list[Any] = []
-        loaded = related = False
-        for source in self.encounters:
-            if source.loaded:
-                loaded = True
-                related = related or source.index.has_related
-                near += source.index.active(patient_id, ts_ms, self.grace_before_ms, self.grace_after_ms)
-        if not loaded:
+        The patient's side comes from the care moment (``engine.enrich.care_context``); the user's side is
+        a set test against it."""
+        moment = moments.at(patient_id, ts_ms)
+        if not moment.loaded:
             return  # could not tell: no encounter data yet
-        user_dept = (member.department if member is not None else None) or event.get("wardwatch.user.department")
+        user_dept = user.department or event.get("wardwatch.user.department")
         mine = self._fold(user_dept) if isinstance(user_dept, str) and user_dept else None
-        keys = set(member.keys) if member is not None else set()
-        keys.update(map(self._fold, self._user_values(event)))
-        active = same = team = False
-        department, department_key, department_start = None, None, -1
-        encounter_class, class_start = None, -1
-        for seg in near:
-            if seg.department:
-                name, key = self._unit(seg.department)
-                same = same or key == mine
-            if not seg.care_team_only and (seg.start_ms <= ts_ms < seg.end_ms or seg.start_ms == seg.end_ms == ts_ms):
-                active = True
-                if seg.department and seg.start_ms >= department_start:
-                    department, department_key, department_start = name, key, seg.start_ms
-                if seg.encounter_class and seg.start_ms >= class_start:
-                    encounter_class, class_start = seg.encounter_class, seg.start_ms
-            team = team or not keys.isdisjoint(seg.participants)
+        active = moment.active
         event["ehr.patient.encounter_active"] = active
-        if not active:
-            ends = [e for source in self.encounters if source.loaded
-                    for e in [source.index.last_end(patient_id, ts_ms)] if e is not None]
-            if ends:
-                event["ehr.patient.days_since_discharge"] = (ts_ms - max(ends)) // 86_400_000
-        if department is not None:
-            event["ehr.patient.department"] = department
-        if self._ward_work is not None and user:
-            if department_key is not None:
+        if not active and moment.last_end is not None:
+            event["ehr.patient.days_since_discharge"] = (ts_ms - moment.last_end) // 86_400_000
+        if moment.department is not None:
+            event["ehr.patient.department"] = moment.department
+        if self._ward_work is not None and user.ward_key:
+            if moment.department_key is not None:
                 event["ehr.relationship.worked_department"] = self._ward_work.others(
-                    user, ts_ms, department_key, patient_id, self.ward_work_min_patients) >= self.ward_work_min_patients
-            self._ward_work.add(user, ts_ms, department_key, patient_id)
-        if encounter_class is not None:
-            event["ehr.patient.encounter_class"] = encounter_class
+                    user.ward_key, ts_ms, moment.department_key, patient_id,
+                    self.ward_work_min_patients) >= self.ward_work_min_patients
+            self._ward_work.add(user.ward_key, ts_ms, moment.department_key, patient_id)
+        if moment.encounter_class is not None:
+            event["ehr.patient.encounter_class"] = moment.encounter_class
         if mine is not None:
-            event["ehr.relationship.same_department"] = same or (active and self._floats(mine))
-        if keys:
-            event["ehr.relationship.care_team"] = team
-            if related:
-                if member is not None and member.patient_id:
-                    keys.add(self._fold(member.patient_id))
-                event["ehr.relationship.related_person"] = any(
-                    not keys.isdisjoint(source.index.related_keys(patient_id)) for source in self.encounters
-                    if source.loaded)
+            event["ehr.relationship.same_department"] = mine in moment.near_units or (active and self._floats(mine))
+        if user.keys:
+            event["ehr.relationship.care_team"] = not user.keys.isdisjoint(moment.participants)
+            if moment.related:
+                event["ehr.relationship.related_person"] = not user.related_keys.isdisjoint(moment.related_keys)
+
+
+@dataclass(slots=True)
+class _User:
+    """What one batch knows of one user on one local day (the values of ``user_fields``, as they came)."""
+
+    flags: Event
+    #: the same for every access of that day: False on the day after the end date (the hour decides)
+    lasts: bool
+    member: StaffMember | None
+    #: the ward-work memory's key: the roster's first key, else the first user value folded
+    ward_key: str | None
+    #: every key the user is known by (roster keys, user values folded): care-team membership
+    keys: frozenset[str]
+    #: ``keys`` and the user's own medical record number: listed related persons
+    related_keys: frozenset[str]
+    department: str | None
+
+
+@dataclass(slots=True)
+class _Patient:
+    """What one batch knows of one patient on one local day."""
+
+    flags: Event
+    facts: PatientFacts | None
+    #: the roster can tell employees' own records (``patient_is_employee`` is decided)
+    knows_employees: bool
+    employee: bool
 
 
 class WardWork:
