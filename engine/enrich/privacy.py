@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import threading
 from collections import deque
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import lru_cache
@@ -384,13 +385,14 @@ class PrivacyEnricher(Enricher):
         patients: dict[Any, _Patient] = {}
         moments = self._care_moments() if self.encounters else None
         datasets = self.datasets
-        for event in events:
-            if datasets is not None and event.get("event.dataset") not in datasets:
-                continue
-            try:
-                self._enrich(event, users, patients, moments)
-            except Exception as exc:  # noqa: BLE001 - an enricher never drops an event; the type only, no PHI
-                log.warning("privacy enrichment skipped an event: %s", type(exc).__name__)
+        with self._ward_work.lock if self._ward_work is not None else nullcontext():
+            for event in events:
+                if datasets is not None and event.get("event.dataset") not in datasets:
+                    continue
+                try:
+                    self._enrich(event, users, patients, moments)
+                except Exception as exc:  # noqa: BLE001 - an enricher never drops an event; the type only, no PHI
+                    log.warning("privacy enrichment skipped an event: %s", type(exc).__name__)
         return events
 
     # --- internals ----------------------------------------------------------------------------
@@ -669,36 +671,35 @@ class WardWork:
         self.window_ms = window_ms
         self._by_user: dict[str, deque[tuple[int, str | None, str]]] = {}
         self._adds = 0
-        # the service's connectors share one enrichment chain from scheduler threads: a deque iterated while
-        # another thread appends raises, and the enricher would then skip the whole event
-        self._lock = threading.Lock()
+        #: held by the caller around ``add`` and ``others`` (the enricher holds it for a whole batch: taking
+        #: it per access cost more than the rest of ``add``). The service's connectors share one enrichment
+        #: chain from scheduler threads, and a deque iterated while another thread appends raises.
+        self.lock = threading.Lock()
 
     def add(self, user: str, ts_ms: int, department: str | None, patient_id: str) -> None:
         horizon = ts_ms - self.window_ms
-        with self._lock:
-            recent = self._by_user.get(user)
-            if recent is None:
-                recent = self._by_user[user] = deque()
-            recent.append((ts_ms, department, patient_id))
-            while recent and recent[0][0] < horizon:
-                recent.popleft()
-            self._adds += 1
-            if self._adds >= 200_000:   # forget users who have been idle for a whole window
-                self._adds = 0
-                for name in [u for u, r in self._by_user.items() if not r or r[-1][0] < horizon]:
-                    del self._by_user[name]
+        recent = self._by_user.get(user)
+        if recent is None:
+            recent = self._by_user[user] = deque()
+        recent.append((ts_ms, department, patient_id))
+        while recent[0][0] < horizon:  # never empties: the access just added is inside its own window
+            recent.popleft()
+        self._adds += 1
+        if self._adds >= 200_000:   # forget users who have been idle for a whole window
+            self._adds = 0
+            for name in [u for u, r in self._by_user.items() if not r or r[-1][0] < horizon]:
+                del self._by_user[name]
 
     def others(self, user: str, ts_ms: int, department: str, patient_id: str, enough: int) -> int:
         """Distinct other patients of ``department`` the user opened in ``[ts_ms - window, ts_ms]``, counted
         up to ``enough`` (newest first: the answer is usually found in the last few accesses)."""
         horizon = ts_ms - self.window_ms
         seen: set[str] = set()
-        with self._lock:
-            for t, d, p in reversed(self._by_user.get(user, ())):
-                if d == department and p != patient_id and horizon <= t <= ts_ms:
-                    seen.add(p)
-                    if len(seen) >= enough:
-                        break
+        for t, d, p in reversed(self._by_user.get(user, ())):
+            if d == department and p != patient_id and horizon <= t <= ts_ms:
+                seen.add(p)
+                if len(seen) >= enough:
+                    break
         return len(seen)
 
 
