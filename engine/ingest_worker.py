@@ -131,11 +131,13 @@ def run_worker_pipeline(store: Store, connector: Connector, enrichment: Enrichme
                 rows = _with_documents(message.rows, receive, connector.name)
                 commit(store, connector.name, message, len(rows), lambda update: _write(store, rows, update),
                        cursor, stats)
-            if message.cursor is not None:
-                cursor = message.cursor
+                read_cursor, exhausted = message.cursor, message.exhausted
+                del rows, message  # while the collector is off (engine/ingest.py says why)
+            if read_cursor is not None:
+                cursor = read_cursor
             if on_batch is not None:
                 on_batch(stats)
-            if message.exhausted:
+            if exhausted:
                 finished = True
                 break
     finally:
