@@ -17,6 +17,21 @@ ingest`` does, three ways interleaved in one process:
 It reports events per CPU second of the process (best of ``--repeat``; wall time on a shared machine is
 noise), the ratios ``full/plain``, ``base/plain`` and ``full/base``, and peak RSS. The events written must
 be the same number in every variant (checked).
+
+``--against TREE`` also measures another checkout, the tree the issue started from, because "its current
+events/s" is that tree's ingest. That checkout needs its own virtualenv (``TREE/.venv``, or
+``--against-python``):
+
+    git worktree add /tmp/issue11-start 57bd506
+    python3.11 -m venv /tmp/issue11-start/.venv && /tmp/issue11-start/.venv/bin/pip install -q -e /tmp/issue11-start
+    .venv/bin/python bench/bench_privacy_ingest.py --repeat 5 --against /tmp/issue11-start
+
+Then every run happens in a child process (``bench/ingest_child.py``), this tree's three variants and that
+tree's ``plain`` and ``base`` interleaved in each round. The extra ratios are ``then base/plain`` (the
+issue's starting point, against its own plain pipeline), ``target`` = (``full/plain``) / (``then
+base/plain``) (the target reads 0.9: the ingest with every context knob, normalised by the plain pipeline
+of its own run, against the ingest at the start, normalised the same way) and ``full/then base`` (events/s
+against events/s, not normalised: the machine's noise stays in it).
 """
 
 from __future__ import annotations
@@ -26,6 +41,7 @@ import gc
 import json
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -54,13 +70,19 @@ def variants(out: Path) -> dict[str, dict[str, Any]]:
     return {"plain": plain, "base": base, "full": full}
 
 
-def ingest_once(out: Path, name: str, data: dict[str, Any], work: Path) -> tuple[float, float, int]:
-    """One ingest into a fresh store: (CPU seconds, wall seconds, events written)."""
-    store_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work))
+def prepare(out: Path, name: str, data: dict[str, Any], work: Path) -> tuple[Path, Path]:
+    """A variant's config file, with a fresh store directory of its own: (config path, store directory)."""
+    store_dir = Path(tempfile.mkdtemp(prefix=f"{name.replace(' ', '-')}-", dir=work))
     data = json.loads(json.dumps(data))
     data["store"]["sqlite"]["path"] = str(store_dir / "wardwatch.db")
-    cfg_path = out / f"bench-{name}.yaml"
+    cfg_path = out / f"bench-{name.replace(' ', '-')}.yaml"  # beside the hospital: its file names are relative
     cfg_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return cfg_path, store_dir
+
+
+def ingest_once(out: Path, name: str, data: dict[str, Any], work: Path) -> tuple[float, float, int]:
+    """One ingest into a fresh store, in this process: (CPU seconds, wall seconds, events written)."""
+    cfg_path, store_dir = prepare(out, name, data, work)
     config = load_config(cfg_path)
     store = open_store("sqlite", path=store_dir / "wardwatch.db")
     try:
@@ -76,6 +98,24 @@ def ingest_once(out: Path, name: str, data: dict[str, Any], work: Path) -> tuple
         shutil.rmtree(store_dir, ignore_errors=True)
 
 
+def ingest_in_child(python: Path, tree: Path, out: Path, name: str, data: dict[str, Any],
+                    work: Path) -> tuple[float, float, int]:
+    """One ingest by ``tree``'s code in a child process run by ``python`` (``bench/ingest_child.py``)."""
+    cfg_path, store_dir = prepare(out, name, data, work)
+    try:
+        wall = time.perf_counter()
+        done = subprocess.run([str(python), str(ROOT / "bench" / "ingest_child.py"), str(tree), str(cfg_path)],
+                              capture_output=True, text=True)
+        wall = time.perf_counter() - wall
+        if done.returncode != 0:
+            raise SystemExit(f"{name}: {python} bench/ingest_child.py {tree} failed (exit {done.returncode}): "
+                             f"{(done.stderr.strip().splitlines() or ['no output'])[-1]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        return float(result["cpu"]), wall, int(result["written"])
+    finally:
+        shutil.rmtree(store_dir, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--staff", type=int, default=1000)
@@ -84,38 +124,66 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--incidents-per-kind", type=int, default=3)
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "out" / "privacy_ingest")
+    ap.add_argument("--against", type=Path, metavar="TREE",
+                    help="also ingest with this checkout's plain and base pipelines (the tree the issue started "
+                         "from); every run then happens in a child process")
+    ap.add_argument("--against-python", type=Path, metavar="PYTHON",
+                    help="the Python that has TREE's dependencies (default: TREE/.venv/bin/python)")
     args = ap.parse_args(argv)
+    if args.against is not None:  # before the minutes of generating: a wrong path is told at once
+        tree = args.against.resolve()
+        python = args.against_python or tree / ".venv" / "bin" / "python"
+        if not (tree / "engine").is_dir() or not Path(python).exists():
+            raise SystemExit(f"--against {tree}: needs a Wardwatch checkout and its Python ({python})")
     out = args.work.resolve() / "hospital"
     counts = generate(out, args.staff, args.days, args.seed, args.incidents_per_kind)
     configs = variants(out)
-    runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in configs}
+    work = args.work.resolve()
+    runners: dict[str, Any] = {name: (lambda n=name, d=data: ingest_once(out, n, d, work))
+                               for name, data in configs.items()}
+    if args.against is not None:
+        runners = {name: (lambda n=name, d=data: ingest_in_child(Path(sys.executable), ROOT, out, n, d, work))
+                   for name, data in configs.items()}
+        for name in ("plain", "base"):
+            runners[f"then {name}"] = (lambda n=name: ingest_in_child(Path(python), tree, out, f"then {n}",
+                                                                      configs[n], work))
+    runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in runners}
     for _ in range(args.repeat):
-        for name, data in configs.items():   # interleaved: load drifts alike for all three
-            runs[name].append(ingest_once(out, name, data, args.work.resolve()))
+        for name, run in runners.items():   # interleaved: load drifts alike for all of them
+            runs[name].append(run())
     written = {name: {r[2] for r in rs} for name, rs in runs.items()}
     if len({n for s in written.values() for n in s}) != 1:
         raise SystemExit(f"the variants wrote different event counts: {written}")
     events = next(iter(written["plain"]))
     best = {name: events / min(r[0] for r in rs) for name, rs in runs.items()}
+    ratio = {"full/plain": round(best["full"] / best["plain"], 3),
+             "base/plain": round(best["base"] / best["plain"], 3),
+             "full/base": round(best["full"] / best["base"], 3)}
+    if "then base" in best:
+        then = best["then base"] / best["then plain"]
+        ratio |= {"then base/plain": round(then, 3),
+                  "target": round(best["full"] / best["plain"] / then, 3),
+                  "full/then base": round(best["full"] / best["then base"], 3)}
     result = {
-        "params": vars(args) | {"work": str(args.work)}, "accesses": counts["accesses"], "events": events,
+        "params": vars(args) | {"work": str(args.work), "against": str(args.against),
+                                "against_python": str(args.against_python)},
+        "accesses": counts["accesses"], "events": events,
         "events_per_cpu_second": {k: round(v) for k, v in best.items()},
         "cpu_seconds": {k: [round(r[0], 2) for r in rs] for k, rs in runs.items()},
         "wall_seconds": {k: [round(r[1], 2) for r in rs] for k, rs in runs.items()},
-        "ratio": {"full/plain": round(best["full"] / best["plain"], 3),
-                  "base/plain": round(best["base"] / best["plain"], 3),
-                  "full/base": round(best["full"] / best["base"], 3)},
+        "ratio": ratio,
         "us_per_event": {k: round(1e6 / v, 1) for k, v in best.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
     (args.work / "result.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     print(f"{events} events ({args.staff} staff, {args.days} days, seed {args.seed}), best of {args.repeat}, "
           f"CPU seconds of this process:")
-    for name in configs:
-        print(f"  {name:<6} {best[name]:>9,.0f} events/CPU-s  {1e6 / best[name]:6.1f} us/event  "
+    for name in runners:
+        print(f"  {name:<10} {best[name]:>9,.0f} events/CPU-s  {1e6 / best[name]:6.1f} us/event  "
               f"runs {', '.join(f'{c:.2f}' for c, _w, _n in runs[name])} CPU-s")
     print("  ratios: " + ", ".join(f"{k} {v}" for k, v in result["ratio"].items())
-          + f"; peak RSS {result['peak_rss_mb']} MB")
+          + f"; peak RSS {result['peak_rss_mb']} MB" + (" (of this process; the runs were children)"
+                                                        if args.against is not None else ""))
     return 0
 
 

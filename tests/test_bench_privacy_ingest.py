@@ -5,9 +5,14 @@ documented context knob."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
+import pytest
+
 from bench import bench_privacy_ingest as bench
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_three_variants_differ_only_in_their_enrichment(tmp_path: Path) -> None:
@@ -28,3 +33,22 @@ def test_a_small_run_reports_every_ratio_over_the_same_events(tmp_path: Path, ca
     assert set(result["ratio"]) == {"full/plain", "base/plain", "full/base"}
     assert all(0 < v for v in result["ratio"].values())
     assert "ratios: full/plain" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_against_another_checkout_reports_the_target_over_the_same_events(tmp_path: Path, capsys) -> None:
+    """``--against TREE``: this checkout stands in for the older one (the child runs either the same way)."""
+    assert bench.main(["--staff", "90", "--days", "3", "--seed", "7", "--incidents-per-kind", "1", "--repeat", "1",
+                       "--work", str(tmp_path), "--against", str(ROOT), "--against-python", sys.executable]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert set(result["events_per_cpu_second"]) == {"plain", "base", "full", "then plain", "then base"}
+    assert {"then base/plain", "target", "full/then base"} <= set(result["ratio"])
+    assert result["ratio"]["target"] == pytest.approx(
+        result["ratio"]["full/plain"] / result["ratio"]["then base/plain"], rel=0.01)
+    assert "then base" in capsys.readouterr().out
+
+
+def test_against_a_directory_that_is_no_checkout_is_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="needs a Wardwatch checkout and its Python"):
+        bench.main(["--staff", "90", "--days", "1", "--repeat", "1", "--work", str(tmp_path / "w"),
+                    "--against", str(tmp_path)])
