@@ -425,13 +425,14 @@ class PrivacyEnricher(Enricher):
             minute = ts_ms // 60_000
             day = self._minute_days.get(minute)
             if day is None:
-                day = self._to_local_date(ts)
                 first = datetime.fromtimestamp(minute * 60, timezone.utc).astimezone(self.tz).date()
                 last = datetime.fromtimestamp(minute * 60 + 59.999, timezone.utc).astimezone(self.tz).date()
-                if first == day == last:
-                    if len(self._minute_days) >= 100_000:
-                        self._minute_days.clear()
-                    self._minute_days[minute] = day
+                if first != last:  # the date changes inside this minute: the access's own, not remembered
+                    return self._to_local_date(ts)
+                day = first  # the access lies inside the minute, so its date is the minute's
+                if len(self._minute_days) >= 100_000:
+                    self._minute_days.clear()
+                self._minute_days[minute] = day
             return day
         return self._local_date(ts)
 
