@@ -32,6 +32,10 @@ issue's starting point, against its own plain pipeline), ``target`` = (``full/pl
 base/plain``) (the target reads 0.9: the ingest with every context knob, normalised by the plain pipeline
 of its own run, against the ingest at the start, normalised the same way) and ``full/then base`` (events/s
 against events/s, not normalised: the machine's noise stays in it).
+
+``--stages`` runs every ingest in a child process with CPU timers around its stages (``time_stages`` in
+``bench/ingest_child.py``: read, enrichment and each of its steps, baselines, store write with its encode and
+insert) and prints each variant's stages of its best run, in µs per event: where a ratio's difference sits.
 """
 
 from __future__ import annotations
@@ -80,8 +84,11 @@ def prepare(out: Path, name: str, data: dict[str, Any], work: Path) -> tuple[Pat
     return cfg_path, store_dir
 
 
-def ingest_once(out: Path, name: str, data: dict[str, Any], work: Path) -> tuple[float, float, int]:
-    """One ingest into a fresh store, in this process: (CPU seconds, wall seconds, events written)."""
+Run = tuple[float, float, int, "dict[str, float] | None"]
+
+
+def ingest_once(out: Path, name: str, data: dict[str, Any], work: Path) -> Run:
+    """One ingest into a fresh store, in this process: (CPU seconds, wall seconds, events written, None)."""
     cfg_path, store_dir = prepare(out, name, data, work)
     config = load_config(cfg_path)
     store = open_store("sqlite", path=store_dir / "wardwatch.db")
@@ -92,26 +99,27 @@ def ingest_once(out: Path, name: str, data: dict[str, Any], work: Path) -> tuple
         cpu, wall = time.process_time(), time.perf_counter()
         stats = ingest_connector(store, connector, chain, config["scheduler"]["batch_size"], workers=0)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        return cpu, wall, stats.written
+        return cpu, wall, stats.written, None
     finally:
         store.close()
         shutil.rmtree(store_dir, ignore_errors=True)
 
 
 def ingest_in_child(python: Path, tree: Path, out: Path, name: str, data: dict[str, Any],
-                    work: Path) -> tuple[float, float, int]:
-    """One ingest by ``tree``'s code in a child process run by ``python`` (``bench/ingest_child.py``)."""
+                    work: Path, stages: bool = False) -> Run:
+    """One ingest by ``tree``'s code in a child process run by ``python`` (``bench/ingest_child.py``); with
+    ``stages``, the fourth element is its stages' CPU seconds."""
     cfg_path, store_dir = prepare(out, name, data, work)
     try:
         wall = time.perf_counter()
-        done = subprocess.run([str(python), str(ROOT / "bench" / "ingest_child.py"), str(tree), str(cfg_path)],
-                              capture_output=True, text=True)
+        done = subprocess.run([str(python), str(ROOT / "bench" / "ingest_child.py"), str(tree), str(cfg_path),
+                               *(["--stages"] if stages else [])], capture_output=True, text=True)
         wall = time.perf_counter() - wall
         if done.returncode != 0:
             raise SystemExit(f"{name}: {python} bench/ingest_child.py {tree} failed (exit {done.returncode}): "
                              f"{(done.stderr.strip().splitlines() or ['no output'])[-1]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
-        return float(result["cpu"]), wall, int(result["written"])
+        return float(result["cpu"]), wall, int(result["written"]), result.get("stages")
     finally:
         shutil.rmtree(store_dir, ignore_errors=True)
 
@@ -129,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                          "from); every run then happens in a child process")
     ap.add_argument("--against-python", type=Path, metavar="PYTHON",
                     help="the Python that has TREE's dependencies (default: TREE/.venv/bin/python)")
+    ap.add_argument("--stages", action="store_true",
+                    help="time each stage too (every run then happens in a child process) and print them")
     args = ap.parse_args(argv)
     if args.against is not None:  # before the minutes of generating: a wrong path is told at once
         tree = args.against.resolve()
@@ -141,13 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work.resolve()
     runners: dict[str, Any] = {name: (lambda n=name, d=data: ingest_once(out, n, d, work))
                                for name, data in configs.items()}
-    if args.against is not None:
-        runners = {name: (lambda n=name, d=data: ingest_in_child(Path(sys.executable), ROOT, out, n, d, work))
+    if args.against is not None or args.stages:
+        runners = {name: (lambda n=name, d=data: ingest_in_child(Path(sys.executable), ROOT, out, n, d, work,
+                                                                 args.stages))
                    for name, data in configs.items()}
+    if args.against is not None:
         for name in ("plain", "base"):
             runners[f"then {name}"] = (lambda n=name: ingest_in_child(Path(python), tree, out, f"then {n}",
-                                                                      configs[n], work))
-    runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in runners}
+                                                                      configs[n], work, args.stages))
+    runs: dict[str, list[Run]] = {name: [] for name in runners}
     for _ in range(args.repeat):
         for name, run in runners.items():   # interleaved: load drifts alike for all of them
             runs[name].append(run())
@@ -175,16 +187,36 @@ def main(argv: list[str] | None = None) -> int:
         "us_per_event": {k: round(1e6 / v, 1) for k, v in best.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
+    if args.stages:  # each variant's best run, in µs per event
+        result["stages_us_per_event"] = {
+            name: {k: round(v / events * 1e6, 2) for k, v in (min(rs, key=lambda r: r[0])[3] or {}).items()}
+            for name, rs in runs.items()}
     (args.work / "result.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     print(f"{events} events ({args.staff} staff, {args.days} days, seed {args.seed}), best of {args.repeat}, "
           f"CPU seconds of this process:")
     for name in runners:
         print(f"  {name:<10} {best[name]:>9,.0f} events/CPU-s  {1e6 / best[name]:6.1f} us/event  "
-              f"runs {', '.join(f'{c:.2f}' for c, _w, _n in runs[name])} CPU-s")
+              f"runs {', '.join(f'{r[0]:.2f}' for r in runs[name])} CPU-s")
     print("  ratios: " + ", ".join(f"{k} {v}" for k, v in result["ratio"].items())
           + f"; peak RSS {result['peak_rss_mb']} MB" + (" (of this process; the runs were children)"
-                                                        if args.against is not None else ""))
+                                                        if args.against is not None or args.stages else ""))
+    if args.stages:
+        print(stage_table(result["stages_us_per_event"]))
     return 0
+
+
+def stage_table(stages: dict[str, dict[str, float]]) -> str:
+    """The stages (rows, in the order they run) of each variant (columns), µs per event of its best run;
+    indented rows are parts of the row above them, "-" where that tree has no such stage."""
+    seen = {k for per_variant in stages.values() for k in per_variant}
+    steps = sorted(k for k in seen if k.startswith("  ") and k not in ("  encode", "  insert"))
+    rows = [k for k in ("read", "enrichment", *steps, "baselines", "store write", "  encode", "  insert") if k in seen]
+    names = list(stages)
+    lines = ["stages, us per event (best run): " + "".join(f"{n:>12}" for n in names)]
+    for row in rows:
+        cells = "".join(f"{stages[n][row]:>12.1f}" if row in stages[n] else f"{'-':>12}" for n in names)
+        lines.append(f"  {row:<31}{cells}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

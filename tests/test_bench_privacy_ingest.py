@@ -52,3 +52,26 @@ def test_against_a_directory_that_is_no_checkout_is_one_clear_line(tmp_path: Pat
     with pytest.raises(SystemExit, match="needs a Wardwatch checkout and its Python"):
         bench.main(["--staff", "90", "--days", "1", "--repeat", "1", "--work", str(tmp_path / "w"),
                     "--against", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_stages_are_timed_per_variant_and_the_parts_fit_in_their_stage(tmp_path: Path, capsys) -> None:
+    assert bench.main(["--staff", "90", "--days", "2", "--seed", "7", "--incidents-per-kind", "1", "--repeat", "1",
+                       "--work", str(tmp_path), "--stages"]) == 0
+    stages = json.loads((tmp_path / "result.json").read_text())["stages_us_per_event"]
+    assert set(stages) == {"plain", "base", "full"}
+    full = stages["full"]
+    assert {"read", "enrichment", "  PrivacyEnricher", "baselines", "store write", "  encode", "  insert"} <= set(full)
+    assert "baselines" not in stages["base"] and "  PrivacyEnricher" not in stages["plain"]
+    assert full["  encode"] + full["  insert"] <= full["store write"] + 0.1
+    steps = [v for k, v in full.items() if k.startswith("  ") and k not in ("  encode", "  insert")]
+    assert 0 < sum(steps) <= full["enrichment"] + 0.1
+    assert "stages, us per event (best run)" in capsys.readouterr().out
+
+
+def test_the_stage_table_shows_a_stage_a_tree_lacks_as_a_dash() -> None:
+    table = bench.stage_table({"full": {"read": 10.0, "enrichment": 5.0, "  PrivacyEnricher": 4.0,
+                                        "store write": 3.0, "  insert": 2.0},
+                               "then base": {"read": 12.0, "enrichment": 6.0, "store write": 3.5}}).splitlines()
+    assert [line.split()[0] for line in table[1:]] == ["read", "enrichment", "PrivacyEnricher", "store", "insert"]
+    assert table[3].split()[-1] == "-" and table[5].split()[-1] == "-"
