@@ -266,22 +266,46 @@ def test_records_staff_after_discharge_are_spared_for_30_days(ruleset: Any, tmp_
     assert not alerts(ruleset, "ehr_privacy_coworker_record", [during])
 
 
-def test_float_pool_staff_count_as_the_ward_of_any_admitted_patient(tmp_path: Path) -> None:
+def test_a_float_pool_nurse_opening_a_colleague_on_a_ward_she_does_not_work_is_alerted(ruleset: Any,
+                                                                                     tmp_path: Path) -> None:
+    """Float pool staff are sent to any ward, but not to every ward at once. Counting them as the ward of every
+    admitted patient (the old default) hid a float nurse's snoop on a colleague admitted anywhere (seed 4 of
+    bench/detection_quality.py: one of three co-worker incidents missed). What explains their work is what
+    explains anyone's on a ward not their own: the ward work before the chart (``worked_department``) and
+    the rule's hold after it."""
+    roster = tmp_path / "roster.csv"
+    roster.write_text("user_id,login,department,patient_id\nU1,fnurse,Nursing Float Pool,\n"
+                      "U2,colleague,Radiology,P7\n", encoding="utf-8")
+    adt = tmp_path / "adt.csv"
+    adt.write_text("patient_id,department,start,end\nP7,Cardiology,2026-03-01 08:00,2026-03-05 12:00\n"
+                   "P8,Cardiology,2026-03-02 08:00,2026-03-06 12:00\n", encoding="utf-8")
+    enricher = PrivacyEnricher.from_config({"roster_csv": str(roster), "encounters_csv": str(adt),
+                                            "timezone": "Europe/Berlin"})
+    snoop = enricher.enrich({**ev("fnurse", "P7", "2026-03-03T09:00:00.000Z"), "event.id": "snoop"})
+    assert snoop["ehr.relationship.same_department"] is False
+    assert alerts(ruleset, "ehr_privacy_coworker_record", [snoop]) == {"snoop"}
+    # sent to Cardiology that morning: she opened another Cardiology patient first, so the chart is her work
+    enricher.enrich({**ev("fnurse", "P8", "2026-03-04T07:10:00.000Z"), "event.id": "work"})
+    worked = enricher.enrich({**ev("fnurse", "P7", "2026-03-04T07:40:00.000Z"), "event.id": "worked"})
+    assert worked["ehr.relationship.worked_department"] is True
+    assert not alerts(ruleset, "ehr_privacy_coworker_record", [worked])
+
+
+def test_float_departments_a_site_names_count_as_the_ward_of_any_admitted_patient(tmp_path: Path) -> None:
     roster = tmp_path / "roster.csv"
     roster.write_text("user_id,login,department\nU1,fnurse,Nursing Float Pool\nU2,springer,Springerpool\n",
                       encoding="utf-8")
     adt = tmp_path / "adt.csv"
     adt.write_text("patient_id,department,start,end\nP7,Cardiology,2026-03-01 08:00,2026-03-05 12:00\n", encoding="utf-8")
+    admitted, later = "2026-03-03T09:00:00.000Z", "2026-03-20T09:00:00.000Z"
     default = PrivacyEnricher.from_config({"roster_csv": str(roster), "encounters_csv": str(adt),
                                            "encounters_flags": "all", "timezone": "Europe/Berlin"})
-    admitted, later = "2026-03-03T09:00:00.000Z", "2026-03-20T09:00:00.000Z"
-    assert default.enrich(ev("fnurse", "P7", admitted))["ehr.relationship.same_department"] is True
-    assert default.enrich(ev("fnurse", "P7", later))["ehr.relationship.same_department"] is False
-    assert default.enrich(ev("springer", "P7", admitted))["ehr.relationship.same_department"] is False
+    assert default.enrich(ev("fnurse", "P7", admitted))["ehr.relationship.same_department"] is False
     site = PrivacyEnricher.from_config({"roster_csv": str(roster), "encounters_csv": str(adt),
-                                        "encounters_flags": "all", "encounters_float_departments": ["springer*"]})
-    assert site.enrich(ev("springer", "P7", admitted))["ehr.relationship.same_department"] is True
-    assert site.enrich(ev("fnurse", "P7", admitted))["ehr.relationship.same_department"] is False
+                                        "encounters_flags": "all", "encounters_float_departments": ["*float*"]})
+    assert site.enrich(ev("fnurse", "P7", admitted))["ehr.relationship.same_department"] is True
+    assert site.enrich(ev("fnurse", "P7", later))["ehr.relationship.same_department"] is False
+    assert site.enrich(ev("springer", "P7", admitted))["ehr.relationship.same_department"] is False
 
 
 # --- bad input, reload, options -------------------------------------------------------------------------

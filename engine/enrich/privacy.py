@@ -177,9 +177,11 @@ class PrivacyOptions:
     encounters_grace_after_hours: float = 24.0
     #: "sensitive": only on accesses a privacy rule may alert on (SENSITIVE_FLAGS); "all": on every access
     encounters_flags: Literal["sensitive", "all"] = "sensitive"
-    #: roster departments whose staff work wherever they are sent (float pool): same_department for any
-    #: admitted patient; case-insensitive, * and ? wildcards
-    encounters_float_departments: list[str] = dataclasses.field(default_factory=lambda: ["*float*"])
+    #: roster departments whose staff count as the ward of *any* admitted patient (same_department);
+    #: case-insensitive, * and ? wildcards. Empty by default: a float pool is sent to one ward at a time, and
+    #: ward work (before) and the rules' holds (after) explain its charts there, without the blind spot of
+    #: sparing a float nurse's snoop on any admitted colleague (docs/enrichment.md)
+    encounters_float_departments: list[str] = dataclasses.field(default_factory=list)
     #: ehr.relationship.worked_department: the user opened at least this many *other* patients of the patient's
     #: current department in the last ``encounters_ward_work_hours`` (0 turns the flag off)
     encounters_ward_work_min_patients: int = 1
@@ -268,7 +270,7 @@ class PrivacyEnricher(Enricher):
         grace_before_hours: float = 1.0,
         grace_after_hours: float = 24.0,
         encounter_flags: str = "sensitive",
-        float_departments: Iterable[str] = ("*float*",),
+        float_departments: Iterable[str] = (),
         terminated_grace_hours: float = 8.0,
         ward_work_min_patients: int = 1,
         ward_work_hours: float = 8.0,
