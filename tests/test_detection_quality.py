@@ -159,3 +159,19 @@ def test_every_generated_auditevent_maps(seed: int) -> None:
         assert (event["user.name"], event["user.id"], event["event.action"]) == (a.login, a.user_id, a.action)
         assert event.get("ehr.patient.id") == a.patient_id
         assert event["ehr.break_the_glass"] is a.btg and event["ehr.emergency"] is a.emergency
+
+
+def test_no_coworker_incident_is_a_chart_of_the_snoopers_own_ward_or_team() -> None:
+    """A colleague in a bed on the snooper's ward (or with the snooper on the team) is her patient: the rules
+    spare the treating ward by design, so such an "incident" is a miss no context can avoid (seed 9 drew one)."""
+    h = population.build(600, 7, 9)
+    actors = {s.login: s for s in h.staff}
+    conflicts = []
+    for incident in incidents.inject(h, 150, ["coworker"]):   # unguarded, 4 of these 150 were such charts
+        s, (pid,) = actors[incident.users[0]], incident.patients
+        for access in incident.accesses:
+            near = [e for e in h.encounters if e.patient_id == pid
+                    and e.start - 3600 <= access.ts and access.ts <= e.end + 86400]
+            conflicts += [(incident.n, e.department) for e in near
+                          if e.department == s.department or s.login in e.participants]
+    assert conflicts == []

@@ -80,8 +80,22 @@ class Injector:
     # one method per kind: returns (users, patients, accesses)
     def coworker(self) -> tuple[list[Staff], list[str], list[Access]]:
         s, a, b = self.actor()
-        target = self.rng.choice([o for o in self.h.staff if o.patient_id and o.department != s.department])
-        return [s], [target.patient_id], self.reads(s, target.patient_id, self.mid(a, b), 2)
+        colleagues = [o for o in self.h.staff if o.patient_id and o.department != s.department]
+        target = self.rng.choice(colleagues)
+        t = self.mid(a, b)
+        for _ in range(100):  # a colleague in a bed on the snooper's own ward then is her patient: another one
+            if not self.treats(s, target.patient_id, t):
+                break
+            target = self.rng.choice(colleagues)
+        return [s], [target.patient_id], self.reads(s, target.patient_id, t, 2)
+
+    def treats(self, s: Staff, pid: str, t: float) -> bool:
+        """Is ``pid`` the patient of ``s``'s ward or team around ``t`` (within the enricher's default grace
+        hours, 1 before and 24 after a stay)? Then opening the chart is care, not an incident: the rules spare
+        the treating ward by design (docs/enrichment.md), and a seed that drew such a target (seed 9: a
+        colleague admitted to the snooper's own ward) counted a miss no context could avoid."""
+        return any(e.patient_id == pid and (e.department == s.department or s.login in e.participants)
+                   and e.start - 3600 <= t + 600 and t <= e.end + 86400 for e in self.h.encounters)
 
     def vip(self):
         vips = [e for e in self.h.encounters if self.h.patients[e.patient_id].vip]
