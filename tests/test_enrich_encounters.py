@@ -617,3 +617,27 @@ def test_fhir_params_are_sent_and_a_foreign_next_link_is_not_followed(
     assert "next link leaves the server's origin; not followed" in caplog.text
     # the first page was kept, but the pull did not complete: it is retried from the start next time
     assert enricher.encounters[0].index and not enricher.encounters[0].loaded
+
+
+@pytest.mark.parametrize(("rule", "flag"), [("ehr_privacy_deceased_patient", {"ehr.patient.deceased": True}),
+                                            ("ehr_privacy_btg_outside_emergency", {"ehr.break_the_glass": True}),
+                                            ("ehr_privacy_same_last_name", {"ehr.relationship.same_last_name": True,
+                                                                            "ehr.relationship.same_last_name_rare": True})])
+def test_every_rule_that_spares_the_patients_ward_spares_its_ward_work_too(rule: str, flag: dict) -> None:
+    """The float nurse sent to Paediatrics who had opened other Paediatrics patients before this one (the death
+    notes of a patient who died on the ward, a rapid-response override, a namesake) works there, as anyone on
+    the ward's roster does. Without it, 5 of 7 false cases of the 200-staff seed 1 were such charts."""
+    sigma = pytest.importorskip("engine.sigma")
+    from engine.config import DEFAULTS
+
+    rs = sigma.load_rules([str(ROOT / "rules" / "privacy" / f"{rule}.yml")],
+                          placeholders=DEFAULTS["rules"]["placeholders"])
+    assert not rs.errors, rs.errors
+    base = {**ev("fnurse", "P7"), "event.id": "w", "ehr.user.role": "nurse", "ehr.user.department": "Nursing Float Pool",
+            "ehr.user.on_roster": True, "ehr.patient.encounter_active": True, "ehr.patient.department": "Paediatrics",
+            "ehr.relationship.same_department": False, "ehr.relationship.care_team": False, **flag}
+    assert alerts(rs, rule, [{**base, "ehr.relationship.worked_department": False, "event.id": "snoop"}]) == {"snoop"}
+    assert alerts(rs, rule, [{**base, "ehr.relationship.worked_department": True}]) == set()
+    discharged = {**base, "ehr.patient.encounter_active": False, "ehr.relationship.worked_department": True,
+                  "event.id": "after"}  # ward work counts only while the patient is on that ward
+    assert alerts(rs, rule, [discharged]) == {"after"}
