@@ -14,6 +14,7 @@ from typing import Callable
 
 from bench.hospital.activity import Access, ActiveIndex, shifts
 from bench.hospital.population import EMERGENCY, Hospital, Staff, local_date, local_ts
+from engine.enrich.privacy import PrivacyOptions
 
 #: incident kind -> the rule (name) that is meant to catch it
 EXPECTED_RULE = {
@@ -91,11 +92,14 @@ class Injector:
 
     def treats(self, s: Staff, pid: str, t: float) -> bool:
         """Is ``pid`` the patient of ``s``'s ward or team around ``t`` (within the enricher's default grace
-        hours, 1 before and 24 after a stay)? Then opening the chart is care, not an incident: the rules spare
-        the treating ward by design (docs/enrichment.md), and a seed that drew such a target (seed 9: a
-        colleague admitted to the snooper's own ward) counted a miss no context could avoid."""
+        hours before and after a stay; ``t + 600``: the incident's second read follows within 300 s)? Then
+        opening the chart is care, not an incident: the rules spare the treating ward by design
+        (docs/enrichment.md), and a seed that drew such a target (seed 9: a colleague admitted to the
+        snooper's own ward) counted a miss no context could avoid."""
+        before = PrivacyOptions.encounters_grace_before_hours * 3600
+        after = PrivacyOptions.encounters_grace_after_hours * 3600
         return any(e.patient_id == pid and (e.department == s.department or s.login in e.participants)
-                   and e.start - 3600 <= t + 600 and t <= e.end + 86400 for e in self.h.encounters)
+                   and e.start - before <= t + 600 and t <= e.end + after for e in self.h.encounters)
 
     def vip(self):
         vips = [e for e in self.h.encounters if self.h.patients[e.patient_id].vip]
