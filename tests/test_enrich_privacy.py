@@ -251,3 +251,41 @@ def test_roster_load_logs_how_many_people_it_holds(tmp_path, caplog):
     assert len(loaded) == 205
     assert [r.getMessage() for r in caplog.records if "loaded" in r.getMessage()] == [
         f"staff roster {roster} loaded: 205 entries"]
+
+
+def test_a_german_patient_export_with_j_for_yes_flags_vip_and_confidential(tmp_path):
+    """German and Dutch exports write J / ja for yes (VIP_KZ, SPERRVERMERK): read as "no", every restricted
+    patient of such a site lost its confidential flag, so the VIP rule never saw them."""
+    patients = tmp_path / "patienten.csv"
+    patients.write_text("PATNR;FAMILIENNAME;VIP_KZ;SPERRVERMERK;STERBEDATUM\r\n"
+                        "P1;Müller;J;N;\r\nP2;Groß;N;ja;03.11.2026\r\nP3;Weiß;N;N;\r\n", encoding="cp1252")
+    enricher = PrivacyEnricher.from_config({
+        "patients_csv": str(patients), "patients_encoding": "cp1252", "patients_delimiter": ";",
+        "patients_columns": {"patient_id": "PATNR", "family_name": "FAMILIENNAME", "vip": "VIP_KZ",
+                             "confidential": "SPERRVERMERK", "deceased_date": "STERBEDATUM"},
+        "timezone": "Europe/Berlin"})
+    got = {pid: (out["ehr.patient.vip"], out["ehr.patient.confidential"], out["ehr.patient.deceased"])
+           for pid in ("P1", "P2", "P3") for out in [enricher.enrich(ev(None, pid, "2026-11-05T09:00:00.000Z"))]}
+    assert got == {"P1": (True, False, False), "P2": (False, True, True), "P3": (False, False, False)}
+
+
+@pytest.mark.parametrize("option, extra", [
+    ("roster_csv", {}), ("patients_csv", {}), ("vip_list_file", {}),
+    ("encounters_csv", {"encounters_csv_columns": {"patient_id": "PATNR", "start": "AUFNAHME"}})])
+def test_a_lookup_file_in_another_encoding_stops_the_start_naming_file_line_and_option(tmp_path, option, extra):
+    """A Windows-1252 export read as UTF-8 used to be logged as "not reloaded; keeping the previous version"
+    on the first load, where there is no previous version: the service ran without the table."""
+    path = tmp_path / "export.csv"
+    header = {"roster_csv": "user_id;login;family_name", "patients_csv": "patient_id;family_name",
+              "vip_list_file": "patient_id;reason", "encounters_csv": "PATNR;STATION;AUFNAHME"}[option]
+    path.write_text(f"{header}\r\nU1;a;Maier\r\nU2;b;Müller\r\n", encoding="cp1252")
+    key = {"roster_csv": "roster", "patients_csv": "patients", "vip_list_file": "vip_list",
+           "encounters_csv": "encounters_csv"}[option]
+    with pytest.raises(ValueError) as err:
+        PrivacyEnricher.from_config({option: str(path), "timezone": "Europe/Berlin", **extra})
+    message = str(err.value)
+    assert f"{key}_encoding" in message and str(path) in message and "line 3" in message
+    assert "Müller" not in message and "M\\xfcller" not in message  # a row's content never goes into the line
+    fixed = PrivacyEnricher.from_config({option: str(path), f"{key}_encoding": "cp1252",
+                                         "timezone": "Europe/Berlin", **extra})
+    assert fixed is not None

@@ -448,7 +448,8 @@ class CsvEncounterSource(EncounterSource):
         self.configured_columns = dict(columns or {})
         self.columns = {**ENCOUNTER_COLUMNS, **self.configured_columns}
         self.encoding, self.delimiter, self.tz, self.time_format = encoding, delimiter, tz, time_format
-        self.file = ReloadingFile(path, self._load, "encounter extract")
+        self.file = ReloadingFile(path, self._load, "encounter extract",
+                                  encoding=(encoding, "encounters_csv_encoding"))
 
     @property  # type: ignore[override]
     def index(self) -> EncounterIndex:

@@ -107,8 +107,12 @@ def parse_date(value: Any) -> date | None:
         return None
 
 
+#: "yes" in an extract's flag columns: English, SAP's X, and German / Dutch J / ja (VIP_KZ, SPERRVERMERK)
+TRUE_WORDS = frozenset({"1", "y", "yes", "true", "t", "x", "j", "ja", "vip", "confidential"})
+
+
 def truthy(value: Any) -> bool:
-    return str(value).strip().casefold() in {"1", "y", "yes", "true", "t", "x", "vip", "confidential"}
+    return str(value).strip().casefold() in TRUE_WORDS
 
 
 # --- records -------------------------------------------------------------------------------------
@@ -138,10 +142,29 @@ class PatientFacts:
 
 
 # --- file-backed tables --------------------------------------------------------------------------
-class ColumnMappingError(ValueError):
-    """A configured column is not in the file's header: every row would silently lack that fact.
+class LookupFileError(ValueError):
+    """A lookup file the configuration cannot read as it stands; raised on the first load only (a later
+    reload keeps the last good table and logs it). The message names the option, the file and where, never
+    a row's content (rows hold personal data)."""
 
-    The message names the option, the column and the file, never a row (rows hold personal data)."""
+
+class ColumnMappingError(LookupFileError):
+    """A configured column is not in the file's header: every row would silently lack that fact."""
+
+
+def encoding_error(path: Path, encoding: str, option: str) -> LookupFileError:
+    """The line naming where ``path`` stops being ``encoding`` text, and the option that says otherwise."""
+    try:
+        raw = path.read_bytes()
+        raw.decode(encoding)
+        where = ""
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        where = f" (line {line}, byte 0x{raw[exc.start]:02x})"
+    except (OSError, LookupError):
+        where = ""
+    return LookupFileError(f"{option}: {path} is not {encoding} text{where}; set {option} to the file's "
+                           f"encoding (Windows exports are often cp1252)")
 
 
 class ReloadingFile:
@@ -153,10 +176,12 @@ class ReloadingFile:
     """
 
     def __init__(self, path: str | os.PathLike[str], loader: Callable[[Path], Any], what: str,
-                 size: Callable[[Any], int] = len):
+                 size: Callable[[Any], int] = len, encoding: tuple[str, str] | None = None):
         self.path = Path(path)
         self.loader = loader
         self.what = what
+        #: (codec, the option naming it): a file that does not decode names them (``encoding_error``)
+        self.encoding = encoding
         #: how many entries a loaded table holds, for the "loaded: N entries" line (a table may be a dict
         #: of parts, so ``len`` of it would count the parts)
         self.size = size
@@ -176,8 +201,13 @@ class ReloadingFile:
         if stamp == self._stamp:
             return False
         try:
-            table = self.loader(self.path)
-        except ColumnMappingError as exc:
+            try:
+                table = self.loader(self.path)
+            except UnicodeDecodeError:
+                if self.encoding is None:
+                    raise
+                raise encoding_error(self.path, *self.encoding) from None
+        except LookupFileError as exc:
             if self.table is None:
                 raise
             log.warning("%s not reloaded (%s); keeping the previous version", self.what, exc)
@@ -253,7 +283,8 @@ class StaffRoster:
         self.configured_columns = dict(columns or {})
         self.columns = {**ROSTER_COLUMNS, **self.configured_columns}
         self.encoding, self.delimiter = encoding, delimiter
-        self.file = ReloadingFile(path, self._load, "staff roster", size=_people)
+        self.file = ReloadingFile(path, self._load, "staff roster", size=_people,
+                                  encoding=(encoding, "roster_encoding"))
 
     def _load(self, path: Path) -> dict[str, Any]:
         check_columns(path, csv_header(path, self.encoding, self.delimiter), "roster_columns",
@@ -337,7 +368,7 @@ class CsvPatientDirectory(PatientSource):
         self.encoding, self.delimiter = encoding, delimiter
         self._freq: SurnameFrequencies | None = None
         self._freq_for: Any = None  # the table _freq was counted from
-        self.file = ReloadingFile(path, self._load, "patient directory")
+        self.file = ReloadingFile(path, self._load, "patient directory", encoding=(encoding, "patients_encoding"))
 
     def _load(self, path: Path) -> dict[str, PatientFacts]:
         check_columns(path, csv_header(path, self.encoding, self.delimiter), "patients_columns",
@@ -465,7 +496,7 @@ class VipList:
 
     def __init__(self, path: str | os.PathLike[str], *, column: str = "patient_id", encoding: str = "utf-8-sig"):
         self.column, self.encoding = column, encoding
-        self.file = ReloadingFile(path, self._load, "VIP list")
+        self.file = ReloadingFile(path, self._load, "VIP list", encoding=(encoding, "vip_list_encoding"))
 
     def _load(self, path: Path) -> frozenset[str]:
         with path.open(encoding=self.encoding, newline="") as fh:

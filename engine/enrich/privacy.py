@@ -135,6 +135,7 @@ class PrivacyOptions:
     patients_fhir_allow_insecure_http: bool = False
     vip_list_file: str | None = path_option()
     vip_list_column: str = "patient_id"
+    vip_list_encoding: str = "utf-8-sig"
     #: the directory attribute holding the job role for ehr.user.role (read from the snapshot/LDIF)
     roster_directory_role_attribute: str = "title"
     # --- rare surnames (docs/enrichment.md "Roles and rare surnames") ---
@@ -342,7 +343,7 @@ class PrivacyEnricher(Enricher):
                                                 encoding=opts.patients_encoding, delimiter=opts.patients_delimiter))
         if opts.patients_fhir_base_url:
             patients.append(_fhir_patient_source(options_dict(opts)))
-        vip = VipList(opts.vip_list_file, column=opts.vip_list_column) if opts.vip_list_file else None
+        vip = VipList(opts.vip_list_file, column=opts.vip_list_column, encoding=opts.vip_list_encoding) if opts.vip_list_file else None
         return cls(roster=roster, patients=patients, vip_list=vip, timezone_name=opts.timezone,
                    surname_frequencies=_surname_frequency_source(opts, patients),
                    rare_surname_max_share=opts.rare_surname_max_share,
