@@ -52,6 +52,12 @@ PRIVACY_ROLE_PLACEHOLDERS: dict[str, list[str]] = {
         "*paramedic*", "*trauma*", "*resuscitation*", "*rapid response*", "*notaufnahme*", "*notarzt*"],
     # encounter classes (ehr.patient.encounter_class: HL7 v3-ActCode EMER, or a site's ADT code) of an emergency
     "privacy_emergency_encounter_classes": ["emer", "emergency", "ed", "er", "a&e", "*notfall*"],
+    # roles that work office hours (ehr_after_hours_read judges them by the site clock until their baseline can
+    # tell; clinical staff are never judged by the clock alone once baselines run)
+    "privacy_office_roles": [
+        "*billing*", "*patient account*", "*patient financial*", "*revenue cycle*", "*health information*",
+        "*medical record*", "*release of information*", "*coding*", "*coder*", "*clinical documentation*",
+        "*research*", "*secretar*", "*administrat*", "him", "him *", "* him", "* him *"],
     # roles that print/export records as their job (ROI, HIM, research registries): bulk export at 50/h, not 10/h
     "privacy_disclosure_roles": [
         "him", "him *", "* him", "* him *", "*health information*", "*medical record*", "*release of information*",

@@ -372,12 +372,31 @@ AFTER_HOURS = "37d94d69-2010-4a4d-a460-739bd2f0aa6e"
 BULK = "0b8c7e52-3f4d-4a4e-9a57-2f1c6d8e9b31"
 
 
-def _alerts(events: list[Event], rule: str) -> list[Any]:
+def _alerts(events: list[Event], rule: str, placeholders: dict[str, list[str]] | None = None) -> list[Any]:
     from engine.app import alerts_over_sample
+    from engine.config import DEFAULTS
     from engine.sigma import load_rules
 
-    ruleset = load_rules([str(REPO / "rules/healthcare")])
+    ruleset = load_rules([str(REPO / "rules/healthcare")],
+                         placeholders={**DEFAULTS["rules"]["placeholders"], **(placeholders or {})})
+    assert not ruleset.errors, ruleset.errors
     return [a for a in alerts_over_sample(ruleset, events) if a.rule_id == rule]
+
+
+def test_a_sites_own_office_job_titles_are_judged_by_the_clock_until_their_baseline_tells() -> None:
+    """The office-hours roles were written out in English in the rule: a German roster's billing clerk
+    ("Sachbearbeiter/in Patientenabrechnung") reading at 02:00 in the baselines' first days raised nothing,
+    and no config could say otherwise. They are the placeholder privacy_office_roles now."""
+    def event(i: int, role: str) -> Event:
+        return {"@timestamp": "2026-11-30T02:00:00.000Z", "event.id": f"e{i}", "event.dataset": "ehr.audit",
+                "event.action": "read", "user.name": f"u{i}", "ehr.patient.id": "P1", "ehr.user.role": role,
+                "wardwatch.time.after_hours": True, "wardwatch.baseline.active_days": 0}
+
+    events = [event(1, "Sachbearbeiter/in Patientenabrechnung"), event(2, "Gesundheits- und Krankenpfleger/in"),
+              event(3, "Billing Clerk")]
+    assert sorted(i for a in _alerts(events, AFTER_HOURS) for i in a.evidence) == ["e3"]
+    site = {"privacy_office_roles": ["*Patientenabrechnung*", "*Archiv*", "Kodierfachkraft"]}
+    assert sorted(i for a in _alerts(events, AFTER_HOURS, site) for i in a.evidence) == ["e1"]
 
 
 def test_after_hours_rule_uses_the_baseline_and_falls_back_to_the_clock() -> None:

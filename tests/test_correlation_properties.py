@@ -247,7 +247,8 @@ def _jobs_and_rules() -> tuple[list[Any], Any]:
         directory = Path(tempfile.mkdtemp(prefix="wardwatch-prop-rules-"))
         (directory / "burst.yml").write_text(_RULES_YAML)
         root = Path(__file__).resolve().parent.parent
-        ruleset = load_rules([str(root / "rules/healthcare/ehr_after_hours_access.yml"), str(directory)])
+        ruleset = load_rules([str(root / "rules/healthcare/ehr_after_hours_access.yml"), str(directory)],
+                             placeholders=DEFAULTS["rules"]["placeholders"])
         shutil.rmtree(directory, ignore_errors=True)
         assert not ruleset.errors, ruleset.errors
         _ruleset_cache.append(ruleset)

@@ -55,8 +55,32 @@ def test_a_missed_incident_and_a_false_alert_are_scored_as_such(run_dir: Path, r
     assert again["recall"]["vip"] == report["recall"]["vip"]
 
 
+def test_the_german_sites_extracts_with_its_config_give_the_same_figures(tmp_path: Path, report: dict) -> None:
+    """The same hospital exported the German way (bench/hospital/dialect.py: other columns, job titles,
+    departments, ward codes, Windows-1252, J for yes) and configured with the knobs docs/enrichment.md
+    documents (bench/hospital/site_de.yaml) is scored exactly as the English files with the default
+    config: every fact survives the translation, and every knob the translation needs exists."""
+    out = tmp_path / "de"
+    detection_quality.main(["--staff", "90", "--days", "3", "--seed", "7", "--incidents-per-kind", "1",
+                            "--out", str(out), "--json", "--dialect", "de",
+                            "--config", str(Path(detection_quality.__file__).parent / "hospital" / "site_de.yaml")])
+    german = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert not any((out / name).exists() for name in ("roster.csv", "patients.csv", "encounters.csv", "vip.txt"))
+    assert "Ã" not in (out / "personal.csv").read_text(encoding="cp1252")  # Windows-1252, not UTF-8 bytes
+    assert (german["recall"], german["rules"], german["cases"]) == (report["recall"], report["rules"],
+                                                                    report["cases"])
+    assert german["cases"]["cases"] > 0 and german["rules"]["ehr_privacy_deceased_patient"]["alerts"] > 0
+
+
+def test_the_german_dialect_needs_a_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        detection_quality.main(["--staff", "90", "--days", "3", "--out", str(tmp_path / "x"), "--dialect", "de"])
+    assert "--dialect de needs --config" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()   # told before the minutes of generating
+
+
 def test_report_shape(report: dict) -> None:
-    assert report["params"] == {"staff": 90, "days": 3, "seed": 7, "incidents_per_kind": 1}
+    assert report["params"] == {"staff": 90, "days": 3, "seed": 7, "incidents_per_kind": 1, "dialect": "en"}
     assert report["counts"]["accesses"] > 2000 and report["counts"]["incidents"] == len(incidents.EXPECTED_RULE)
     assert report["run_seconds"] > 0 and report["events_per_second"] > 0
     assert set(report["recall"]) == set(incidents.EXPECTED_RULE)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from engine.app import store_pushdown
+from engine.config import DEFAULTS
 from engine.evaluation import Evaluator, build_jobs
 from engine.events import Event, make_event_id
 from engine.sigma import load_rules
@@ -74,7 +75,8 @@ def keyword_alerts(store: Store, tmp_path: Path, *extra_rules: Path | str) -> li
     for n, extra in enumerate(r for r in extra_rules if isinstance(r, str)):
         (tmp_path / "rules" / f"extra{n}.yml").write_text(extra)
     extra_rules = tuple(r for r in extra_rules if isinstance(r, Path))
-    ruleset = load_rules([str(tmp_path / "rules"), *map(str, extra_rules)])
+    ruleset = load_rules([str(tmp_path / "rules"), *map(str, extra_rules)],
+                         placeholders=DEFAULTS["rules"]["placeholders"])
     assert not ruleset.errors
     jobs = build_jobs(ruleset)
     evaluator = Evaluator(store, candidates=ruleset.candidates, pushdown=store_pushdown(store))

@@ -24,7 +24,7 @@ AFTER_HOURS = ROOT / "rules" / "healthcare" / "ehr_after_hours_access.yml"
 
 def after_hours_jobs() -> list[RuleJob]:
     """The shipped after-hours rule with the shipped demo suppression (per user, 1h)."""
-    ruleset = load_rules([str(AFTER_HOURS)])
+    ruleset = load_rules([str(AFTER_HOURS)], placeholders=DEFAULTS["rules"]["placeholders"])
     return build_jobs(ruleset, DEFAULTS["alerts"]["suppression"])
 
 

@@ -112,10 +112,36 @@ def configure(out: Path, extra: dict[str, Any] | None = None, doc_knobs: bool = 
             del knobs[k]
 
 
-def run_product(out: Path, extra: dict[str, Any] | None = None, doc_knobs: bool = True
-                ) -> tuple[float, list[str], list[str]]:
-    """``wardwatch run --once`` on the generated config; returns (seconds, knobs used, knobs dropped)."""
-    cfg, used, dropped = configure(out, extra, doc_knobs)
+def site_config(out: Path, path: Path) -> Path:
+    """A config a site wrote (``--config``), as ``out/wardwatch.yaml``: relative paths in it then resolve
+    against ``out``, where the hospital's files are. Only what the score needs is replaced: the store (the
+    score reads it), the rule directories (the shipped rules are what is measured; the site's
+    ``rules.placeholders`` stay), the alert sinks, the evidence cap and logging."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise RuntimeError(f"{path}: expected a YAML mapping at the top")
+    ours = build_config(out, {})
+    data["store"] = ours["store"]
+    data["rules"] = {**(data.get("rules") or {}), "paths": ours["rules"]["paths"]}
+    data["alerts"] = {**(data.get("alerts") or {}), **ours["alerts"]}
+    data["logging"] = ours["logging"]
+    cfg = out / "wardwatch.yaml"
+    cfg.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    check = subprocess.run(_wardwatch("--config", str(cfg), "config", "check"), capture_output=True, text=True,
+                           cwd=out)
+    if check.returncode != 0:
+        raise RuntimeError(f"{path}: refused: {check.stderr.strip() or check.stdout.strip()}")
+    return cfg
+
+
+def run_product(out: Path, extra: dict[str, Any] | None = None, doc_knobs: bool = True,
+                config: Path | None = None) -> tuple[float, list[str], list[str]]:
+    """``wardwatch run --once`` on the generated config, or on ``config`` (a site's, see ``site_config``);
+    returns (seconds, knobs used, knobs dropped)."""
+    if config is not None:
+        cfg, used, dropped = site_config(out, config), [f"--config {config}"], []
+    else:
+        cfg, used, dropped = configure(out, extra, doc_knobs)
     t = time.perf_counter()
     with (out / "run.stdout").open("w") as stdout, (out / "run.stderr").open("w") as stderr:
         rc = subprocess.run(_wardwatch("--config", str(cfg), "run", "--once"), stdout=stdout, stderr=stderr,
