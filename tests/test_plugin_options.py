@@ -442,3 +442,15 @@ def test_working_hours_are_declared_options_checked_when_the_config_loads(tmp_pa
     path = _config(tmp_path, "enrichment:\n  working_hours:\n    start: '7'\n")
     with pytest.raises(ConfigError, match=r"enrichment\.working_hours\.start: expected HH:MM, got '7'"):
         load_config(path, environ={})
+
+
+def test_an_unquoted_clock_time_is_told_to_be_quoted(tmp_path):
+    """YAML 1.1 reads an unquoted 7:00 or 19:30 as a sexagesimal number (420, 1170): "expected a string, got
+    int" did not say why a clock time was a number."""
+    path = _config(tmp_path, "enrichment:\n  working_hours:\n    start: 7:00\n    end: '19:30'\n")
+    with pytest.raises(ConfigError, match=r'enrichment\.working_hours\.start: write the time in quotes \("07:00"\): '
+                                          r"unquoted, YAML reads 07:00 as the number 420"):
+        load_config(path, environ={})
+    path = _config(tmp_path, "enrichment:\n  working_hours:\n    start: '07:00'\n    end: 19:30\n")
+    with pytest.raises(ConfigError, match=r'working_hours\.end: write the time in quotes \("19:30"\)'):
+        load_config(path, environ={})

@@ -34,11 +34,18 @@ class WorkingHoursOptions:
     """``enrichment.working_hours``: the site's zone and working hours (checked when the config loads)."""
 
     timezone: str = "Europe/Berlin"
-    start: str = "07:00"
-    end: str = "19:00"
+    #: str, but an int is let through to be told apart: YAML 1.1 reads an unquoted 07:00 as 420 (sexagesimal)
+    start: str | int = "07:00"
+    end: str | int = "19:00"
     days: list[str] = field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
 
     def __post_init__(self) -> None:
+        for key in ("start", "end"):
+            value = getattr(self, key)
+            if isinstance(value, int):
+                clock = f"{value // 60:02d}:{value % 60:02d}"
+                raise InvalidOption(key, f'write the time in quotes ("{clock}"): unquoted, YAML reads {clock} as '
+                                         f"the number {value}")
         try:
             TimeContextEnricher(self.timezone, self.start, self.end, self.days)
         except ValueError as exc:  # "enrichment.working_hours.<key>: ..." -> the key and the message
@@ -70,7 +77,7 @@ class TimeContextEnricher(Enricher):
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> "TimeContextEnricher":
         opts = parse_options(WorkingHoursOptions, options)
-        return cls(opts.timezone, opts.start, opts.end, opts.days)
+        return cls(opts.timezone, str(opts.start), str(opts.end), opts.days)
 
     def _facts(self, local: datetime) -> tuple[int, str, bool]:
         weekday = WEEKDAYS[local.weekday()]
