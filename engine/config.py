@@ -35,7 +35,8 @@ class OptionsError(ConfigError, errors.OptionsError):
         errors.OptionsError.__init__(self, key, message, source)
 
 
-#: rules/privacy role lists (docs/enrichment.md "Roles and rare surnames"): matched case-insensitively against
+#: rules/privacy (and ehr_after_hours_read's office-hours) role lists (docs/enrichment.md "Roles and rare
+#: surnames"): matched case-insensitively against
 #: ehr.user.role / ehr.user.department, Sigma wildcards allowed. A site sets its own job titles in
 #: rules.placeholders (a key it sets replaces that whole list; the other lists keep these defaults).
 PRIVACY_ROLE_PLACEHOLDERS: dict[str, list[str]] = {

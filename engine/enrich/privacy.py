@@ -343,7 +343,8 @@ class PrivacyEnricher(Enricher):
                                                 encoding=opts.patients_encoding, delimiter=opts.patients_delimiter))
         if opts.patients_fhir_base_url:
             patients.append(_fhir_patient_source(options_dict(opts)))
-        vip = VipList(opts.vip_list_file, column=opts.vip_list_column, encoding=opts.vip_list_encoding) if opts.vip_list_file else None
+        vip = (VipList(opts.vip_list_file, column=opts.vip_list_column, encoding=opts.vip_list_encoding)
+               if opts.vip_list_file else None)
         return cls(roster=roster, patients=patients, vip_list=vip, timezone_name=opts.timezone,
                    surname_frequencies=_surname_frequency_source(opts, patients),
                    rare_surname_max_share=opts.rare_surname_max_share,
