@@ -431,26 +431,18 @@ def test_a_plugin_sink_is_built_from_its_declared_options(tmp_path, monkeypatch)
     assert [(s.path, s.limit) for s in built] == [(str(tmp_path / "m"), 10)]
 
 
-def test_working_hours_are_declared_options_checked_when_the_config_loads(tmp_path):
-    path = _config(tmp_path, "enrichment:\n  working_hours:\n    timezon: Europe/Berlin\n")
-    with pytest.raises(ConfigError, match=r"enrichment\.working_hours\.timezon: unknown option \(known: days, "
-                                          r"end, start, timezone\)"):
-        load_config(path, environ={})
-    path = _config(tmp_path, "enrichment:\n  working_hours:\n    timezone: Europe/Berlim\n")
-    with pytest.raises(ConfigError, match=r"enrichment\.working_hours\.timezone: unknown time zone 'Europe/Berlim'"):
-        load_config(path, environ={})
-    path = _config(tmp_path, "enrichment:\n  working_hours:\n    start: '7'\n")
-    with pytest.raises(ConfigError, match=r"enrichment\.working_hours\.start: expected HH:MM, got '7'"):
-        load_config(path, environ={})
-
-
-def test_an_unquoted_clock_time_is_told_to_be_quoted(tmp_path):
-    """YAML 1.1 reads an unquoted 7:00 or 19:30 as a sexagesimal number (420, 1170): "expected a string, got
-    int" did not say why a clock time was a number."""
-    path = _config(tmp_path, "enrichment:\n  working_hours:\n    start: 7:00\n    end: '19:30'\n")
-    with pytest.raises(ConfigError, match=r'enrichment\.working_hours\.start: write the time in quotes \("07:00"\): '
-                                          r"unquoted, YAML reads 07:00 as the number 420"):
-        load_config(path, environ={})
-    path = _config(tmp_path, "enrichment:\n  working_hours:\n    start: '07:00'\n    end: 19:30\n")
-    with pytest.raises(ConfigError, match=r'working_hours\.end: write the time in quotes \("19:30"\)'):
+@pytest.mark.parametrize("block, error", [
+    ("timezon: Europe/Berlin",
+     r"enrichment\.working_hours\.timezon: unknown option \(known: days, end, start, timezone\)"),
+    ("timezone: Europe/Berlim", r"enrichment\.working_hours\.timezone: unknown time zone 'Europe/Berlim'"),
+    ("start: '7'", r"enrichment\.working_hours\.start: expected HH:MM, got '7'"),
+    # YAML 1.1 reads an unquoted 7:00 or 19:30 as a sexagesimal number (420, 1170): "expected a string, got
+    # int" did not say why a clock time was a number
+    ("start: 7:00\n    end: '19:30'", r'enrichment\.working_hours\.start: write the time in quotes \("07:00"\): '
+                                     r"unquoted, YAML reads 07:00 as the number 420"),
+    ("start: '07:00'\n    end: 19:30", r'working_hours\.end: write the time in quotes \("19:30"\)'),
+], ids=["unknown-key", "unknown-zone", "not-a-clock", "unquoted-start", "unquoted-end"])
+def test_working_hours_are_declared_options_checked_when_the_config_loads(tmp_path, block, error):
+    path = _config(tmp_path, f"enrichment:\n  working_hours:\n    {block}\n")
+    with pytest.raises(ConfigError, match=error):
         load_config(path, environ={})
