@@ -33,6 +33,10 @@ base/plain``) (the target reads 0.9: the ingest with every context knob, normali
 of its own run, against the ingest at the start, normalised the same way) and ``full/then base`` (events/s
 against events/s, not normalised: the machine's noise stays in it).
 
+With ``--repeat`` above 1 it also prints the same ratios taken within each round (``paired_ratios``) and
+their median: the figure to quote on a shared machine, where one variant's runs spread by a third. Child
+processes of one round share a ``PYTHONHASHSEED`` (the round's number).
+
 ``--stages`` runs every ingest in a child process with CPU timers around its stages (``time_stages`` in
 ``bench/ingest_child.py``: read, enrichment and each of its steps, baselines, store write with its encode and
 insert) and prints each variant's stages of its best run, in µs per event: where a ratio's difference sits.
@@ -43,7 +47,9 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
+import statistics
 import shutil
 import subprocess
 import sys
@@ -106,14 +112,19 @@ def ingest_once(out: Path, name: str, data: dict[str, Any], work: Path) -> Run:
 
 
 def ingest_in_child(python: Path, tree: Path, out: Path, name: str, data: dict[str, Any],
-                    work: Path, stages: bool = False) -> Run:
+                    work: Path, stages: bool = False, hash_seed: int | None = None) -> Run:
     """One ingest by ``tree``'s code in a child process run by ``python`` (``bench/ingest_child.py``); with
-    ``stages``, the fourth element is its stages' CPU seconds."""
+    ``stages``, the fourth element is its stages' CPU seconds.
+
+    ``hash_seed``: the child's ``PYTHONHASHSEED``. Why: each child otherwise draws its own, and the string
+    hashes decide how the events' and caches' dicts collide; ``main`` gives every child of one round the
+    same seed (and each round another), so a round's variants differ in their code, not in their luck."""
     cfg_path, store_dir = prepare(out, name, data, work)
+    env = dict(os.environ) | ({"PYTHONHASHSEED": str(hash_seed)} if hash_seed is not None else {})
     try:
         wall = time.perf_counter()
         done = subprocess.run([str(python), str(ROOT / "bench" / "ingest_child.py"), str(tree), str(cfg_path),
-                               *(["--stages"] if stages else [])], capture_output=True, text=True)
+                               *(["--stages"] if stages else [])], capture_output=True, text=True, env=env)
         wall = time.perf_counter() - wall
         if done.returncode != 0:
             raise SystemExit(f"{name}: {python} bench/ingest_child.py {tree} failed (exit {done.returncode}): "
@@ -149,20 +160,20 @@ def main(argv: list[str] | None = None) -> int:
     counts = generate(out, args.staff, args.days, args.seed, args.incidents_per_kind)
     configs = variants(out)
     work = args.work.resolve()
-    runners: dict[str, Any] = {name: (lambda n=name, d=data: ingest_once(out, n, d, work))
+    runners: dict[str, Any] = {name: (lambda seed, n=name, d=data: ingest_once(out, n, d, work))
                                for name, data in configs.items()}
     if args.against is not None or args.stages:
-        runners = {name: (lambda n=name, d=data: ingest_in_child(Path(sys.executable), ROOT, out, n, d, work,
-                                                                 args.stages))
+        runners = {name: (lambda seed, n=name, d=data: ingest_in_child(Path(sys.executable), ROOT, out, n, d, work,
+                                                                       args.stages, seed))
                    for name, data in configs.items()}
     if args.against is not None:
         for name in ("plain", "base"):
-            runners[f"then {name}"] = (lambda n=name: ingest_in_child(Path(python), tree, out, f"then {n}",
-                                                                      configs[n], work, args.stages))
+            runners[f"then {name}"] = (lambda seed, n=name: ingest_in_child(Path(python), tree, out, f"then {n}",
+                                                                            configs[n], work, args.stages, seed))
     runs: dict[str, list[Run]] = {name: [] for name in runners}
-    for _ in range(args.repeat):
+    for round_no in range(args.repeat):
         for name, run in runners.items():   # interleaved: load drifts alike for all of them
-            runs[name].append(run())
+            runs[name].append(run(round_no + 1))
     written = {name: {r[2] for r in rs} for name, rs in runs.items()}
     if len({n for s in written.values() for n in s}) != 1:
         raise SystemExit(f"the variants wrote different event counts: {written}")
@@ -176,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio |= {"then base/plain": round(then, 3),
                   "target": round(best["full"] / best["plain"] / then, 3),
                   "full/then base": round(best["full"] / best["then base"], 3)}
+    rounds = paired_ratios({name: [r[0] for r in rs] for name, rs in runs.items()})
     result = {
         "params": vars(args) | {"work": str(args.work), "against": str(args.against),
                                 "against_python": str(args.against_python)},
@@ -184,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_seconds": {k: [round(r[0], 2) for r in rs] for k, rs in runs.items()},
         "wall_seconds": {k: [round(r[1], 2) for r in rs] for k, rs in runs.items()},
         "ratio": ratio,
+        "round_ratios": rounds,
+        "median_round_ratio": {k: round(statistics.median(v), 3) for k, v in rounds.items()},
         "us_per_event": {k: round(1e6 / v, 1) for k, v in best.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
@@ -200,9 +214,37 @@ def main(argv: list[str] | None = None) -> int:
     print("  ratios: " + ", ".join(f"{k} {v}" for k, v in result["ratio"].items())
           + f"; peak RSS {result['peak_rss_mb']} MB" + (" (of this process; the runs were children)"
                                                         if args.against is not None or args.stages else ""))
+    if args.repeat > 1:
+        print("  the same ratios per round (CPU seconds of that round's runs), median: "
+              + ", ".join(f"{k} {v}" for k, v in result["median_round_ratio"].items())
+              + "; per round: " + "; ".join(f"{k} {' '.join(map(str, v))}" for k, v in rounds.items()
+                                            if k in ("target", "full/then base")))
     if args.stages:
         print(stage_table(result["stages_us_per_event"]))
     return 0
+
+
+def paired_ratios(cpu: dict[str, list[float]]) -> dict[str, list[float]]:
+    """The ratios of ``main`` taken within each round: round i's runs (CPU seconds) against each other.
+
+    Why beside the best-of ratios: on a shared machine one child in a round may run on a quiet core and the
+    next on a busy one; the best of each variant can then come from different rounds, and one lucky run of
+    the denominator moves the ratio by 10 % (docs/benchmarks.md shows runs of one variant 4.8-7.1 CPU-s).
+    The runs of one round sit minutes apart, so their ratio keeps less of the drift, and the median of the
+    rounds drops the odd round."""
+    n = min(len(v) for v in cpu.values())
+    out: dict[str, list[float]] = {}
+    for i in range(n):
+        rate = {name: 1 / runs[i] for name, runs in cpu.items()}  # events/s up to the same event count
+        pairs = {"full/plain": rate["full"] / rate["plain"], "base/plain": rate["base"] / rate["plain"],
+                 "full/base": rate["full"] / rate["base"]}
+        if "then base" in rate:
+            then = rate["then base"] / rate["then plain"]
+            pairs |= {"then base/plain": then, "target": pairs["full/plain"] / then,
+                      "full/then base": rate["full"] / rate["then base"]}
+        for k, v in pairs.items():
+            out.setdefault(k, []).append(round(v, 3))
+    return out
 
 
 def stage_table(stages: dict[str, dict[str, float]]) -> str:
