@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from connectors.base import Connector, connector_class
 from engine.config import CONNECTOR_META_KEYS, Config, ConfigError, parse_duration, read_secret
@@ -199,11 +199,15 @@ def store_pushdown(store: Store) -> Callable[[Any], str | None] | None:
     return pushdown
 
 
-def alerts_over_sample(ruleset: Any, events: Iterable[dict[str, Any]], batch_size: int = 5000) -> list[Any]:
+def alerts_over_sample(ruleset: Any, events: Iterable[dict[str, Any]], batch_size: int = 5000,
+                       suppression: Mapping[str, Mapping[str, Any]] | None = None) -> list[Any]:
     """Every alert ``ruleset`` raises over ``events``: what ``wardwatch rules test`` prints.
 
     The events go through a throw-away embedded store, so a rule test exercises the same search,
     correlation and episode path as the service; evidence is uncapped so a test sees every event.
+    ``suppression`` is the jobs' suppression, as ``build_app`` gives the service's (the CLI passes the rule
+    files' ``wardwatch.suppress`` under the site's ``alerts.suppression``): a rule test shows the alerts the
+    service would raise, not one per matching event where the rule says one per user and day.
     ``events`` may be any iterable and is consumed ``batch_size`` events at a time: memory is bounded by
     the batch (and the evaluator's slice), not by the sample, so a million-event sample file is fine.
     """
@@ -221,7 +225,7 @@ def alerts_over_sample(ruleset: Any, events: Iterable[dict[str, Any]], batch_siz
             while batch := list(islice(source, batch_size)):
                 store.write(batch)
             evaluator = Evaluator(store, evidence_cap=10**9, candidates=ruleset.candidates)
-            return list(iter_alerts(run_all(evaluator, build_jobs(ruleset))))
+            return list(iter_alerts(run_all(evaluator, build_jobs(ruleset, suppression))))
         finally:
             store.close()
 

@@ -428,7 +428,10 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
                 read[0] += 1
                 yield event
 
-    alerts = alerts_over_sample(ruleset, events(), batch_size=config["scheduler"]["batch_size"])
+    from engine.alerts.cases import merged_suppression
+
+    alerts = alerts_over_sample(ruleset, events(), batch_size=config["scheduler"]["batch_size"],
+                                suppression=merged_suppression(ruleset, config["alerts"]["suppression"]))
     alerts.sort(key=lambda a: (a.first_trigger, a.rule_id, a.group_key))
     if args.format == "json":
         from engine.hunt import contract_line  # `wardwatch hunt` prints the same lines

@@ -453,3 +453,25 @@ def test_memberships_equal_the_plain_path_for_any_group(group, rule, hour, by_ru
                                    rule_by={"a": ("source.ip", "ehr.patient.id")}, min_level=SETTINGS.min_level)
     a = alert(rule, group, at(hour))
     assert memberships(a, settings_) == _memberships_reference(a, settings_)
+
+
+def test_rules_test_applies_the_rule_files_suppression_as_the_service_does(tmp_path, capsys):
+    """An analyst's `rules test` shows the alerts the service would raise: 5 reads -> 2 alerts (one per user,
+    patient and hour, the rule file's `wardwatch.suppress`), and the site's `alerts.suppression` still wins."""
+    from engine.cli import main
+
+    config = cases_config(tmp_path)
+    argv = ["--config", str(config), "rules", "test", str(tmp_path / "rules.yml"),
+            "--events", str(tmp_path / "ehr.ndjson"), "--format", "json"]
+    assert main(argv) == 0
+    alerts = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(alerts) == 2
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    assert "2 new or updated alert(s)" in capsys.readouterr().out  # the same number as the service
+
+    (tmp_path / "site").mkdir()
+    site = cases_config(tmp_path / "site", extra={"suppression": {"cases_test_read": {"by": ["user.name"],
+                                                                                      "for": "1d"}}})
+    assert main(["--config", str(site), "rules", "test", str(tmp_path / "site" / "rules.yml"),
+                 "--events", str(tmp_path / "site" / "ehr.ndjson"), "--format", "json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
