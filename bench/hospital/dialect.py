@@ -26,6 +26,8 @@ import hashlib
 from datetime import date, datetime
 from pathlib import Path
 
+from bench.hospital.output import _csv
+
 ENCODING = "cp1252"
 
 #: English job role -> the title on the German roster (HR's wording)
@@ -75,10 +77,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def _write(path: Path, header: list[str], rows: list[list[str]]) -> None:
     # errors="replace": a name outside Windows-1252 (Kovačević) comes out as "Kova?evi?", as from the real
     # export, and the same way in every file
-    with path.open("w", encoding=ENCODING, errors="replace", newline="") as fh:
-        w = csv.writer(fh, delimiter=";", lineterminator="\r\n")
-        w.writerow(header)
-        w.writerows(rows)
+    _csv(path, header, rows, encoding=ENCODING, errors="replace", delimiter=";", lineterminator="\r\n")
 
 
 def write_german(out: Path, given_names: dict[str, str]) -> None:

@@ -82,8 +82,11 @@ def _local(ts: float) -> str:
     return datetime.fromtimestamp(ts, TZ).isoformat(timespec="seconds")
 
 
-def _csv(path: Path, header: list[str], rows) -> None:  # type: ignore[no-untyped-def]
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh)
+def _csv(path: Path, header: list[str], rows, *, encoding: str = "utf-8",  # type: ignore[no-untyped-def]
+         errors: str = "strict", **dialect: str) -> None:
+    """One CSV extract; ``encoding``, ``errors`` and the ``csv`` dialect keywords (``delimiter``,
+    ``lineterminator``) let ``dialect.py`` write a site's own export format through the same code."""
+    with path.open("w", encoding=encoding, errors=errors, newline="") as fh:
+        w = csv.writer(fh, **dialect)
         w.writerow(header)
         w.writerows(rows)
