@@ -49,8 +49,8 @@ import gc
 import json
 import os
 import resource
-import statistics
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -179,14 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"the variants wrote different event counts: {written}")
     events = next(iter(written["plain"]))
     best = {name: events / min(r[0] for r in rs) for name, rs in runs.items()}
-    ratio = {"full/plain": round(best["full"] / best["plain"], 3),
-             "base/plain": round(best["base"] / best["plain"], 3),
-             "full/base": round(best["full"] / best["base"], 3)}
-    if "then base" in best:
-        then = best["then base"] / best["then plain"]
-        ratio |= {"then base/plain": round(then, 3),
-                  "target": round(best["full"] / best["plain"] / then, 3),
-                  "full/then base": round(best["full"] / best["then base"], 3)}
+    ratio = {k: round(v, 3) for k, v in ratios(best).items()}
     rounds = paired_ratios({name: [r[0] for r in rs] for name, rs in runs.items()})
     result = {
         "params": vars(args) | {"work": str(args.work), "against": str(args.against),
@@ -235,15 +228,21 @@ def paired_ratios(cpu: dict[str, list[float]]) -> dict[str, list[float]]:
     n = min(len(v) for v in cpu.values())
     out: dict[str, list[float]] = {}
     for i in range(n):
-        rate = {name: 1 / runs[i] for name, runs in cpu.items()}  # events/s up to the same event count
-        pairs = {"full/plain": rate["full"] / rate["plain"], "base/plain": rate["base"] / rate["plain"],
-                 "full/base": rate["full"] / rate["base"]}
-        if "then base" in rate:
-            then = rate["then base"] / rate["then plain"]
-            pairs |= {"then base/plain": then, "target": pairs["full/plain"] / then,
-                      "full/then base": rate["full"] / rate["then base"]}
-        for k, v in pairs.items():
+        # events/s up to the same event count: ratios of rates do not need it
+        for k, v in ratios({name: 1 / runs[i] for name, runs in cpu.items()}).items():
             out.setdefault(k, []).append(round(v, 3))
+    return out
+
+
+def ratios(rate: dict[str, float]) -> dict[str, float]:
+    """Every ratio the bench reports, of one set of rates (events/s by variant): the best runs' in ``main``,
+    one round's in ``paired_ratios``. With ``then`` variants (``--against``), also the issue's ``target``."""
+    out = {"full/plain": rate["full"] / rate["plain"], "base/plain": rate["base"] / rate["plain"],
+           "full/base": rate["full"] / rate["base"]}
+    if "then base" in rate:
+        then = rate["then base"] / rate["then plain"]
+        out |= {"then base/plain": then, "target": out["full/plain"] / then,
+                "full/then base": rate["full"] / rate["then base"]}
     return out
 
 
