@@ -57,6 +57,11 @@ def test_run_once_cli_prints_expected_alerts_and_writes_jsonl(tmp_path):
     bulk = next(l for l in lines if l["rule_title"] == "Bulk patient-record access")
     assert bulk["metric"]["value"] == 65 and bulk["evidence_total"] == 65
     assert "attack.t1213" in bulk["rule_tags"] or any(t.startswith("attack.") for t in bulk["rule_tags"])
+    # docs/rules-pack.md: the three night reads are one alert (the rule's per-user, per-hour suppression)
+    late = next(l for l in lines if l["rule_title"] == "EHR patient record read outside working hours")
+    assert late["evidence_total"] == 3
+    kerberoast = next(l for l in lines if l["rule_title"].startswith("Kerberoasting"))
+    assert kerberoast["metric"]["value"] == 7
 
     again = subprocess.run([sys.executable, "-m", "engine.cli", "--config", str(config), "run", "--once"],
                            capture_output=True, text=True, timeout=300)
