@@ -249,3 +249,27 @@ def test_the_shipped_holds_wait_for_the_ehr_clock():
     ruleset = _shipped_rules()
     specs = hold_specs(ruleset)
     assert specs and all(spec.datasets and all(d.startswith("ehr") for d in spec.datasets) for spec in specs.values())
+
+
+@pytest.mark.parametrize("followed", [False, True], ids=["unexplained-read-releases", "explained-read-stays-spared"])
+def test_a_spared_alert_is_decided_again_when_a_later_read_adds_a_revision(store, followed):  # noqa: F811
+    """docs/enrichment.md "One alert per chart look": with a suppression, one alert gathers every read of the
+    hour, so a first read explained by ward work must not keep a second, unexplained one out of its case;
+    and a second read that is explained too keeps it spared (the revision is decided, not waved through)."""
+    first = read("e1", 0, "nurse", "P-colleague")
+    store.write([first, read("e2", 20, "nurse", "P2"), read("e3", 45, "nurse", "P3"),
+                 read("e4", 200, "other", "P9", "Cardiology")])
+    alert = alert_for(first)
+    store.commit_rule_run(RuleCheckpoint("cw", None), [alert])
+    b = builder(store)
+    deliver_pending(store, [b])
+    assert not in_cases(store, alert)   # spared: P2 and P3 followed it on the ward
+
+    again = read("e5", 50, "nurse", "P-colleague")   # the same hour, after the ward work of the first read
+    store.write([again] + ([read("e6", 60, "nurse", "P4"), read("e7", 70, "nurse", "P5")] if followed else []))
+    revised = Alert(**{**alert.__dict__, "revision": alert.revision + 1, "last_trigger": again["@timestamp"],
+                       "window_end": again["@timestamp"], "evidence": ["e1", "e5"], "evidence_total": 2})
+    store.commit_rule_run(RuleCheckpoint("cw", None), [revised])
+    deliver_pending(store, [b])
+    assert in_cases(store, revised) is not followed
+    assert b._held_ids() == set()
