@@ -4,6 +4,7 @@ Nothing is lost: the alert is stored at once, the held ids survive a restart, ru
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -267,8 +268,8 @@ def test_a_spared_alert_is_decided_again_when_a_later_read_adds_a_revision(store
 
     again = read("e5", 50, "nurse", "P-colleague")   # the same hour, after the ward work of the first read
     store.write([again] + ([read("e6", 60, "nurse", "P4"), read("e7", 70, "nurse", "P5")] if followed else []))
-    revised = Alert(**{**alert.__dict__, "revision": alert.revision + 1, "last_trigger": again["@timestamp"],
-                       "window_end": again["@timestamp"], "evidence": ["e1", "e5"], "evidence_total": 2})
+    revised = dataclasses.replace(alert, revision=alert.revision + 1, last_trigger=again["@timestamp"],
+                                  window_end=again["@timestamp"], evidence=["e1", "e5"], evidence_total=2)
     store.commit_rule_run(RuleCheckpoint("cw", None), [revised])
     deliver_pending(store, [b])
     assert in_cases(store, revised) is not followed

@@ -11,7 +11,6 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -493,18 +492,14 @@ def test_a_bulk_day_is_one_alert_per_user_and_day_with_every_read_in_it() -> Non
     """Every read past the bar was an alert of its own: 67 alerts for one user's one burst (a site config
     written from the docs had to add a suppression by hand). The rule file now declares one per user and day."""
     from engine.alerts.cases import merged_suppression
+    from engine.app import alerts_over_sample
     from engine.config import DEFAULTS
-    from engine.evaluation import Evaluator, build_jobs, iter_alerts, run_all
     from engine.sigma import load_rules
-    from engine.store import open_store
 
     events = [_flagged("harvester", i, 30 + i, 4.0, 4.0) for i in range(40)]
     events += [_flagged("other", 100 + i, 31, 3.1, 3.1) for i in range(2)]
     ruleset = load_rules([str(REPO / "rules/healthcare")], placeholders=DEFAULTS["rules"]["placeholders"])
-    with tempfile.TemporaryDirectory() as tmp:   # the jobs as the service builds them (engine/app.py)
-        store = open_store("sqlite", path=Path(tmp) / "t.db")
-        store.write(events)
-        jobs = build_jobs(ruleset, merged_suppression(ruleset, DEFAULTS["alerts"]["suppression"]))
-        alerts = [a for a in iter_alerts(run_all(Evaluator(store, evidence_cap=1000), jobs)) if a.rule_id == BULK]
-        store.close()
+    alerts = [a for a in alerts_over_sample(ruleset, events,   # the service's jobs, as `rules test` runs them
+                                            suppression=merged_suppression(ruleset, DEFAULTS["alerts"]["suppression"]))
+              if a.rule_id == BULK]
     assert sorted((len(a.evidence), a.evidence[0].split("-")[0]) for a in alerts) == [(2, "other"), (40, "harvester")]

@@ -130,14 +130,13 @@ def test_access_log_csv_through_ehr_csv(ruleset: Any, enricher: PrivacyEnricher,
 @pytest.mark.parametrize("name", ["ehr_privacy_vip_record", "ehr_privacy_coworker_record",
                                   "ehr_privacy_deceased_patient", "ehr_privacy_self_access"])
 def test_repeated_reads_of_one_chart_are_one_alert_per_hour_in_the_users_case(
-        ruleset: Any, enricher: PrivacyEnricher, name: str, tmp_path: Path) -> None:
+        ruleset: Any, enricher: PrivacyEnricher, name: str) -> None:
     """A chart open writes several audit events: each read was an alert of its own, so one look at a VIP's
     chart was four alerts in the user's case. The rule file now declares one alert per user, patient and
     UTC hour, with every read of the hour as evidence, and keeps it in the user's case (not a patient case too)."""
     from engine.alerts.cases import case_settings, memberships, merged_suppression
+    from engine.app import alerts_over_sample
     from engine.config import DEFAULTS
-    from engine.evaluation import Evaluator, build_jobs, iter_alerts, run_all
-    from engine.store import open_store
 
     first = load(EVENTS / f"{name}.positive.ndjson", enricher)[0]
     assert first["@timestamp"] == "2026-03-10T09:00:00.000Z"
@@ -149,14 +148,10 @@ def test_repeated_reads_of_one_chart_are_one_alert_per_hour_in_the_users_case(
 
     chart_open = [read(f"2026-03-10T09:0{i}:1{i}.000Z") for i in range(4)]   # one look: four audit events
     later = [read("2026-03-10T10:40:00.000Z")]                                 # the next hour: its own alert
-    store = open_store("sqlite", path=tmp_path / "t.db")
-    try:
-        store.write(chart_open + later)
-        rule = by_name(ruleset, name)
-        jobs = build_jobs(ruleset, merged_suppression(ruleset, DEFAULTS["alerts"]["suppression"]))
-        alerts = [a for a in iter_alerts(run_all(Evaluator(store), jobs)) if a.rule_id == rule.id]
-    finally:
-        store.close()
+    rule = by_name(ruleset, name)
+    alerts = [a for a in alerts_over_sample(ruleset, chart_open + later,   # the service's jobs, as `rules test` runs them
+                                            suppression=merged_suppression(ruleset, DEFAULTS["alerts"]["suppression"]))
+              if a.rule_id == rule.id]
     assert sorted((a.first_trigger, sorted(a.evidence)) for a in alerts) == [
         ("2026-03-10T09:00:10.000Z", sorted(e["event.id"] for e in chart_open)),
         ("2026-03-10T10:40:00.000Z", [later[0]["event.id"]])]
