@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench import detection_quality
-from bench.hospital import incidents, output, population
+from bench.hospital import activity, incidents, output, population
+from engine.enrich.privacy import PrivacyOptions
 
 pytestmark = pytest.mark.slow   # generates a hospital and runs `wardwatch run --once` (~5-10 s)
 
@@ -201,4 +202,38 @@ def test_no_coworker_incident_is_a_chart_of_the_snoopers_own_ward_or_team() -> N
                     and e.start - 3600 <= access.ts and access.ts <= e.end + 86400]
             conflicts += [(incident.n, e.department) for e in near
                           if e.department == s.department or s.login in e.participants]
+    assert conflicts == []
+
+
+def test_no_snooped_chart_lies_on_a_ward_the_snooper_is_working_on_then() -> None:
+    """A nurse sent to help on a ward opens its patients as her work; a co-worker's or VIP's chart on that ward
+    opened then is care by every sign the logs hold (``ehr.relationship.worked_department``, which the rules
+    spare by design), so the generator must not inject it as a snoop (seed 8 with six incidents per kind drew
+    one: 77 of 78 caught)."""
+    h = population.build(600, 7, 3)
+    injected = incidents.inject(h, 120, ["coworker"]) + incidents.inject(h, 60, ["vip"])
+    ordinary = activity.ordinary(h)
+    stays: dict[str, list[population.Encounter]] = {}
+    for e in h.encounters:
+        stays.setdefault(e.patient_id, []).append(e)
+
+    def wards(pid: str | None, ts: float) -> set[str]:
+        """The wards of the patient's stays at ``ts``. A patient the generator drew into two overlapping stays
+        (35 of 1,860 on seed 1) counts as on neither: which one is "the ward" is not this test's question."""
+        here = {e.department for e in stays.get(pid or "", ()) if e.start <= ts < e.end}
+        return here if len(here) == 1 else set()
+
+    by_user: dict[str, list[activity.Access]] = {}
+    for a in ordinary:
+        by_user.setdefault(a.login, []).append(a)
+    window = PrivacyOptions.encounters_ward_work_hours * 3600
+    conflicts = []
+    for incident in injected:
+        (login,), (pid,) = incident.users, incident.patients
+        for snoop in incident.accesses:
+            victim_wards = wards(pid, snoop.ts)
+            worked = {a.patient_id for a in by_user.get(login, ()) if snoop.ts - window <= a.ts <= snoop.ts
+                      and a.patient_id != pid and wards(a.patient_id, a.ts) & victim_wards}
+            if len(worked) >= PrivacyOptions.encounters_ward_work_min_patients:
+                conflicts.append((incident.kind, incident.n, sorted(victim_wards)))
     assert conflicts == []

@@ -12,8 +12,10 @@ from __future__ import annotations
 import dataclasses
 import random
 from datetime import timedelta
+from typing import Collection, Iterable
 
 from bench.hospital.population import EMERGENCY, FLOAT_POOL, WARDS, Encounter, Hospital, Staff, local_ts
+from engine.enrich.privacy import PrivacyOptions
 
 
 #: share of physicians' consults whose request names the consultant in the encounter (the rest: nobody)
@@ -97,13 +99,37 @@ def ordinary(h: Hospital) -> list[Access]:
     depts = list(index.by_dept)
     out: list[Access] = []
     on_shift: dict[str, list[tuple[Staff, float, float]]] = {}
+    snoops: dict[str, list[tuple[str, float]]] = {}
+    for login, pid, t in h.snoops:
+        snoops.setdefault(login, []).append((pid, t))
     for s in h.staff:
         ip = f"10.20.{rng.randrange(256)}.{rng.randrange(1, 255)}"   # the user's usual workstation
         for start, end in shifts(s, h):
             on_shift.setdefault(s.department, []).append((s, start, end))
-            out += _shift(s, start, end, index, depts, h, rng, ip)
+            avoid = _snooped_wards(h, snoops.get(s.login, ()), start, end)
+            out += _shift(s, start, end, index, [d for d in depts if d not in avoid] if avoid else depts, h, rng, ip,
+                          avoid)
     out += _trauma_teams(h, index, on_shift, rng)
     return out
+
+
+def _snooped_wards(h: Hospital, snoops: Iterable[tuple[str, float]], start: float, end: float) -> set[str]:
+    """The wards where the patients this user snoops on during the shift ``start``-``end``, or within the
+    enricher's ward-work hours after it, lie then (with its grace hours around a stay).
+
+    Why: a nurse sent to help on that ward opens its patients as her work, and the snooped chart among them
+    is care by every sign the logs hold (``ehr.relationship.worked_department``; docs/enrichment.md spares
+    it by design). An incident no context can tell from care would count a miss against the rules (seed 8
+    with six incidents per kind drew one), so she is sent to help elsewhere on that shift."""
+    before = PrivacyOptions.encounters_grace_before_hours * 3600
+    after = PrivacyOptions.encounters_grace_after_hours * 3600
+    reach = PrivacyOptions.encounters_ward_work_hours * 3600   # how long ward work counts afterwards
+    wards: set[str] = set()
+    for pid, t in snoops:
+        if start <= t <= end + reach:
+            wards.update(e.department for e in h.encounters
+                         if e.patient_id == pid and e.start - before <= t <= e.end + after)
+    return wards
 
 
 def _at(rng: random.Random, start: float, end: float) -> float:
@@ -111,7 +137,9 @@ def _at(rng: random.Random, start: float, end: float) -> float:
 
 
 def _shift(s: Staff, start: float, end: float, index: ActiveIndex, depts: list[str], h: Hospital,
-           rng: random.Random, ip: str) -> list[Access]:
+           rng: random.Random, ip: str, avoid: Collection[str] = ()) -> list[Access]:
+    """One shift's accesses; ``depts`` (where to help or consult) and a float nurse's ward leave out the
+    wards in ``avoid`` (``_snooped_wards``)."""
     acc: list[Access] = []
 
     def add(action: str, pid: str | None, ts: float | None = None, **kw: object) -> None:
@@ -120,7 +148,8 @@ def _shift(s: Staff, start: float, end: float, index: ActiveIndex, depts: list[s
 
     if s.role in ("physician", "nurse", "student"):
         # an employee in a bed on their own ward is not on its rota at the same time
-        ward = rng.choice(WARDS).name if s.department == FLOAT_POOL else s.department
+        ward = rng.choice([w for w in WARDS if w.name not in avoid] if avoid else WARDS).name \
+            if s.department == FLOAT_POOL else s.department
         # a patient is someone's on the shift when in a bed for at least 45 minutes of it (an admission at
         # 13:50 is the late shift's, not squeezed into the early shift's last ten minutes)
         active = [e for e in index.active(ward, start, end) if e.patient_id != s.patient_id

@@ -88,6 +88,7 @@ class Injector:
             if not self.treats(s, target.patient_id, t):
                 break
             target = self.rng.choice(colleagues)
+        self.h.snoops.append((s.login, target.patient_id, t))
         return [s], [target.patient_id], self.reads(s, target.patient_id, t, 2)
 
     def treats(self, s: Staff, pid: str, t: float) -> bool:
@@ -105,7 +106,9 @@ class Injector:
         vips = [e for e in self.h.encounters if self.h.patients[e.patient_id].vip]
         enc = self.rng.choice(vips)
         s, a, b = self.actor([o for o in self.clinical if o.department != enc.department])
-        return [s], [enc.patient_id], self.reads(s, enc.patient_id, self.mid(a, b), self.rng.randint(1, 3))
+        t = self.mid(a, b)
+        self.h.snoops.append((s.login, enc.patient_id, t))
+        return [s], [enc.patient_id], self.reads(s, enc.patient_id, t, self.rng.randint(1, 3))
 
     def family_same_name(self):
         s, a, b = self.actor()

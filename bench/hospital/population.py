@@ -89,6 +89,9 @@ class Hospital:
     rng: random.Random
     names: NamePool
     seed: int = 0
+    #: (login, patient id, epoch seconds) of every injected look at a co-worker's or VIP's chart: the ordinary
+    #: activity never sends that user to help on the patient's ward on that shift (``activity.ordinary``)
+    snoops: list[tuple[str, str, float]] = dataclasses.field(default_factory=list)
 
     def by_department(self) -> dict[str, list[Staff]]:
         out: dict[str, list[Staff]] = {}
