@@ -388,6 +388,17 @@ def test_unresolved_placeholder_rejects_rule(tmp_path):
     assert err.key == "detection.sel.ehr.patient.id|expand"
 
 
+def test_an_empty_placeholder_list_is_one_clear_line_saying_what_to_do(tmp_path):
+    rs = load(tmp_path, """
+        sel: {ehr.patient.id|expand: '%vip_patients%'}
+        condition: sel""", placeholders={"vip_patients": []})
+    assert not rs.rules
+    (err,) = rs.errors
+    assert err.key == "detection.sel.ehr.patient.id|expand"
+    assert err.message == ("placeholder '%vip_patients%' is an empty list in rules.placeholders: |expand needs at "
+                           "least one value (to match no one, give a value no event carries, e.g. ['(none)'])")
+
+
 # 17 -----------------------------------------------------------------------------------------------
 FILTER = """---
 title: Ignore the records office

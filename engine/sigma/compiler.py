@@ -300,9 +300,17 @@ class TrueNode(Node):
 
 
 class UnresolvedPlaceholder(Exception):
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, empty: bool = False) -> None:
         super().__init__(name)
-        self.name = name
+        self.name, self.empty = name, empty
+
+    def describe(self) -> str:
+        """Why an empty list is refused rather than matching nothing: a filter built on one would silently
+        never apply, and a selection never fire; the site that meant "no one" says so with a value."""
+        if self.empty:
+            return (f"placeholder '%{self.name}%' is an empty list in rules.placeholders: |expand needs at least "
+                    "one value (to match no one, give a value no event carries, e.g. ['(none)'])")
+        return f"placeholder '%{self.name}%' is not configured"
 
 
 @dataclass
@@ -386,7 +394,7 @@ class DetectionCompiler:
                 try:
                     group.extend(self._resolve_placeholders(v))
                 except UnresolvedPlaceholder as e:
-                    raise CompileError(key, f"placeholder '%{e.name}%' is not configured") from None
+                    raise CompileError(key, e.describe()) from None
             groups.append(group)
         if not groups:  # `Field: []` or a bare `Field:` → null check
             groups = [[SigmaNull()]]
@@ -407,6 +415,8 @@ class DetectionCompiler:
         def callback(p: Any) -> Iterable[Any]:
             if p.name not in self.placeholders:
                 raise UnresolvedPlaceholder(p.name)
+            if not self.placeholders[p.name]:
+                raise UnresolvedPlaceholder(p.name, empty=True)
             for text in self.placeholders[p.name]:
                 if regex:
                     import re
@@ -415,8 +425,6 @@ class DetectionCompiler:
                     yield SigmaString(str(text))
 
         out = v.replace_placeholders(callback)
-        if not out:
-            raise UnresolvedPlaceholder(f"{v}: empty list")
         if isinstance(v, SigmaCasedString):
             out = [SigmaCasedString.from_sigma_string(s) for s in out]
         return list(out)
