@@ -59,6 +59,13 @@ PRIVACY_ROLE_PLACEHOLDERS: dict[str, list[str]] = {
         "*billing*", "*patient account*", "*patient financial*", "*revenue cycle*", "*health information*",
         "*medical record*", "*release of information*", "*coding*", "*coder*", "*clinical documentation*",
         "*research*", "*secretar*", "*administrat*", "him", "him *", "* him", "* him *"],
+    # hospital-wide clinical services whose job is the admitted patients of every ward (co-worker and VIP rules:
+    # quiet while the patient is admitted, an alert once not; docs/enrichment.md "Roles and rare surnames")
+    "privacy_ward_service_roles": [
+        "*pharmac*", "*apothek*", "*radiolog*", "*radiograph*", "*sonograph*", "*laborator*", "*phlebotom*",
+        "*physiotherap*", "*physical therap*", "*occupational therap*", "*respiratory therap*", "*speech therap*",
+        "*dietit*", "*dietic*", "*nutrition*", "*social work*", "*case manag*", "*discharge plan*",
+        "*infection prevent*", "*infection control*"],
     # roles that print/export records as their job (ROI, HIM, research registries): bulk export at 50/h, not 10/h
     "privacy_disclosure_roles": [
         "him", "him *", "* him", "* him *", "*health information*", "*medical record*", "*release of information*",

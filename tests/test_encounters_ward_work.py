@@ -135,3 +135,32 @@ def test_after_hours_rule_in_working_hours_needs_the_users_own_history(ruleset: 
     assert fires(ruleset, "ehr_after_hours_read",   # after hours the role's voice still decides for a new user
                  {**base, "wardwatch.time.after_hours": True, "wardwatch.baseline.profile": "role",
                   "wardwatch.baseline.active_days": 2})
+
+
+def test_a_ward_service_role_on_an_admitted_colleague_is_its_job_but_not_before_or_after_the_stay(
+        tmp_path: Path, ruleset: Any) -> None:
+    """A hospital pharmacist checks the medication of admitted patients on every ward, a few per ward, so ward
+    work rarely explains her. The shipped ``privacy_ward_service_roles`` spare her while the patient is
+    admitted; the same colleague's chart weeks after discharge is an alert, as is a nurse's."""
+    (tmp_path / "roster.csv").write_text(
+        "user_id,login,department,role,patient_id\n"
+        "U1,cnurse,Cardiology,nurse,\nU2,snurse,General Surgery,nurse,P9\n"
+        "U3,apharm,Pharmacy,Clinical Pharmacist,\nU4,pnurse,Paediatrics,nurse,P30\n", encoding="utf-8")
+    (tmp_path / "adt.csv").write_text(
+        "patient_id,department,class,start,end\n"
+        "P9,General Surgery,IMP,2026-03-01 08:00,2026-03-09 12:00\n"
+        "P30,Neurology,IMP,2026-01-10 08:00,2026-01-20 12:00\n", encoding="utf-8")
+    enricher = PrivacyEnricher.from_config({"roster_csv": str(tmp_path / "roster.csv"),
+                                            "encounters_csv": str(tmp_path / "adt.csv"), "timezone": "Europe/Berlin"})
+    admitted = enricher.enrich(read("apharm", "P9", "09:00"))
+    discharged = enricher.enrich(read("apharm", "P30", "09:10"))
+    assert admitted["ehr.user.role"] == "Clinical Pharmacist" and admitted["ehr.patient.encounter_active"] is True
+    assert admitted["ehr.relationship.worked_department"] is False   # her first chart on that ward today
+    assert not fires(ruleset, "ehr_privacy_coworker_record", admitted)
+    assert discharged["ehr.patient.encounter_active"] is False
+    assert fires(ruleset, "ehr_privacy_coworker_record", discharged)
+    assert fires(ruleset, "ehr_privacy_coworker_record", enricher.enrich(read("cnurse", "P9", "09:20")))
+    vip = {**read("apharm", "P9", "09:30"), "ehr.patient.vip": True}
+    assert not fires(ruleset, "ehr_privacy_vip_record", enricher.enrich(vip))
+    assert fires(ruleset, "ehr_privacy_vip_record", enricher.enrich({**read("apharm", "P30", "09:40"),
+                                                                     "ehr.patient.vip": True}))

@@ -189,6 +189,15 @@ def _shift(s: Staff, start: float, end: float, index: ActiveIndex, depts: list[s
             for enc in rng.sample(active, min(len(active), rng.randint(1, 4))):
                 lo, hi = max(start, enc.start), min(end, enc.end)   # while the patient is on the ward
                 add("print", enc.patient_id, rng.uniform(lo, hi) if hi > lo else None)
+    elif s.role == "pharmacist":   # medication review: admitted patients of every ward, a few per ward
+        admitted = [e for d in depts for e in index.active(d, start, end)
+                    if e.cls == "IMP" and e.patient_id != s.patient_id and min(end, e.end) - max(start, e.start) >= 2700]
+        for enc in rng.sample(admitted, min(len(admitted), rng.randint(30, 60))):
+            for _ in range(rng.randint(1, 2)):
+                lo, hi = max(start, enc.start), min(end, enc.end)
+                add("read", enc.patient_id, rng.uniform(lo, hi) if hi > lo else None)
+        for _ in range(rng.randint(0, 3)):
+            add("search-type", None)
     else:
         pool = index.recently_discharged(start)
         if s.role == "research":   # a study cohort: past stays; a deceased patient's chart only now and then

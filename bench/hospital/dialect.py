@@ -10,7 +10,9 @@ way a German hospital's HR, patient administration and ADT systems hand it over:
   files (which are removed, so a config cannot read them by accident): semicolon-separated, Windows-1252
   (names outside it lose those letters, alike in every file),
   German column names, dates as ``dd.mm.yyyy``, ``J`` for yes, the full name as "Nachname, Vorname";
-* German job titles and department names, none of them in the shipped role and department defaults;
+* German job titles and department names, none of them in the shipped role and department defaults but
+  the pharmacists' ``Apotheker/in``, which the shipped ``privacy_ward_service_roles`` match (``*apothek*``,
+  as ``*notaufnahme*`` is in the emergency roles);
 * ward codes in the encounter extract (``KAR-1``, ``ZNA``), two or three per department, instead of the
   roster's department names, and ``stationär`` / ``Notfall`` as the encounter class;
 * ``SITE.md``: what a site's IT would tell whoever configures Wardwatch (each file, each column, the ward
@@ -33,7 +35,7 @@ ENCODING = "cp1252"
 #: English job role -> the title on the German roster (HR's wording)
 ROLES = {"physician": "Arzt/Ärztin", "nurse": "Gesundheits- und Krankenpfleger/in", "student": "PJ-Student/in",
          "billing": "Sachbearbeiter/in Patientenabrechnung", "him": "Dokumentationsassistent/in Archiv",
-         "coding": "Kodierfachkraft", "research": "Studienkoordinator/in"}
+         "coding": "Kodierfachkraft", "research": "Studienkoordinator/in", "pharmacist": "Apotheker/in"}
 #: English department -> the German organisational unit, and its ward codes in the encounter extract
 DEPARTMENTS = {
     "Cardiology": ("Kardiologie", ["KAR-1", "KAR-2"]),
@@ -51,6 +53,7 @@ DEPARTMENTS = {
     "Health Information Management": ("Zentralarchiv Patientenakten", []),
     "Medical Coding": ("Medizincontrolling", []),
     "Research": ("Studienzentrale", []),
+    "Pharmacy": ("Krankenhausapotheke", []),
 }
 CLASSES = {"IMP": "stationär", "EMER": "Notfall"}
 
@@ -113,6 +116,8 @@ _JOBS = "\n".join(f"| {title} | {what} |" for title, what in (
     (ROLES["nurse"], "nurses; ward nurses work rotating or night shifts, the Pflegepool nurses are sent "
                      "each shift to whichever ward is short-staffed"),
     (ROLES["student"], "final-year medical students (Praktisches Jahr) on the wards"),
+    (ROLES["pharmacist"], "hospital pharmacists: check the medication orders of the admitted patients on every "
+                          "ward, weekdays"),
     (ROLES["billing"], "patient billing: closes the bills of discharged and deceased patients"),
     (ROLES["him"], "the central medical records archive: completes and releases records, answers "
                    "requests for copies, including deceased patients' records"),
@@ -153,7 +158,7 @@ Job titles:
 {_JOBS}
 
 Organisational units of the clinical staff: the departments in the ward table below, plus `Pflegepool`
-(the nursing float pool). Office staff belong to `Patientenabrechnung`, `Zentralarchiv Patientenakten`,
+(the nursing float pool) and `Krankenhausapotheke` (the hospital pharmacy). Office staff belong to `Patientenabrechnung`, `Zentralarchiv Patientenakten`,
 `Medizincontrolling` and `Studienzentrale`. The emergency department is `Zentrale Notaufnahme`.
 
 ## Patient directory (patient administration): `patienten.csv`

@@ -36,10 +36,13 @@ WARDS = [Department("Cardiology", 64), Department("Internal Medicine", 96), Depa
          Department("Paediatrics", 40), Department("Gynaecology", 40), Department(ICU, 26)]
 OFFICES = ["Billing", "Health Information Management", "Medical Coding", "Research"]
 #: role -> share of staff; clinical roles are spread over the wards and the ED
-ROLE_SHARES = {"physician": 0.24, "nurse": 0.55, "student": 0.08, "billing": 0.04, "him": 0.03,
-               "coding": 0.03, "research": 0.03}
+ROLE_SHARES = {"physician": 0.24, "nurse": 0.53, "student": 0.08, "pharmacist": 0.02, "billing": 0.04,
+               "him": 0.03, "coding": 0.03, "research": 0.03}
 OFFICE_OF_ROLE = {"billing": "Billing", "him": "Health Information Management", "coding": "Medical Coding",
                   "research": "Research"}
+#: clinical services whose work spans every ward (weekday day shifts): hospital pharmacists check the
+#: medication orders of admitted patients, a few per ward
+SERVICE_OF_ROLE = {"pharmacist": "Pharmacy"}
 
 
 @dataclasses.dataclass
@@ -162,6 +165,8 @@ def _staff(count: int, rng: random.Random, names: NamePool) -> list[Staff]:
         logins.add(login)
         if role in OFFICE_OF_ROLE:
             dept, schedule = OFFICE_OF_ROLE[role], "office"
+        elif role in SERVICE_OF_ROLE:
+            dept, schedule = SERVICE_OF_ROLE[role], "day"
         else:
             dept = EMERGENCY if rng.random() < 0.11 else rng.choices([d.name for d in WARDS], ward_weights)[0]
             if dept == EMERGENCY and role != "student":
