@@ -237,3 +237,14 @@ def test_no_snooped_chart_lies_on_a_ward_the_snooper_is_working_on_then() -> Non
             if len(worked) >= PrivacyOptions.encounters_ward_work_min_patients:
                 conflicts.append((incident.kind, incident.n, sorted(victim_wards)))
     assert conflicts == []
+
+
+def test_no_break_the_glass_incident_is_on_a_patient_in_the_emergency_department_then() -> None:
+    """An override on a patient in an emergency encounter is expected by design (a physician called to the ED:
+    ``privacy_emergency_encounter_classes``), so the generator must not inject it as one outside an emergency
+    (seed 8 with six incidents per kind drew one: 5 of 6 caught)."""
+    h = population.build(600, 7, 8)
+    emergencies = [e for e in h.encounters if e.cls == "EMER"]
+    conflicts = [(i.n, a.patient_id) for i in incidents.inject(h, 150, ["btg_outside_emergency"]) for a in i.accesses
+                 if any(e.patient_id == a.patient_id and e.start <= a.ts < e.end for e in emergencies)]
+    assert conflicts == []

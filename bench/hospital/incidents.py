@@ -167,7 +167,18 @@ class Injector:
         s, a, b = self.actor()
         other = [e for e in self.h.encounters if e.department != s.department and e.department != EMERGENCY]
         pid = self.rng.choice(other).patient_id
-        return [s], [pid], self.reads(s, pid, self.mid(a, b), 1, btg=True)
+        t = self.mid(a, b)
+        for _ in range(100):  # in the ED at that moment (another stay of the same patient), or her patient: redraw
+            if not self.in_emergency(pid, t) and not self.treats(s, pid, t):
+                break
+            pid = self.rng.choice(other).patient_id
+        return [s], [pid], self.reads(s, pid, t, 1, btg=True)
+
+    def in_emergency(self, pid: str, t: float) -> bool:
+        """Is ``pid`` in an emergency encounter at ``t``? A break-the-glass on such a patient is an expected
+        override by design (``privacy_emergency_encounter_classes``, docs/enrichment.md): a physician called to
+        the ED, so no rule should call it an incident (seed 8 with six incidents per kind drew one)."""
+        return any(e.patient_id == pid and e.cls == "EMER" and e.start <= t < e.end for e in self.h.encounters)
 
     def name_search_sweep(self):
         s, a, b = self.actor()
