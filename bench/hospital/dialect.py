@@ -158,8 +158,8 @@ Job titles:
 {_JOBS}
 
 Organisational units of the clinical staff: the departments in the ward table below, plus `Pflegepool`
-(the nursing float pool) and `Krankenhausapotheke` (the hospital pharmacy). Office staff belong to `Patientenabrechnung`, `Zentralarchiv Patientenakten`,
-`Medizincontrolling` and `Studienzentrale`. The emergency department is `Zentrale Notaufnahme`.
+(the nursing float pool) and `Krankenhausapotheke` (the hospital pharmacy). Office staff belong to
+`Patientenabrechnung`, `Zentralarchiv Patientenakten`, `Medizincontrolling` and `Studienzentrale`. The emergency department is `Zentrale Notaufnahme`.
 
 ## Patient directory (patient administration): `patienten.csv`
 Semicolon-separated, Windows-1252.
