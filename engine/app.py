@@ -161,10 +161,13 @@ def build_enrichment(config: Config) -> EnrichmentChain:
     return chain
 
 
-def _declared_enricher(config: Config, key: str, options_cls: type, enricher_cls: Any) -> Enricher:
-    """``enrichment.<key>`` parsed into its declared options, then built; any problem names the key."""
+def _declared_enricher(config: Config, key: str, options_cls: type, enricher_cls: Any,
+                       section: Mapping[str, Any] | None = None) -> Enricher:
+    """``enrichment.<key>`` (or ``section``, a part of it: engine/lookup_check.py) parsed into its declared
+    options, then built; any problem names the key."""
     try:
-        options = parse_options(options_cls, config["enrichment"][key], resolve_path=config.resolve_path)
+        options = parse_options(options_cls, config["enrichment"][key] if section is None else section,
+                                resolve_path=config.resolve_path)
         return enricher_cls.from_config(options)
     except InvalidOption as exc:
         where = f"enrichment.{key}.{exc.key}" if exc.key else f"enrichment.{key}"

@@ -346,10 +346,22 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    """Validate the config like a start would, opening nothing: ``ok: ...`` or one error line, exit 2."""
+    """Validate the config like a start would and load its lookup files, contacting nothing: a line per
+    lookup, then ``ok: ...``; a config error, or a lookup a start would refuse or run without, exits 2."""
     from engine.config import check_config
+    from engine.lookup_check import check_lookups, problems
 
-    print(check_config(_config(args)))
+    config = _config(args)
+    summary = check_config(config)
+    lines = check_lookups(config)
+    for line in lines:
+        print(line)
+    failed = list(problems(lines))
+    if failed:
+        print(f"error: {config.source}: {len(failed)} lookup(s) cannot be used as configured (above)", file=sys.stderr)
+        return EXIT_USAGE
+    looked = len({line.key for line in lines})
+    print(f"{summary}, {looked} lookup{'' if looked == 1 else 's'}" if looked else summary)
     return EXIT_OK
 
 

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import urlencode, urlsplit
 
-from engine.enrich.lookups import ColumnMappingError, ReloadingFile, _read_csv, check_columns, csv_header, fold
+from engine.enrich.lookups import (UNAVAILABLE, ColumnMappingError, ReloadingFile, _read_csv, check_columns, csv_header,
+                                   fold)
 from engine.events import timestamp_ms
 
 log = logging.getLogger(__name__)
@@ -437,6 +438,12 @@ def _warn_bad(where: str, exc: Exception, counter: list[int], limit: int = 20) -
         log.warning("%s: more bad records; further ones are counted, not logged", where.rsplit(":", 1)[0])
 
 
+def _report_bad(where: str, counter: list[int], limit: int = 20) -> None:
+    """After a load: the count ``_warn_bad`` stopped logging at (the lines above name the first ones)."""
+    if counter[0] > limit:
+        log.warning("%s: %d bad records skipped in all", where, counter[0], extra={"lookup_skipped": counter[0]})
+
+
 class CsvEncounterSource(EncounterSource):
     """An encounter extract (ADT report) as CSV. Columns (rename with ``columns``): ``patient_id``,
     ``department`` (unit or ward), ``start``, ``end`` (empty: still admitted), optional ``encounter_id``,
@@ -477,6 +484,7 @@ class CsvEncounterSource(EncounterSource):
                 enc = Encounter(enc.encounter_id, enc.patient_id,
                                 tuple(sorted(old.segments + enc.segments, key=_segment_order)))
             index.put(enc)
+        _report_bad(path.name, bad)
         return index
 
     def _row(self, row: Mapping[str, str], c: Mapping[str, str], n: int) -> Encounter | None:
@@ -534,18 +542,21 @@ class NdjsonEncounterSource(EncounterSource):
             stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
         except OSError as exc:
             if not self.loaded:
-                log.warning("encounter export %s unavailable: %s", self.path, exc.strerror)
+                log.warning("encounter export %s unavailable: %s", self.path, exc.strerror, extra=UNAVAILABLE)
             return
         if stamp == self._stamp:
             return
         try:
             index = self._load(files)
         except (OSError, UnicodeDecodeError) as exc:
-            log.warning("encounter export %s not reloaded (%s); keeping the previous version", self.path,
-                        type(exc).__name__)
+            if not self.loaded:
+                log.warning("encounter export %s not loaded (%s)", self.path, type(exc).__name__, extra=UNAVAILABLE)
+            else:
+                log.warning("encounter export %s not reloaded (%s); keeping the previous version", self.path,
+                            type(exc).__name__)
             return
         self.index, self._stamp = index, stamp
-        log.info("encounter export %s loaded: %d encounters", self.path, len(index))
+        log.info("encounter export %s loaded: %d encounters", self.path, len(index), extra={"lookup_entries": len(index)})
 
     def _load(self, files: Iterable[Path]) -> EncounterIndex:
         index = EncounterIndex()
@@ -564,6 +575,7 @@ class NdjsonEncounterSource(EncounterSource):
                         _warn_bad(f"{f.name}:{n}", EncounterFormatError("not JSON"), bad)
                     except EncounterFormatError as exc:
                         _warn_bad(f"{f.name}:{n}", exc, bad)
+            _report_bad(f.name, bad)
         return index
 
     @property
@@ -675,6 +687,7 @@ class FhirEncounterSource(EncounterSource):
                 log.warning("encounter server %s/%s: pull failed (%s); keeping %d encounters", self.base_url,
                             kind, reason, len(self.index))
                 continue
+            _report_bad(f"{self.base_url}/{kind}", bad)
             if hw is not None:
                 self.high_water_ms[kind] = hw
             self._pulled = True

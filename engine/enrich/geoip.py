@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from engine.enrich import Enricher
+from engine.enrich.lookups import UNAVAILABLE
 from engine.events import Event
 from engine.plugins import InvalidOption, parse_options, path_option
 
@@ -66,7 +67,10 @@ class _Database:
         try:
             st = os.stat(self.path)
         except OSError as exc:
-            log.warning("geoip database %s unreadable (%s); keeping the previous one", self.path, exc.strerror)
+            if self.reader is None:
+                log.warning("geoip database %s unreadable (%s)", self.path, exc.strerror, extra=UNAVAILABLE)
+            else:
+                log.warning("geoip database %s unreadable (%s); keeping the previous one", self.path, exc.strerror)
             return
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp == self.stamp:
@@ -74,7 +78,8 @@ class _Database:
         try:
             reader = maxminddb.open_database(self.path)
         except (OSError, ValueError, RuntimeError) as exc:  # maxminddb.InvalidDatabaseError is a RuntimeError
-            log.warning("geoip database %s not loaded: %s", self.path, type(exc).__name__)
+            log.warning("geoip database %s not loaded: %s", self.path, type(exc).__name__,
+                        extra=UNAVAILABLE if self.reader is None else None)
             return
         old, self.reader, self.stamp = self.reader, reader, stamp
         if old is not None:

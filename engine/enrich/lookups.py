@@ -167,6 +167,11 @@ def encoding_error(path: Path, encoding: str, option: str) -> LookupFileError:
                            f"encoding (Windows exports are often cp1252)")
 
 
+#: ``extra`` of the warning a lookup logs when it has nothing loaded (the file is missing or unreadable on
+#: its first load): ``wardwatch config check`` reports that lookup as unusable (engine/lookup_check.py)
+UNAVAILABLE = {"lookup_unavailable": True}
+
+
 class ReloadingFile:
     """A file-backed table that reloads when the file's (mtime, size) changes.
 
@@ -195,7 +200,7 @@ class ReloadingFile:
             st = self.path.stat()
         except OSError as exc:
             if self.table is None:
-                log.warning("%s %s unavailable: %s", self.what, self.path, exc.strerror)
+                log.warning("%s %s unavailable: %s", self.what, self.path, exc.strerror, extra=UNAVAILABLE)
             return False
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp == self._stamp:
@@ -213,10 +218,15 @@ class ReloadingFile:
             log.warning("%s not reloaded (%s); keeping the previous version", self.what, exc)
             return False
         except Exception as exc:  # noqa: BLE001 - a bad file must not stop ingest; the old table stays
-            log.warning("%s %s not reloaded (%s); keeping the previous version", self.what, self.path, type(exc).__name__)
+            if self.table is None:
+                log.warning("%s %s not loaded (%s)", self.what, self.path, type(exc).__name__, extra=UNAVAILABLE)
+            else:
+                log.warning("%s %s not reloaded (%s); keeping the previous version", self.what, self.path,
+                            type(exc).__name__)
             return False
         self.table, self._stamp = table, stamp
-        log.info("%s %s loaded: %d entries", self.what, self.path, self.size(table))
+        entries = self.size(table)
+        log.info("%s %s loaded: %d entries", self.what, self.path, entries, extra={"lookup_entries": entries})
         return True
 
 

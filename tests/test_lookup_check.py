@@ -1,0 +1,162 @@
+"""``wardwatch config check`` loads every lookup file on its own and says what each one holds or why it cannot
+be used (engine/lookup_check.py).
+
+The user here writes an enrichment config from docs/enrichment.md alone: a start stops at the first column
+named wrong, and a missing patient file or an encounter extract whose every row is skipped is only a warning
+in the service log. The check must show all of it at once, one line each, and fail (exit 2) on what a start
+would refuse or run without.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+
+ROSTER = """user_id,login,family_name,department,role
+U1,amueller,Müller,Cardiology,nurse
+U2,bschmidt,Schmidt,Emergency,physician
+U3,ckoch,Koch,Billing,billing
+"""
+PATIENTS = """patient_id,family_name,address,postal_code
+P1,Meyer,Hauptstraße 1,10115
+P2,Koch,Gartenweg 2,10117
+"""
+ENCOUNTERS = """patient_id,department,class,start,end
+P1,Cardiology,IMP,2026-11-02T08:00:00+01:00,2026-11-05T12:00:00+01:00
+P2,Emergency,EMER,2026-11-03T22:10:00+01:00,2026-11-04T02:00:00+01:00
+P2,Orthopaedics,IMP,2026-11-04T02:00:00+01:00,
+"""
+
+
+def _site(tmp_path: Path, privacy: str) -> Path:
+    (tmp_path / "roster.csv").write_text(ROSTER, encoding="utf-8")
+    (tmp_path / "patients.csv").write_text(PATIENTS, encoding="utf-8")
+    (tmp_path / "encounters.csv").write_text(ENCOUNTERS, encoding="utf-8")
+    (tmp_path / "vip.txt").write_text("P1\n", encoding="utf-8")
+    path = tmp_path / "wardwatch.yaml"
+    path.write_text(f"store: {{kind: sqlite, sqlite: {{path: {tmp_path / 'store' / 'w.db'}}}}}\n"
+                    "rules: {paths: []}\nconnectors: []\n"
+                    "enrichment:\n  privacy:\n    timezone: Europe/Berlin\n" + privacy, encoding="utf-8")
+    return path
+
+
+def _check(capsys: pytest.CaptureFixture[str], path: Path) -> tuple[int, list[str], str]:
+    code = main(["config", "check", "--config", str(path)])
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), err
+
+
+def test_every_lookup_is_loaded_and_counted(tmp_path, capsys):
+    path = _site(tmp_path, "    roster_csv: roster.csv\n    patients_csv: patients.csv\n"
+                           "    vip_list_file: vip.txt\n    encounters_csv: encounters.csv\n")
+    code, out, err = _check(capsys, path)
+    assert code == 0, (out, err)
+    assert out == [
+        f"enrichment.privacy.roster_csv: staff roster {tmp_path / 'roster.csv'} loaded: 3 entries",
+        f"enrichment.privacy.patients_csv: patient directory {tmp_path / 'patients.csv'} loaded: 2 entries",
+        f"enrichment.privacy.vip_list_file: VIP list {tmp_path / 'vip.txt'} loaded: 1 entries",
+        f"enrichment.privacy.encounters_csv: encounter extract {tmp_path / 'encounters.csv'} loaded: 3 entries",
+        "ok: 0 connectors, 2 sinks, 0 rules, 4 lookups",
+    ]
+    assert err == ""  # the loaders' log lines are the check's output, not also the service log's
+    assert not (tmp_path / "store").exists()  # a check opens no store
+
+
+def test_every_broken_lookup_is_named_in_one_run(tmp_path, capsys):
+    """A start would stop at the roster's column; the check goes on and finds the other two as well."""
+    path = _site(tmp_path, "    roster_csv: roster.csv\n    roster_columns: {login: USERNAME}\n"
+                           "    patients_csv: patientz.csv\n    vip_list_file: vip.txt\n"
+                           "    encounters_csv: encounters.csv\n    encounters_csv_columns: {department: UNIT}\n")
+    code, out, err = _check(capsys, path)
+    assert code == 2
+    assert out == [
+        f"error: enrichment.privacy.roster_csv: roster_columns.login: column 'USERNAME' is not in the header of "
+        f"{tmp_path / 'roster.csv'}",
+        f"error: enrichment.privacy.patients_csv: patient directory {tmp_path / 'patientz.csv'} unavailable: "
+        "No such file or directory",
+        f"enrichment.privacy.vip_list_file: VIP list {tmp_path / 'vip.txt'} loaded: 1 entries",
+        f"error: enrichment.privacy.encounters_csv: encounters_csv_columns.department: column 'UNIT' is not in the "
+        f"header of {tmp_path / 'encounters.csv'}",
+    ]
+    assert err.splitlines() == [f"error: {path}: 3 lookup(s) cannot be used as configured (above)"]
+
+
+def test_an_extract_whose_every_row_is_skipped_fails_with_the_pattern_and_the_count(tmp_path, capsys):
+    """A wrong ``encounters_csv_time_format`` skips every row: loaded, but empty, and every patient would
+    read as not admitted. The first rows name the pattern, the count says how many; no row content."""
+    path = _site(tmp_path, "    encounters_csv: big.csv\n    encounters_csv_time_format: '%d.%m.%Y %H:%M'\n")
+    rows = "".join(f"P{n},Cardiology,IMP,2026-11-02T08:00:00+01:00,2026-11-03T08:00:00+01:00\n" for n in range(40))
+    (tmp_path / "big.csv").write_text("patient_id,department,class,start,end\n" + rows, encoding="utf-8")
+    code, out, _ = _check(capsys, path)
+    assert code == 2
+    key = "enrichment.privacy.encounters_csv"
+    assert out[:5] == [f"warning: {key}: big.csv:{n}: start: not a date/time in the format %d.%m.%Y %H:%M; "
+                       "record skipped" for n in range(2, 7)]
+    assert out[5] == f"warning: {key}: ... and 16 more warning(s)"
+    assert out[6] == f"warning: {key}: big.csv: 40 bad records skipped in all"
+    assert out[7] == (f"error: {key}: encounter extract {tmp_path / 'big.csv'} loaded: 0 entries: every record was "
+                      "skipped (see above)")
+    assert len(out) == 8 and "P1" not in "\n".join(out)
+
+
+def test_a_few_bad_rows_warn_but_pass(tmp_path, capsys):
+    path = _site(tmp_path, "    encounters_csv: encounters.csv\n")
+    (tmp_path / "encounters.csv").write_text(ENCOUNTERS + "P3,Cardiology,IMP,yesterday,\n", encoding="utf-8")
+    code, out, _ = _check(capsys, path)
+    assert code == 0
+    assert out[0].startswith("warning: enrichment.privacy.encounters_csv: encounters.csv:5: start: ")
+    assert out[1].endswith("loaded: 3 entries") and out[-1].endswith(", 1 lookup")
+
+
+def test_an_empty_lookup_is_a_warning(tmp_path, capsys):
+    path = _site(tmp_path, "    vip_list_file: none.txt\n")
+    (tmp_path / "none.txt").write_text("# no VIPs this month\n", encoding="utf-8")
+    code, out, _ = _check(capsys, path)
+    assert code == 0
+    assert out[0] == (f"warning: enrichment.privacy.vip_list_file: VIP list {tmp_path / 'none.txt'} loaded: 0 "
+                      "entries: the file holds no records")
+
+
+def test_servers_are_listed_not_contacted(tmp_path, capsys):
+    requests: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            requests.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.end_headers()
+            self.wfile.write(b'{"resourceType": "Bundle", "entry": []}')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/r4"
+        path = _site(tmp_path, f"    roster_csv: roster.csv\n    encounters_fhir_base_url: {url}\n"
+                               "    encounters_fhir_allow_insecure_http: true\n"
+                               f"    patients_fhir_base_url: {url}\n    patients_fhir_allow_insecure_http: true\n")
+        code, out, _ = _check(capsys, path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 0
+    assert f"enrichment.privacy.encounters_fhir_base_url: {url}: a server, not contacted by config check" in out
+    assert f"enrichment.privacy.patients_fhir_base_url: {url}: a server, not contacted by config check" in out
+    assert requests == []
+
+
+def test_a_missing_geoip_database_is_an_error(tmp_path, capsys):
+    path = tmp_path / "wardwatch.yaml"
+    path.write_text("rules: {paths: []}\nconnectors: []\nenrichment:\n  geoip: {city_db: GeoLite2-City.mmdb}\n",
+                    encoding="utf-8")
+    code, out, _ = _check(capsys, path)
+    assert code == 2
+    assert out == [f"error: enrichment.geoip: no such file: {tmp_path / 'GeoLite2-City.mmdb'}"]
