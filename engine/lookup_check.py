@@ -11,7 +11,9 @@ config's own section, keeping one source option at a time (so one failing source
 and what it says is what it logs while loading, with the file, the line and the column, never a row's
 content (rows hold personal data). A lookup that ends up with nothing loaded marks its warning with
 ``engine.enrich.lookups.UNAVAILABLE``: that is an error here, the rest are warnings. Servers (the FHIR
-Patient and Encounter options) are not contacted: the check opens local files only.
+Patient and Encounter options) are not contacted: the check opens local files only. Then, when every
+lookup loaded, ``engine.lookup_coverage`` says how the roster's and the encounters' names meet the config's
+lists.
 """
 
 from __future__ import annotations
@@ -70,7 +72,33 @@ def check_lookups(config: Config) -> list[LookupLine]:
         if privacy.get(option):
             lines.append(LookupLine(f"enrichment.privacy.{option}", "ok",
                                     f"{privacy[option]}: a server, not contacted by config check"))
+    if privacy and not any(line.level == "error" for line in lines):
+        lines += _coverage(config, privacy, PrivacyOptions, PrivacyEnricher)
     return lines
+
+
+def _coverage(config: Config, privacy: dict[str, Any], options_cls: type, enricher_cls: Any) -> list[LookupLine]:
+    """The local lookups together (each loaded fine on its own): how their names meet the config's lists
+    (``engine.lookup_coverage``)."""
+    from engine.app import _declared_enricher
+    from engine.lookup_coverage import coverage
+
+    roster = next((o for o in ("roster_csv", "roster_directory") if privacy.get(o)), None)
+    encounters = next((o for o in ("encounters_csv", "encounters_ndjson") if privacy.get(o)), None)
+    if roster is None and encounters is None:
+        return []
+    # the roster and the encounters only (a patient directory can hold millions of rows, read once above)
+    unread = {*PRIVACY_SERVERS, "patients_csv", "vip_list_file", "surname_frequencies_csv"}
+    local = {k: v for k, v in privacy.items() if k not in unread}
+    with _captured():  # every source said its piece above
+        enricher = _declared_enricher(config, "privacy", options_cls, enricher_cls, local)
+    try:
+        return coverage(enricher, config["rules"]["placeholders"],
+                        roster and f"enrichment.privacy.{roster}", encounters and f"enrichment.privacy.{encounters}")
+    finally:
+        close = getattr(enricher, "close", None)
+        if callable(close):
+            close()
 
 
 def _build(config: Config, where: str, key: str, options_cls: type, enricher_cls: Any,

@@ -61,6 +61,19 @@ def test_every_lookup_is_loaded_and_counted(tmp_path, capsys):
         f"enrichment.privacy.patients_csv: patient directory {tmp_path / 'patients.csv'} loaded: 2 entries",
         f"enrichment.privacy.vip_list_file: VIP list {tmp_path / 'vip.txt'} loaded: 1 entries",
         f"enrichment.privacy.encounters_csv: encounter extract {tmp_path / 'encounters.csv'} loaded: 3 entries",
+        # how the names meet the config's lists (engine/lookup_coverage.py)
+        "enrichment.privacy.roster_csv: 3 staff, 3 with a role; roles: nurse 1, physician 1, "
+        "billing 1 [privacy_deceased_allowed_roles, privacy_office_roles]",
+        "warning: enrichment.privacy.roster_csv: rules.placeholders.privacy_ward_service_roles matches no roster "
+        "role: if the site has such staff, set it to their titles",
+        "warning: enrichment.privacy.roster_csv: rules.placeholders.privacy_disclosure_roles matches no roster "
+        "role: if the site has such staff, set it to their titles",
+        "enrichment.privacy.roster_csv: departments: Cardiology 1, Emergency 1 [emergency_departments], "
+        "Billing 1 [privacy_deceased_allowed_departments]",
+        "enrichment.privacy.encounters_csv: 3 stay segments; units: Cardiology 1, Emergency 1, Orthopaedics 1",
+        "warning: enrichment.privacy.encounters_csv: 1 of 3 units are no roster department (map them with "
+        "encounters_department_map): Orthopaedics 1",
+        "enrichment.privacy.encounters_csv: classes: IMP 2, EMER 1 [privacy_emergency_encounter_classes]",
         "ok: 0 connectors, 2 sinks, 0 rules, 4 lookups",
     ]
     assert err == ""  # the loaders' log lines are the check's output, not also the service log's
@@ -160,3 +173,63 @@ def test_a_missing_geoip_database_is_an_error(tmp_path, capsys):
     code, out, _ = _check(capsys, path)
     assert code == 2
     assert out == [f"error: enrichment.geoip: no such file: {tmp_path / 'GeoLite2-City.mmdb'}"]
+
+
+GERMAN_ROSTER = """Personalnummer;Benutzer;Nachname;Organisationseinheit;Funktion
+4711;amueller;Müller;Kardiologie;Gesundheits- und Krankenpfleger/in
+4712;bschmidt;Schmidt;ZNA;Arzt/Ärztin
+4713;ckoch;Koch;ZNA;Gesundheits- und Krankenpfleger/in
+4714;dwolf;Wolf;Patientenabrechnung;Sachbearbeiter/in Patientenabrechnung
+"""
+GERMAN_STAYS = """Fallnummer;Patient;Station;Fallart;Aufnahme;Entlassung
+F1;P1;KAR-2;stationär;02.11.2026 08:00;05.11.2026 12:00
+F2;P2;ZNA;Notfall;03.11.2026 22:10;04.11.2026 02:00
+F3;P3;KAR-2;stationär;03.11.2026 09:00;
+"""
+GERMAN_PRIVACY = """    roster_csv: personal.csv
+    roster_columns: {user_id: Personalnummer, login: Benutzer, family_name: Nachname,
+                     department: Organisationseinheit, role: Funktion}
+    encounters_csv: faelle.csv
+    encounters_csv_columns: {encounter_id: Fallnummer, patient_id: Patient, department: Station, class: Fallart,
+                             start: Aufnahme, end: Entlassung}
+"""
+
+
+def _german_site(tmp_path: Path, extra: str = "", placeholders: str = "") -> Path:
+    path = _site(tmp_path, GERMAN_PRIVACY + extra)
+    (tmp_path / "personal.csv").write_text(GERMAN_ROSTER, encoding="utf-8")
+    (tmp_path / "faelle.csv").write_text(GERMAN_STAYS, encoding="utf-8")
+    path.write_text(path.read_text(encoding="utf-8").replace("rules: {paths: []}\n", f"rules: {{paths: [], placeholders: {{{placeholders}}}}}\n"),
+                    encoding="utf-8")
+    return path
+
+
+def test_names_that_meet_no_list_are_warned_about(tmp_path, capsys):
+    """Every file loads, and still: the billing clerk is no billing role, the ZNA is no emergency department
+    and the ADT unit KAR-2 is no roster department. A start says nothing of it; the check says each."""
+    code, out, _ = _check(capsys, _german_site(tmp_path))
+    assert code == 0
+    warnings = [line for line in out if line.startswith("warning: ")]
+    assert ("warning: enrichment.privacy.roster_csv: rules.placeholders.privacy_deceased_allowed_roles matches no "
+            "roster role: if the site has such staff, set it to their titles") in warnings
+    assert ("warning: enrichment.privacy.roster_csv: no roster department is one of emergency_departments: an ED's "
+            "overrides and its staff are not recognised") in warnings
+    assert ("warning: enrichment.privacy.encounters_csv: 1 of 2 units are no roster department (map them with "
+            "encounters_department_map): KAR-2 2") in warnings
+    assert "enrichment.privacy.encounters_csv: classes: stationär 2, Notfall 1 [privacy_emergency_encounter_classes]" in out
+
+
+def test_the_site_s_own_lists_and_map_quiet_the_warnings(tmp_path, capsys):
+    path = _german_site(tmp_path, "    emergency_departments: [ZNA]\n"
+                                  "    encounters_department_map: {KAR-2: Kardiologie}\n",
+                        "privacy_deceased_allowed_roles: ['*abrechnung*']")
+    code, out, _ = _check(capsys, path)
+    assert code == 0
+    assert "enrichment.privacy.roster_csv: departments: ZNA 2 [emergency_departments], Kardiologie 1, " \
+           "Patientenabrechnung 1" in out
+    assert ("enrichment.privacy.roster_csv: 4 staff, 4 with a role; roles: Gesundheits- und Krankenpfleger/in 2, "
+            "Arzt/Ärztin 1, Sachbearbeiter/in Patientenabrechnung 1 [privacy_deceased_allowed_roles]") in out
+    units = [line for line in out if "units" in line]
+    assert units == ["enrichment.privacy.encounters_csv: 3 stay segments; units: KAR-2 2, ZNA 1"]
+    assert not any("privacy_deceased_allowed_roles matches no" in line or "emergency_departments:" in line
+                   for line in out if line.startswith("warning: "))
