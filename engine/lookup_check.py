@@ -29,9 +29,6 @@ PRIVACY_FILES = ("roster_csv", "roster_directory", "patients_csv", "vip_list_fil
                  "encounters_csv", "encounters_ndjson")
 #: ``enrichment.privacy`` options that name a server: listed, not contacted
 PRIVACY_SERVERS = ("patients_fhir_base_url", "encounters_fhir_base_url")
-#: the other enrichment sections that read files, built whole
-WHOLE_SECTIONS = ("identity", "geoip")
-
 Level = Literal["ok", "warning", "error"]
 #: the warnings shown per lookup (a bad extract can warn for every row: the first ones name the pattern)
 WARNINGS_SHOWN = 5
@@ -90,8 +87,11 @@ def _coverage(config: Config, privacy: dict[str, Any], options_cls: type, enrich
     # the roster and the encounters only (a patient directory can hold millions of rows, read once above)
     unread = {*PRIVACY_SERVERS, "patients_csv", "vip_list_file", "surname_frequencies_csv"}
     local = {k: v for k, v in privacy.items() if k not in unread}
-    with _captured():  # every source said its piece above
-        enricher = _declared_enricher(config, "privacy", options_cls, enricher_cls, local)
+    try:
+        with _captured():  # every source said its piece above
+            enricher = _declared_enricher(config, "privacy", options_cls, enricher_cls, local)
+    except ConfigError as exc:  # each loaded alone, so not expected: said, not raised
+        return [LookupLine("enrichment.privacy", "error", exc.message)]
     try:
         return coverage(enricher, config["rules"]["placeholders"],
                         roster and f"enrichment.privacy.{roster}", encounters and f"enrichment.privacy.{encounters}")
@@ -147,6 +147,8 @@ def _line(where: str, record: logging.LogRecord, warned: bool) -> LookupLine:
 
 
 class _Records(logging.Handler):
+    """Keeps every record it is given, for ``_build`` to read once the lookup is built."""
+
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.records: list[logging.LogRecord] = []

@@ -199,7 +199,8 @@ def _german_site(tmp_path: Path, extra: str = "", placeholders: str = "") -> Pat
     path = _site(tmp_path, GERMAN_PRIVACY + extra)
     (tmp_path / "personal.csv").write_text(GERMAN_ROSTER, encoding="utf-8")
     (tmp_path / "faelle.csv").write_text(GERMAN_STAYS, encoding="utf-8")
-    path.write_text(path.read_text(encoding="utf-8").replace("rules: {paths: []}\n", f"rules: {{paths: [], placeholders: {{{placeholders}}}}}\n"),
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("rules: {paths: []}\n", f"rules: {{paths: [], placeholders: {{{placeholders}}}}}\n"),
                     encoding="utf-8")
     return path
 
@@ -216,7 +217,8 @@ def test_names_that_meet_no_list_are_warned_about(tmp_path, capsys):
             "overrides and its staff are not recognised") in warnings
     assert ("warning: enrichment.privacy.encounters_csv: 1 of 2 units are no roster department (map them with "
             "encounters_department_map): KAR-2 2") in warnings
-    assert "enrichment.privacy.encounters_csv: classes: stationär 2, Notfall 1 [privacy_emergency_encounter_classes]" in out
+    assert ("enrichment.privacy.encounters_csv: classes: stationär 2, Notfall 1 "
+            "[privacy_emergency_encounter_classes]") in out
 
 
 def test_the_site_s_own_lists_and_map_quiet_the_warnings(tmp_path, capsys):

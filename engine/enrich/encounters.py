@@ -556,7 +556,8 @@ class NdjsonEncounterSource(EncounterSource):
                             type(exc).__name__)
             return
         self.index, self._stamp = index, stamp
-        log.info("encounter export %s loaded: %d encounters", self.path, len(index), extra={"lookup_entries": len(index)})
+        log.info("encounter export %s loaded: %d encounters", self.path, len(index),
+                 extra={"lookup_entries": len(index)})
 
     def _load(self, files: Iterable[Path]) -> EncounterIndex:
         index = EncounterIndex()
