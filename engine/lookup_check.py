@@ -142,7 +142,7 @@ def _line(where: str, record: logging.LogRecord, warned: bool) -> LookupLine:
         return LookupLine(where, "warning", message)
     if getattr(record, "lookup_entries", None) == 0:
         return (LookupLine(where, "error", f"{message}: every record was skipped (see above)") if warned
-                else LookupLine(where, "warning", f"{message}: the file holds no records"))
+                else LookupLine(where, "warning", f"{message}: it holds no records"))
     return LookupLine(where, "ok", message)
 
 

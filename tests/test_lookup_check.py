@@ -132,7 +132,7 @@ def test_an_empty_lookup_is_a_warning(tmp_path, capsys):
     code, out, _ = _check(capsys, path)
     assert code == 0
     assert out[0] == (f"warning: enrichment.privacy.vip_list_file: VIP list {tmp_path / 'none.txt'} loaded: 0 "
-                      "entries: the file holds no records")
+                      "entries: it holds no records")
 
 
 def test_servers_are_listed_not_contacted(tmp_path, capsys):
