@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.cli import main
 
@@ -235,3 +237,48 @@ def test_the_site_s_own_lists_and_map_quiet_the_warnings(tmp_path, capsys):
     assert units == ["enrichment.privacy.encounters_csv: 3 stay segments; units: KAR-2 2, ZNA 1"]
     assert not any("privacy_deceased_allowed_roles matches no" in line or "emergency_departments:" in line
                    for line in out if line.startswith("warning: "))
+
+
+LOOKUPS = {  # option -> (its file, the option line that names a column the file lacks; None: it has none)
+    "roster_csv": ("roster.csv", "    roster_columns: {login: USERNAME}\n"),
+    "patients_csv": ("patients.csv", "    patients_columns: {address: STREET}\n"),
+    "vip_list_file": ("vip.txt", None),
+    "encounters_csv": ("encounters.csv", "    encounters_csv_columns: {department: UNIT}\n"),
+}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(LOOKUPS)), st.sampled_from(["ok", "missing", "column"]), min_size=1))
+def test_each_lookup_is_judged_on_its_own(tmp_path_factory, lookups):
+    """Whichever lookups are broken, and however: the check names exactly those, each once, and the others
+    load as if they were alone (one failing source never hides or spoils the next)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    tmp_path = tmp_path_factory.mktemp("site")
+    lines = ""
+    for option, state in lookups.items():
+        name, column = LOOKUPS[option]
+        if state == "column" and column is None:
+            state = "ok"  # a VIP list has no column mapping to get wrong
+        lines += f"    {option}: {'gone-' + name if state == 'missing' else name}\n"
+        lines += column if state == "column" else ""
+        lookups[option] = state
+    path = _site(tmp_path, lines)
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(["config", "check", "--config", str(path)])
+    errors = {line.split(": ")[1] for line in out.getvalue().splitlines() if line.startswith("error: ")}
+    broken = {f"enrichment.privacy.{o}" for o, state in lookups.items() if state != "ok"}
+    assert errors == broken
+    assert code == (2 if broken else 0)
+    for option, state in lookups.items():
+        said = [line for line in out.getvalue().splitlines() if f"enrichment.privacy.{option}: " in line]
+        if state == "ok":
+            assert any(line.startswith(f"enrichment.privacy.{option}: ") and " loaded: " in line for line in said)
+        elif state == "missing":
+            assert said == [f"error: enrichment.privacy.{option}: " + said[0].split(": ", 2)[2]]
+            assert "unavailable: No such file or directory" in said[0]
+        else:
+            assert said == [f"error: enrichment.privacy.{option}: " + said[0].split(": ", 2)[2]]
+            assert "is not in the header of" in said[0]
