@@ -48,6 +48,12 @@ METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in (
     MetricSpec("wardwatch_connector_up", "gauge",
                "1 when the connector's source could be read on its last poll, 0 when it is unavailable",
                ("connector",)),
+    MetricSpec("wardwatch_lookup_up", "gauge",
+               "1 when an enrichment lookup (roster, patients, encounters, ...) is loaded and its last reload "
+               "worked, 0 when nothing is loaded or it serves a stale table", ("lookup",)),
+    MetricSpec("wardwatch_lookup_entries", "gauge", "Entries in an enrichment lookup's loaded table", ("lookup",)),
+    MetricSpec("wardwatch_lookup_loaded_timestamp_seconds", "gauge",
+               "Unix time of an enrichment lookup's last successful load", ("lookup",)),
     MetricSpec("wardwatch_incident_deadline_seconds", "gauge",
                "Seconds left until an incident reporting deadline (negative: overdue); subject is the alert "
                "or case id", ("subject", "regime", "milestone")),

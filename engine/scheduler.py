@@ -8,6 +8,8 @@ success, a retry covers exactly what the failed run missed.
 No silent blindness: each connector's health (could its source be read on the last poll, and if not,
 why) is kept in ``engine.health`` and mirrored to the store, so ``/health`` goes degraded naming the
 connector and ``wardwatch status`` shows the same. A listener that cannot bind is retried on every poll.
+The enrichment's lookups too (``engine.enrich.lookups.LookupStatus``): one that has nothing loaded, or
+serves a stale table because its last reload failed, turns ``/health`` degraded and ``wardwatch_lookup_up`` to 0.
 """
 
 from __future__ import annotations
@@ -92,9 +94,24 @@ class Service:
             for _, connector in self.connectors
         }
         failing = {name: entry["error"] for name, entry in self.status.items() if entry.get("error")}
-        ok = bool(store.get("ok")) and not failing and all(c["ok"] for c in connectors.values())
+        lookups = {status.name: status.to_dict() for status in self.app.enrichment.lookups()}
+        ok = (bool(store.get("ok")) and not failing and all(c["ok"] for c in connectors.values())
+              and all(entry["ok"] for entry in lookups.values()))
         return scrub_report({"status": "ok" if ok else "degraded", "store": store, "connectors": connectors,
-                             "failing_jobs": failing, "jobs": self.status})
+                             "lookups": lookups, "failing_jobs": failing, "jobs": self.status})
+
+    def _refresh_lookups(self) -> None:
+        """Reload the enrichment's changed lookups, then say how each one stands (``wardwatch_lookup_*``)."""
+        self.app.enrichment.refresh()
+        self._lookup_metrics()
+
+    def _lookup_metrics(self) -> None:
+        for status in self.app.enrichment.lookups():
+            self.metrics.set("wardwatch_lookup_up", 1 if status.ok else 0, lookup=status.name)
+            if status.entries is not None:
+                self.metrics.set("wardwatch_lookup_entries", status.entries, lookup=status.name)
+            if status.loaded_at is not None:
+                self.metrics.set("wardwatch_lookup_loaded_timestamp_seconds", status.loaded_at, lookup=status.name)
 
     def _start_connector(self, connector: Connector) -> None:
         """Start a push source's listeners (bind errors raise); a no-op once it has started."""
@@ -190,7 +207,8 @@ class Service:
         self.scheduler.add_job(lambda: self._guard("deliver", self._deliver),
                                IntervalTrigger(seconds=parse_duration(scheduler_cfg["delivery_interval"])),
                                id="deliver", next_run_time=now)
-        self.scheduler.add_job(lambda: self._guard("enrichment", self.app.enrichment.refresh),
+        self._lookup_metrics()
+        self.scheduler.add_job(lambda: self._guard("enrichment", self._refresh_lookups),
                                IntervalTrigger(seconds=parse_duration(scheduler_cfg["enrichment_refresh_interval"])),
                                id="enrichment-refresh")
         # GDPR storage limitation (engine.retention); not at start-up: a restart must not block on a long purge

@@ -246,3 +246,55 @@ def test_scrub_drops_url_query_strings_and_keeps_the_endpoint(query):
 
     text = scrub(f"GET https://fhir.example:8443/r4/AuditEvent?{query} failed")
     assert text == "GET https://fhir.example:8443/r4/AuditEvent?... failed"
+
+
+# --- the lookups ------------------------------------------------------------------------------------
+
+def test_service_health_names_a_lookup_that_is_gone_or_stale_and_recovers(tmp_path):
+    """A roster HR stopped exporting ends nobody's contract, and the service kept quiet about it: it logged
+    one warning and went on with the old table. Now ``/health`` is degraded, naming the lookup and why
+    (no absolute path), and ``wardwatch_lookup_up`` is 0, until the file is back and loads."""
+    import shutil
+
+    roster = tmp_path / "lookups" / "roster.csv"
+    roster.parent.mkdir()
+    roster.write_text("user_id,login,department,role\nU1,anna,Cardiology,nurse\nU2,ben,Emergency,physician\n",
+                      encoding="utf-8")
+    vpn = tmp_path / "vpn.ndjson"
+    vpn.write_bytes(b"".join(p.read_bytes() for p in sorted(VPN.iterdir())))
+    config = write_config(tmp_path, [{"name": "vpn", "type": "ndjson", "dataset": "vpn.auth", "path": str(vpn)}],
+                          service={"http": {"host": "127.0.0.1", "port": free_port()}},
+                          enrichment={"privacy": {"roster_csv": str(roster)}})
+    data = yaml.safe_load(config.read_text())
+    data["scheduler"]["enrichment_refresh_interval"] = "100ms"
+    config.write_text(yaml.safe_dump(data))
+    service = Service(build_app(load_config(config, environ={}), console=False))
+    service.start()
+    try:
+        wait_for(lambda: get_health(service)[0] == 200)
+        report = get_health(service)[1]["lookups"]["privacy.roster"]
+        assert report["ok"] is True and report["entries"] == 2 and report["source"] == ".../roster.csv"
+        assert service.metrics.value("wardwatch_lookup_up", lookup="privacy.roster") == 1
+        assert service.metrics.value("wardwatch_lookup_entries", lookup="privacy.roster") == 2
+
+        shutil.move(roster, tmp_path / "away.csv")  # gone: the old table is served, stale
+        wait_for(lambda: get_health(service)[0] == 503)
+        code, report = get_health(service)
+        assert report["status"] == "degraded"
+        stale = report["lookups"]["privacy.roster"]
+        assert stale == {"ok": False, "source": ".../roster.csv", "loaded": True, "entries": 2,
+                         "loaded_at": stale["loaded_at"], "error": "unavailable: No such file or directory"}
+        assert str(tmp_path) not in orjson.dumps(report).decode()
+        wait_for(lambda: service.metrics.value("wardwatch_lookup_up", lookup="privacy.roster") == 0)
+
+        roster.write_text("user_id,login,department,role\nU1,anna,Cardiology,nurse\n", encoding="utf-8")
+        wait_for(lambda: get_health(service)[0] == 200)
+        assert get_health(service)[1]["lookups"]["privacy.roster"]["entries"] == 1
+
+        roster.write_bytes("user_id,login,department\nU1,Ärztin,Kardiologie\n".encode("cp1252"))  # not UTF-8
+        wait_for(lambda: get_health(service)[0] == 503)
+        error = get_health(service)[1]["lookups"]["privacy.roster"]["error"]
+        assert error.startswith("not reloaded: roster_encoding: ") and "is not utf-8-sig text (line 2" in error
+        assert get_health(service)[1]["lookups"]["privacy.roster"]["entries"] == 1   # the last good table
+    finally:
+        service.stop()

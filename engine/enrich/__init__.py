@@ -8,9 +8,12 @@ cannot answer simply adds nothing.
 from __future__ import annotations
 
 import abc
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from engine.events import Event
+
+if TYPE_CHECKING:
+    from engine.enrich.lookups import LookupStatus
 
 
 class Enricher(abc.ABC):
@@ -32,6 +35,10 @@ class Enricher(abc.ABC):
     def refresh(self) -> None:  # noqa: B027 - optional hook
         """Reload lookup sources if they changed; called periodically by the service."""
 
+    def lookups(self) -> "list[LookupStatus]":
+        """The state of each lookup source this step reads (``/health`` and metrics show them); none here."""
+        return []
+
 
 class EnrichmentChain:
     def __init__(self, enrichers: Sequence[Enricher] = ()):
@@ -51,3 +58,6 @@ class EnrichmentChain:
     def refresh(self) -> None:
         for step in self.enrichers:
             step.refresh()
+
+    def lookups(self) -> "list[LookupStatus]":
+        return [status for step in self.enrichers for status in step.lookups()]

@@ -24,14 +24,15 @@ import bisect
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import urlencode, urlsplit
 
-from engine.enrich.lookups import (UNAVAILABLE, ColumnMappingError, ReloadingFile, _read_csv, check_columns, csv_header,
-                                   fold)
+from engine.enrich.lookups import (UNAVAILABLE, ColumnMappingError, LookupStatus, ReloadingFile, _read_csv,
+                                   check_columns, csv_header, fold)
 from engine.events import timestamp_ms
 
 log = logging.getLogger(__name__)
@@ -420,6 +421,9 @@ class EncounterSource:
     """Interface: an :class:`EncounterIndex` kept current by ``refresh()``; ``loaded`` once it has data."""
 
     index: EncounterIndex
+    #: for ``status``: the last good load or pull (Unix time), and why the last attempt failed
+    loaded_at: float | None = None
+    error: str | None = None
 
     def refresh(self) -> None:  # noqa: B027 - optional
         pass
@@ -427,6 +431,12 @@ class EncounterSource:
     @property
     def loaded(self) -> bool:
         return False
+
+    def status(self, name: str) -> LookupStatus:
+        """What ``/health`` shows of this source (``engine.enrich.lookups.LookupStatus``)."""
+        source = getattr(self, "path", None) or getattr(self, "base_url", "")
+        return LookupStatus(name, str(source), self.loaded, len(self.index) if self.loaded else None,
+                            self.loaded_at, self.error)
 
 
 def _warn_bad(where: str, exc: Exception, counter: list[int], limit: int = 20) -> None:
@@ -518,6 +528,9 @@ class CsvEncounterSource(EncounterSource):
     def loaded(self) -> bool:
         return self.file.table is not None
 
+    def status(self, name: str) -> LookupStatus:
+        return self.file.status(name)
+
 
 def _ndjson_files(path: Path) -> list[Path]:
     return sorted(path.glob("*.ndjson")) if path.is_dir() else [path]
@@ -541,14 +554,17 @@ class NdjsonEncounterSource(EncounterSource):
             files = _ndjson_files(self.path)
             stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
         except OSError as exc:
+            self.error = f"unavailable: {exc.strerror}"
             if not self.loaded:
                 log.warning("encounter export %s unavailable: %s", self.path, exc.strerror, extra=UNAVAILABLE)
             return
         if stamp == self._stamp:
+            self.error = None
             return
         try:
             index = self._load(files)
         except (OSError, UnicodeDecodeError) as exc:
+            self.error = f"not loaded: {type(exc).__name__}"
             if not self.loaded:
                 log.warning("encounter export %s not loaded (%s)", self.path, type(exc).__name__, extra=UNAVAILABLE)
             else:
@@ -556,6 +572,7 @@ class NdjsonEncounterSource(EncounterSource):
                             type(exc).__name__)
             return
         self.index, self._stamp = index, stamp
+        self.loaded_at, self.error = time.time(), None
         log.info("encounter export %s loaded: %d encounters", self.path, len(index),
                  extra={"lookup_entries": len(index)})
 
@@ -662,6 +679,7 @@ class FhirEncounterSource(EncounterSource):
     def refresh(self) -> None:
         import httpx
 
+        failures: list[str] = []
         for kind in self.resource_types:
             bad, count, hw = [0], 0, self.high_water_ms.get(kind)
             try:
@@ -687,13 +705,16 @@ class FhirEncounterSource(EncounterSource):
                 reason = str(exc) if isinstance(exc, EncounterFormatError) else type(exc).__name__
                 log.warning("encounter server %s/%s: pull failed (%s); keeping %d encounters", self.base_url,
                             kind, reason, len(self.index))
+                failures.append(f"{kind} pull failed: {reason}")
                 continue
             _report_bad(f"{self.base_url}/{kind}", bad)
             if hw is not None:
                 self.high_water_ms[kind] = hw
             self._pulled = True
+            self.loaded_at = time.time()
             if count:
                 log.info("encounter server %s/%s: %d resources pulled", self.base_url, kind, count)
+        self.error = "; ".join(failures) or None
 
     @property
     def loaded(self) -> bool:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from engine.enrich import Enricher
-from engine.enrich.lookups import UNAVAILABLE
+from engine.enrich.lookups import UNAVAILABLE, LookupStatus
 from engine.events import Event
 from engine.plugins import InvalidOption, parse_options, path_option
 
@@ -59,7 +60,13 @@ class _Database:
         self.path = path
         self.reader: Any = None
         self.stamp: tuple[int, int] | None = None
+        #: for ``status``: the last good open (Unix time), and why the last attempt failed
+        self.loaded_at: float | None = None
+        self.error: str | None = None
         self.refresh()
+
+    def status(self, name: str) -> LookupStatus:
+        return LookupStatus(name, self.path, self.reader is not None, None, self.loaded_at, self.error)
 
     def refresh(self) -> None:
         import maxminddb
@@ -67,6 +74,7 @@ class _Database:
         try:
             st = os.stat(self.path)
         except OSError as exc:
+            self.error = f"unreadable: {exc.strerror}"
             if self.reader is None:
                 log.warning("geoip database %s unreadable (%s)", self.path, exc.strerror, extra=UNAVAILABLE)
             else:
@@ -74,14 +82,17 @@ class _Database:
             return
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp == self.stamp:
+            self.error = None
             return
         try:
             reader = maxminddb.open_database(self.path)
         except (OSError, ValueError, RuntimeError) as exc:  # maxminddb.InvalidDatabaseError is a RuntimeError
+            self.error = f"not loaded: {type(exc).__name__}"
             log.warning("geoip database %s not loaded: %s", self.path, type(exc).__name__,
                         extra=UNAVAILABLE if self.reader is None else None)
             return
         old, self.reader, self.stamp = self.reader, reader, stamp
+        self.loaded_at, self.error = time.time(), None
         if old is not None:
             old.close()
 
@@ -119,6 +130,9 @@ class GeoipEnricher(Enricher):
         for db in (self.city, self.asn):
             if db is not None:
                 db.refresh()
+
+    def lookups(self) -> list[LookupStatus]:
+        return [db.status(f"geoip.{name}") for name, db in (("city", self.city), ("asn", self.asn)) if db]
 
     def enrich(self, event: Event) -> Event:
         if self.datasets is not None and event.get("event.dataset") not in self.datasets:

@@ -31,7 +31,7 @@ from connectors.directory.index import DirectoryIndex
 from connectors.directory.model import DirectoryUser, end_date_of
 from connectors.directory.snapshot import load_directory
 from engine.enrich import Enricher
-from engine.enrich.lookups import ReloadingFile, StaffMember, fold
+from engine.enrich.lookups import LookupStatus, ReloadingFile, StaffMember, fold
 from engine.events import Event
 from engine.plugins import InvalidOption, parse_options, path_option
 
@@ -123,6 +123,9 @@ class IdentityEnricher(Enricher):
 
     def refresh(self) -> None:
         self.directory.refresh()
+
+    def lookups(self) -> list[LookupStatus]:
+        return [self.directory.file.status("identity.directory")]
 
     def enrich(self, event: Event) -> Event:
         if self.datasets is not None and event.get("event.dataset") not in self.datasets:

@@ -167,6 +167,32 @@ def encoding_error(path: Path, encoding: str, option: str) -> LookupFileError:
                            f"encoding (Windows exports are often cp1252)")
 
 
+@dataclass(frozen=True)
+class LookupStatus:
+    """One lookup as the service's ``/health`` and metrics show it (``engine.scheduler``).
+
+    Why: a lookup that fails keeps serving its last table, or nothing, with one warning in the log. A
+    roster that HR stopped exporting then ends nobody's contract, and nothing on a dashboard says so.
+    ``ok`` is False when nothing is loaded or the last reload failed (the table is then stale)."""
+
+    name: str  #: e.g. ``privacy.roster``
+    source: str  #: the file or server it reads (``/health`` scrubs paths to their last component)
+    loaded: bool
+    entries: int | None
+    #: Unix time of the last successful load, None before one
+    loaded_at: float | None
+    #: why the last load or reload failed, None when it did not
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.loaded and self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "source": self.source, "loaded": self.loaded, "entries": self.entries,
+                "loaded_at": self.loaded_at, "error": self.error}
+
+
 #: ``extra`` of the warning a lookup logs when it has nothing loaded (the file is missing or unreadable on
 #: its first load): ``wardwatch config check`` reports that lookup as unusable (engine/lookup_check.py)
 UNAVAILABLE = {"lookup_unavailable": True}
@@ -192,18 +218,29 @@ class ReloadingFile:
         self.size = size
         self._stamp: tuple[int, int] | None = None
         self.table: Any = None
+        #: for ``status``: the last good load (Unix time, entries), and why the last attempt failed
+        self.loaded_at: float | None = None
+        self.entries: int | None = None
+        self.error: str | None = None
         self.refresh()
+
+    def status(self, name: str) -> LookupStatus:
+        return LookupStatus(name, str(self.path), self.table is not None, self.entries, self.loaded_at,
+                            self.error)
 
     def refresh(self) -> bool:
         """Reload if changed. Returns True when a new table was loaded."""
         try:
             st = self.path.stat()
         except OSError as exc:
+            self.error = f"unavailable: {exc.strerror}"
             if self.table is None:
                 log.warning("%s %s unavailable: %s", self.what, self.path, exc.strerror, extra=UNAVAILABLE)
             return False
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp == self._stamp:
+            if self.error is not None and self.error.startswith("unavailable"):
+                self.error = None  # the file is back as it was
             return False
         try:
             try:
@@ -215,9 +252,11 @@ class ReloadingFile:
         except LookupFileError as exc:
             if self.table is None:
                 raise
+            self.error = f"not reloaded: {exc}"
             log.warning("%s not reloaded (%s); keeping the previous version", self.what, exc)
             return False
         except Exception as exc:  # noqa: BLE001 - a bad file must not stop ingest; the old table stays
+            self.error = f"not loaded: {type(exc).__name__}"
             if self.table is None:
                 log.warning("%s %s not loaded (%s)", self.what, self.path, type(exc).__name__, extra=UNAVAILABLE)
             else:
@@ -226,6 +265,7 @@ class ReloadingFile:
             return False
         self.table, self._stamp = table, stamp
         entries = self.size(table)
+        self.loaded_at, self.entries, self.error = time.time(), entries, None
         log.info("%s %s loaded: %d entries", self.what, self.path, entries, extra={"lookup_entries": entries})
         return True
 

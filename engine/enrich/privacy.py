@@ -37,6 +37,7 @@ from engine.enrich.lookups import (
     SurnameFrequencyFile,
     SurnameFrequencySource,
     VipList,
+    LookupStatus,
     fold,
 )
 from engine.enrich.care_context import CareMoments
@@ -367,6 +368,20 @@ class PrivacyEnricher(Enricher):
         if isinstance(self.surname_frequencies, SurnameFrequencyFile):
             self.surname_frequencies.refresh()
         self._moments = None  # after the sources changed: the next batch starts a new memory of them
+
+    def lookups(self) -> list[LookupStatus]:
+        """Each file-backed or pulled source (a FHIR Patient server is asked per patient: not listed)."""
+        found: list[LookupStatus] = []
+        seen: set[int] = set()  # the patient CSV is also the surname counts' source: listed once
+        for name, source in (("privacy.roster", self.roster), ("privacy.vip_list", self.vip_list),
+                             *((f"privacy.patients[{i}]", p) for i, p in enumerate(self.patients)),
+                             ("privacy.surname_frequencies", self.surname_frequencies),
+                             *((f"privacy.encounters[{i}]", e) for i, e in enumerate(self.encounters))):
+            status = _status_of(source, name) if id(source) not in seen else None
+            seen.add(id(source))
+            if status is not None:
+                found.append(status)
+        return found
 
     def enrich(self, event: Event) -> Event:
         """One event on its own: no memory of other accesses but the ward work (see :meth:`enrich_many`)."""
@@ -706,6 +721,15 @@ class WardWork:
                 if len(seen) >= enough:
                     break
         return len(seen)
+
+
+def _status_of(source: Any, name: str) -> LookupStatus | None:
+    """A source's ``status``, from itself, its file or its directory file; None for one with none (FHIR)."""
+    for owner in (source, getattr(source, "file", None), getattr(getattr(source, "directory", None), "file", None)):
+        status = getattr(owner, "status", None)
+        if callable(status):
+            return status(name)
+    return None
 
 
 def _surname_frequency_source(opts: PrivacyOptions,
