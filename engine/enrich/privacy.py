@@ -30,6 +30,7 @@ from engine.enrich.lookups import (
     ROSTER_COLUMNS,
     CsvPatientDirectory,
     FhirPatientDirectory,
+    LookupStatus,
     PatientFacts,
     PatientSource,
     StaffMember,
@@ -37,7 +38,6 @@ from engine.enrich.lookups import (
     SurnameFrequencyFile,
     SurnameFrequencySource,
     VipList,
-    LookupStatus,
     fold,
 )
 from engine.enrich.care_context import CareMoments
