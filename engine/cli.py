@@ -648,7 +648,7 @@ def _warn_refusal(store: Any) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     """Cursors, checkpoints and dead letters: what a SOC checks first when alerts look wrong."""
     from engine.app import build_app
-    from engine.health import stored_health
+    from engine.health import scrub_report, stored_health
 
     config = _config(args)
     app = build_app(config, console=False, reader=True)
@@ -660,6 +660,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         }
         # Recorded by the service (or the last one-shot run): a source it could not read, and why.
         report["connector_health"] = stored_health(app.store, [entry["name"] for entry in config["connectors"]])
+        # The lookup files as this command loaded them just now (the service's own view is on /health)
+        report["lookups"] = scrub_report({s.name: s.to_dict() for s in app.enrichment.lookups()})
         report["rules"] = {job.id: app.store.get_checkpoint(job.id).watermark for job in app.jobs}
         report["dead_letters"] = [
             {"source": d.source, "location": d.location, "reason": d.reason}

@@ -286,6 +286,10 @@ def test_service_health_names_a_lookup_that_is_gone_or_stale_and_recovers(tmp_pa
                          "loaded_at": stale["loaded_at"], "error": "unavailable: No such file or directory"}
         assert str(tmp_path) not in orjson.dumps(report).decode()
         wait_for(lambda: service.metrics.value("wardwatch_lookup_up", lookup="privacy.roster") == 0)
+        # wardwatch status, a process of its own, loads the lookups as they are now: nothing there
+        assert status_of(config)["lookups"]["privacy.roster"] == {
+            "ok": False, "source": ".../roster.csv", "loaded": False, "entries": None, "loaded_at": None,
+            "error": "unavailable: No such file or directory"}
 
         roster.write_text("user_id,login,department,role\nU1,anna,Cardiology,nurse\n", encoding="utf-8")
         wait_for(lambda: get_health(service)[0] == 200)
