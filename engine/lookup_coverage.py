@@ -98,11 +98,9 @@ def _matcher(patterns: Iterable[Any]) -> Callable[[str], bool]:
 
 
 def _members(enricher: "PrivacyEnricher") -> list[Any]:
-    """The roster's staff, each once (a roster table keys every member by id and by login)."""
-    table = getattr(getattr(enricher.roster, "file", None), "table", None)
-    if not table:
-        return []
-    return list({id(m): m for m in table["members"].values()}.values())
+    """The roster's staff, each once: a CSV roster's or the directory's (``members()``)."""
+    members = getattr(enricher.roster, "members", None)
+    return members() if callable(members) else []
 
 
 def _segments(enricher: "PrivacyEnricher") -> list[Any]:

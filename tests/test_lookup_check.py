@@ -282,3 +282,16 @@ def test_each_lookup_is_judged_on_its_own(tmp_path_factory, lookups):
         else:
             assert said == [f"error: enrichment.privacy.{option}: " + said[0].split(": ", 2)[2]]
             assert "is not in the header of" in said[0]
+
+
+def test_a_roster_read_from_the_directory_is_listed_the_same_way(tmp_path, capsys):
+    ldif = Path(__file__).resolve().parent.parent / "fixtures" / "directory" / "users.ldif"
+    path = _site(tmp_path, f"    roster_directory: {ldif}\n")
+    code, out, _ = _check(capsys, path)
+    assert code == 0
+    roles = next(line for line in out if "with a role; roles: " in line)
+    assert roles.startswith("enrichment.privacy.roster_directory: 226 staff, 226 with a role; roles: Physician 44, ")
+    assert ("warning: enrichment.privacy.roster_directory: rules.placeholders.privacy_deceased_allowed_roles matches "
+            "no roster role: if the site has such staff, set it to their titles") in out
+    assert any(line.startswith("enrichment.privacy.roster_directory: departments: ") and
+               "Emergency 17 [emergency_departments]" in line for line in out)

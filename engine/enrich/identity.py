@@ -271,6 +271,11 @@ class DirectoryRoster:
         return StaffMember(keys=keys, family_name="", name_parts=frozenset(), department=user.department,
                            address="", patient_id=patient_id, end_date=end_date, role=role or None)
 
+    def members(self) -> list[StaffMember]:
+        """Every directory user as a staff member (``wardwatch config check`` lists their roles)."""
+        index = self._sync()
+        return [self.member(u.identity) or self._member(u) for u in index.snapshot.users.values()] if index else []
+
     def is_employee_patient(self, patient_id: str) -> bool:
         self._sync()
         return patient_id in self._patients

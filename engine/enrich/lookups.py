@@ -379,6 +379,11 @@ class StaffRoster:
     def is_employee_patient(self, patient_id: str) -> bool:
         return bool(self.file.table) and patient_id in self.file.table["employee_patients"]
 
+    def members(self) -> list[StaffMember]:
+        """Every staff member once (the table keys each by user id and by login): config check's lists."""
+        table = self.file.table
+        return list({id(m): m for m in table["members"].values()}.values()) if table else []
+
     @property
     def loaded(self) -> bool:
         return self.file.table is not None
