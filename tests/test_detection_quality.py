@@ -57,8 +57,8 @@ def test_a_missed_incident_and_a_false_alert_are_scored_as_such(run_dir: Path, r
 
 
 @pytest.mark.parametrize("config", ["site_de.yaml", "site_de_from_docs.yaml"])
-def test_the_german_sites_extracts_with_its_config_give_the_same_figures(tmp_path: Path, report: dict,
-                                                                         config: str) -> None:
+def test_the_german_sites_extracts_with_its_config_give_the_same_figures(tmp_path: Path, report: dict, config: str,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """The same hospital exported the German way (bench/hospital/dialect.py: other columns, job titles,
     departments, ward codes, Windows-1252, J for yes) and configured with the knobs the docs document is
     scored exactly as the English files with the default config: every fact survives the translation, and
@@ -74,6 +74,16 @@ def test_the_german_sites_extracts_with_its_config_give_the_same_figures(tmp_pat
     assert (german["recall"], german["rules"], german["cases"]) == (report["recall"], report["rules"],
                                                                     report["cases"])
     assert german["cases"]["cases"] > 0 and german["rules"]["ehr_privacy_deceased_patient"]["alerts"] > 0
+    # and `wardwatch config check` agrees: every lookup loads, every ward code maps to a roster department,
+    # the ZNA is an emergency department, and the billing titles are in the records roles' list
+    from engine.cli import main as cli
+
+    assert cli(["config", "check", "--config", str(out / "wardwatch.yaml")]) == 0
+    said = capsys.readouterr().out.splitlines()
+    warnings = [line for line in said if line.startswith(("warning: ", "error: "))]
+    assert not [w for w in warnings if "emergency_departments" in w or "units are no roster department" in w
+                or "privacy_deceased_allowed_roles" in w], warnings
+    assert any(" loaded: " in line and "personal.csv" in line for line in said)
 
 
 def test_the_german_dialect_needs_a_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
