@@ -274,6 +274,7 @@ def test_service_health_names_a_lookup_that_is_gone_or_stale_and_recovers(tmp_pa
         wait_for(lambda: get_health(service)[0] == 200)
         report = get_health(service)[1]["lookups"]["privacy.roster"]
         assert report["ok"] is True and report["entries"] == 2 and report["source"] == ".../roster.csv"
+        assert report["loaded_at"].endswith("+00:00") and report["error"] is None  # UTC, as connectors' since
         assert service.metrics.value("wardwatch_lookup_up", lookup="privacy.roster") == 1
         assert service.metrics.value("wardwatch_lookup_entries", lookup="privacy.roster") == 2
 

@@ -21,7 +21,7 @@ import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
@@ -189,8 +189,11 @@ class LookupStatus:
         return self.loaded and self.error is None
 
     def to_dict(self) -> dict[str, Any]:
+        """As ``/health`` shows it: the load time in UTC ISO 8601, as connector health's ``since``."""
+        at = (datetime.fromtimestamp(self.loaded_at, timezone.utc).isoformat(timespec="seconds")
+              if self.loaded_at is not None else None)
         return {"ok": self.ok, "source": self.source, "loaded": self.loaded, "entries": self.entries,
-                "loaded_at": self.loaded_at, "error": self.error}
+                "loaded_at": at, "error": self.error}
 
 
 #: ``extra`` of the warning a lookup logs when it has nothing loaded (the file is missing or unreadable on
