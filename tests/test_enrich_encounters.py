@@ -525,9 +525,9 @@ def test_encounter_parser_never_raises_anything_else(fields: dict, real_subject:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.sampled_from(["CareTeam", "RelatedPerson", "Encounter"]),
+@given(st.sampled_from(["CareTeam", "RelatedPerson", "Encounter", "Patient"]),
        st.dictionaries(st.sampled_from(["id", "status", "subject", "patient", "period", "participant",
-                                        "identifier", "active"]), json_value, max_size=6))
+                                        "identifier", "active", "contact"]), json_value, max_size=6))
 def test_care_team_and_related_person_parsers_never_raise_anything_else(kind: str, fields: dict) -> None:
     index = EncounterIndex()
     try:
@@ -641,3 +641,30 @@ def test_every_rule_that_spares_the_patients_ward_spares_its_ward_work_too(rule:
     discharged = {**base, "ehr.patient.encounter_active": False, "ehr.relationship.worked_department": True,
                   "event.id": "after"}  # ward work counts only while the patient is on that ward
     assert alerts(rs, rule, [discharged]) == {"after"}
+
+
+def test_a_patients_listed_contact_from_the_fhir_patient_resource(tmp_path: Path) -> None:
+    """``Patient.contact`` (next of kin) is how most EHR exports list relatives. R4 gives a contact no
+    identifier, so a staff member is the contact when the family name and the address are hers: akoch,
+    Lindenweg 3, 10117 on the roster. A Patient exported again without the contact drops it."""
+    export = tmp_path / "export"
+    export.mkdir()
+    encounter = {"resourceType": "Encounter", "id": "E-777", "status": "in-progress",
+                 "subject": {"reference": "Patient/P777"}, "period": {"start": "2026-03-09T08:00:00Z"},
+                 "location": [{"location": {"display": "Station 5"}}]}
+    (export / "Encounter.ndjson").write_text(json.dumps(encounter) + "\n", encoding="utf-8")
+    patient = {"resourceType": "Patient", "id": "P777", "name": [{"family": "Koch", "given": ["Erich"]}],
+               "contact": [{"relationship": [{"coding": [{"code": "N"}]}],
+                            "name": {"family": "KOCH", "given": ["Anna"]},
+                            "address": {"line": ["Lindenweg  3"], "postalCode": "10117"}},
+                           {"name": {"family": "Wolf"}}]}  # no address: matches nobody
+    (export / "Patient.ndjson").write_text(json.dumps(patient) + "\n", encoding="utf-8")
+    enricher = PrivacyEnricher.from_config(config(encounters_ndjson=str(export)))
+    assert enricher.enrich(ev("akoch", "P777"))["ehr.relationship.related_person"] is True
+    assert enricher.enrich(ev("jmeyer", "P777"))["ehr.relationship.related_person"] is False
+    assert enricher.enrich(ev("dwolf", "P777"))["ehr.relationship.related_person"] is False
+
+    del patient["contact"]
+    (export / "Patient.ndjson").write_text(json.dumps(patient) + "\n", encoding="utf-8")
+    enricher.refresh()
+    assert "ehr.relationship.related_person" not in enricher.enrich(ev("akoch", "P777"))  # none listed anywhere

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import urlencode, urlsplit
 
 from engine.enrich.lookups import (UNAVAILABLE, ColumnMappingError, LookupStatus, ReloadingFile, _read_csv,
-                                   check_columns, csv_header, fold)
+                                   check_columns, contact_key, csv_header, fold, normalise_address, normalise_name)
 from engine.events import timestamp_ms
 
 log = logging.getLogger(__name__)
@@ -296,6 +296,28 @@ def related_person_from_fhir(resource: Mapping[str, Any]) -> tuple[str, str, fro
     return rid, patient, frozenset(keys)
 
 
+def patient_contacts_from_fhir(resource: Mapping[str, Any]) -> tuple[str, str, frozenset[str]]:
+    """A FHIR ``Patient``'s ``contact[]`` (next of kin, emergency contacts) as listed related persons: (an id
+    for the index, the patient, the contacts' keys, see ``engine.enrich.lookups.contact_key``). A contact
+    whose ``period`` has ended still counts, as a ``RelatedPerson`` does."""
+    pid = resource.get("id")
+    if not isinstance(pid, str) or not pid:
+        raise EncounterFormatError("Patient.id: missing")
+    keys: set[str] = set()
+    for contact in _list(resource.get("contact")):
+        if not isinstance(contact, Mapping):
+            continue
+        name = contact.get("name") if isinstance(contact.get("name"), Mapping) else {}
+        address = contact.get("address") if isinstance(contact.get("address"), Mapping) else {}
+        lines = [x for x in _list(address.get("line")) if isinstance(x, str)]
+        key = contact_key(normalise_name(name.get("family") if isinstance(name.get("family"), str) else ""),
+                          normalise_address(" ".join(lines), address.get("postalCode")
+                                            if isinstance(address.get("postalCode"), str) else None))
+        if key is not None:
+            keys.add(key)
+    return f"Patient/{pid}#contact", pid, frozenset(keys)
+
+
 # --- the index -------------------------------------------------------------------------------------
 class EncounterIndex:
     """Encounters by id, and per patient a start-sorted list of segments for interval lookups.
@@ -334,6 +356,12 @@ class EncounterIndex:
         self._related_by_patient = {}
         self._stale = True
         self.version += 1
+
+    def remove_related(self, rid: str) -> None:
+        if self.related.pop(rid, None) is not None:
+            self._related_by_patient = {}
+            self._stale = True
+            self.version += 1
 
     def _rebuild(self) -> None:
         """Re-sort the segments of the patients changed since the last lookup (one pass per refresh)."""
@@ -538,7 +566,8 @@ def _ndjson_files(path: Path) -> list[Path]:
 
 class NdjsonEncounterSource(EncounterSource):
     """FHIR bulk-export NDJSON: one file, or a directory of ``*.ndjson`` files (``Encounter.ndjson``,
-    ``CareTeam.ndjson``, ``RelatedPerson.ndjson``; other resource types are skipped and counted)."""
+    ``CareTeam.ndjson``, ``RelatedPerson.ndjson``, ``Patient.ndjson`` for its contacts; other resource types
+    are skipped and counted)."""
 
     def __init__(self, path: str | os.PathLike[str], *, tz: tzinfo = timezone.utc,
                  department_from: Sequence[str] = DEFAULT_DEPARTMENT_FROM):
@@ -621,11 +650,18 @@ def add_resource(index: EncounterIndex, resource: Mapping[str, Any], tz: tzinfo,
         rel = related_person_from_fhir(resource)
         if rel is not None:
             index.put_related(*rel)
+    elif kind == "Patient":  # its contacts; a Patient read again without them drops the old ones
+        rid, patient, keys = patient_contacts_from_fhir(resource)
+        if keys:
+            index.put_related(rid, patient, keys)
+        else:
+            index.remove_related(rid)
     return str(kind)
 
 
 class FhirEncounterSource(EncounterSource):
-    """Encounters (and, with ``resource_types``, CareTeams and RelatedPersons) pulled from a FHIR server.
+    """Encounters (and, with ``resource_types``, CareTeams, RelatedPersons and Patients' contacts) pulled from a
+    FHIR server.
 
     Each ``refresh()`` searches ``{type}?_lastUpdated=ge{high_water - overlap}&_sort=_lastUpdated`` and
     follows ``link[next]`` (same origin only: a paging link must not take the token elsewhere). The high water

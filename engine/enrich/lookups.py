@@ -82,6 +82,13 @@ def normalise_address(line: str | None, postal_code: str | None = None) -> str:
     return " ".join(tokens) + (f"|{postal}" if postal else "")
 
 
+def contact_key(family_name: str, address: str) -> str | None:
+    """How a ``Patient.contact`` (next of kin, emergency contact) is matched to a staff member: the same
+    normalised family name at the same normalised address (R4 ``Patient.contact`` carries no identifier, and a
+    roster carries no given names). None without both: a name alone, or an address alone, is no person."""
+    return f"contact:{family_name}|{address}" if family_name and address else None
+
+
 def normalise_postcode(postal_code: str | None) -> str:
     """A comparable postcode: folded, letters and digits only ("SW1A 1AA" -> "sw1a1aa")."""
     return re.sub(r"[^0-9a-z]", "", fold(postal_code or ""))

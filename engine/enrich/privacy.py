@@ -38,6 +38,7 @@ from engine.enrich.lookups import (
     SurnameFrequencyFile,
     SurnameFrequencySource,
     VipList,
+    contact_key,
     fold,
 )
 from engine.enrich.care_context import CareMoments
@@ -505,6 +506,9 @@ class PrivacyEnricher(Enricher):
         keys = frozenset({*(member.keys if member is not None else ()), *map(self._fold, values)})
         ward_key = member.keys[0] if member is not None and member.keys else (self._fold(values[0]) if values else None)
         related = keys | {self._fold(member.patient_id)} if member is not None and member.patient_id else keys
+        contact = contact_key(member.family_name, member.address) if member is not None else None
+        if contact is not None:  # listed as a contact in the patient's FHIR Patient resource
+            related = related | {contact}
         return _User(flags, lasts, member, ward_key, keys, related,
                      member.department if member is not None and member.department else None)
 

@@ -12,7 +12,7 @@ from datetime import date, datetime, timezone
 from functools import lru_cache
 from typing import Any
 
-from engine.enrich.lookups import PatientFacts, StaffMember, fold
+from engine.enrich.lookups import PatientFacts, StaffMember, contact_key, fold
 from engine.enrich.privacy import SENSITIVE_FLAGS, PrivacyEnricher
 from engine.events import Event, timestamp_ms
 
@@ -263,6 +263,9 @@ class ReferencePrivacyEnricher(PrivacyEnricher):
             if related:
                 if member is not None and member.patient_id:
                     keys.add(self._fold(member.patient_id))
+                contact = contact_key(member.family_name, member.address) if member is not None else None
+                if contact is not None:  # a Patient.contact (added with it: the reference follows)
+                    keys.add(contact)
                 event["ehr.relationship.related_person"] = any(
                     not keys.isdisjoint(source.index.related_keys(patient_id)) for source in self.encounters
                     if source.loaded)
