@@ -663,6 +663,14 @@ def test_a_patients_listed_contact_from_the_fhir_patient_resource(tmp_path: Path
     assert enricher.enrich(ev("akoch", "P777"))["ehr.relationship.related_person"] is True
     assert enricher.enrich(ev("jmeyer", "P777"))["ehr.relationship.related_person"] is False
     assert enricher.enrich(ev("dwolf", "P777"))["ehr.relationship.related_person"] is False
+    # the daughter shares neither the patient's home nor, married, need she share his name: the listed-relative
+    # rule alerts on her read alone
+    from engine.app import alerts_over_sample
+    from engine.sigma import load_rules
+
+    reads = [dict(enricher.enrich(ev(user, "P777")), **{"event.id": user}) for user in ("akoch", "jmeyer")]
+    ruleset = load_rules([str(ROOT / "rules" / "privacy" / "ehr_privacy_listed_relative.yml")])
+    assert [a.evidence for a in alerts_over_sample(ruleset, reads)] == [["akoch"]]
 
     del patient["contact"]
     (export / "Patient.ndjson").write_text(json.dumps(patient) + "\n", encoding="utf-8")

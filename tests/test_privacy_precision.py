@@ -121,7 +121,8 @@ def test_a_bad_min_level_names_the_key() -> None:
 
 # --- relationship rules: one matter per user and patient ---------------------------------------------------
 @pytest.mark.parametrize("rule, flag", [("ehr_privacy_same_last_name", "ehr.relationship.same_last_name_rare"),
-                                        ("ehr_privacy_same_address", "ehr.relationship.same_address")])
+                                        ("ehr_privacy_same_address", "ehr.relationship.same_address"),
+                                        ("ehr_privacy_listed_relative", "ehr.relationship.related_person")])
 def test_rereading_a_relatives_record_is_one_alert_a_week_in_the_users_case(tmp_path: Path, capsys: Any,
                                                                             rule: str, flag: str) -> None:
     """A billing clerk who opens a rare-named namesake's chart on three days raised three alerts in three

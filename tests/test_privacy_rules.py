@@ -75,7 +75,7 @@ def load(path: Path, enricher: PrivacyEnricher) -> list[dict]:
 def test_every_rule_has_metadata_and_fixtures(ruleset: Any) -> None:
     alerting = [r for r in ruleset.rules.values() if r.level != "informational"]
     alerting += list(ruleset.correlations.values())
-    assert len(alerting) == 12
+    assert len(alerting) == 13
     for item in alerting:
         assert "wardwatch.privacy" in item.tags, item.name
         assert item.name in SCENARIOS, f"no fixtures for {item.name}"
