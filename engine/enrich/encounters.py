@@ -593,7 +593,7 @@ class NdjsonEncounterSource(EncounterSource):
         try:
             index = self._load(files)
         except (OSError, UnicodeDecodeError) as exc:
-            self.error = f"not loaded: {type(exc).__name__}"
+            self.error = f"{'not reloaded' if self.loaded else 'not loaded'}: {type(exc).__name__}"
             if not self.loaded:
                 log.warning("encounter export %s not loaded (%s)", self.path, type(exc).__name__, extra=UNAVAILABLE)
             else:

@@ -266,7 +266,7 @@ class ReloadingFile:
             log.warning("%s not reloaded (%s); keeping the previous version", self.what, exc)
             return False
         except Exception as exc:  # noqa: BLE001 - a bad file must not stop ingest; the old table stays
-            self.error = f"not loaded: {type(exc).__name__}"
+            self.error = f"{'not loaded' if self.table is None else 'not reloaded'}: {type(exc).__name__}"
             if self.table is None:
                 log.warning("%s %s not loaded (%s)", self.what, self.path, type(exc).__name__, extra=UNAVAILABLE)
             else:
