@@ -54,57 +54,58 @@ def check_lookups(config: Config) -> list[LookupLine]:
 
     enrichment = config["enrichment"]
     lines: list[LookupLine] = []
-    for key, options_cls, enricher_cls in (("identity", IdentityOptions, IdentityEnricher),
-                                           ("geoip", GeoipOptions, GeoipEnricher)):
-        if enrichment.get(key):
-            lines += _build(config, f"enrichment.{key}", key, options_cls, enricher_cls, None)
-    privacy = enrichment.get("privacy") or {}
-    sources = set(PRIVACY_FILES) | set(PRIVACY_SERVERS)
-    for option in PRIVACY_FILES:
-        if privacy.get(option):
-            alone = {k: v for k, v in privacy.items() if k not in sources or k == option}
-            lines += _build(config, f"enrichment.privacy.{option}", "privacy", PrivacyOptions, PrivacyEnricher,
-                            alone)
-    for option in PRIVACY_SERVERS:
-        if privacy.get(option):
-            lines.append(LookupLine(f"enrichment.privacy.{option}", "ok",
-                                    f"{privacy[option]}: a server, not contacted by config check"))
-    if privacy and not any(line.level == "error" for line in lines):
-        lines += _coverage(config, privacy, PrivacyOptions, PrivacyEnricher)
+    built: dict[str, Any] = {}  # privacy option -> the enricher built for it alone (None: it failed)
+    try:
+        for key, options_cls, enricher_cls in (("identity", IdentityOptions, IdentityEnricher),
+                                               ("geoip", GeoipOptions, GeoipEnricher)):
+            if enrichment.get(key):
+                said, enricher = _build(config, f"enrichment.{key}", key, options_cls, enricher_cls, None)
+                lines += said
+                _close(enricher)
+        privacy = enrichment.get("privacy") or {}
+        sources = set(PRIVACY_FILES) | set(PRIVACY_SERVERS)
+        for option in PRIVACY_FILES:
+            if privacy.get(option):
+                alone = {k: v for k, v in privacy.items() if k not in sources or k == option}
+                said, built[option] = _build(config, f"enrichment.privacy.{option}", "privacy", PrivacyOptions,
+                                             PrivacyEnricher, alone)
+                lines += said
+        for option in PRIVACY_SERVERS:
+            if privacy.get(option):
+                lines.append(LookupLine(f"enrichment.privacy.{option}", "ok",
+                                        f"{privacy[option]}: a server, not contacted by config check"))
+        if privacy and not any(line.level == "error" for line in lines):
+            lines += _coverage(config, built)
+    finally:
+        for enricher in built.values():
+            _close(enricher)
     return lines
 
 
-def _coverage(config: Config, privacy: dict[str, Any], options_cls: type, enricher_cls: Any) -> list[LookupLine]:
-    """The local lookups together (each loaded fine on its own): how their names meet the config's lists
-    (``engine.lookup_coverage``)."""
-    from engine.app import _declared_enricher
+def _coverage(config: Config, built: dict[str, Any]) -> list[LookupLine]:
+    """How the roster's and the encounters' names meet the config's lists (``engine.lookup_coverage``), from
+    the enrichers already built for them: the files are not read a second time."""
     from engine.lookup_coverage import coverage
 
-    roster = next((o for o in ("roster_csv", "roster_directory") if privacy.get(o)), None)
-    encounters = next((o for o in ("encounters_csv", "encounters_ndjson") if privacy.get(o)), None)
+    roster = next((o for o in ("roster_csv", "roster_directory") if built.get(o) is not None), None)
+    encounters = next((o for o in ("encounters_csv", "encounters_ndjson") if built.get(o) is not None), None)
     if roster is None and encounters is None:
         return []
-    # the roster and the encounters only (a patient directory can hold millions of rows, read once above)
-    unread = {*PRIVACY_SERVERS, "patients_csv", "vip_list_file", "surname_frequencies_csv"}
-    local = {k: v for k, v in privacy.items() if k not in unread}
-    try:
-        with _captured():  # every source said its piece above
-            enricher = _declared_enricher(config, "privacy", options_cls, enricher_cls, local)
-    except ConfigError as exc:  # each loaded alone, so not expected: said, not raised
-        return [LookupLine("enrichment.privacy", "error", exc.message)]
-    try:
-        return coverage(enricher, config["rules"]["placeholders"],
-                        roster and f"enrichment.privacy.{roster}", encounters and f"enrichment.privacy.{encounters}")
-    finally:
-        close = getattr(enricher, "close", None)
-        if callable(close):
-            close()
+    return coverage(built.get(roster or ""), built.get(encounters or ""), config["rules"]["placeholders"],
+                    f"enrichment.privacy.{roster}", f"enrichment.privacy.{encounters}")
+
+
+def _close(enricher: Any) -> None:
+    close = getattr(enricher, "close", None)
+    if callable(close):
+        close()
 
 
 def _build(config: Config, where: str, key: str, options_cls: type, enricher_cls: Any,
-           section: dict[str, Any] | None) -> list[LookupLine]:
-    """Build one enricher (``section``: a part of ``enrichment.<key>``) and turn what it logged while loading,
-    or the error that stopped it, into lines about ``where``."""
+           section: dict[str, Any] | None) -> tuple[list[LookupLine], Any]:
+    """Build one enricher (``section``: a part of ``enrichment.<key>``): the lines about ``where`` (what it
+    logged while loading, or the error that stopped it) and the enricher (None when it failed; the caller
+    closes it)."""
     from engine.app import _declared_enricher
 
     lines: list[LookupLine] = []
@@ -123,12 +124,9 @@ def _build(config: Config, where: str, key: str, options_cls: type, enricher_cls
                 lines.append(LookupLine(where, "warning", f"... and {len(single) - WARNINGS_SHOWN} more warning(s)"))
             continue
         lines.append(_line(where, record, any(r.levelno >= logging.WARNING for r in records)))
-    close = getattr(enricher, "close", None)
-    if callable(close):
-        close()
     if not lines:
         lines.append(LookupLine(where, "ok", "loaded"))
-    return lines
+    return lines, enricher
 
 
 def _line(where: str, record: logging.LogRecord, warned: bool) -> LookupLine:

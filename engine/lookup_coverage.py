@@ -26,10 +26,11 @@ if TYPE_CHECKING:
 SHOWN = 12
 
 
-def coverage(enricher: "PrivacyEnricher", placeholders: Mapping[str, Any], roster_key: str | None,
-             encounters_key: str | None) -> list["LookupLine"]:
-    """Lines about the roster (``roster_key``) and the encounters (``encounters_key``) of a built enricher
-    (None: that lookup is not configured, or did not load)."""
+def coverage(roster: "PrivacyEnricher | None", encounters: "PrivacyEnricher | None",
+             placeholders: Mapping[str, Any], roster_key: str, encounters_key: str) -> list["LookupLine"]:
+    """Lines about the roster of the enricher ``roster`` and the encounter sources of ``encounters``: the ones
+    ``engine.lookup_check`` built for each option (None: not configured). Both were built from the same
+    section, so they fold names and map units alike."""
     from engine.config import PRIVACY_ROLE_PLACEHOLDERS
 
     lists = {name: _matcher(placeholders.get(name, default)) for name, default in PRIVACY_ROLE_PLACEHOLDERS.items()}
@@ -37,15 +38,15 @@ def coverage(enricher: "PrivacyEnricher", placeholders: Mapping[str, Any], roste
     department_lists = {n: m for n, m in lists.items() if n.endswith("_departments")}
     class_lists = {n: m for n, m in lists.items() if n.endswith("_classes")}
     lines: list[LookupLine] = []
-    members = _members(enricher) if roster_key else []
+    members = _members(roster) if roster is not None else []
     departments: Counter[str] = Counter()
-    if members:
+    if roster is not None and members:
         roles = Counter(m.role for m in members if m.role)
         lines.append(_line(roster_key, "ok", f"{len(members)} staff, {sum(roles.values())} with a role; roles",
                            roles, role_lists))
         departments = Counter(m.department for m in members if m.department)
-        extra = {"emergency_departments": lambda d: enricher._fold(d) in enricher.emergency_departments,
-                 "encounters_float_departments": lambda d: enricher._floats(enricher._fold(d))}
+        extra = {"emergency_departments": lambda d: roster._fold(d) in roster.emergency_departments,
+                 "encounters_float_departments": lambda d: roster._floats(roster._fold(d))}
         has_ed = any(extra["emergency_departments"](d) for d in departments)
         for name, matches in role_lists.items():
             # ED staff are recognised by their department too (ehr.user.emergency_department)
@@ -56,13 +57,13 @@ def coverage(enricher: "PrivacyEnricher", placeholders: Mapping[str, Any], roste
         if departments and not has_ed:
             lines.append(_line(roster_key, "warning", "no roster department is one of emergency_departments: "
                                                       "an ED's overrides and its staff are not recognised"))
-    segments = _segments(enricher) if encounters_key else []
-    if segments:
+    segments = _segments(encounters) if encounters is not None else []
+    if encounters is not None and segments:
         units = Counter(s.department for s in segments if s.department)
         lines.append(_line(encounters_key, "ok", f"{len(segments)} stay segments; units", units, {}))
         if departments:
-            known = {enricher._fold(d) for d in departments}
-            strange = Counter({u: n for u, n in units.items() if enricher._unit(u)[1] not in known})
+            known = {encounters._fold(d) for d in departments}
+            strange = Counter({u: n for u, n in units.items() if encounters._unit(u)[1] not in known})
             if strange:
                 lines.append(_line(encounters_key, "warning", f"{len(strange)} of {len(units)} units are no roster "
                                    "department (map them with encounters_department_map)", strange, {}))
