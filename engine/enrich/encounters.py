@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import urlencode, urlsplit
 
-from engine.enrich.lookups import (UNAVAILABLE, ColumnMappingError, LookupStatus, ReloadingFile, _read_csv,
-                                   check_columns, contact_key, csv_header, fold, normalise_address, normalise_name)
+from engine.enrich.lookups import (UNAVAILABLE, ColumnMappingError, FileBacked, LookupStatus, ReloadingFile,
+                                   _read_csv, check_columns, contact_key, csv_header, fold, normalise_address,
+                                   normalise_name)
 from engine.events import timestamp_ms
 
 log = logging.getLogger(__name__)
@@ -482,7 +483,7 @@ def _report_bad(where: str, counter: list[int], limit: int = 20) -> None:
         log.warning("%s: %d bad records skipped in all", where, counter[0], extra={"lookup_skipped": counter[0]})
 
 
-class CsvEncounterSource(EncounterSource):
+class CsvEncounterSource(FileBacked, EncounterSource):
     """An encounter extract (ADT report) as CSV. Columns (rename with ``columns``): ``patient_id``,
     ``department`` (unit or ward), ``start``, ``end`` (empty: still admitted), optional ``encounter_id``,
     ``class``, ``status`` and ``participants`` (user ids/logins separated by ``;`` or ``|``)."""
@@ -549,15 +550,9 @@ class CsvEncounterSource(EncounterSource):
         seg = Segment(start, end, get("department") or None, eid, people, get("class") or None)
         return Encounter(eid, pid, (seg,))
 
-    def refresh(self) -> None:
-        self.file.refresh()
-
     @property
     def loaded(self) -> bool:
         return self.file.table is not None
-
-    def status(self, name: str) -> LookupStatus:
-        return self.file.status(name)
 
 
 def _ndjson_files(path: Path) -> list[Path]:

@@ -31,7 +31,7 @@ from connectors.directory.index import DirectoryIndex
 from connectors.directory.model import DirectoryUser, end_date_of
 from connectors.directory.snapshot import load_directory
 from engine.enrich import Enricher
-from engine.enrich.lookups import LookupStatus, ReloadingFile, StaffMember, fold
+from engine.enrich.lookups import FileBacked, LookupStatus, ReloadingFile, StaffMember, fold
 from engine.events import Event
 from engine.plugins import InvalidOption, parse_options, path_option
 
@@ -71,7 +71,7 @@ class IdentityOptions:
             raise InvalidOption("ehr_user_attribute", "must be an attribute name such as employeeID")
 
 
-class DirectoryFile:
+class DirectoryFile(FileBacked):
     """The directory as a reloading lookup table: a new snapshot (or LDIF) replaces the index atomically;
     a failed reload keeps the previous one."""
 
@@ -90,9 +90,6 @@ class DirectoryFile:
     @property
     def index(self) -> DirectoryIndex | None:
         return self.file.table
-
-    def refresh(self) -> None:
-        self.file.refresh()
 
 
 class IdentityEnricher(Enricher):
@@ -125,7 +122,7 @@ class IdentityEnricher(Enricher):
         self.directory.refresh()
 
     def lookups(self) -> list[LookupStatus]:
-        return [self.directory.file.status("identity.directory")]
+        return [self.directory.status("identity.directory")]
 
     def enrich(self, event: Event) -> Event:
         if self.datasets is not None and event.get("event.dataset") not in self.datasets:
@@ -237,6 +234,9 @@ class DirectoryRoster:
 
     def refresh(self) -> None:
         self.directory.refresh()
+
+    def status(self, name: str) -> LookupStatus:
+        return self.directory.status(name)
 
     def _sync(self) -> DirectoryIndex | None:
         index = self.directory.index

@@ -280,6 +280,19 @@ class ReloadingFile:
         return True
 
 
+class FileBacked:
+    """A lookup kept in one :class:`ReloadingFile` (``self.file``): the service reloads it and ``/health``
+    asks how it stands, the same way for every file-backed source."""
+
+    file: ReloadingFile
+
+    def refresh(self) -> None:
+        self.file.refresh()
+
+    def status(self, name: str) -> LookupStatus:
+        return self.file.status(name)
+
+
 def _read_csv(path: Path, encoding: str, delimiter: str | None) -> Iterable[dict[str, str]]:
     with path.open(encoding=encoding, newline="") as fh:
         head = fh.readline()
@@ -329,7 +342,7 @@ def _people(table: Mapping[str, Any]) -> int:
     return len({id(member) for member in table["members"].values()})
 
 
-class StaffRoster:
+class StaffRoster(FileBacked):
     """The staff roster (HR export) as a CSV: who a user is, where they work and live, when they left.
 
     Columns (renameable via ``columns``): ``user_id``, ``login``, ``family_name`` (or ``name`` as
@@ -378,9 +391,6 @@ class StaffRoster:
         """How many people: ``members`` maps both user id and login to the same member."""
         return _people(self.file.table) if self.file.table else 0
 
-    def refresh(self) -> None:
-        self.file.refresh()
-
     def member(self, user: str | None) -> StaffMember | None:
         if not user or not self.file.table:
             return None
@@ -422,7 +432,7 @@ class PatientSource:
         pass
 
 
-class CsvPatientDirectory(PatientSource):
+class CsvPatientDirectory(FileBacked, PatientSource):
     """Patient directory facts from a CSV (an MPI/ADT extract): ``patient_id``, ``family_name``, ``address``,
     ``postal_code``, ``vip``, ``confidential``, ``deceased_date`` (renameable via ``columns``)."""
 
@@ -461,9 +471,6 @@ class CsvPatientDirectory(PatientSource):
 
     def get(self, patient_id: str) -> PatientFacts | None:
         return (self.file.table or {}).get(patient_id)
-
-    def refresh(self) -> None:
-        self.file.refresh()
 
     def surname_frequencies(self) -> "SurnameFrequencies | None":
         """How many patients carry each family name (and name part), from the loaded extract.
@@ -514,7 +521,7 @@ class SurnameFrequencySource(Protocol):
     def surname_frequencies(self) -> SurnameFrequencies | None: ...
 
 
-class SurnameFrequencyFile:
+class SurnameFrequencyFile(FileBacked):
     """``surname_frequencies_csv``: family-name counts for sites whose patient directory cannot be
     enumerated (FHIR reads one patient at a time). Columns ``family_name`` and ``count`` (renameable);
     the total is the sum of the counts unless given (a census table lists only the commoner names)."""
@@ -549,11 +556,8 @@ class SurnameFrequencyFile:
     def surname_frequencies(self) -> SurnameFrequencies | None:
         return self.file.table
 
-    def refresh(self) -> None:
-        self.file.refresh()
 
-
-class VipList:
+class VipList(FileBacked):
     """Patient ids flagged VIP (celebrities, board members, staff's relatives on request).
 
     A text file with one id per line (``#`` comments), or a CSV with a ``patient_id`` column.
@@ -572,9 +576,6 @@ class VipList:
 
     def __contains__(self, patient_id: str) -> bool:
         return patient_id in (self.file.table or ())
-
-    def refresh(self) -> None:
-        self.file.refresh()
 
 
 # --- FHIR Patient over HTTP ----------------------------------------------------------------------

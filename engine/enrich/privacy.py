@@ -728,12 +728,10 @@ class WardWork:
 
 
 def _status_of(source: Any, name: str) -> LookupStatus | None:
-    """A source's ``status``, from itself, its file or its directory file; None for one with none (FHIR)."""
-    for owner in (source, getattr(source, "file", None), getattr(getattr(source, "directory", None), "file", None)):
-        status = getattr(owner, "status", None)
-        if callable(status):
-            return status(name)
-    return None
+    """A source's ``status`` (``FileBacked``, the encounter sources, the directory roster); None for one that
+    has none: the FHIR Patient lookup, asked per patient."""
+    status = getattr(source, "status", None)
+    return status(name) if callable(status) else None
 
 
 def _surname_frequency_source(opts: PrivacyOptions,
