@@ -36,12 +36,12 @@ class ReferencePrivacyEnricher(PrivacyEnricher):
     def beside(cls, enricher: PrivacyEnricher) -> "ReferencePrivacyEnricher":
         """The oracle over an enricher's sources and options (built by ``engine.app``, paths resolved). The
         ward-work memory is its own: the two must not feed each other's."""
-        from engine.enrich.privacy import WardWork
+        from tests.privacy_reference.ward_work import ReferenceWardWork
 
         ref = cls.__new__(cls)
         ref.__dict__.update(enricher.__dict__)
         if enricher._ward_work is not None:
-            ref._ward_work = WardWork(enricher._ward_work.window_ms)
+            ref._ward_work = ReferenceWardWork(enricher._ward_work.window_ms)
         ref._reference_state()
         return ref
 
