@@ -35,6 +35,40 @@ def test_episodes_are_clock_periods_so_a_late_earlier_hit_joins_instead_of_overl
     assert episode_anchor(-1, 100) == -100 and episode_anchor(7, 0) == 7
 
 
+def _ms(text: str) -> int:
+    from engine.events import timestamp_ms
+    return timestamp_ms(text)
+
+
+def test_a_week_long_period_is_a_calendar_week_from_monday():
+    """A ``7d`` suppression ("one alert per user, patient and week") split every Thursday 00:00 UTC, the
+    epoch's weekday: a coder's reads of one namesake on Tuesday and on Thursday were two alerts and two cases.
+    Whole weeks now start on Monday 00:00 UTC (ISO 8601); shorter periods stay aligned to the epoch."""
+    week = 7 * 86_400_000
+    tuesday, thursday, sunday = _ms("2026-11-03T10:25:03.000Z"), _ms("2026-11-05T07:54:48.000Z"), \
+        _ms("2026-11-08T23:59:59.999Z")
+    monday = _ms("2026-11-02T00:00:00.000Z")
+    assert {episode_anchor(t, week) for t in (tuesday, thursday, sunday, monday)} == {monday}
+    assert episode_anchor(_ms("2026-11-09T00:00:00.000Z"), week) == monday + week
+    assert episode_anchor(thursday, 2 * week) in (monday, monday - week)  # two weeks: from a Monday too
+    assert (episode_anchor(thursday, 2 * week) - monday) % week == 0
+    assert episode_anchor(thursday, 86_400_000) == _ms("2026-11-05T00:00:00.000Z")  # a day: UTC midnight
+    assert episode_anchor(3_601_000, 3_600_000) == 3_600_000  # an hour: the UTC clock hour
+    episodes = assign_anchors([hit(tuesday), hit(thursday), hit(sunday)], week)
+    assert list(episodes) == [("u1", monday)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(ts=st.integers(-10**13, 10**13), weeks=st.integers(1, 8))
+def test_every_whole_week_period_starts_on_a_monday_and_holds_the_time(ts: int, weeks: int) -> None:
+    from datetime import datetime, timezone
+    period = weeks * 7 * 86_400_000
+    anchor = episode_anchor(ts, period)
+    assert anchor <= ts < anchor + period
+    start = datetime.fromtimestamp(anchor / 1000, timezone.utc)
+    assert (start.weekday(), start.hour, start.minute, start.second, start.microsecond) == (0, 0, 0, 0, 0)
+
+
 def test_zero_period_gives_one_episode_per_hit():
     assert len(assign_anchors([hit(1), hit(1, ids=("x",)), hit(2)], 0)) == 2
 

@@ -131,9 +131,11 @@ def test_rereading_a_relatives_record_is_one_alert_a_week_in_the_users_case(tmp_
 
     from engine.cli import main
 
+    # Monday to Thursday is one calendar week (a 7-day period counted from the epoch split it on Thursday);
+    # the next Monday starts the next one
     reads = [("2026-11-02T10:00:00Z", "P1"), ("2026-11-02T11:00:00Z", "P2"), ("2026-11-03T10:00:00Z", "P1"),
-             ("2026-11-04T10:00:00Z", "P1"),
-             ("2026-11-05T10:00:00Z", "P1")]  # Thursday: the next 7-day clock period (from the epoch's Thursday)
+             ("2026-11-05T10:00:00Z", "P1"),
+             ("2026-11-09T10:00:00Z", "P1")]
     flags = {"ehr.relationship.same_last_name": True, flag: True}
     events = [{"@timestamp": ts, "event.dataset": "ehr.audit", "event.action": "read", "event.id": f"r{i}",
                "user.name": "julkamp", "ehr.patient.id": patient, **flags} for i, (ts, patient) in enumerate(reads)]
@@ -151,8 +153,8 @@ def test_rereading_a_relatives_record_is_one_alert_a_week_in_the_users_case(tmp_
     assert main(["--config", str(config), "alerts", "list", "--alerts", "--format", "json"]) == 0
     alerts = sorted((a["group"]["ehr.patient.id"], a["first_trigger"][:10], a["evidence_total"])
                     for a in map(orjson.loads, capsys.readouterr().out.splitlines()))
-    assert alerts == [("P1", "2026-11-02", 3), ("P1", "2026-11-05", 1), ("P2", "2026-11-02", 1)]
+    assert alerts == [("P1", "2026-11-02", 3), ("P1", "2026-11-09", 1), ("P2", "2026-11-02", 1)]
     assert main(["--config", str(config), "alerts", "list", "--format", "json"]) == 0
     cases = sorted((c["subject"], c["period_start"][:10], len(c["alerts"]))
                    for c in map(orjson.loads, capsys.readouterr().out.splitlines()))
-    assert cases == [("julkamp", "2026-11-02", 2), ("julkamp", "2026-11-05", 1)]  # no patient cases
+    assert cases == [("julkamp", "2026-11-02", 2), ("julkamp", "2026-11-09", 1)]  # no patient cases

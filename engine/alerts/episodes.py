@@ -4,7 +4,8 @@ A correlation fires at every event where its condition holds, so one burst gives
 analyst wants one alert per burst. An *episode* is one period of the clock: with a suppression period S
 (by default the correlation's timespan) the episode of a trigger at ``t`` covers
 ``[floor(t / S) * S, floor(t / S) * S + S)`` (S-aligned from the Unix epoch, so a 1h period is a UTC clock
-hour). Every trigger of a group in that span belongs to it; the alert id is rule id + group key + anchor.
+hour; whole weeks are counted from a Monday instead, so a ``7d`` period is a calendar week). Every trigger
+of a group in that span belongs to it; the alert id is rule id + group key + anchor.
 
 Why fixed, clock-aligned periods and not "anchored at the first trigger": the first trigger is only first
 among the triggers seen *so far*. A late event (recorded before triggers already alerted on) would anchor a
@@ -62,12 +63,22 @@ def iso(ms: int) -> str:
     return format_timestamp(from_timestamp_ms(ms))
 
 
+_WEEK_MS = 7 * 86_400_000
+#: 1970-01-05T00:00:00Z, the first Monday after the epoch (a Thursday)
+_FIRST_MONDAY_MS = 4 * 86_400_000
+
+
 def episode_anchor(ts_ms: int, period_ms: int) -> int:
-    """The start of the episode containing ``ts_ms``: period-aligned from the epoch (``ts_ms`` itself when
-    ``period_ms`` is 0, i.e. every trigger is its own episode)."""
+    """The start of the episode containing ``ts_ms``: period-aligned from the epoch, or from a Monday when the
+    period is whole weeks (``ts_ms`` itself when ``period_ms`` is 0, i.e. every trigger is its own episode).
+
+    Why Mondays: "one alert per user, patient and week" (a ``7d`` suppression) counted from the epoch split
+    every week on Thursday 00:00 UTC, so a clerk's reads of one namesake on Tuesday and Thursday were two
+    alerts and two cases; the week a privacy officer means is the calendar week (ISO 8601)."""
     if period_ms <= 0:
         return ts_ms
-    return ts_ms - ts_ms % period_ms  # Python's % is never negative here, so times before 1970 work too
+    offset = _FIRST_MONDAY_MS if period_ms % _WEEK_MS == 0 else 0
+    return ts_ms - (ts_ms - offset) % period_ms  # Python's % is never negative here, so times before 1970 work too
 
 
 def assign_anchors(hits: Iterable[Hit], period_ms: int) -> dict[tuple[str, int], list[Hit]]:
