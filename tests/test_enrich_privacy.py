@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -15,6 +13,7 @@ import pytest
 from engine.enrich import EnrichmentChain
 from engine.enrich.lookups import FhirPatientDirectory, normalise_address, normalise_name
 from engine.enrich.privacy import FIELDS, PrivacyEnricher
+from tests.json_peer import json_peer
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "fixtures" / "privacy"
@@ -175,27 +174,12 @@ PATIENTS = {
 
 @pytest.fixture
 def patient_server() -> Iterator[tuple[str, list[str]]]:
-    hits: list[str] = []
+    def answer(path: str) -> tuple[int, Any]:
+        pid = path.rsplit("/", 1)[-1]
+        return (200, PATIENTS[pid]) if pid in PATIENTS else (404, {"resourceType": "OperationOutcome"})
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            hits.append(self.path)
-            pid = self.path.rsplit("/", 1)[-1]
-            body = json.dumps(PATIENTS[pid]).encode() if pid in PATIENTS else b'{"resourceType":"OperationOutcome"}'
-            self.send_response(200 if pid in PATIENTS else 404)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/fhir", hits
-    httpd.shutdown()
-    httpd.server_close()
+    with json_peer(answer) as server:
+        yield f"{server.base}/fhir", server.paths
 
 
 def test_fhir_patient_directory_flags_and_ttl_cache(patient_server: tuple[str, list[str]]) -> None:

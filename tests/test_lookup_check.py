@@ -9,8 +9,6 @@ would refuse or run without.
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.cli import main
+from tests.json_peer import json_peer
 
 ROSTER = """user_id,login,family_name,department,role
 U1,amueller,Müller,Cardiology,nurse
@@ -138,34 +137,16 @@ def test_an_empty_lookup_is_a_warning(tmp_path, capsys):
 
 
 def test_servers_are_listed_not_contacted(tmp_path, capsys):
-    requests: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
-            requests.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/fhir+json")
-            self.end_headers()
-            self.wfile.write(b'{"resourceType": "Bundle", "entry": []}')
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/r4"
+    with json_peer(lambda path: (200, {"resourceType": "Bundle", "entry": []})) as server:
+        url = f"{server.base}/r4"
         path = _site(tmp_path, f"    roster_csv: roster.csv\n    encounters_fhir_base_url: {url}\n"
                                "    encounters_fhir_allow_insecure_http: true\n"
                                f"    patients_fhir_base_url: {url}\n    patients_fhir_allow_insecure_http: true\n")
         code, out, _ = _check(capsys, path)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert code == 0
     assert f"enrichment.privacy.encounters_fhir_base_url: {url}: a server, not contacted by config check" in out
     assert f"enrichment.privacy.patients_fhir_base_url: {url}: a server, not contacted by config check" in out
-    assert requests == []
+    assert server.paths == []
 
 
 def test_a_missing_geoip_database_is_an_error(tmp_path, capsys):

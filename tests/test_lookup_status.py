@@ -8,8 +8,6 @@ through its states.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -17,6 +15,7 @@ import httpx
 from engine.enrich.encounters import FhirEncounterSource, NdjsonEncounterSource
 from engine.enrich.lookups import StaffRoster
 from engine.enrich.privacy import PrivacyEnricher
+from tests.json_peer import json_peer
 
 ROSTER = "user_id,login,department\nU1,anna,Cardiology\nU2,ben,Emergency\n"
 ENCOUNTER = {"resourceType": "Encounter", "id": "E1", "status": "in-progress", "subject": {"reference": "Patient/P1"},
@@ -64,24 +63,9 @@ def test_an_encounter_export_directory(tmp_path: Path) -> None:
 
 def test_an_encounter_server_whose_pull_fails_then_works() -> None:
     answers = [500]
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
-            code = answers[0]
-            body = json.dumps({"resourceType": "Bundle", "entry": [{"resource": ENCOUNTER}]}).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/fhir+json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/r4"
-    try:
+    bundle = {"resourceType": "Bundle", "entry": [{"resource": ENCOUNTER}]}
+    with json_peer(lambda path: (answers[0], bundle)) as server:
+        url = f"{server.base}/r4"
         source = FhirEncounterSource(url, client=httpx.Client(timeout=5))
         status = source.status("privacy.encounters[0]")
         assert (status.ok, status.loaded, status.source) == (False, False, url)
@@ -91,9 +75,6 @@ def test_an_encounter_server_whose_pull_fails_then_works() -> None:
         status = source.status("privacy.encounters[0]")
         assert (status.ok, status.entries, status.error) == (True, 1, None)
         source.close()
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_the_privacy_enricher_lists_each_source_once(tmp_path: Path) -> None:
