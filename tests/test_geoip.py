@@ -6,6 +6,7 @@ data is shipped or downloaded; ``maxminddb`` then reads them exactly as it reads
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,31 @@ def test_missing_database_or_unknown_key_is_a_config_error(tmp_path: Path) -> No
         with pytest.raises(ConfigError) as info:
             build_enrichment(load_config(str(path)))
         assert "enrichment.geoip" in str(info.value)
+
+
+def test_a_database_replaced_on_disk_is_reopened_and_a_broken_one_keeps_the_last(tmp_path: Path) -> None:
+    """geoipupdate replaces the .mmdb weekly: the service must answer from the new file after ``refresh``. A
+    broken or vanished file keeps the last good database, and ``/health`` (``lookups``) says why."""
+    city, _asn = write_test_dbs(tmp_path)
+    enricher = GeoipEnricher.from_config({"city_db": str(city)})
+    assert enricher.enrich({"source.ip": "192.0.2.7"})["source.geo.city_name"] == "Berlin"
+    [status] = enricher.lookups()
+    assert status.ok and status.error is None and status.loaded_at is not None
+
+    newer, _ = write_test_dbs(tmp_path / "..", {"192.0.2.0/24": ("DE", "Hamburg", 53.55, 9.99)})
+    os.replace(newer, city)  # as geoipupdate does: a new file renamed over the old
+    enricher.refresh()
+    assert enricher.enrich({"source.ip": "192.0.2.7"})["source.geo.city_name"] == "Hamburg"
+    loaded_at = enricher.lookups()[0].loaded_at
+
+    city.write_bytes(b"half a download")
+    enricher.refresh()
+    [broken] = enricher.lookups()
+    assert enricher.enrich({"source.ip": "192.0.2.7"})["source.geo.city_name"] == "Hamburg"
+    assert not broken.ok and broken.loaded and broken.loaded_at == loaded_at and broken.error == "not reloaded: InvalidDatabaseError"
+
+    city.unlink()
+    enricher.refresh()
+    [gone] = enricher.lookups()
+    assert enricher.enrich({"source.ip": "192.0.2.7"})["source.geo.city_name"] == "Hamburg"
+    assert not gone.ok and gone.loaded and gone.error == "unavailable: No such file or directory"

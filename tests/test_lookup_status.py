@@ -59,6 +59,16 @@ def test_an_encounter_export_directory(tmp_path: Path) -> None:
     source.refresh()
     status = source.status("privacy.encounters[0]")
     assert (status.ok, status.entries, status.source) == (True, 1, str(export))
+    # a file added to the export is a change of the export: read again, with both files
+    (export / "Encounter-2.ndjson").write_text(json.dumps({**ENCOUNTER, "id": "E2"}) + "\n", encoding="utf-8")
+    source.refresh()
+    assert source.status("privacy.encounters[0]").entries == 2 and len(source.index) == 2
+    # a file that no longer decodes keeps the last good index, and says so
+    (export / "Encounter-2.ndjson").write_bytes(b'{"resourceType": "Encounter", "id": "E\xe9"}\n')
+    source.refresh()
+    broken = source.status("privacy.encounters[0]")
+    assert (broken.ok, broken.loaded, broken.entries) == (False, True, 2) and len(source.index) == 2
+    assert broken.error == "not reloaded: UnicodeDecodeError"
 
 
 def test_an_encounter_server_whose_pull_fails_then_works() -> None:

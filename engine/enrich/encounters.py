@@ -28,11 +28,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import urlencode, urlsplit
 
-from engine.enrich.lookups import (UNAVAILABLE, ColumnMappingError, FileBacked, LookupStatus, ReloadingFile,
-                                   _read_csv, check_columns, contact_key, csv_header, fold, normalise_address,
+from engine.enrich.lookups import (ColumnMappingError, FileBacked, LookupStatus, ReloadingFile, _read_csv,
+                                   check_columns, contact_key, csv_header, file_stamp, fold, normalise_address,
                                    normalise_name)
 from engine.events import timestamp_ms
 
@@ -559,7 +559,12 @@ def _ndjson_files(path: Path) -> list[Path]:
     return sorted(path.glob("*.ndjson")) if path.is_dir() else [path]
 
 
-class NdjsonEncounterSource(EncounterSource):
+def _export_stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """An export changed when any of its files did: (name, mtime, size) of each."""
+    return tuple((f.name, *file_stamp(f)) for f in _ndjson_files(path))
+
+
+class NdjsonEncounterSource(FileBacked, EncounterSource):
     """FHIR bulk-export NDJSON: one file, or a directory of ``*.ndjson`` files (``Encounter.ndjson``,
     ``CareTeam.ndjson``, ``RelatedPerson.ndjson``, ``Patient.ndjson`` for its contacts; other resource types
     are skipped and counted)."""
@@ -568,41 +573,15 @@ class NdjsonEncounterSource(EncounterSource):
                  department_from: Sequence[str] = DEFAULT_DEPARTMENT_FROM):
         self.path = Path(path)
         self.tz, self.department_from = tz, tuple(department_from)
-        self.index = EncounterIndex()
-        self._stamp: tuple[tuple[str, int, int], ...] | None = None
-        self.refresh()
+        self.file = ReloadingFile(path, self._load, "encounter export", stamp=_export_stamp)
 
-    def refresh(self) -> None:
-        """Reload when any file's (name, mtime, size) changed; a failure keeps the previous index."""
-        try:
-            files = _ndjson_files(self.path)
-            stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
-        except OSError as exc:
-            self.error = f"unavailable: {exc.strerror}"
-            if not self.loaded:
-                log.warning("encounter export %s unavailable: %s", self.path, exc.strerror, extra=UNAVAILABLE)
-            return
-        if stamp == self._stamp:
-            self.error = None
-            return
-        try:
-            index = self._load(files)
-        except (OSError, UnicodeDecodeError) as exc:
-            self.error = f"{'not reloaded' if self.loaded else 'not loaded'}: {type(exc).__name__}"
-            if not self.loaded:
-                log.warning("encounter export %s not loaded (%s)", self.path, type(exc).__name__, extra=UNAVAILABLE)
-            else:
-                log.warning("encounter export %s not reloaded (%s); keeping the previous version", self.path,
-                            type(exc).__name__)
-            return
-        self.index, self._stamp = index, stamp
-        self.loaded_at, self.error = time.time(), None
-        log.info("encounter export %s loaded: %d encounters", self.path, len(index),
-                 extra={"lookup_entries": len(index)})
+    @property  # type: ignore[override]
+    def index(self) -> EncounterIndex:
+        return self.file.table if self.file.table is not None else _EMPTY
 
-    def _load(self, files: Iterable[Path]) -> EncounterIndex:
+    def _load(self, path: Path) -> EncounterIndex:
         index = EncounterIndex()
-        for f in files:
+        for f in _ndjson_files(path):
             bad = [0]
             with f.open(encoding="utf-8") as fh:
                 for n, line in enumerate(fh, start=1):
@@ -622,7 +601,7 @@ class NdjsonEncounterSource(EncounterSource):
 
     @property
     def loaded(self) -> bool:
-        return self._stamp is not None
+        return self.file.table is not None
 
 
 def add_resource(index: EncounterIndex, resource: Mapping[str, Any], tz: tzinfo,

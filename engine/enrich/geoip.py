@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from engine.enrich import Enricher
-from engine.enrich.lookups import UNAVAILABLE, LookupStatus
+from engine.enrich.lookups import FileBacked, LookupStatus, ReloadingFile
 from engine.events import Event
 from engine.plugins import InvalidOption, parse_options, path_option
 
@@ -53,54 +53,31 @@ class GeoipOptions:
             raise InvalidOption("city_db", "give city_db, asn_db or both (paths to MaxMind .mmdb files)")
 
 
-class _Database:
-    """One .mmdb file, reopened when it changes on disk (MaxMind updates weekly; geoipupdate replaces it)."""
+class _Database(FileBacked):
+    """One .mmdb file, reopened when it changes on disk (MaxMind updates weekly; geoipupdate replaces it).
+
+    Why it is read into memory (``MODE_MEMORY``, GeoLite2-City about 60 MB) and not mapped: a mapped reader
+    reads whatever the file holds now, so a database overwritten in place (``cp``, ``curl -o`` half-way
+    through a download) broke every lookup until the next good file, where a new file renamed over the old
+    (geoipupdate) did not. In memory, the last good database answers until a new one opens."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.reader: Any = None
-        self.stamp: tuple[int, int] | None = None
-        #: for ``status``: the last good open (Unix time), and why the last attempt failed
-        self.loaded_at: float | None = None
-        self.error: str | None = None
-        self.refresh()
-
-    def status(self, name: str) -> LookupStatus:
-        return LookupStatus(name, self.path, self.reader is not None, None, self.loaded_at, self.error)
-
-    def refresh(self) -> None:
-        import maxminddb
-
-        try:
-            st = os.stat(self.path)
-        except OSError as exc:
-            self.error = f"unreadable: {exc.strerror}"
-            if self.reader is None:
-                log.warning("geoip database %s unreadable (%s)", self.path, exc.strerror, extra=UNAVAILABLE)
-            else:
-                log.warning("geoip database %s unreadable (%s); keeping the previous one", self.path, exc.strerror)
-            return
-        stamp = (st.st_mtime_ns, st.st_size)
-        if stamp == self.stamp:
-            self.error = None
-            return
-        try:
-            reader = maxminddb.open_database(self.path)
-        except (OSError, ValueError, RuntimeError) as exc:  # maxminddb.InvalidDatabaseError is a RuntimeError
-            self.error = f"not loaded: {type(exc).__name__}"
-            log.warning("geoip database %s not loaded: %s", self.path, type(exc).__name__,
-                        extra=UNAVAILABLE if self.reader is None else None)
-            return
-        old, self.reader, self.stamp = self.reader, reader, stamp
-        self.loaded_at, self.error = time.time(), None
-        if old is not None:
-            old.close()
+        self.file = ReloadingFile(path, _open_database, "geoip database", size=lambda _reader: None,
+                                  close=lambda reader: reader.close())
 
     def get(self, ip: str) -> Mapping[str, Any] | None:
-        if self.reader is None:
+        reader = self.file.table
+        if reader is None:
             return None
-        record = self.reader.get(ip)
+        record = reader.get(ip)
         return record if isinstance(record, Mapping) else None
+
+
+def _open_database(path: Path) -> Any:
+    import maxminddb
+
+    return maxminddb.open_database(str(path), mode=maxminddb.MODE_MEMORY)
 
 
 class GeoipEnricher(Enricher):

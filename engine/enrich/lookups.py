@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Callable, Hashable, Iterable, Mapping, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -208,25 +208,38 @@ class LookupStatus:
 UNAVAILABLE = {"lookup_unavailable": True}
 
 
+def file_stamp(path: Path) -> tuple[int, int]:
+    """What tells a file changed: its (mtime, size). Raises OSError when it cannot be read."""
+    st = path.stat()
+    return (st.st_mtime_ns, st.st_size)
+
+
 class ReloadingFile:
     """A file-backed table that reloads when the file's (mtime, size) changes.
 
     Loading is a callable so each source only says how to parse; a failed reload keeps the last good table.
     A :class:`ColumnMappingError` on the *first* load is raised: it is a configuration mistake, and running
     on would mark every user as off the roster.
+
+    Every lookup kept on disk goes through here, so that they all reload, keep their last good table and
+    report it (``status``) the same way: ``stamp`` says what "changed" means when the lookup is more than
+    one file (a directory of NDJSON files), and ``close`` releases a replaced table that holds a resource
+    (an open database reader).
     """
 
     def __init__(self, path: str | os.PathLike[str], loader: Callable[[Path], Any], what: str,
-                 size: Callable[[Any], int] = len, encoding: tuple[str, str] | None = None):
+                 size: Callable[[Any], int | None] = len, encoding: tuple[str, str] | None = None,
+                 stamp: Callable[[Path], Hashable] = file_stamp, close: Callable[[Any], None] | None = None):
         self.path = Path(path)
         self.loader = loader
         self.what = what
         #: (codec, the option naming it): a file that does not decode names them (``encoding_error``)
         self.encoding = encoding
         #: how many entries a loaded table holds, for the "loaded: N entries" line (a table may be a dict
-        #: of parts, so ``len`` of it would count the parts)
+        #: of parts, so ``len`` of it would count the parts); None: the table cannot say
         self.size = size
-        self._stamp: tuple[int, int] | None = None
+        self.stamp, self.close = stamp, close
+        self._stamp: Hashable | None = None
         self.table: Any = None
         #: for ``status``: the last good load (Unix time, entries), and why the last attempt failed
         self.loaded_at: float | None = None
@@ -241,13 +254,12 @@ class ReloadingFile:
     def refresh(self) -> bool:
         """Reload if changed. Returns True when a new table was loaded."""
         try:
-            st = self.path.stat()
+            stamp = self.stamp(self.path)
         except OSError as exc:
             self.error = f"unavailable: {exc.strerror}"
             if self.table is None:
                 log.warning("%s %s unavailable: %s", self.what, self.path, exc.strerror, extra=UNAVAILABLE)
             return False
-        stamp = (st.st_mtime_ns, st.st_size)
         if stamp == self._stamp:
             if self.error is not None and self.error.startswith("unavailable"):
                 self.error = None  # the file is back as it was
@@ -273,10 +285,15 @@ class ReloadingFile:
                 log.warning("%s %s not reloaded (%s); keeping the previous version", self.what, self.path,
                             type(exc).__name__)
             return False
-        self.table, self._stamp = table, stamp
+        old, self.table, self._stamp = self.table, table, stamp
         entries = self.size(table)
         self.loaded_at, self.entries, self.error = time.time(), entries, None
-        log.info("%s %s loaded: %d entries", self.what, self.path, entries, extra={"lookup_entries": entries})
+        if entries is None:
+            log.info("%s %s loaded", self.what, self.path)
+        else:
+            log.info("%s %s loaded: %d entries", self.what, self.path, entries, extra={"lookup_entries": entries})
+        if old is not None and self.close is not None:
+            self.close(old)
         return True
 
 
