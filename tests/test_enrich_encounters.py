@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import threading
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
 import pytest
 from hypothesis import given, settings
@@ -31,6 +29,7 @@ from engine.enrich.encounters import (
 )
 from engine.enrich.privacy import FIELDS, PrivacyEnricher
 from engine.events import timestamp_ms
+from tests.json_peer import PeerRequest, json_peer
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "fixtures" / "privacy"
@@ -386,67 +385,51 @@ def test_missing_mapped_column_stops_the_start(tmp_path: Path) -> None:
 
 # --- FHIR server ----------------------------------------------------------------------------------------
 class EncounterServer:
-    """``GET /fhir/{type}?_lastUpdated=ge..&_sort=_lastUpdated&_count=N`` with ``link[next]`` paging."""
+    """``GET /fhir/{type}?_lastUpdated=ge..&_sort=_lastUpdated&_count=N`` with ``link[next]`` paging (the
+    answer of a ``json_peer``; ``base`` is set once it runs)."""
 
     def __init__(self, token: str | None = None):
         self.resources: dict[str, dict] = {}
         self.queries: list[dict[str, list[str]]] = []
         self.fail = 0
         self.token = token
+        self.base = ""
         self.next_base: str | None = None  # a paging link to another origin (a misconfigured proxy)
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                url = urlsplit(self.path)
-                q = parse_qs(url.query)
-                server.queries.append({**q, "path": [url.path]})
-                if server.fail:
-                    server.fail -= 1
-                    return self._send(500, {"resourceType": "OperationOutcome"})
-                if server.token and self.headers.get("Authorization") != f"Bearer {server.token}":
-                    return self._send(401, {"resourceType": "OperationOutcome"})
-                kind = url.path.rsplit("/", 1)[-1]
-                items = sorted((r for r in server.resources.values() if r["resourceType"] == kind),
-                               key=lambda r: (r["meta"]["lastUpdated"], r["id"]))
-                for cond in q.get("_lastUpdated", []):
-                    bound = cond[2:]
-                    items = [r for r in items if (r["meta"]["lastUpdated"] >= bound if cond[:2] == "ge"
-                                                  else r["meta"]["lastUpdated"] > bound)]
-                count, offset = int(q.get("_count", ["50"])[0]), int(q.get("_offset", ["0"])[0])
-                bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "link": [],
-                                          "entry": [{"resource": r} for r in items[offset:offset + count]]}
-                if offset + count < len(items):
-                    nq = {k: v[0] for k, v in q.items()} | {"_offset": str(offset + count)}
-                    bundle["link"].append({"relation": "next", "url": f"{server.next_base or server.base}{url.path}?{urlencode(nq)}"})
-                self._send(200, bundle)
-
-            def _send(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/fhir+json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def put(self, resource: dict) -> None:
         self.resources[resource["resourceType"] + "/" + resource["id"]] = resource
+
+    def answer(self, request: PeerRequest) -> tuple[int, dict]:
+        q = request.query
+        self.queries.append({**q, "path": [request.route]})
+        if self.fail:
+            self.fail -= 1
+            return 500, {"resourceType": "OperationOutcome"}
+        if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
+            return 401, {"resourceType": "OperationOutcome"}
+        kind = request.route.rsplit("/", 1)[-1]
+        items = sorted((r for r in self.resources.values() if r["resourceType"] == kind),
+                       key=lambda r: (r["meta"]["lastUpdated"], r["id"]))
+        for cond in q.get("_lastUpdated", []):
+            bound = cond[2:]
+            items = [r for r in items if (r["meta"]["lastUpdated"] >= bound if cond[:2] == "ge"
+                                          else r["meta"]["lastUpdated"] > bound)]
+        count, offset = int(q.get("_count", ["50"])[0]), int(q.get("_offset", ["0"])[0])
+        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "link": [],
+                                  "entry": [{"resource": r} for r in items[offset:offset + count]]}
+        if offset + count < len(items):
+            nq = {k: v[0] for k, v in q.items()} | {"_offset": str(offset + count)}
+            bundle["link"].append({"relation": "next",
+                                   "url": f"{self.next_base or self.base}{request.route}?{urlencode(nq)}"})
+        return 200, bundle
 
 
 @pytest.fixture
 def fhir_server() -> Iterator[EncounterServer]:
     server = EncounterServer(token="s3cret")
-    server.thread.start()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    with json_peer(server.answer) as peer:
+        server.base = peer.base
+        yield server
 
 
 def export(name: str) -> list[dict]:

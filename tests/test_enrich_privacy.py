@@ -13,7 +13,7 @@ import pytest
 from engine.enrich import EnrichmentChain
 from engine.enrich.lookups import FhirPatientDirectory, normalise_address, normalise_name
 from engine.enrich.privacy import FIELDS, PrivacyEnricher
-from tests.json_peer import json_peer
+from tests.json_peer import PeerRequest, json_peer
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "fixtures" / "privacy"
@@ -174,8 +174,8 @@ PATIENTS = {
 
 @pytest.fixture
 def patient_server() -> Iterator[tuple[str, list[str]]]:
-    def answer(path: str) -> tuple[int, Any]:
-        pid = path.rsplit("/", 1)[-1]
+    def answer(request: PeerRequest) -> tuple[int, Any]:
+        pid = request.route.rsplit("/", 1)[-1]
         return (200, PATIENTS[pid]) if pid in PATIENTS else (404, {"resourceType": "OperationOutcome"})
 
     with json_peer(answer) as server:

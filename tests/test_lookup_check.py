@@ -137,7 +137,7 @@ def test_an_empty_lookup_is_a_warning(tmp_path, capsys):
 
 
 def test_servers_are_listed_not_contacted(tmp_path, capsys):
-    with json_peer(lambda path: (200, {"resourceType": "Bundle", "entry": []})) as server:
+    with json_peer(lambda _request: (200, {"resourceType": "Bundle", "entry": []})) as server:
         url = f"{server.base}/r4"
         path = _site(tmp_path, f"    roster_csv: roster.csv\n    encounters_fhir_base_url: {url}\n"
                                "    encounters_fhir_allow_insecure_http: true\n"

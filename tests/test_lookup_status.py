@@ -74,7 +74,7 @@ def test_an_encounter_export_directory(tmp_path: Path) -> None:
 def test_an_encounter_server_whose_pull_fails_then_works() -> None:
     answers = [500]
     bundle = {"resourceType": "Bundle", "entry": [{"resource": ENCOUNTER}]}
-    with json_peer(lambda path: (answers[0], bundle)) as server:
+    with json_peer(lambda _request: (answers[0], bundle)) as server:
         url = f"{server.base}/r4"
         source = FhirEncounterSource(url, client=httpx.Client(timeout=5))
         status = source.status("privacy.encounters[0]")

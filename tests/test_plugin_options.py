@@ -9,9 +9,7 @@ http:// beyond loopback.
 from __future__ import annotations
 
 import dataclasses
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +21,7 @@ from connectors.base import ConnectorConfigError, connector_class
 from engine.cli import main
 from engine.config import ConfigError, load_config
 from engine.plugins import InvalidOption, duration_option, parse_options, path_option
+from tests.json_peer import json_peer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -236,36 +235,13 @@ def test_ehr_csv_mapped_column_missing_from_the_header_names_option_and_column(t
 
 # --- no credentials over plaintext ----------------------------------------------------------------
 
-class _Recorder:
-    """A real HTTP server on every interface that records the Authorization header of each request."""
+#: what the FHIR peers below answer to a search: an empty page
+EMPTY_BUNDLE = {"resourceType": "Bundle", "type": "searchset", "entry": []}
 
-    def __init__(self) -> None:
-        seen = self.authorizations = []
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
-                seen.append(self.headers.get("Authorization"))
-                body = b'{"resourceType": "Bundle", "type": "searchset", "entry": []}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/fhir+json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("0.0.0.0", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> "_Recorder":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def _recorder() -> Any:
+    """A real HTTP server on every interface, recording each request's Authorization header."""
+    return json_peer(lambda _request: (200, EMPTY_BUNDLE), host="0.0.0.0")
 
 
 def _lan_address() -> str:
@@ -314,7 +290,7 @@ def test_config_refuses_credentials_over_http(tmp_path, token_file):
 
 def test_token_goes_to_loopback_and_to_an_allowed_insecure_source(token_file):
     lan = _lan_address()
-    with _Recorder() as server:
+    with _recorder() as server:
         for url, extra in ((f"http://127.0.0.1:{server.port}/fhir", {}),
                            (f"http://{lan}:{server.port}/fhir", {"allow_insecure_http": True})):
             connector = connector_class("fhir-auditevent")("f", {"base_url": url, "auth": "bearer",
@@ -327,30 +303,14 @@ def test_token_goes_to_loopback_and_to_an_allowed_insecure_source(token_file):
 def test_next_link_to_plain_http_never_receives_the_token(token_file):
     """Request-time check: a paging link (next_link_same_origin: false) cannot downgrade to http://."""
     lan = _lan_address()
-    with _Recorder() as far:
-        class Origin(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                body = ('{"resourceType": "Bundle", "type": "searchset", "entry": [], "link": [{"relation": '
-                        f'"next", "url": "http://{lan}:{far.port}/fhir/page2"}}]}}').encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        origin = ThreadingHTTPServer(("127.0.0.1", 0), Origin)
-        threading.Thread(target=origin.serve_forever, daemon=True).start()
-        try:
+    with _recorder() as far:
+        page = {**EMPTY_BUNDLE, "link": [{"relation": "next", "url": f"http://{lan}:{far.port}/fhir/page2"}]}
+        with json_peer(lambda _request: (200, page)) as origin:
             connector = connector_class("fhir-auditevent")("f", {
-                "base_url": f"http://127.0.0.1:{origin.server_address[1]}/fhir", "auth": "bearer",
+                "base_url": f"{origin.base}/fhir", "auth": "bearer",
                 "token_file": token_file, "next_link_same_origin": False, "max_retries": 0})
             batch = connector.read(None, 10)
             connector.close()
-        finally:
-            origin.shutdown()
-            origin.server_close()
     assert far.authorizations == []
     assert any("plain http://" in d.reason for d in batch.dead_letters)
 
@@ -369,28 +329,13 @@ def test_patient_directory_refuses_a_token_over_plain_http():
 def test_a_redirect_never_carries_the_token_elsewhere(token_file):
     """Request-time check: a 3xx from the FHIR server (to plain http on another host) is not followed."""
     lan = _lan_address()
-    with _Recorder() as far:
-        class Redirecting(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                self.send_response(302)
-                self.send_header("Location", f"http://{lan}:{far.port}/fhir/AuditEvent")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        origin = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
-        threading.Thread(target=origin.serve_forever, daemon=True).start()
-        try:
+    with _recorder() as far:
+        moved = {"Location": f"http://{lan}:{far.port}/fhir/AuditEvent"}
+        with json_peer(lambda _request: (302, None, moved)) as origin:
             connector = connector_class("fhir-auditevent")("f", {
-                "base_url": f"http://127.0.0.1:{origin.server_address[1]}/fhir", "auth": "bearer",
-                "token_file": token_file, "max_retries": 0})
+                "base_url": f"{origin.base}/fhir", "auth": "bearer", "token_file": token_file, "max_retries": 0})
             batch = connector.read(None, 10)
             connector.close()
-        finally:
-            origin.shutdown()
-            origin.server_close()
     assert far.authorizations == []
     assert [d.reason for d in batch.dead_letters] and "302" in batch.dead_letters[0].reason
 
