@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.enrich import EnrichmentChain
 from engine.enrich.lookups import FhirPatientDirectory, normalise_address, normalise_name
@@ -169,6 +171,11 @@ PATIENTS = {
              "name": [{"family": "Richter"}]},
     "P930": {"resourceType": "Patient", "id": "P930", "name": [{"family": "Hoffmann"}],
              "deceasedDateTime": "2026-01-15T04:00:00+01:00"},
+    # jmeyer's father-in-law: another name, another home, and jmeyer listed as his next of kin
+    "P940": {"resourceType": "Patient", "id": "P940", "name": [{"family": "Brandt"}],
+             "address": [{"line": ["Birkenallee 7"], "postalCode": "14467"}],
+             "contact": [{"relationship": [{"coding": [{"code": "N"}]}], "name": {"family": "Meyer"},
+                          "address": {"line": ["Am Park 12"], "postalCode": "10119"}}]},
 }
 
 
@@ -198,6 +205,47 @@ def test_fhir_patient_directory_flags_and_ttl_cache(patient_server: tuple[str, l
         enricher.enrich(ev("jmeyer", "P404"))  # misses are cached too
     assert len(hits) == 5
     assert "../" not in "".join(hits)
+
+
+def test_a_contact_listed_in_the_fhir_patient_is_a_related_person(patient_server: tuple[str, list[str]]) -> None:
+    """The patient directory reads ``Patient.contact`` as the encounter export does: a user whose family name
+    and home are a listed contact's is that patient's related person. A Patient the server lists no contact
+    for says "no relative of anyone"; a directory that lists no contacts at all (CSV) says nothing."""
+    base, _hits = patient_server
+    enricher = PrivacyEnricher.from_config({"roster_csv": str(FIX / "roster.csv"), "patients_fhir_base_url": base})
+    relative = enricher.enrich(ev("jmeyer", "P940"))
+    assert relative["ehr.relationship.related_person"] is True
+    assert relative["ehr.relationship.same_last_name"] is False and relative["ehr.relationship.same_address"] is False
+    assert enricher.enrich(ev("dwolf", "P940"))["ehr.relationship.related_person"] is False
+    assert enricher.enrich(ev("jmeyer", "P920"))["ehr.relationship.related_person"] is False
+    assert "ehr.relationship.related_person" not in enricher.enrich(ev("jmeyer", "P404"))
+    csv = PrivacyEnricher.from_config({"roster_csv": str(FIX / "roster.csv"), "patients_csv": str(FIX / "patients.csv")})
+    assert "ehr.relationship.related_person" not in csv.enrich(ev("jmeyer", "P900"))
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+                     max_leaves=12)
+_patient_element = st.sampled_from(["name", "address", "contact", "meta", "deceasedDateTime", "deceasedBoolean"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_patient_element, _json, max_size=6), st.lists(_json, max_size=3), st.integers(0, 3))
+def test_the_fhir_patient_parser_reads_what_it_can_of_any_patient(fields: dict, contacts: list, at: int) -> None:
+    """Whatever a server puts in a Patient, ``patient_facts_from_fhir`` gives facts (a malformed element
+    counts as absent) and keeps the flags the well-formed elements give; a well-formed contact is found
+    however malformed the contacts around it are. It used to raise KeyError on ``name: {}``, which no
+    caller caught."""
+    from engine.enrich.lookups import contact_key, patient_facts_from_fhir
+
+    patient_facts_from_fhir({"resourceType": "Patient", **fields}, {"R"}, {"VIP"})  # no exception, whatever
+    facts = patient_facts_from_fhir({"resourceType": "Patient", **fields, "meta": {"security": [{"code": "VIP"}]}},
+                                    {"R"}, {"VIP"})
+    assert facts.vip is True
+    listed = {"name": {"family": "Meyer"}, "address": {"line": ["Am Park 12"], "postalCode": "10119"}}
+    facts = patient_facts_from_fhir({"resourceType": "Patient", "contact": contacts[:at] + [listed] + contacts[at:]},
+                                    set(), set())
+    assert contact_key(normalise_name("Meyer"), normalise_address("Am Park 12", "10119")) in facts.contact_keys
 
 
 def test_fhir_patient_errors_cached_briefly_then_retried() -> None:

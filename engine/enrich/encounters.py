@@ -32,8 +32,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import urlencode, urlsplit
 
 from engine.enrich.lookups import (ColumnMappingError, FileBacked, LookupStatus, ReloadingFile, _read_csv,
-                                   check_columns, contact_key, csv_header, file_stamp, fold, normalise_address,
-                                   normalise_name)
+                                   check_columns, csv_header, fhir_contact_keys, file_stamp, fold)
 from engine.events import timestamp_ms
 
 log = logging.getLogger(__name__)
@@ -299,24 +298,11 @@ def related_person_from_fhir(resource: Mapping[str, Any]) -> tuple[str, str, fro
 
 def patient_contacts_from_fhir(resource: Mapping[str, Any]) -> tuple[str, str, frozenset[str]]:
     """A FHIR ``Patient``'s ``contact[]`` (next of kin, emergency contacts) as listed related persons: (an id
-    for the index, the patient, the contacts' keys, see ``engine.enrich.lookups.contact_key``). A contact
-    whose ``period`` has ended still counts, as a ``RelatedPerson`` does."""
+    for the index, the patient, the contacts' keys, ``engine.enrich.lookups.fhir_contact_keys``)."""
     pid = resource.get("id")
     if not isinstance(pid, str) or not pid:
         raise EncounterFormatError("Patient.id: missing")
-    keys: set[str] = set()
-    for contact in _list(resource.get("contact")):
-        if not isinstance(contact, Mapping):
-            continue
-        name = contact.get("name") if isinstance(contact.get("name"), Mapping) else {}
-        address = contact.get("address") if isinstance(contact.get("address"), Mapping) else {}
-        lines = [x for x in _list(address.get("line")) if isinstance(x, str)]
-        key = contact_key(normalise_name(name.get("family") if isinstance(name.get("family"), str) else ""),
-                          normalise_address(" ".join(lines), address.get("postalCode")
-                                            if isinstance(address.get("postalCode"), str) else None))
-        if key is not None:
-            keys.add(key)
-    return f"Patient/{pid}#contact", pid, frozenset(keys)
+    return f"Patient/{pid}#contact", pid, fhir_contact_keys(resource)
 
 
 # --- the index -------------------------------------------------------------------------------------

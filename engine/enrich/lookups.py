@@ -89,6 +89,28 @@ def contact_key(family_name: str, address: str) -> str | None:
     return f"contact:{family_name}|{address}" if family_name and address else None
 
 
+def fhir_contact_keys(resource: Mapping[str, Any]) -> frozenset[str]:
+    """The ``contact_key`` of every ``contact[]`` of a FHIR ``Patient`` (next of kin, emergency contacts)
+    that names both a family name and an address. A contact whose ``period`` has ended still counts, as a
+    ``RelatedPerson`` does. Malformed elements are passed over: a bad contact must not lose the patient."""
+    keys: set[str] = set()
+    contacts = resource.get("contact")
+    for contact in contacts if isinstance(contacts, list) else ():
+        if not isinstance(contact, Mapping):
+            continue
+        name = contact.get("name") if isinstance(contact.get("name"), Mapping) else {}
+        address = contact.get("address") if isinstance(contact.get("address"), Mapping) else {}
+        lines = address.get("line")
+        family, postcode = name.get("family"), address.get("postalCode")
+        key = contact_key(normalise_name(family if isinstance(family, str) else ""),
+                          normalise_address(" ".join(x for x in lines if isinstance(x, str))
+                                            if isinstance(lines, list) else "",
+                                            postcode if isinstance(postcode, str) else None))
+        if key is not None:
+            keys.add(key)
+    return frozenset(keys)
+
+
 def normalise_postcode(postal_code: str | None) -> str:
     """A comparable postcode: folded, letters and digits only ("SW1A 1AA" -> "sw1a1aa")."""
     return re.sub(r"[^0-9a-z]", "", fold(postal_code or ""))
@@ -146,6 +168,8 @@ class PatientFacts:
     deceased_date: date | None = None
     deceased: bool = False  # deceased without a known date
     postal_code: str = ""  # normalised (normalise_postcode)
+    #: ``contact_key`` of each listed contact (FHIR ``Patient.contact``); None: the source lists no contacts
+    contact_keys: frozenset[str] | None = None
 
 
 # --- file-backed tables --------------------------------------------------------------------------
@@ -681,21 +705,41 @@ class FhirPatientDirectory(PatientSource):
 
 
 def patient_facts_from_fhir(resource: Mapping[str, Any], confidential_codes: set[str], vip_codes: set[str]) -> PatientFacts:
-    """Reduce a FHIR Patient (R4/R5) to the facts the privacy rules need."""
-    names = resource.get("name") or []
+    """Reduce a FHIR Patient (R4/R5) to the facts the privacy rules need.
+
+    A malformed element counts as absent, and a lone object where FHIR has a list counts as that list's one
+    item: a server's odd ``name`` must not cost the patient its VIP or deceased flag, which it did when one
+    bad element made the whole Patient unreadable."""
+    names = _objects(resource.get("name"))
     official = next((n for n in names if n.get("use") == "official"), names[0] if names else {})
-    family = official.get("family") or ""
-    addresses = [a for a in resource.get("address") or [] if a.get("use") in (None, "home")]
-    addr = addresses[0] if addresses else {}
-    security = {str(s.get("code", "")).upper() for s in (resource.get("meta") or {}).get("security") or []}
+    family = _string(official.get("family"))
+    addr = next((a for a in _objects(resource.get("address")) if a.get("use") in (None, "home")), {})
+    lines = addr.get("line")
+    line = " ".join(x for x in lines if isinstance(x, str)) if isinstance(lines, list) else _string(lines)
+    postcode = _string(addr.get("postalCode"))
+    meta = resource.get("meta")
+    security = {str(s.get("code", "")).upper()
+                for s in _objects(meta.get("security") if isinstance(meta, Mapping) else None)}
     deceased_date = parse_date(resource.get("deceasedDateTime"))
     return PatientFacts(
         family_name=normalise_name(family),
         name_parts=frozenset(name_parts(family)),
-        address=normalise_address(" ".join(addr.get("line") or []), addr.get("postalCode")),
+        address=normalise_address(line, postcode or None),
         vip=bool(security & vip_codes),
         confidential=bool(security & confidential_codes),
         deceased_date=deceased_date,
         deceased=deceased_date is None and resource.get("deceasedBoolean") is True,
-        postal_code=normalise_postcode(addr.get("postalCode")),
+        postal_code=normalise_postcode(postcode),
+        contact_keys=fhir_contact_keys(resource),
     )
+
+
+def _objects(value: Any) -> list[Mapping[str, Any]]:
+    """The objects of a FHIR repeating element: a lone object is one, anything not an object is none."""
+    if isinstance(value, Mapping):
+        return [value]
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _string(value: Any) -> str:
+    return value if isinstance(value, str) else ""

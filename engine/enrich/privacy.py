@@ -573,6 +573,8 @@ class PrivacyEnricher(Enricher):
                 event["ehr.relationship.same_postcode"] = member.postal_code == facts.postal_code
             if member.address and facts.address:
                 event["ehr.relationship.same_address"] = member.address == facts.address
+        if facts is not None and facts.contact_keys is not None and user.keys:  # a FHIR Patient's contacts
+            event["ehr.relationship.related_person"] = not user.related_keys.isdisjoint(facts.contact_keys)
 
         if moments is None or not isinstance(ts, str) or not ts:
             return
@@ -648,8 +650,10 @@ class PrivacyEnricher(Enricher):
             event["ehr.relationship.same_department"] = mine in moment.near_units or (active and self._floats(mine))
         if user.keys:
             event["ehr.relationship.care_team"] = not user.keys.isdisjoint(moment.participants)
-            if moment.related:
-                event["ehr.relationship.related_person"] = not user.related_keys.isdisjoint(moment.related_keys)
+            if moment.related:  # listed by the encounter data, or already by the patient directory
+                event["ehr.relationship.related_person"] = (
+                    event.get("ehr.relationship.related_person") is True
+                    or not user.related_keys.isdisjoint(moment.related_keys))
 
 
 @dataclass(slots=True)
