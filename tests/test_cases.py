@@ -159,6 +159,29 @@ def test_get_cases_is_get_case_for_each_id(store):  # noqa: F811
     assert set(got) == {cases[0].id, cases[1].id}
 
 
+def test_a_case_about_a_rule_group_reads_as_its_fields_not_as_json():
+    """A case with no user or patient (a spray from one address, a lockout storm) is about its rule's group.
+    Its head line used to read ``group group={"source.ip":"203.0.113.250"}`` and ``group group=-``."""
+    from engine.alerts.sinks import case_lines
+
+    from engine.alerts.cases import build_case
+
+    def case_of(a: Alert):
+        [(kind, subject, anchor, cid, _field)] = memberships(a, SETTINGS)
+        return build_case(cid, kind, subject, anchor, [a], SETTINGS)
+
+    spray = case_of(alert("spray", {"source.ip": "203.0.113.250", "n": 2}, at(1)))
+    storm = case_of(alert("storm", {}, at(2)))
+    assert spray.subject == '{"n":2,"source.ip":"203.0.113.250"}'  # stored (and hashed into the id) as before
+    assert "| group n=2, source.ip=203.0.113.250 |" in case_lines(spray)[0]
+    assert "| group (the whole rule) |" in case_lines(storm)[0]
+    assert "| user user.name=jdoe |" in case_lines(case_of(alert("a", {"user.name": "jdoe"}, at(9))))[0]
+    # the Slack and Teams card shows the same
+    from engine.alerts.sinks.chat import message
+
+    assert ("group", "n=2, source.ip=203.0.113.250") in message("case", spray.to_dict()).facts
+
+
 def test_delivery_builds_cases_first_and_writes_each_case_revision_once(store, tmp_path):  # noqa: F811
     sink = JsonlSink(tmp_path / "alerts.jsonl")
     console = io.StringIO()

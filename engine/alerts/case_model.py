@@ -7,8 +7,39 @@ stores persist it without knowing how it is made, and the store contract can nam
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
+
+
+#: ``Case.subject_kind`` (and ``subject_field``) of a case about no user or patient: its rule's group, the
+#: group as canonical JSON in ``subject`` ("-" for a rule without group-by)
+GROUP_SUBJECT = "group"
+
+
+def subject_label(kind: str, field_name: str, subject: str) -> str:
+    """How a case's subject reads to an analyst: ``user user.name=jdoe``, or ``group source.ip=203.0.113.250``
+    for a group case (``subject_value``)."""
+    if kind == GROUP_SUBJECT:
+        return f"{GROUP_SUBJECT} {subject_value(kind, subject)}"
+    return f"{kind} {field_name}={subject}"
+
+
+def subject_value(kind: str, subject: str) -> str:
+    """A case's subject value as it reads: a group case's group as its fields (``n=2, source.ip=...``, or
+    "(the whole rule)" for a rule without group-by), not as the JSON it is stored and hashed as."""
+    if kind != GROUP_SUBJECT:
+        return subject
+    if subject == "-":
+        return "(the whole rule)"
+    try:
+        group = json.loads(subject)
+    except ValueError:
+        return subject
+    if not isinstance(group, dict) or not group:
+        return subject
+    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}"
+                     for k, v in group.items())
 
 
 def case_id(subject_kind: str, subject: str, period_start: str) -> str:

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
-from engine.alerts.case_model import Case, case_id
+from engine.alerts.case_model import GROUP_SUBJECT, Case, case_id
 from engine.alerts.episodes import episode_anchor, iso
 from engine.alerts.model import Alert, canonical_json
 from engine.events import timestamp_ms
@@ -38,9 +38,8 @@ CASE_BUILDER = "@cases"
 CASE_EVIDENCE_CAP = 1000
 #: Rule levels from least to most severe (Sigma's levels).
 LEVELS = ("informational", "low", "medium", "high", "critical")
-#: The subject kind of a case for alerts whose group names none of the ``by`` fields: one case per rule and
-#: group, so no alert is ever left out of the case view.
-GROUP_SUBJECT = "group"
+# GROUP_SUBJECT (engine/alerts/case_model.py) is the subject kind of a case for alerts whose group names none
+# of the ``by`` fields: one case per rule and group, so no alert is ever left out of the case view.
 
 #: Who a case is about, by default: the person acting (EHR user, VPN/AD account, the identity the directory
 #: resolved it to) and the patient whose record was touched.

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import orjson
 
+from engine.alerts.case_model import subject_label
 from engine.errors import EXIT_OK, UsageError
 
 
@@ -181,7 +182,7 @@ def _cases_table(cases: Sequence[Any], title: str) -> None:
     def rows() -> Iterator[Sequence[str]]:
         for c in cases:
             yield (_short(c.id), c.status, c.assignee or "-", f"{c.score:g}", c.level,
-                   f"{c.subject_kind} {c.subject_field}={c.subject}", _window(c.first_trigger, c.last_trigger),
+                   subject_label(c.subject_kind, c.subject_field, c.subject), _window(c.first_trigger, c.last_trigger),
                    str(len(c.alerts)), "; ".join(f"{r['title']} x{r['alerts']}" for r in c.rules))
 
     _table(title, ("id", "status", "assignee", "risk", "level", "subject", "period (UTC)", "alerts", "rules"),
@@ -227,7 +228,7 @@ def _show_lines(view: dict[str, Any]) -> Iterator[str]:
                    f"patient's department within {hold['hold_seconds'] // 60} min (wardwatch.hold)")
     else:
         yield f"case {record['id']}  [{record['level']}] risk {record['score']:g}"
-        yield f"subject: {record['subject_kind']} {record['subject_field']}={record['subject']}"
+        yield f"subject: {subject_label(record['subject_kind'], record['subject_field'], record['subject'])}"
         yield f"period: {record['first_trigger']} .. {record['last_trigger']}, revision {record['revision']}"
         yield "alerts:"
         for a in view.get("alert_records", []):

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from engine.alerts.case_model import subject_value
+
 
 @dataclass
 class Message:
@@ -48,7 +50,8 @@ def _case(p: Mapping[str, Any]) -> Message:
     level = str(p.get("level", "")).upper()
     facts = [("Level", level), ("Risk", f"{p.get('score', 0):g}")]
     if "subject" in p:
-        facts.append((str(p.get("subject_field") or p.get("subject_kind") or "Subject"), str(p["subject"])))
+        facts.append((str(p.get("subject_field") or p.get("subject_kind") or "Subject"),
+                      subject_value(str(p.get("subject_kind", "")), str(p["subject"]))))
     facts += [("Period", f"{p.get('first_trigger', '')} .. {p.get('last_trigger', '')}"),
               ("Alerts", str(len(p.get("alerts") or []))), ("Events", str(p.get("evidence_total", 0)))]
     for key, label in (("status", "Status"), ("assignee", "Assignee")):

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Sequence
 
-from engine.alerts.case_model import Case
+from engine.alerts.case_model import Case, subject_label
 from engine.alerts.pseudonymise import Pseudonymiser
 from engine.alerts.sinks.base import Sink, SinkOptions, options_with
 
@@ -20,8 +20,9 @@ def case_lines(case: Case | Mapping[str, Any]) -> list[str]:
     data = case.to_dict() if isinstance(case, Case) else case
     revision = data.get("revision", 1)
     update = f" (update {revision})" if revision > 1 else ""
-    head = (f"CASE [{data.get('level')}] risk {data.get('score', 0):g} | {data.get('subject_kind')} "
-            f"{data.get('subject_field', '')}={data.get('subject', '-')} | "
+    subject = subject_label(str(data.get("subject_kind")), str(data.get("subject_field", "")),
+                            str(data.get("subject", "-")))
+    head = (f"CASE [{data.get('level')}] risk {data.get('score', 0):g} | {subject} | "
             f"{data.get('first_trigger')} .. {data.get('last_trigger')} | {len(data.get('alerts') or [])} alert(s), "
             f"{data.get('evidence_total', 0)} events{update}")
     return [head] + [f"  ALERT [{r['level']}] {r['title']} x{r['alerts']}, {r['events']} events"
