@@ -34,7 +34,8 @@ of its own run, against the ingest at the start, normalised the same way) and ``
 against events/s, not normalised: the machine's noise stays in it).
 
 With ``--repeat`` above 1 it also prints the same ratios taken within each round (``paired_ratios``) and
-their median: the figure to quote on a shared machine, where one variant's runs spread by a third. Child
+their median: the figure to quote on a shared machine, where one variant's runs spread by a third; and the
+ratios of each variant's mean CPU seconds over all its runs (``mean_ratios``), which no single run decides. Child
 processes of one round share a ``PYTHONHASHSEED`` (the round's number).
 
 ``--stages`` runs every ingest in a child process with CPU timers around its stages (``time_stages`` in
@@ -181,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     best = {name: events / min(r[0] for r in rs) for name, rs in runs.items()}
     ratio = {k: round(v, 3) for k, v in ratios(best).items()}
     rounds = paired_ratios({name: [r[0] for r in rs] for name, rs in runs.items()})
+    means = mean_ratios({name: [r[0] for r in rs] for name, rs in runs.items()})
     result = {
         "params": vars(args) | {"work": str(args.work), "against": str(args.against),
                                 "against_python": str(args.against_python)},
@@ -191,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": ratio,
         "round_ratios": rounds,
         "median_round_ratio": {k: round(statistics.median(v), 3) for k, v in rounds.items()},
+        "mean_ratio": {k: round(v, 3) for k, v in means.items()},
         "us_per_event": {k: round(1e6 / v, 1) for k, v in best.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
@@ -212,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{k} {v}" for k, v in result["median_round_ratio"].items())
               + "; per round: " + "; ".join(f"{k} {' '.join(map(str, v))}" for k, v in rounds.items()
                                             if k in ("target", "full/then base")))
+        print("  the same ratios on each variant's mean CPU seconds over all rounds: "
+              + ", ".join(f"{k} {v}" for k, v in result["mean_ratio"].items()))
     if args.stages:
         print(stage_table(result["stages_us_per_event"]))
     return 0
@@ -232,6 +237,15 @@ def paired_ratios(cpu: dict[str, list[float]]) -> dict[str, list[float]]:
         for k, v in ratios({name: 1 / runs[i] for name, runs in cpu.items()}).items():
             out.setdefault(k, []).append(round(v, 3))
     return out
+
+
+def mean_ratios(cpu: dict[str, list[float]]) -> dict[str, float]:
+    """The ratios of ``main`` on each variant's mean CPU seconds over all its runs.
+
+    Why a third reading: on a machine whose runs of one variant spread by half (docs/benchmarks.md,
+    2026-12-07: 3.81-5.81 CPU-s), the best-of ratio rests on one run per variant and a round's ratio on one
+    run each; the means use every run, so no single lucky or unlucky run decides."""
+    return ratios({name: 1 / statistics.mean(runs) for name, runs in cpu.items()})
 
 
 def ratios(rate: dict[str, float]) -> dict[str, float]:

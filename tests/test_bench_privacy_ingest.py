@@ -91,6 +91,15 @@ def test_ratios_are_also_taken_within_each_round_so_one_lucky_run_does_not_decid
     assert set(rounds) == {"full/plain", "base/plain", "full/base", "then base/plain", "target", "full/then base"}
 
 
+def test_the_mean_ratios_use_every_run_of_each_variant() -> None:
+    cpu = {"plain": [4.0, 6.0], "base": [6.0, 6.0], "full": [7.0, 9.0], "then plain": [5.0, 5.0],
+           "then base": [7.0, 8.0]}
+    means = bench.mean_ratios(cpu)
+    assert means["full/plain"] == pytest.approx(5.0 / 8.0)
+    assert means["target"] == pytest.approx((5.0 / 8.0) / (5.0 / 7.5))
+    assert means["full/then base"] == pytest.approx(7.5 / 8.0)
+
+
 def test_a_run_of_several_rounds_reports_the_median_of_its_round_ratios(tmp_path: Path, capsys) -> None:
     assert bench.main(["--staff", "90", "--days", "2", "--seed", "7", "--incidents-per-kind", "1", "--repeat", "2",
                        "--work", str(tmp_path)]) == 0
@@ -98,4 +107,6 @@ def test_a_run_of_several_rounds_reports_the_median_of_its_round_ratios(tmp_path
     assert all(len(v) == 2 for v in result["round_ratios"].values())
     assert result["median_round_ratio"]["full/plain"] == pytest.approx(
         sum(result["round_ratios"]["full/plain"]) / 2, abs=1e-3)
-    assert "the same ratios per round" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "the same ratios per round" in out and "mean CPU seconds over all rounds" in out
+    assert set(result["mean_ratio"]) == set(result["ratio"])
