@@ -219,12 +219,14 @@ def test_a_contact_listed_in_the_fhir_patient_is_a_related_person(patient_server
     assert enricher.enrich(ev("dwolf", "P940"))["ehr.relationship.related_person"] is False
     assert enricher.enrich(ev("jmeyer", "P920"))["ehr.relationship.related_person"] is False
     assert "ehr.relationship.related_person" not in enricher.enrich(ev("jmeyer", "P404"))
-    csv = PrivacyEnricher.from_config({"roster_csv": str(FIX / "roster.csv"), "patients_csv": str(FIX / "patients.csv")})
+    csv = PrivacyEnricher.from_config({"roster_csv": str(FIX / "roster.csv"),
+                                       "patients_csv": str(FIX / "patients.csv")})
     assert "ehr.relationship.related_person" not in csv.enrich(ev("jmeyer", "P900"))
 
 
 _json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+                     lambda inner: (st.lists(inner, max_size=3)
+                                    | st.dictionaries(st.text(max_size=6), inner, max_size=3)),
                      max_leaves=12)
 _patient_element = st.sampled_from(["name", "address", "contact", "meta", "deceasedDateTime", "deceasedBoolean"])
 
