@@ -147,3 +147,32 @@ def test_a_database_replaced_on_disk_is_reopened_and_a_broken_one_keeps_the_last
     [gone] = enricher.lookups()
     assert enricher.enrich({"source.ip": "192.0.2.7"})["source.geo.city_name"] == "Hamburg"
     assert not gone.ok and gone.loaded and gone.error == "unavailable: No such file or directory"
+
+
+def test_the_load_names_the_database_and_warns_when_it_is_older_than_maxmind_allows(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database nobody updates misplaces addresses (impossible-travel alerts on a re-assigned range), and
+    the GeoLite2 licence forbids using a database once an update has been out for 30 days. MaxMind updates
+    at least weekly, so a database built more than 35 days ago is past that: the load says what it opened and
+    when it was built, and warns then (``wardwatch config check`` shows both lines)."""
+    import logging
+    import time
+
+    import engine.enrich.geoip as geoip
+
+    def load(days_later: int) -> list[logging.LogRecord]:
+        caplog.clear()
+        monkeypatch.setattr(geoip, "_clock", lambda: time.time() + days_later * 86_400)
+        with caplog.at_level(logging.INFO, logger="engine.enrich"):
+            GeoipEnricher.from_config({"city_db": str(city)})
+        return list(caplog.records)
+
+    city, _asn = write_test_dbs(tmp_path)
+    built = time.strftime("%Y-%m-%d", time.gmtime())
+    fresh = load(0)
+    assert f"geoip database {city} loaded: GeoLite2-City, built {built}" in [r.getMessage() for r in fresh]
+    assert not [r for r in load(34) if r.levelno >= logging.WARNING]
+    [warning] = [r.getMessage() for r in load(36) if r.levelno >= logging.WARNING]
+    assert warning == (f"geoip database {city} was built on {built}, 36 days ago: MaxMind publishes one at "
+                       "least weekly, and the GeoLite2 licence forbids using a database 30 days after its update "
+                       "came out (run geoipupdate)")

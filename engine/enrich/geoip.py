@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -64,7 +66,7 @@ class _Database(FileBacked):
     def __init__(self, path: str) -> None:
         self.path = path
         self.file = ReloadingFile(path, _open_database, "geoip database", size=lambda _reader: None,
-                                  close=lambda reader: reader.close())
+                                  close=lambda reader: reader.close(), describe=_describe)
 
     def get(self, ip: str) -> Mapping[str, Any] | None:
         reader = self.file.table
@@ -74,10 +76,33 @@ class _Database(FileBacked):
         return record if isinstance(record, Mapping) else None
 
 
+#: a database built longer ago than this is past what MaxMind allows: it publishes GeoLite2 and GeoIP2 at
+#: least weekly, and the GeoLite2 licence forbids using a database 30 days after its update came out
+STALE_AFTER_DAYS = 35
+_clock = time.time  # the tests move it
+
+
 def _open_database(path: Path) -> Any:
     import maxminddb
 
-    return maxminddb.open_database(str(path), mode=maxminddb.MODE_MEMORY)
+    reader = maxminddb.open_database(str(path), mode=maxminddb.MODE_MEMORY)
+    built = reader.metadata().build_epoch
+    age = int((_clock() - built) // 86_400)
+    if age > STALE_AFTER_DAYS:
+        log.warning("geoip database %s was built on %s, %d days ago: MaxMind publishes one at least weekly, and "
+                    "the GeoLite2 licence forbids using a database 30 days after its update came out (run "
+                    "geoipupdate)", path, _day(built), age)
+    return reader
+
+
+def _describe(reader: Any) -> str:
+    """The "loaded" line's words for a database: its type and build date (``GeoLite2-City, built 2026-12-01``)."""
+    meta = reader.metadata()
+    return f"{meta.database_type}, built {_day(meta.build_epoch)}"
+
+
+def _day(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d")
 
 
 class GeoipEnricher(Enricher):

@@ -247,13 +247,14 @@ class ReloadingFile:
 
     Every lookup kept on disk goes through here, so that they all reload, keep their last good table and
     report it (``status``) the same way: ``stamp`` says what "changed" means when the lookup is more than
-    one file (a directory of NDJSON files), and ``close`` releases a replaced table that holds a resource
-    (an open database reader).
+    one file (a directory of NDJSON files), ``close`` releases a replaced table that holds a resource (an
+    open database reader), and ``describe`` says what a table without entries is.
     """
 
     def __init__(self, path: str | os.PathLike[str], loader: Callable[[Path], Any], what: str,
                  size: Callable[[Any], int | None] = len, encoding: tuple[str, str] | None = None,
-                 stamp: Callable[[Path], Hashable] = file_stamp, close: Callable[[Any], None] | None = None):
+                 stamp: Callable[[Path], Hashable] = file_stamp, close: Callable[[Any], None] | None = None,
+                 describe: Callable[[Any], str] | None = None):
         self.path = Path(path)
         self.loader = loader
         self.what = what
@@ -263,6 +264,8 @@ class ReloadingFile:
         #: of parts, so ``len`` of it would count the parts); None: the table cannot say
         self.size = size
         self.stamp, self.close = stamp, close
+        #: what the "loaded" line says of a table that has no entry count (a database's type and build date)
+        self.describe = describe
         self._stamp: Hashable | None = None
         self.table: Any = None
         #: for ``status``: the last good load (Unix time, entries), and why the last attempt failed
@@ -313,7 +316,8 @@ class ReloadingFile:
         entries = self.size(table)
         self.loaded_at, self.entries, self.error = time.time(), entries, None
         if entries is None:
-            log.info("%s %s loaded", self.what, self.path)
+            log.info("%s %s loaded%s", self.what, self.path,
+                     f": {self.describe(table)}" if self.describe is not None else "")
         else:
             log.info("%s %s loaded: %d entries", self.what, self.path, entries, extra={"lookup_entries": entries})
         if old is not None and self.close is not None:
