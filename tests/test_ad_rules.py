@@ -336,3 +336,20 @@ def test_chain_needs_the_order_and_the_hour(setup: dict[str, Any], case: str, mi
     names = {name for name, _ in got}
     assert "chain_vpn_ad_change_ehr_export" not in names
     assert {"windows_privileged_group_change", "ehr_privacy_bulk_export_print"} <= names
+
+
+def test_the_kerberoasting_account_is_one_case_with_what_it_did_next(setup: dict[str, Any]) -> None:
+    """pwagner Kerberoasts at 15:06, then creates a task on a DC, clears the logs and changes a GPO: one
+    person, one case. The correlation groups by ``TargetUserName`` (``pwagner@KLINIKUM.EXAMPLE``), which
+    no case kind reads, so its alert was a case of its own beside pwagner's; its rule file now says that
+    field names a user (``wardwatch: {case_by: {user: [TargetUserName]}}``)."""
+    from engine.alerts.cases import case_settings, memberships
+
+    settings = case_settings({}, setup["ruleset"])
+    alerts = alerts_over_sample(setup["ruleset"], setup["events"])
+    by_name = {setup["names"][a.rule_id]: a for a in alerts}
+    [(kind, subject, _, kerberoasting, _)] = memberships(by_name["windows_kerberoasting"], settings)
+    assert (kind, subject) == ("user", "pwagner")
+    assert by_name["windows_kerberoasting"].group == {"TargetUserName": "pwagner@KLINIKUM.EXAMPLE"}  # as before
+    for later in ("windows_dc_scheduled_task", "windows_security_log_cleared", "windows_gpo_modified"):
+        assert memberships(by_name[later], settings)[0][3] == kerberoasting, later

@@ -159,6 +159,38 @@ def test_get_cases_is_get_case_for_each_id(store):  # noqa: F811
     assert set(got) == {cases[0].id, cases[1].id}
 
 
+def test_one_account_is_one_user_case_however_each_source_spells_it():
+    """The VPN gateway logs PWagner, the domain controller KLINIKUM\\pwagner, the Kerberoasting correlation
+    pwagner@KLINIKUM.EXAMPLE (its rule file names TargetUserName a user: ``case_by: {user: [...]}``): one
+    person, one case. A plain lower-case name is itself, so the cases already stored keep their ids."""
+    from engine.alerts.case_model import case_id
+
+    settings_ = type(SETTINGS)(by=SETTINGS.by, period_ms=SETTINGS.period_ms, weights=SETTINGS.weights,
+                               rule_by={"kerberoasting": ("TargetUserName",)},
+                               rule_kinds={"kerberoasting": {"TargetUserName": "user"}}, min_level="low")
+    spelled = [alert("vpn", {"user.name": "PWagner"}, at(8)),
+               alert("gpo", {"SubjectUserName": "KLINIKUM\\pwagner"}, at(15)),
+               alert("kerberoasting", {"TargetUserName": "pwagner@KLINIKUM.EXAMPLE"}, at(16))]
+    found = [memberships(a, settings_) for a in spelled]
+    assert {(m[0][0], m[0][1]) for m in found} == {("user", "pwagner")} and len({m[0][3] for m in found}) == 1
+    assert [m[0][4] for m in found] == ["user.name", "SubjectUserName", "TargetUserName"]
+    [(_, subject, _, cid, _)] = memberships(alert("vpn", {"user.name": "jdoe"}, at(8)), settings_)
+    assert (subject, cid) == ("jdoe", case_id("user", "jdoe", "2026-11-02T00:00:00.000Z"))
+    # without the rule's word, TargetUserName (a group, a target) names no user: a case of the rule's own
+    assert memberships(spelled[2], SETTINGS)[0][0] == "group"
+
+
+def test_a_rule_file_names_the_kind_of_its_fields(tmp_path):
+    from engine.app import load_ruleset
+    from engine.config import load_config
+
+    rules = RULES.replace("case_by: [ehr.patient.id]", "case_by: {user: [TargetUserName], patient: ehr.patient.id}")
+    ruleset = load_ruleset(load_config(cases_config(tmp_path, rules)))
+    [rid] = ruleset.rules
+    assert rule_defaults(ruleset)[rid]["case_kinds"] == {"TargetUserName": "user", "ehr.patient.id": "patient"}
+    assert case_settings({}, ruleset).rule_kinds == {rid: {"TargetUserName": "user", "ehr.patient.id": "patient"}}
+
+
 def test_a_case_about_a_rule_group_reads_as_its_fields_not_as_json():
     """A case with no user or patient (a spray from one address, a lockout storm) is about its rule's group.
     Its head line used to read ``group group={"source.ip":"203.0.113.250"}`` and ``group group=-``."""
@@ -376,7 +408,7 @@ def test_run_once_makes_one_alert_per_patient_and_hour_and_one_case_per_patient(
 def test_a_malformed_wardwatch_field_names_the_rule_file(tmp_path, capsys):
     from engine.cli import main
 
-    config = cases_config(tmp_path, RULES.replace("case_by: [ehr.patient.id]", "case_by: {a: b}"))
+    config = cases_config(tmp_path, RULES.replace("case_by: [ehr.patient.id]", "case_by: {user: [7]}"))
     assert main(["--config", str(config), "run", "--once"]) != 0
     err = capsys.readouterr().err
     assert "rules.yml" in err and "wardwatch.case_by" in err and "Traceback" not in err
@@ -437,13 +469,13 @@ def test_retention_removes_cases_with_their_alerts(store):  # noqa: F811
 def _memberships_reference(a: Alert, s) -> list:
     """memberships() as first written (one generator per kind, no cached case ids): the plain path."""
     from engine.alerts.case_model import case_id
-    from engine.alerts.cases import GROUP_SUBJECT, _period, _subject
+    from engine.alerts.cases import GROUP_SUBJECT, _period, _subject, account_name
     from engine.alerts.model import canonical_json
 
     anchor, start = _period(a.first_trigger, s.period_ms)
     kinds = s.by
     if a.rule_id in s.rule_by:
-        kind_of = {f: kind for kind, fields in s.by.items() for f in fields}
+        kind_of = {f: kind for kind, fields in s.by.items() for f in fields} | dict(s.rule_kinds.get(a.rule_id, {}))
         kinds = {}
         for f in s.rule_by[a.rule_id]:
             kinds.setdefault(kind_of.get(f, f), ())
@@ -452,7 +484,8 @@ def _memberships_reference(a: Alert, s) -> list:
     for kind, fields in kinds.items():
         name = next((f for f in fields if a.group.get(f) not in (None, "")), None)
         if name is not None:
-            subject = _subject(a.group[name])
+            value = a.group[name]
+            subject = account_name(value) if kind == "user" and isinstance(value, str) else _subject(value)
             found.append((kind, subject, anchor, case_id(kind, subject, start), name))
     if not found:
         subject = canonical_json(a.group) if a.group else "-"
@@ -467,13 +500,14 @@ _values = st.one_of(st.none(), st.just(""), st.just(0), st.booleans(), st.text(m
 
 @settings(max_examples=200, deadline=None)
 @given(group=st.dictionaries(st.sampled_from(["user.name", "wardwatch.identity", "SubjectUserName", "ehr.patient.id",
-                                              "source.ip"]), _values, max_size=5),
+                                              "source.ip", "TargetUserName"]), _values, max_size=5),
        rule=st.sampled_from(["a", "b"]), hour=st.integers(0, 23), by_rule=st.booleans())
 def test_memberships_equal_the_plain_path_for_any_group(group, rule, hour, by_rule):
     settings_ = SETTINGS if not by_rule else case_settings({})
     if by_rule:
         settings_ = type(SETTINGS)(by=SETTINGS.by, period_ms=SETTINGS.period_ms, weights=SETTINGS.weights,
-                                   rule_by={"a": ("source.ip", "ehr.patient.id")}, min_level=SETTINGS.min_level)
+                                   rule_by={"a": ("source.ip", "ehr.patient.id", "TargetUserName")},
+                                   rule_kinds={"a": {"TargetUserName": "user"}}, min_level=SETTINGS.min_level)
     a = alert(rule, group, at(hour))
     assert memberships(a, settings_) == _memberships_reference(a, settings_)
 

@@ -73,6 +73,8 @@ class CaseSettings:
     period_ms: int = 86_400_000
     weights: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     rule_by: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: per rule, fields its ``case_by`` assigns to a kind by name (``case_by: {user: [TargetUserName]}``)
+    rule_kinds: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     #: alerts of rules below this level never join a case (``alerts.cases.min_level``): an informational
     #: review list (every break-the-glass) is read as alerts, and would otherwise open a case per override
     min_level: str = "low"
@@ -113,7 +115,7 @@ def rule_defaults(ruleset: Any) -> dict[str, dict[str, Any]]:
             raise CaseConfigError(f"{where}: expected {{case_by: [fields], suppress: {{by: [fields], for: 1h}}}}")
         entry: dict[str, Any] = {}
         if "case_by" in custom:
-            entry["case_by"] = tuple(_fields(custom["case_by"], f"{where}.case_by"))
+            entry.update(_case_by(custom["case_by"], f"{where}.case_by"))
         if "suppress" in custom:
             spec = custom["suppress"]
             if not isinstance(spec, dict) or set(spec) - {"by", "for"}:
@@ -128,6 +130,19 @@ def rule_defaults(ruleset: Any) -> dict[str, dict[str, Any]]:
                                  "for": spec.get("for", "1h")}
         found[obj.id] = entry
     return found
+
+
+def _case_by(spec: Any, where: str) -> dict[str, Any]:
+    """``case_by: [fields]`` (each keeps the kind ``alerts.cases.by`` gives it), or ``{kind: [fields]}``: this
+    rule's fields that name that kind of subject. Why the second form: a Windows correlation grouped by
+    ``TargetUserName`` names the requesting account, but for most events that field is a group or a target,
+    so no site-wide ``by`` can list it; the rule that knows says so."""
+    if not isinstance(spec, dict):
+        return {"case_by": tuple(_fields(spec, where))}
+    if not spec or not all(isinstance(kind, str) and kind for kind in spec):
+        raise CaseConfigError(f"{where}: expected a list of field names, or subject kinds with their fields")
+    kinds = {f: kind for kind, fields in spec.items() for f in _fields(fields, f"{where}.{kind}")}
+    return {"case_by": tuple(kinds), "case_kinds": kinds}
 
 
 def _custom_field(obj: Any) -> Any:
@@ -189,10 +204,13 @@ def case_settings(section: Mapping[str, Any], ruleset: Any = None) -> CaseSettin
         raise CaseConfigError(f"alerts.cases.weights.levels: unknown level {sorted(unknown)[0]!r} "
                               f"(levels: {', '.join(LEVELS)})")
     rule_by: dict[str, tuple[str, ...]] = {}
+    rule_kinds: dict[str, dict[str, str]] = {}
     if ruleset is not None:
         ids = ids_by_reference(ruleset)
         weights["rules"] = {ids.get(k, k): v for k, v in weights["rules"].items()}
-        rule_by = {rid: e["case_by"] for rid, e in rule_defaults(ruleset).items() if "case_by" in e}
+        defaults = rule_defaults(ruleset)
+        rule_by = {rid: e["case_by"] for rid, e in defaults.items() if "case_by" in e}
+        rule_kinds = {rid: e["case_kinds"] for rid, e in defaults.items() if "case_kinds" in e}
     period = section.get("period", "24h")
     try:
         period_ms = int(parse_duration(period) * 1000)
@@ -204,7 +222,7 @@ def case_settings(section: Mapping[str, Any], ruleset: Any = None) -> CaseSettin
     if min_level not in LEVELS:
         raise CaseConfigError(f"alerts.cases.min_level: expected one of {', '.join(LEVELS)}, got {min_level!r}")
     return CaseSettings(by=parse_by(section.get("by")), period_ms=period_ms, weights=weights, rule_by=rule_by,
-                        min_level=min_level)
+                        rule_kinds=rule_kinds, min_level=min_level)
 
 
 def parse_by(value: Any) -> dict[str, tuple[str, ...]]:
@@ -223,11 +241,13 @@ def memberships(alert: Alert, settings: CaseSettings) -> list[tuple[str, str, in
     """(subject kind, subject, period start ms, case id, field) of every case the alert belongs to: one per
     subject kind whose fields its group carries (pseudonymised values stay pseudonymised), else one for its
     rule and group alone. A rule's ``wardwatch.case_by`` fields replace ``by`` for its alerts (a field of a
-    configured kind keeps that kind, so it still meets the other alerts about the same person)."""
+    configured kind keeps that kind, so it still meets the other alerts about the same person, unless the
+    rule names its kind). A ``user`` subject is an account name (``account_name``)."""
     anchor, start = _period(alert.first_trigger, settings.period_ms)
     kinds = settings.by
     if alert.rule_id in settings.rule_by:
         kind_of = {f: kind for kind, fields in settings.by.items() for f in fields}
+        kind_of.update(settings.rule_kinds.get(alert.rule_id, {}))
         kinds = {}
         for f in settings.rule_by[alert.rule_id]:
             kinds.setdefault(kind_of.get(f, f), ())
@@ -238,7 +258,7 @@ def memberships(alert: Alert, settings: CaseSettings) -> list[tuple[str, str, in
         for name in fields:  # the first field the group carries a value for
             value = group.get(name)
             if value is not None and value != "":
-                subject = _subject(value)
+                subject = account_name(value) if kind == ACCOUNT_KIND and isinstance(value, str) else _subject(value)
                 found.append((kind, subject, anchor, _case_id(kind, subject, start), name))
                 break
     if not found:
@@ -258,6 +278,20 @@ def _period(first_trigger: str, period_ms: int) -> tuple[int, str]:
 #: ``case_id`` per (kind, subject, period start), cached: the alerts of one case share it (issue 10: 6,621
 #: blake2b digests for 818 cases in a SigmaHQ first run)
 _case_id = lru_cache(maxsize=8192)(case_id)
+
+
+#: the subject kind whose values are account names (``account_name``)
+ACCOUNT_KIND = "user"
+
+
+def account_name(value: str) -> str:
+    """One account however a source writes it: ``KLINIKUM\\pwagner``, ``pwagner@KLINIKUM.EXAMPLE`` and
+    ``PWagner`` are all ``pwagner``, as Active Directory compares logon names (case-insensitively, the Windows
+    normaliser's ``user.name``). Why: a Kerberoasting correlation (``TargetUserName``), a VPN gateway and the
+    EHR each spell the same person's account their own way, and one person must be one case. A name already
+    plain and lower-case is itself, so the ids of such cases never change."""
+    name = value.rsplit("\\", 1)[-1].split("@", 1)[0]
+    return (name or value).lower()
 
 
 def _subject(value: Any) -> str:
