@@ -230,3 +230,18 @@ def iter_string_values(event: Mapping[str, Any]) -> Iterable[str]:
             for item in value:
                 if isinstance(item, str):
                     yield item
+
+
+def split_login(name: str) -> tuple[str, str | None]:
+    """``DOMAIN\\name`` -> (name, domain); ``name@domain`` -> (name, domain); both lower-cased.
+
+    How every module compares account names: the directory index looks logins up with it, the identity
+    enrichment reads the domain, and cases key a user by it (``engine/alerts/cases.py``)."""
+    text = name.strip().lower()
+    if "\\" in text:
+        domain, _, user = text.partition("\\")
+        return user, domain or None
+    if "@" in text:
+        user, _, domain = text.rpartition("@")
+        return user, domain or None
+    return text, None

@@ -14,18 +14,7 @@ from typing import Iterable
 from connectors.directory.attributes import dn_cn, normalise_dn, or_none
 from connectors.directory.model import DirectoryUser
 from connectors.directory.snapshot import DirectorySnapshot
-
-
-def split_login(name: str) -> tuple[str, str | None]:
-    """``DOMAIN\\name`` -> (name, domain); ``name@domain`` -> (name, domain); both lower-cased."""
-    text = name.strip().lower()
-    if "\\" in text:
-        domain, _, user = text.partition("\\")
-        return user, domain or None
-    if "@" in text:
-        user, _, domain = text.rpartition("@")
-        return user, domain or None
-    return text, None
+from engine.events import split_login
 
 
 class DirectoryIndex:

@@ -28,7 +28,7 @@ import yaml
 from engine.alerts.case_model import GROUP_SUBJECT, Case, case_id
 from engine.alerts.episodes import episode_anchor, iso
 from engine.alerts.model import Alert, canonical_json
-from engine.events import timestamp_ms
+from engine.events import split_login, timestamp_ms
 from engine.store.base import Store
 
 #: The outbox consumer name of the case builder (a name no configured sink can have: sinks are named by
@@ -286,12 +286,11 @@ ACCOUNT_KIND = "user"
 
 def account_name(value: str) -> str:
     """One account however a source writes it: ``KLINIKUM\\pwagner``, ``pwagner@KLINIKUM.EXAMPLE`` and
-    ``PWagner`` are all ``pwagner``, as Active Directory compares logon names (case-insensitively, the Windows
-    normaliser's ``user.name``). Why: a Kerberoasting correlation (``TargetUserName``), a VPN gateway and the
-    EHR each spell the same person's account their own way, and one person must be one case. A name already
-    plain and lower-case is itself, so the ids of such cases never change."""
-    name = value.rsplit("\\", 1)[-1].split("@", 1)[0]
-    return (name or value).lower()
+    ``PWagner`` are all ``pwagner`` (``split_login``, as the directory index compares logins). Why: a
+    Kerberoasting correlation (``TargetUserName``), a VPN gateway and the EHR each spell the same person's
+    account their own way, and one person must be one case. A name already plain and lower-case is itself,
+    so the ids of such cases never change; a value with no name part (``KLINIKUM\\``) stays whole."""
+    return split_login(value)[0] or value.strip().lower()
 
 
 def _subject(value: Any) -> str:

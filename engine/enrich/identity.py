@@ -32,7 +32,7 @@ from connectors.directory.model import DirectoryUser, end_date_of
 from connectors.directory.snapshot import load_directory
 from engine.enrich import Enricher
 from engine.enrich.lookups import FileBacked, LookupStatus, ReloadingFile, StaffMember, fold
-from engine.events import Event
+from engine.events import Event, split_login
 from engine.plugins import InvalidOption, parse_options, path_option
 
 log = logging.getLogger(__name__)
@@ -159,8 +159,6 @@ class IdentityEnricher(Enricher):
         return None
 
     def _domain_ok(self, event: Mapping[str, Any], f: str, value: str) -> bool:
-        from connectors.directory.index import split_login
-
         _name, domain = split_login(value)
         if domain is None:
             field = {"user.name": "user.domain", "TargetUserName": "TargetDomainName",
