@@ -557,7 +557,6 @@ class NdjsonEncounterSource(FileBacked, EncounterSource):
 
     def __init__(self, path: str | os.PathLike[str], *, tz: tzinfo = timezone.utc,
                  department_from: Sequence[str] = DEFAULT_DEPARTMENT_FROM):
-        self.path = Path(path)
         self.tz, self.department_from = tz, tuple(department_from)
         self.file = ReloadingFile(path, self._load, "encounter export", stamp=_export_stamp)
 

@@ -64,7 +64,6 @@ class _Database(FileBacked):
     (geoipupdate) did not. In memory, the last good database answers until a new one opens."""
 
     def __init__(self, path: str) -> None:
-        self.path = path
         self.file = ReloadingFile(path, _open_database, "geoip database", size=lambda _reader: None,
                                   close=lambda reader: reader.close(), describe=_describe)
 

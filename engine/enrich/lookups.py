@@ -100,12 +100,7 @@ def fhir_contact_keys(resource: Mapping[str, Any]) -> frozenset[str]:
             continue
         name = contact.get("name") if isinstance(contact.get("name"), Mapping) else {}
         address = contact.get("address") if isinstance(contact.get("address"), Mapping) else {}
-        lines = address.get("line")
-        family, postcode = name.get("family"), address.get("postalCode")
-        key = contact_key(normalise_name(family if isinstance(family, str) else ""),
-                          normalise_address(" ".join(x for x in lines if isinstance(x, str))
-                                            if isinstance(lines, list) else "",
-                                            postcode if isinstance(postcode, str) else None))
+        key = contact_key(normalise_name(_string(name.get("family"))), _fhir_address(address))
         if key is not None:
             keys.add(key)
     return frozenset(keys)
@@ -718,9 +713,6 @@ def patient_facts_from_fhir(resource: Mapping[str, Any], confidential_codes: set
     official = next((n for n in names if n.get("use") == "official"), names[0] if names else {})
     family = _string(official.get("family"))
     addr = next((a for a in _objects(resource.get("address")) if a.get("use") in (None, "home")), {})
-    lines = addr.get("line")
-    line = " ".join(x for x in lines if isinstance(x, str)) if isinstance(lines, list) else _string(lines)
-    postcode = _string(addr.get("postalCode"))
     meta = resource.get("meta")
     security = {str(s.get("code", "")).upper()
                 for s in _objects(meta.get("security") if isinstance(meta, Mapping) else None)}
@@ -728,12 +720,12 @@ def patient_facts_from_fhir(resource: Mapping[str, Any], confidential_codes: set
     return PatientFacts(
         family_name=normalise_name(family),
         name_parts=frozenset(name_parts(family)),
-        address=normalise_address(line, postcode or None),
+        address=_fhir_address(addr),
         vip=bool(security & vip_codes),
         confidential=bool(security & confidential_codes),
         deceased_date=deceased_date,
         deceased=deceased_date is None and resource.get("deceasedBoolean") is True,
-        postal_code=normalise_postcode(postcode),
+        postal_code=normalise_postcode(_string(addr.get("postalCode"))),
         contact_keys=fhir_contact_keys(resource),
     )
 
@@ -747,3 +739,11 @@ def _objects(value: Any) -> list[Mapping[str, Any]]:
 
 def _string(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _fhir_address(address: Mapping[str, Any]) -> str:
+    """A FHIR ``Address`` (a Patient's home, a contact's) as ``normalise_address`` compares it: its ``line``
+    strings and ``postalCode``; malformed parts count as absent."""
+    lines = address.get("line")
+    line = " ".join(x for x in lines if isinstance(x, str)) if isinstance(lines, list) else ""
+    return normalise_address(line, _string(address.get("postalCode")) or None)
