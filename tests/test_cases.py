@@ -7,6 +7,7 @@ and rule files that declare their own grouping and suppression.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -165,9 +166,8 @@ def test_one_account_is_one_user_case_however_each_source_spells_it():
     person, one case. A plain lower-case name is itself, so the cases already stored keep their ids."""
     from engine.alerts.case_model import case_id
 
-    settings_ = type(SETTINGS)(by=SETTINGS.by, period_ms=SETTINGS.period_ms, weights=SETTINGS.weights,
-                               rule_by={"kerberoasting": ("TargetUserName",)},
-                               rule_kinds={"kerberoasting": {"TargetUserName": "user"}}, min_level="low")
+    settings_ = dataclasses.replace(SETTINGS, rule_by={"kerberoasting": ("TargetUserName",)},
+                                    rule_kinds={"kerberoasting": {"TargetUserName": "user"}})
     spelled = [alert("vpn", {"user.name": "PWagner"}, at(8)),
                alert("gpo", {"SubjectUserName": "KLINIKUM\\pwagner"}, at(15)),
                alert("kerberoasting", {"TargetUserName": "pwagner@KLINIKUM.EXAMPLE"}, at(16))]
@@ -505,9 +505,8 @@ _values = st.one_of(st.none(), st.just(""), st.just(0), st.booleans(), st.text(m
 def test_memberships_equal_the_plain_path_for_any_group(group, rule, hour, by_rule):
     settings_ = SETTINGS if not by_rule else case_settings({})
     if by_rule:
-        settings_ = type(SETTINGS)(by=SETTINGS.by, period_ms=SETTINGS.period_ms, weights=SETTINGS.weights,
-                                   rule_by={"a": ("source.ip", "ehr.patient.id", "TargetUserName")},
-                                   rule_kinds={"a": {"TargetUserName": "user"}}, min_level=SETTINGS.min_level)
+        settings_ = dataclasses.replace(SETTINGS, rule_by={"a": ("source.ip", "ehr.patient.id", "TargetUserName")},
+                                        rule_kinds={"a": {"TargetUserName": "user"}})
     a = alert(rule, group, at(hour))
     assert memberships(a, settings_) == _memberships_reference(a, settings_)
 
