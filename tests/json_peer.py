@@ -60,9 +60,10 @@ class JsonPeer:
 def json_peer(answer: Answer, host: str = "127.0.0.1") -> Iterator[JsonPeer]:
     """Serve ``answer`` on ``host`` until the block ends; ``application/fhir+json``, with a Content-Length.
     ``host="0.0.0.0"`` makes it reachable on the machine's LAN address too (a peer "elsewhere")."""
-    server = ThreadingHTTPServer((host, 0), _handler(answer, lambda: peer))
-    port = server.server_address[1]
-    peer = JsonPeer(f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}", port)
+    peer = JsonPeer("", 0)
+    server = ThreadingHTTPServer((host, 0), _handler(answer, peer))
+    peer.port = server.server_address[1]
+    peer.base = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{peer.port}"
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         yield peer
@@ -71,12 +72,12 @@ def json_peer(answer: Answer, host: str = "127.0.0.1") -> Iterator[JsonPeer]:
         server.server_close()
 
 
-def _handler(answer: Answer, peer: Callable[[], JsonPeer]) -> type[BaseHTTPRequestHandler]:
+def _handler(answer: Answer, peer: JsonPeer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
             request = PeerRequest(self.path, self.headers)
-            peer().requests.append(request)
-            peer().paths.append(self.path)
+            peer.requests.append(request)
+            peer.paths.append(self.path)
             status, document, *extra = answer(request)
             body = b"" if document is None else json.dumps(document).encode()
             self.send_response(status)
