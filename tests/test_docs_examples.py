@@ -83,3 +83,13 @@ def test_every_enrichment_option_is_named_in_full_in_the_docs(section: str, opti
     missing = [f.name for f in dataclasses.fields(options)
                if not re.search(r"(?<![\w.])" + re.escape(f.name) + r"(?!\w)", text)]
     assert not missing, f"docs/enrichment.md does not name enrichment.{section} option(s) {missing}"
+
+
+def test_every_privacy_placeholder_is_named_in_the_docs():
+    """The role lists the shipped privacy rules expand (``|expand``, set in ``rules.placeholders``) are site
+    knobs too: each must be findable in docs/enrichment.md, with its default."""
+    text = (ROOT / "docs" / "enrichment.md").read_text(encoding="utf-8")
+    used = {name for path in (ROOT / "rules" / "privacy").rglob("*.yml")
+            for name in re.findall(r"%([a-z_]+)%", path.read_text(encoding="utf-8"))}
+    assert used, "the scan found no placeholders in rules/privacy"
+    assert sorted(name for name in used if name not in text) == []
