@@ -38,6 +38,14 @@ their median: the figure to quote on a shared machine, where one variant's runs 
 ratios of each variant's mean CPU seconds over all its runs (``mean_ratios``), which no single run decides. Child
 processes of one round share a ``PYTHONHASHSEED`` (the round's number).
 
+``--instructions`` counts instructions instead of timing (valgrind's callgrind, ``apt-get install valgrind``):
+every variant ingests once, in a child process under callgrind, with the instrumentation switched on for the
+ingest alone (``callgrind_control``, after the child's setup). Why: an instruction count is the same in every
+run (``PYTHONHASHSEED=0``), so a change's effect reads to the instruction on a machine whose CPU seconds spread
+by half; it is no events/s (a cache miss costs no instruction and much time), so it is reported beside the
+CPU-second ratios, never instead of them. Under callgrind an ingest runs ~50x slower: ``--max-batches N``
+limits each ingest to its first N batches (8: 40,000 events, ~1.5 minutes per variant).
+
 ``--stages`` runs every ingest in a child process with CPU timers around its stages (``time_stages`` in
 ``bench/ingest_child.py``: read, enrichment and each of its steps, baselines, store write with its encode and
 insert) and prints each variant's stages of its best run, in µs per event: where a ratio's difference sits.
@@ -136,6 +144,65 @@ def ingest_in_child(python: Path, tree: Path, out: Path, name: str, data: dict[s
         shutil.rmtree(store_dir, ignore_errors=True)
 
 
+def instructions_in_child(python: Path, tree: Path, out: Path, name: str, data: dict[str, Any], work: Path,
+                          max_batches: int | None) -> tuple[int, int]:
+    """One ingest by ``tree``'s code under callgrind, counted from the end of its setup: (instructions,
+    events written)."""
+    cfg_path, store_dir = prepare(out, name, data, work)
+    handshake = Path(tempfile.mkdtemp(prefix="handshake-", dir=work))
+    env = dict(os.environ) | {"PYTHONHASHSEED": "0", "WARDWATCH_BENCH_HANDSHAKE": str(handshake)}
+    command = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+               f"--callgrind-out-file={handshake / 'callgrind.out'}", str(python),
+               str(ROOT / "bench" / "ingest_child.py"), str(tree), str(cfg_path),
+               *(["--max-batches", str(max_batches)] if max_batches else [])]
+    try:
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        while not (handshake / "ready").exists():
+            if child.poll() is not None:
+                break
+            time.sleep(0.1)
+        else:
+            subprocess.run(["callgrind_control", "--instr=on", str(child.pid)], check=True, capture_output=True)
+            (handshake / "go").touch()
+        stdout, stderr = child.communicate()
+        counted = [line for line in stderr.splitlines() if "Collected :" in line]
+        if child.returncode != 0 or not counted:
+            raise SystemExit(f"{name}: valgrind {python} bench/ingest_child.py {tree} failed (exit "
+                             f"{child.returncode}): {(stderr.strip().splitlines() or ['no output'])[-1]}")
+        return int(counted[-1].split(":")[-1]), int(json.loads(stdout.strip().splitlines()[-1])["written"])
+    finally:
+        shutil.rmtree(store_dir, ignore_errors=True)
+        shutil.rmtree(handshake, ignore_errors=True)
+
+
+def count_instructions(args: argparse.Namespace, out: Path, configs: dict[str, dict[str, Any]], work: Path,
+                       against: tuple[Path, Path] | None) -> int:
+    """``--instructions``: every variant once under callgrind; instructions per event and the ratios."""
+    runs = {name: (Path(sys.executable), ROOT, data) for name, data in configs.items()}
+    if against is not None:
+        runs |= {f"then {name}": (against[1], against[0], configs[name]) for name in ("plain", "base")}
+    counted = {name: instructions_in_child(python, tree, out, name, data, work, args.max_batches)
+               for name, (python, tree, data) in runs.items()}
+    written = {n for _, n in counted.values()}
+    if len(written) != 1:
+        raise SystemExit(f"the variants wrote different event counts: { {k: v[1] for k, v in counted.items()} }")
+    events = written.pop()
+    # "events per instruction" stands in for events/s: the ratios are those of main, on instructions
+    ratio = {k: round(v, 3) for k, v in ratios({name: 1 / n for name, (n, _) in counted.items()}).items()}
+    result = {"params": vars(args) | {"work": str(args.work), "against": str(args.against),
+                                      "against_python": str(args.against_python)},
+              "events": events, "instructions": {k: n for k, (n, _) in counted.items()},
+              "instructions_per_event": {k: round(n / events) for k, (n, _) in counted.items()},
+              "instruction_ratio": ratio}
+    (args.work / "result-instructions.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    print(f"{events} events ({args.staff} staff, {args.days} days, seed {args.seed}"
+          + (f", first {args.max_batches} batches" if args.max_batches else "") + "), instructions under callgrind:")
+    for name, (n, _) in counted.items():
+        print(f"  {name:<10} {n / events:>10,.0f} instructions/event")
+    print("  ratios on instructions: " + ", ".join(f"{k} {v}" for k, v in ratio.items()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--staff", type=int, default=1000)
@@ -149,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
                          "from); every run then happens in a child process")
     ap.add_argument("--against-python", type=Path, metavar="PYTHON",
                     help="the Python that has TREE's dependencies (default: TREE/.venv/bin/python)")
+    ap.add_argument("--instructions", action="store_true",
+                    help="count each variant's instructions once under valgrind's callgrind instead of timing")
+    ap.add_argument("--max-batches", type=int, default=None, metavar="N",
+                    help="with --instructions: ingest only the first N batches")
     ap.add_argument("--stages", action="store_true",
                     help="time each stage too (every run then happens in a child process) and print them")
     args = ap.parse_args(argv)
@@ -157,10 +228,14 @@ def main(argv: list[str] | None = None) -> int:
         python = args.against_python or tree / ".venv" / "bin" / "python"
         if not (tree / "engine").is_dir() or not Path(python).exists():
             raise SystemExit(f"--against {tree}: needs a Wardwatch checkout and its Python ({python})")
+    if args.instructions and (shutil.which("valgrind") is None or shutil.which("callgrind_control") is None):
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
     out = args.work.resolve() / "hospital"
     counts = generate(out, args.staff, args.days, args.seed, args.incidents_per_kind)
     configs = variants(out)
     work = args.work.resolve()
+    if args.instructions:
+        return count_instructions(args, out, configs, work, (tree, Path(python)) if args.against is not None else None)
     runners: dict[str, Any] = {name: (lambda seed, n=name, d=data: ingest_once(out, n, d, work))
                                for name, data in configs.items()}
     if args.against is not None or args.stages:

@@ -1,6 +1,6 @@
 """One timed ingest by the checkout named on the command line, for ``bench_privacy_ingest.py --against``:
 
-    PYTHON bench/ingest_child.py TREE CONFIG.yaml [--stages]
+    PYTHON bench/ingest_child.py TREE CONFIG.yaml [--stages] [--max-batches N]
 
 Why a separate script, run by that checkout's own Python: an older checkout (the tree an issue started from)
 cannot be imported beside this one, and its virtualenv's entry points name its own modules. So this file
@@ -9,6 +9,10 @@ uses only what every Wardwatch checkout has had (``engine.app.build_connector`` 
 goes first on ``sys.path``. It prints one JSON line: the CPU seconds of the ingest alone (the lookups load
 before the timer, as a service loads them once) and the events written; with ``--stages``, also the CPU
 seconds of each stage (``time_stages``).
+
+``WARDWATCH_BENCH_HANDSHAKE=DIR`` (``bench_privacy_ingest.py --instructions``): once set up, the child
+creates ``DIR/ready`` and waits for ``DIR/go`` before it ingests, so that the parent can switch
+callgrind's instrumentation on for the ingest alone (the setup's instructions are not counted).
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from __future__ import annotations
 import gc
 import inspect
 import json
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -75,7 +81,12 @@ def main(argv: list[str]) -> int:
         stages = time_stages(connector, chain, store) if "--stages" in flags else None
         # in-process on every tree: checkouts that know ingest workers are told not to use one
         extra = {"workers": 0} if "workers" in inspect.signature(ingest_connector).parameters else {}
+        if "--max-batches" in flags:
+            extra["max_batches"] = int(flags[flags.index("--max-batches") + 1])
         gc.collect()
+        handshake = os.environ.get("WARDWATCH_BENCH_HANDSHAKE")
+        if handshake:
+            wait_for_go(Path(handshake))
         cpu = time.process_time()
         stats = ingest_connector(store, connector, chain, config["scheduler"]["batch_size"], **extra)
         cpu = time.process_time() - cpu
@@ -83,6 +94,13 @@ def main(argv: list[str]) -> int:
         store.close()
     print(json.dumps({"cpu": cpu, "written": stats.written} | ({"stages": stages} if stages is not None else {})))
     return 0
+
+
+def wait_for_go(directory: Path) -> None:
+    """Tell the parent the setup is done (``ready``) and wait until it says ``go``."""
+    (directory / "ready").touch()
+    while not (directory / "go").exists():
+        time.sleep(0.05)
 
 
 if __name__ == "__main__":

@@ -110,3 +110,41 @@ def test_a_run_of_several_rounds_reports_the_median_of_its_round_ratios(tmp_path
     out = capsys.readouterr().out
     assert "the same ratios per round" in out and "mean CPU seconds over all rounds" in out
     assert set(result["mean_ratio"]) == set(result["ratio"])
+
+
+def _fake_callgrind(bin_dir: Path, calls: Path) -> None:
+    """A ``valgrind`` that runs its program and reports a fixed count, and a ``callgrind_control`` that logs
+    its arguments: the bench's hand-over with its child (ready, instrumentation on, go) without valgrind's
+    50x slowdown. By hand, the real one runs (docs/benchmarks.md, "instructions")."""
+    valgrind = bin_dir / "valgrind"
+    valgrind.write_text("#!/bin/sh\nwhile [ \"${1#--}\" != \"$1\" ]; do shift; done\n\"$@\"\nrc=$?\n"
+                        "echo \"==1== Collected : 4242\" >&2\nexit $rc\n")
+    control = bin_dir / "callgrind_control"
+    control.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
+    for script in (valgrind, control):
+        script.chmod(0o755)
+
+
+def test_instructions_are_counted_per_variant_from_the_end_of_its_setup(tmp_path: Path, capsys, monkeypatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.log"
+    _fake_callgrind(bin_dir, calls)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{bench.os.environ['PATH']}")
+    assert bench.main(["--staff", "90", "--days", "2", "--seed", "7", "--incidents-per-kind", "1",
+                       "--work", str(tmp_path / "w"), "--instructions", "--max-batches", "1"]) == 0
+    result = json.loads((tmp_path / "w" / "result-instructions.json").read_text())
+    assert set(result["instructions"]) == {"plain", "base", "full"}
+    assert result["instructions_per_event"]["full"] == round(4242 / result["events"])
+    assert set(result["instruction_ratio"]) == {"full/plain", "base/plain", "full/base"}
+    # each child was switched on once, by its pid, after it said it was ready (else the bench waits for ever)
+    switched = calls.read_text().splitlines()
+    assert len(switched) == 3 and all(line.startswith("--instr=on ") for line in switched)
+    out = capsys.readouterr().out
+    assert "first 1 batches" in out and "ratios on instructions" in out
+
+
+def test_instructions_without_valgrind_is_one_clear_line(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SystemExit, match=r"--instructions needs valgrind \(apt-get install valgrind\)"):
+        bench.main(["--staff", "90", "--days", "1", "--work", str(tmp_path / "w"), "--instructions"])
