@@ -54,6 +54,8 @@ METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in (
     MetricSpec("wardwatch_lookup_entries", "gauge", "Entries in an enrichment lookup's loaded table", ("lookup",)),
     MetricSpec("wardwatch_lookup_loaded_timestamp_seconds", "gauge",
                "Unix time of an enrichment lookup's last successful load", ("lookup",)),
+    MetricSpec("wardwatch_lookup_built_timestamp_seconds", "gauge",
+               "Unix time the loaded data was built, for a lookup that records it (GeoIP databases)", ("lookup",)),
     MetricSpec("wardwatch_incident_deadline_seconds", "gauge",
                "Seconds left until an incident reporting deadline (negative: overdue); subject is the alert "
                "or case id", ("subject", "regime", "milestone")),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -33,6 +33,9 @@ from engine.logs import get_logger
 from engine.metrics import Metrics
 from engine.alerts.sinks import deliver_pending
 from engine.store.base import StoreError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from engine.enrich.lookups import LookupStatus
 
 log = get_logger("wardwatch.service")
 #: Seconds between incident rounds (deadline gauges, reminders): a reminder is at most this late.
@@ -106,12 +109,7 @@ class Service:
         self._lookup_metrics()
 
     def _lookup_metrics(self) -> None:
-        for status in self.app.enrichment.lookups():
-            self.metrics.set("wardwatch_lookup_up", 1 if status.ok else 0, lookup=status.name)
-            if status.entries is not None:
-                self.metrics.set("wardwatch_lookup_entries", status.entries, lookup=status.name)
-            if status.loaded_at is not None:
-                self.metrics.set("wardwatch_lookup_loaded_timestamp_seconds", status.loaded_at, lookup=status.name)
+        lookup_metrics(self.metrics, self.app.enrichment.lookups())
 
     def _start_connector(self, connector: Connector) -> None:
         """Start a push source's listeners (bind errors raise); a no-op once it has started."""
@@ -245,3 +243,15 @@ class Service:
         self._guard("deliver", self._deliver)
         self.app.close()
         log.info("service stopped")
+
+
+def lookup_metrics(metrics: Metrics, statuses: Iterable[LookupStatus]) -> None:
+    """Each lookup's ``wardwatch_lookup_*`` gauges, from its status (engine.enrich.lookups.LookupStatus)."""
+    for status in statuses:
+        metrics.set("wardwatch_lookup_up", 1 if status.ok else 0, lookup=status.name)
+        if status.entries is not None:
+            metrics.set("wardwatch_lookup_entries", status.entries, lookup=status.name)
+        if status.loaded_at is not None:
+            metrics.set("wardwatch_lookup_loaded_timestamp_seconds", status.loaded_at, lookup=status.name)
+        if status.built_at is not None:
+            metrics.set("wardwatch_lookup_built_timestamp_seconds", status.built_at, lookup=status.name)

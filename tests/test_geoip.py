@@ -176,3 +176,67 @@ def test_the_load_names_the_database_and_warns_when_it_is_older_than_maxmind_all
     assert warning == (f"geoip database {city} was built on {built}, 36 days ago: MaxMind publishes one at "
                        "least weekly, and the GeoLite2 licence forbids using a database 30 days after its update "
                        "came out (run geoipupdate)")
+
+
+def test_a_database_that_ages_past_the_limit_while_loaded_says_so_in_health_and_once_in_the_log(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load's warning only covers a database that was already old. A service loaded with a fresh one and
+    a geoipupdate job that stopped runs on for months: ``/health`` names the build date and, past the limit,
+    a warning (``ok`` stays true: lookups still answer, and a load balancer must not drop the service for
+    it); ``wardwatch_lookup_built_timestamp_seconds`` lets the SOC alert on the age; the log says it once."""
+    import logging
+    import time
+
+    import engine.enrich.geoip as geoip
+
+    city, _asn = write_test_dbs(tmp_path)
+    enricher = GeoipEnricher.from_config({"city_db": str(city)})
+    city_before = enricher.enrich({"source.ip": "192.0.2.7"})["source.geo.city_name"]
+    [fresh] = enricher.lookups()
+    built = fresh.built_at
+    assert built is not None and abs(built - time.time()) < 86_400
+    assert fresh.ok and fresh.warning is None
+    assert fresh.to_dict()["built_at"] == time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(built))
+
+    monkeypatch.setattr(geoip, "_clock", lambda: time.time() + 40 * 86_400)
+    with caplog.at_level(logging.WARNING, logger="engine.enrich"):
+        [old] = enricher.lookups()
+        [again] = enricher.lookups()
+    day = time.strftime("%Y-%m-%d", time.gmtime(built))
+    assert old.ok and old.warning == again.warning == (
+        f"built on {day}, 40 days ago: past the GeoLite2 licence's 30 days after an update came out (run geoipupdate)")
+    assert old.to_dict()["warning"] == old.warning
+    assert [r.getMessage() for r in caplog.records] == [f"geoip database {city}: {old.warning}"]
+    assert enricher.enrich({"source.ip": "192.0.2.7"})["source.geo.city_name"] == city_before  # still answers
+
+
+def test_the_service_exports_each_databases_build_time(tmp_path: Path) -> None:
+    from engine.metrics import Metrics
+    from engine.scheduler import lookup_metrics
+
+    city, asn = write_test_dbs(tmp_path)
+    enricher = GeoipEnricher.from_config({"city_db": str(city), "asn_db": str(asn)})
+    metrics = Metrics()
+    lookup_metrics(metrics, enricher.lookups())
+    for name, status in zip(("geoip.city", "geoip.asn"), enricher.lookups()):
+        assert metrics.value("wardwatch_lookup_built_timestamp_seconds", lookup=name) == status.built_at
+        assert metrics.value("wardwatch_lookup_up", lookup=name) == 1
+
+
+def test_a_database_already_old_at_load_is_told_once_not_again_by_health(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+    import time
+
+    import engine.enrich.geoip as geoip
+
+    city, _asn = write_test_dbs(tmp_path)
+    later = time.time() + 50 * 86_400
+    monkeypatch.setattr(geoip, "_clock", lambda: later)
+    monkeypatch.setattr(time, "time", lambda: later)  # loaded_at (the lookup's clock) 50 days on too
+    with caplog.at_level(logging.WARNING, logger="engine.enrich"):
+        enricher = GeoipEnricher.from_config({"city_db": str(city)})
+        [status] = enricher.lookups()
+    assert status.ok and status.warning is not None and "50 days ago" in status.warning
+    [told] = [r.getMessage() for r in caplog.records]
+    assert "was built on" in told and "50 days ago" in told

@@ -13,10 +13,10 @@ enricher only fills gaps. Private, reserved and unknown addresses give nothing. 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -39,7 +39,7 @@ FIELDS = (
 )
 
 
-@dataclass
+@dataclasses.dataclass
 class GeoipOptions:
     """``enrichment.geoip`` (docs/enrichment.md). Paths are resolved against the config file."""
 
@@ -64,8 +64,29 @@ class _Database(FileBacked):
     (geoipupdate) did not. In memory, the last good database answers until a new one opens."""
 
     def __init__(self, path: str) -> None:
+        self.path = path
         self.file = ReloadingFile(path, _open_database, "geoip database", size=lambda _reader: None,
                                   close=lambda reader: reader.close(), describe=_describe)
+        self._told: Any = None  # the reader whose age the log already told (at its load or since)
+
+    def status(self, name: str) -> LookupStatus:
+        """The file's status with the database's build time, and a warning once it is past the licence's age.
+
+        Why here and not only at load: a service loaded with a fresh database runs on for months when the
+        geoipupdate job stops, and nothing reloads. ``/health`` and the metrics are asked all along; the log
+        says it once per database (the load already did for one that was old when it opened)."""
+        status = self.file.status(name)
+        reader = self.file.table
+        if reader is None:
+            return status
+        built = reader.metadata().build_epoch
+        warning = _staleness(built)
+        if warning is not None and self._told is not reader:
+            self._told = reader
+            loaded_at = status.loaded_at if status.loaded_at is not None else _clock()
+            if (loaded_at - built) // 86_400 <= STALE_AFTER_DAYS:  # fresh when it opened: not told yet
+                log.warning("geoip database %s: %s", self.path, warning)
+        return dataclasses.replace(status, built_at=float(built), warning=warning)
 
     def get(self, ip: str) -> Mapping[str, Any] | None:
         reader = self.file.table
@@ -86,12 +107,25 @@ def _open_database(path: Path) -> Any:
 
     reader = maxminddb.open_database(str(path), mode=maxminddb.MODE_MEMORY)
     built = reader.metadata().build_epoch
-    age = int((_clock() - built) // 86_400)
+    age = _age_days(built)
     if age > STALE_AFTER_DAYS:
         log.warning("geoip database %s was built on %s, %d days ago: MaxMind publishes one at least weekly, and "
                     "the GeoLite2 licence forbids using a database 30 days after its update came out (run "
                     "geoipupdate)", path, _day(built), age)
     return reader
+
+
+def _age_days(built: float) -> int:
+    return int((_clock() - built) // 86_400)
+
+
+def _staleness(built: float) -> str | None:
+    """The status's warning for a database built at ``built``: None while it is within the limit."""
+    age = _age_days(built)
+    if age <= STALE_AFTER_DAYS:
+        return None
+    return (f"built on {_day(built)}, {age} days ago: past the GeoLite2 licence's 30 days after an update came "
+            "out (run geoipupdate)")
 
 
 def _describe(reader: Any) -> str:

@@ -209,17 +209,28 @@ class LookupStatus:
     loaded_at: float | None
     #: why the last load or reload failed, None when it did not
     error: str | None
+    #: Unix time the loaded data was built, for a source that records it (a MaxMind database); else None
+    built_at: float | None = None
+    #: what is wrong with a table that still answers (a database past its licence's age), None when nothing
+    #: is; unlike ``error`` it leaves ``ok`` true: the lookup works, and ``/health`` must not fail over it
+    warning: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.loaded and self.error is None
 
     def to_dict(self) -> dict[str, Any]:
-        """As ``/health`` shows it: the load time in UTC ISO 8601, as connector health's ``since``."""
-        at = (datetime.fromtimestamp(self.loaded_at, timezone.utc).isoformat(timespec="seconds")
-              if self.loaded_at is not None else None)
-        return {"ok": self.ok, "source": self.source, "loaded": self.loaded, "entries": self.entries,
-                "loaded_at": at, "error": self.error}
+        """As ``/health`` shows it: times in UTC ISO 8601, as connector health's ``since``; ``built_at`` and
+        ``warning`` only for a source that knows when its data was built."""
+        shown = {"ok": self.ok, "source": self.source, "loaded": self.loaded, "entries": self.entries,
+                 "loaded_at": _iso(self.loaded_at), "error": self.error}
+        if self.built_at is not None:
+            shown |= {"built_at": _iso(self.built_at), "warning": self.warning}
+        return shown
+
+
+def _iso(epoch: float | None) -> str | None:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds") if epoch is not None else None
 
 
 #: ``extra`` of the warning a lookup logs when it has nothing loaded (the file is missing or unreadable on
