@@ -663,9 +663,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         # The lookup files as this command loaded them just now (the service's own view is on /health)
         report["lookups"] = scrub_report({s.name: s.to_dict() for s in app.enrichment.lookups()})
         report["rules"] = {job.id: app.store.get_checkpoint(job.id).watermark for job in app.jobs}
-        report["dead_letters"] = [
-            {"source": d.source, "location": d.location, "reason": d.reason}
-            for d in app.store.list_dead_letters(limit=20)
+        report["dead_letters"] = [  # the newest first: the failure being looked into, not the first ever kept
+            {"source": d.source, "location": d.location, "reason": d.reason, "received_at": d.received_at}
+            for d in app.store.list_dead_letters(limit=20, newest=True)
         ]
     finally:
         app.close()

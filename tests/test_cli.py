@@ -424,3 +424,23 @@ def test_run_once_shows_the_most_severe_alerts_first_when_there_are_many(tmp_pat
     assert "A delete" in table and table.count("Every read") == RUN_ONCE_TABLE_ROWS - 1
     code, out, _ = run_cli(capsys, "alerts", "list", "--alerts", "--format", "json")
     assert code == 0 and len(out.splitlines()) == RUN_ONCE_TABLE_ROWS + 20
+
+
+def test_status_shows_the_newest_dead_letters_first(tmp_path, capsys, monkeypatch):
+    """A SOC runs ``wardwatch status`` when alerts look wrong: the dead letters it shows must be today's
+    failure, not the first twenty ever kept (it once listed the oldest)."""
+    from engine.store import open_store
+    from engine.store.base import DeadLetter
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "wardwatch.yaml").write_text(f"store:\n  sqlite:\n    path: {tmp_path}/w.db\n"
+                                             f"rules:\n  paths: [{ROOT}/rules/healthcare]\nconnectors: []\n"
+                                             f"alerts:\n  sinks: []\n")
+    store = open_store("sqlite", path=tmp_path / "w.db")
+    for n in range(30):
+        store.dead_letter([DeadLetter(source="ehr-csv:ehr", reason="no timestamp", location=f"ehr.csv:{n + 2}",
+                                      raw=f"row {n}")])
+    store.close()
+    code, out, _ = run_cli(capsys, "status")
+    shown = orjson.loads(out)["dead_letters"]
+    assert code == 0 and [d["location"] for d in shown] == [f"ehr.csv:{n + 2}" for n in range(29, 9, -1)]

@@ -101,6 +101,16 @@ def test_dead_letters_with_cursor(store: Store) -> None:
     assert len(store.list_dead_letters(limit=1)) == 1
 
 
+def test_the_newest_dead_letters_come_first_when_asked(store: Store) -> None:
+    """``wardwatch status`` shows a few dead letters: those of today's failure, not the first ever kept. In
+    commit order (several calls), newest first, the limit counting from the newest."""
+    for n in range(5):
+        store.dead_letter([DeadLetter(source="csv:ehr", reason="bad row", location=f"ehr.csv:{n}", raw=f"row {n}")])
+    assert [d.location for d in store.list_dead_letters()] == [f"ehr.csv:{n}" for n in range(5)]
+    assert [d.location for d in store.list_dead_letters(limit=2, newest=True)] == ["ehr.csv:4", "ehr.csv:3"]
+    assert [d.location for d in store.list_dead_letters(newest=True)] == [f"ehr.csv:{n}" for n in reversed(range(5))]
+
+
 def test_search_by_dataset_and_time_range(store: Store) -> None:
     ehr = [ehr_event(i) for i in range(10)]  # ts(0) .. ts(9)
     vpn = [ehr_event(100 + i, dataset="vpn.session", at=ts(i)) for i in range(10)]

@@ -168,7 +168,9 @@ class Store(abc.ABC):
         """Keep input that could not be normalised; with ``cursor`` so a skipped record is not re-read."""
 
     @abc.abstractmethod
-    def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
+    def list_dead_letters(self, limit: int = 100, *, newest: bool = False) -> list[DeadLetter]:
+        """The first ``limit`` dead letters in commit order; with ``newest``, the last ``limit``, newest first
+        (what ``wardwatch status`` shows: today's failure, not the first one ever kept)."""
 
     # --- rule state and alerts ----------------------------------------------------------------
     @abc.abstractmethod

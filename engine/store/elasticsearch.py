@@ -939,10 +939,11 @@ class ElasticsearchStore(EsAuditMixin, EsOverviewMixin, EsTriageMixin, Store):
         if cursor is not None:
             self._put_state("cursor", cursor.connector_id, cursor.value)
 
-    def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+    def list_dead_letters(self, limit: int = 100, *, newest: bool = False) -> list[DeadLetter]:
         self._refresh(self.names["dead_letters"])
+        order = "desc" if newest else "asc"
         resp = self._call(lambda: self.es.search(index=self.names["dead_letters"], size=int(limit),
-                                                 sort=[{"ordinal": "asc"}], track_total_hits=False),
+                                                 sort=[{"ordinal": order}], track_total_hits=False),
                           what="list dead letters")
         return [DeadLetter(source=s["source"], reason=s["reason"], location=s["location"], raw=s["raw"],
                            received_at=s.get("received_at", "")) for s in (h["_source"] for h in resp["hits"]["hits"])]

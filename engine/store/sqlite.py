@@ -361,10 +361,11 @@ class SqliteStore(SqliteAuditMixin, SqliteOverviewMixin, SqliteTriageMixin, Stor
 
         self._transaction(run)
 
-    def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """Oldest first (insertion order)."""
+    def list_dead_letters(self, limit: int = 100, *, newest: bool = False) -> list[DeadLetter]:
+        """Oldest first (insertion order), or newest first."""
+        order = "DESC" if newest else "ASC"
         rows = self._read(lambda c: c.execute(
-            "SELECT source, reason, location, raw, received_at FROM dead_letters ORDER BY seq LIMIT ?",
+            f"SELECT source, reason, location, raw, received_at FROM dead_letters ORDER BY seq {order} LIMIT ?",
             (int(limit),)).fetchall())
         return [DeadLetter(*row) for row in rows]
 
