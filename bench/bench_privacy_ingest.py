@@ -228,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         python = args.against_python or tree / ".venv" / "bin" / "python"
         if not (tree / "engine").is_dir() or not Path(python).exists():
             raise SystemExit(f"--against {tree}: needs a Wardwatch checkout and its Python ({python})")
+    if args.max_batches is not None and not args.instructions:
+        raise SystemExit("--max-batches limits --instructions runs only (a timed ingest reads everything)")
     if args.instructions and (shutil.which("valgrind") is None or shutil.which("callgrind_control") is None):
         raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
     out = args.work.resolve() / "hospital"

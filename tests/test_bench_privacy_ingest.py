@@ -148,3 +148,9 @@ def test_instructions_without_valgrind_is_one_clear_line(tmp_path: Path, monkeyp
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(SystemExit, match=r"--instructions needs valgrind \(apt-get install valgrind\)"):
         bench.main(["--staff", "90", "--days", "1", "--work", str(tmp_path / "w"), "--instructions"])
+
+
+def test_max_batches_without_instructions_is_refused_before_generating(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="--max-batches limits --instructions runs only"):
+        bench.main(["--staff", "90", "--days", "1", "--work", str(tmp_path / "w"), "--max-batches", "2"])
+    assert not (tmp_path / "w").exists()
