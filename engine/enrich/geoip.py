@@ -65,9 +65,23 @@ class _Database(FileBacked):
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.file = ReloadingFile(path, _open_database, "geoip database", size=lambda _reader: None,
-                                  close=lambda reader: reader.close(), describe=_describe)
         self._told: Any = None  # the reader whose age the log already told (at its load or since)
+        self.file = ReloadingFile(path, self._open, "geoip database", size=lambda _reader: None,
+                                  close=lambda reader: reader.close(), describe=_describe)
+
+    def _open(self, path: Path) -> Any:
+        """Open the database into memory; warn when it is already past the licence's age (and remember the
+        reader as told, so ``status`` does not say it again)."""
+        import maxminddb
+
+        reader = maxminddb.open_database(str(path), mode=maxminddb.MODE_MEMORY)
+        built = reader.metadata().build_epoch
+        if _staleness(built) is not None:
+            log.warning("geoip database %s was built on %s, %d days ago: MaxMind publishes one at least weekly, "
+                        "and the GeoLite2 licence forbids using a database 30 days after its update came out "
+                        "(run geoipupdate)", path, _day(built), _age_days(built))
+            self._told = reader
+        return reader
 
     def status(self, name: str) -> LookupStatus:
         """The file's status with the database's build time, and a warning once it is past the licence's age.
@@ -81,11 +95,9 @@ class _Database(FileBacked):
             return status
         built = reader.metadata().build_epoch
         warning = _staleness(built)
-        if warning is not None and self._told is not reader:
+        if warning is not None and self._told is not reader:  # fresh when it opened: not told yet
             self._told = reader
-            loaded_at = status.loaded_at if status.loaded_at is not None else _clock()
-            if (loaded_at - built) // 86_400 <= STALE_AFTER_DAYS:  # fresh when it opened: not told yet
-                log.warning("geoip database %s: %s", self.path, warning)
+            log.warning("geoip database %s: %s", self.path, warning)
         return dataclasses.replace(status, built_at=float(built), warning=warning)
 
     def get(self, ip: str) -> Mapping[str, Any] | None:
@@ -100,19 +112,6 @@ class _Database(FileBacked):
 #: least weekly, and the GeoLite2 licence forbids using a database 30 days after its update came out
 STALE_AFTER_DAYS = 35
 _clock = time.time  # the tests move it
-
-
-def _open_database(path: Path) -> Any:
-    import maxminddb
-
-    reader = maxminddb.open_database(str(path), mode=maxminddb.MODE_MEMORY)
-    built = reader.metadata().build_epoch
-    age = _age_days(built)
-    if age > STALE_AFTER_DAYS:
-        log.warning("geoip database %s was built on %s, %d days ago: MaxMind publishes one at least weekly, and "
-                    "the GeoLite2 licence forbids using a database 30 days after its update came out (run "
-                    "geoipupdate)", path, _day(built), age)
-    return reader
 
 
 def _age_days(built: float) -> int:
