@@ -135,13 +135,19 @@ def ingest_in_child(python: Path, tree: Path, out: Path, name: str, data: dict[s
         done = subprocess.run([str(python), str(ROOT / "bench" / "ingest_child.py"), str(tree), str(cfg_path),
                                *(["--stages"] if stages else [])], capture_output=True, text=True, env=env)
         wall = time.perf_counter() - wall
-        if done.returncode != 0:
-            raise SystemExit(f"{name}: {python} bench/ingest_child.py {tree} failed (exit {done.returncode}): "
-                             f"{(done.stderr.strip().splitlines() or ['no output'])[-1]}")
-        result = json.loads(done.stdout.strip().splitlines()[-1])
+        result = child_result(name, f"{python} bench/ingest_child.py {tree}", done.returncode, done.stdout, done.stderr)
         return float(result["cpu"]), wall, int(result["written"]), result.get("stages")
     finally:
         shutil.rmtree(store_dir, ignore_errors=True)
+
+
+def child_result(name: str, command: str, returncode: int, stdout: str, stderr: str, ok: bool = True) -> dict[str, Any]:
+    """The JSON line an ``ingest_child.py`` run printed last; one line naming the variant, the command and the
+    child's last words when it failed (or ``ok`` says its output lacks what was asked)."""
+    if returncode != 0 or not ok:
+        raise SystemExit(f"{name}: {command} failed (exit {returncode}): "
+                         f"{(stderr.strip().splitlines() or ['no output'])[-1]}")
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def instructions_in_child(python: Path, tree: Path, out: Path, name: str, data: dict[str, Any], work: Path,
@@ -166,10 +172,9 @@ def instructions_in_child(python: Path, tree: Path, out: Path, name: str, data: 
             (handshake / "go").touch()
         stdout, stderr = child.communicate()
         counted = [line for line in stderr.splitlines() if "Collected :" in line]
-        if child.returncode != 0 or not counted:
-            raise SystemExit(f"{name}: valgrind {python} bench/ingest_child.py {tree} failed (exit "
-                             f"{child.returncode}): {(stderr.strip().splitlines() or ['no output'])[-1]}")
-        return int(counted[-1].split(":")[-1]), int(json.loads(stdout.strip().splitlines()[-1])["written"])
+        result = child_result(name, f"valgrind {python} bench/ingest_child.py {tree}", child.returncode, stdout,
+                              stderr, ok=bool(counted))
+        return int(counted[-1].split(":")[-1]), int(result["written"])
     finally:
         shutil.rmtree(store_dir, ignore_errors=True)
         shutil.rmtree(handshake, ignore_errors=True)
